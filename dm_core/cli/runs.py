@@ -1,0 +1,1 @@
+"""Commands registered on the ``dm`` app (filled in by its owner)."""

@@ -1,0 +1,342 @@
+"""Run configuration: one pydantic model, loaded from YAML or JSON, with dotted overrides.
+
+Layers, lowest first: the model's defaults, a preset file, ``--set dotted.key=value``
+overrides. Unknown keys are rejected; every invalid value is reported with its field path
+and the allowed range. The resolved config (``RunConfig.model_dump()``) is stored with the
+run, so a worker on another machine needs nothing else.
+
+>>> cfg = RunConfig.model_validate({"loss": {"name": "dm", "lam": 1.0, "beta": 12.0}})
+>>> cfg.loss.params()
+{'lam': 1.0, 'beta': 12.0, 'eps': 1e-06}
+>>> try:
+...     RunConfig.model_validate({"loss": {"name": "dm", "lam": -1}})
+... except ConfigError as err:
+...     print(err)
+loss.lam: -1.0 is out of range; must be a float in [0, inf)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from dm_core.registry import ConfigError
+
+__all__ = [
+    "ConfigError", "RunConfig", "DatasetConfig", "NoiseConfig", "ModelConfig", "LossConfig",
+    "OptimizerConfig", "ScheduleConfig", "load_config", "parse_config", "apply_overrides",
+    "expand_grid", "parse_grid", "parse_value",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class _Named(BaseModel):
+    """A section whose ``name`` picks a registry entry and whose other keys are its parameters."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    _section: str = ""
+
+    def params(self) -> dict[str, Any]:
+        return dict(self.__pydantic_extra__ or {})
+
+    @model_validator(mode="after")
+    def _check_params(self) -> _Named:
+        registry = self._registry()
+        checked = registry.validate_params(self.name, self.params(), where=self._section)
+        # Store the validated, default-filled parameters back, so the resolved config is explicit.
+        self.__pydantic_extra__ = checked
+        return self
+
+    @classmethod
+    def _registry(cls):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+class NoiseConfig(_Strict):
+    """Synthetic label noise applied to the training labels (DESIGN.md §2)."""
+
+    kind: str = "none"
+    rate: float = Field(0.0, ge=0.0, lt=1.0, description="requested noise rate r in [0, 1)")
+    classes: list[int] | None = Field(None, description="imbalance: the classes to subsample")
+    keep_fraction: float | None = Field(None, gt=0.0, le=1.0, description="imbalance: fraction kept")
+    transition: list[list[float]] | None = Field(None, description="asymmetric: a C×C row-stochastic matrix")
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        from dm_core.noise import NOISE
+
+        NOISE.get(v, where="dataset.noise.kind")
+        return v
+
+    def extra_params(self) -> dict[str, Any]:
+        return {k: v for k, v in (("classes", self.classes), ("keep_fraction", self.keep_fraction),
+                                   ("transition", self.transition)) if v is not None}
+
+
+class DatasetConfig(_Named):
+    """Which data, with which noise, and how much trusted clean validation data to hold out."""
+
+    name: str = "digits"
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    val_fraction: float = Field(0.0, ge=0.0, le=0.9)
+    balanced_sampler: bool = False
+    augment: bool | None = None
+    _section: str = "dataset"
+
+    @classmethod
+    def _registry(cls):
+        from dm_core.data import DATASETS
+
+        return DATASETS
+
+
+class ModelConfig(_Named):
+    name: str = "mlp"
+    _section: str = "model"
+
+    @classmethod
+    def _registry(cls):
+        from dm_core.models import MODELS
+
+        return MODELS
+
+
+class LossConfig(_Named):
+    name: str = "dm"
+    _section: str = "loss"
+
+    @classmethod
+    def _registry(cls):
+        from dm_core.losses import LOSSES
+
+        return LOSSES
+
+
+class OptimizerConfig(_Strict):
+    name: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.1, gt=0.0, le=10.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    nesterov: bool = False
+    weight_decay: float = Field(1e-4, ge=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> OptimizerConfig:
+        if self.name == "sgd" and self.nesterov and self.momentum == 0:
+            raise ValueError("optimizer.nesterov: Nesterov momentum needs optimizer.momentum > 0")
+        return self
+
+
+class ScheduleConfig(_Strict):
+    """Step learning-rate schedule: multiply the rate by ``gamma`` at each milestone iteration."""
+
+    milestones: list[int] = Field(default_factory=list)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, v: list[int]) -> list[int]:
+        if any(m <= 0 for m in v) or v != sorted(set(v)):
+            raise ValueError("must be strictly increasing positive iterations")
+        return v
+
+
+class RunConfig(_Strict):
+    """Everything one training run needs, and nothing it does not."""
+
+    name: str = Field("run", min_length=1, max_length=200)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    dataset: DatasetConfig = Field(default_factory=DatasetConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    iterations: int = Field(1000, ge=1, le=10_000_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    eval_every: int = Field(100, ge=1)
+    histogram_bins: int = Field(20, ge=2, le=200)
+    device: str = "auto"
+    amp: bool = Field(False, description="mixed precision on CUDA")
+    relabel: bool = Field(False, description="label correction: retrain on the model's own predictions")
+    max_logit: float = Field(1e4, gt=0, description="stop as diverged when any |logit| exceeds this")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v in ("auto", "cpu", "cuda", "mps") or (v.startswith("cuda:") and v[5:].isdigit()):
+            return v
+        raise ValueError("must be one of auto, cpu, cuda, cuda:N, mps")
+
+    @model_validator(mode="after")
+    def _schedule_within_run(self) -> RunConfig:
+        if self.schedule.milestones and self.schedule.milestones[-1] > self.iterations:
+            raise ValueError(
+                f"schedule.milestones: {self.schedule.milestones[-1]} is after the last iteration "
+                f"({self.iterations}); milestones must be in [1, iterations]")
+        return self
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> RunConfig:  # type: ignore[override]
+        """Validate, turning pydantic's errors into one ConfigError that names every field."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as err:
+            raise ConfigError(_format_errors(err)) from None
+
+
+def _format_errors(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        ctx = e.get("ctx") or {}
+        if isinstance(ctx.get("error"), ConfigError):
+            msg = str(ctx["error"])
+            lines.append(msg)
+            continue
+        if msg.startswith(path + ":") or (path and msg.split(":", 1)[0].startswith(path.split(".")[0] + ".")):
+            lines.append(msg)
+        elif e["type"] == "extra_forbidden":
+            lines.append(f"{path}: unknown key")
+        else:
+            lines.append(f"{path or 'config'}: {msg} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+# ---------------------------------------------------------------- loading and overrides
+
+def parse_value(text: str) -> Any:
+    """Parse an override value as YAML (``1e-3`` → float, ``[1,2]`` → list, ``true`` → bool).
+
+    >>> parse_value("1e-3"), parse_value("[256, 256]"), parse_value("sgd")
+    (0.001, [256, 256], 'sgd')
+    """
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        # YAML 1.1 reads "1e-3" as a string; numbers are what users mean.
+        try:
+            return float(value) if any(c in value for c in ".eE") else int(value)
+        except ValueError:
+            return value
+    return value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.key=value`` overrides to a nested dict (returns a new dict).
+
+    >>> apply_overrides({"loss": {"name": "dm"}}, ["loss.lam=2", "seed=7"])
+    {'loss': {'name': 'dm', 'lam': 2}, 'seed': 7}
+    """
+    out = json.loads(json.dumps(data))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
+        key, _, raw = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item!r}: empty key")
+        node = out
+        for p in parts[:-1]:
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {item!r}: {p} is not a section")
+            node = child
+        node[parts[-1]] = parse_value(raw.strip())
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON file into a dict, with a clear error for a missing or malformed file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"config file {str(p)!r} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {err}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r}: the top level must be a mapping of keys to values")
+    return data
+
+
+def parse_config(data: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
+    """Validate a dict (plus overrides) into a RunConfig."""
+    _reject_non_finite(data, "")
+    merged = apply_overrides(data, overrides or [])
+    _reject_non_finite(merged, "")
+    return RunConfig.model_validate(merged)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults → preset file → ``--set`` overrides, validated."""
+    data = read_config_file(path) if path is not None else {}
+    return parse_config(data, overrides)
+
+
+def _reject_non_finite(obj: Any, path: str) -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ConfigError(f"{path or 'config'}: must be a finite number (got {obj})")
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, str):
+                raise ConfigError(f"{path or 'config'}: keys must be strings (got {k!r})")
+            _reject_non_finite(v, f"{path}.{k}" if path else k)
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _reject_non_finite(v, f"{path}[{i}]")
+
+
+def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
+    """Parse ``--grid key=v1,v2`` items into (key, values) pairs.
+
+    >>> parse_grid(["loss.lam=0,0.5,1", "loss.name=cce,dm"])
+    [('loss.lam', [0, 0.5, 1]), ('loss.name', ['cce', 'dm'])]
+    """
+    axes = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise ConfigError(f"--grid {item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
+        values = [parse_value(v.strip()) for v in raw.split(",") if v.strip()]
+        axes.append((key.strip(), values))
+    return axes
+
+
+def expand_grid(base: dict[str, Any], grid: list[tuple[str, list[Any]]] | list[str],
+                overrides: list[str] | None = None) -> list[RunConfig]:
+    """The cartesian product of grid axes over a base config; every point validated.
+
+    Each run's name gets the grid point appended (``name[loss.lam=1,loss.beta=8]``).
+    """
+    if grid and isinstance(grid[0], str):
+        grid = parse_grid(grid)  # type: ignore[arg-type]
+    base = apply_overrides(base, overrides or [])
+    keys = [k for k, _ in grid]  # type: ignore[misc]
+    configs = []
+    for point in itertools.product(*[vals for _, vals in grid]):  # type: ignore[misc]
+        sets = [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)]
+        cfg = parse_config(base, sets)
+        if keys:
+            label = ",".join(f"{k}={v}" for k, v in zip(keys, point, strict=True))
+            cfg = cfg.model_copy(update={"name": f"{cfg.name}[{label}]"})
+        configs.append(cfg)
+    return configs
