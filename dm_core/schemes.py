@@ -1,0 +1,507 @@
+r"""Emphasis density functions (EDFs): every loss as a weighting scheme ``w(p)``.
+
+A scheme gives each example a gradient magnitude ``w(p_i)`` as a function of ``p_i``, the
+probability the model gives to the example's annotated label (DESIGN.md section 1). The
+gradient's direction is always CCE's; only its L1 norm is designed. The families:
+
+- ``dm``: :math:`w = \exp(\beta p^\lambda (1-p))`, mode :math:`\lambda/(\lambda+1)` (Eq. 12)
+- ``normal``: :math:`w = \exp(-\beta p (p - 2\psi))`, mode :math:`\psi` (Eq. 9)
+- ``exponential``: :math:`w = \exp(\beta (1-p))`, mode 0 for :math:`\beta > 0` (Eq. 10)
+- ``beta``: :math:`w = p^{\alpha-1} (1-p)^{\eta-1}`, mode :math:`(\alpha-1)/(\alpha+\eta-2)` (Eq. 11)
+- ``cce`` :math:`2(1-p)` (mode 0), ``mae`` :math:`2p(1-p)` (1/2), ``mse`` :math:`4p(1-p)^2`
+  (1/3), ``gce`` :math:`2p^q(1-p)` (:math:`q/(q+1)`)
+
+The math lives in small private functions of ``(log p, log(1-p))`` -- log space, so that the
+losses (``dm_core.losses``) can normalise a batch's weights without overflow and without
+ever forming ``1 - p`` by subtraction. :class:`Scheme` wraps one family with its parameters
+and adds the analysis the dashboard draws: the mode, the density, the implied loss, the
+spread. ``SCHEMES`` is the single source of names, parameters, ranges and slider ranges.
+
+>>> scheme = make_scheme("dm", lam=1.0, beta=8.0)
+>>> scheme
+Scheme('dm', lam=1.0, beta=8.0)
+>>> scheme.formula
+'w(p) = exp(8 * p^1 * (1 - p))'
+>>> scheme.mode
+0.5
+>>> scheme.weight(torch.tensor([0.0, 0.5, 1.0]))
+tensor([1.0000, 7.3891, 1.0000])
+>>> make_scheme("dm", lam=-1.0)
+Traceback (most recent call last):
+...
+dm_core.registry.ConfigError: lam: -1.0 is out of range; must be a float in [0, inf)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import integrate, optimize, special
+from torch import Tensor
+
+from dm_core.registry import Param, Registry
+
+__all__ = ["SCHEMES", "Scheme", "list_schemes", "make_scheme"]
+
+SCHEMES = Registry("scheme")
+
+# Dense grid for numerical modes (float64); the argmax is then refined on its two neighbours.
+_MODE_GRID = np.linspace(0.0, 1.0, 20_001)
+_QUAD = {"limit": 200, "epsabs": 0.0, "epsrel": 1e-10}
+
+
+# ---------------------------------------------------------------------------------------
+# The math: log w as a function of log p and log(1 - p), one plain function per family.
+# ---------------------------------------------------------------------------------------
+
+
+def _times_log(a: float, log_x: Tensor) -> Tensor:
+    """``a * log x`` with ``0 * log 0 = 0``, i.e. ``x ** 0 == 1`` even at ``x = 0``."""
+    return torch.zeros_like(log_x) if a == 0 else a * log_x
+
+
+def _dm_log_weight(log_p: Tensor, log_1mp: Tensor, lam: float, beta: float) -> Tensor:
+    """Eq. 12: ``log w = beta * p**lam * (1 - p)``; bounded by ``|beta|``."""
+    return beta * torch.exp(_times_log(lam, log_p) + log_1mp)
+
+
+def _normal_log_weight(log_p: Tensor, log_1mp: Tensor, psi: float, beta: float) -> Tensor:
+    """Eq. 9: ``log w = -beta * p * (p - 2 psi)``."""
+    p = torch.exp(log_p)
+    return -beta * p * (p - 2.0 * psi)
+
+
+def _exponential_log_weight(log_p: Tensor, log_1mp: Tensor, beta: float) -> Tensor:
+    """Eq. 10: ``log w = beta * (1 - p)``."""
+    return beta * torch.exp(log_1mp)
+
+
+def _beta_log_weight(log_p: Tensor, log_1mp: Tensor, alpha: float, eta: float) -> Tensor:
+    """Eq. 11: ``log w = (alpha - 1) log p + (eta - 1) log(1 - p)`` (``+inf`` at a pole)."""
+    return _times_log(alpha - 1.0, log_p) + _times_log(eta - 1.0, log_1mp)
+
+
+def _cce_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
+    """CCE ``-log p``: ``w = 2(1 - p)``."""
+    return math.log(2.0) + log_1mp
+
+
+def _mae_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
+    """MAE ``1 - p``: ``w = 2p(1 - p)``."""
+    return math.log(2.0) + log_p + log_1mp
+
+
+def _mse_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
+    """MSE ``(1 - p)^2``: ``w = 4p(1 - p)^2``."""
+    return math.log(4.0) + log_p + 2.0 * log_1mp
+
+
+def _gce_log_weight(log_p: Tensor, log_1mp: Tensor, q: float) -> Tensor:
+    """GCE ``(1 - p^q)/q``: ``w = 2 p^q (1 - p)``."""
+    return math.log(2.0) + q * log_p + log_1mp
+
+
+# Closed-form modes; ``None`` means "find it numerically".
+
+
+def _dm_mode(lam: float, beta: float) -> float | None:
+    return lam / (lam + 1.0) if beta > 0 else None
+
+
+def _normal_mode(psi: float, beta: float) -> float | None:
+    return min(max(psi, 0.0), 1.0) if beta > 0 else None
+
+
+def _exponential_mode(beta: float) -> float | None:
+    return 0.0 if beta > 0 else (1.0 if beta < 0 else None)
+
+
+def _beta_mode(alpha: float, eta: float) -> float | None:
+    return (alpha - 1.0) / (alpha + eta - 2.0) if alpha > 1 and eta > 1 else None
+
+
+def _beta_stats(alpha: float, eta: float) -> tuple[float, float, float]:
+    """(log normaliser, mean, variance) of the Beta(alpha, eta) density, in closed form."""
+    s = alpha + eta
+    return float(special.betaln(alpha, eta)), alpha / s, alpha * eta / (s * s * (s + 1.0))
+
+
+def _num(x: float) -> str:
+    return f"({x:g})" if x < 0 else f"{x:g}"
+
+
+@dataclass(frozen=True)
+class _Family:
+    """Everything family-specific; :class:`Scheme` does the rest generically."""
+
+    log_weight: Callable[..., Tensor]
+    closed_mode: Callable[..., float | None]
+    # (k0, k1): w(t) ~ t**k0 as t -> 0 and ~ (1 - t)**k1 as t -> 1. The implied loss
+    # integral of w / (2t(1-t)) diverges at an endpoint whose order is <= 0.
+    endpoint_orders: Callable[..., tuple[float, float]]
+    formula: Callable[..., str]
+    closed_stats: Callable[..., tuple[float, float, float]] | None = None
+
+
+_FAMILIES: dict[str, _Family] = {
+    "dm": _Family(_dm_log_weight, _dm_mode, lambda lam, beta: (0.0, 0.0),
+                  lambda lam, beta: f"w(p) = exp({_num(beta)} * p^{lam:g} * (1 - p))"),
+    "normal": _Family(_normal_log_weight, _normal_mode, lambda psi, beta: (0.0, 0.0),
+                      lambda psi, beta: f"w(p) = exp(-{_num(beta)} * p * (p - 2*{psi:g}))"),
+    "exponential": _Family(_exponential_log_weight, _exponential_mode, lambda beta: (0.0, 0.0),
+                           lambda beta: f"w(p) = exp({_num(beta)} * (1 - p))"),
+    "beta": _Family(_beta_log_weight, _beta_mode, lambda alpha, eta: (alpha - 1.0, eta - 1.0),
+                    lambda alpha, eta: f"w(p) = p^{_num(alpha - 1)} * (1 - p)^{_num(eta - 1)}",
+                    _beta_stats),
+    "cce": _Family(_cce_log_weight, lambda: 0.0, lambda: (0.0, 1.0), lambda: "w(p) = 2 * (1 - p)"),
+    "mae": _Family(_mae_log_weight, lambda: 0.5, lambda: (1.0, 1.0), lambda: "w(p) = 2 * p * (1 - p)"),
+    "mse": _Family(_mse_log_weight, lambda: 1.0 / 3.0, lambda: (1.0, 2.0),
+                   lambda: "w(p) = 4 * p * (1 - p)^2"),
+    "gce": _Family(_gce_log_weight, lambda q: q / (q + 1.0), lambda q: (q, 1.0),
+                   lambda q: f"w(p) = 2 * p^{q:g} * (1 - p)"),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# The scheme object.
+# ---------------------------------------------------------------------------------------
+
+
+def _as_float(p: Any) -> Tensor:
+    p = torch.as_tensor(p, dtype=None if isinstance(p, Tensor) else torch.float64)
+    return p if p.is_floating_point() else p.to(torch.float64)
+
+
+@dataclass(frozen=True, eq=False)
+class Scheme:
+    r"""One emphasis density function ``w(p)`` with its parameters (build it with :func:`make_scheme`).
+
+    Args:
+        name: a name in ``SCHEMES``.
+        params: its parameters; validated against the registry's ranges (defaults filled in).
+
+    Attributes:
+        mode: :math:`\psi = \arg\max_{p \in [0,1]} w(p)`, the emphasis focus. Closed form where
+            the paper gives one (``dm`` with :math:`\beta > 0`: :math:`\lambda/(\lambda+1)`,
+            Eq. 12; ``normal``: :math:`\psi`, Eq. 9; ``beta`` with :math:`\alpha, \eta > 1`:
+            :math:`(\alpha-1)/(\alpha+\eta-2)`, Eq. 11; CCE 0, MAE 1/2, MSE 1/3, GCE
+            :math:`q/(q+1)`), otherwise the argmax of ``w`` on a dense float64 grid refined
+            between the grid neighbours. Conventions: a flat ``w`` (e.g. ``dm`` with
+            :math:`\beta = 0`) has mode 0.5; ties (e.g. ``dm`` with :math:`\beta < 0,
+            \lambda > 0`, where :math:`w(0) = w(1) = 1`) go to the smaller ``p``.
+        formula: human-readable ``w(p)`` with the parameter values filled in.
+
+    Example:
+        >>> s = make_scheme("gce", q=0.5)
+        >>> s.mode, s.formula
+        (0.3333333333333333, 'w(p) = 2 * p^0.5 * (1 - p)')
+        >>> round(s.spread(), 6)
+        0.233285
+        >>> make_scheme("normal", psi=0.25, beta=-4.0).mode
+        1.0
+    """
+
+    name: str
+    params: dict[str, float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", SCHEMES.validate_params(self.name, dict(self.params)))
+
+    # Value semantics (a dict field is not hashable, so these are written out).
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Scheme):
+            return NotImplemented
+        return self.name == other.name and self.params == other.params
+
+    def __hash__(self) -> int:
+        return hash((self.name, tuple(self.params.items())))
+
+    def __repr__(self) -> str:
+        args = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        return f"Scheme({self.name!r}{args})"
+
+    @property
+    def _family(self) -> _Family:
+        return _FAMILIES[self.name]
+
+    @property
+    def formula(self) -> str:
+        return self._family.formula(**self.params)
+
+    # -- weights ------------------------------------------------------------------------
+
+    def log_weight(self, log_p: Tensor, log_1mp: Tensor) -> Tensor:
+        r"""``log w`` from ``log p`` and ``log(1 - p)``, elementwise.
+
+        The losses call this with ``log p`` and ``log(1 - p)`` taken straight from the logits
+        (both exact even when ``p`` or ``1 - p`` underflows), so weights never overflow
+        before they are normalised.
+
+        Example:
+            >>> s = make_scheme("cce")
+            >>> s.log_weight(torch.tensor([-1000.0]), torch.tensor([-2000.0]))
+            tensor([-1999.3069])
+        """
+        return self._family.log_weight(log_p, log_1mp, **self.params)
+
+    def weight(self, p: Tensor) -> Tensor:
+        r"""The unnormalised weight :math:`w(p)`, elementwise, in ``p``'s dtype.
+
+        Finite for every ``p`` in [0, 1]: a pole of the ``beta`` family (:math:`\alpha < 1` at
+        0, :math:`\eta < 1` at 1) and overflow for very large :math:`\beta` return the dtype's
+        largest finite number.
+
+        Example:
+            >>> make_scheme("mse").weight(torch.tensor([0.0, 1 / 3, 1.0], dtype=torch.float64))
+            tensor([0.0000, 0.5926, 0.0000], dtype=torch.float64)
+            >>> make_scheme("beta", alpha=0.5, eta=2.0).weight(torch.tensor([0.0, 0.25]))
+            tensor([3.4028e+38, 1.5000e+00])
+        """
+        p = _as_float(p)
+        w = torch.exp(self.log_weight(torch.log(p), torch.log1p(-p)))
+        return w.clamp(max=torch.finfo(p.dtype).max)
+
+    def _log_w64(self, t: np.ndarray | float) -> np.ndarray:
+        p = torch.as_tensor(t, dtype=torch.float64)
+        return self.log_weight(torch.log(p), torch.log1p(-p)).numpy()
+
+    # -- mode -----------------------------------------------------------------------------
+
+    @cached_property
+    def mode(self) -> float:
+        closed = self._family.closed_mode(**self.params)
+        if closed is not None:
+            return float(closed)
+        lw = self._log_w64(_MODE_GRID)
+        top = np.max(lw)
+        if np.all(np.isfinite(lw)) and top - np.min(lw) <= 1e-12 * max(1.0, abs(top)):
+            return 0.5  # flat: every example is emphasised equally
+        k = int(np.argmax(lw))  # first maximum: ties go to the smaller p
+        if k == 0 or k == len(_MODE_GRID) - 1:
+            return float(_MODE_GRID[k])
+        res = optimize.minimize_scalar(lambda t: -float(self._log_w64(t)), method="bounded",
+                                       bounds=(_MODE_GRID[k - 1], _MODE_GRID[k + 1]),
+                                       options={"xatol": 1e-12})
+        return float(res.x) if -res.fun >= lw[k] else float(_MODE_GRID[k])
+
+    # -- density and its moments ------------------------------------------------------------
+
+    @cached_property
+    def _stats(self) -> tuple[float, float, float]:
+        """(log of the normaliser ``∫_0^1 w``, mean and variance of the density)."""
+        if self._family.closed_stats is not None:
+            return self._family.closed_stats(**self.params)
+        lw = self._log_w64(_MODE_GRID)
+        shift = float(np.max(lw[np.isfinite(lw)]))  # integrate w / e^shift: no overflow
+        points = [self.mode] if 0.0 < self.mode < 1.0 else None
+
+        def moment(f: Callable[[float], float]) -> float:
+            return integrate.quad(lambda t: f(t) * math.exp(float(self._log_w64(t)) - shift),
+                                  0.0, 1.0, points=points, **_QUAD)[0]
+
+        z = moment(lambda t: 1.0)
+        mean = moment(lambda t: t) / z
+        var = moment(lambda t: (t - mean) ** 2) / z
+        return shift + math.log(z), mean, var
+
+    def density(self, p: Tensor) -> Tensor:
+        r"""The EDF as a density on [0, 1]: :math:`h(p) = w(p) / \int_0^1 w(t)\,dt` (Eq. 8).
+
+        The integral is taken in float64 (``scipy.integrate.quad``; closed form
+        :math:`B(\alpha, \eta)` for the ``beta`` family, whose poles quad would not resolve).
+        Poles return the dtype's largest finite number, as :meth:`weight` does.
+
+        Example:
+            >>> make_scheme("mae").density(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
+            tensor([0.0000, 1.5000, 0.0000], dtype=torch.float64)
+        """
+        p = _as_float(p)
+        p64 = p.to(torch.float64)
+        log_h = self.log_weight(torch.log(p64), torch.log1p(-p64)) - self._stats[0]
+        return torch.exp(log_h).clamp(max=torch.finfo(p.dtype).max).to(p.dtype)
+
+    def spread(self) -> float:
+        r"""The emphasis spread: standard deviation of the density :math:`h` over [0, 1].
+
+        Example:
+            >>> round(make_scheme("beta", alpha=2.0, eta=2.0).spread() ** 2, 12)  # 1/20
+            0.05
+        """
+        return math.sqrt(self._stats[2])
+
+    # -- implied loss -----------------------------------------------------------------------
+
+    def implied_loss(self, p: Tensor, anchor: float = 1.0) -> Tensor:
+        r"""The loss this scheme implies: :math:`L(p) = \int_p^{a} \frac{w(t)}{2t(1-t)}\,dt`.
+
+        With the default anchor :math:`a = 1` this is DESIGN.md's :math:`L(p) = \int_p^1`
+        (so :math:`-\log p` for CCE, :math:`1-p` for MAE, :math:`(1-p)^2` for MSE,
+        :math:`(1-p^q)/q` for GCE); :math:`dL/dp = -w(p) / (2p(1-p))` for any anchor. Where
+        the integral diverges the value is ``inf`` (``-inf`` for ``p`` beyond the anchor):
+        CCE at ``p = 0``, and every ``p < 1`` for a scheme with :math:`w(1) > 0` (``dm``,
+        ``normal``, ``exponential``, ``beta`` with :math:`\eta \le 1`), whose loss is only
+        defined up to a constant -- pass ``anchor=0.5`` to draw it. Computed numerically in
+        float64; returned in ``p``'s dtype.
+
+        Example:
+            >>> p = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+            >>> make_scheme("cce").implied_loss(p)
+            tensor([   inf, 0.6931, 0.0000], dtype=torch.float64)
+            >>> make_scheme("dm").implied_loss(p)
+            tensor([inf, inf, 0.], dtype=torch.float64)
+            >>> make_scheme("dm", lam=0.5, beta=0.0).implied_loss(torch.tensor([0.25, 0.75]), anchor=0.5)
+            tensor([ 0.5493, -0.5493])
+        """
+        p = _as_float(p)
+        flat = p.detach().to(torch.float64).reshape(-1).cpu().numpy()
+        if not np.all((flat >= 0.0) & (flat <= 1.0)):
+            raise ValueError("implied_loss: p must lie in [0, 1]")
+        if not 0.0 <= anchor <= 1.0:
+            raise ValueError(f"implied_loss: anchor {anchor!r} must lie in [0, 1]")
+        k0, k1 = self._family.endpoint_orders(**self.params)
+
+        def integrand(t: float) -> float:
+            return math.exp(float(self._log_w64(t)) - math.log(2.0 * t) - math.log1p(-t))
+
+        def segment(lo: float, hi: float) -> float:
+            if (lo == 0.0 and k0 <= 0) or (hi == 1.0 and k1 <= 0):
+                return math.inf
+            return integrate.quad(integrand, lo, hi, **_QUAD)[0]
+
+        # Integrate between consecutive sorted points, then accumulate outwards from the anchor.
+        pts = np.unique(np.concatenate([flat, [anchor]]))
+        seg = np.array([segment(lo, hi) for lo, hi in zip(pts[:-1], pts[1:], strict=True)])
+        a = int(np.searchsorted(pts, anchor))
+        value = np.zeros_like(pts)
+        value[:a] = np.cumsum(seg[:a][::-1])[::-1]  # p < anchor: +∫_p^a
+        value[a + 1:] = -np.cumsum(seg[a:])  # p > anchor: -∫_a^p
+        out = value[np.searchsorted(pts, flat)]
+        return torch.from_numpy(out).reshape(p.shape).to(p.dtype)
+
+    def describe(self) -> str:
+        """A few lines for logs and the dashboard: formula, parameters, mode and spread.
+
+        Example:
+            >>> print(make_scheme("mae").describe())
+            mae: w(p) = 2 * p * (1 - p)
+              mode psi = 0.5, spread = 0.2236
+        """
+        params = ", ".join(f"{k}={v:g}" for k, v in self.params.items())
+        head = f"{self.name}: {self.formula}" + (f"  [{params}]" if params else "")
+        return f"{head}\n  mode psi = {self.mode:.4g}, spread = {self.spread():.4g}"
+
+
+# ---------------------------------------------------------------------------------------
+# The registry: names, equations, parameter ranges and slider ranges.
+# ---------------------------------------------------------------------------------------
+
+_BETA_HELP = ("Emphasis variance: how strongly examples near the mode are preferred. "
+              "0 weights every example equally; a negative value inverts the curve.")
+
+
+def _factory(name: str) -> Callable[..., Scheme]:
+    def create(**params: float) -> Scheme:
+        return Scheme(name, params)
+
+    create.__name__ = f"create_{name}_scheme"
+    return create
+
+
+SCHEMES.register(
+    "dm",
+    description="Derivative manipulation (the paper's main family): the emphasis mode moves "
+                "with lambda, the emphasis variance with beta.",
+    equation="w(p) = exp(β · p^λ · (1 − p)),  ψ = λ/(λ+1) for β > 0   (Eq. 12)",
+    params=[
+        Param("lam", 0.5, low=0.0, ui_low=0.0, ui_high=5.0,
+              help="Emphasis mode: 0 focuses on the hardest examples (small p); larger values "
+                   "move the focus to easier ones (mode = lam/(lam+1)). Raise it with label noise."),
+        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
+    ],
+)(_factory("dm"))
+
+SCHEMES.register(
+    "normal",
+    description="Normal-shaped EDF: a Gaussian bump in p centred on psi.",
+    equation="w(p) = exp(−β · p · (p − 2ψ))   (Eq. 9)",
+    params=[
+        Param("psi", 0.5, low=0.0, high=1.0, ui_low=0.0, ui_high=1.0,
+              help="Emphasis mode: the p at which the weight peaks (for beta > 0)."),
+        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
+    ],
+)(_factory("normal"))
+
+SCHEMES.register(
+    "exponential",
+    description="Exponential EDF: monotone emphasis on hard examples (beta > 0) or easy ones (beta < 0).",
+    equation="w(p) = exp(β · (1 − p))   (Eq. 10)",
+    params=[Param("beta", 2.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP)],
+)(_factory("exponential"))
+
+SCHEMES.register(
+    "beta",
+    description="Beta-shaped EDF; contains CCE, MAE, MSE and GCE as special cases.",
+    equation="w(p) = p^(α−1) · (1 − p)^(η−1),  ψ = (α−1)/(α+η−2) for α, η > 1   (Eq. 11)",
+    params=[
+        Param("alpha", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
+              help="Shape at p = 0: larger values move the emphasis towards easy examples."),
+        Param("eta", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
+              help="Shape at p = 1: larger values move the emphasis towards hard examples."),
+    ],
+)(_factory("beta"))
+
+SCHEMES.register(
+    "cce", description="Categorical cross-entropy -log p: emphasises the hardest examples.",
+    equation="w(p) = 2(1 − p),  ψ = 0",
+)(_factory("cce"))
+
+SCHEMES.register(
+    "mae", description="Mean absolute error 1 - p: emphasises examples with p near 1/2.",
+    equation="w(p) = 2p(1 − p),  ψ = 1/2",
+)(_factory("mae"))
+
+SCHEMES.register(
+    "mse", description="Mean squared error (1 - p)^2: emphasises examples with p near 1/3.",
+    equation="w(p) = 4p(1 − p)²,  ψ = 1/3",
+)(_factory("mse"))
+
+SCHEMES.register(
+    "gce", description="Generalised cross-entropy (1 - p^q)/q: between CCE (q -> 0) and MAE (q = 1).",
+    equation="w(p) = 2p^q(1 − p),  ψ = q/(q+1)",
+    params=[Param("q", 0.7, low=0.0, high=1.0, low_inclusive=False, ui_low=0.05, ui_high=1.0,
+                  help="Interpolates between CCE (q -> 0) and MAE (q = 1); mode q/(q+1).")],
+)(_factory("gce"))
+
+
+def make_scheme(name: str, **params: Any) -> Scheme:
+    """Build a scheme by name, checking every parameter against its registered range.
+
+    Raises:
+        ConfigError: unknown name, unknown parameter, or a value outside its range (the
+            message names the parameter and the allowed range).
+
+    Example:
+        >>> make_scheme("gce")
+        Scheme('gce', q=0.7)
+        >>> make_scheme("gce", q=0)
+        Traceback (most recent call last):
+        ...
+        dm_core.registry.ConfigError: q: 0.0 is out of range; must be a float in (0, 1]
+    """
+    return SCHEMES.create(name, **params)
+
+
+def list_schemes() -> list[str]:
+    """All registered scheme names, in registration order.
+
+    Example:
+        >>> list_schemes()
+        ['dm', 'normal', 'exponential', 'beta', 'cce', 'mae', 'mse', 'gce']
+    """
+    return SCHEMES.names()

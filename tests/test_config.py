@@ -1,0 +1,119 @@
+"""Run configuration: the shipped preset works as written; every bad value names its field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dm_core.config import ConfigError, expand_grid, load_config, parse_config, parse_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET = ROOT / "configs" / "digits-symmetric-40-dm.yaml"
+
+
+def test_shipped_preset_loads_as_written():
+    cfg = load_config(PRESET)
+    assert cfg.name == "digits-symmetric-40-dm"
+    assert cfg.seed == 123
+    assert cfg.dataset.name == "digits"
+    assert cfg.dataset.noise.kind == "symmetric" and cfg.dataset.noise.rate == 0.4
+    assert cfg.model.params()["hidden"] == [256, 256]
+    assert cfg.loss.params()["lam"] == 1.0 and cfg.loss.params()["beta"] == 12.0
+    assert cfg.optimizer.lr == 0.1 and cfg.optimizer.weight_decay == 1e-4
+    assert cfg.schedule.milestones == [1500, 2250]
+    assert (cfg.iterations, cfg.batch_size, cfg.eval_every, cfg.histogram_bins) == (3000, 128, 100, 20)
+
+
+def test_overrides_are_typed_and_layered():
+    cfg = load_config(PRESET, ["loss.lam=2", "optimizer.lr=1e-3", "model.hidden=[64]", "seed=7"])
+    assert cfg.loss.params()["lam"] == 2.0
+    assert cfg.optimizer.lr == pytest.approx(1e-3)
+    assert cfg.model.params()["hidden"] == [64]
+    assert cfg.seed == 7
+    # The resolved config is explicit: defaults of the chosen entries are filled in.
+    assert cfg.loss.params()["eps"] == pytest.approx(1e-6)
+
+
+def test_resolved_config_round_trips_through_json():
+    cfg = load_config(PRESET)
+    again = parse_config(json.loads(json.dumps(cfg.model_dump(mode="json"))))
+    assert again == cfg
+
+
+BAD = [
+    ("loss.lam=-1", "loss.lam", "[0, inf)"),
+    ("dataset.noise.rate=1.5", "dataset.noise.rate", "1"),
+    ("dataset.noise.rate=-0.1", "dataset.noise.rate", "0"),
+    ("dataset.name=imagenet22k", "dataset", "digits"),
+    ("model.name=transformer9000", "model", "mlp"),
+    ("loss.name=hinge", "loss", "dm"),
+    ("dataset.noise.kind=gaussian", "dataset.noise.kind", "symmetric"),
+    ("optimizer.lr=0", "optimizer.lr", "0"),
+    ("optimizer.name=lbfgs", "optimizer.name", "sgd"),
+    ("batch_size=-4", "batch_size", "1"),
+    ("iterations=0", "iterations", "1"),
+    ("histogram_bins=1", "histogram_bins", "2"),
+    ("device=tpu", "device", "cuda"),
+    ("loss.gamma_typo=3", "loss.gamma_typo", "lam"),
+    ("colour=blue", "colour", "unknown"),
+    ("schedule.milestones=[3000,1500]", "schedule.milestones", "increasing"),
+    ("schedule.milestones=[5000]", "schedule.milestones", "iterations"),
+    ("dataset.val_fraction=0.95", "dataset.val_fraction", "0.9"),
+    ("model.hidden=[0]", "model.hidden", "1"),
+    ("optimizer.nesterov=true", "optimizer.nesterov", "momentum"),
+]
+
+
+@pytest.mark.parametrize(("override", "field", "allowed"), BAD, ids=[b[0] for b in BAD])
+def test_bad_values_name_the_field_and_the_allowed_values(override, field, allowed):
+    extra = ["optimizer.momentum=0"] if override.startswith("optimizer.nesterov") else []
+    with pytest.raises(ConfigError) as err:
+        load_config(PRESET, [*extra, override])
+    message = str(err.value)
+    assert field in message
+    assert allowed in message
+
+
+def test_nan_and_inf_are_rejected():
+    for text in (".nan", ".inf"):
+        with pytest.raises(ConfigError, match="loss.beta"):
+            load_config(PRESET, [f"loss.beta={text}"])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("loss: {name: dm, lam: [1\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad_yaml)
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text('{"loss": ')
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(bad_json)
+    a_list = tmp_path / "list.yaml"
+    a_list.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(a_list)
+
+
+def test_malformed_override():
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_config(PRESET, ["loss.lam"])
+
+
+def test_grid_is_the_cartesian_product_and_names_each_point():
+    base = json.loads(json.dumps(load_config(PRESET).model_dump(mode="json")))
+    configs = expand_grid(base, ["loss.lam=0,0.5,1", "loss.beta=4,8,12"])
+    points = {(c.loss.params()["lam"], c.loss.params()["beta"]) for c in configs}
+    assert points == {(lam, beta) for lam in (0, 0.5, 1) for beta in (4, 8, 12)}
+    assert len({c.name for c in configs}) == 9
+
+
+def test_grid_validates_every_point():
+    with pytest.raises(ConfigError, match="loss.lam"):
+        expand_grid({}, ["loss.lam=0,-1"])
+    with pytest.raises(ConfigError, match="--grid"):
+        parse_grid(["loss.lam"])
