@@ -247,17 +247,20 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
         hist_noisy = torch.bincount(bin_of[noisy_b], minlength=bins)
         row = torch.stack([
             loss.detach().float(), logits.detach().abs().max().float(),
+            # Cross-entropy against the training labels, comparable across every method
+            # (a scheme loss's own value is a surrogate whose gradient, not value, is designed).
+            -torch.log(p.clamp(min=1e-12)).mean(),
             (logits.detach().argmax(1) == y).float().mean(),
             _masked_mean(p, clean_b), _masked_mean(p, noisy_b),
             weight.mean(), weight.var(unbiased=False),
             clean_b.sum().float(), noisy_b.sum().float(),
         ]).tolist()
-        loss_v, logit_max, batch_acc, p_clean, p_noisy, w_mean, w_var, n_clean, n_noisy = row
+        loss_v, logit_max, ce, batch_acc, p_clean, p_noisy, w_mean, w_var, n_clean, n_noisy = row
 
         if not math.isfinite(loss_v) or not math.isfinite(logit_max) or logit_max > config.max_logit:
             raise TrainingDiverged(iteration, _divergence_message(config, iteration, loss_v, logit_max))
 
-        values = {"loss": loss_v, "lr": lr, "batch_acc": batch_acc,
+        values = {"loss": loss_v, "ce": ce, "lr": lr, "batch_acc": batch_acc,
                   "weight_mean": w_mean, "weight_var": w_var}
         if n_clean:
             values["p_clean_mean"] = p_clean

@@ -62,7 +62,7 @@ def test_events_are_complete_and_consistent():
         assert h.clean.sum() + h.noisy.sum() == 64
     for s in scalars:
         assert all(np.isfinite(v) for v in s.values.values())
-        assert {"loss", "lr", "batch_acc", "weight_mean", "weight_var"} <= set(s.values)
+        assert {"loss", "ce", "lr", "batch_acc", "weight_mean", "weight_var"} <= set(s.values)
     # DN: the normalised weights times the batch size average to one.
     assert scalars[-1].values["weight_mean"] == pytest.approx(1.0, rel=1e-4)
     assert summary.test_acc_final == evals[-1].values["test_acc"]

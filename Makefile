@@ -1,0 +1,66 @@
+# DM Studio entry points. Needs only Python 3.11+ (and, under CI=true, apt-get for Chromium
+# and PostgreSQL so that no test skips).
+#
+#   make run     dashboard on http://127.0.0.1:8501 + one worker (SQLite in ./var); Ctrl-C stops
+#   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
+#   make lint    ruff check
+#   make bench   every benchmarks/bench_*.py in turn
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# The first Python >= 3.11 on PATH (override: make test PYTHON=/path/to/python3.12).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3 python; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { echo $$p; break; }; done)
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?= -n 2
+# Stamps: the install is redone only when pyproject.toml is newer than the last install.
+RUN_STAMP := $(VENV)/.dm-installed-run
+DEV_STAMP := $(VENV)/.dm-installed-dev
+
+.PHONY: help run test lint bench ci-system-deps
+
+help:
+	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
+
+$(BIN)/python:
+	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.11 or newer is needed (none found on PATH)" >&2; exit 1; fi
+	$(PYTHON) -m venv $(VENV)
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e .
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
+	touch $@ $(RUN_STAMP)
+
+run: $(RUN_STAMP)
+	$(BIN)/dm up
+
+test: $(DEV_STAMP) ci-system-deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
+	$(BIN)/ruff check .
+
+bench: $(RUN_STAMP)
+	@shopt -s nullglob; files=(benchmarks/bench_*.py); \
+	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/bench_*.py to run"; exit 0; fi; \
+	for f in "$${files[@]}"; do echo "== $$f"; $(BIN)/python "$$f"; done
+
+# Under CI=true every test must run: install Chromium (browser tests) and PostgreSQL (store
+# tests) when missing. Elsewhere nothing is installed and those tests skip with a reason.
+ci-system-deps:
+	@if [ "$${CI:-}" != "true" ]; then exit 0; fi; \
+	missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then echo "CI: chromium and postgresql are present"; exit 0; fi; \
+	echo "CI: installing$$missing"; \
+	sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$sudo apt-get update && $$sudo apt-get install -y $$missing

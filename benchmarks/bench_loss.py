@@ -1,0 +1,72 @@
+"""Forward + backward of DMLoss against F.cross_entropy, side by side in one run.
+
+Target (issue: benchmarks): DM ≤ 1.5× cross-entropy on the CPU. Prints one row per
+shape and device with both medians and their ratio.
+
+    python benchmarks/bench_loss.py [--repeats 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dm_core.losses import DMLoss
+
+
+def _time(fn, repeats: int, device: torch.device) -> float:
+    for _ in range(10):  # warm-up: allocator, kernels, autograd graph caches
+        fn()
+    samples = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def bench(n: int, c: int, device: torch.device, repeats: int) -> tuple[float, float]:
+    gen = torch.Generator().manual_seed(0)
+    logits = (torch.randn(n, c, generator=gen) * 3).to(device).requires_grad_(True)
+    targets = torch.randint(0, c, (n,), generator=gen).to(device)
+    dm = DMLoss(lam=1.0, beta=12.0)
+
+    def step_ce():
+        logits.grad = None
+        F.cross_entropy(logits, targets).backward()
+
+    def step_dm():
+        logits.grad = None
+        dm(logits, targets).backward()
+
+    # Interleave the two so drift in machine load hits both alike.
+    ce_t, dm_t = [], []
+    for _ in range(3):
+        ce_t.append(_time(step_ce, repeats // 3, device))
+        dm_t.append(_time(step_dm, repeats // 3, device))
+    return statistics.median(ce_t), statistics.median(dm_t)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=300)
+    args = parser.parse_args()
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(f"{'device':6} {'shape':>11} {'CE (ms)':>9} {'DM (ms)':>9} {'DM/CE':>7}  target ≤ 1.5 on CPU")
+    for device in devices:
+        for n, c in ((256, 100), (1024, 1000)):
+            ce, dm = bench(n, c, device, args.repeats)
+            print(f"{device.type:6} {f'{n}x{c}':>11} {ce * 1e3:9.3f} {dm * 1e3:9.3f} {dm / ce:7.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,612 @@
+r"""Losses as gradient designs: DM, the other EDF families, CCE/MAE/MSE/GCE (+ DN), baselines.
+
+A scheme loss does not differentiate a formula; it *writes* the gradient of DESIGN.md
+section 1 (the paper's Eq. 7 with the authors' margin cap :math:`\epsilon`):
+
+.. math::
+    \frac{\partial L}{\partial z_i} = \frac{w_i}{\sum_j w_j}\, m_i\,
+        \tfrac12 (q_i - e_{y_i}), \qquad
+    m_i = \frac{1-p_i}{(1-p_i) + \epsilon/2}
+
+where :math:`w_i = w(p_i)` is the scheme's weight (detached), :math:`q_i` the softmax of
+:math:`z_i` over the classes :math:`j \ne y_i`, and :math:`e_{y_i}` the one-hot label. It is
+the autograd gradient of the surrogate
+
+.. math::
+    L = \sum_i \operatorname{stopgrad}(c_i)\, \tfrac12
+        \bigl(\operatorname{logsumexp}_{j \ne y_i} z_{ij} - z_{i y_i}\bigr), \qquad
+    c_i = \frac{w_i}{\sum_j w_j} m_i,
+
+with :math:`1 - p_i = \exp(\operatorname{logsumexp}_{j \ne y_i} z_{ij} -
+\operatorname{logsumexp}_j z_{ij})` (exact even when tiny): nothing divides by
+:math:`1 - p_i`, so the gradient stays finite and exact in float32 at any logit margin.
+Equivalently :math:`c_i\,\tfrac12(q_i - e_{y_i}) = \frac{w_i}{\sum_j w_j}
+\frac{p - e_{y_i}}{2(1-p_i) + \epsilon}`, the authors' code. With ``normalise=False`` the
+weights are divided by the batch size instead of their sum, and with :math:`\epsilon = 0`
+and CCE's weight :math:`2(1-p)` the gradient is exactly ``F.cross_entropy``'s.
+
+**The forward value is the surrogate** :math:`L` above, not the scheme's implied loss: only
+its gradient is designed (use :meth:`dm_core.schemes.Scheme.implied_loss` for the latter).
+
+Math once in functions (:func:`scheme_loss`, :func:`dm_loss`), thin ``nn.Module`` wrappers
+(:class:`SchemeLoss`, :class:`DMLoss`, the baselines), one registry (``LOSSES``). Every loss
+module keeps detached per-example statistics of its last call in ``last``
+(:class:`LossStats`) for the training loop to log.
+
+>>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], requires_grad=True)
+>>> targets = torch.tensor([0, 2])
+>>> loss_fn = make_loss("dm", lam=0.5, beta=8.0)
+>>> loss_fn(logits, targets).backward()
+>>> logits.grad
+tensor([[-0.2358,  0.1179,  0.1179],
+        [ 0.0125,  0.2516, -0.2642]])
+>>> loss_fn.last.weight  # the L1 norm of each row above
+tensor([0.4717, 0.5283])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from dm_core.registry import Param, Registry
+from dm_core.schemes import SCHEMES, Scheme, make_scheme
+
+__all__ = [
+    "LOSSES",
+    "BootstrapHardLoss",
+    "BootstrapSoftLoss",
+    "DMLoss",
+    "FocalLoss",
+    "LabelSmoothingLoss",
+    "LossStats",
+    "SchemeLoss",
+    "SymmetricCELoss",
+    "dm_loss",
+    "list_losses",
+    "make_loss",
+    "scheme_loss",
+]
+
+LOSSES = Registry("loss")
+
+_EPS = Param("eps", 1e-6, low=0.0, ui_low=0.0, ui_high=1e-3,
+             help="Margin cap: examples fitted to within eps (a logit margin of about 14) fade "
+                  "out, so a batch's gradient decays as it is fitted. 0 gives the exact Eq. 7.")
+
+
+@dataclass(frozen=True)
+class LossStats:
+    """Detached per-example statistics of one loss call, for logging without recomputation.
+
+    Attributes:
+        p: shape ``(N,)``, :math:`p_i`, the probability given to each example's label.
+        weight: shape ``(N,)``, the weight actually applied: the L1 norm of that example's
+            gradient with respect to its logits (for DN losses these sum to at most 1).
+
+    Example:
+        >>> stats = LossStats(p=torch.tensor([0.9, 0.2]), weight=torch.tensor([0.1, 0.8]))
+        >>> stats.weight.sum()
+        tensor(0.9000)
+    """
+
+    p: Tensor
+    weight: Tensor
+
+
+# ---------------------------------------------------------------------------------------
+# Shared checks and the log-space pieces of p.
+# ---------------------------------------------------------------------------------------
+
+
+def _check_inputs(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Validate shapes and class indices; return float32-or-wider logits and long targets."""
+    if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"logits: expected a floating-point tensor of shape (batch, classes), got {shape}")
+    n, c = logits.shape
+    if n == 0:
+        raise ValueError("logits: the batch is empty")
+    if c < 2:
+        raise ValueError(f"logits: need at least 2 classes, got {c}")
+    if not isinstance(targets, Tensor) or targets.shape != (n,):
+        shape = tuple(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
+        raise ValueError(f"targets: expected class indices of shape ({n},), got {shape}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise ValueError(f"targets: expected integer class indices, got dtype {targets.dtype}")
+    targets = targets.to(device=logits.device, dtype=torch.long)
+    bad = (targets < 0) | (targets >= c)
+    if bool(bad.any()):  # a CPU-GPU sync point; it replaces an unreadable device-side assert
+        raise ValueError(f"targets: class index {int(targets[bad][0])} is out of range; "
+                         f"must be in [0, {c - 1}] for {c} classes")
+    # Mixed precision: compute in float32 (float64 stays float64, for the reference tests).
+    z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    return z, targets
+
+
+def _log_p_parts(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``log p_i``, ``log(1 - p_i)`` and the half margin ``½(lse_{j≠y} z - z_y)``, per row.
+
+    ``log(1 - p_i) = lse_{j≠y_i} z_ij - lse_j z_ij`` is exact however small ``1 - p_i`` is.
+    """
+    lse_all = torch.logsumexp(z, dim=1)
+    z_y = z.gather(1, targets[:, None]).squeeze(1)
+    others = z.masked_fill(F.one_hot(targets, z.shape[1]).bool(), -math.inf)
+    lse_other = torch.logsumexp(others, dim=1)
+    return z_y - lse_all, lse_other - lse_all, 0.5 * (lse_other - z_y)
+
+
+# ---------------------------------------------------------------------------------------
+# Scheme losses: the functional core.
+# ---------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def _scheme_coefficients(scheme: Scheme, log_p: Tensor, log_1mp: Tensor, normalise: bool,
+                         eps: float) -> Tensor:
+    r""":math:`c_i = (w_i / \sum_j w_j)\, m_i` (or :math:`w_i / N \cdot m_i`), detached."""
+    log_w = scheme.log_weight(log_p, log_1mp)
+    if normalise:
+        coef = torch.softmax(log_w, dim=0)  # subtracts the max exponent: no overflow
+    else:
+        coef = torch.exp(log_w - math.log(log_w.shape[0])).clamp(max=torch.finfo(log_w.dtype).max)
+    coef = torch.nan_to_num(coef, nan=0.0)
+    if eps > 0:
+        # m_i = (1 - p_i) / ((1 - p_i) + eps/2) = sigmoid(log(1 - p_i) - log(eps/2))
+        coef = coef * torch.sigmoid(log_1mp - math.log(eps / 2.0))
+    return coef
+
+
+class _DesignedGradient(torch.autograd.Function):
+    r"""The surrogate loss and its logit gradient in one pass over the ``(N, C)`` logits.
+
+    Autograd through :func:`_log_p_parts` costs two logsumexps forward and two softmaxes
+    backward. Here one ``exp`` of the logits shifted by the max over :math:`j \ne y_i` gives
+    both :math:`\operatorname{lse}_{j \ne y_i} z_{ij}` (exactly, however confident the
+    model) and :math:`q_i`, and the gradient :math:`c_i \cdot \tfrac12 (q_i - e_{y_i})` is
+    formed in place and saved for ``backward`` -- the same cost as cross-entropy.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, targets: Tensor, scheme: Scheme, normalise: bool,
+                eps: float) -> tuple[Tensor, Tensor, Tensor]:
+        t = targets[:, None]
+        z_y = z.gather(1, t)
+        others = z.scatter(1, t, -math.inf)
+        m_other = others.amax(dim=1, keepdim=True)
+        e = torch.exp(others - m_other)  # exactly 0 at the label
+        s_other = e.sum(dim=1, keepdim=True)
+        lse_other = m_other + torch.log(s_other)
+        lse_all = torch.logaddexp(lse_other, z_y)
+        log_p, log_1mp = (z_y - lse_all).squeeze(1), (lse_other - lse_all).squeeze(1)
+        coef = _scheme_coefficients(scheme, log_p, log_1mp, normalise, eps)
+        half = 0.5 * coef[:, None]
+        grad = e.mul_(half / s_other).scatter_(1, t, -half)
+        loss = (half * (lse_other - z_y)).sum()
+        ctx.save_for_backward(grad)
+        p = torch.exp(log_p)
+        ctx.mark_non_differentiable(p, coef)
+        return loss, p, coef
+
+    @staticmethod
+    def backward(ctx, grad_loss: Tensor, *_unused: Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None, None, None
+
+
+def _scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme, normalise: bool,
+                 eps: float) -> tuple[Tensor, LossStats]:
+    z, targets = _check_inputs(logits, targets)
+    loss, p, coef = _DesignedGradient.apply(z, targets, scheme, normalise, eps)
+    return loss, LossStats(p=p, weight=coef)
+
+
+def _resolve_scheme(scheme: Scheme | str) -> Scheme:
+    if isinstance(scheme, str):
+        return make_scheme(scheme)
+    if not isinstance(scheme, Scheme):
+        raise TypeError(f"scheme: expected a Scheme or a scheme name, got {type(scheme).__name__}")
+    return scheme
+
+
+def scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme | str, normalise: bool = True,
+                eps: float = 1e-6) -> Tensor:
+    r"""The loss whose logit gradient is the scheme's designed gradient (Eq. 7, with DN of Eq. 8).
+
+    .. math::
+        \frac{\partial L}{\partial z_i} = \frac{w(p_i)}{\sum_j w(p_j)}\,
+            \frac{1-p_i}{(1-p_i)+\epsilon/2}\, \tfrac12 (q_i - e_{y_i})
+
+    The returned value is the surrogate :math:`\sum_i c_i \cdot \tfrac12
+    (\operatorname{logsumexp}_{j \ne y_i} z_{ij} - z_{i y_i})`, not the implied loss.
+
+    Args:
+        logits: ``(N, C)`` logits :math:`z`; half precision is computed in float32.
+        targets: ``(N,)`` annotated class indices :math:`y` in ``[0, C)``.
+        scheme: a :class:`~dm_core.schemes.Scheme` or a scheme name (default parameters).
+        normalise: derivative normalisation (divide the weights by their batch sum); if
+            ``False`` divide by the batch size ``N`` instead.
+        eps: the margin cap :math:`\epsilon \ge 0`; 0 gives :math:`m_i = 1`.
+
+    Raises:
+        ValueError: malformed shapes or a class index outside ``[0, C)``.
+
+    Example:
+        >>> logits = torch.tensor([[1.0, 0.0], [0.0, 2.0]], requires_grad=True)
+        >>> targets = torch.tensor([0, 0])
+        >>> scheme_loss(logits, targets, "cce", normalise=False, eps=0.0).backward()
+        >>> logits.grad  # equals F.cross_entropy's gradient
+        tensor([[-0.1345,  0.1345],
+                [-0.4404,  0.4404]])
+    """
+    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps: {eps!r} is out of range; must be a float in [0, inf)")
+    return _scheme_loss(logits, targets, _resolve_scheme(scheme), normalise, float(eps))[0]
+
+
+def dm_loss(logits: Tensor, targets: Tensor, lam: float = 0.5, beta: float = 8.0,
+            eps: float = 1e-6) -> Tensor:
+    r"""The DM loss: :func:`scheme_loss` with :math:`w(p) = \exp(\beta p^\lambda (1-p))` (Eq. 12) and DN.
+
+    Functional twin of :class:`DMLoss`; the returned value is the surrogate (see module doc).
+
+    Args:
+        logits: ``(N, C)`` logits.
+        targets: ``(N,)`` class indices.
+        lam: emphasis mode parameter :math:`\lambda \ge 0` (mode :math:`\lambda/(\lambda+1)`).
+        beta: emphasis variance :math:`\beta` (any real).
+        eps: margin cap :math:`\epsilon \ge 0`.
+
+    Example:
+        >>> logits = torch.tensor([[0.0, 1.0, 0.0], [3.0, 0.0, 0.0]], requires_grad=True)
+        >>> dm_loss(logits, torch.tensor([1, 2]), lam=0.0, beta=2.0).backward()
+        >>> logits.grad.abs().sum(dim=1)  # w_i / sum_j w_j (times m_i ~ 1)
+        tensor([0.2570, 0.7430])
+    """
+    return scheme_loss(logits, targets, make_scheme("dm", lam=lam, beta=beta), True, eps)
+
+
+# ---------------------------------------------------------------------------------------
+# Modules.
+# ---------------------------------------------------------------------------------------
+
+
+class SchemeLoss(nn.Module):
+    r"""A scheme's designed gradient as a loss module (Eq. 7; DN of Eq. 8 when ``normalise``).
+
+    Thin wrapper over :func:`scheme_loss`; ``forward`` returns the surrogate scalar and
+    stores :class:`LossStats` (``p_i`` and the applied weight :math:`c_i`, the L1 norm of
+    row ``i`` of the logit gradient) in ``last``.
+
+    Args:
+        scheme: a :class:`~dm_core.schemes.Scheme` or a scheme name.
+        normalise: divide weights by their batch sum (DN) instead of the batch size.
+        eps: margin cap :math:`\epsilon \ge 0` (``ConfigError`` otherwise).
+
+    Example:
+        >>> from dm_core.schemes import make_scheme
+        >>> loss_fn = SchemeLoss(make_scheme("mae"), normalise=False, eps=0.0)
+        >>> logits = torch.tensor([[0.0, 0.0], [2.0, 0.0]])
+        >>> loss_fn(logits, torch.tensor([0, 1]))
+        tensor(0.1050)
+        >>> loss_fn.last
+        LossStats(p=tensor([0.5000, 0.1192]), weight=tensor([0.2500, 0.1050]))
+    """
+
+    def __init__(self, scheme: Scheme | str, normalise: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.scheme = _resolve_scheme(scheme)
+        self.normalise = bool(normalise)
+        self.eps = float(_EPS.check(eps, ""))
+        self.last: LossStats | None = None
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        loss, self.last = _scheme_loss(logits, targets, self.scheme, self.normalise, self.eps)
+        return loss
+
+    def extra_repr(self) -> str:
+        return f"scheme={self.scheme!r}, normalise={self.normalise}, eps={self.eps:g}"
+
+
+class DMLoss(SchemeLoss):
+    r"""Derivative manipulation: :math:`w(p) = \exp(\beta p^\lambda (1-p))` (Eq. 12) with DN.
+
+    Args:
+        lam: emphasis mode parameter :math:`\lambda \ge 0`.
+        beta: emphasis variance :math:`\beta`.
+        eps: margin cap :math:`\epsilon \ge 0`.
+
+    Example:
+        >>> loss_fn = DMLoss(lam=1.0, beta=12.0)
+        >>> loss_fn
+        DMLoss(scheme=Scheme('dm', lam=1.0, beta=12.0), normalise=True, eps=1e-06)
+        >>> _ = loss_fn(torch.tensor([[4.0, 0.0], [0.0, 0.0]]), torch.tensor([0, 1]))
+        >>> loss_fn.last.weight  # the p = 0.5 example gets almost all of the emphasis
+        tensor([0.0580, 0.9420])
+    """
+
+    def __init__(self, lam: float = 0.5, beta: float = 8.0, eps: float = 1e-6) -> None:
+        super().__init__(make_scheme("dm", lam=lam, beta=beta), normalise=True, eps=eps)
+
+    @property
+    def lam(self) -> float:
+        return self.scheme.params["lam"]
+
+    @property
+    def beta(self) -> float:
+        return self.scheme.params["beta"]
+
+
+class _FormulaLoss(nn.Module):
+    """A baseline: the mean over the batch of a per-example formula loss.
+
+    ``last.weight`` is the exact L1 norm of each example's logit gradient, found by
+    differentiating the per-example loss at a detached copy of the logits (O(N*C), no
+    model pass, so it costs about as much as the loss itself).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: LossStats | None = None
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        z, targets = _check_inputs(logits, targets)
+        loss = self.per_example(z, targets).mean()
+        # Works under no_grad and inference_mode too (evaluation): a normal-tensor copy.
+        with torch.inference_mode(False), torch.enable_grad():
+            z_copy = z.detach().clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.per_example(z_copy, targets).mean(), z_copy)
+        p = torch.softmax(z.detach(), dim=1).gather(1, targets[:, None]).squeeze(1)
+        self.last = LossStats(p=p, weight=grad.abs().sum(dim=1))
+        return loss
+
+
+def _checked(name: str, **params: Any) -> dict[str, Any]:
+    """Direct construction is checked against the same registered ranges as ``make_loss``."""
+    return LOSSES.validate_params(name, params)
+
+
+def _log_softmax_y(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    log_probs = F.log_softmax(z, dim=1)
+    return log_probs, log_probs.gather(1, targets[:, None]).squeeze(1)
+
+
+class LabelSmoothingLoss(_FormulaLoss):
+    r"""Cross-entropy against :math:`(1-\varepsilon)\, e_y + \varepsilon / C` (Szegedy et al. 2016).
+
+    Args:
+        epsilon: smoothing :math:`\varepsilon \in [0, 1)`.
+
+    Example:
+        >>> loss_fn = LabelSmoothingLoss(epsilon=0.1)
+        >>> loss_fn(torch.tensor([[2.0, 0.0, 0.0]]), torch.tensor([0]))
+        tensor(0.3729)
+    """
+
+    def __init__(self, epsilon: float = 0.1) -> None:
+        super().__init__()
+        self.epsilon = _checked("label-smoothing", epsilon=epsilon)["epsilon"]
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(z, targets, reduction="none", label_smoothing=self.epsilon)
+
+
+class BootstrapSoftLoss(_FormulaLoss):
+    r"""Soft bootstrapping (Reed et al. 2015): :math:`-\sum_k (\beta e_{y,k} + (1-\beta) p_k) \log p_k`.
+
+    The prediction in the target is not detached, as in the paper (it equals
+    :math:`\beta\,` CE :math:`+ (1-\beta)` entropy).
+
+    Args:
+        beta: weight of the annotated label, in [0, 1].
+
+    Example:
+        >>> BootstrapSoftLoss(beta=0.95)(torch.tensor([[2.0, 0.0]]), torch.tensor([1]))
+        tensor(2.0388)
+    """
+
+    def __init__(self, beta: float = 0.95) -> None:
+        super().__init__()
+        self.beta = _checked("boot-soft", beta=beta)["beta"]
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
+        log_probs, log_p_y = _log_softmax_y(z, targets)
+        entropy = -(log_probs.exp() * log_probs).sum(dim=1)
+        return -self.beta * log_p_y + (1.0 - self.beta) * entropy
+
+
+class BootstrapHardLoss(_FormulaLoss):
+    r"""Hard bootstrapping (Reed et al. 2015): :math:`-\beta \log p_y - (1-\beta) \log p_{\hat y}`, :math:`\hat y = \arg\max_k p_k`.
+
+    Args:
+        beta: weight of the annotated label, in [0, 1].
+
+    Example:
+        >>> BootstrapHardLoss(beta=0.8)(torch.tensor([[2.0, 0.0]]), torch.tensor([1]))
+        tensor(1.7269)
+    """
+
+    def __init__(self, beta: float = 0.8) -> None:
+        super().__init__()
+        self.beta = _checked("boot-hard", beta=beta)["beta"]
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
+        log_probs, log_p_y = _log_softmax_y(z, targets)
+        log_p_hat = log_probs.gather(1, z.detach().argmax(dim=1, keepdim=True)).squeeze(1)
+        return -self.beta * log_p_y - (1.0 - self.beta) * log_p_hat
+
+
+class SymmetricCELoss(_FormulaLoss):
+    r"""Symmetric cross-entropy (Wang et al. 2019): :math:`\alpha\,\mathrm{CE} + \beta\,\mathrm{RCE}`.
+
+    The reverse CE with :math:`\log 0 := A` is :math:`-\sum_k p_k \log e_{y,k} = -A (1 - p_y)`,
+    computed with :math:`1 - p_y` taken in log space (exact when tiny).
+
+    Args:
+        alpha: weight of CE (>= 0).
+        beta: weight of the reverse CE (>= 0).
+        A: the value standing in for :math:`\log 0` (< 0; the paper uses -4).
+
+    Example:
+        >>> SymmetricCELoss(alpha=0.1, beta=1.0, A=-4.0)(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
+        tensor(0.4895)
+    """
+
+    def __init__(self, alpha: float = 0.1, beta: float = 1.0, A: float = -4.0) -> None:  # noqa: N803
+        super().__init__()
+        checked = _checked("sce", alpha=alpha, beta=beta, A=A)
+        self.alpha, self.beta, self.A = checked["alpha"], checked["beta"], checked["A"]
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
+        log_p, log_1mp, _ = _log_p_parts(z, targets)
+        return -self.alpha * log_p - self.beta * self.A * torch.exp(log_1mp)
+
+
+class FocalLoss(_FormulaLoss):
+    r"""Focal loss (Lin et al. 2017): :math:`-(1 - p_y)^\gamma \log p_y`.
+
+    :math:`(1-p_y)^\gamma` is taken as :math:`\exp(\gamma \log(1 - p_y))` from the logits, so
+    the loss and its gradient stay finite and exact for confident models.
+
+    Args:
+        gamma: focusing parameter :math:`\gamma \ge 0` (0 gives CCE).
+
+    Example:
+        >>> FocalLoss(gamma=2.0)(torch.tensor([[2.0, 0.0]]), torch.tensor([0]))
+        tensor(0.0018)
+    """
+
+    def __init__(self, gamma: float = 2.0) -> None:
+        super().__init__()
+        self.gamma = _checked("focal", gamma=gamma)["gamma"]
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
+        log_p, log_1mp, _ = _log_p_parts(z, targets)
+        focus = torch.ones_like(log_1mp) if self.gamma == 0 else torch.exp(self.gamma * log_1mp)
+        return -focus * log_p
+
+
+# ---------------------------------------------------------------------------------------
+# The registry.
+# ---------------------------------------------------------------------------------------
+
+# loss name -> (scheme, normalise, description)
+_SCHEME_LOSSES: dict[str, tuple[str, bool, str]] = {
+    "cce": ("cce", False, "Categorical cross-entropy, mean over the batch."),
+    "mae": ("mae", False, "Mean absolute error 1 - p_i (robust to label noise, slow to fit)."),
+    "mse": ("mse", False, "Mean squared error (1 - p_i)^2."),
+    "gce": ("gce", False, "Generalised cross-entropy (1 - p_i^q)/q (Zhang & Sabuncu 2018)."),
+    "cce-dn": ("cce", True, "CCE's weights with derivative normalisation."),
+    "mae-dn": ("mae", True, "MAE's weights with derivative normalisation."),
+    "mse-dn": ("mse", True, "MSE's weights with derivative normalisation."),
+    "gce-dn": ("gce", True, "GCE's weights with derivative normalisation."),
+    "dm": ("dm", True, "Derivative manipulation: exp(beta p^lam (1-p)) weights with DN."),
+    "dm-normal": ("normal", True, "DM with the normal-shaped EDF and DN."),
+    "dm-exponential": ("exponential", True, "DM with the exponential EDF and DN."),
+    "dm-beta": ("beta", True, "DM with the beta-shaped EDF and DN."),
+}
+
+
+def _scheme_loss_factory(scheme_name: str, normalise: bool) -> Callable[..., nn.Module]:
+    def create(eps: float = 0.0, **params: Any) -> nn.Module:
+        if scheme_name == "dm":
+            return DMLoss(eps=eps, **params)
+        return SchemeLoss(make_scheme(scheme_name, **params), normalise=normalise, eps=eps)
+
+    return create
+
+
+for _name, (_scheme, _normalise, _description) in _SCHEME_LOSSES.items():
+    _entry = SCHEMES.get(_scheme)
+    LOSSES.register(
+        _name,
+        description=_description,
+        params=[*_entry.params, _EPS] if _normalise else list(_entry.params),
+        equation=_entry.equation + ("; weights / Σ_batch w (DN), Eq. 7 gradient" if _normalise
+                                    else "; weights / N: the loss's own gradient"),
+        family="scheme", scheme=_scheme, normalise=_normalise,
+    )(_scheme_loss_factory(_scheme, _normalise))
+
+_UNIT = {"low": 0.0, "high": 1.0, "ui_low": 0.0, "ui_high": 1.0}
+
+LOSSES.register(
+    "label-smoothing", description="Cross-entropy with label smoothing.",
+    equation="L = CE(z, (1 − ε)·onehot(y) + ε/C)",
+    params=[Param("epsilon", 0.1, low=0.0, high=1.0, high_inclusive=False, ui_low=0.0, ui_high=0.5,
+                  help="Probability mass spread uniformly over all classes.")],
+    family="baseline",
+)(LabelSmoothingLoss)
+
+LOSSES.register(
+    "boot-soft", description="Soft bootstrapping (Reed et al. 2015): the target mixes the label "
+                             "with the model's own prediction.",
+    equation="L = −Σ_k (β·onehot(y)_k + (1 − β)·p_k) log p_k",
+    params=[Param("beta", 0.95, **_UNIT, help="Weight of the annotated label (1 gives CCE).")],
+    family="baseline",
+)(BootstrapSoftLoss)
+
+LOSSES.register(
+    "boot-hard", description="Hard bootstrapping (Reed et al. 2015): the target mixes the label "
+                             "with the model's predicted class.",
+    equation="L = −β log p_y − (1 − β) log p_argmax",
+    params=[Param("beta", 0.8, **_UNIT, help="Weight of the annotated label (1 gives CCE).")],
+    family="baseline",
+)(BootstrapHardLoss)
+
+LOSSES.register(
+    "sce", description="Symmetric cross-entropy (Wang et al. 2019): CE plus reverse CE.",
+    equation="L = α·CE + β·RCE,  RCE = −A·(1 − p_y)",
+    params=[
+        Param("alpha", 0.1, low=0.0, ui_low=0.0, ui_high=2.0, help="Weight of the CE term."),
+        Param("beta", 1.0, low=0.0, ui_low=0.0, ui_high=2.0, help="Weight of the reverse CE term."),
+        Param("A", -4.0, high=0.0, high_inclusive=False, ui_low=-10.0, ui_high=-1.0,
+              help="The value that stands in for log 0 in the reverse CE."),
+    ],
+    family="baseline",
+)(SymmetricCELoss)
+
+LOSSES.register(
+    "focal", description="Focal loss (Lin et al. 2017): CE down-weighted on well-fitted examples.",
+    equation="L = −(1 − p_y)^γ log p_y",
+    params=[Param("gamma", 2.0, low=0.0, ui_low=0.0, ui_high=5.0,
+                  help="Focusing parameter; 0 gives CCE.")],
+    family="baseline",
+)(FocalLoss)
+
+
+def make_loss(name: str, **params: Any) -> nn.Module:
+    """Build a loss module by name, checking parameters against their registered ranges.
+
+    ``None`` values are dropped, so front-end defaults never override the registry's.
+
+    Raises:
+        ConfigError: unknown name, unknown parameter, or a value out of range.
+
+    Example:
+        >>> make_loss("gce-dn", q=0.5)
+        SchemeLoss(scheme=Scheme('gce', q=0.5), normalise=True, eps=1e-06)
+        >>> make_loss("dm", lam=-1)
+        Traceback (most recent call last):
+        ...
+        dm_core.registry.ConfigError: lam: -1.0 is out of range; must be a float in [0, inf)
+    """
+    return LOSSES.create(name, **params)
+
+
+def list_losses() -> list[str]:
+    """All registered loss names, in registration order.
+
+    Example:
+        >>> list_losses()[:4]
+        ['cce', 'mae', 'mse', 'gce']
+    """
+    return LOSSES.names()

@@ -1,0 +1,491 @@
+"""Packaging: the Dockerfile, docker-compose.yml, Makefile, CI script, presets and ``dm up``
+agree with each other and with the ``dm`` command line they drive.
+
+The CLI side is read from the real Typer app (``dm --help`` through CliRunner), never from a
+list kept by hand, so a renamed command or option fails here before it fails in a container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.main import get_command
+from typer.testing import CliRunner
+
+import dm_core.cli.up as up_module
+from dm_core.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+WIDE = {"COLUMNS": "200", "NO_COLOR": "1"}  # one help row per line, nothing truncated
+runner = CliRunner()
+
+
+def cli(*args: str):
+    return runner.invoke(app, list(args), env=WIDE)
+
+
+def registered_commands() -> dict:
+    group = get_command(app)
+    return {name: cmd for name, cmd in group.commands.items() if not cmd.hidden}
+
+
+def command_rows(help_text: str, box: str = "Commands") -> list[tuple[str, str]]:
+    """(first column, rest) of every row in one of rich's help boxes; continuation rows have ''."""
+    rows, inside = [], False
+    for line in help_text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("╭─") and box in stripped:
+            inside = True
+            continue
+        if inside and stripped.startswith("╰"):
+            break
+        if inside:
+            body = stripped.strip("│").rstrip()
+            first, _, rest = body.strip().partition(" ")
+            rows.append(("" if body.startswith("  ") else first, rest.strip()))
+    return rows
+
+
+# ---------------------------------------------------------------- the dm command line
+
+def test_version_matches_pyproject():
+    result = cli("--version")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"dm-studio {PYPROJECT['project']['version']}"
+
+
+def test_python_dash_m_runs_the_same_cli():
+    out = subprocess.run([sys.executable, "-m", "dm_core.cli", "--version"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"dm-studio {PYPROJECT['project']['version']}"
+
+
+def test_help_lists_every_command_with_one_line_of_help():
+    result = cli("--help")
+    assert result.exit_code == 0, result.output
+    rows = command_rows(result.output)
+    assert rows, result.output
+    assert all(first for first, _ in rows), f"a command's help wraps onto a second line:\n{result.output}"
+    listed = {first: rest for first, rest in rows}
+    commands = registered_commands()
+    assert set(listed) == set(commands), result.output
+    for name, cmd in commands.items():
+        summary = (cmd.help or cmd.short_help or "").strip().splitlines()
+        assert summary and summary[0].strip(), f"`dm {name}` has no help text"
+        assert listed[name] == summary[0].strip(), (name, listed[name])
+
+
+def test_every_command_has_working_help():
+    for name in registered_commands():
+        result = cli(name, "--help")
+        assert result.exit_code == 0, (name, result.output)
+        assert f"dm {name}" in result.output
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
+    logical, current = [], ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    out = []
+    for line in logical:
+        instruction, _, args = line.partition(" ")
+        out.append((instruction.upper(), args.strip()))
+    return out
+
+
+def test_dockerfile_base_image_is_a_build_arg_with_a_cuda_default():
+    instr = dockerfile_instructions()
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for i, a in instr if i == "ARG" and "=" in a}
+    base = args["BASE_IMAGE"]
+    assert base.startswith("pytorch/pytorch:") and "cuda" in base and "runtime" in base
+    assert ("FROM", "${BASE_IMAGE}") in instr
+    # The default base's torch must be allowed by our own pin.
+    torch_version = tuple(int(x) for x in re.match(r"pytorch/pytorch:(\d+)\.(\d+)", base).groups())
+    assert (2, 2) <= torch_version <= (2, 14)
+    assert "python:3.11-slim" in (ROOT / "Dockerfile").read_text(encoding="utf-8"), \
+        "the CPU variant (BASE_IMAGE=python:3.11-slim) must be documented"
+
+
+def test_dockerfile_installs_the_project_with_postgres_extra_as_non_root():
+    instr = dockerfile_instructions()
+    runs = " ".join(a for i, a in instr if i == "RUN")
+    assert re.search(r"pip install [^&;]*\.\[postgres\]", runs), runs
+    users = [a for i, a in instr if i == "USER"]
+    assert users and users[-1] not in ("root", "0"), "the image must not run as root"
+    user = users[-1]
+    assert "useradd" in runs and user in runs
+    # Nothing the image copies is missing from the build context.
+    for i, a in instr:
+        if i == "COPY":
+            for src in shlex.split(a)[:-1]:
+                if not src.startswith("--"):
+                    assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
+
+
+def test_dockerfile_entrypoint_is_dm_and_exposes_8501():
+    instr = dockerfile_instructions()
+    entry = [a for i, a in instr if i == "ENTRYPOINT"]
+    assert entry and json.loads(entry[-1]) == ["dm"]
+    assert any(i == "EXPOSE" and "8501" in a.split() for i, a in instr)
+    cmd = json.loads([a for i, a in instr if i == "CMD"][-1])
+    assert_dm_invocation_valid(cmd)
+
+
+def test_dockerignore_keeps_what_the_image_copies():
+    ignored = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert ".venv" in ignored and ".git" in ignored and "var" in ignored
+    copied = [shlex.split(a)[0] for i, a in dockerfile_instructions() if i == "COPY"]
+    for src in copied:
+        assert src.rstrip("/") not in ignored, f"{src} is copied but excluded by .dockerignore"
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))
+
+
+def dm_services(compose: dict) -> dict:
+    """Services built from this repository (they run ``dm`` through the image's ENTRYPOINT)."""
+    return {n: s for n, s in compose["services"].items() if "build" in s}
+
+
+def option_names(subcommand: str) -> set[str]:
+    """Option names as printed by ``dm <subcommand> --help``."""
+    result = cli(subcommand, "--help")
+    assert result.exit_code == 0, result.output
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]*)", result.output))
+
+
+def assert_dm_invocation_valid(argv: list[str]) -> None:
+    """``argv`` (what follows ``dm``) names a listed subcommand and only options it has."""
+    top = cli("--help")
+    listed = {first for first, _ in command_rows(top.output) if first}
+    sub = argv[0]
+    assert sub in listed, f"`dm {sub}` is run but `dm --help` does not list it ({sorted(listed)})"
+    known = option_names(sub)
+    for token in argv[1:]:
+        if token.startswith("--"):
+            name = token.split("=", 1)[0]
+            assert name in known, f"`dm {sub}` has no option {name} (it has {sorted(known)})"
+
+
+def test_compose_services_and_commands(compose):
+    services = compose["services"]
+    assert {"postgres", "app", "worker"} <= set(services)
+    for name, svc in dm_services(compose).items():
+        command = svc["command"]
+        assert isinstance(command, list), f"{name}: give the command as a list"
+        assert_dm_invocation_valid(command)
+    app_cmd = services["app"]["command"]
+    assert app_cmd[0] == "up" and "--no-workers" in app_cmd
+    assert app_cmd[app_cmd.index("--host") + 1] == "0.0.0.0"
+    assert services["worker"]["command"][0] == "worker"
+
+
+def test_compose_database_url_everywhere(compose):
+    services = compose["services"]
+    pg = services["postgres"]["environment"]
+    for name, svc in dm_services(compose).items():
+        url = svc["environment"]["DM_DATABASE_URL"]
+        assert url.startswith("postgresql+psycopg://"), (name, url)
+        m = re.match(r"postgresql\+psycopg://([^:]+):(.+)@postgres:5432/(\w+)$", url)
+        assert m, url
+        user, password, db = m.groups()
+        assert (user, password, db) == (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"])
+        # The password comes from the environment; the default is only for local use.
+        assert password.startswith("${POSTGRES_PASSWORD:-"), password
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+def test_compose_postgres_has_volume_and_healthcheck(compose):
+    pg = compose["services"]["postgres"]
+    assert any(v.split(":")[0] in compose["volumes"] for v in pg["volumes"])
+    test = pg["healthcheck"]["test"]
+    assert "pg_isready" in (test if isinstance(test, str) else " ".join(test))
+
+
+def test_compose_app_port_and_worker_gpu_and_scaling(compose):
+    services = compose["services"]
+    ports = services["app"]["ports"]
+    assert any(str(p).endswith("8501:8501") for p in ports)
+    worker = services["worker"]
+    devices = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert {"driver": "nvidia", "count": 1, "capabilities": ["gpu"]} in devices
+    # --scale worker=N needs no fixed name and no published port.
+    assert "container_name" not in worker and "ports" not in worker
+
+
+def test_compose_artifacts_volume_is_shared(compose):
+    mounts = {}
+    for name, svc in dm_services(compose).items():
+        target = svc["environment"]["DM_ARTIFACTS"]
+        vols = [v for v in svc.get("volumes", []) if v.split(":")[1] == target]
+        assert vols, f"{name}: nothing mounted at DM_ARTIFACTS={target}"
+        mounts[name] = vols[0].split(":")[0]
+    assert mounts["app"] == mounts["worker"] and mounts["app"] in compose["volumes"]
+    assert set(mounts.values()) == {mounts["app"]}, mounts
+
+
+def test_compose_publishes_dashboard_on_loopback_by_default(compose):
+    port = compose["services"]["app"]["ports"][0]
+    assert port.startswith("${DM_BIND:-127.0.0.1}:"), port
+
+
+# ---------------------------------------------------------------- Makefile and CI
+
+def test_ci_run_is_executable_and_runs_make_test_under_ci():
+    ci = ROOT / ".ci" / "run"
+    assert os.access(ci, os.X_OK), ".ci/run must be executable"
+    text = ci.read_text(encoding="utf-8")
+    assert "set -euo pipefail" in text
+    assert re.search(r"^export CI=true$", text, re.M)
+    assert re.search(r"^exec make test\b", text, re.M)
+
+
+def test_make_targets_dry_run(tmp_path):
+    """``make -n`` prints what each entry point would run, without running it."""
+    venv = tmp_path / "venv"
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "run", "test", "lint", "bench"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "false"})
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"-m venv {venv}" in text
+    assert "pip install --disable-pip-version-check -e ." in text
+    assert "pip install --disable-pip-version-check -e '.[dev]'" in text
+    assert f"{venv}/bin/dm up" in text
+    assert f"{venv}/bin/python -m pytest -n 2" in text
+    assert f"{venv}/bin/ruff check ." in text
+
+
+def test_make_test_reinstalls_only_when_pyproject_changes(tmp_path):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    stamp = venv / ".dm-installed-dev"
+    stamp.touch()
+    os.utime(stamp, (time.time() + 3600,) * 2)  # newer than pyproject.toml
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "test"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "false"})
+    assert out.returncode == 0, out.stderr
+    assert "pip install" not in out.stdout and "-m pytest" in out.stdout
+    os.utime(stamp, (0, 0))  # older than pyproject.toml
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "test"],
+                         capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "false"})
+    assert "pip install --disable-pip-version-check -e '.[dev]'" in out.stdout
+
+
+# ---------------------------------------------------------------- presets
+
+PRESETS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def test_there_are_presets():
+    assert len(PRESETS) >= 3, PRESETS
+
+
+@pytest.mark.parametrize("path", PRESETS, ids=[p.stem for p in PRESETS])
+def test_preset_validates(path):
+    from dm_core.config import load_config
+
+    cfg = load_config(path)
+    assert cfg.name == path.stem, "a preset's name is its file name"
+    if cfg.schedule.milestones:
+        assert cfg.schedule.milestones[-1] < cfg.iterations
+
+
+def test_cifar10_preset_follows_he_et_al():
+    """He et al. (2016), CIFAR-10 ResNets: SGD momentum 0.9, lr 0.1 divided by 10 at 32k and 48k
+    iterations, stopped at 64k, batch 128, weight decay 1e-4."""
+    from dm_core.config import load_config
+
+    cfg = load_config(ROOT / "configs" / "cifar10-resnet56-symmetric-40-dm.yaml")
+    assert cfg.model.name == "resnet56" and cfg.dataset.name == "cifar10"
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.momentum) == ("sgd", 0.1, 0.9)
+    assert cfg.optimizer.weight_decay == pytest.approx(1e-4)
+    assert (cfg.batch_size, cfg.iterations) == (128, 64_000)
+    assert cfg.schedule.milestones == [32_000, 48_000] and cfg.schedule.gamma == pytest.approx(0.1)
+
+
+# ---------------------------------------------------------------- dashboard theme
+
+def _luminance(hex_colour: str) -> float:
+    """WCAG 2.x relative luminance."""
+    channels = [int(hex_colour.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def _contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_theme_is_readable(mode):
+    config = tomllib.loads((ROOT / "app" / ".streamlit" / "config.toml").read_text())
+    theme = config["theme"][mode]
+    for bg in ("backgroundColor", "secondaryBackgroundColor"):
+        assert _contrast(theme["textColor"], theme[bg]) >= 7.0, (mode, bg)
+        assert _contrast(theme["linkColor"], theme[bg]) >= 4.5, (mode, bg)
+    assert _contrast(theme["primaryColor"], theme["backgroundColor"]) >= 4.5, mode
+    assert _contrast("#FFFFFF", theme["primaryColor"]) >= 4.0, "white text on primary buttons"
+
+
+def test_theme_contrast_reference_values():
+    # WCAG's own examples: black on white is 21:1, a colour on itself 1:1.
+    assert _contrast("#000000", "#FFFFFF") == pytest.approx(21.0)
+    assert _contrast("#777777", "#777777") == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- dm up
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fake_app(tmp_path, monkeypatch):
+    """Point ``dm up`` (in-process) at a trivial script, for checks that stop before Streamlit."""
+    script = tmp_path / "streamlit_app.py"
+    script.write_text("import streamlit as st\nst.write('hi')\n")
+    monkeypatch.setattr(up_module, "_app_file", lambda: script)
+    monkeypatch.delenv("DM_DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return script
+
+
+def test_up_refuses_a_port_in_use(fake_app, tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("up", "--no-workers", "--port", str(port), "--db", f"sqlite:///{tmp_path}/dm.sqlite")
+    assert result.exit_code != 0
+    assert f"port {port}" in result.output and "not available" in result.output
+
+
+def test_up_fails_clearly_without_the_app_file(fake_app, tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere" / "streamlit_app.py"
+    monkeypatch.setattr(up_module, "_app_file", lambda: missing)
+    result = cli("up", "--no-workers", "--port", str(free_port()))
+    assert result.exit_code != 0
+    assert str(missing) in result.output and "missing" in result.output
+
+
+def test_up_rejects_contradictory_worker_options(fake_app):
+    result = cli("up", "--workers", "2", "--no-workers")
+    assert result.exit_code != 0 and "contradict" in result.output
+
+
+def test_up_rejects_a_malformed_database_url(fake_app):
+    result = cli("up", "--no-workers", "--port", str(free_port()), "--db", "not a url")
+    assert result.exit_code != 0 and "not a database URL" in result.output
+
+
+def test_default_database_is_sqlite_under_var(fake_app, tmp_path):
+    url = up_module._database_url(None)
+    assert url == f"sqlite:///{tmp_path}/var/dm.sqlite"
+    assert (tmp_path / "var").is_dir()
+    # A relative SQLite path is made absolute, so every child opens the same file.
+    assert up_module._database_url("sqlite:///rel/x.sqlite") == f"sqlite:///{tmp_path}/rel/x.sqlite"
+    pg = "postgresql+psycopg://dm:secret@db:5432/dm"
+    assert up_module._database_url(pg) == pg
+
+
+def test_workers_get_one_gpu_each_round_robin(monkeypatch, tmp_path):
+    monkeypatch.setattr(up_module, "_worker_options", lambda: {"--device"})
+    children = up_module._worker_children(3, 2, "sqlite:///x", tmp_path, {})
+    devices = [c.argv[c.argv.index("--device") + 1] for c in children]
+    assert devices == ["cuda:0", "cuda:1", "cuda:0"]
+    assert all(c.argv[:4] == [sys.executable, "-m", "dm_core.cli", "worker"] for c in children)
+    cpu = up_module._worker_children(2, 0, "sqlite:///x", tmp_path, {})
+    assert [c.argv[c.argv.index("--device") + 1] for c in cpu] == ["cpu", "cpu"]
+    # Two CPU workers split the cores instead of oversubscribing them.
+    assert all(int(c.env["OMP_NUM_THREADS"]) >= 1 for c in cpu)
+
+
+def test_auth_detection(tmp_path, monkeypatch, fake_app):
+    monkeypatch.delenv("DM_PASSWORD", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert not up_module._auth_configured(fake_app)
+    monkeypatch.setenv("DM_PASSWORD", "s3cret")
+    assert up_module._auth_configured(fake_app)
+    monkeypatch.delenv("DM_PASSWORD")
+    (tmp_path / ".streamlit").mkdir()
+    (tmp_path / ".streamlit" / "secrets.toml").write_text('[auth]\nredirect_uri = "http://x/oauth2callback"\n')
+    assert up_module._auth_configured(fake_app)
+    assert up_module._is_loopback("127.0.0.1") and up_module._is_loopback("localhost")
+    assert not up_module._is_loopback("0.0.0.0")
+
+
+APP_FILE = ROOT / "app" / "streamlit_app.py"
+
+
+@pytest.mark.slow
+def test_up_serves_the_dashboard_and_stops_cleanly_on_sigterm(tmp_path):
+    """The real thing: ``dm up --no-workers`` on a free port and a temporary SQLite database;
+    /_stcore/health answers ``ok``; SIGTERM stops it, with exit code 0, within seconds."""
+    assert APP_FILE.is_file(), f"{APP_FILE} is missing"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DM_DATABASE_URL", "DM_PASSWORD")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dm_core.cli", "up", "--no-workers", "--port", str(port),
+         "--db", f"sqlite:///{tmp_path}/dm.sqlite", "--artifacts", str(tmp_path / "artifacts")],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True)
+    try:
+        body, deadline = None, time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                    body = r.read().decode()
+                    break
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        assert body == "ok", f"no health answer; dm up exited with {proc.poll()}"
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 0, output
+        assert time.monotonic() - started < 10, output
+        assert "stopped" in output
+        with pytest.raises((urllib.error.URLError, OSError)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
