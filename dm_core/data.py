@@ -1,0 +1,403 @@
+"""Datasets, materialised as in-memory tensors, with a trusted clean split and label noise.
+
+Every dataset here is small enough to hold in memory (the largest, CIFAR, is 600 MB as
+float32), so the training loop indexes tensors directly: fast, and a resumed run sees
+exactly the same batches with no saved sampler state (``batch_indices``).
+
+>>> bundle = load_dataset("digits", seed=0, noise_kind="symmetric", noise_rate=0.2)
+>>> bundle.x_train.shape[1:], bundle.num_classes, round(bundle.actual_noise_rate, 2)
+(torch.Size([1, 8, 8]), 10, 0.2)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dm_core.noise import corrupt_labels
+from dm_core.registry import ConfigError, Param, Registry
+
+DATASETS = Registry("dataset")
+
+# The ten vehicle classes of CIFAR-100 (its two "vehicles" superclasses), as fine labels.
+VEHICLES10 = (8, 13, 48, 58, 90, 41, 69, 81, 85, 89)
+VEHICLES10_NAMES = ("bicycle", "bus", "motorcycle", "pickup_truck", "train", "lawn_mower",
+                    "rocket", "streetcar", "tank", "tractor")
+
+
+@dataclass
+class DataBundle:
+    """A dataset ready to train on: tensors, the labels used, and which of them are corrupted."""
+
+    name: str
+    x_train: torch.Tensor  # float32 (N, ...) normalised
+    y_train_clean: torch.Tensor  # int64 (N,) intact labels
+    y_train: torch.Tensor  # int64 (N,) labels used for training (noisy)
+    is_noisy: torch.Tensor  # bool (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
+    num_classes: int
+    input_shape: tuple[int, ...]
+    class_names: list[str]
+    augment: bool
+    actual_noise_rate: float
+
+    def train_dataset(self) -> Dataset:
+        """Items ``(x, noisy_label, index)``: the index says whether the example is corrupted."""
+        return IndexedTensorDataset(self.x_train, self.y_train)
+
+    def test_dataset(self) -> Dataset:
+        return IndexedTensorDataset(self.x_test, self.y_test)
+
+
+class IndexedTensorDataset(Dataset):
+    """``(x[i], y[i], i)`` for use in any PyTorch loop with a DataLoader."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.x, self.y = x, y
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        return self.x[i], self.y[i], i
+
+
+@dataclass
+class _Raw:
+    """What a loader returns: un-normalised arrays and metadata."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+    augment: bool = False
+
+
+# ---------------------------------------------------------------------- loaders
+
+_ROOT = Param("root", "./data", "str", help="folder holding the dataset files")
+_DOWNLOAD = Param("download", False, "bool", help="download into root if missing (needs internet)")
+
+
+@DATASETS.register("digits", description="scikit-learn's bundled 8×8 handwritten digits "
+                   "(1,797 images, 10 classes; 1,297 train / 500 test). Needs no network.")
+def _digits() -> _Raw:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = d.images.astype(np.float32)[:, None] / 16.0
+    x_tr, x_te, y_tr, y_te = train_test_split(x, d.target, test_size=500, random_state=0,
+                                              stratify=d.target)
+    return _Raw(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)])
+
+
+def _require_root(root: str, name: str) -> Path:
+    path = Path(root).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"dataset.root: folder {str(path)!r} does not exist; put the {name} files "
+                          "there (torchvision layout) or set dataset.download=true on a machine "
+                          "with internet")
+    return path
+
+
+def _torchvision_split(cls: type, root: str, download: bool, name: str, **kw: Any) -> tuple[Any, Any]:
+    path = Path(root).expanduser()
+    if not download:
+        _require_root(root, name)
+    try:
+        train = cls(str(path), train=True, download=download, **kw)
+        test = cls(str(path), train=False, download=download, **kw)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
+        raise ConfigError(f"dataset.root: no usable {name} files under {str(path)!r} ({err}); "
+                          "set dataset.download=true to fetch them") from None
+    return train, test
+
+
+def _mnist_like(cls_name: str, name: str) -> Any:
+    def load(root: str, download: bool) -> _Raw:
+        import torchvision
+
+        train, test = _torchvision_split(getattr(torchvision.datasets, cls_name), root, download, name)
+        to_x = lambda d: d.data.numpy().astype(np.float32)[:, None] / 255.0  # noqa: E731
+        return _Raw(to_x(train), train.targets.numpy(), to_x(test), test.targets.numpy(),
+                    list(train.classes))
+
+    return load
+
+
+DATASETS.register("mnist", params=[_ROOT, _DOWNLOAD],
+                  description="MNIST handwritten digits (28×28, 60k/10k) from a torchvision folder."
+                  )(_mnist_like("MNIST", "MNIST"))
+DATASETS.register("fashion_mnist", params=[_ROOT, _DOWNLOAD],
+                  description="Fashion-MNIST (28×28, 60k/10k) from a torchvision folder."
+                  )(_mnist_like("FashionMNIST", "Fashion-MNIST"))
+
+
+def _cifar_class(name: str) -> type:
+    import torchvision
+
+    base = getattr(torchvision.datasets, name)
+
+    class LocalCIFAR(base):  # type: ignore[misc, valid-type]
+        # torchvision checks the official archives' md5 sums; a local folder in the same
+        # format (e.g. a converted or subsampled copy) is accepted when its files exist.
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / f).is_file() for f, _ in self.train_list + self.test_list)
+
+    LocalCIFAR.__name__ = name
+    return LocalCIFAR
+
+
+def _cifar_arrays(name: str, root: str, download: bool) -> tuple[Any, Any]:
+    import torchvision
+
+    cls = getattr(torchvision.datasets, name) if download else _cifar_class(name)
+    return _torchvision_split(cls, root, download, name)
+
+
+def _hwc_to_chw(x: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
+
+
+@DATASETS.register("cifar10", params=[_ROOT, _DOWNLOAD],
+                   description="CIFAR-10 (32×32 colour, 50k/10k) from a torchvision folder.")
+def _cifar10(root: str, download: bool) -> _Raw:
+    train, test = _cifar_arrays("CIFAR10", root, download)
+    return _Raw(_hwc_to_chw(train.data), np.asarray(train.targets), _hwc_to_chw(test.data),
+                np.asarray(test.targets), list(train.classes), augment=True)
+
+
+@DATASETS.register("cifar100", params=[_ROOT, _DOWNLOAD],
+                   description="CIFAR-100 (32×32 colour, 100 classes, 50k/10k) from a torchvision folder.")
+def _cifar100(root: str, download: bool) -> _Raw:
+    train, test = _cifar_arrays("CIFAR100", root, download)
+    return _Raw(_hwc_to_chw(train.data), np.asarray(train.targets), _hwc_to_chw(test.data),
+                np.asarray(test.targets), list(train.classes), augment=True)
+
+
+@DATASETS.register("vehicles10", params=[_ROOT, _DOWNLOAD],
+                   description="Vehicles-10: the ten vehicle classes of CIFAR-100 (5,000 train / 1,000 test).")
+def _vehicles10(root: str, download: bool) -> _Raw:
+    raw = _cifar100(root, download)
+    remap = np.full(100, -1)
+    remap[list(VEHICLES10)] = np.arange(10)
+    keep_tr, keep_te = remap[raw.y_train] >= 0, remap[raw.y_test] >= 0
+    return _Raw(raw.x_train[keep_tr], remap[raw.y_train[keep_tr]], raw.x_test[keep_te],
+                remap[raw.y_test[keep_te]], list(VEHICLES10_NAMES), augment=True)
+
+
+@DATASETS.register("image_folder", params=[
+    Param("root", "./data/images", "str", help="folder with train/ and test/ ImageFolder trees"),
+    Param("image_size", 32, "int", 4, 512, help="images are resized to image_size × image_size"),
+    Param("augment", False, "bool", help="CIFAR-style crop and flip augmentation"),
+], description="Any image folder: root/train/<class>/*.png and root/test/<class>/*.png.")
+def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
+    import torchvision
+    from torchvision import transforms
+
+    base = _require_root(root, "image folder")
+    tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
+    splits = {}
+    for split in ("train", "test"):
+        if not (base / split).is_dir():
+            raise ConfigError(f"dataset.root: {str(base / split)!r} is missing; an image folder needs "
+                              "train/<class>/... and test/<class>/... subfolders")
+        ds = torchvision.datasets.ImageFolder(str(base / split), transform=tf)
+        xs = [ds[i][0] for i in range(len(ds))]
+        splits[split] = (torch.stack(xs).numpy(), np.asarray(ds.targets), ds.classes)
+    if splits["train"][2] != splits["test"][2]:
+        raise ConfigError("dataset.root: train/ and test/ must have the same class folders")
+    return _Raw(splits["train"][0], splits["train"][1], splits["test"][0], splits["test"][1],
+                list(splits["train"][2]), augment=augment)
+
+
+@DATASETS.register("arrays", params=[
+    Param("path", "./data/arrays.npz", "str", help=".npz with x_train, y_train, x_test, y_test"),
+], description="Precomputed arrays: images (N,H,W)/(N,C,H,W) or feature vectors (N,D), e.g. "
+               "document vectors for sentiment.")
+def _arrays(path: str) -> _Raw:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"dataset.path: {str(p)!r} does not exist")
+    try:
+        # allow_pickle=False: an .npz is data; an object array (pickled code) is refused.
+        with np.load(p, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except ValueError as err:
+        raise ConfigError(f"dataset.path: {str(p)!r} holds object arrays or is not a valid .npz ({err})") from None
+    except OSError as err:
+        raise ConfigError(f"dataset.path: {str(p)!r} is not a readable .npz file ({err})") from None
+    missing = {"x_train", "y_train", "x_test", "y_test"} - set(arrays)
+    if missing:
+        raise ConfigError(f"dataset.path: the .npz lacks {', '.join(sorted(missing))}")
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if not np.issubdtype(x.dtype, np.number) or x.ndim not in (2, 3, 4):
+            raise ConfigError(f"dataset.path: x_{split} must be a numeric array of shape (N,D), "
+                              f"(N,H,W) or (N,C,H,W); got {x.dtype} {x.shape}")
+        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+            raise ConfigError(f"dataset.path: y_{split} must be integer labels of shape ({len(x)},); "
+                              f"got {y.dtype} {y.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ConfigError(f"dataset.path: x_{split} contains NaN or infinite values")
+        if len(y) == 0 or y.min() < 0:
+            raise ConfigError(f"dataset.path: y_{split} must be non-empty class indices ≥ 0")
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise ConfigError("dataset.path: x_train and x_test must have the same per-example shape")
+    num_classes = int(arrays["y_train"].max()) + 1
+    if arrays["y_test"].max() >= num_classes:
+        raise ConfigError(f"dataset.path: y_test has class {int(arrays['y_test'].max())}, "
+                          f"never seen in y_train (classes 0..{num_classes - 1})")
+    x_tr, x_te = arrays["x_train"].astype(np.float32), arrays["x_test"].astype(np.float32)
+    if x_tr.ndim == 3:
+        x_tr, x_te = x_tr[:, None], x_te[:, None]
+    return _Raw(x_tr, arrays["y_train"], x_te, arrays["y_test"], [str(i) for i in range(num_classes)])
+
+
+# ---------------------------------------------------------------------- assembling a bundle
+
+def _stratified_split(y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, val): ``fraction`` of every class, drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    val = []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        val.append(idx[:int(round(fraction * len(idx)))])
+    val_idx = np.sort(np.concatenate(val)) if val else np.array([], dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(y)), val_idx)
+    return train_idx, val_idx
+
+
+def load_dataset(name: str, *, seed: int, noise_kind: str = "none", noise_rate: float = 0.0,
+                 noise_params: dict[str, Any] | None = None, val_fraction: float = 0.0,
+                 **params: Any) -> DataBundle:
+    """Load ``name``, hold out a trusted clean split, then corrupt the remaining training labels.
+
+    The clean validation split (``val_fraction`` of every class) is taken *before* the noise
+    is applied, as the paper's β tuning on 20% clean training data needs. Inputs are
+    normalised with statistics of the training split (per channel for images).
+    """
+    entry = DATASETS.get(name, where="dataset.name")
+    checked = DATASETS.validate_params(name, params, where="dataset")
+    if not 0.0 <= val_fraction <= 0.9:
+        raise ConfigError(f"dataset.val_fraction: {val_fraction!r} is out of range; must be in [0, 0.9]")
+    raw = entry.factory(**checked)
+    y_all = np.asarray(raw.y_train, dtype=np.int64)
+    num_classes = max(int(y_all.max()), int(np.max(raw.y_test))) + 1
+    num_classes = max(num_classes, len(raw.class_names))
+
+    train_idx, val_idx = _stratified_split(y_all, val_fraction, seed)
+    y_clean = y_all[train_idx]
+    kw = dict(noise_params or {})
+    kw.setdefault("dataset", name)
+    noisy, is_noisy = corrupt_labels(y_clean, noise_kind, noise_rate, num_classes, seed, **kw)
+    kept = noisy >= 0  # class imbalance removes examples
+    train_idx, y_clean, noisy, is_noisy = train_idx[kept], y_clean[kept], noisy[kept], is_noisy[kept]
+
+    x_train = torch.from_numpy(np.ascontiguousarray(raw.x_train[train_idx], dtype=np.float32))
+    mean, std = _normalisation(x_train)
+    norm = lambda a: (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) - mean) / std  # noqa: E731
+    x_val = norm(raw.x_train[val_idx]) if len(val_idx) else None
+    return DataBundle(
+        name=name,
+        x_train=(x_train - mean) / std,
+        y_train_clean=torch.from_numpy(y_clean),
+        y_train=torch.from_numpy(noisy),
+        is_noisy=torch.from_numpy(is_noisy),
+        x_test=norm(raw.x_test),
+        y_test=torch.from_numpy(np.asarray(raw.y_test, dtype=np.int64)),
+        x_val=x_val,
+        y_val=torch.from_numpy(y_all[val_idx]) if len(val_idx) else None,
+        num_classes=num_classes,
+        input_shape=tuple(x_train.shape[1:]),
+        class_names=list(raw.class_names),
+        augment=raw.augment,
+        actual_noise_rate=float(is_noisy.mean()) if len(is_noisy) else 0.0,
+    )
+
+
+def _normalisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and std of the training inputs: per channel for images, per feature for vectors."""
+    dims = (0, 2, 3) if x.dim() == 4 else (0,)
+    mean = x.mean(dim=dims, keepdim=True)[0]
+    std = x.std(dim=dims, keepdim=True)[0].clamp(min=1e-6)
+    if x.dim() == 4:  # one scalar per channel, broadcast over H and W
+        mean, std = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
+    return mean, std
+
+
+# ---------------------------------------------------------------------- batches and augmentation
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> torch.Tensor:
+    """Example indices of the batch at 0-based ``iteration``: epochs of a fresh seeded
+    permutation, the last partial batch of each epoch dropped (every batch is full).
+    Stateless, so a resumed run sees exactly the batches an uninterrupted one would.
+
+    >>> batch_indices(10, 4, 0, seed=0).tolist() == batch_indices(10, 4, 0, seed=0).tolist()
+    True
+    >>> len(set(batch_indices(10, 5, 0, 1).tolist() + batch_indices(10, 5, 1, 1).tolist()))
+    10
+    """
+    batch_size = min(batch_size, n)
+    per_epoch = n // batch_size
+    epoch, pos = divmod(iteration, per_epoch)
+    return _epoch_permutation(n, seed, epoch)[pos * batch_size:(pos + 1) * batch_size]
+
+
+def balanced_batch_indices(labels: torch.Tensor, batch_size: int, iteration: int, seed: int) -> torch.Tensor:
+    """A class-balanced batch by (noisy) label: ``batch_size // C`` examples of every present
+    class (drawn with replacement from a generator seeded by ``seed`` and ``iteration``),
+    topped up at random, as the paper's CIFAR-100 runs use. Stateless like ``batch_indices``."""
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * iteration + 1)
+    classes = torch.unique(labels)
+    per_class = max(1, batch_size // len(classes))
+    picks = []
+    for c in classes.tolist():
+        members = torch.nonzero(labels == c).squeeze(1)
+        picks.append(members[torch.randint(len(members), (per_class,), generator=gen)])
+    out = torch.cat(picks)
+    if len(out) < batch_size:
+        out = torch.cat([out, torch.randint(len(labels), (batch_size - len(out),), generator=gen)])
+    return out[torch.randperm(len(out), generator=gen)][:batch_size]
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation on a batch: zero-pad ``pad``, random crop back, random
+    horizontal flip. Vectorised and device-agnostic; draws from ``generator`` (or the global
+    RNG, which checkpoints save) so runs are reproducible. Non-image inputs pass unchanged.
+
+    >>> x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
+    >>> augment_batch(x, torch.Generator().manual_seed(0), pad=1).shape
+    torch.Size([2, 1, 4, 4])
+    """
+    if x.dim() != 4:
+        return x
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
+    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+    cols = ox[:, None] + torch.arange(w, device=x.device)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, chan, rows, cols]
