@@ -12,6 +12,7 @@ exactly the same batches with no saved sampler state (``batch_indices``).
 from __future__ import annotations
 
 import functools
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,7 +155,15 @@ def _cifar_class(name: str) -> type:
         # format (e.g. a converted or subsampled copy) is accepted when its files exist.
         def _check_integrity(self) -> bool:
             folder = Path(self.root) / self.base_folder
-            return all((folder / f).is_file() for f, _ in self.train_list + self.test_list)
+            files = [f for f, _ in self.train_list + self.test_list] + [self.meta["filename"]]
+            return all((folder / f).is_file() for f in files)
+
+        def _load_meta(self) -> None:
+            # The same file torchvision reads (a pickle, as the dataset ships), minus the md5.
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
+                meta = pickle.load(fh, encoding="latin1")
+            self.classes = meta[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     LocalCIFAR.__name__ = name
     return LocalCIFAR

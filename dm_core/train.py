@@ -33,7 +33,13 @@ import torch
 from torch import nn
 
 from dm_core.config import RunConfig
-from dm_core.data import DataBundle, augment_batch, balanced_batch_indices, batch_indices, load_dataset
+from dm_core.data import (
+    DataBundle,
+    augment_batch,
+    balanced_batch_indices,
+    batch_indices,
+    load_dataset,
+)
 from dm_core.devices import resolve_device
 from dm_core.events import (
     CheckpointEvent,

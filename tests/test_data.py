@@ -1,0 +1,194 @@
+"""Dataset loaders, each on tiny files the test writes in the format torchvision reads."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from dm_core.data import (
+    DATASETS,
+    VEHICLES10,
+    augment_batch,
+    balanced_batch_indices,
+    batch_indices,
+    load_dataset,
+)
+from dm_core.registry import ConfigError
+
+RNG = np.random.default_rng(0)
+
+
+def test_digits_shapes_split_and_noise():
+    b = load_dataset("digits", seed=1, noise_kind="symmetric", noise_rate=0.4, val_fraction=0.2)
+    assert b.num_classes == 10 and b.input_shape == (1, 8, 8)
+    assert len(b.x_train) + len(b.x_val) == 1297 and len(b.x_test) == 500
+    assert abs(len(b.x_val) - 0.2 * 1297) < 10
+    # Noise only on the training part; is_noisy says exactly which labels changed.
+    assert torch.equal(b.is_noisy, b.y_train != b.y_train_clean)
+    assert abs(b.actual_noise_rate - 0.4) < 0.05
+    # The trusted split is clean and disjoint from training: count rows across both.
+    rows = {tuple(r) for r in b.x_train.flatten(1).numpy().round(5)}
+    assert not any(tuple(r) in rows for r in b.x_val.flatten(1).numpy().round(5)[:50])
+    # Normalised on training statistics.
+    assert abs(float(b.x_train.mean())) < 1e-4
+
+
+def test_digits_deterministic_from_seed():
+    a = load_dataset("digits", seed=5, noise_kind="pairflip", noise_rate=0.3)
+    b = load_dataset("digits", seed=5, noise_kind="pairflip", noise_rate=0.3)
+    assert torch.equal(a.y_train, b.y_train)
+
+
+def _idx(path, array):
+    dims = array.shape
+    with open(path, "wb") as fh:
+        fh.write(struct.pack(">BBBB", 0, 0, 8, len(dims)))
+        fh.write(struct.pack(">" + "I" * len(dims), *dims))
+        fh.write(array.astype(np.uint8).tobytes())
+
+
+@pytest.mark.parametrize(("name", "folder"), [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_mnist_like_from_raw_idx_files(tmp_path, name, folder):
+    raw = tmp_path / folder / "raw"
+    raw.mkdir(parents=True)
+    _idx(raw / "train-images-idx3-ubyte", RNG.integers(0, 256, (30, 28, 28)))
+    _idx(raw / "train-labels-idx1-ubyte", np.arange(30) % 10)
+    _idx(raw / "t10k-images-idx3-ubyte", RNG.integers(0, 256, (10, 28, 28)))
+    _idx(raw / "t10k-labels-idx1-ubyte", np.arange(10))
+    b = load_dataset(name, seed=0, root=str(tmp_path))
+    assert b.x_train.shape == (30, 1, 28, 28) and b.x_test.shape == (10, 1, 28, 28)
+    assert b.y_train.tolist() == (np.arange(30) % 10).tolist()
+    assert b.num_classes == 10
+
+
+def _cifar_batch(path, n, labels, key):
+    with open(path, "wb") as fh:
+        pickle.dump({"data": RNG.integers(0, 256, (n, 3072)).astype(np.uint8), key: list(labels)}, fh)
+
+
+def _write_cifar10(root, n=20):
+    base = root / "cifar-10-batches-py"
+    base.mkdir(parents=True)
+    for i in range(1, 6):
+        _cifar_batch(base / f"data_batch_{i}", n, np.arange(n) % 10, "labels")
+    _cifar_batch(base / "test_batch", n, np.arange(n) % 10, "labels")
+    with open(base / "batches.meta", "wb") as fh:
+        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+
+
+def _write_cifar100(root, labels_train, labels_test):
+    base = root / "cifar-100-python"
+    base.mkdir(parents=True)
+    _cifar_batch(base / "train", len(labels_train), labels_train, "fine_labels")
+    _cifar_batch(base / "test", len(labels_test), labels_test, "fine_labels")
+    with open(base / "meta", "wb") as fh:
+        pickle.dump({"fine_label_names": [f"f{i}" for i in range(100)]}, fh)
+
+
+def test_cifar10_from_python_batches(tmp_path):
+    _write_cifar10(tmp_path)
+    b = load_dataset("cifar10", seed=0, root=str(tmp_path), noise_kind="asymmetric", noise_rate=0.5)
+    assert b.x_train.shape == (100, 3, 32, 32) and b.x_test.shape == (20, 3, 32, 32)
+    assert b.augment and b.class_names[0] == "c0"
+    # Asymmetric CIFAR-10 noise only ever uses the documented flips.
+    flips = {(int(a), int(c)) for a, c in zip(b.y_train_clean[b.is_noisy], b.y_train[b.is_noisy], strict=True)}
+    assert flips <= {(9, 1), (2, 0), (4, 7), (3, 5), (5, 3)}
+
+
+def test_cifar100_and_vehicles10(tmp_path):
+    train_labels = np.arange(200) % 100
+    _write_cifar100(tmp_path, train_labels, np.arange(100))
+    b = load_dataset("cifar100", seed=0, root=str(tmp_path))
+    assert b.num_classes == 100 and len(b.x_train) == 200
+    v = load_dataset("vehicles10", seed=0, root=str(tmp_path))
+    assert v.num_classes == 10 and len(v.x_train) == 20 and len(v.x_test) == 10
+    assert sorted(set(v.y_train.tolist())) == list(range(10))
+    assert v.class_names[0] == "bicycle" and VEHICLES10[0] == 8
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for split, n in (("train", 4), ("test", 2)):
+        for cls in ("cat", "dog"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(RNG.integers(0, 256, (20, 24, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    b = load_dataset("image_folder", seed=0, root=str(tmp_path), image_size=16)
+    assert b.x_train.shape == (8, 3, 16, 16) and b.class_names == ["cat", "dog"]
+    (tmp_path / "test" / "dog").rename(tmp_path / "test" / "bird")
+    with pytest.raises(ConfigError, match="same class folders"):
+        load_dataset("image_folder", seed=0, root=str(tmp_path))
+
+
+def test_arrays_features_and_images(tmp_path):
+    f = tmp_path / "f.npz"
+    np.savez(f, x_train=RNG.normal(size=(40, 5)), y_train=np.arange(40) % 2,
+             x_test=RNG.normal(size=(10, 5)), y_test=np.arange(10) % 2)
+    b = load_dataset("arrays", seed=0, path=str(f))
+    assert b.input_shape == (5,) and b.num_classes == 2
+    g = tmp_path / "g.npz"
+    np.savez(g, x_train=RNG.normal(size=(12, 6, 6)), y_train=np.arange(12) % 3,
+             x_test=RNG.normal(size=(3, 6, 6)), y_test=np.arange(3))
+    assert load_dataset("arrays", seed=0, path=str(g)).input_shape == (1, 6, 6)
+
+
+BAD_ARRAYS = {
+    "shapes": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(5, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "label range": dict(x_train=np.zeros((4, 3)), y_train=np.array([0, 1, -1, 0]), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "unseen test class": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4, int), x_test=np.zeros((2, 3)), y_test=np.array([0, 5])),
+    "nan": dict(x_train=np.full((4, 3), np.nan), y_train=np.zeros(4, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "float labels": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4), x_test=np.zeros((2, 3)), y_test=np.zeros(2)),
+    "missing": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4, int)),
+    "object": dict(x_train=np.array([{"a": 1}] * 4, dtype=object), y_train=np.zeros(4, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ARRAYS))
+def test_arrays_validation_errors(tmp_path, case):
+    path = tmp_path / "bad.npz"
+    np.savez(path, **BAD_ARRAYS[case])
+    with pytest.raises(ConfigError, match="dataset.path"):
+        load_dataset("arrays", seed=0, path=str(path))
+
+
+def test_unknown_dataset_and_missing_root(tmp_path):
+    with pytest.raises(ConfigError, match="digits"):
+        load_dataset("imagenet22k", seed=0)
+    with pytest.raises(ConfigError, match="dataset.root"):
+        load_dataset("cifar10", seed=0, root=str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="dataset.path"):
+        load_dataset("arrays", seed=0, path=str(tmp_path / "none.npz"))
+    assert {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "vehicles10",
+            "image_folder", "arrays"} <= set(DATASETS.names())
+
+
+def test_batch_indices_cover_each_epoch_once_and_are_stateless():
+    n, bs = 103, 10
+    epoch = torch.cat([batch_indices(n, bs, i, seed=4) for i in range(10)])
+    assert len(set(epoch.tolist())) == 100  # one epoch: 10 full batches, no repeats
+    assert torch.equal(batch_indices(n, bs, 7, 4), batch_indices(n, bs, 7, 4))
+    assert not torch.equal(batch_indices(n, bs, 10, 4), batch_indices(n, bs, 0, 4))
+
+
+def test_balanced_batches():
+    labels = torch.tensor([0] * 90 + [1] * 10)
+    idx = balanced_batch_indices(labels, 20, 3, seed=0)
+    assert len(idx) == 20 and int((labels[idx] == 1).sum()) == 10
+    assert torch.equal(idx, balanced_batch_indices(labels, 20, 3, seed=0))
+
+
+def test_augment_batch_crops_and_flips_deterministically():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
+    a = augment_batch(x, torch.Generator().manual_seed(1), pad=2)
+    b = augment_batch(x, torch.Generator().manual_seed(1), pad=2)
+    assert a.shape == x.shape and torch.equal(a, b)
+    # With no padding, a crop is the identity and only flips remain.
+    c = augment_batch(x, torch.Generator().manual_seed(2), pad=0)
+    for i in range(2):
+        assert torch.equal(c[i], x[i]) or torch.equal(c[i], x[i].flip(2))
