@@ -103,6 +103,17 @@ def _digits() -> _Raw:
     return _Raw(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)])
 
 
+@DATASETS.register("digits_binary", params=[
+    Param("positive", [0, 2, 4, 6, 8], "list[int]", 0, 9, help="digits labelled positive (1); the rest are 0"),
+], description="Binary digits: the chosen digits (default even) against the rest, for imbalance "
+               "studies like the paper's IMDB one (subsample class 0 with imbalance noise).")
+def _digits_binary(positive: list[int]) -> _Raw:
+    raw = _digits()
+    pos = np.isin(np.arange(10), positive)
+    return _Raw(raw.x_train, pos[raw.y_train].astype(np.int64), raw.x_test,
+                pos[raw.y_test].astype(np.int64), ["negative", "positive"])
+
+
 def _require_root(root: str, name: str) -> Path:
     path = Path(root).expanduser()
     if not path.is_dir():

@@ -1,0 +1,154 @@
+"""The store's tables (SQLAlchemy 2). Migrations in ``migrations/versions`` create exactly these.
+
+Every per-iteration table is keyed by ``(run_id, iteration)``: the primary key is the index
+the dashboard reads through, and it makes a duplicate iteration impossible rather than
+merely unlikely. Arrays (histogram counts, labels) are stored as little-endian binary
+(``int32`` counts and labels, ``uint8`` flags): a 20-bin histogram pair is 160 bytes.
+
+Times are always the DATABASE's clock (see ``Store``): workers on several machines never
+compare their own clocks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names: Alembic's batch mode (SQLite) needs names to drop or alter them.
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+COUNT_DTYPE = "<i4"  # histogram counts
+LABEL_DTYPE = "<i4"  # class labels
+FLAG_DTYPE = "u1"  # is_noisy
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+def _status_check() -> CheckConstraint:
+    allowed = ", ".join(f"'{s}'" for s in STATUSES)
+    return CheckConstraint(f"status IN ({allowed})", name="status")
+
+
+class Run(Base):
+    """One training run: its config, where it is in its life, and a few denormalised
+    progress fields (``last_iteration``, ``last_test_acc``) so that listing runs is one query."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_status_id", "status", "id"),
+        _status_check(),
+        {"sqlite_autoincrement": True},  # ids are never reused: artifacts dirs are named by id
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    group_id: Mapped[str] = mapped_column(String(255), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
+    checkpoint_path: Mapped[str | None] = mapped_column(Text)
+    checkpoint_iteration: Mapped[int | None] = mapped_column(Integer)
+    total_iterations: Mapped[int | None] = mapped_column(Integer)
+    last_iteration: Mapped[int] = mapped_column(Integer, default=0)
+    last_test_acc: Mapped[float | None] = mapped_column(Float)
+
+
+def _run_fk() -> ForeignKey:
+    return ForeignKey("runs.id", ondelete="CASCADE")
+
+
+class Scalar(Base):
+    """One row per iteration: the loop's scalar dict (loss, lr, batch_acc, ...) as JSON."""
+
+    __tablename__ = "scalars"
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class Histogram(Base):
+    """One row per iteration: clean and noisy counts of the batch's p_i, int32 arrays."""
+
+    __tablename__ = "histograms"
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bins: Mapped[int] = mapped_column(Integer)
+    clean: Mapped[bytes] = mapped_column(LargeBinary)
+    noisy: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Eval(Base):
+    """One row per evaluation: test_acc, train_acc_corrupted, ... as JSON."""
+
+    __tablename__ = "evals"
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RunLabels(Base):
+    """The training labels a run used: clean, corrupted and the is-noisy flags (per phase:
+    ``train``; ``relabel`` holds the predicted labels of the label-correction phase)."""
+
+    __tablename__ = "run_labels"
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
+    phase: Mapped[str] = mapped_column(String(16), primary_key=True)
+    clean: Mapped[bytes] = mapped_column(LargeBinary)
+    noisy: Mapped[bytes] = mapped_column(LargeBinary)
+    is_noisy: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Claim(Base):
+    """An audit row per claim: which worker took which attempt of a run, and when."""
+
+    __tablename__ = "claims"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    worker_id: Mapped[str] = mapped_column(String(255))
+    device: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+RUNS = Run.__table__
+SCALARS = Scalar.__table__
+HISTOGRAMS = Histogram.__table__
+EVALS = Eval.__table__
+LABELS = RunLabels.__table__
+CLAIMS = Claim.__table__
+PER_ITERATION = (SCALARS, HISTOGRAMS, EVALS)
