@@ -178,9 +178,11 @@ class _DesignedGradient(torch.autograd.Function):
                 eps: float) -> tuple[Tensor, Tensor, Tensor]:
         t = targets[:, None]
         z_y = z.gather(1, t)
+        # Shift by the largest logit other than the label's: every exp(z_j - m), j != y, is
+        # then in (0, 1] and their sum is at least 1, however confident the model is.
         others = z.scatter(1, t, -math.inf)
         m_other = others.amax(dim=1, keepdim=True)
-        e = torch.exp(others - m_other)  # exactly 0 at the label
+        e = others.sub_(m_other).exp_()  # exactly 0 at the label
         s_other = e.sum(dim=1, keepdim=True)
         lse_other = m_other + torch.log(s_other)
         lse_all = torch.logaddexp(lse_other, z_y)
@@ -190,14 +192,21 @@ class _DesignedGradient(torch.autograd.Function):
         grad = e.mul_(half / s_other).scatter_(1, t, -half)
         loss = (half * (lse_other - z_y)).sum()
         ctx.save_for_backward(grad)
+        ctx.consumed = False
         p = torch.exp(log_p)
         ctx.mark_non_differentiable(p, coef)
         return loss, p, coef
 
     @staticmethod
     def backward(ctx, grad_loss: Tensor, *_unused: Tensor):
+        # The saved gradient is scaled in place (one pass fewer than a copy), so it serves
+        # exactly one backward call.
+        if ctx.consumed:
+            raise RuntimeError("scheme losses support one backward pass per forward "
+                               "(retain_graph=True with a second backward is not supported)")
+        ctx.consumed = True
         (grad,) = ctx.saved_tensors
-        return grad * grad_loss, None, None, None, None
+        return grad.mul_(grad_loss), None, None, None, None
 
 
 def _scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme, normalise: bool,

@@ -98,7 +98,7 @@ class Scalar(Base):
     __tablename__ = "scalars"
     run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
     iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Histogram(Base):
@@ -118,7 +118,7 @@ class Eval(Base):
     __tablename__ = "evals"
     run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
     iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
-    values: Mapped[dict[str, Any]] = mapped_column(JSON)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class RunLabels(Base):

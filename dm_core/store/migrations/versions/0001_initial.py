@@ -50,11 +50,11 @@ def upgrade() -> None:
     op.create_index("ix_runs_group_id", "runs", ["group_id"])
 
     for table, payload in (
-        ("scalars", [sa.Column("values", sa.JSON(), nullable=False)]),
+        ("scalars", [sa.Column("data", sa.JSON(), nullable=False)]),
         ("histograms", [sa.Column("bins", sa.Integer(), nullable=False),
                         sa.Column("clean", sa.LargeBinary(), nullable=False),
                         sa.Column("noisy", sa.LargeBinary(), nullable=False)]),
-        ("evals", [sa.Column("values", sa.JSON(), nullable=False)]),
+        ("evals", [sa.Column("data", sa.JSON(), nullable=False)]),
     ):
         op.create_table(
             table,
