@@ -213,7 +213,7 @@ def _shrink(cfg: RunConfig, iterations: int | None) -> RunConfig:
 def run_local(p: Plan, on_done: Callable[[str], None] | None = None,
               device: str | None = None) -> tuple[list[RunResult], dict[tuple[str, str], float]]:
     """Run every run of ``p`` in this process. Returns results and the β chosen per (condition, method)."""
-    from dm_core.events import ScalarsEvent
+    from dm_core.events import ScalarsEvent, TrainingDiverged
     from dm_core.train import train
 
     def one(cfg: RunConfig) -> tuple[dict[str, Any], float | None, float | None]:
@@ -221,18 +221,28 @@ def run_local(p: Plan, on_done: Callable[[str], None] | None = None,
             cfg = cfg.model_copy(update={"device": device})
         tail: list[dict[str, float]] = []
         keep_from = int(cfg.iterations * 0.9)
-        summary = train(cfg, on_event=lambda e: tail.append(e.values)
-                        if isinstance(e, ScalarsEvent) and e.iteration > keep_from else None)
+        try:
+            summary = train(cfg, on_event=lambda e: tail.append(e.values)
+                            if isinstance(e, ScalarsEvent) and e.iteration > keep_from else None).to_dict()
+        except TrainingDiverged as err:
+            # A diverged run is a result too: it scores nothing and the report says so.
+            summary = {k: math.nan for k in (*COLUMNS, "fit_corrupted_subset", "val_acc_best")}
+            summary["diverged_at"] = err.iteration
+            if on_done:
+                on_done(cfg.name)
+            return summary, None, None
         late = lambda k: float(np.mean([v[k] for v in tail if k in v])) if any(k in v for v in tail) else None  # noqa: E731
         if on_done:
             on_done(cfg.name)
-        return summary.to_dict(), late("p_noisy_mean"), late("p_clean_mean")
+        return summary, late("p_noisy_mean"), late("p_clean_mean")
 
     scores: dict[tuple[str, str], list[tuple[float, float]]] = {}
     for cond_label, method, beta, cfg in p.tuning:
         summary, _, _ = one(cfg)
         # Select on the trusted clean split's best accuracy, never on the test set.
-        scores.setdefault((cond_label, method.label), []).append((summary["val_acc_best"] or 0.0, beta))
+        val = summary["val_acc_best"]
+        scores.setdefault((cond_label, method.label), []).append(
+            (-1.0 if val is None or math.isnan(val) else val, beta))
     chosen = {k: max(v)[1] for k, v in scores.items()}
 
     results = []
@@ -258,7 +268,8 @@ def results_frame(results: list[RunResult]) -> pd.DataFrame:
     for r in results:
         row = {"condition": r.condition, "method": r.method, "seed": r.seed, "beta": r.beta,
                "p_noisy_late": r.p_noisy_late, "p_clean_late": r.p_clean_late,
-               "fit_corrupted_subset": r.summary["fit_corrupted_subset"]}
+               "fit_corrupted_subset": r.summary["fit_corrupted_subset"],
+               "diverged": r.summary.get("diverged_at") is not None}
         row.update({k: r.summary[k] for k in COLUMNS})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -272,6 +283,7 @@ def summary_table(df: pd.DataFrame) -> pd.DataFrame:
     out = mean.copy()
     out["beta"] = g["beta"].first()
     out["n"] = g.size()
+    out["diverged"] = g["diverged"].sum() if "diverged" in df else 0
     for m in metrics:
         out[m + "_std"] = std[m]
     return out.reset_index()
@@ -291,7 +303,9 @@ def markdown_table(table: pd.DataFrame) -> str:
     for _, r in table.iterrows():
         beta = "" if r["beta"] is None or (isinstance(r["beta"], float) and math.isnan(r["beta"])) else f"{r['beta']:g}"
         lines.append("| " + " | ".join([
-            str(r["condition"]), str(r["method"]), beta,
+            str(r["condition"]),
+            str(r["method"]) + (f" ({int(r['diverged'])}/{int(r['n'])} diverged)" if r.get("diverged") else ""),
+            beta,
             *(_fmt(r[c], r[c + "_std"]) for c in COLUMNS),
             _fmt(r["fit_corrupted_subset"], r["fit_corrupted_subset_std"]),
             _fmt(r["p_noisy_late"], r["p_noisy_late_std"], pct=False),
