@@ -143,8 +143,8 @@ def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int,
 
     >>> import numpy as np
     >>> noisy, is_noisy = corrupt_labels(np.zeros(1000, dtype=int), "symmetric", 0.3, 4, seed=1)
-    >>> round(float(is_noisy.mean()), 2), bool(np.all(noisy[is_noisy] != 0))
-    (0.31, True)
+    >>> abs(float(is_noisy.mean()) - 0.3) < 0.03, bool(np.all(noisy[is_noisy] != 0))
+    (True, True)
     """
     NOISE.get(kind, where="dataset.noise.kind")
     rate = _check_rate(rate)

@@ -263,6 +263,27 @@ def test_compose_publishes_dashboard_on_loopback_by_default(compose):
     assert port.startswith("${DM_BIND:-127.0.0.1}:"), port
 
 
+def readme_dm_commands() -> list[list[str]]:
+    """Every ``dm ...`` line of the README's shell blocks, continuations joined, comments cut."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            argv = shlex.split(line, comments=True)
+            while argv and "=" in argv[0] and not argv[0].startswith("-"):
+                argv = argv[1:]  # leading VAR=value assignments
+            if argv and argv[0] == "dm":
+                commands.append(argv[1:])
+    return commands
+
+
+def test_readme_commands_exist():
+    commands = readme_dm_commands()
+    assert {c[0] for c in commands} >= {"train", "submit", "runs", "worker", "up", "export"}
+    for argv in commands:
+        assert_dm_invocation_valid(argv)
+
+
 # ---------------------------------------------------------------- Makefile and CI
 
 def test_ci_run_is_executable_and_runs_make_test_under_ci():
@@ -413,17 +434,23 @@ def test_up_rejects_contradictory_worker_options(fake_app):
 
 def test_up_rejects_a_malformed_database_url(fake_app):
     result = cli("up", "--no-workers", "--port", str(free_port()), "--db", "not a url")
-    assert result.exit_code != 0 and "not a database URL" in result.output
+    assert result.exit_code != 0 and "is not a URL" in result.output
 
 
-def test_default_database_is_sqlite_under_var(fake_app, tmp_path):
-    url = up_module._database_url(None)
+def test_up_fails_clearly_when_the_database_is_unreachable(fake_app):
+    dead = f"postgresql+psycopg://dm:secret@127.0.0.1:{free_port()}/dm?connect_timeout=2"
+    result = cli("up", "--no-workers", "--port", str(free_port()), "--db", dead)
+    assert result.exit_code != 0 and "database error" in result.output
+    assert "secret" not in result.output, "the password must never be printed"
+
+
+def test_default_database_is_sqlite_under_var_with_the_schema_in_place(fake_app, tmp_path):
+    import sqlalchemy as sa
+
+    url = up_module._prepare_database(None, tmp_path / "artifacts")
     assert url == f"sqlite:///{tmp_path}/var/dm.sqlite"
-    assert (tmp_path / "var").is_dir()
-    # A relative SQLite path is made absolute, so every child opens the same file.
-    assert up_module._database_url("sqlite:///rel/x.sqlite") == f"sqlite:///{tmp_path}/rel/x.sqlite"
-    pg = "postgresql+psycopg://dm:secret@db:5432/dm"
-    assert up_module._database_url(pg) == pg
+    with sa.create_engine(url).connect() as conn:
+        assert "runs" in sa.inspect(conn).get_table_names()
 
 
 def test_workers_get_one_gpu_each_round_robin(monkeypatch, tmp_path):

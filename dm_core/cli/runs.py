@@ -1,1 +1,372 @@
-"""Commands registered on the ``dm`` app (filled in by its owner)."""
+"""Queue and runs commands: ``dm submit``, ``dm runs``, ``dm show``, ``dm cancel``, ``dm retry``,
+``dm delete``, ``dm export``, ``dm worker`` and ``dm db upgrade``.
+
+    dm submit configs/digits-symmetric-40-dm.yaml --grid loss.lam=0,0.5,1 --grid loss.beta=4,8,12
+    dm runs --status running
+    dm show 7 --json
+    dm export 7 --what histograms --format parquet -o hist.parquet
+    dm worker --device cuda:0
+
+Every command takes ``--db URL`` (default: ``$DM_DATABASE_URL``, else
+``sqlite:///./var/dm.sqlite``). Errors print one line on stderr and exit non-zero: 2 for an
+invalid config or option, 1 for everything else (unknown run, refused transition, database).
+
+The store (pandas, SQLAlchemy) and the worker (torch) are imported inside the commands, so
+``dm --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dm_core.cli._app import app
+
+# The run statuses (dm_core.store.RunStatus), spelt out so that ``dm --help`` needs no store.
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+WHAT = ("scalars", "histograms", "evals")
+FORMATS = ("csv", "parquet")
+
+err_console = Console(stderr=True, highlight=False)
+
+
+def db_option() -> Any:
+    return typer.Option(None, "--db", envvar="DM_DATABASE_URL", show_envvar=True,
+                        help="Database URL (default: sqlite:///./var/dm.sqlite).")
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"error: {message}", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """One clear line instead of a traceback for every error a user can cause."""
+    from dm_core.registry import ConfigError
+    from dm_core.store import RunNotFound, StoreError
+
+    try:
+        yield
+    except RunNotFound as err:
+        _fail(str(err))
+    except ConfigError as err:
+        _fail(f"invalid config: {err}", 2)
+    except StoreError as err:
+        _fail(str(err))
+    except ValueError as err:
+        _fail(str(err), 2)
+
+
+def _open_store(db: str | None, artifacts: Path | None = None):
+    from dm_core.store import Store
+
+    return Store(db, artifacts)
+
+
+# ---------------------------------------------------------------- submit
+
+@app.command("submit")
+def submit(
+    config: Path = typer.Argument(..., help="A run config, YAML or JSON (see configs/)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set loss.lam=1.0 (repeatable)."),
+    grid: list[str] = typer.Option([], "--grid", help="A grid axis: --grid loss.beta=4,8,12 "
+                                   "(repeatable; the runs are the cartesian product)."),
+    group: str | None = typer.Option(None, "--group", help="Group name (default: generated)."),
+    max_attempts: int = typer.Option(3, "--max-attempts", min=1, max=100,
+                                     help="Lost workers a run survives before it fails."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"group": ..., "runs": [ids]}.'),
+    db: str | None = db_option(),
+) -> None:
+    """Queue one run, or a grid of runs, for the workers."""
+    from dm_core.config import expand_grid, parse_grid, read_config_file
+    from dm_core.registry import ConfigError
+
+    # Everything is validated before anything is stored: one bad grid point queues nothing.
+    try:
+        base = read_config_file(config)
+        configs = expand_grid(base, parse_grid(grid), set_)
+    except ConfigError as err:
+        _fail(f"invalid config: {err}", 2)
+    with _errors():
+        result = _open_store(db).submit(configs, group=group, max_attempts=max_attempts)
+    if json_out:
+        typer.echo(json.dumps({"group": result.group, "runs": result.run_ids}))
+        return
+    ids = result.run_ids
+    shown = str(ids[0]) if len(ids) == 1 else f"{ids[0]}..{ids[-1]}" if ids == list(
+        range(ids[0], ids[-1] + 1)) else ", ".join(map(str, ids))
+    typer.echo(f"queued {len(ids)} run(s) in group {result.group}: {shown}")
+
+
+# ---------------------------------------------------------------- runs and show
+
+def _check_status(value: str | None) -> str | None:
+    if value is not None and value not in STATUSES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(STATUSES)}")
+    return value
+
+
+def _ago(when: datetime | None, now: datetime) -> str:
+    if when is None:
+        return "-"
+    seconds = max(0.0, (now - when).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
+                "cancelled": "magenta"}
+
+
+@app.command("runs")
+def runs(
+    status: str | None = typer.Option(None, "--status", callback=_check_status,
+                                      help="Only runs in this status: " + ", ".join(STATUSES) + "."),
+    group: str | None = typer.Option(None, "--group", help="Only runs of this group."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many (newest first)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON list of run objects."),
+    db: str | None = db_option(),
+) -> None:
+    """List runs, newest first, with their status and progress."""
+    with _errors():
+        store = _open_store(db)
+        infos = store.list_runs(status=status, group=group, limit=limit)
+        now = store.db_now() if infos else datetime.now(UTC)
+    if json_out:
+        typer.echo(json.dumps([i.to_dict() for i in infos]))
+        return
+    if not infos:
+        typer.echo("no runs" + (f" with status {status}" if status else "") + "; queue some with "
+                   "`dm submit CONFIG`")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column, justify in (("id", "right"), ("name", "left"), ("group", "left"),
+                            ("status", "left"), ("attempt", "right"), ("progress", "right"),
+                            ("test acc", "right"), ("device", "left"), ("heartbeat", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for i in infos:
+        progress = f"{i.iteration}/{i.total_iterations or '?'}"
+        status_text = str(i.status) + (" (cancelling)" if i.cancel_requested and
+                                       i.status == "running" else "")
+        table.add_row(str(i.id), escape(i.name), escape(i.group),
+                      f"[{STATUS_STYLE.get(i.status, 'white')}]{status_text}[/]",
+                      f"{i.attempt}/{i.max_attempts}", progress,
+                      "-" if i.last_test_acc is None else f"{i.last_test_acc:.4f}",
+                      escape(i.device or "-"), _ago(i.heartbeat_at, now) if i.status == "running" else "-")
+    Console().print(table)
+
+
+@app.command("show")
+def show(
+    run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the run as one JSON object."),
+    db: str | None = db_option(),
+) -> None:
+    """Show one run: status, progress, config, summary and error."""
+    with _errors():
+        info = _open_store(db).get_run(run_id)
+    if json_out:
+        typer.echo(json.dumps(info.to_dict()))
+        return
+    out = Console(highlight=False)
+    out.print(f"[bold]run {info.id}[/bold]  {escape(info.name)}")
+    rows = [("group", info.group), ("status", str(info.status) + (" (cancel requested)"
+                                                                   if info.cancel_requested else "")),
+            ("attempt", f"{info.attempt} of {info.max_attempts}"),
+            ("progress", f"{info.iteration}/{info.total_iterations or '?'}"),
+            ("test acc", "-" if info.last_test_acc is None else f"{info.last_test_acc:.4f}"),
+            ("device", info.device or "-"), ("worker", info.worker_id or "-"),
+            ("checkpoint", f"iteration {info.checkpoint_iteration}: {info.checkpoint_path}"
+             if info.checkpoint_iteration else "-")]
+    for key in ("created_at", "started_at", "finished_at", "heartbeat_at"):
+        value = getattr(info, key)
+        rows.append((key.replace("_at", ""), value.isoformat(timespec="seconds") if value else "-"))
+    for key, value in rows:
+        out.print(f"  {key:<11} {value}", markup=False)
+    if info.error:
+        out.print(f"  {'error':<11} {info.error}", markup=False, style="red")
+    if info.summary:
+        out.print("  summary")
+        for key, value in info.summary.items():
+            if value is not None and not isinstance(value, dict):
+                out.print(f"    {key:<22} {value:.4f}" if isinstance(value, float)
+                          else f"    {key:<22} {value}", markup=False)
+    out.print("  config", json.dumps(info.config, indent=1).replace("\n", "\n  "), markup=False)
+
+
+# ---------------------------------------------------------------- cancel, retry, delete
+
+@app.command("cancel")
+def cancel(
+    run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
+    db: str | None = db_option(),
+) -> None:
+    """Cancel a queued run, or ask a running run's worker to stop it."""
+    with _errors():
+        info = _open_store(db).cancel(run_id)
+    if info.status == "cancelled":
+        typer.echo(f"run {run_id}: cancelled")
+    else:
+        typer.echo(f"run {run_id}: cancel requested; its worker stops it within a few seconds "
+                   "(what was logged is kept)")
+
+
+@app.command("retry")
+def retry(
+    run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
+    db: str | None = db_option(),
+) -> None:
+    """Queue a failed or cancelled run again, from scratch."""
+    with _errors():
+        _open_store(db).retry(run_id)
+    typer.echo(f"run {run_id}: queued again (attempt 1; the old attempts' data was cleared)")
+
+
+@app.command("delete")
+def delete(
+    run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
+    artifacts: Path | None = typer.Option(None, "--artifacts", envvar="DM_ARTIFACTS",
+                                          help="Artifacts directory (default: ./var/artifacts)."),
+    db: str | None = db_option(),
+) -> None:
+    """Delete a run that is not running: its rows and checkpoints."""
+    with _errors():
+        _open_store(db, artifacts).delete(run_id)
+    typer.echo(f"run {run_id}: deleted")
+
+
+# ---------------------------------------------------------------- export
+
+def _output_path(run_id: int, what: str, fmt: str, output: Path | None,
+                 out_dir: Path | None) -> Path:
+    """Where ``dm export`` writes. Relative paths must stay inside the base directory
+    (``--out-dir``, else the current directory); an absolute ``-o`` is taken as given."""
+    base = (out_dir or Path.cwd()).expanduser().resolve()
+    if output is None:
+        return base / f"run-{run_id}-{what}.{fmt}"
+    output = output.expanduser()
+    if output.is_absolute():
+        return output
+    target = (base / output).resolve()
+    if not target.is_relative_to(base):
+        raise ValueError(f"-o {output}: a relative output path must stay inside {base}; "
+                         "give an absolute path to write elsewhere")
+    return target
+
+
+def _histograms_frame(series) -> Any:
+    """Tidy histograms: one row per (iteration, group, bin) with the bin's p range and count."""
+    import numpy as np
+    import pandas as pd
+
+    n = len(series.iterations)
+    bins = series.clean.shape[1] if n else 0
+    frames = []
+    for group, counts in (("clean", series.clean), ("noisy", series.noisy)):
+        frames.append(pd.DataFrame({
+            "iteration": np.repeat(series.iterations, bins),
+            "group": group,
+            "bin": np.tile(np.arange(bins), n),
+            "p_low": np.tile(np.arange(bins) / max(bins, 1), n),
+            "p_high": np.tile((np.arange(bins) + 1) / max(bins, 1), n),
+            "count": counts.reshape(-1),
+        }))
+    return pd.concat(frames).sort_values(["iteration", "group", "bin"], kind="stable",
+                                         ignore_index=True)
+
+
+@app.command("export")
+def export(
+    run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
+    what: str = typer.Option("scalars", "--what", help="scalars, histograms or evals."),
+    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    output: Path | None = typer.Option(None, "-o", "--output",
+                                       help="Output file (default: run-<RUN>-<what>.<format>). "
+                                            "Relative paths stay inside --out-dir."),
+    out_dir: Path | None = typer.Option(None, "--out-dir", help="Base directory (default: .)."),
+    db: str | None = db_option(),
+) -> None:
+    """Write a run's scalars, histograms or evals to CSV or Parquet."""
+    if what not in WHAT:
+        _fail(f"--what {what!r}: must be one of {', '.join(WHAT)}", 2)
+    if fmt not in FORMATS:
+        _fail(f"--format {fmt!r}: must be one of {', '.join(FORMATS)}", 2)
+    with _errors():
+        target = _output_path(run_id, what, fmt, output, out_dir)
+        store = _open_store(db)
+        store.get_run(run_id)  # a clear error for an unknown run
+        if what == "scalars":
+            frame = store.scalars(run_id)
+        elif what == "evals":
+            frame = store.evals(run_id)
+        else:
+            frame = _histograms_frame(store.histograms(run_id, max_rows=None))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "csv":
+            frame.to_csv(target, index=False)
+        else:
+            frame.to_parquet(target, index=False)
+    except OSError as err:
+        _fail(f"cannot write {target}: {err.strerror or err}")
+    typer.echo(f"run {run_id}: {len(frame)} {what} rows written to {target}")
+
+
+# ---------------------------------------------------------------- worker
+
+@app.command("worker")
+def worker(
+    device: str = typer.Option("auto", "--device", help="cuda:N, cpu or auto (CUDA if visible)."),
+    exit_when_idle: bool = typer.Option(False, "--exit-when-idle",
+                                        help="Burst mode: exit once the queue is empty."),
+    poll: float = typer.Option(1.0, "--poll", min=0.05, help="Seconds between queue polls."),
+    stale_after: float = typer.Option(30.0, "--stale-after", min=0.5,
+                                      help="Seconds without a heartbeat before a run is re-queued."),
+    artifacts: Path | None = typer.Option(None, "--artifacts", envvar="DM_ARTIFACTS",
+                                          show_envvar=True,
+                                          help="Checkpoints directory (default: ./var/artifacts)."),
+    db: str | None = db_option(),
+) -> None:
+    """Train queued runs on one device until stopped (Ctrl-C: checkpoint and re-queue)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from dm_core.registry import ConfigError
+
+    with _errors():
+        from workers.worker import Worker
+
+        store = _open_store(db, artifacts)
+        try:
+            w = Worker(store, device=device, poll=poll, stale_after=stale_after,
+                       exit_when_idle=exit_when_idle, artifacts_dir=store.artifacts_dir)
+        except ConfigError as err:
+            _fail(f"--device: {err}", 2)
+        store.queue_counts()  # a wrong URL or an unreachable database fails here, in one line
+        w.run()
+
+
+# ---------------------------------------------------------------- db
+
+db_app = typer.Typer(help="Database schema: dm db upgrade.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: str | None = db_option()) -> None:
+    """Apply pending schema migrations (safe while other processes run)."""
+    with _errors():
+        store = _open_store(db)
+        revision = store.upgrade()
+    typer.echo(f"database {store.masked_url} is at schema revision {revision}")

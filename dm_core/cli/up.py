@@ -10,7 +10,8 @@
 one artifacts directory (``DM_ARTIFACTS``). Each child leads its own process group, so a
 Ctrl-C in the terminal reaches only this supervisor, which then stops the children exactly
 once: SIGTERM (workers checkpoint their run and put it back in the queue), a grace period,
-then SIGKILL for whatever is left. A second Ctrl-C skips the grace period.
+then SIGKILL for whatever is left. A second Ctrl-C forwards a second SIGTERM (a worker's
+cold stop) and cuts the grace period to 5 s.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from pathlib import Path
 import typer
 
 from dm_core.cli._app import app
+from dm_core.cli.runs import db_option
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_DB_FILE = Path("var") / "dm.sqlite"
 DEFAULT_ARTIFACTS = Path("var") / "artifacts"
 HEALTH_TIMEOUT_S = 90.0  # a cold start imports torch, plotly and pandas: slow on a small machine
 POLL_S = 0.2
@@ -54,29 +55,26 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _database_url(db: str | None) -> str:
-    """The URL every child gets. Default: SQLite at ./var/dm.sqlite, made absolute.
+def _prepare_database(db: str | None, artifacts_dir: Path) -> str:
+    """Resolve the URL every child gets and bring its schema up to date, once, before any
+    child starts: a wrong URL or an unreachable server fails here with one clear message.
 
-    A relative SQLite path is made absolute so that every process (whatever its working
-    directory) opens the same file; its folder is created.
+    Default: SQLite at ./var/dm.sqlite; a relative SQLite path is made absolute so every
+    process opens the same file (``dm_core.store.resolve_url``).
     """
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
+    from dm_core.store import Store, StoreError
 
-    if not db:
-        db = f"sqlite:///{(Path.cwd() / DEFAULT_DB_FILE).as_posix()}"
     try:
-        url = make_url(db)
-    except ArgumentError:
-        raise _fail(f"--db / DM_DATABASE_URL: {db!r} is not a database URL; expected e.g. "
-                    "sqlite:///var/dm.sqlite or postgresql+psycopg://user:password@host/dm") from None
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        path = Path(url.database).expanduser()
-        if not path.is_absolute():
-            path = Path.cwd() / path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        url = url.set(database=str(path))
-    return url.render_as_string(hide_password=False)
+        store = Store(db, artifacts_dir)  # checks the URL
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    try:
+        store.upgrade()
+    except StoreError as err:
+        raise _fail(str(err)) from None
+    finally:
+        store.dispose()
+    return store.url
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -233,16 +231,29 @@ def _wait_healthy(child: _Child, host: str, port: int, timeout: float, stop) -> 
     return False
 
 
+def _signal_all(children: list[_Child]) -> None:
+    for c in children:
+        if c.alive():
+            try:
+                c.proc.send_signal(signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+
 def _stop_all(children: list[_Child], timeout: float, signals_seen) -> None:
-    """SIGTERM every live child once, wait up to ``timeout`` s, then SIGKILL its process group."""
+    """SIGTERM every live child once (a worker's warm stop: checkpoint, re-queue) and wait up
+    to ``timeout`` s. Another Ctrl-C meanwhile forwards a second SIGTERM (a worker's cold
+    stop) and shortens the wait to 5 s. Whatever is left is killed with its process group."""
     live = [c for c in children if c.alive()]
-    for c in live:
-        try:
-            c.proc.send_signal(signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    _signal_all(live)
+    signals_at_start = signals_seen()
     deadline = time.monotonic() + timeout
-    while any(c.alive() for c in live) and time.monotonic() < deadline and signals_seen() < 2:
+    cold = False
+    while any(c.alive() for c in live) and time.monotonic() < deadline:
+        if not cold and signals_seen() > signals_at_start:
+            cold = True
+            _signal_all(live)
+            deadline = min(deadline, time.monotonic() + 5.0)
         time.sleep(POLL_S)
     for c in live:
         if c.alive():
@@ -275,8 +286,7 @@ def up(
                                             "visible CUDA GPU, else 1 on the CPU)."),
     no_workers: bool = typer.Option(False, "--no-workers",
                                     help="Start the dashboard only (workers run elsewhere)."),
-    db: str | None = typer.Option(None, "--db", envvar="DM_DATABASE_URL", show_envvar=True,
-                                  help="Database URL (default: sqlite:///./var/dm.sqlite)."),
+    db: str | None = db_option(),
     artifacts: Path | None = typer.Option(None, "--artifacts", envvar="DM_ARTIFACTS",
                                           show_envvar=True, file_okay=False,
                                           help="Directory for checkpoints shared by the "
@@ -286,6 +296,8 @@ def up(
                                             "before they are killed."),
 ) -> None:
     """Start the dashboard and background workers; Ctrl-C stops them all."""
+    from dm_core.store import mask_url
+
     if no_workers and workers:
         raise _fail("--workers and --no-workers contradict each other; give one", code=2)
 
@@ -293,13 +305,13 @@ def up(
     if not app_file.is_file():
         raise _fail(f"the dashboard file {app_file} is missing; reinstall DM Studio "
                     "(pip install -e . in a checkout)")
-    db_url = _database_url(db)
+    _check_port_free(host, port)
     artifacts_dir = (artifacts or Path.cwd() / DEFAULT_ARTIFACTS).expanduser().resolve()
     try:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise _fail(f"--artifacts {artifacts_dir}: cannot create it ({err.strerror})") from None
-    _check_port_free(host, port)
+    db_url = _prepare_database(db, artifacts_dir)
 
     gpus = 0 if no_workers else _visible_gpus()
     n_workers = 0 if no_workers else (workers if workers is not None else max(gpus, 1))
@@ -324,7 +336,7 @@ def up(
     def on_signal(signum, frame):  # noqa: ARG001
         seen[0] += 1
         if seen[0] == 2:
-            typer.echo("dm up: second signal: killing the children now", err=True)
+            typer.echo("dm up: second signal: asking the children to stop at once", err=True)
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     exit_code = 0
@@ -334,7 +346,7 @@ def up(
         if _wait_healthy(dashboard, host, port, HEALTH_TIMEOUT_S, lambda: seen[0] > 0):
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             typer.echo(f"dm up: DM Studio is running at http://{shown}:{port} with "
-                       f"{n_workers} worker(s); database {_redact(db_url)}. Ctrl-C stops it.")
+                       f"{n_workers} worker(s); database {mask_url(db_url)}. Ctrl-C stops it.")
         elif not seen[0]:
             code = dashboard.proc.poll()
             raise _fail("the dashboard did not start" + (
@@ -377,9 +389,3 @@ def _supervise(dashboard: _Child, workers: list[_Child], signals_seen) -> int:
                 w.start()
         time.sleep(POLL_S)
     return 0
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

@@ -37,10 +37,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import (
     String,
     cast,
@@ -69,9 +68,13 @@ from dm_core.store.models import (
     LABELS,
     PER_ITERATION,
     RUNS,
+    SCALAR_COLUMNS,
     SCALARS,
     STATUSES,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("dm.store")
 
@@ -126,7 +129,7 @@ FINAL_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
 def sources_of(target: RunStatus) -> frozenset[RunStatus]:
     """The statuses from which ``target`` may be reached.
 
-    >>> sorted(sources_of(RunStatus.QUEUED))
+    >>> sorted(str(s) for s in sources_of(RunStatus.QUEUED))
     ['cancelled', 'failed', 'running']
     """
     return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)
@@ -359,9 +362,47 @@ def _group_name(configs: Sequence[Any]) -> str:
 
 def _frame(rows: Sequence[Any]) -> pd.DataFrame:
     """(iteration, dict) rows → a DataFrame: ``iteration`` plus one column per key."""
+    import pandas as pd  # only the dashboard's reads need it
     iterations = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    df = pd.DataFrame.from_records([r[1] for r in rows]) if rows else pd.DataFrame()
+    df = pd.DataFrame.from_records([dict(r[1]) for r in rows]) if rows else pd.DataFrame()
+    for column in df.columns:
+        if df[column].dtype == object:  # None (a non-finite value when stored) → NaN
+            try:
+                df[column] = pd.to_numeric(df[column])
+            except (TypeError, ValueError):
+                pass
     df.insert(0, "iteration", iterations)
+    return df
+
+
+def _scalar_row(run_id: int, event: Any) -> dict[str, Any]:
+    """A ScalarsEvent as a row: the known scalars in their columns, the rest in ``extra``."""
+    values = _jsonable(event.values)
+    row: dict[str, Any] = {"run_id": run_id, "iteration": int(event.iteration)}
+    for name in SCALAR_COLUMNS:
+        value = values.get(name)
+        if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+            row[name] = None if value is None else float(values.pop(name))
+        else:
+            row[name] = None  # not a number: kept as given, in extra
+    row["extra"] = values or None
+    return row
+
+
+def _scalars_frame(rows: Sequence[Any]) -> pd.DataFrame:
+    """Scalar rows → ``iteration`` plus a float column per known scalar (always all of them,
+    NaN where not reported: a fixed schema), then any extra scalar the loop reported."""
+    import pandas as pd  # only the dashboard's reads need it
+    columns = list(zip(*rows, strict=True)) if rows else [()] * (len(SCALAR_COLUMNS) + 2)
+    data = {"iteration": np.asarray(columns[0], dtype=np.int64)}
+    for name, values in zip(SCALAR_COLUMNS, columns[1:-1], strict=True):
+        data[name] = np.asarray(values, dtype=np.float64)  # None → NaN
+    df = pd.DataFrame(data)
+    extra = [(i, e) for i, e in enumerate(columns[-1]) if e]  # usually none at all
+    if extra:
+        more = pd.DataFrame.from_records([e for _, e in extra], index=[i for i, _ in extra])
+        more = more.drop(columns=[c for c in more.columns if c in df.columns])
+        df = pd.concat([df, more.reindex(df.index)], axis=1)
     return df
 
 
@@ -559,7 +600,7 @@ class Store:
 
     def _transition(self, s: Session, run_id: int, target: RunStatus, verb: str, *,
                     sources: Sequence[RunStatus] | None = None, guards: Sequence[Any] = (),
-                    **values: Any) -> None:
+                    worker_side: bool = False, **values: Any) -> None:
         allowed = sources_of(target)
         sources = tuple(sources) if sources is not None else tuple(allowed)
         assert set(sources) <= allowed, f"{sources} -> {target} is not an allowed transition"
@@ -568,16 +609,19 @@ class Store:
             .where(RUNS.c.id == run_id, RUNS.c.status.in_([str(x) for x in sources]), *guards)
             .values(status=str(target), **values))
         if result.rowcount != 1:
-            self._refuse(s, run_id, verb, sources)
+            self._refuse(s, run_id, verb, sources, worker_side=worker_side)
 
-    def _refuse(self, s: Session, run_id: int, verb: str, sources: Sequence[RunStatus]) -> None:
-        """Raise the right error for an UPDATE that changed no row."""
+    def _refuse(self, s: Session, run_id: int, verb: str, sources: Sequence[RunStatus], *,
+                worker_side: bool = False) -> None:
+        """Raise the right error for an UPDATE that changed no row: ``RunNotFound``;
+        ``LostClaim`` for a worker acting on a run it does not hold (any more);
+        ``InvalidTransition`` for a user action the status does not allow."""
         row = s.execute(select(RUNS.c.status, RUNS.c.attempt, RUNS.c.worker_id)
                         .where(RUNS.c.id == run_id)).first()
         if row is None:
             raise RunNotFound(run_id)
         status, attempt, worker = row
-        if status in sources:
+        if worker_side or status in sources:
             raise LostClaim(f"run {run_id} is no longer held by this worker "
                             f"(it is {status}, attempt {attempt}, worker {worker or '-'})")
         allowed = " or ".join(sorted(str(x) for x in sources))
@@ -727,7 +771,9 @@ class Store:
     # -- dashboard reads -----------------------------------------------------------------
 
     def scalars(self, run_id: int, after: int = 0, max_points: int | None = None) -> pd.DataFrame:
-        """Per-iteration scalars after ``after``: column ``iteration`` plus one per scalar.
+        """Per-iteration scalars after ``after``: column ``iteration``, one float column per
+        known scalar (``models.SCALAR_COLUMNS``, always present, NaN where not reported),
+        then one per any other scalar the loop reported.
 
         With ``max_points``, every k-th iteration is selected in SQL (and the last one), so
         about ``max_points`` rows come back however long the run. Unknown runs give an empty
@@ -736,9 +782,10 @@ class Store:
         cond = [SCALARS.c.run_id == run_id, SCALARS.c.iteration > after]
         with self.session_scope(readonly=True) as s:
             cond += self._stride_filter(s, SCALARS, cond, max_points)
-            rows = s.execute(select(SCALARS.c.iteration, SCALARS.c.data).where(*cond)
+            rows = s.execute(select(SCALARS.c.iteration, *(SCALARS.c[n] for n in SCALAR_COLUMNS),
+                                    SCALARS.c.extra).where(*cond)
                              .order_by(SCALARS.c.iteration)).all()
-        return _frame(rows)
+        return _scalars_frame(rows)
 
     def evals(self, run_id: int) -> pd.DataFrame:
         """Evaluations: column ``iteration`` plus test_acc, train_acc_corrupted, ..."""
@@ -861,7 +908,7 @@ class Store:
                             .values(heartbeat_at=self._now())
                             .returning(RUNS.c.cancel_requested)).first()
             if row is None:
-                self._refuse(s, run_id, "heartbeat", (RunStatus.RUNNING,))
+                self._refuse(s, run_id, "heartbeat", (RunStatus.RUNNING,), worker_side=True)
             return bool(row[0])
 
     def write_batch(self, run_id: int, attempt: int, scalars: Sequence[Any] = (),
@@ -892,11 +939,9 @@ class Store:
         with self.session_scope() as s:
             if s.execute(update(RUNS).where(*self._held(run_id, attempt, worker_id))
                          .values(**values)).rowcount != 1:
-                self._refuse(s, run_id, "write to", (RunStatus.RUNNING,))
+                self._refuse(s, run_id, "write to", (RunStatus.RUNNING,), worker_side=True)
             if scalars:
-                s.execute(insert(SCALARS), [
-                    {"run_id": run_id, "iteration": int(e.iteration), "data": _jsonable(e.values)}
-                    for e in scalars])
+                s.execute(insert(SCALARS), [_scalar_row(run_id, e) for e in scalars])
             if histograms:
                 s.execute(insert(HISTOGRAMS), [
                     {"run_id": run_id, "iteration": int(e.iteration), "bins": len(e.clean),
@@ -943,7 +988,7 @@ class Store:
             guards.append(RUNS.c.attempt == attempt)
         with self.session_scope() as s:
             self._transition(s, run_id, target, f"finish as {target}",
-                             sources=(RunStatus.RUNNING,), guards=guards,
+                             sources=(RunStatus.RUNNING,), guards=guards, worker_side=True,
                              finished_at=self._now(), heartbeat_at=self._now(),
                              summary=_jsonable(summary) if summary is not None else None,
                              error=error)
@@ -965,11 +1010,11 @@ class Store:
                 raise RunNotFound(run_id)
             if consume_attempt and attempt >= max_attempts:
                 self._transition(s, run_id, RunStatus.FAILED, "fail", sources=(RunStatus.RUNNING,),
-                                 guards=guards, finished_at=self._now(), worker_id=None,
+                                 guards=guards, worker_side=True, finished_at=self._now(), worker_id=None,
                                  error=f"gave up after {attempt} attempt(s): {error or 'worker error'}")
                 return RunStatus.FAILED
             self._transition(s, run_id, RunStatus.QUEUED, "re-queue", sources=(RunStatus.RUNNING,),
-                             guards=guards, worker_id=None, heartbeat_at=None,
+                             guards=guards, worker_side=True, worker_id=None, heartbeat_at=None,
                              attempt=attempt + 1 if consume_attempt else attempt,
                              **({"error": error} if error else {}))
             return RunStatus.QUEUED

@@ -13,8 +13,11 @@ from sqlalchemy import create_engine
 
 from dm_core.store.models import Base
 
-config = context.config
 target_metadata = Base.metadata
+try:
+    config = context.config
+except AttributeError:  # imported outside Alembic (pytest --doctest-modules): nothing to run
+    config = None
 
 
 def _configure(connection) -> None:
@@ -34,7 +37,8 @@ def run_migrations_online() -> None:
         with context.begin_transaction():  # a no-op inside the caller's transaction
             context.run_migrations()
         return
-    url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option("sqlalchemy.url")
+    url = (context.get_x_argument(as_dictionary=True).get("url")
+           or config.get_main_option("sqlalchemy.url"))
     engine = create_engine(url)
     with engine.connect() as connection:
         _configure(connection)
@@ -43,6 +47,7 @@ def run_migrations_online() -> None:
     engine.dispose()
 
 
-if context.is_offline_mode():
-    raise SystemExit("offline (--sql) migrations are not supported; run `dm db upgrade`")
-run_migrations_online()
+if config is not None:
+    if context.is_offline_mode():
+        raise SystemExit("offline (--sql) migrations are not supported; run `dm db upgrade`")
+    run_migrations_online()

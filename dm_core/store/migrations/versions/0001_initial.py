@@ -15,6 +15,9 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
+# Spelt out (not imported from the models): a migration is a frozen record of one schema.
+SCALAR_COLUMNS = ("loss", "ce", "lr", "batch_acc", "weight_mean", "weight_var",
+                  "p_clean_mean", "p_noisy_mean")
 STATUS_CHECK = "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')"
 
 
@@ -50,7 +53,8 @@ def upgrade() -> None:
     op.create_index("ix_runs_group_id", "runs", ["group_id"])
 
     for table, payload in (
-        ("scalars", [sa.Column("data", sa.JSON(), nullable=False)]),
+        ("scalars", [*(sa.Column(name, sa.Float(), nullable=True) for name in SCALAR_COLUMNS),
+                     sa.Column("extra", sa.JSON(none_as_null=True), nullable=True)]),
         ("histograms", [sa.Column("bins", sa.Integer(), nullable=False),
                         sa.Column("clean", sa.LargeBinary(), nullable=False),
                         sa.Column("noisy", sa.LargeBinary(), nullable=False)]),

@@ -1,0 +1,402 @@
+"""Plotly figures for the dashboard, built from arrays: no Streamlit here, so every figure is
+testable on its own.
+
+Two kinds of function:
+
+- ``edf_curves`` evaluates one registered scheme (``dm_core.schemes``) on a grid of ``p``: its
+  weight, its normalised density and the loss it implies (cached: the implied loss is a
+  numerical integral per point);
+- ``*_figure`` functions turn numpy arrays into ``plotly.graph_objects.Figure`` objects. They
+  pass numpy arrays to plotly (never lists: PITFALLS.md 7), set ``uirevision`` so a user's
+  zoom survives a redraw, and leave the template alone so ``st.plotly_chart(theme=
+  "streamlit")`` follows the light or dark theme.
+
+Colours: clean examples blue, corrupted (noisy-label) examples red, in every chart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+CLEAN = "#2563eb"  # blue
+NOISY = "#dc2626"  # red
+SCHEME = "#7c3aed"  # violet: the scheme being designed
+OVERLAY_COLOURS = ("#6b7280", "#059669", "#d97706", "#92400e", "#0891b2", "#db2777")
+OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "dash")
+SERIES_COLOURS = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777",
+                  "#65a30d", "#92400e", "#4b5563")
+
+MAX_LINE_POINTS = 4000  # per line (PITFALLS.md 7: 2-5k)
+MAX_HEATMAP_COLUMNS = 2000
+_HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest number
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def downsample(x: np.ndarray, *ys: np.ndarray, max_points: int = MAX_LINE_POINTS
+               ) -> tuple[np.ndarray, ...]:
+    """Every k-th point (and always the last) so that at most about ``max_points`` remain.
+
+    >>> x, y = downsample(np.arange(10), np.arange(10) * 2, max_points=4)
+    >>> x.tolist(), y.tolist()
+    ([0, 3, 6, 9], [0, 6, 12, 18])
+    """
+    x = np.asarray(x)
+    n = len(x)
+    if n <= max_points:
+        return (x, *(np.asarray(y) for y in ys))
+    k = math.ceil(n / max_points)
+    idx = np.arange(0, n, k)
+    if idx[-1] != n - 1:
+        idx = np.append(idx, n - 1)
+    return (x[idx], *(np.asarray(y)[idx] for y in ys))
+
+
+def bin_centres(bins: int) -> np.ndarray:
+    """Centres of ``bins`` equal bins of [0, 1] (the store's histogram layout)."""
+    return (np.arange(bins) + 0.5) / bins
+
+
+def _fractions(counts: np.ndarray) -> np.ndarray:
+    """Counts per bin → fraction of the group per bin (rows that are all zero stay zero)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).copy()
+    a[~np.isfinite(a) | (np.abs(a) >= _HUGE)] = np.nan
+    return a
+
+
+# ----------------------------------------------------------------------------- EDF curves
+
+@dataclass(frozen=True)
+class EdfCurves:
+    """One scheme evaluated on a grid of ``p`` (float64 numpy arrays).
+
+    ``weight`` is ``w(p)`` divided by its largest value on the grid (``weight_peak``): under
+    derivative normalisation only relative weights matter. ``density`` is ``h(p) = w / ∫w``.
+    ``loss_half`` is the loss of the normalised EDF, ``∫_p^½ h(t) / (2t(1-t)) dt`` (NaN where
+    it diverges), and ``loss_shift = ∫_½^1 h / (2t(1-t))`` (``inf`` when ``w(1) > 0``), so
+    ``loss_half + loss_shift`` is the loss anchored at ``L(1) = 0`` when that exists.
+    """
+
+    name: str
+    label: str
+    params: tuple[tuple[str, float], ...]
+    p: np.ndarray
+    weight: np.ndarray
+    weight_peak: float
+    density: np.ndarray
+    loss_p: np.ndarray
+    loss_half: np.ndarray
+    loss_shift: float
+    mode: float
+    spread: float
+    formula: str
+
+
+def scheme_label(name: str, params: Mapping[str, float]) -> str:
+    """``dm(lam=1, beta=8)``; ``cce`` for a scheme without parameters."""
+    if not params:
+        return name.upper() if len(name) <= 4 else name
+    inner = ", ".join(f"{k}={v:g}" for k, v in params.items())
+    return f"{name.upper() if len(name) <= 4 else name}({inner})"
+
+
+def edf_curves(name: str, params: Mapping[str, float], points: int = 201,
+               loss_points: int = 99) -> EdfCurves:
+    """Evaluate scheme ``name`` (validated by ``dm_core.schemes.make_scheme``) on a grid.
+
+    Raises ``ConfigError`` for an unknown scheme or an out-of-range parameter.
+    """
+    key = tuple((k, float(v)) for k, v in params.items())
+    return _edf_curves(name, key, points, loss_points)
+
+
+@lru_cache(maxsize=256)
+def _edf_curves(name: str, params: tuple[tuple[str, float], ...], points: int,
+                loss_points: int) -> EdfCurves:
+    import torch
+
+    from dm_core.schemes import make_scheme
+
+    scheme = make_scheme(name, **dict(params))
+    p = np.linspace(0.0, 1.0, points)
+    p_t = torch.from_numpy(p)
+    w = _finite(scheme.weight(p_t).numpy())
+    peak = float(np.nanmax(w)) if np.any(np.isfinite(w)) else 1.0
+    peak = peak if peak > 0 else 1.0
+    h = _finite(scheme.density(p_t).numpy())
+    # ∫w from one interior point: h = w / ∫w.
+    half = torch.tensor([0.5], dtype=torch.float64)
+    z = float(scheme.weight(half)[0] / scheme.density(half)[0])
+    # The loss on interior points (both ends may diverge), anchored at ½ (always finite there).
+    loss_p = np.linspace(0.0, 1.0, loss_points + 2)[1:-1]
+    try:
+        loss_half = _finite(scheme.implied_loss(torch.from_numpy(loss_p), anchor=0.5).numpy() / z)
+        shift = float(scheme.implied_loss(half, anchor=1.0)[0]) / z
+    except (OverflowError, FloatingPointError):  # e.g. β in the hundreds: w overflows a float
+        loss_half, shift = np.full_like(loss_p, np.nan), math.inf
+    return EdfCurves(name=name, label=scheme_label(name, dict(params)), params=params, p=p,
+                     weight=w / peak, weight_peak=peak, density=h, loss_p=loss_p,
+                     loss_half=loss_half, loss_shift=shift if math.isfinite(shift) else math.inf,
+                     mode=float(scheme.mode), spread=float(scheme.spread()),
+                     formula=scheme.formula)
+
+
+def formula_latex(formula: str) -> str:
+    """A scheme's plain-text formula as LaTeX (``exp(...)`` → ``\\exp(...)``, ``p^0.5`` → ``p^{0.5}``).
+
+    >>> formula_latex("w(p) = exp(8 * p^0.5 * (1 - p))")
+    'w(p) = \\\\exp(8 \\\\cdot p^{0.5} \\\\cdot (1 - p))'
+    """
+    import re
+
+    out = formula.replace("exp(", "\\exp(").replace(" * ", " \\cdot ").replace("*", " \\cdot ")
+    return re.sub(r"\^\(?(-?[0-9.e+-]+)\)?", r"^{\1}", out)
+
+
+def edf_figure(main: EdfCurves, overlays: Sequence[EdfCurves] = (),
+               histogram: tuple[np.ndarray, np.ndarray, str] | None = None,
+               height: int = 380) -> go.Figure:
+    """The designer's three linked charts over p ∈ [0, 1]: relative weight, density, loss.
+
+    The density panel marks the emphasis mode ψ (a vertical line, trace ``ψ``) and shades
+    ψ ± spread (trace ``ψ ± spread``). ``overlays`` (e.g. CCE, MAE, MSE, GCE) are dashed.
+    ``histogram`` = (clean counts, noisy counts, label): the p_i histogram of a run, drawn as
+    stacked bars (as a density of all examples) on the density panel's right axis.
+    The x axes are matched, so zooming one panel zooms all three.
+    """
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=("weight w(p) / max w", "density h(p) = w / ∫w",
+                                        "implied loss L(p)"),
+                        specs=[[{}, {"secondary_y": True}, {}]])
+    curves = [main, *overlays]
+    anchor_one = all(math.isfinite(c.loss_shift) for c in curves)
+    for i, c in enumerate(curves):
+        is_main = i == 0
+        colour = SCHEME if is_main else OVERLAY_COLOURS[(i - 1) % len(OVERLAY_COLOURS)]
+        line = {"color": colour, "width": 3 if is_main else 1.8}
+        if not is_main:
+            line["dash"] = OVERLAY_DASHES[(i - 1) % len(OVERLAY_DASHES)]
+        loss = c.loss_half + (c.loss_shift if anchor_one else 0.0)
+        for col, x, y, hover in ((1, c.p, c.weight, "w/max w"), (2, c.p, c.density, "h"),
+                                 (3, c.loss_p, loss, "L")):
+            fig.add_trace(go.Scatter(
+                x=x, y=y, mode="lines", name=c.label, legendgroup=c.label, line=line,
+                showlegend=col == 1, meta={"role": "curve", "panel": col},
+                hovertemplate=f"{c.label}<br>p=%{{x:.3f}}<br>{hover}=%{{y:.4g}}<extra></extra>"),
+                row=1, col=col)
+    # Emphasis mode and spread of the main scheme, on the density panel.
+    h_top = float(np.nanmax(main.density)) if np.any(np.isfinite(main.density)) else 1.0
+    lo, hi = max(0.0, main.mode - main.spread), min(1.0, main.mode + main.spread)
+    fig.add_trace(go.Scatter(
+        x=np.array([lo, hi, hi, lo, lo]), y=np.array([0.0, 0.0, h_top, h_top, 0.0]),
+        fill="toself", mode="lines", line={"width": 0}, fillcolor="rgba(124,58,237,0.15)",
+        name="ψ ± spread", showlegend=True, hoverinfo="skip"), row=1, col=2)
+    fig.add_trace(go.Scatter(
+        x=np.array([main.mode, main.mode]), y=np.array([0.0, h_top]), mode="lines+markers",
+        line={"color": SCHEME, "width": 2, "dash": "dot"}, marker={"size": 7, "symbol": "diamond"},
+        name="ψ", showlegend=True,
+        hovertemplate=f"emphasis mode ψ = {main.mode:.4g}<extra></extra>"), row=1, col=2)
+    if histogram is not None:
+        clean, noisy, label = histogram
+        clean = np.asarray(clean, dtype=np.float64)
+        noisy = np.asarray(noisy, dtype=np.float64)
+        bins = len(clean)
+        total = max(clean.sum() + noisy.sum(), 1.0)
+        centres = bin_centres(bins)
+        for counts, colour, name in ((clean, CLEAN, "clean p_i"), (noisy, NOISY, "corrupted p_i")):
+            fig.add_trace(go.Bar(x=centres, y=counts / total * bins, width=1.0 / bins,
+                                 marker={"color": colour}, opacity=0.35, name=f"{name} ({label})",
+                                 hovertemplate="p≈%{x:.3f}<br>density %{y:.3g}<extra></extra>"),
+                          row=1, col=2, secondary_y=True)
+        fig.update_yaxes(title_text="p_i density", secondary_y=True, row=1, col=2,
+                         showgrid=False)
+        fig.update_layout(barmode="stack")
+    fig.update_xaxes(range=[0, 1], title_text="p (probability of the annotated label)")
+    fig.update_xaxes(matches="x")
+    fig.update_yaxes(rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(rangemode="tozero", row=1, col=2, secondary_y=False)
+    fig.layout.annotations[2].text = ("implied loss L(p), L(1) = 0" if anchor_one
+                                      else "implied loss L(p) − L(½)")
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      legend={"orientation": "h", "y": -0.25}, uirevision="edf")
+    return fig
+
+
+def edf_mini_figure(curves: EdfCurves, height: int = 240) -> go.Figure:
+    """One small density chart with the mode marked (the home page's live EDF)."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=curves.p, y=curves.density, mode="lines", name=curves.label,
+                             line={"color": SCHEME, "width": 3}, fill="tozeroy",
+                             fillcolor="rgba(124,58,237,0.12)"))
+    top = float(np.nanmax(curves.density))
+    fig.add_trace(go.Scatter(x=np.array([curves.mode, curves.mode]), y=np.array([0.0, top]),
+                             mode="lines", name="ψ", line={"color": SCHEME, "dash": "dot"}))
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
+                      showlegend=False, title=f"h(p) of {curves.label}, ψ = {curves.mode:.3g}",
+                      xaxis_title="p", uirevision="edf-mini")
+    fig.update_xaxes(range=[0, 1])
+    return fig
+
+
+# ----------------------------------------------------------------------------- run curves
+
+def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, y_title: str = "",
+                 colours: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
+                 x_title: str = "iteration", height: int = 300, revision: str = "lines"
+                 ) -> go.Figure:
+    """Lines over a shared x (NaN gaps allowed), each downsampled to ``MAX_LINE_POINTS``."""
+    fig = go.Figure()
+    colours = colours or {}
+    for i, (name, y) in enumerate(series.items()):
+        xs, ys = downsample(np.asarray(x), np.asarray(y, dtype=np.float64))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
+                                 line={"color": colours.get(name, SERIES_COLOURS[i % len(SERIES_COLOURS)])}))
+    fig.update_layout(title=title, height=height, xaxis_title=x_title, yaxis_title=y_title,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
+                      legend={"orientation": "h", "y": -0.3})
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str,
+                   y_title: str = "", y_range: Sequence[float] | None = None,
+                   height: int = 340, revision: str = "overlay") -> go.Figure:
+    """Several runs' curves, each on its own x (compare page)."""
+    fig = go.Figure()
+    for i, (name, (x, y)) in enumerate(curves.items()):
+        xs, ys = downsample(np.asarray(x), np.asarray(y, dtype=np.float64))
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
+                                 line={"color": SERIES_COLOURS[i % len(SERIES_COLOURS)]}))
+    fig.update_layout(title=title, height=height, xaxis_title="iteration", yaxis_title=y_title,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
+                      legend={"orientation": "h", "y": -0.3})
+    if y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+    return fig
+
+
+def loss_lr_figure(x: np.ndarray, loss: np.ndarray, lr: np.ndarray | None,
+                   height: int = 300) -> go.Figure:
+    """Training loss (left axis) and learning rate (right axis, log scale)."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    xs, ls = downsample(np.asarray(x), np.asarray(loss, dtype=np.float64))
+    fig.add_trace(go.Scatter(x=xs, y=ls, mode="lines", name="loss", line={"color": SERIES_COLOURS[0]}))
+    if lr is not None:
+        xs, rs = downsample(np.asarray(x), np.asarray(lr, dtype=np.float64))
+        fig.add_trace(go.Scatter(x=xs, y=rs, mode="lines", name="learning rate",
+                                 line={"color": SERIES_COLOURS[3], "shape": "hv"}), secondary_y=True)
+        finite = rs[np.isfinite(rs) & (rs > 0)]
+        spans_decades = finite.size and finite.max() / finite.min() >= 10
+        fig.update_yaxes(type="log" if spans_decades else "linear", rangemode="tozero",
+                         title_text="learning rate", secondary_y=True, showgrid=False,
+                         tickformat=".2g")
+    fig.update_layout(title="Training loss and learning rate", height=height,
+                      xaxis_title="iteration", margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      uirevision="loss-lr", legend={"orientation": "h", "y": -0.3})
+    fig.update_yaxes(title_text="loss", secondary_y=False)
+    return fig
+
+
+# ----------------------------------------------------------------------------- histograms
+
+def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+                       height: int = 420, revision: str = "heatmap") -> go.Figure:
+    """p_i histograms over training: iteration × bin heatmaps for clean and corrupted examples.
+
+    Each column is the fraction of that group's examples (in the batch) per bin of p_i, so the
+    two panels are comparable whatever the noise rate. Columns are thinned to at most
+    ``MAX_HEATMAP_COLUMNS``.
+    """
+    iterations = np.asarray(iterations)
+    clean = np.asarray(clean)
+    noisy = np.asarray(noisy)
+    if len(iterations) > MAX_HEATMAP_COLUMNS:
+        idx = downsample(np.arange(len(iterations)), max_points=MAX_HEATMAP_COLUMNS)[0]
+        iterations, clean, noisy = iterations[idx], clean[idx], noisy[idx]
+    bins = clean.shape[1] if clean.ndim == 2 and clean.shape[1] else 20
+    centres = bin_centres(bins)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=("clean examples: p_i over training",
+                                        "corrupted examples: p_i over training"))
+    for row, counts, scale in ((1, clean, "Blues"), (2, noisy, "Reds")):
+        z = _fractions(counts).T if counts.size else np.zeros((bins, 0))
+        fig.add_trace(go.Heatmap(
+            x=iterations, y=centres, z=z, colorscale=scale, zmin=0.0,
+            colorbar={"title": "fraction", "len": 0.42, "y": 0.79 if row == 1 else 0.21},
+            name="clean" if row == 1 else "corrupted",
+            hovertemplate="iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3f}<extra></extra>"),
+            row=row, col=1)
+        fig.update_yaxes(title_text="p_i", range=[0, 1], row=row, col=1)
+    fig.update_xaxes(title_text="iteration", row=2, col=1)
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      uirevision=revision)
+    return fig
+
+
+def histogram_bars(clean: np.ndarray, noisy: np.ndarray, title: str,
+                   edf: EdfCurves | None = None, height: int = 320,
+                   revision: str = "bars") -> go.Figure:
+    """Clean and corrupted p_i histograms at one iteration, overlaid (fraction of each group).
+
+    With ``edf``, the run's emphasis density h(p) is drawn on a right axis, so one sees how
+    much gradient each part of the histogram receives (e.g. little for the corrupted
+    examples at small p_i when ψ is large).
+    """
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    _add_histogram_pair(fig, np.asarray(clean), np.asarray(noisy), show_legend=True)
+    if edf is not None:
+        fig.add_trace(go.Scatter(x=edf.p, y=edf.density, mode="lines", name=f"EDF h(p) of {edf.label}",
+                                 line={"color": SCHEME, "width": 2}), secondary_y=True)
+        fig.update_yaxes(title_text="emphasis density h(p)", secondary_y=True, showgrid=False,
+                         rangemode="tozero")
+    fig.update_layout(title=title, barmode="overlay", height=height, xaxis_title="p_i",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      uirevision=revision, legend={"orientation": "h", "y": -0.3})
+    fig.update_yaxes(title_text="fraction of group", secondary_y=False)
+    fig.update_xaxes(range=[0, 1])
+    return fig
+
+
+def _add_histogram_pair(fig: go.Figure, clean: np.ndarray, noisy: np.ndarray, show_legend: bool,
+                        **where: int) -> None:
+    bins = len(clean)
+    centres = bin_centres(bins)
+    for counts, colour, name in ((clean, CLEAN, "clean"), (noisy, NOISY, "corrupted")):
+        n = int(np.sum(counts))
+        fig.add_trace(go.Bar(x=centres, y=_fractions(counts), width=1.0 / bins, opacity=0.6,
+                             marker={"color": colour}, name=name, legendgroup=name,
+                             showlegend=show_legend,
+                             hovertemplate=f"{name} (n={n})<br>p≈%{{x:.3f}}<br>fraction %{{y:.3f}}"
+                                           "<extra></extra>"), **where)
+
+
+def histograms_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray]], columns: int = 3,
+                    height_per_row: int = 260, revision: str = "hist-grid") -> go.Figure:
+    """Several runs' clean/corrupted p_i histograms side by side (same axes)."""
+    n = max(len(items), 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _, _ in items] or None,
+                        shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.18)
+    for i, (_, clean, noisy) in enumerate(items):
+        _add_histogram_pair(fig, np.asarray(clean), np.asarray(noisy), show_legend=i == 0,
+                            row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(range=[0, 1], title_text="p_i")
+    fig.update_layout(barmode="overlay", height=height_per_row * rows + 60,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
+                      legend={"orientation": "h", "y": -0.15})
+    return fig

@@ -1,0 +1,52 @@
+"""The dashboard's pages in one list, and links between them that also work when a page runs
+on its own (``AppTest.from_file("app/pages/x.py")``, where no navigation exists)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+
+@dataclass(frozen=True)
+class PageInfo:
+    key: str
+    path: str  # relative to app/streamlit_app.py
+    title: str
+    icon: str
+    blurb: str
+
+
+PAGES: tuple[PageInfo, ...] = (
+    PageInfo("home", "pages/home.py", "Home", ":material/home:", "What DM is, and the queue."),
+    PageInfo("designer", "pages/designer.py", "EDF designer", ":material/tune:",
+             "Shape an emphasis density function and see its weight, density and loss."),
+    PageInfo("launch", "pages/launch.py", "Launch", ":material/rocket_launch:",
+             "Queue one run, a λ/β grid or a method comparison."),
+    PageInfo("runs", "pages/runs.py", "Runs", ":material/list:",
+             "Every run: progress, cancel, retry, delete, clone."),
+    PageInfo("monitor", "pages/monitor.py", "Monitor", ":material/monitoring:",
+             "One run live: accuracy, mean p_i, p_i histograms."),
+    PageInfo("compare", "pages/compare.py", "Compare", ":material/compare_arrows:",
+             "Several runs side by side, as the paper's tables."),
+)
+BY_KEY = {p.key: p for p in PAGES}
+
+
+def page_link(key: str, label: str | None = None) -> None:
+    """A link to page ``key``; plain text when the page runs outside the navigation."""
+    page = BY_KEY[key]
+    try:
+        st.page_link(page.path, label=label or page.title, icon=page.icon)
+    except StreamlitAPIException:
+        st.markdown(f"→ **{label or page.title}** (open it from the sidebar)")
+
+
+def go_to(key: str) -> None:
+    """Switch to page ``key``; when that is impossible (a page run on its own), say where to go."""
+    page = BY_KEY[key]
+    try:
+        st.switch_page(page.path)
+    except StreamlitAPIException:
+        st.info(f"Open the **{page.title}** page to continue.")

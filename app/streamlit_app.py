@@ -1,0 +1,31 @@
+"""DM Studio's dashboard: page config, sidebar and navigation (run with ``dm up``, or
+``streamlit run app/streamlit_app.py`` with ``DM_DATABASE_URL`` set).
+
+Each page is its own file in ``app/pages/`` and runs on its own too (that is how the tests
+drive them); this file only routes between them.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.db import database_url, store
+from app.nav import PAGES
+from dm_core.store import StoreError, mask_url
+
+st.set_page_config(page_title="DM Studio", page_icon=":material/tune:", layout="wide")
+
+pages = [st.Page(p.path, title=p.title, icon=p.icon, default=p.key == "home",
+                 url_path="" if p.key == "home" else p.key) for p in PAGES]
+navigation = st.navigation(pages)
+
+with st.sidebar:
+    st.markdown("**DM Studio** — derivative manipulation workbench")
+    try:
+        counts = store().queue_counts()
+        st.caption(" · ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet")
+    except StoreError as err:
+        st.error(f"Database unavailable: {err}")
+    st.caption(f"Database: `{mask_url(database_url())}`")
+
+navigation.run()

@@ -1,0 +1,117 @@
+"""Compare page (app/pages/compare.py) under AppTest: its numbers are the stored ones."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app_support import APP, TIMEOUT, app_db_fixture, chart, decode, fabricate  # noqa: F401
+
+from dm_core.store import Store
+
+PAGE = APP.format("compare")
+COLUMNS = {"test_acc_best": "best test acc", "test_acc_final": "final test acc",
+           "train_acc_corrupted": "train acc (corrupted labels)",
+           "train_acc_intact": "train acc (intact labels)",
+           "fit_corrupted_subset": "corrupted fitted", "actual_noise_rate": "actual noise rate"}
+
+
+@pytest.fixture
+def three(app_db):
+    store = Store(app_db)
+    ids = [fabricate(store, name="cce", loss={"name": "cce"}, iterations=80, eval_every=20, seed=1),
+           fabricate(store, name="dm", loss={"name": "dm", "lam": 1.0, "beta": 12.0},
+                     iterations=80, eval_every=20, seed=2),
+           fabricate(store, name="half", iterations=80, eval_every=20, upto=40, finish=False)]
+    return store, ids
+
+
+def _page(ids):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["compare.run_ids"] = ids
+    return at.run()
+
+
+def test_table_equals_the_stored_summaries(three):
+    store, ids = three
+    at = _page(ids)
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    for run_id in ids[:2]:
+        summary = store.get_run(run_id).summary
+        for key, column in COLUMNS.items():
+            assert table.loc[run_id, column] == summary[key], (run_id, key)
+        assert table.loc[run_id, "source"] == "summary"
+    assert table.loc[ids[0], "method"] == "cce"
+    assert table.loc[ids[1], "method"] == "dm(lam=1, beta=12)"
+    # A run still training: its latest evaluation so far.
+    ev = store.evals(ids[2])
+    assert table.loc[ids[2], "final test acc"] == ev["test_acc"].iloc[-1]
+    assert table.loc[ids[2], "source"] == "evaluations so far"
+
+
+def test_paper_layout_pivots_methods_by_noise_rate(three):
+    store, ids = three
+    at = _page(ids[:2])
+    paper = at.dataframe[1].value
+    s = store.get_run(ids[0]).summary
+    assert paper.loc["cce", "r = 0.4"] == f"{s['test_acc_best']:.3f} / {s['test_acc_final']:.3f}"
+
+
+def test_csv_download_is_the_table(three):
+    _, ids = three
+    at = _page(ids)
+    button = next(b for b in at.get("download_button") if "CSV" in b.proto.label)
+    assert button.proto.label == "Download table (CSV)"
+
+
+def test_curves_overlay_every_run(three):
+    store, ids = three
+    at = _page(ids)
+    fig = chart(at, "compare.curves")
+    assert len(fig["data"]) == 3
+    ev = store.evals(ids[1])
+    np.testing.assert_allclose(decode(fig["data"][1]["y"]), ev["test_acc"].to_numpy())
+    at.selectbox(key="compare.metric").set_value("p_noisy_mean").run()
+    fig = chart(at, "compare.curves")
+    np.testing.assert_allclose(decode(fig["data"][0]["y"]),
+                               store.scalars(ids[0])["p_noisy_mean"].to_numpy())
+
+
+def test_histograms_side_by_side_at_one_iteration(three):
+    store, ids = three
+    at = _page(ids)
+    slider = at.slider(key="compare.iteration")
+    assert slider.max == 40  # the latest iteration every run has reached
+    slider.set_value(25).run()
+    fig = chart(at, "compare.hists")
+    assert len(fig["data"]) == 6  # clean + corrupted per run
+    for i, run_id in enumerate(ids):
+        _, clean, noisy = store.histogram_at(run_id, 25)
+        np.testing.assert_allclose(decode(fig["data"][2 * i]["y"]), clean / clean.sum())
+        np.testing.assert_allclose(decode(fig["data"][2 * i + 1]["y"]), noisy / noisy.sum())
+
+
+def test_a_whole_group(app_db):
+    store = Store(app_db)
+    from dm_core.config import parse_config
+
+    fabricate(store, name="other", iterations=20, eval_every=10)
+    result = store.submit([parse_config({"name": f"g{i}"}) for i in range(2)], group="sweep")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    at.selectbox(key="compare.group_pick").set_value("sweep").run()
+    table = at.dataframe[0].value
+    assert sorted(table["id"]) == sorted(result.run_ids)
+
+
+def test_csv_content(three):
+    store, ids = three
+    from app.tables import results_table
+
+    runs = [store.get_run(i) for i in ids]
+    frame = results_table(runs, {i: store.evals(i) for i in ids})
+    back = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
+    assert back["final test acc"].tolist() == pytest.approx(frame["final test acc"].tolist())

@@ -1,0 +1,170 @@
+"""Launch page (app/pages/launch.py) under AppTest: what it queues, checked in the store."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app_support import APP, TIMEOUT, app_db_fixture, errors_under  # noqa: F401
+
+from app.presets import PAPER_NOTE, all_presets, paper_presets
+from dm_core.config import RunConfig, parse_config
+from dm_core.losses import LOSSES
+from dm_core.store import Store
+
+PAGE = APP.format("launch")
+
+
+@pytest.fixture
+def at(app_db):
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+
+
+def _queue(at):
+    at.button(key="L.queue").click().run()
+    assert not at.exception
+    return at
+
+
+def _configs(url):
+    return [r.config for r in sorted(Store(url).list_runs(), key=lambda r: r.id)]
+
+
+def test_one_run_with_the_default_form(app_db, at):
+    assert not at.exception and not at.error
+    at.number_input(key="L.iterations").set_value(300).run()
+    at.text_input(key="L.model.mlp.hidden").input("32").run()
+    at.number_input(key="L.loss.dm.lam").set_value(2.0).run()
+    _queue(at)
+    [cfg] = _configs(app_db)
+    expected = RunConfig.model_validate({"iterations": 300, "model": {"name": "mlp", "hidden": [32]},
+                                         "loss": {"name": "dm", "lam": 2.0}})
+    assert cfg == expected.model_dump(mode="json")
+    assert at.session_state["monitor.run_id"] == Store(app_db).list_runs()[0].id
+
+
+def test_form_is_built_from_the_registries(at):
+    from dm_core.data import DATASETS
+    from dm_core.models import MODELS
+    from dm_core.noise import NOISE
+
+    for key, registry in (("L.loss.name", LOSSES), ("L.dataset.name", DATASETS),
+                          ("L.model.name", MODELS), ("L.dataset.noise.kind", NOISE)):
+        shown = [o.split(" — ")[0] for o in at.selectbox(key=key).options]
+        assert shown == registry.names()
+    at.selectbox(key="L.loss.name").set_value("gce").run()
+    assert at.number_input(key="L.loss.gce.q").value == LOSSES.get("gce").defaults()["q"]
+    at.selectbox(key="L.model.name").set_value("cnn").run()
+    assert at.number_input(key="L.model.cnn.channels").value == 32
+
+
+@pytest.mark.parametrize("key,value,path", [
+    ("L.dataset.noise.symmetric.rate", 1.5, "dataset.noise.rate"),
+    ("L.optimizer.lr", 0.0, "optimizer.lr"),
+    ("L.loss.dm.lam", -1.0, "loss.lam"),
+    ("L.iterations", 0, "iterations"),
+])
+def test_bad_value_shows_an_error_under_its_field_and_queues_nothing(app_db, at, key, value, path):
+    at.selectbox(key="L.dataset.noise.kind").set_value("symmetric").run()
+    at.number_input(key=key).set_value(value).run()
+    messages = errors_under(at, key)
+    assert messages and all(m.startswith(path + ":") for m in messages), messages
+    _queue(at)
+    assert any("Nothing queued" in e.value for e in at.error)
+    assert Store(app_db).list_runs() == []
+
+
+def test_bad_list_text_is_reported_under_its_field(app_db, at):
+    at.text_input(key="L.model.mlp.hidden").input("32, abc").run()
+    assert any(m.startswith("model.hidden") for m in errors_under(at, "L.model.mlp.hidden"))
+    _queue(at)
+    assert Store(app_db).list_runs() == []
+
+
+def test_grid_queues_one_run_per_lambda_beta_pair(app_db):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["L.grid_table"] = pd.DataFrame({"λ": [0.0, 0.5, 2.0],
+                                                     "β values": ["2, 4", "8", "12, 16, 20"]})
+    at.run()
+    at.radio(key="L.mode").set_value("λ/β grid").run()
+    at.text_input(key="L.group").input("sweep").run()
+    assert at.button(key="L.queue").label == "Queue 6 runs"
+    _queue(at)
+    runs = Store(app_db).list_runs(group="sweep")
+    got = sorted((r.config["loss"]["lam"], r.config["loss"]["beta"]) for r in runs)
+    assert got == [(0.0, 2.0), (0.0, 4.0), (0.5, 8.0), (2.0, 12.0), (2.0, 16.0), (2.0, 20.0)]
+    assert {r.config["seed"] for r in runs} == {0}
+    assert all(r.name.startswith("run[loss.lam=") for r in runs)
+
+
+def test_grid_with_a_bad_beta_queues_nothing(app_db):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["L.grid_table"] = pd.DataFrame({"λ": [1.0], "β values": ["8, oops"]})
+    at.run()
+    at.radio(key="L.mode").set_value("λ/β grid").run()
+    assert any("loss.beta" in e.value for e in at.error)
+    _queue(at)
+    assert Store(app_db).list_runs() == []
+
+
+def test_grid_needs_a_loss_with_lambda_and_beta(app_db, at):
+    at.selectbox(key="L.loss.name").set_value("cce").run()
+    at.radio(key="L.mode").set_value("λ/β grid").run()
+    assert any("choose dm" in e.value for e in at.error)
+
+
+def test_method_comparison_uses_the_same_data_and_seed(app_db, at):
+    at.number_input(key="L.seed").set_value(7).run()
+    at.selectbox(key="L.dataset.noise.kind").set_value("symmetric").run()
+    at.number_input(key="L.dataset.noise.symmetric.rate").set_value(0.4).run()
+    at.number_input(key="L.loss.dm.lam").set_value(1.0).run()
+    at.radio(key="L.mode").set_value("method comparison").run()
+    at.multiselect(key="L.compare").set_value(["cce", "gce-dn", "dm"]).run()
+    _queue(at)
+    configs = _configs(app_db)
+    assert [c["loss"]["name"] for c in configs] == ["cce", "gce-dn", "dm"]
+    assert {c["seed"] for c in configs} == {7}
+    assert all(c["dataset"] == configs[0]["dataset"] for c in configs)
+    assert configs[0]["dataset"]["noise"]["rate"] == 0.4
+    assert configs[2]["loss"]["lam"] == 1.0  # the form's own loss keeps its parameters
+    assert configs[1]["loss"] == {"name": "gce-dn", **LOSSES.get("gce-dn").defaults()}
+    assert len({r.group for r in Store(app_db).list_runs()}) == 1
+
+
+def test_preset_fills_the_form(app_db, at):
+    presets = all_presets()
+    at.selectbox(key="L.preset").set_value("digits-symmetric-40-dm.yaml").run()
+    at.button(key="L.load").click().run()
+    assert at.number_input(key="L.dataset.noise.symmetric.rate").value == 0.4
+    assert at.number_input(key="L.loss.dm.beta").value == 12.0
+    _queue(at)
+    [cfg] = _configs(app_db)
+    assert cfg == presets["digits-symmetric-40-dm.yaml"]
+
+
+def test_paper_presets_are_labelled_as_starting_points(at):
+    label = next(iter(paper_presets()))
+    at.selectbox(key="L.preset").set_value(label).run()
+    at.button(key="L.load").click().run()
+    assert any("starting points" in w.value for w in at.warning)
+    assert any(PAPER_NOTE[:40] in c.value for c in at.caption)
+    assert at.selectbox(key="L.model.name").value == "resnet56"
+
+
+def test_designer_scheme_and_cloned_run_fill_the_form(app_db):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["designer.carry"] = {"name": "dm", "lam": 3.0, "beta": 20.0}
+    at.run()
+    assert at.number_input(key="L.loss.dm.lam").value == 3.0
+    assert at.number_input(key="L.loss.dm.beta").value == 20.0
+
+    clone = parse_config({"name": "cloned", "seed": 5, "iterations": 123,
+                          "loss": {"name": "gce", "q": 0.4},
+                          "dataset": {"name": "digits", "noise": {"kind": "pairflip", "rate": 0.3}},
+                          "model": {"name": "mlp", "hidden": [64, 32]}}).model_dump(mode="json")
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["launch.clone"] = clone
+    at.run()
+    _queue(at)
+    [cfg] = _configs(app_db)
+    assert cfg == clone

@@ -1,0 +1,147 @@
+"""Monitor page (app/pages/monitor.py) under AppTest.
+
+AppTest runs fragments inline and never fires ``run_every`` (PITFALLS.md 1): polling is
+tested by writing rows as a worker would, then running the page again.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app_support import APP, TIMEOUT, app_db_fixture, chart, decode, fabricate, trace  # noqa: F401
+
+from dm_core.config import parse_config
+from dm_core.store import Store
+
+PAGE = APP.format("monitor")
+
+
+@pytest.fixture
+def live_run(app_db):
+    store = Store(app_db)
+    run_id = fabricate(store, name="live", iterations=200, eval_every=50, bins=10, upto=100,
+                       finish=False)
+    return store, run_id
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """Record the ``after`` / ``start`` of every scalar and histogram read."""
+    calls = {"scalars": [], "histograms": []}
+    orig_scalars, orig_hist = Store.scalars, Store.histograms
+
+    def scalars(self, run_id, after=0, max_points=None):
+        calls["scalars"].append(after)
+        return orig_scalars(self, run_id, after=after, max_points=max_points)
+
+    def histograms(self, run_id, start=None, end=None, max_rows=2000):
+        calls["histograms"].append(start)
+        return orig_hist(self, run_id, start=start, end=end, max_rows=max_rows)
+
+    monkeypatch.setattr(Store, "scalars", scalars)
+    monkeypatch.setattr(Store, "histograms", histograms)
+    return calls
+
+
+def _page(run_id=None):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    if run_id is not None:
+        at.session_state["monitor.run_id"] = run_id
+    return at.run()
+
+
+def _points(at, key, name):
+    return decode(trace(chart(at, key), name)["x"])
+
+
+def test_shows_the_science_of_a_running_run(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["status"] == "running" and metrics["iteration"] == "100/200"
+    ev = store.evals(run_id)
+    acc = chart(at, "monitor.acc")
+    np.testing.assert_allclose(decode(trace(acc, "test")["y"]), ev["test_acc"].to_numpy())
+    np.testing.assert_allclose(decode(trace(acc, "train vs corrupted labels")["y"]),
+                               ev["train_acc_corrupted"].to_numpy())
+    np.testing.assert_allclose(decode(trace(acc, "train vs intact labels")["y"]),
+                               ev["train_acc_intact"].to_numpy())
+    sc = store.scalars(run_id)
+    pmean = chart(at, "monitor.pmean")
+    np.testing.assert_allclose(decode(trace(pmean, "clean")["y"]), sc["p_clean_mean"].to_numpy())
+    np.testing.assert_allclose(decode(trace(pmean, "corrupted")["y"]), sc["p_noisy_mean"].to_numpy())
+    heat = chart(at, "monitor.heatmap")
+    hist = store.histograms(run_id)
+    z = decode(heat["data"][0]["z"])
+    assert z.shape == (10, 100)
+    np.testing.assert_allclose(z[:, 42], hist.clean[42] / hist.clean[42].sum())
+    z_noisy = decode(heat["data"][1]["z"])
+    np.testing.assert_allclose(z_noisy[:, 7], hist.noisy[7] / hist.noisy[7].sum())
+    wvar = chart(at, "monitor.wvar")
+    np.testing.assert_allclose(decode(wvar["data"][0]["y"]), sc["weight_var"].to_numpy())
+    loss = chart(at, "monitor.loss")
+    assert [t["name"] for t in loss["data"]] == ["loss", "learning rate"]
+    # One iteration's histograms, with the run's EDF (dm, λ = 1: mode ½) on the right axis.
+    bars = chart(at, "monitor.bars")
+    assert bars["layout"]["title"]["text"] == "p_i at iteration 100"
+    edf = next(t for t in bars["data"] if t["name"].startswith("EDF"))
+    x, h = decode(edf["x"]), decode(edf["y"])
+    assert x[np.argmax(h)] == pytest.approx(0.5)
+    assert "ψ = 0.5" in at.markdown[0].value
+
+
+def test_polling_reads_only_what_is_new(live_run, reads):
+    store, run_id = live_run
+    at = _page(run_id)
+    assert len(_points(at, "monitor.pmean", "clean")) == 100
+    fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=101,
+              upto=160, finish=False)
+    at.run()
+    assert len(_points(at, "monitor.pmean", "clean")) == 160
+    assert len(decode(chart(at, "monitor.heatmap")["data"][0]["x"])) == 160
+    assert reads["scalars"][-2:] == [0, 100]  # the second read starts after iteration 100
+    assert reads["histograms"][-2:] == [1, 101]
+    assert {m.label: m.value for m in at.metric}["iteration"] == "160/200"
+    at.run()  # nothing new: nothing re-read, nothing lost
+    assert reads["scalars"][-1] == 160
+    assert len(_points(at, "monitor.pmean", "clean")) == 160
+
+
+def test_scrubbed_iteration_survives_a_growing_maximum(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    at.slider(key="monitor.scrub").set_value(40).run()
+    assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 40"
+    assert at.toggle(key="monitor.follow").value is False
+    fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=101,
+              upto=200, finish=True)
+    at.run()
+    assert at.slider(key="monitor.scrub").value == 40
+    assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 40"
+    _, clean, noisy = store.histogram_at(run_id, 40)
+    bars = chart(at, "monitor.bars")["data"]
+    np.testing.assert_allclose(decode(bars[0]["y"]), clean / clean.sum())
+    np.testing.assert_allclose(decode(bars[1]["y"]), noisy / noisy.sum())
+    at.toggle(key="monitor.follow").set_value(True).run()
+    assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 200"
+
+
+def test_a_retried_run_starts_afresh(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    store.finish(run_id, "test-worker", "failed", error="boom")
+    store.retry(run_id)
+    at.run()
+    assert any("waiting for a worker" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_queued_run_and_empty_database(app_db):
+    at = _page()
+    assert any("No runs yet" in i.value for i in at.info)
+    store = Store(app_db)
+    store.submit([parse_config({"name": "waiting"})])
+    at = _page()
+    assert any("waiting for a worker" in i.value for i in at.info)

@@ -1,0 +1,111 @@
+"""Runs page (app/pages/runs.py) under AppTest: the table and the actions, checked in the store."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+from test_app_support import APP, TIMEOUT, app_db_fixture, fabricate  # noqa: F401
+
+from dm_core.config import parse_config
+from dm_core.store import RunNotFound, RunStatus, Store
+
+PAGE = APP.format("runs")
+
+
+@pytest.fixture
+def runs(app_db):
+    """Three runs: one succeeded, one running half-way, one queued."""
+    store = Store(app_db)
+    done = fabricate(store, name="done", iterations=40, eval_every=20)
+    running = fabricate(store, name="half", iterations=40, eval_every=20, upto=20, finish=False)
+    queued = store.submit([parse_config({"name": "waiting"})]).run_ids[0]
+    return store, done, running, queued
+
+
+def _page():
+    return AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+
+
+def _select(at, ids):
+    at.multiselect(key="runs.selected").set_value(ids).run()
+    return at
+
+
+def test_table_shows_status_progress_attempt_and_device(runs):
+    store, done, running, queued = runs
+    at = _page()
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[done, "progress"] == 1.0
+    assert table.loc[running, "progress"] == pytest.approx(0.5)
+    assert table.loc[running, "iteration"] == "20/40"
+    assert table.loc[queued, "progress"] == 0.0
+    assert "running" in table.loc[running, "status"] and "queued" in table.loc[queued, "status"]
+    assert table.loc[running, "attempt"] == "1/3" and table.loc[running, "device"] == "cpu"
+    assert table.loc[done, "test acc"] == store.get_run(done).summary["test_acc_final"]
+    assert table.loc[running, "ETA"] != "" and table.loc[queued, "elapsed"] == ""
+
+
+def test_status_filter(runs):
+    _, done, _, _ = runs
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["runs.status"] = ["succeeded"]
+    at.run()
+    assert at.dataframe[0].value["id"].tolist() == [done]
+
+
+def test_cancel_then_retry_a_queued_run(runs):
+    store, _, _, queued = runs
+    at = _select(_page(), [queued])
+    at.button(key="runs.cancel").click().run()
+    assert store.get_run(queued).status == RunStatus.CANCELLED
+    assert any("Cancelled" in s.value for s in at.success)
+    at = _select(at, [queued])
+    at.button(key="runs.retry").click().run()
+    assert store.get_run(queued).status == RunStatus.QUEUED
+
+
+def test_cancel_a_running_run_requests_it(runs):
+    store, _, running, _ = runs
+    at = _select(_page(), [running])
+    at.button(key="runs.cancel").click().run()
+    assert store.get_run(running).cancel_requested
+
+
+def test_refused_actions_are_explained(runs):
+    store, done, _, _ = runs
+    at = _select(_page(), [done])
+    at.button(key="runs.retry").click().run()
+    assert any("cannot retry" in w.value for w in at.warning)
+    assert store.get_run(done).status == RunStatus.SUCCEEDED
+
+
+def test_delete_needs_a_confirmation(runs):
+    store, done, running, _ = runs
+    at = _select(_page(), [done, running])
+    at.button(key="runs.delete").click().run()
+    assert store.get_run(done)  # not yet
+    at.button(key="runs.delete_confirm").click().run()
+    with pytest.raises(RunNotFound):
+        store.get_run(done)
+    assert store.get_run(running).status == RunStatus.RUNNING  # a running run is refused
+    assert any("running" in w.value for w in at.warning)
+
+
+def test_clone_monitor_and_compare_hand_over_to_their_pages(runs):
+    store, done, running, _ = runs
+    at = _select(_page(), [done])
+    at.button(key="runs.clone").click().run()
+    assert at.session_state["launch.clone"] == store.get_run(done).config
+    at = _select(_page(), [running])
+    at.button(key="runs.monitor").click().run()
+    assert at.session_state["monitor.run_id"] == running
+    at = _select(_page(), [done, running])
+    at.button(key="runs.compare").click().run()
+    assert sorted(at.session_state["compare.run_ids"]) == sorted([done, running])
+    assert not at.exception
+
+
+def test_empty_database(app_db):
+    at = _page()
+    assert any("No runs" in i.value for i in at.info)

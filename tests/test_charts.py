@@ -1,0 +1,221 @@
+"""The dashboard's figure builders (app/charts.py) against independent references: closed-form
+weights, densities and losses written out here in float64, not taken from dm_core."""
+
+from __future__ import annotations
+
+import doctest
+import math
+
+import numpy as np
+import pytest
+
+from app import charts
+from app.charts import (
+    MAX_HEATMAP_COLUMNS,
+    downsample,
+    edf_curves,
+    edf_figure,
+    formula_latex,
+    histogram_bars,
+    histogram_heatmaps,
+    histograms_grid,
+    lines_figure,
+)
+
+
+def _trace(fig, name, panel=None):
+    for t in fig.data:
+        if t.name == name and (panel is None or (t.meta or {}).get("panel") == panel):
+            return t
+    raise KeyError(name)
+
+
+# Independent references: w(p) in float64, the normaliser by a fine trapezoid rule.
+def _w_dm(p, lam, beta):
+    return np.exp(beta * p**lam * (1 - p))
+
+
+REFERENCE_WEIGHTS = {
+    ("dm", (("lam", 1.0), ("beta", 8.0))): lambda p: _w_dm(p, 1.0, 8.0),
+    ("dm", (("lam", 0.0), ("beta", 2.0))): lambda p: _w_dm(p, 0.0, 2.0),
+    ("dm", (("lam", 2.0), ("beta", 20.0))): lambda p: _w_dm(p, 2.0, 20.0),
+    ("normal", (("psi", 0.3), ("beta", 10.0))): lambda p: np.exp(-10.0 * p * (p - 0.6)),
+    ("exponential", (("beta", 3.0),)): lambda p: np.exp(3.0 * (1 - p)),
+    ("beta", (("alpha", 2.0), ("eta", 3.0))): lambda p: p * (1 - p) ** 2,
+    ("cce", ()): lambda p: 2 * (1 - p),
+    ("mae", ()): lambda p: 2 * p * (1 - p),
+    ("mse", ()): lambda p: 4 * p * (1 - p) ** 2,
+    ("gce", (("q", 0.5),)): lambda p: 2 * np.sqrt(p) * (1 - p),
+}
+
+
+@pytest.mark.parametrize("name,params", list(REFERENCE_WEIGHTS), ids=lambda v: str(v))
+def test_weight_and_density_match_the_formulas(name, params):
+    ref = REFERENCE_WEIGHTS[(name, params)]
+    c = edf_curves(name, dict(params))
+    w = ref(c.p)
+    np.testing.assert_allclose(c.weight, w / w.max(), rtol=1e-9, atol=1e-12)
+    fine = np.linspace(0, 1, 200_001)
+    z = np.trapezoid(ref(fine), fine)
+    np.testing.assert_allclose(c.density, w / z, rtol=1e-6)
+    # The density integrates to 1 on the chart's own grid too.
+    assert np.trapezoid(c.density, c.p) == pytest.approx(1.0, abs=2e-3)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 9.0])
+def test_psi_marker_sits_at_lambda_over_lambda_plus_one(lam):
+    fig = edf_figure(edf_curves("dm", {"lam": lam, "beta": 12.0}))
+    psi = _trace(fig, "ψ")
+    assert psi.xaxis == "x2"  # on the density panel
+    np.testing.assert_array_equal(np.asarray(psi.x), [lam / (lam + 1)] * 2)
+
+
+def test_spread_band_is_psi_plus_minus_the_density_std():
+    c = edf_curves("dm", {"lam": 1.0, "beta": 12.0})
+    fine = np.linspace(0, 1, 400_001)
+    h = _w_dm(fine, 1.0, 12.0)
+    h /= np.trapezoid(h, fine)
+    mean = np.trapezoid(fine * h, fine)
+    std = math.sqrt(np.trapezoid((fine - mean) ** 2 * h, fine))
+    band = _trace(edf_figure(c), "ψ ± spread")
+    assert min(band.x) == pytest.approx(0.5 - std, abs=1e-6)
+    assert max(band.x) == pytest.approx(0.5 + std, abs=1e-6)
+    assert band.fill == "toself"
+
+
+def test_cce_loss_is_minus_log_p_anchored_at_one():
+    c = edf_curves("cce", {})
+    fig = edf_figure(c)
+    loss = _trace(fig, "CCE", panel=3)
+    np.testing.assert_allclose(loss.y, -np.log(c.loss_p), rtol=1e-7)
+    assert "L(1) = 0" in fig.layout.annotations[2].text
+
+
+def test_losses_are_of_the_normalised_edf():
+    # MAE: (1 - p) / ∫2p(1-p) = 3(1 - p); GCE: (1 - p^q)/q / (2 / ((q+1)(q+2))).
+    mae = edf_curves("mae", {})
+    loss = mae.loss_half + mae.loss_shift
+    np.testing.assert_allclose(loss, 3 * (1 - mae.loss_p), rtol=1e-7)
+    q = 0.7
+    gce = edf_curves("gce", {"q": q})
+    z = 2 / ((q + 1) * (q + 2))
+    np.testing.assert_allclose(gce.loss_half + gce.loss_shift, (1 - gce.loss_p**q) / q / z, rtol=1e-7)
+
+
+def test_dm_loss_diverges_at_one_so_all_curves_share_the_half_anchor():
+    dm = edf_curves("dm", {"lam": 1.0, "beta": 8.0})
+    cce = edf_curves("cce", {})
+    assert math.isinf(dm.loss_shift)
+    fig = edf_figure(dm, [cce])
+    loss = _trace(fig, "CCE", panel=3)
+    np.testing.assert_allclose(loss.y, -np.log(2 * cce.loss_p), rtol=1e-7)  # -log p + log ½
+    assert "L(½)" in fig.layout.annotations[2].text
+    # dL/dp = -h(p) / (2p(1-p)): check the DM curve's slope against its own density formula.
+    p = dm.loss_p
+    y = np.asarray(_trace(fig, dm.label, panel=3).y)
+    fine = np.linspace(0, 1, 200_001)
+    z = np.trapezoid(_w_dm(fine, 1.0, 8.0), fine)
+    slope = np.gradient(y, p)
+    expected = -_w_dm(p, 1.0, 8.0) / z / (2 * p * (1 - p))
+    np.testing.assert_allclose(slope[5:-5], expected[5:-5], rtol=2e-2)
+
+
+def test_overlays_are_drawn_on_all_three_panels():
+    fig = edf_figure(edf_curves("dm", {"lam": 1.0, "beta": 8.0}),
+                     [edf_curves(n, {}) for n in ("cce", "mae", "mse")] + [edf_curves("gce", {"q": 0.7})])
+    for name in ("CCE", "MAE", "MSE", "GCE(q=0.7)"):
+        panels = sorted((t.meta or {}).get("panel") for t in fig.data if t.name == name)
+        assert panels == [1, 2, 3]
+    assert fig.layout.xaxis2.matches == "x" and fig.layout.xaxis3.matches == "x"  # linked zoom
+
+
+def test_run_histogram_overlay_is_a_density_of_all_examples():
+    clean = np.array([0, 1, 2, 3, 10, 20, 30, 10, 5, 4])
+    noisy = np.array([8, 6, 4, 2, 1, 0, 0, 0, 0, 1])
+    fig = edf_figure(edf_curves("dm", {"lam": 1.0, "beta": 8.0}), histogram=(clean, noisy, "#1"))
+    bars = [t for t in fig.data if t.type == "bar"]
+    assert len(bars) == 2 and all(t.yaxis == "y3" for t in bars)  # the density panel's right axis
+    total = sum(float(np.sum(b.y)) * 0.1 for b in bars)
+    assert total == pytest.approx(1.0)
+    np.testing.assert_allclose(bars[0].y, clean / (clean.sum() + noisy.sum()) * 10)
+
+
+def test_heatmap_columns_are_fractions_per_iteration():
+    rng = np.random.default_rng(0)
+    it = np.arange(1, 51)
+    clean = rng.integers(0, 20, (50, 12))
+    noisy = rng.integers(0, 20, (50, 12))
+    noisy[3] = 0  # an iteration without corrupted examples stays zero, not NaN
+    fig = histogram_heatmaps(it, clean, noisy)
+    z_clean = np.asarray(fig.data[0].z)
+    z_noisy = np.asarray(fig.data[1].z)
+    assert z_clean.shape == (12, 50)
+    np.testing.assert_allclose(z_clean.sum(axis=0), 1.0)
+    np.testing.assert_allclose(z_clean[:, 7], clean[7] / clean[7].sum())
+    assert np.all(z_noisy[:, 3] == 0)
+    np.testing.assert_allclose(np.asarray(fig.data[0].y), (np.arange(12) + 0.5) / 12)
+
+
+def test_heatmap_is_thinned_to_its_column_budget():
+    n = 3 * MAX_HEATMAP_COLUMNS + 7
+    counts = np.ones((n, 4), dtype=np.int32)
+    fig = histogram_heatmaps(np.arange(n), counts, counts)
+    x = np.asarray(fig.data[0].x)
+    assert len(x) <= MAX_HEATMAP_COLUMNS + 1 and x[-1] == n - 1
+
+
+def test_downsample_keeps_the_last_point():
+    x = np.arange(10_001)
+    xs, ys = downsample(x, x * 2.0, max_points=1000)
+    assert len(xs) <= 1001 and xs[-1] == 10_000 and xs[0] == 0
+    np.testing.assert_array_equal(ys, xs * 2.0)
+    same = downsample(x[:5], x[:5], max_points=10)
+    np.testing.assert_array_equal(same[0], x[:5])
+
+
+def test_figures_carry_numpy_arrays_not_lists():
+    fig = lines_figure(np.arange(5), {"a": np.arange(5) / 5}, "t")
+    assert isinstance(fig.data[0].x, np.ndarray) and isinstance(fig.data[0].y, np.ndarray)
+    assert fig.layout.uirevision == "lines"
+
+
+def test_histogram_bars_and_grid():
+    clean, noisy = np.array([1, 3, 6]), np.array([5, 5, 0])
+    fig = histogram_bars(clean, noisy, "t", edf=edf_curves("dm", {"lam": 1.0, "beta": 8.0}))
+    np.testing.assert_allclose(fig.data[0].y, clean / 10)
+    np.testing.assert_allclose(fig.data[1].y, noisy / 10)
+    assert fig.data[2].name.startswith("EDF") and fig.data[2].yaxis == "y2"
+    grid = histograms_grid([("a", clean, noisy), ("b", noisy, clean)], columns=2)
+    assert [t.xaxis for t in grid.data] == ["x", "x", "x2", "x2"]
+
+
+def test_formula_latex():
+    assert formula_latex("w(p) = exp(8 * p^0.5 * (1 - p))") == r"w(p) = \exp(8 \cdot p^{0.5} \cdot (1 - p))"
+    assert formula_latex("w(p) = p^(-0.5) * (1 - p)^1") == r"w(p) = p^{-0.5} \cdot (1 - p)^{1}"
+
+
+@pytest.mark.parametrize("module", ["app.charts", "app.forms"])
+def test_doctests(module):
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.failed == 0 and (result.attempted > 0 or module == "app.charts")
+
+
+def test_invalid_scheme_parameters_raise_config_errors():
+    from dm_core.registry import ConfigError
+
+    with pytest.raises(ConfigError, match="lam"):
+        edf_curves("dm", {"lam": -1.0, "beta": 8.0})
+    assert charts.edf_curves("dm", {"lam": 1.0, "beta": 8.0}) is charts.edf_curves("dm", {"lam": 1.0, "beta": 8.0})
+
+
+def test_extreme_parameters_still_draw():
+    # β = 1000: w = e^1000 overflows a float; the weight and density are still drawn (in log
+    # space), the loss panel is left empty instead of failing.
+    c = edf_curves("dm", {"lam": 0.0, "beta": 1000.0})
+    assert c.mode == 0.0 and np.isfinite(c.density[1:]).all()
+    assert np.isnan(c.loss_half).all()
+    edf_figure(c)
+    pole = edf_curves("beta", {"alpha": 0.1, "eta": 0.1})  # poles at both ends: NaN there only
+    assert np.isnan(pole.weight[[0, -1]]).all() and np.isfinite(pole.weight[1:-1]).all()

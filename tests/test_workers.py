@@ -1,0 +1,620 @@
+"""Workers, the store sink and the queue commands, with real training on digits (CPU).
+
+- The sink on its own (a fake store, a fake clock): batching, checkpoint + rows in one
+  transaction, resume, outages.
+- ``Worker`` in this process: success, divergence, errors, cancel, warm stop, a worker that
+  lost its run, max_attempts.
+- ``dm worker`` subprocesses (slow): exactly-once with 4 workers and 40 runs; kill -9 after a
+  checkpoint and resume bit for bit; SIGTERM re-queues without consuming an attempt.
+- ``dm submit/runs/show/cancel/retry/delete/export/db`` through Typer's CliRunner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dm_core.cli import app
+from dm_core.config import parse_config
+from dm_core.events import (
+    CheckpointEvent,
+    EvalEvent,
+    HistogramEvent,
+    ResumeEvent,
+    ScalarsEvent,
+    StartEvent,
+)
+from dm_core.store import LostClaim, RunStatus, Store, StoreError
+from dm_core.store.models import SCALAR_COLUMNS
+from workers import StoreSink, Worker, pin_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: threads only contend (and a fixed count keeps results reproducible).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny(name: str = "tiny", **overrides) -> dict:
+    base = {"name": name, "seed": 5,
+            "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}},
+            "model": {"name": "mlp", "hidden": [16]},
+            "loss": {"name": "dm", "lam": 1.0, "beta": 8.0},
+            "iterations": 20, "eval_every": 10, "batch_size": 32, "histogram_bins": 8,
+            "device": "cpu"}
+    for key, value in overrides.items():
+        node = base
+        *path, last = key.split("__")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return base
+
+
+def cfg(name: str = "tiny", **overrides):
+    return parse_config(tiny(name, **overrides))
+
+
+@pytest.fixture
+def store(db_url, tmp_path):
+    s = Store(db_url, tmp_path / "artifacts")
+    yield s
+    s.dispose()
+
+
+def worker(store: Store, **kwargs) -> Worker:
+    options = {"device": "cpu", "poll": 0.1, "stale_after": 5.0, "exit_when_idle": True,
+               "artifacts_dir": store.artifacts_dir, "heartbeat_every": 0.2}
+    options.update(kwargs)
+    return Worker(store, **options)
+
+
+def iterations(store: Store, run_id: int) -> list[int]:
+    return store.scalars(run_id)["iteration"].tolist()
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# ---------------------------------------------------------------- the sink alone
+
+class FakeStore:
+    """Records write_batch calls; can fail on demand."""
+
+    def __init__(self):
+        self.writes: list[dict] = []
+        self.fail_with: Exception | None = None
+
+    def write_batch(self, run_id, attempt, scalars, histograms, evals, checkpoint=None,
+                    start=None, worker_id=None):
+        if self.fail_with is not None:
+            raise self.fail_with
+        self.writes.append({"scalars": [e.iteration for e in scalars],
+                            "histograms": [e.iteration for e in histograms],
+                            "evals": [e.iteration for e in evals],
+                            "checkpoint": checkpoint, "start": start is not None})
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def step(sink: StoreSink, k: int, clock: Clock, dt: float = 0.01) -> None:
+    clock.now += dt
+    sink(ScalarsEvent(k, {"loss": 1.0}))
+    sink(HistogramEvent(k, np.zeros(4, np.int32), np.zeros(4, np.int32)))
+
+
+def write_checkpoint(directory: Path, content: bytes) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp, path = directory / "checkpoint.pt.tmp", directory / "checkpoint.pt"
+    tmp.write_bytes(content)
+    os.replace(tmp, path)  # as the training loop does: a new inode every time
+    return path
+
+
+def test_sink_writes_about_once_per_second():
+    fake, clock = FakeStore(), Clock()
+    sink = StoreSink(fake, 1, 1, "w", clock=clock)
+    for k in range(1, 1001):  # 1000 iterations in 10 s
+        step(sink, k, clock)
+    assert 9 <= len(fake.writes) <= 11  # never one per iteration
+    sink.close()
+    written = [k for w in fake.writes for k in w["scalars"]]
+    assert written == list(range(1, 1001))
+    assert [k for w in fake.writes for k in w["histograms"]] == written
+
+
+def test_sink_records_checkpoint_with_its_rows(tmp_path):
+    fake, clock = FakeStore(), Clock()
+    previous = tmp_path / "old" / "checkpoint-5.pt"
+    previous.parent.mkdir()
+    previous.write_bytes(b"resumed from here")
+    sink = StoreSink(fake, 1, 1, "w", clock=clock, previous_checkpoint=str(previous))
+    for k in range(6, 11):
+        step(sink, k, clock, dt=0.5)
+    fake.writes.clear()
+    sink(EvalEvent(10, {"test_acc": 0.5}))
+    sink(CheckpointEvent(10, str(write_checkpoint(tmp_path / "run", b"state at 10"))))
+    step(sink, 11, clock, dt=2.0)  # the next batch carries the checkpoint
+    [write] = fake.writes
+    assert write["checkpoint"].iteration == 10 and write["scalars"][-1] == 11
+    assert 10 in write["scalars"] and write["evals"] == [10]
+    pinned = Path(write["checkpoint"].path)
+    assert pinned.name == "checkpoint-10.pt"
+    write_checkpoint(tmp_path / "run", b"state at 20")  # the loop overwrites its file ...
+    assert pinned.read_bytes() == b"state at 10"  # ... the recorded one keeps iteration 10
+    assert not previous.exists()  # superseded once the new one is recorded
+
+    # Two checkpoints within one batch: only the newest is recorded, the other is deleted.
+    for k in (12, 13):
+        step(sink, k, clock, dt=0.1)
+        sink(CheckpointEvent(k, str(write_checkpoint(tmp_path / "run", f"at {k}".encode()))))
+    sink.close()
+    assert fake.writes[-1]["checkpoint"].iteration == 13
+    assert not (tmp_path / "run" / "checkpoint-12.pt").exists()
+    assert not pinned.exists() and (tmp_path / "run" / "checkpoint-13.pt").exists()
+
+
+def test_sink_start_and_resume_events():
+    fake, clock = FakeStore(), Clock()
+    sink = StoreSink(fake, 1, 1, "w", clock=clock)
+    for k in range(1, 6):
+        step(sink, k, clock)
+    sink(ResumeEvent(3))  # anything buffered after 3 is void
+    start = StartEvent(10, "cpu", 3, 4, 2, 0.0, np.zeros(4, int), np.zeros(4, int),
+                       np.zeros(4, bool))
+    sink(start)  # written at once
+    assert fake.writes[-1]["start"] and fake.writes[-1]["scalars"] == [1, 2, 3]
+
+
+def test_sink_survives_a_short_outage_but_not_a_lost_claim():
+    fake, clock = FakeStore(), Clock()
+    sink = StoreSink(fake, 1, 1, "w", clock=clock, max_outage=5.0)
+    fake.fail_with = StoreError("database is locked")
+    for k in range(1, 301):
+        step(sink, k, clock)  # 3 s of failures: kept and retried
+    fake.fail_with = None
+    step(sink, 301, clock, dt=1.0)
+    assert [k for w in fake.writes for k in w["scalars"]] == list(range(1, 302))
+    fake.fail_with = StoreError("gone")
+    with pytest.raises(StoreError):
+        for k in range(302, 1200):
+            step(sink, k, clock)
+    fake.fail_with = LostClaim("taken")
+    with pytest.raises(LostClaim):
+        sink.close()
+
+
+def test_pin_checkpoint_copies_without_hard_links(tmp_path, monkeypatch):
+    path = write_checkpoint(tmp_path, b"abc")
+    monkeypatch.setattr(os, "link", lambda *a: (_ for _ in ()).throw(OSError("no links")))
+    pinned = pin_checkpoint(path, 7)
+    assert pinned.read_bytes() == b"abc" and pinned.name == "checkpoint-7.pt"
+
+
+# ---------------------------------------------------------------- the worker, in process
+
+def test_worker_trains_queued_runs(store):
+    ids = store.submit([cfg("a"), cfg("b", relabel=True)]).run_ids
+    w = worker(store)
+    assert w.run() == 2
+    a, b = (store.get_run(i) for i in ids)
+    assert a.status == b.status == RunStatus.SUCCEEDED
+    assert (a.iteration, a.total_iterations, b.iteration, b.total_iterations) == (20, 20, 40, 40)
+    assert a.summary["iterations"] == 20 and 0 < a.summary["test_acc_final"] <= 1
+    assert a.last_test_acc == pytest.approx(a.summary["test_acc_final"])
+    assert a.device == "cpu" and a.worker_id == w.worker_id and a.finished_at >= a.started_at
+    assert iterations(store, a.id) == list(range(1, 21))
+    assert iterations(store, b.id) == list(range(1, 41))  # relabel continues at 21
+    series = store.histograms(a.id)
+    assert series.iterations.tolist() == list(range(1, 21)) and series.clean.shape == (20, 8)
+    assert store.evals(a.id)["iteration"].tolist() == [10, 20]
+    clean, noisy, is_noisy = store.labels(a.id)
+    assert np.array_equal(is_noisy, clean != noisy) and 0.3 < is_noisy.mean() < 0.5
+    assert store.labels(b.id, phase="relabel") is not None
+    assert a.checkpoint_iteration == 20 and Path(a.checkpoint_path).is_file()
+    assert Path(a.checkpoint_path).parent == store.run_dir(a.id) / "attempt-1"
+    assert [(c["run_id"], c["attempt"]) for c in store.claims()] == [(ids[0], 1), (ids[1], 1)]
+
+
+def test_divergence_and_errors_fail_the_run_with_a_message(store, monkeypatch):
+    diverge, boom, invalid = store.submit([
+        cfg("diverge", iterations=100, optimizer__lr=5.0, max_logit=20.0),
+        cfg("boom"), cfg("invalid")]).run_ids
+    from sqlalchemy import update
+
+    from dm_core.store.models import RUNS
+
+    with store.session_scope() as s:  # a config this version cannot read any more
+        s.execute(update(RUNS).where(RUNS.c.id == invalid)
+                  .values(config={**tiny(), "iterations": -5}))
+
+    import dm_core.train
+
+    real_train = dm_core.train.train
+
+    def flaky(config, **kwargs):
+        if config.name == "boom":
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real_train(config, **kwargs)
+
+    monkeypatch.setattr(dm_core.train, "train", flaky)
+    worker(store).run()
+
+    info = store.get_run(diverge)
+    assert info.status == RunStatus.FAILED
+    assert info.error.startswith("diverged at iteration ") and "logits exploded" in info.error
+    at = int(info.error.split()[3].rstrip(":"))
+    assert at > 1 and iterations(store, diverge) == list(range(1, at))  # logged: kept
+    info = store.get_run(boom)
+    assert (info.status, info.error) == (RunStatus.FAILED,
+                                         "RuntimeError: CUDA out of memory (simulated)")
+    assert info.attempt == 1  # failed at once: a deterministic error would only repeat
+    info = store.get_run(invalid)
+    assert info.status == RunStatus.FAILED and "iterations" in info.error
+
+
+def run_in_thread(w: Worker) -> threading.Thread:
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_cancel_stops_a_running_run_and_keeps_its_metrics(store):
+    [run_id] = store.submit([cfg("long", iterations=100_000, eval_every=50)]).run_ids
+    thread = run_in_thread(worker(store))
+    wait_for(lambda: store.get_run(run_id).iteration > 0, what="first metrics")
+    assert store.cancel(run_id).cancel_requested
+    asked = time.monotonic()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert time.monotonic() - asked < 10
+    info = store.get_run(run_id)
+    assert info.status == RunStatus.CANCELLED and "cancel requested" in info.error
+    its = iterations(store, run_id)
+    assert its == list(range(1, len(its) + 1)) and its[-1] == info.iteration > 0
+
+
+def test_warm_stop_requeues_without_an_attempt_and_resumes(store):
+    [run_id] = store.submit([cfg("long", iterations=100_000, eval_every=50)]).run_ids
+    w = worker(store, exit_when_idle=False)
+    thread = run_in_thread(w)
+    wait_for(lambda: store.get_run(run_id).iteration > 60, what="some progress")
+    w.stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt, info.worker_id) == (RunStatus.QUEUED, 1, None)
+    # The stop wrote a checkpoint at the last step, recorded with every row up to it.
+    assert info.checkpoint_iteration == info.iteration == len(iterations(store, run_id))
+
+    stopped_at = info.checkpoint_iteration
+    thread = run_in_thread(w2 := worker(store, exit_when_idle=False))
+    wait_for(lambda: store.get_run(run_id).iteration > stopped_at + 20, what="resumed progress")
+    w2.stop()
+    thread.join(timeout=60)
+    info = store.get_run(run_id)
+    assert info.status == RunStatus.QUEUED and info.attempt == 1
+    its = iterations(store, run_id)
+    assert its == list(range(1, info.checkpoint_iteration + 1))  # no gap, no duplicate
+    assert [c["attempt"] for c in store.claims(run_id)] == [1, 1]
+
+
+def test_a_worker_that_lost_its_run_writes_nothing_more(store):
+    [run_id] = store.submit([cfg("long", iterations=1000, eval_every=50)]).run_ids
+    w = worker(store, flush_every=0.2)
+    thread = run_in_thread(w)
+    wait_for(lambda: (store.get_run(run_id).checkpoint_iteration or 0) >= 50, what="checkpoint")
+    # As if this worker had frozen past stale_after: another reaper re-queues its run. (With
+    # stale_after=0 a heartbeat committed after the reaper's transaction began is newer than
+    # its "now" and rightly not stale: try again.)
+    wait_for(lambda: store.requeue_stale(0.0) == [run_id], what="the re-queue")
+    thread.join(timeout=180)
+    assert not thread.is_alive()
+    info = store.get_run(run_id)
+    # The same (burst-mode) worker then claimed it again as attempt 2 and finished it.
+    assert (info.status, info.attempt) == (RunStatus.SUCCEEDED, 2)
+    assert iterations(store, run_id) == list(range(1, 1001))
+    assert [c["attempt"] for c in store.claims(run_id)] == [1, 2]
+
+
+def test_lost_workers_use_up_max_attempts(store):
+    [run_id] = store.submit([cfg()], max_attempts=1).run_ids
+    assert store.claim("ghost", "cpu").id == run_id  # a worker that then dies
+    time.sleep(0.8)
+    w = worker(store, stale_after=0.5)
+    assert w.run() == 0
+    info = store.get_run(run_id)
+    assert info.status == RunStatus.FAILED
+    assert info.error.startswith("gave up after 1 attempt(s): worker ghost stopped")
+
+
+def test_signals_warm_then_cold():
+    w = Worker.__new__(Worker)
+    w._signals, w.worker_id = 0, "w"
+    w._on_signal(signal.SIGTERM, None)
+    assert w.stopping
+    with pytest.raises(SystemExit):
+        w._on_signal(signal.SIGINT, None)
+
+
+# ---------------------------------------------------------------- dm worker subprocesses
+
+def start_worker(db_url: str, artifacts: Path, *args: str) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("DM_DATABASE_URL", None)
+    log = open(artifacts.parent / f"worker-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+    return subprocess.Popen(
+        [sys.executable, "-m", "dm_core.cli", "worker", "--db", db_url, "--device", "cpu",
+         "--artifacts", str(artifacts), "--poll", "0.2", *args],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def worker_logs(artifacts: Path) -> str:
+    return "\n".join(p.read_text() for p in sorted(artifacts.parent.glob("worker-*.log")))
+
+
+def stop_all(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+@pytest.mark.slow
+def test_exactly_once_with_four_workers(db_url, tmp_path):
+    store = Store(db_url, tmp_path / "artifacts")
+    ids = store.submit([cfg(f"r{i}", seed=i) for i in range(40)]).run_ids
+    procs = [start_worker(db_url, store.artifacts_dir, "--exit-when-idle") for _ in range(4)]
+    try:
+        codes = [p.wait(timeout=180) for p in procs]
+    finally:
+        stop_all(procs)
+    assert codes == [0, 0, 0, 0], worker_logs(store.artifacts_dir)
+    runs = store.list_runs()
+    assert {r.status for r in runs} == {RunStatus.SUCCEEDED}, worker_logs(store.artifacts_dir)
+    claims = store.claims()
+    assert sorted(c["run_id"] for c in claims) == ids  # each run claimed exactly once
+    assert {c["attempt"] for c in claims} == {1}
+    by_run = {r.id: r.worker_id for r in runs}
+    assert all(by_run[c["run_id"]] == c["worker_id"] for c in claims)  # no two workers on one
+    for run_id in ids:
+        assert iterations(store, run_id) == list(range(1, 21))
+
+
+def same_summary(a: dict, b: dict) -> None:
+    a, b = dict(a), dict(b)
+    a.pop("seconds"), b.pop("seconds")
+    assert a == b
+
+
+@pytest.mark.slow
+def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path):
+    store = Store(db_url, tmp_path / "artifacts")
+    long = {"iterations": 800, "eval_every": 50}
+    crash, reference = store.submit([cfg("crash", **long), cfg("reference", **long)]).run_ids
+    first = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
+    try:
+        wait_for(lambda: (store.get_run(crash).checkpoint_iteration or 0) >= 50, timeout=120,
+                 what="the first recorded checkpoint")
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    finally:
+        stop_all([first])
+    info = store.get_run(crash)
+    assert info.status == RunStatus.RUNNING and info.iteration < 800, "finished before the kill"
+    assert store.get_run(reference).status == RunStatus.QUEUED
+    time.sleep(2.5)  # > stale_after: the dead worker's run is stale for the next worker
+
+    second = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
+    try:
+        assert second.wait(timeout=180) == 0, worker_logs(store.artifacts_dir)
+    finally:
+        stop_all([second])
+    crashed, ref = store.get_run(crash), store.get_run(reference)
+    assert crashed.status == ref.status == RunStatus.SUCCEEDED, worker_logs(store.artifacts_dir)
+    assert crashed.attempt == 2 and [c["attempt"] for c in store.claims(crash)] == [1, 2]
+    assert iterations(store, crash) == list(range(1, 801))  # every iteration exactly once
+    same_summary(crashed.summary, ref.summary)
+    assert crashed.summary["test_acc_final"] == ref.summary["test_acc_final"]
+    pd.testing.assert_frame_equal(store.scalars(crash), store.scalars(reference))
+    pd.testing.assert_frame_equal(store.evals(crash), store.evals(reference))
+    assert np.array_equal(store.histograms(crash, max_rows=None).clean,
+                          store.histograms(reference, max_rows=None).clean)
+
+
+@pytest.mark.slow
+def test_sigterm_requeues_without_an_attempt_and_resumes(tmp_path):
+    # SQLite only: the PostgreSQL hand-back is the same guarded UPDATE, exercised in-process by
+    # test_warm_stop_requeues_without_an_attempt_and_resumes[postgres].
+    db_url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(db_url, tmp_path / "artifacts")
+    long = {"iterations": 800, "eval_every": 50}
+    run_id, reference = store.submit([cfg("stopped", **long), cfg("reference", **long)]).run_ids
+    first = start_worker(db_url, store.artifacts_dir)  # not burst mode: the signal ends it
+    try:
+        wait_for(lambda: store.get_run(run_id).iteration >= 60, timeout=120, what="progress")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0, worker_logs(store.artifacts_dir)
+    finally:
+        stop_all([first])
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt) == (RunStatus.QUEUED, 1), worker_logs(store.artifacts_dir)
+    assert info.checkpoint_iteration == info.iteration < 800
+    assert "warm stop" in worker_logs(store.artifacts_dir)
+
+    second = start_worker(db_url, store.artifacts_dir, "--exit-when-idle")
+    try:
+        assert second.wait(timeout=180) == 0, worker_logs(store.artifacts_dir)
+    finally:
+        stop_all([second])
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt) == (RunStatus.SUCCEEDED, 1)
+    assert [c["attempt"] for c in store.claims(run_id)] == [1, 1]
+    assert iterations(store, run_id) == list(range(1, 801))
+    same_summary(info.summary, store.get_run(reference).summary)
+
+
+# ---------------------------------------------------------------- the CLI
+
+def cli(db: str, *args: str, env: dict | None = None):
+    return runner.invoke(app, [*args, "--db", db] if db else list(args),
+                         env={"COLUMNS": "200", "NO_COLOR": "1", **(env or {})})
+
+
+@pytest.fixture
+def config_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(json.dumps(tiny()))
+    return path
+
+
+@pytest.fixture
+def sqlite_db(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.sqlite'}"
+
+
+def test_submit_validates_before_storing_anything(sqlite_db, config_file):
+    result = cli(sqlite_db, "submit", str(config_file), "--set", "loss.lam=-1")
+    assert result.exit_code == 2
+    assert "loss.lam" in result.output and "Traceback" not in result.output
+    result = cli(sqlite_db, "submit", str(config_file), "--grid", "optimizer.lr=0.1,-3")
+    assert result.exit_code == 2 and "optimizer.lr" in result.output
+    result = cli(sqlite_db, "submit", str(config_file), "--set", "nonsense.key=1")
+    assert result.exit_code == 2 and "nonsense" in result.output
+    assert Store(sqlite_db).list_runs() == []  # nothing queued
+
+
+def test_submit_grid_queues_one_group(sqlite_db, config_file):
+    result = cli(sqlite_db, "submit", str(config_file), "--grid", "loss.lam=0,0.5,1",
+                 "--grid", "loss.beta=4,8,12", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert len(out["runs"]) == 9
+    runs = Store(sqlite_db).list_runs(group=out["group"])
+    assert sorted(r.id for r in runs) == out["runs"]
+    assert {(r.config["loss"]["lam"], r.config["loss"]["beta"]) for r in runs} == \
+        {(lam, beta) for lam in (0, 0.5, 1) for beta in (4, 8, 12)}
+    assert "tiny[loss.lam=0.5,loss.beta=8]" in {r.name for r in runs}
+    # --db defaults to DM_DATABASE_URL
+    result = cli("", "submit", str(config_file), env={"DM_DATABASE_URL": sqlite_db})
+    assert result.exit_code == 0 and "queued 1 run(s)" in result.output
+
+
+def test_runs_show_cancel_retry_delete(sqlite_db, config_file):
+    cli(sqlite_db, "submit", str(config_file), "--grid", "seed=1,2,3")
+    store = Store(sqlite_db)
+    run = store.claim("w", "cpu")
+
+    result = cli(sqlite_db, "runs", "--json")
+    assert result.exit_code == 0
+    listed = json.loads(result.stdout)
+    assert [r["id"] for r in listed] == [3, 2, 1]
+    assert {"id", "name", "status", "attempt", "iteration"} <= set(listed[0])
+    assert [r["id"] for r in json.loads(cli(sqlite_db, "runs", "--json", "--status",
+                                             "running").stdout)] == [run.id]
+    table = cli(sqlite_db, "runs")
+    assert table.exit_code == 0 and "tiny[seed=2]" in table.output and "running" in table.output
+    assert cli(sqlite_db, "runs", "--status", "bogus").exit_code == 2
+
+    shown = json.loads(cli(sqlite_db, "show", "1", "--json").stdout)
+    assert shown["status"] == "running" and shown["config"]["seed"] == 1
+    assert "run 1" in cli(sqlite_db, "show", "1").output
+
+    result = cli(sqlite_db, "show", "99")
+    assert result.exit_code == 1
+    assert result.output.strip() == "error: run 99 does not exist (see `dm runs`)"
+
+    assert "cancelled" in cli(sqlite_db, "cancel", "2").output
+    assert "cancel requested" in cli(sqlite_db, "cancel", "1").output
+    result = cli(sqlite_db, "cancel", "2")
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    result = cli(sqlite_db, "delete", "1")
+    assert result.exit_code == 1 and "cancel it first" in result.output
+    assert "Traceback" not in result.output
+    assert cli(sqlite_db, "retry", "2").exit_code == 0
+    assert store.get_run(2).status == RunStatus.QUEUED
+    assert cli(sqlite_db, "retry", "3").exit_code == 1  # queued: nothing to retry
+    assert cli(sqlite_db, "delete", "3").exit_code == 0
+    assert [r.id for r in store.list_runs()] == [2, 1]
+
+
+def test_export_tidy_tables(sqlite_db, config_file, tmp_path, monkeypatch):
+    cli(sqlite_db, "submit", str(config_file))
+    store = Store(sqlite_db)
+    run = store.claim("w", "cpu")
+    store.write_batch(run.id, 1, [ScalarsEvent(i, {"loss": 1 / i, "lr": 0.1}) for i in (1, 2, 3)],
+                      [HistogramEvent(i, np.arange(4, dtype=np.int32) * i,
+                                      np.ones(4, np.int32)) for i in (1, 2, 3)],
+                      [EvalEvent(3, {"test_acc": 0.5})])
+    monkeypatch.chdir(tmp_path)
+
+    assert cli(sqlite_db, "export", "1", "--what", "scalars").exit_code == 0
+    scalars = pd.read_csv(tmp_path / "run-1-scalars.csv")
+    assert scalars.columns.tolist() == ["iteration", *SCALAR_COLUMNS]
+    assert scalars["iteration"].tolist() == [1, 2, 3]
+
+    result = cli(sqlite_db, "export", "1", "--what", "histograms", "--format", "parquet",
+                 "-o", "out/h.parquet")
+    assert result.exit_code == 0, result.output
+    hist = pd.read_parquet(tmp_path / "out" / "h.parquet")
+    assert hist.columns.tolist() == ["iteration", "group", "bin", "p_low", "p_high", "count"]
+    assert len(hist) == 3 * 2 * 4
+    row = hist[(hist.iteration == 3) & (hist.group == "clean") & (hist.bin == 2)]
+    assert row["count"].item() == 6 and row["p_low"].item() == 0.5
+
+    target = tmp_path / "elsewhere" / "e.csv"
+    assert cli(sqlite_db, "export", "1", "--what", "evals", "-o", str(target)).exit_code == 0
+    assert pd.read_csv(target)["test_acc"].tolist() == [0.5]
+
+    result = cli(sqlite_db, "export", "1", "-o", "../escape.csv")
+    assert result.exit_code == 2 and "inside" in result.output
+    assert not (tmp_path.parent / "escape.csv").exists()
+    result = cli(sqlite_db, "export", "1", "--out-dir", str(tmp_path / "d"), "-o", "x.csv")
+    assert result.exit_code == 0 and (tmp_path / "d" / "x.csv").is_file()
+    assert cli(sqlite_db, "export", "1", "--what", "weights").exit_code == 2
+    assert cli(sqlite_db, "export", "7").exit_code == 1
+
+
+def test_db_upgrade_and_worker_options(tmp_path):
+    url = f"sqlite:///{tmp_path / 'up.sqlite'}"
+    result = cli(url, "db", "upgrade")
+    assert result.exit_code == 0 and "revision 0001" in result.output
+    result = cli("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "db", "upgrade")
+    assert result.exit_code == 1 and "hunter2" not in result.output and "***" in result.output
+    result = cli(url, "worker", "--device", "cuda:7", "--exit-when-idle")
+    if not torch.cuda.is_available():
+        assert result.exit_code == 2 and "cuda:7" in result.output
+    result = cli(url, "worker", "--device", "cpu", "--exit-when-idle", "--poll", "0.1",
+                 "--artifacts", str(tmp_path / "a"))
+    assert result.exit_code == 0, result.output

@@ -1,0 +1,169 @@
+"""The worker's sink: the training loop's events, batched into the store.
+
+The loop calls the sink once per event (several per iteration); the sink writes at most
+about one transaction per ``flush_every`` seconds, never one per iteration.
+
+Checkpoints and rows commit together. A ``CheckpointEvent(k)`` is first pinned: the loop's
+``checkpoint.pt`` (which it overwrites at every checkpoint) is hard-linked as
+``checkpoint-<k>.pt``, so the recorded path always holds exactly iteration k. Then the
+checkpoint is recorded in the SAME transaction as every buffered row (all ≤ k, since events
+arrive in order): right away, or -- if a flush happened less than ``flush_every`` ago -- with
+the next batch. After a crash the database therefore holds every row up to its recorded
+checkpoint, and the worker that resumes deletes whatever is after it (``truncate_after``):
+no gap, no duplicate. A superseded checkpoint file is deleted once its successor is recorded.
+
+A short database outage does not kill the run: a failed flush keeps its buffer and is
+retried with the next one, up to ``max_outage`` seconds. ``LostClaim`` (the run was taken
+away from this worker) always propagates: the loop stops and nothing more is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dm_core.events import (
+    CheckpointEvent,
+    EvalEvent,
+    Event,
+    HistogramEvent,
+    ResumeEvent,
+    ScalarsEvent,
+    StartEvent,
+)
+from dm_core.store import LostClaim, Store, StoreError
+
+log = logging.getLogger("dm.worker")
+
+
+def pin_checkpoint(path: str | Path, iteration: int) -> Path:
+    """Hard-link (or copy) the loop's checkpoint file as ``checkpoint-<iteration>.pt``.
+
+    The loop replaces ``checkpoint.pt`` atomically (a new inode each time), so the link keeps
+    this iteration's content however often the loop checkpoints afterwards.
+    """
+    source = Path(path)
+    pinned = source.with_name(f"checkpoint-{iteration}.pt")
+    tmp = source.with_name(f".{pinned.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # a filesystem without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, pinned)
+    return pinned
+
+
+class StoreSink:
+    """``on_event`` for ``dm_core.train.train`` that writes to ``store`` for one claimed run.
+
+    ``previous_checkpoint`` is the checkpoint the run resumed from: deleted once a newer one
+    is recorded. ``transactions`` counts successful writes (tests and benchmarks read it).
+    """
+
+    def __init__(self, store: Store, run_id: int, attempt: int, worker_id: str | None = None, *,
+                 flush_every: float = 1.0, max_outage: float = 60.0,
+                 previous_checkpoint: str | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.attempt = attempt
+        self.worker_id = worker_id
+        self.flush_every = flush_every
+        self.max_outage = max_outage
+        self.recorded_checkpoint = previous_checkpoint
+        self.transactions = 0
+        self.last_iteration = 0
+        self._clock = clock
+        self._last_flush = clock()
+        self._failing_since: float | None = None
+        self._scalars: list[ScalarsEvent] = []
+        self._histograms: list[HistogramEvent] = []
+        self._evals: list[EvalEvent] = []
+        self._start: StartEvent | None = None
+        self._pending_checkpoint: CheckpointEvent | None = None
+
+    # -- the loop's callback ---------------------------------------------------------
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ScalarsEvent):
+            self._scalars.append(event)
+            self.last_iteration = event.iteration
+        elif isinstance(event, HistogramEvent):
+            self._histograms.append(event)
+        elif isinstance(event, EvalEvent):
+            self._evals.append(event)
+        elif isinstance(event, CheckpointEvent):
+            self._checkpoint(event)
+        elif isinstance(event, StartEvent):
+            self._start = event  # labels and total iterations: shown as soon as possible
+            self.flush()
+            return
+        elif isinstance(event, ResumeEvent):
+            self._discard_after(event.iteration)
+            return
+        if self._clock() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def _checkpoint(self, event: CheckpointEvent) -> None:
+        pinned = pin_checkpoint(event.path, event.iteration)
+        superseded = self._pending_checkpoint
+        self._pending_checkpoint = CheckpointEvent(iteration=event.iteration, path=str(pinned))
+        if superseded is not None and superseded.path != str(pinned):
+            Path(superseded.path).unlink(missing_ok=True)  # never recorded: nobody needs it
+
+    def _discard_after(self, iteration: int) -> None:
+        self._scalars = [e for e in self._scalars if e.iteration <= iteration]
+        self._histograms = [e for e in self._histograms if e.iteration <= iteration]
+        self._evals = [e for e in self._evals if e.iteration <= iteration]
+
+    # -- writing -------------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Events buffered and not yet written."""
+        return len(self._scalars) + len(self._histograms) + len(self._evals)
+
+    def flush(self, *, final: bool = False) -> bool:
+        """Write everything buffered (and a pending checkpoint) in one transaction.
+
+        Returns True when something was written. A database error is retried with the next
+        flush for up to ``max_outage`` seconds (then raised); with ``final=True`` it is raised
+        at once. ``LostClaim`` is always raised.
+        """
+        checkpoint = self._pending_checkpoint
+        if not (self._scalars or self._histograms or self._evals or self._start or checkpoint):
+            self._last_flush = self._clock()
+            return False
+        try:
+            self.store.write_batch(self.run_id, self.attempt, self._scalars, self._histograms,
+                                   self._evals, checkpoint=checkpoint, start=self._start,
+                                   worker_id=self.worker_id)
+        except LostClaim:
+            raise
+        except StoreError as err:
+            now = self._clock()
+            self._failing_since = self._failing_since if self._failing_since is not None else now
+            if final or now - self._failing_since > self.max_outage:
+                raise
+            log.warning("run %d: could not write metrics (%s); will retry", self.run_id, err)
+            self._last_flush = now
+            return False
+        self._failing_since = None
+        self._scalars, self._histograms, self._evals, self._start = [], [], [], None
+        self._pending_checkpoint = None
+        self._last_flush = self._clock()
+        self.transactions += 1
+        if checkpoint is not None:
+            old, self.recorded_checkpoint = self.recorded_checkpoint, checkpoint.path
+            if old and old != checkpoint.path:
+                Path(old).unlink(missing_ok=True)
+        return True
+
+    def close(self) -> None:
+        """Write whatever is left; raise if it cannot be written."""
+        self.flush(final=True)

@@ -1,0 +1,357 @@
+"""The background worker: claims queued runs and trains them on the device it owns.
+
+    dm worker                                  # forever, on cuda if visible else cpu
+    dm worker --device cuda:1 --db postgresql+psycopg://dm:PASSWORD@db/dm
+    dm worker --exit-when-idle                 # burst mode: drain the queue, then exit
+
+One flat loop of small named steps (after rq and procrastinate)::
+
+    while not stopping:
+        reap_stale()        # runs whose worker stopped heartbeating: re-queue or fail them
+        claim()             # the oldest queued run, atomically
+        process(run)        # prepare (truncate after its checkpoint) → train → settle
+
+While a run trains, a background thread sends a heartbeat every few seconds (database time)
+and picks up ``cancel_requested``; the loop polls ``should_stop`` every iteration.
+
+How a run ends:
+
+- finished → ``succeeded`` with its summary.
+- diverged (``TrainingDiverged``) → ``failed`` with the message; metrics kept.
+- any other exception → ``failed`` at once with the traceback's last line (a bad config, a
+  missing dataset or a bug fails the same way every time: retrying would only repeat it;
+  ``dm retry`` re-queues it after a fix). Attempts are consumed only by lost workers.
+- cancel requested → the loop checkpoints and stops → ``cancelled``, metrics kept.
+- first SIGTERM/SIGINT (warm stop) → the loop checkpoints and stops → the run goes back to
+  ``queued`` WITHOUT consuming an attempt, and the worker exits. An idle worker exits at once.
+- second signal (cold stop) → the worker exits immediately; its run stays ``running`` until
+  another worker's reaper sees no heartbeat for ``stale_after`` s and re-queues it from its
+  last checkpoint (consuming an attempt).
+- the worker dies (kill -9, power loss) → the same reaper path; after ``max_attempts`` lost
+  workers the run is ``failed``.
+- the database is unreachable mid-run → writes are retried for a minute; then the run is
+  handed back (attempt consumed) if possible, else left to the reaper.
+- the run was taken away (re-queued while this worker was frozen) → ``LostClaim``: the
+  worker drops it and writes nothing more.
+
+Checkpoints live in ``artifacts_dir/run-<id>/attempt-<n>/``; the recorded one is pinned as
+``checkpoint-<iteration>.pt`` (see ``workers.sink``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dm_core.events import TrainingDiverged, TrainingInterrupted
+from dm_core.store import ClaimedRun, LostClaim, Store, StoreError
+from workers.sink import StoreSink
+
+log = logging.getLogger("dm.worker")
+
+DEFAULT_ARTIFACTS = "./var/artifacts"
+
+
+def default_worker_id() -> str:
+    """``host-pid-random``: unique per worker process, readable in ``dm runs``."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def resolve_worker_device(device: str) -> str:
+    """``auto`` → ``cuda`` when a GPU is visible, else ``cpu``; others are checked."""
+    from dm_core.devices import resolve_device
+
+    resolved = resolve_device(device)
+    return str(resolved) if device == "auto" else device
+
+
+class Heartbeat:
+    """A daemon thread that records a heartbeat every ``every`` seconds while a run trains.
+
+    ``cancel_requested`` and ``lost`` are plain flags the training loop's ``should_stop``
+    reads (no locking needed: each is only ever set to True).
+    """
+
+    def __init__(self, store: Store, run: ClaimedRun, every: float) -> None:
+        self.store, self.run, self.every = store, run, every
+        self.cancel_requested = False
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run.id}",
+                                        daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                if self.store.heartbeat(self.run.id, self.run.worker_id, self.run.attempt):
+                    if not self.cancel_requested:
+                        log.info("run %d: cancel requested", self.run.id)
+                    self.cancel_requested = True
+            except LostClaim as err:
+                log.warning("run %d: %s", self.run.id, err)
+                self.lost = True
+                return
+            except StoreError as err:  # transient: the reaper decides if it lasts too long
+                log.warning("run %d: heartbeat failed: %s", self.run.id, err)
+            except Exception:  # never let the thread die silently
+                log.exception("run %d: heartbeat failed", self.run.id)
+
+
+@dataclass
+class Outcome:
+    """How training ended, before it is recorded (``settle``)."""
+
+    kind: str  # succeeded | failed | cancelled | requeue | lost | db_error
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+
+
+# The reasons ``should_stop`` gives the loop (they come back in TrainingInterrupted.reason).
+STOP_LOST = "this worker no longer holds the run"
+STOP_CANCEL = "cancel requested"
+STOP_SHUTDOWN = "the worker is shutting down"
+
+
+class Worker:
+    """Claims and trains queued runs until stopped; see the module docstring.
+
+    ``stale_after``: seconds without a heartbeat before a running run counts as lost.
+    ``exit_when_idle``: burst mode -- exit as soon as no run can be claimed.
+    """
+
+    def __init__(self, store: Store | str | None, device: str = "auto", poll: float = 1.0,
+                 stale_after: float = 30.0, exit_when_idle: bool = False,
+                 artifacts_dir: str | Path | None = DEFAULT_ARTIFACTS, *,
+                 heartbeat_every: float | None = None, flush_every: float = 1.0,
+                 worker_id: str | None = None) -> None:
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.device = resolve_worker_device(device)
+        self.poll = float(poll)
+        self.stale_after = float(stale_after)
+        self.exit_when_idle = exit_when_idle
+        self.artifacts_dir = Path(artifacts_dir or DEFAULT_ARTIFACTS).expanduser().resolve()
+        self.heartbeat_every = heartbeat_every or max(0.2, min(5.0, self.stale_after / 4))
+        self.flush_every = flush_every
+        self.worker_id = worker_id or default_worker_id()
+        self.processed = 0
+        self._signals = 0
+        self._heartbeat: Heartbeat | None = None
+        self._next_reap = 0.0
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Work until a signal (or, in burst mode, an empty queue). Returns runs processed."""
+        log.info("worker %s on %s; database %s; artifacts %s", self.worker_id, self.device,
+                 self.store.masked_url, self.artifacts_dir)
+        with self._signal_handlers():
+            while not self.stopping:
+                self.reap_stale()
+                run = self.claim()
+                if run is None:
+                    if self.exit_when_idle:
+                        log.info("worker %s: queue empty; exiting (burst mode)", self.worker_id)
+                        break
+                    self._idle(self.poll)
+                    continue
+                self.process(run)
+        log.info("worker %s: stopped after %d run(s)", self.worker_id, self.processed)
+        return self.processed
+
+    @property
+    def stopping(self) -> bool:
+        return self._signals > 0
+
+    def stop(self) -> None:
+        """Ask for a warm stop (what the first SIGTERM does): finish with a checkpoint, exit."""
+        self._signals = max(self._signals, 1)
+
+    def reap_stale(self) -> list[int]:
+        """Re-queue (or fail) runs whose worker stopped heartbeating; at most every
+        ``stale_after / 2`` seconds. Database errors are logged, not raised."""
+        now = time.monotonic()
+        if now < self._next_reap:
+            return []
+        self._next_reap = now + max(self.poll, self.stale_after / 2)
+        try:
+            return self.store.requeue_stale(self.stale_after)
+        except StoreError as err:
+            log.warning("worker %s: could not reap stale runs: %s", self.worker_id, err)
+            return []
+
+    def claim(self) -> ClaimedRun | None:
+        try:
+            run = self.store.claim(self.worker_id, self.device)
+        except StoreError as err:
+            log.warning("worker %s: could not claim a run: %s", self.worker_id, err)
+            return None
+        if run is not None:
+            log.info("run %d (%s): claimed by %s, attempt %d/%d%s", run.id, run.name,
+                     self.worker_id, run.attempt, run.max_attempts,
+                     f", resuming from iteration {run.checkpoint_iteration}"
+                     if run.checkpoint_iteration else "")
+        return run
+
+    def process(self, run: ClaimedRun) -> Outcome:
+        """Prepare, train and settle one claimed run."""
+        self.processed += 1
+        try:
+            config, resume_from, sink = self.prepare(run)
+        except LostClaim as err:
+            log.warning("run %d: %s", run.id, err)
+            return Outcome("lost")
+        except StoreError as err:
+            outcome = Outcome("db_error", error=str(err))
+        except Exception as err:  # an invalid config: fails the same way on every attempt
+            outcome = Outcome("failed", error=f"invalid run: {_last_line(err)}")
+        else:
+            outcome = self.train(run, config, resume_from, sink)
+            self.settle(run, outcome, sink)
+            return outcome
+        self.settle(run, outcome, None)
+        return outcome
+
+    def prepare(self, run: ClaimedRun) -> tuple[Any, str | None, StoreSink]:
+        """Validate the stored config for this device; resume from the recorded checkpoint
+        (deleting every row after it) or start over (deleting rows of a lost attempt)."""
+        from dm_core.config import RunConfig
+
+        config = RunConfig.model_validate(run.config).model_copy(update={"device": self.device})
+        resume_from = run.checkpoint_path if run.checkpoint_iteration else None
+        if resume_from and not Path(resume_from).is_file():
+            log.warning("run %d: checkpoint %s is missing (artifacts not shared?); starting over",
+                        run.id, resume_from)
+            resume_from = None
+        self.store.truncate_after(run.id, run.checkpoint_iteration if resume_from else 0)
+        sink = StoreSink(self.store, run.id, run.attempt, run.worker_id,
+                         flush_every=self.flush_every, previous_checkpoint=resume_from)
+        return config, resume_from, sink
+
+    def train(self, run: ClaimedRun, config: Any, resume_from: str | None,
+              sink: StoreSink) -> Outcome:
+        """Train with the sink and the heartbeat; turn how it ended into an ``Outcome``."""
+        from dm_core.train import train  # torch: imported only where training happens
+
+        checkpoint_dir = self.artifacts_dir / f"run-{run.id}" / f"attempt-{run.attempt}"
+        self._heartbeat = Heartbeat(self.store, run, self.heartbeat_every).start()
+        try:
+            summary = train(config, on_event=sink, resume_from=resume_from,
+                            checkpoint_dir=checkpoint_dir, should_stop=self.should_stop)
+            return Outcome("succeeded", summary=summary.to_dict())
+        except TrainingInterrupted as stop:
+            kind = {STOP_LOST: "lost", STOP_CANCEL: "cancelled"}.get(stop.reason, "requeue")
+            return Outcome(kind, error=str(stop) if kind == "cancelled" else None)
+        except TrainingDiverged as err:
+            return Outcome("failed", error=str(err))
+        except LostClaim as err:
+            log.warning("run %d: %s", run.id, err)
+            return Outcome("lost")
+        except StoreError as err:
+            return Outcome("db_error", error=str(err))
+        except Exception as err:
+            log.error("run %d failed:\n%s", run.id, traceback.format_exc())
+            return Outcome("failed", error=_last_line(err))
+        finally:
+            self._heartbeat.stop()
+            self._heartbeat = None
+
+    def should_stop(self) -> str | None:
+        """Polled by the loop every iteration: only flag reads, no I/O."""
+        beat = self._heartbeat
+        if beat is not None and beat.lost:
+            return STOP_LOST
+        if beat is not None and beat.cancel_requested:
+            return STOP_CANCEL
+        if self.stopping:
+            return STOP_SHUTDOWN
+        return None
+
+    def settle(self, run: ClaimedRun, outcome: Outcome, sink: StoreSink | None) -> None:
+        """Record the outcome: write what is buffered, then one guarded transition."""
+        store, wid = self.store, run.worker_id
+        try:
+            if outcome.kind == "lost":
+                return
+            if outcome.kind == "db_error":
+                status = store.release(run.id, wid, run.attempt, consume_attempt=True,
+                                       error=outcome.error)
+                log.warning("run %d: database trouble (%s); handed back as %s", run.id,
+                            outcome.error, status)
+                return
+            if sink is not None:
+                sink.close()
+            if outcome.kind == "requeue":
+                store.release(run.id, wid, run.attempt, consume_attempt=False)
+                log.info("run %d: checkpointed and re-queued (warm stop)", run.id)
+                return
+            store.finish(run.id, wid, outcome.kind, summary=outcome.summary, error=outcome.error,
+                         attempt=run.attempt)
+            log.info("run %d: %s%s", run.id, outcome.kind,
+                     f" ({outcome.error})" if outcome.error else "")
+        except LostClaim as err:
+            log.warning("run %d: %s", run.id, err)
+        except StoreError as err:
+            log.error("run %d: could not record %s: %s (another worker's reaper will re-queue "
+                      "it)", run.id, outcome.kind, err)
+
+    # -- signals and waiting ------------------------------------------------------------------
+
+    @contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield  # signals reach only the main thread; use stop() from elsewhere
+            return
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        self._signals += 1
+        name = signal.Signals(signum).name
+        if self._signals == 1:
+            log.warning("worker %s: %s: warm stop (checkpointing the current run; "
+                        "send it again to stop at once)", self.worker_id, name)
+            return
+        log.warning("worker %s: %s again: cold stop", self.worker_id, name)
+        raise SystemExit(1)
+
+    def _idle(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.stopping and time.monotonic() < deadline:
+            sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+
+
+def _last_line(err: BaseException) -> str:
+    """``ValueError: message`` -- the traceback's last line."""
+    return traceback.format_exception_only(err)[-1].strip()
+
+
+def run_worker(store: Store | str | None, **kwargs: Any) -> int:
+    """Build a ``Worker`` and run it (handy for ``multiprocessing``)."""
+    return Worker(store, **kwargs).run()
+
+
+__all__ = ["Heartbeat", "Outcome", "Worker", "default_worker_id", "resolve_worker_device",
+           "run_worker"]
