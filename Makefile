@@ -41,8 +41,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 run: $(RUN_STAMP)
 	$(BIN)/dm up
 
+# One intra-op thread per pytest process: two xdist workers on two cores with torch's default
+# thread pools oversubscribe the CPU and run several times slower.
 test: $(DEV_STAMP) ci-system-deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -372,7 +372,11 @@ class Scheme:
         def segment(lo: float, hi: float) -> float:
             if (lo == 0.0 and k0 <= 0) or (hi == 1.0 and k1 <= 0):
                 return math.inf
-            return integrate.quad(integrand, lo, hi, **_QUAD)[0]
+            try:
+                return integrate.quad(integrand, lo, hi, **_QUAD)[0]
+            except OverflowError:
+                # w(t) itself exceeds float64 (e.g. beta = 1000): so does the integral.
+                return math.inf
 
         # Integrate between consecutive sorted points, then accumulate outwards from the anchor.
         pts = np.unique(np.concatenate([flat, [anchor]]))

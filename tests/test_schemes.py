@@ -271,3 +271,12 @@ def test_scheme_is_a_value():
     assert a == b and hash(a) == hash(b) and a != make_scheme("dm", lam=2.0)
     with pytest.raises(AttributeError):
         a.name = "cce"
+
+
+def test_implied_loss_of_an_extreme_beta_is_infinite_not_an_error():
+    # exp(5000 p (1-p)) overflows float64 near p = 1/2; the integral is honestly inf there,
+    # and finite where the weight stays representable.
+    p = torch.tensor([0.0005, 0.25, 0.5, 0.75], dtype=torch.float64)
+    loss = make_scheme("dm", lam=1.0, beta=5000.0).implied_loss(p, anchor=0.001)
+    assert torch.isinf(loss[1:]).all() and (loss[1:] < 0).all()
+    assert torch.isfinite(loss[0]) and loss[0] > 0
