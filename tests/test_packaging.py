@@ -19,6 +19,7 @@ import time
 import tomllib
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -282,6 +283,31 @@ def test_readme_commands_exist():
     assert {c[0] for c in commands} >= {"train", "submit", "runs", "worker", "up", "export"}
     for argv in commands:
         assert_dm_invocation_valid(argv)
+
+
+def test_wheel_carries_migrations_pages_and_theme(tmp_path):
+    """A non-editable install (the Docker image, a wheel) has every file the app needs at runtime."""
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                          "-q", "-w", str(tmp_path), str(ROOT)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    (wheel,) = tmp_path.glob("dm_studio-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    needed = {"dm_core/store/migrations/script.py.mako", "dm_core/store/migrations/env.py",
+              "dm_core/store/migrations/versions/0001_initial.py", "app/.streamlit/config.toml",
+              "app/streamlit_app.py", "workers/worker.py"}
+    needed |= {f"app/pages/{p.name}" for p in (ROOT / "app" / "pages").glob("*.py")}
+    assert needed <= names, f"missing from the wheel: {sorted(needed - names)}"
+
+
+def test_readme_images_and_links_exist():
+    """Every image and relative link in the README points at a file in the repository."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#]+)\)", text)
+    local = [t for t in targets if "://" not in t]
+    assert any(t.endswith(".png") for t in local), "the README shows the dashboard's screenshots"
+    for target in local:
+        assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
 
 
 # ---------------------------------------------------------------- Makefile and CI
