@@ -142,10 +142,10 @@ def _edf_curves(name: str, params: tuple[tuple[str, float], ...], points: int,
     z = float(scheme.weight(half)[0] / scheme.density(half)[0])
     # The loss on interior points (both ends may diverge), anchored at ½ (always finite there).
     loss_p = np.linspace(0.0, 1.0, loss_points + 2)[1:-1]
-    try:
+    if math.isfinite(z) and z > 0:
         loss_half = _finite(scheme.implied_loss(torch.from_numpy(loss_p), anchor=0.5).numpy() / z)
         shift = float(scheme.implied_loss(half, anchor=1.0)[0]) / z
-    except (OverflowError, FloatingPointError):  # e.g. β in the hundreds: w overflows a float
+    else:  # e.g. β in the hundreds: ∫w overflows a float, so the normalised loss is undefined
         loss_half, shift = np.full_like(loss_p, np.nan), math.inf
     return EdfCurves(name=name, label=scheme_label(name, dict(params)), params=params, p=p,
                      weight=w / peak, weight_peak=peak, density=h, loss_p=loss_p,
@@ -289,12 +289,15 @@ def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
     return fig
 
 
-def loss_lr_figure(x: np.ndarray, loss: np.ndarray, lr: np.ndarray | None,
+def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray | None,
                    height: int = 300) -> go.Figure:
-    """Training loss (left axis) and learning rate (right axis, log scale)."""
+    """Training losses (left axis: the first solid, the rest dotted) and the learning rate
+    (right axis, log scale when it spans a decade)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    xs, ls = downsample(np.asarray(x), np.asarray(loss, dtype=np.float64))
-    fig.add_trace(go.Scatter(x=xs, y=ls, mode="lines", name="loss", line={"color": SERIES_COLOURS[0]}))
+    for i, (name, loss) in enumerate(losses.items()):
+        xs, ls = downsample(np.asarray(x), np.asarray(loss, dtype=np.float64))
+        fig.add_trace(go.Scatter(x=xs, y=ls, mode="lines", name=name,
+                                 line={"color": SERIES_COLOURS[i], "dash": "solid" if i == 0 else "dot"}))
     if lr is not None:
         xs, rs = downsample(np.asarray(x), np.asarray(lr, dtype=np.float64))
         fig.add_trace(go.Scatter(x=xs, y=rs, mode="lines", name="learning rate",

@@ -82,7 +82,9 @@ def test_shows_the_science_of_a_running_run(live_run):
     wvar = chart(at, "monitor.wvar")
     np.testing.assert_allclose(decode(wvar["data"][0]["y"]), sc["weight_var"].to_numpy())
     loss = chart(at, "monitor.loss")
-    assert [t["name"] for t in loss["data"]] == ["loss", "learning rate"]
+    assert [t["name"] for t in loss["data"]] == [
+        "cross-entropy (training labels)", "loss (the method's own)", "learning rate"]
+    np.testing.assert_allclose(decode(loss["data"][0]["y"]), sc["ce"].to_numpy())
     # One iteration's histograms, with the run's EDF (dm, λ = 1: mode ½) on the right axis.
     bars = chart(at, "monitor.bars")
     assert bars["layout"]["title"]["text"] == "p_i at iteration 100"

@@ -99,7 +99,7 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
     for it in range(start_at, upto + 1):
         frac = it / iterations
         scalars.append(ScalarsEvent(it, {
-            "loss": float(2.0 * (1 - frac) + 0.1), "lr": 0.1 if frac < 0.5 else 0.01,
+            "loss": float(2.0 * (1 - frac) + 0.1), "ce": float(1.5 * (1 - frac) + 0.2), "lr": 0.1 if frac < 0.5 else 0.01,
             "batch_acc": float(0.5 + 0.4 * frac), "p_clean_mean": float(0.2 + 0.7 * frac),
             "p_noisy_mean": float(0.1 + 0.05 * frac), "weight_mean": 1.0,
             "weight_var": float(0.5 * (1 - frac))}))

@@ -226,7 +226,11 @@ def charts(run: RunInfo, live: dict[str, Any]) -> None:
                                revision=f"wvar-{run.id}")
             st.plotly_chart(fig, key="monitor.wvar", theme="streamlit", width="stretch")
         if len(sc) and "loss" in sc:
-            fig = loss_lr_figure(it, _col(sc, "loss"), _col(sc, "lr"))
+            # Cross-entropy against the training labels is comparable across methods; a
+            # scheme's own loss is a surrogate whose gradient, not value, is designed.
+            losses = {"cross-entropy (training labels)": _col(sc, "ce")} if "ce" in sc else {}
+            losses["loss (the method's own)"] = _col(sc, "loss")
+            fig = loss_lr_figure(it, losses, _col(sc, "lr"))
             st.plotly_chart(fig, key="monitor.loss", theme="streamlit", width="stretch")
 
 
