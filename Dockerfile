@@ -45,7 +45,8 @@ RUN set -eux; \
     mkdir -p /data/var /data/artifacts; \
     chown -R dm:dm /data
 ENV DM_DATABASE_URL=sqlite:////data/var/dm.sqlite \
-    DM_ARTIFACTS=/data/artifacts
+    DM_ARTIFACTS=/data/artifacts \
+    DM_CONFIGS=/opt/dm-studio/configs
 USER dm
 WORKDIR /data
 

@@ -12,6 +12,7 @@ retrieved here, so the DM values below are STARTING POINTS that follow the paper
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,10 @@ _BETA = 12.0
 
 
 def configs_dir() -> Path:
-    """``configs/`` of the source tree (or of the working directory, for an installed app)."""
+    """``$DM_CONFIGS`` (the Docker image sets it), else ``configs/`` of the source tree, else
+    of the working directory (an installed app)."""
+    if os.environ.get("DM_CONFIGS"):
+        return Path(os.environ["DM_CONFIGS"])
     here = Path(__file__).resolve().parents[1] / "configs"
     return here if here.is_dir() else Path.cwd() / "configs"
 

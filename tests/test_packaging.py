@@ -152,6 +152,20 @@ def test_dockerfile_installs_the_project_with_postgres_extra_as_non_root():
                     assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
 
 
+def test_dockerfile_points_the_installed_app_at_the_copied_presets(monkeypatch, tmp_path):
+    """The installed app has no source tree beside it: ``DM_CONFIGS`` names the copied presets."""
+    instr = dockerfile_instructions()
+    workdir = next(a for i, a in instr if i == "WORKDIR")
+    copied = [shlex.split(a) for i, a in instr if i == "COPY"]
+    assert ["configs", "./configs"] in copied
+    env = " ".join(a for i, a in instr if i == "ENV")
+    assert f"DM_CONFIGS={workdir}/configs" in env
+    from app.presets import configs_dir, yaml_presets
+    (tmp_path / "only.yaml").write_text("name: only\n", encoding="utf-8")
+    monkeypatch.setenv("DM_CONFIGS", str(tmp_path))
+    assert configs_dir() == tmp_path and list(yaml_presets()) == ["only.yaml"]
+
+
 def test_dockerfile_entrypoint_is_dm_and_exposes_8501():
     instr = dockerfile_instructions()
     entry = [a for i, a in instr if i == "ENTRYPOINT"]
