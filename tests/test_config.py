@@ -22,8 +22,8 @@ def test_shipped_preset_loads_as_written():
     assert cfg.model.params()["hidden"] == [256, 256]
     assert cfg.loss.params()["lam"] == 1.0 and cfg.loss.params()["beta"] == 12.0
     assert cfg.optimizer.lr == 0.1 and cfg.optimizer.weight_decay == 1e-4
-    assert cfg.schedule.milestones == [500, 750]
-    assert (cfg.iterations, cfg.batch_size, cfg.eval_every, cfg.histogram_bins) == (1000, 128, 100, 20)
+    assert cfg.schedule.milestones == [1500, 2250]
+    assert (cfg.iterations, cfg.batch_size, cfg.eval_every, cfg.histogram_bins) == (3000, 128, 100, 20)
 
 
 def test_overrides_are_typed_and_layered():
