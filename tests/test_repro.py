@@ -1,8 +1,10 @@
-"""``dm repro``: experiments expand to the right runs, run end to end, and report claims."""
+"""``dm repro``: experiments expand to the right runs, run end to end (in this process, or
+queued for a worker and read back from the store), and report claims."""
 
 from __future__ import annotations
 
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -10,8 +12,27 @@ import pytest
 from typer.testing import CliRunner
 
 from dm_core.cli import app
-from dm_core.repro import EXPERIMENTS, check_claims, get_experiment, plan, summary_table
+from dm_core.repro import (
+    EXPERIMENTS,
+    Experiment,
+    GroupMismatch,
+    Method,
+    check_claims,
+    get_experiment,
+    group_results,
+    markdown_table,
+    plan,
+    read_group,
+    results_frame,
+    run_local,
+    submit_plan,
+    summary_table,
+)
+from dm_core.store import RunStatus, Store
 from dm_core.train import train
+from workers import Worker
+
+runner = CliRunner()
 
 
 def test_digits_noise_grid_matches_the_issue():
@@ -30,7 +51,7 @@ def test_digits_noise_grid_matches_the_issue():
 
 
 def test_local_run_writes_a_report(tmp_path):
-    result = CliRunner().invoke(app, ["repro", "digits-imbalance", "--local", "--seeds", "0",
+    result = runner.invoke(app, ["repro", "digits-imbalance", "--local", "--seeds", "0",
                                       "--iterations", "3", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "digits-imbalance.md").read_text()
@@ -84,3 +105,161 @@ def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
     summary = train(cfg)
     assert 0.0 <= summary.test_acc_final <= 1.0
     assert p.total() == len(list(exp.runs()))
+
+
+# ---------------------------------------------------------------- queued in the store
+
+def tiny_experiment() -> Experiment:
+    """Two conditions (one where every run diverges), a baseline and a DM method whose β is
+    tuned over two values, two seeds: every branch of the queued path, in seconds."""
+    base = {"dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.0}},
+            "model": {"name": "mlp", "hidden": [16]},
+            "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
+            "schedule": {"milestones": [5], "gamma": 0.1},
+            "iterations": 10, "batch_size": 32, "eval_every": 5, "histogram_bins": 8,
+            "device": "cpu"}
+    return Experiment(
+        name="tiny", description="a tiny grid for the tests", base=base,
+        conditions=(("r=0.4", {"dataset": {"noise": {"kind": "symmetric", "rate": 0.4}}}),
+                    ("diverges", {"max_logit": 1e-3})),
+        methods=(Method("CCE", {"name": "cce"}),
+                 Method("DM λ=1", {"name": "dm", "lam": 1.0, "beta": 8.0}, (2.0, 12.0))),
+        seeds=(0, 1))
+
+
+def drain(store: Store, tmp_path) -> int:
+    return Worker(store, device="cpu", poll=0.05, exit_when_idle=True,
+                  artifacts_dir=tmp_path / "artifacts").run()
+
+
+def test_queued_runs_give_the_local_report(db_url, tmp_path):
+    p = plan(tiny_experiment())
+    local, local_chosen = run_local(p, device="cpu")
+
+    store = Store(db_url, tmp_path / "artifacts")
+    group, ids = submit_plan(p, store)
+    # First step: 2 conditions × 2 β tuning runs, and 2 conditions × 2 seeds of CCE.
+    stored = {r.name: r for r in store.list_runs(group=group)}
+    assert len(ids) == len(stored) == 4 + 4
+    tuning = {n: r for n, r in stored.items() if "/tune-beta" in n}
+    assert sorted(tuning) == sorted(f"tiny/{c}/DM λ=1/seed0/tune-beta{b}" for c in ("r=0.4", "diverges")
+                                    for b in ("2", "12"))
+    for name, run in tuning.items():
+        assert run.config["dataset"]["val_fraction"] == 0.2  # tuned on the clean split
+        assert run.config["loss"]["beta"] == float(name.rsplit("beta", 1)[1])
+    finals = sorted(n for n in stored if n not in tuning)
+    assert finals == sorted(f"tiny/{c}/CCE/seed{s}" for c in ("r=0.4", "diverges") for s in (0, 1))
+    assert all(stored[n].config["dataset"]["val_fraction"] == 0.0 for n in finals)
+    assert stored["tiny/diverges/CCE/seed1"].config["max_logit"] == 1e-3
+    assert {r.status for r in stored.values()} == {RunStatus.QUEUED}
+
+    state = read_group(p, store, group)
+    assert (state.tuning_done, state.chosen, state.to_submit) == (0, None, [])
+    assert not state.complete and state.waiting == 4 + 8
+    with pytest.raises(ValueError, match="not done yet"):
+        group_results(store, state)
+
+    assert drain(store, tmp_path) == 8
+    state = read_group(p, store, group)
+    # β chosen on the clean split, as the local run chose it; the diverged tuning runs score
+    # -1 each, so the tie goes to the larger β.
+    assert state.chosen == local_chosen and state.chosen[("diverges", "DM λ=1")] == 12.0
+    assert sorted(r.config.name for r in state.to_submit) == sorted(
+        f"tiny/{c}/DM λ=1/seed{s}" for c in ("r=0.4", "diverges") for s in (0, 1))
+    assert all(r.config.loss.params()["beta"] == state.chosen[r.condition, "DM λ=1"]
+               for r in state.to_submit)
+    store.submit([r.config for r in state.to_submit], group=group)
+    assert drain(store, tmp_path) == 4
+
+    state = read_group(p, store, group)
+    assert state.complete and state.to_submit == [] and state.devices == ["cpu"]
+    queued = group_results(store, state)
+    # Trained twice, once here and once by the worker, read back through the store: the same
+    # numbers to the last bit.
+    local_df, queued_df = results_frame(local), results_frame(queued)
+    pd.testing.assert_frame_equal(local_df, queued_df, check_exact=True)
+    assert markdown_table(summary_table(local_df)) == markdown_table(summary_table(queued_df))
+    assert queued_df.loc[queued_df["condition"] == "diverges", "diverged"].all()
+    assert not queued_df.loc[queued_df["condition"] == "r=0.4", "diverged"].any()
+    assert queued_df.loc[queued_df["condition"] == "r=0.4", "p_noisy_late"].between(0, 1).all()
+
+
+def test_read_group_refuses_a_group_queued_with_other_options(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
+    group, _ = submit_plan(plan(tiny_experiment(), iterations=4), store)
+    with pytest.raises(GroupMismatch, match="other --seeds or --iterations"):
+        read_group(plan(tiny_experiment(), seeds=(0, 1, 2), iterations=4), store, group)
+    with pytest.raises(GroupMismatch, match="another config"):
+        read_group(plan(tiny_experiment(), iterations=5), store, group)
+    with pytest.raises(ValueError, match="already has runs"):
+        submit_plan(plan(tiny_experiment(), iterations=4), store, group)
+
+
+def test_queued_cli_end_to_end(tmp_path):
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    opts = ["--seeds", "0", "--iterations", "3", "--db", db]
+    result = runner.invoke(app, ["repro", "digits-imbalance", *opts])
+    assert result.exit_code == 0, result.output
+    group = re.search(r"in group (\S+?):", result.output).group(1)
+    assert group.startswith("repro-digits-imbalance-")
+    assert f"dm repro digits-imbalance --report --group {group} --seeds 0 --iterations 3" in result.output
+    store = Store(db, tmp_path / "artifacts")
+    runs = store.list_runs(group=group)
+    # 2 ratios × 4 DM λ × 5 β tuning runs, and 2 ratios × 4 baselines × 1 seed.
+    assert len(runs) == 40 + 8
+    assert all(r.config["iterations"] == 3 for r in runs)
+    assert sum(r.config["dataset"]["val_fraction"] == 0.2 for r in runs) == 40
+
+    report = ["repro", "digits-imbalance", "--report", "--group", group, *opts,
+              "--out", str(tmp_path / "out")]
+    result = runner.invoke(app, report)
+    assert result.exit_code == 3 and "waiting for 56 run(s)" in result.output, result.output
+
+    # A run that failed (not by diverging) stops the report, naming the fix.
+    claimed = store.claim("test", "cpu")
+    store.finish(claimed.id, "test", "failed", error="RuntimeError: boom")
+    result = runner.invoke(app, report)
+    assert result.exit_code == 1 and f"dm retry {claimed.id}" in result.output, result.output
+    store.retry(claimed.id)
+
+    assert drain(store, tmp_path) == 48
+    result = runner.invoke(app, report)
+    assert result.exit_code == 0 and "queued 8 final run(s)" in result.output, result.output
+    assert drain(store, tmp_path) == 8
+    result = runner.invoke(app, report[:3] + report[5:])  # without --group: the latest one
+    assert result.exit_code == 0, result.output
+    queued = (tmp_path / "out" / "digits-imbalance.md").read_text()
+
+    result = runner.invoke(app, ["repro", "digits-imbalance", "--local", "--device", "cpu",
+                                 "--seeds", "0", "--iterations", "3", "--out", str(tmp_path / "local")])
+    assert result.exit_code == 0, result.output
+    local = (tmp_path / "local" / "digits-imbalance.md").read_text()
+
+    def table(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line.startswith("|")]
+
+    assert len(table(queued)) == 2 + 16 and table(queued) == table(local)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "digits-imbalance-runs.csv"),
+                                  pd.read_csv(tmp_path / "local" / "digits-imbalance-runs.csv"))
+
+
+def test_unknown_experiment_queues_nothing(tmp_path):
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    result = runner.invoke(app, ["repro", "digits-nosie", "--db", db])
+    assert result.exit_code == 2
+    assert "unknown name 'digits-nosie'" in result.output
+    for name in EXPERIMENTS.names():
+        assert name in result.output
+    assert Store(db).list_runs() == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--local", "--report"], "exclude each other"),
+    (["--device", "cpu"], "--device applies to --local only"),
+    (["--seeds", "0,x"], "--seeds '0,x'"),
+])
+def test_bad_options_queue_nothing(tmp_path, args, message):
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    result = runner.invoke(app, ["repro", "digits-noise", *args, "--db", db])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert Store(db).list_runs() == []

@@ -1,4 +1,20 @@
-"""``dm repro``: rerun the paper's findings as named experiment grids and write a report."""
+"""``dm repro``: rerun the paper's findings as named experiment grids and write a report.
+
+    dm repro --list                                  # the experiments
+    dm repro digits-noise --local                    # everything in this process, then the report
+    dm repro digits-noise                            # queue it for the workers (one group)
+    dm repro digits-noise --report                   # next step of the latest queued group
+
+Queued, an experiment takes two steps when it tunes β (digits-noise and digits-imbalance do):
+the first command queues the β-tuning runs and the final runs of every method that tunes
+nothing; ``--report`` then reads the group back and, once the tuning runs are done, queues the
+remaining final runs with the β chosen on the clean split; run it again once those are done
+and it writes the same report as ``--local``, from the stored summaries and scalars.
+
+Exit codes: 0 done (runs queued, or the report written); 2 a bad option or experiment name
+(nothing queued); 3 ``--report`` found runs still queued or running; 1 anything else (a run
+failed, an unreachable database).
+"""
 
 from __future__ import annotations
 
@@ -12,52 +28,144 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from dm_core.cli._app import app
+from dm_core.cli.runs import _errors, _fail, _open_store, db_option
 
 console = Console(stderr=True)
+WAITING = 3
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def _machine() -> str:
+    return f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}"
+
+
+def _options(seeds: str, iterations: int | None) -> str:
+    """The plan's options, to repeat in the follow-up command."""
+    return (f" --seeds {seeds}" if seeds else "") + (f" --iterations {iterations}" if iterations else "")
 
 
 @app.command("repro")
 def repro_command(
     name: str = typer.Argument("", help="Experiment name (see --list)."),
-    local: bool = typer.Option(False, "--local", help="Run in the foreground in this process."),
+    local: bool = typer.Option(False, "--local", help="Run every run in this process, now."),
+    report: bool = typer.Option(False, "--report",
+                                help="Read a queued group back: queue the final runs once β is "
+                                     "tuned; write the report once every run is done."),
+    group: str | None = typer.Option(None, "--group",
+                                     help="Group to queue into (new) or to read with --report "
+                                          "(default: the latest repro-NAME-… group)."),
     seeds: str = typer.Option("", "--seeds", help="Comma-separated seeds (default: the experiment's)."),
     iterations: int | None = typer.Option(None, "--iterations", min=1,
                                           help="Shrink every run to this many iterations (smoke test)."),
     out: Path = typer.Option(Path("docs/reproduction"), "--out", help="Folder for the report."),
-    device: str | None = typer.Option(None, "--device", help="Override the device of every run."),
+    device: str | None = typer.Option(None, "--device",
+                                      help="With --local: the device of every run (queued runs "
+                                           "train on their worker's device)."),
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
+    db: str | None = db_option(),
 ) -> None:
     """Reproduce one of the paper's findings and write a markdown table with plotly figures."""
     from dm_core.registry import ConfigError
-    from dm_core.repro import (
-        EXPERIMENTS,
-        get_experiment,
-        plan,
-        results_frame,
-        run_local,
-        write_report,
-    )
+    from dm_core.repro import EXPERIMENTS, get_experiment, plan
 
     if list_ or not name:
         for entry in EXPERIMENTS.entries():
             typer.echo(f"{entry.name:20} {entry.description}")
         return
+    if local and report:
+        _fail("--local and --report exclude each other: --local runs everything here, --report "
+              "reads runs that workers trained", 2)
+    if device and not local:
+        _fail("--device applies to --local only; queued runs train on their worker's device "
+              "(dm worker --device ...)", 2)
+    # Everything is validated before anything is stored: a bad name or option queues nothing.
     try:
         experiment = get_experiment(name)
         seed_tuple = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else None
         p = plan(experiment, seed_tuple, iterations)
-    except (ConfigError, ValueError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
-    if not local:
-        console.print("[red]error:[/red] queued reproduction is not available yet; use --local "
-                      "(runs every run in this process) or submit the runs with `dm submit`")
-        raise typer.Exit(2)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as progress:
+    except ConfigError as err:
+        _fail(str(err), 2)
+    except ValueError:
+        _fail(f"--seeds {seeds!r}: must be comma-separated non-negative integers, e.g. 0,1,2", 2)
+
+    if local:
+        _run_local(p, name, out, device)
+    elif report:
+        _advance(p, name, out, group, seeds, iterations, db)
+    else:
+        _queue(p, name, group, seeds, iterations, db)
+
+
+def _run_local(p, name: str, out: Path, device: str | None) -> None:
+    from dm_core.repro import results_frame, run_local, write_report
+
+    with _progress() as progress:
         task = progress.add_task(f"{name}: runs", total=p.total())
-        results, chosen = run_local(p, on_done=lambda _: progress.advance(task), device=device)
-    command = "dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else f"dm repro {name} --local"
-    machine = f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}"
-    path = write_report(experiment, results_frame(results), out, command, machine)
+        results, _ = run_local(p, on_done=lambda _: progress.advance(task), device=device)
+    command = ("dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2
+               else f"dm repro {name} --local")
+    path = write_report(p.experiment, results_frame(results), out, command, _machine())
+    typer.echo(str(path))
+
+
+def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
+           db: str | None) -> None:
+    from dm_core.repro import submit_plan
+
+    with _errors():
+        store = _open_store(db)
+        group, ids = submit_plan(p, store, group)
+    tuning = len(p.tuning)
+    later = sum(1 for _ in p.experiment.runs(p.seeds)) - (len(ids) - tuning)
+    typer.echo(f"queued {len(ids)} run(s) of {name} in group {group}"
+               + (f": {tuning} β-tuning run(s) and {len(ids) - tuning} final run(s); the other "
+                  f"{later} final run(s) are queued by --report once β is chosen" if tuning else ""))
+    db_flag = f" --db {shlex.quote(db)}" if db else ""
+    typer.echo(f"  train them:  dm worker --exit-when-idle{db_flag}   (one per core or GPU)")
+    typer.echo(f"  watch them:  dm runs --group {group}{db_flag}   (or the dashboard: dm up)")
+    typer.echo(f"  then:        dm repro {name} --report --group {group}"
+               f"{_options(seeds, iterations)}{db_flag}"
+               + ("   (twice: it first queues the tuned final runs)" if tuning else ""))
+
+
+def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations: int | None,
+             db: str | None) -> None:
+    from dm_core.repro import group_results, latest_group, read_group, results_frame, write_report
+
+    again = f"dm repro {name} --report --group {{group}}{_options(seeds, iterations)}" + (
+        f" --db {shlex.quote(db)}" if db else "")
+    with _errors():
+        store = _open_store(db)
+        group = group or latest_group(store, p.experiment)
+        if group is None:
+            _fail(f"no queued group of {name} in {store.masked_url}; queue one with `dm repro "
+                  f"{name}{_options(seeds, iterations)}`")
+        state = read_group(p, store, group)
+        if state.problems:
+            _fail(f"group {group}: {len(state.problems)} run(s) did not finish:\n  "
+                  + "\n  ".join(state.problems) + "\nthen run again: " + again.format(group=group))
+        if state.to_submit:
+            store.submit([r.config for r in state.to_submit], group=group)
+            betas = ", ".join(f"{c} {m}: β={b:g}" for (c, m), b in state.chosen.items())
+            typer.echo(f"β chosen on the clean validation split: {betas}")
+            typer.echo(f"queued {len(state.to_submit)} final run(s) in group {group}; once the "
+                       f"workers are done: {again.format(group=group)}")
+            return
+        if not state.complete:
+            typer.echo(f"group {group}: waiting for {state.waiting} run(s) (tuning "
+                       f"{state.tuning_done}/{state.tuning_total} done, final "
+                       f"{state.finals_done}/{state.finals_total} done); `dm runs --group {group}` "
+                       f"shows them; then: {again.format(group=group)}")
+            raise typer.Exit(WAITING)
+        with _progress() as progress:  # every final run's late scalars
+            task = progress.add_task(f"{name}: reading runs", total=state.finals_total)
+            results = group_results(store, state, on_read=lambda _: progress.advance(task))
+    command = (f"dm repro {name}{_options(seeds, iterations)}, then `dm worker --exit-when-idle` "
+               f"and `dm repro {name} --report{_options(seeds, iterations)}` until it writes this")
+    machine = f"{_machine()}; workers' devices: {', '.join(state.devices) or '?'}"
+    path = write_report(p.experiment, results_frame(results), out, command, machine)
     typer.echo(str(path))
