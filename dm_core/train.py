@@ -351,15 +351,25 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 
 
 def _write_atomically(state: dict[str, Any], directory: Path) -> Path:
-    # Write then rename, so a crash mid-write never leaves a truncated checkpoint behind.
-    directory.mkdir(parents=True, exist_ok=True)
+    # Write then rename, so a crash mid-write never leaves a truncated checkpoint behind. A
+    # failed write (disk full, no permission) removes its partial file -- on a full disk it
+    # would only take more space -- and says which directory could not be written.
     path = directory / CHECKPOINT_NAME
     tmp = directory / (CHECKPOINT_NAME + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise OSError(err.errno, f"cannot write a checkpoint in {directory}: "
+                                 f"{err.strerror or err}") from err
     return path
 
 

@@ -9,6 +9,9 @@ it at an existing server instead (a CI service container, say).
 ``db_url`` is parametrised over ``sqlite`` and ``postgres``: a fresh SQLite file, or a fresh
 database created in the cluster (dropped afterwards), per test.
 
+``reliability`` (from ``tests/reliability_report.py``) lets a fault test count its trials,
+injected faults and lost data into ``docs/reliability.md``.
+
 The cluster itself (initdb + pg_ctl, as the ``postgres`` user through ``runuser`` when run
 as root: PITFALLS.md 16) is ``dm_core.store.testing``, shared with the benchmarks.
 """
@@ -26,6 +29,9 @@ from dm_core.store.testing import (
     fresh_database,
     temporary_cluster,
 )
+
+# The ``reliability`` fixture and the hooks that write docs/reliability.md at session end.
+pytest_plugins = ("reliability_report",)
 
 
 def _missing(reason: str) -> None:

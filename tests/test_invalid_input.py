@@ -4,6 +4,10 @@ The generator takes a valid config, breaks one field in one way (wrong type, out
 NaN/inf, unknown key, unknown registry name, negative size) and checks that validation
 raises ``ConfigError`` mentioning that field's dotted path -- never another exception from
 deep inside pydantic, torch or numpy.
+
+Every example is counted into docs/reliability.md (the ``reliability`` fixture; hypothesis
+calls the test body once per example with the same fixture value, which is what a counter
+wants, hence the suppressed ``function_scoped_fixture`` health check).
 """
 
 from __future__ import annotations
@@ -62,10 +66,16 @@ def set_path(data, path, value):
     return data
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+COUNTED = [HealthCheck.function_scoped_fixture]
+
+
+@settings(max_examples=1500, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, *COUNTED])
 @given(st.sampled_from(sorted(BAD_VALUES)).flatmap(lambda f: st.tuples(st.just(f), BAD_VALUES[f])))
-def test_every_invalid_value_is_rejected_naming_its_field(case):
+def test_every_invalid_value_is_rejected_naming_its_field(reliability, case):
+    """Invalid values in every config field, each rejected naming its field"""
     field, value = case
+    reliability.add(trials=1, faults=1)
     data = set_path(json.loads(json.dumps(VALID)), field, value)
     with pytest.raises(ConfigError) as err:
         parse_config(data)
@@ -73,10 +83,12 @@ def test_every_invalid_value_is_rejected_naming_its_field(case):
     assert field.split(".")[0] in str(err.value), (field, value, str(err.value))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=COUNTED)
 @given(st.text(min_size=1, max_size=12).filter(lambda k: k.isidentifier()),
        st.sampled_from(["", "dataset.", "model.", "loss.", "optimizer.", "schedule.", "dataset.noise."]))
-def test_unknown_keys_are_rejected(key, section):
+def test_unknown_keys_are_rejected(reliability, key, section):
+    """Unknown keys in every config section, each rejected naming the key"""
+    reliability.add(trials=1)
     data = json.loads(json.dumps(VALID))
     known = set(json.dumps(VALID))  # noqa: F841 - only for readability of failures
     path = section + key
@@ -94,29 +106,33 @@ def test_unknown_keys_are_rejected(key, section):
     if section == "optimizer." and key == "nesterov":
         return
     node[key] = 1
+    reliability.add(faults=1)  # a key the config really lacks
     with pytest.raises(ConfigError) as err:
         parse_config(data)
     assert key in str(err.value), (path, str(err.value))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, suppress_health_check=COUNTED)
 @given(st.text(max_size=40))
-def test_override_strings_never_crash(text):
+def test_override_strings_never_crash(reliability, text):
     """Any --set string is either applied or rejected with a ConfigError."""
+    reliability.add(trials=1)
     try:
         parse_config(apply_overrides(VALID, [text]))
     except ConfigError:
-        pass
+        reliability.add(faults=1, rejected=1)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=COUNTED)
 @given(st.binary(max_size=200))
-def test_malformed_files_give_config_errors(tmp_path_factory, blob):
+def test_malformed_files_give_config_errors(reliability, tmp_path_factory, blob):
+    """Random bytes as a config file: a ConfigError, never another exception"""
+    reliability.add(trials=1)
     path = tmp_path_factory.mktemp("cfg") / "c.yaml"
     path.write_bytes(blob)
     try:
         parse_config(read_config_file(path))
     except ConfigError:
-        pass
+        reliability.add(faults=1, rejected=1)
     except UnicodeDecodeError:
         pytest.fail("a binary file must give a ConfigError, not UnicodeDecodeError")

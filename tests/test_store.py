@@ -308,10 +308,26 @@ def test_checkpoint_commits_with_rows_and_truncate_after(store):
     assert store.histograms(run_id).iterations.tolist() == list(range(1, 11))
     assert store.evals(run_id)["iteration"].tolist() == [10]
     # resuming continues at 11: no gap, no duplicate
-    store.write_batch(run_id, run.attempt, scalars(11, 20))
+    store.write_batch(run_id, run.attempt, scalars(11, 20), histograms(11, 20))
     assert store.scalars(run_id)["iteration"].tolist() == list(range(1, 21))
-    with pytest.raises(StoreError):  # a duplicate iteration is impossible, not just unlikely
-        store.write_batch(run_id, run.attempt, scalars(20, 20))
+    # A batch written twice (its commit succeeded but the answer was lost, so the worker
+    # retried it) replaces its own rows: no duplicate, no error, nothing else touched.
+    store.write_batch(run_id, run.attempt, scalars(15, 20), histograms(15, 20),
+                      [EvalEvent(20, {"test_acc": 0.5})])
+    store.write_batch(run_id, run.attempt, scalars(15, 20), histograms(15, 20),
+                      [EvalEvent(20, {"test_acc": 0.5})])
+    frame = store.scalars(run_id)
+    assert frame["iteration"].tolist() == list(range(1, 21))
+    assert frame["loss"].tolist() == pytest.approx([1.0 / i for i in range(1, 21)])
+    assert store.histograms(run_id).iterations.tolist() == list(range(1, 21))
+    assert store.evals(run_id)["iteration"].tolist() == [10, 20]
+    # Underneath, a duplicate iteration is impossible, not just unlikely (the primary key).
+    from sqlalchemy import insert
+
+    from dm_core.store.models import SCALARS
+    with pytest.raises(StoreError, match="(?i)unique|duplicate"):
+        with store.session_scope() as s:
+            s.execute(insert(SCALARS).values(run_id=run_id, iteration=20, loss=0.0))
 
 
 # ---------------------------------------------------------------- the reaper and fencing

@@ -36,7 +36,7 @@ from dm_core.events import (
     ScalarsEvent,
     StartEvent,
 )
-from dm_core.store import LostClaim, RunStatus, Store, StoreError
+from dm_core.store import LostClaim, RunStatus, Store, StoreError, StoreUnavailable
 from dm_core.store.models import SCALAR_COLUMNS
 from workers import StoreSink, Worker, pin_checkpoint
 
@@ -197,19 +197,33 @@ def test_sink_start_and_resume_events():
     assert fake.writes[-1]["start"] and fake.writes[-1]["scalars"] == [1, 2, 3]
 
 
+class CountingStore(FakeStore):
+    def __init__(self):
+        super().__init__()
+        self.tries = 0
+
+    def write_batch(self, *args, **kwargs):
+        self.tries += 1
+        return super().write_batch(*args, **kwargs)
+
+
 def test_sink_survives_a_short_outage_but_not_a_lost_claim():
-    fake, clock = FakeStore(), Clock()
-    sink = StoreSink(fake, 1, 1, "w", clock=clock, max_outage=5.0)
-    fake.fail_with = StoreError("database is locked")
-    for k in range(1, 301):
-        step(sink, k, clock)  # 3 s of failures: kept and retried
+    fake, clock = CountingStore(), Clock()
+    sink = StoreSink(fake, 1, 1, "w", clock=clock, max_outage=20.0)
+    fake.fail_with = StoreUnavailable("connection refused")
+    for k in range(1, 1151):
+        step(sink, k, clock)  # 11.5 s of failures: kept and retried ...
+    assert fake.tries == 4  # ... at 1, 2, 4 and 8 s: an exponentially growing gap
     fake.fail_with = None
-    step(sink, 301, clock, dt=1.0)
-    assert [k for w in fake.writes for k in w["scalars"]] == list(range(1, 302))
-    fake.fail_with = StoreError("gone")
-    with pytest.raises(StoreError):
-        for k in range(302, 1200):
+    step(sink, 1151, clock, dt=10.0)
+    assert [k for w in fake.writes for k in w["scalars"]] == list(range(1, 1152))
+    fake.fail_with = StoreUnavailable("gone")
+    with pytest.raises(StoreUnavailable):  # ... but for max_outage seconds at most
+        for k in range(1152, 5000):
             step(sink, k, clock)
+    fake.fail_with = StoreError("duplicate key")  # not an outage: raised at once
+    with pytest.raises(StoreError, match="duplicate"):
+        step(sink, 5000, clock, dt=60.0)
     fake.fail_with = LostClaim("taken")
     with pytest.raises(LostClaim):
         sink.close()

@@ -12,9 +12,13 @@ the next batch. After a crash the database therefore holds every row up to its r
 checkpoint, and the worker that resumes deletes whatever is after it (``truncate_after``):
 no gap, no duplicate. A superseded checkpoint file is deleted once its successor is recorded.
 
-A short database outage does not kill the run: a failed flush keeps its buffer and is
-retried with the next one, up to ``max_outage`` seconds. ``LostClaim`` (the run was taken
-away from this worker) always propagates: the loop stops and nothing more is written.
+A database outage (``StoreUnavailable``: the server restarting, the connection lost, SQLite
+locked) does not stop training: a failed flush keeps its buffer and is retried, with an
+exponentially growing gap (``workers.backoff``), for up to ``max_outage`` seconds; then the
+error propagates and the worker hands the run back. A retried batch may already have been
+committed (its answer lost): ``Store.write_batch`` is idempotent, so nothing is duplicated.
+Any other ``StoreError`` would fail again and propagates at once, and so does ``LostClaim``
+(the run was taken away from this worker): the loop stops and nothing more is written.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from dm_core.events import (
     ScalarsEvent,
     StartEvent,
 )
-from dm_core.store import LostClaim, Store, StoreError
+from dm_core.store import Store, StoreUnavailable
+from workers.backoff import Backoff
 
 log = logging.getLogger("dm.worker")
 
@@ -68,7 +73,8 @@ class StoreSink:
     def __init__(self, store: Store, run_id: int, attempt: int, worker_id: str | None = None, *,
                  flush_every: float = 1.0, max_outage: float = 60.0,
                  previous_checkpoint: str | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 backoff: Backoff | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.attempt = attempt
@@ -81,6 +87,11 @@ class StoreSink:
         self._clock = clock
         self._last_flush = clock()
         self._failing_since: float | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        # Capped low: a long gap could span the end of one outage and the start of the next.
+        self._backoff = backoff or Backoff(first=flush_every, cap=max(4.0, flush_every),
+                                           jitter=0.0)
         self._scalars: list[ScalarsEvent] = []
         self._histograms: list[HistogramEvent] = []
         self._evals: list[EvalEvent] = []
@@ -106,7 +117,8 @@ class StoreSink:
         elif isinstance(event, ResumeEvent):
             self._discard_after(event.iteration)
             return
-        if self._clock() - self._last_flush >= self.flush_every:
+        now = self._clock()
+        if now - self._last_flush >= self.flush_every and now >= self._retry_at:
             self.flush()
 
     def _checkpoint(self, event: CheckpointEvent) -> None:
@@ -131,9 +143,9 @@ class StoreSink:
     def flush(self, *, final: bool = False) -> bool:
         """Write everything buffered (and a pending checkpoint) in one transaction.
 
-        Returns True when something was written. A database error is retried with the next
-        flush for up to ``max_outage`` seconds (then raised); with ``final=True`` it is raised
-        at once. ``LostClaim`` is always raised.
+        Returns True when something was written. ``StoreUnavailable`` is retried by a later
+        flush, after a growing gap, for up to ``max_outage`` seconds (then raised); with
+        ``final=True`` it is raised at once (the caller retries). Any other error is raised.
         """
         checkpoint = self._pending_checkpoint
         if not (self._scalars or self._histograms or self._evals or self._start or checkpoint):
@@ -143,17 +155,26 @@ class StoreSink:
             self.store.write_batch(self.run_id, self.attempt, self._scalars, self._histograms,
                                    self._evals, checkpoint=checkpoint, start=self._start,
                                    worker_id=self.worker_id)
-        except LostClaim:
-            raise
-        except StoreError as err:
+        except StoreUnavailable as err:
             now = self._clock()
             self._failing_since = self._failing_since if self._failing_since is not None else now
-            if final or now - self._failing_since > self.max_outage:
+            self._failures += 1
+            down_for = now - self._failing_since
+            if final or down_for > self.max_outage:
+                if not final:
+                    log.error("run %d: database unavailable for %.1f s; giving up on the run: %s",
+                              self.run_id, down_for, err)
                 raise
-            log.warning("run %d: could not write metrics (%s); will retry", self.run_id, err)
-            self._last_flush = now
+            wait = self._backoff.delay(self._failures)
+            log.warning("run %d: could not write metrics (%s); %d event(s) kept, retry %d in "
+                        "%.1f s (giving up after %g s)", self.run_id, err, self.pending,
+                        self._failures, wait, self.max_outage)
+            self._last_flush, self._retry_at = now, now + wait
             return False
-        self._failing_since = None
+        if self._failures:
+            log.warning("run %d: metrics written again after %.1f s without the database",
+                        self.run_id, self._clock() - self._failing_since)
+        self._failing_since, self._failures, self._retry_at = None, 0, 0.0
         self._scalars, self._histograms, self._evals, self._start = [], [], [], None
         self._pending_checkpoint = None
         self._last_flush = self._clock()

@@ -29,8 +29,13 @@ How a run ends:
   last checkpoint (consuming an attempt).
 - the worker dies (kill -9, power loss) → the same reaper path; after ``max_attempts`` lost
   workers the run is ``failed``.
-- the database is unreachable mid-run → writes are retried for a minute; then the run is
-  handed back (attempt consumed) if possible, else left to the reaper.
+- the database is unreachable (``StoreUnavailable``: a server restart, a lost connection)
+  → every database call is retried with exponential backoff and a log line per try
+  (``workers.backoff``). Training goes on meanwhile and its metrics wait in the sink. After
+  ``max_outage`` seconds (default 60) the worker gives up on the run: it is handed back
+  (attempt consumed) if possible, else left to the reaper. An idle worker keeps polling, ever
+  more slowly (at most every ``max_backoff`` s); in burst mode it exits once ``max_outage``
+  has passed.
 - the run was taken away (re-queued while this worker was frozen) → ``LostClaim``: the
   worker drops it and writes nothing more.
 
@@ -56,6 +61,7 @@ from typing import Any
 
 from dm_core.events import TrainingDiverged, TrainingInterrupted
 from dm_core.store import ClaimedRun, LostClaim, Store, StoreError
+from workers.backoff import Backoff, retrying
 from workers.sink import StoreSink
 
 log = logging.getLogger("dm.worker")
@@ -87,6 +93,7 @@ class Heartbeat:
         self.store, self.run, self.every = store, run, every
         self.cancel_requested = False
         self.lost = False
+        self._failing_since: float | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run.id}",
                                         daemon=True)
@@ -102,18 +109,28 @@ class Heartbeat:
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
             try:
-                if self.store.heartbeat(self.run.id, self.run.worker_id, self.run.attempt):
-                    if not self.cancel_requested:
-                        log.info("run %d: cancel requested", self.run.id)
-                    self.cancel_requested = True
+                cancel = self.store.heartbeat(self.run.id, self.run.worker_id, self.run.attempt)
             except LostClaim as err:
                 log.warning("run %d: %s", self.run.id, err)
                 self.lost = True
                 return
-            except StoreError as err:  # transient: the reaper decides if it lasts too long
-                log.warning("run %d: heartbeat failed: %s", self.run.id, err)
+            except StoreError as err:  # the reaper decides if it lasts too long
+                if self._failing_since is None:  # one line per outage, not one per beat
+                    self._failing_since = time.monotonic()
+                    log.warning("run %d: heartbeat failed (%s); retrying every %g s",
+                                self.run.id, err, self.every)
+                continue
             except Exception:  # never let the thread die silently
                 log.exception("run %d: heartbeat failed", self.run.id)
+                continue
+            if self._failing_since is not None:
+                log.warning("run %d: heartbeat restored after %.1f s", self.run.id,
+                            time.monotonic() - self._failing_since)
+                self._failing_since = None
+            if cancel:
+                if not self.cancel_requested:
+                    log.info("run %d: cancel requested", self.run.id)
+                self.cancel_requested = True
 
 
 @dataclass
@@ -136,13 +153,16 @@ class Worker:
 
     ``stale_after``: seconds without a heartbeat before a running run counts as lost.
     ``exit_when_idle``: burst mode -- exit as soon as no run can be claimed.
+    ``max_outage``: seconds of database unavailability a run survives (then it is given up).
+    ``max_backoff``: the longest wait between two tries while the database is unavailable.
     """
 
     def __init__(self, store: Store | str | None, device: str = "auto", poll: float = 1.0,
                  stale_after: float = 30.0, exit_when_idle: bool = False,
                  artifacts_dir: str | Path | None = DEFAULT_ARTIFACTS, *,
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
-                 worker_id: str | None = None) -> None:
+                 worker_id: str | None = None, max_outage: float = 60.0,
+                 max_backoff: float = 8.0) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)
@@ -152,7 +172,12 @@ class Worker:
         self.heartbeat_every = heartbeat_every or max(0.2, min(5.0, self.stale_after / 4))
         self.flush_every = flush_every
         self.worker_id = worker_id or default_worker_id()
+        self.max_outage = float(max_outage)
+        self.backoff = Backoff(first=min(0.25, self.poll), cap=float(max_backoff),
+                               give_up_after=self.max_outage)
         self.processed = 0
+        self._claim_failures = 0
+        self._claim_failing_since: float | None = None
         self._signals = 0
         self._heartbeat: Heartbeat | None = None
         self._next_reap = 0.0
@@ -166,7 +191,11 @@ class Worker:
         with self._signal_handlers():
             while not self.stopping:
                 self.reap_stale()
-                run = self.claim()
+                try:
+                    run = self.claim()
+                except StoreError as err:
+                    self._wait_for_database(err)
+                    continue
                 if run is None:
                     if self.exit_when_idle:
                         log.info("worker %s: queue empty; exiting (burst mode)", self.worker_id)
@@ -199,11 +228,13 @@ class Worker:
             return []
 
     def claim(self) -> ClaimedRun | None:
-        try:
-            run = self.store.claim(self.worker_id, self.device)
-        except StoreError as err:
-            log.warning("worker %s: could not claim a run: %s", self.worker_id, err)
-            return None
+        """The oldest queued run, claimed for this worker, or None when the queue is empty.
+        Raises ``StoreError`` when the database cannot say (an outage is not an empty queue)."""
+        run = self.store.claim(self.worker_id, self.device)
+        if self._claim_failures:
+            log.warning("worker %s: database reachable again after %.1f s", self.worker_id,
+                        time.monotonic() - self._claim_failing_since)
+            self._claim_failures, self._claim_failing_since = 0, None
         if run is not None:
             log.info("run %d (%s): claimed by %s, attempt %d/%d%s", run.id, run.name,
                      self.worker_id, run.attempt, run.max_attempts,
@@ -241,9 +272,12 @@ class Worker:
             log.warning("run %d: checkpoint %s is missing (artifacts not shared?); starting over",
                         run.id, resume_from)
             resume_from = None
-        self.store.truncate_after(run.id, run.checkpoint_iteration if resume_from else 0)
+        keep = run.checkpoint_iteration if resume_from else 0
+        retrying(lambda: self.store.truncate_after(run.id, keep),
+                 f"run {run.id}: clear rows after iteration {keep}", self.backoff)
         sink = StoreSink(self.store, run.id, run.attempt, run.worker_id,
-                         flush_every=self.flush_every, previous_checkpoint=resume_from)
+                         flush_every=self.flush_every, max_outage=self.max_outage,
+                         previous_checkpoint=resume_from)
         return config, resume_from, sink
 
     def train(self, run: ClaimedRun, config: Any, resume_from: str | None,
@@ -286,25 +320,33 @@ class Worker:
         return None
 
     def settle(self, run: ClaimedRun, outcome: Outcome, sink: StoreSink | None) -> None:
-        """Record the outcome: write what is buffered, then one guarded transition."""
+        """Record the outcome: write what is buffered, then one guarded transition. Each step
+        rides out a database outage of up to ``max_outage`` s (``retrying``)."""
         store, wid = self.store, run.worker_id
+
+        def retry(action: Callable[[], Any], what: str) -> Any:
+            return retrying(action, f"run {run.id}: {what}", self.backoff)
+
         try:
             if outcome.kind == "lost":
                 return
             if outcome.kind == "db_error":
-                status = store.release(run.id, wid, run.attempt, consume_attempt=True,
-                                       error=outcome.error)
+                status = retry(lambda: store.release(run.id, wid, run.attempt,
+                                                     consume_attempt=True, error=outcome.error),
+                               "hand back")
                 log.warning("run %d: database trouble (%s); handed back as %s", run.id,
                             outcome.error, status)
                 return
             if sink is not None:
-                sink.close()
+                retry(sink.close, "write the last metrics")
             if outcome.kind == "requeue":
-                store.release(run.id, wid, run.attempt, consume_attempt=False)
+                retry(lambda: store.release(run.id, wid, run.attempt, consume_attempt=False),
+                      "re-queue")
                 log.info("run %d: checkpointed and re-queued (warm stop)", run.id)
                 return
-            store.finish(run.id, wid, outcome.kind, summary=outcome.summary, error=outcome.error,
-                         attempt=run.attempt)
+            retry(lambda: store.finish(run.id, wid, outcome.kind, summary=outcome.summary,
+                                       error=outcome.error, attempt=run.attempt),
+                  f"record {outcome.kind}")
             log.info("run %d: %s%s", run.id, outcome.kind,
                      f" ({outcome.error})" if outcome.error else "")
         except LostClaim as err:
@@ -336,6 +378,23 @@ class Worker:
             return
         log.warning("worker %s: %s again: cold stop", self.worker_id, name)
         raise SystemExit(1)
+
+    def _wait_for_database(self, err: StoreError) -> None:
+        """The queue could not be read: wait ever longer (``backoff``) before the next try.
+        In burst mode, give up (raise) once the database has been away for ``max_outage``."""
+        now = time.monotonic()
+        if self._claim_failing_since is None:
+            self._claim_failing_since = now
+        self._claim_failures += 1
+        down_for = now - self._claim_failing_since
+        if self.exit_when_idle and down_for > self.max_outage:
+            log.error("worker %s: database unavailable for %.0f s; giving up (burst mode): %s",
+                      self.worker_id, down_for, err)
+            raise err
+        wait = max(self.poll, self.backoff.delay(self._claim_failures))
+        log.warning("worker %s: could not claim a run (%s); retry %d in %.1f s", self.worker_id,
+                    err, self._claim_failures, wait)
+        self._idle(wait)
 
     def _idle(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
         deadline = time.monotonic() + seconds

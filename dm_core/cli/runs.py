@@ -335,6 +335,9 @@ def worker(
     poll: float = typer.Option(1.0, "--poll", min=0.05, help="Seconds between queue polls."),
     stale_after: float = typer.Option(30.0, "--stale-after", min=0.5,
                                       help="Seconds without a heartbeat before a run is re-queued."),
+    max_outage: float = typer.Option(60.0, "--max-outage", min=0.0,
+                                     help="Seconds of database outage a run survives (retried "
+                                          "with backoff) before the worker gives it up."),
     artifacts: Path | None = typer.Option(None, "--artifacts", envvar="DM_ARTIFACTS",
                                           show_envvar=True,
                                           help="Checkpoints directory (default: ./var/artifacts)."),
@@ -350,7 +353,8 @@ def worker(
         store = _open_store(db, artifacts)
         try:
             w = Worker(store, device=device, poll=poll, stale_after=stale_after,
-                       exit_when_idle=exit_when_idle, artifacts_dir=store.artifacts_dir)
+                       exit_when_idle=exit_when_idle, artifacts_dir=store.artifacts_dir,
+                       max_outage=max_outage)
         except ConfigError as err:
             _fail(f"--device: {err}", 2)
         store.queue_counts()  # a wrong URL or an unreachable database fails here, in one line

@@ -18,6 +18,7 @@ from dm_core.store.store import (
     RunStatus,
     Store,
     StoreError,
+    StoreUnavailable,
     SubmitResult,
     mask_url,
     resolve_url,
@@ -26,6 +27,6 @@ from dm_core.store.store import (
 
 __all__ = [
     "TRANSITIONS", "ClaimedRun", "HistogramSeries", "InvalidTransition", "LostClaim", "RunInfo",
-    "RunNotFound", "RunStatus", "Store", "StoreError", "SubmitResult", "mask_url", "resolve_url",
-    "sources_of",
+    "RunNotFound", "RunStatus", "Store", "StoreError", "StoreUnavailable", "SubmitResult",
+    "mask_url", "resolve_url", "sources_of",
 ]

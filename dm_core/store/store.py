@@ -17,6 +17,13 @@ for the same run can never both win. Worker-side writes are fenced by the attemp
 the worker id: a worker whose run was re-queued behind its back gets ``LostClaim`` and
 writes nothing.
 
+Writing metrics is idempotent: ``write_batch`` first deletes any row of the batch's
+iterations, so a batch whose commit succeeded on the server but whose answer was lost (the
+server restarted mid-commit) can be written again without a duplicate or an error.
+
+Errors: a connection refused, dropped or timed out is ``StoreUnavailable`` (retry it with a
+backoff: ``workers.backoff``); any other database error is ``StoreError``.
+
 Times (``created_at``, ``heartbeat_at``, ...) come from the DATABASE clock, never a worker's:
 staleness is decided by one clock however many machines take part.
 """
@@ -54,7 +61,13 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
@@ -150,6 +163,13 @@ class RunNotFound(KeyError):
 
     def __str__(self) -> str:
         return f"run {self.run_id} does not exist (see `dm runs`)"
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or stayed busy: the connection was refused or lost
+    (a server restarting, a network blip) or SQLite stayed locked past its busy timeout.
+    Worth retrying with a backoff, unlike any other ``StoreError`` (a bug or a bad schema
+    fails the same way every time)."""
 
 
 class InvalidTransition(StoreError):
@@ -496,8 +516,8 @@ class Store:
     def session_scope(self, readonly: bool = False) -> Iterator[Session]:
         """One transaction: commit on success, roll back on error, always close.
 
-        Database errors come out as ``StoreError`` (with the password masked); this module's
-        own errors (``RunNotFound``, ``InvalidTransition``, ``LostClaim``) pass through.
+        Database errors come out as ``StoreError`` (with the password masked), or its subclass
+        ``StoreUnavailable`` when the database was unreachable or busy; this module's own errors (``RunNotFound``, ``InvalidTransition``, ``LostClaim``) pass through.
         ``readonly=True`` takes no write lock on SQLite (use it for pure reads only).
         """
         self._ensure_schema()
@@ -507,13 +527,23 @@ class Store:
             yield session
             session.commit()
         except SQLAlchemyError as err:
-            session.rollback()
-            raise StoreError(self._describe(err)) from err
+            try:
+                session.rollback()
+            except SQLAlchemyError:  # the connection is gone: nothing left to roll back
+                pass
+            raise self._error(err) from err
         except BaseException:
             session.rollback()
             raise
         finally:
             session.close()
+
+    def _error(self, err: SQLAlchemyError) -> StoreError:
+        """``StoreUnavailable`` for a connection refused, lost or timed out (and SQLite's
+        "database is locked"), else ``StoreError``; the message never shows the password."""
+        transient = isinstance(err, OperationalError | InterfaceError) or (
+            isinstance(err, DBAPIError) and err.connection_invalidated)
+        return (StoreUnavailable if transient else StoreError)(self._describe(err))
 
     def _describe(self, err: SQLAlchemyError) -> str:
         detail = str(getattr(err, "orig", None) or err).strip().splitlines()
@@ -541,7 +571,7 @@ class Store:
         try:
             current, head = self._revisions()
         except SQLAlchemyError as err:
-            raise StoreError(self._describe(err)) from err
+            raise self._error(err) from err
         if current != head:
             if not self._auto_upgrade:
                 raise StoreError(
@@ -568,7 +598,7 @@ class Store:
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
         except SQLAlchemyError as err:
-            raise StoreError(self._describe(err)) from err
+            raise self._error(err) from err
         current, head = self._revisions()
         self._schema_ready = current == head
         log.info("database %s is at schema revision %s", self.masked_url, current)
@@ -923,6 +953,11 @@ class Store:
         ``start`` a ``StartEvent`` (labels, total iterations, device). The first statement is
         a guarded UPDATE of the run (also a heartbeat): a worker that lost the run gets
         ``LostClaim`` and nothing is written.
+
+        Idempotent: rows at or after the batch's first iteration of each table are deleted
+        before the insert. Each batch carries every event after the previous batch's (the
+        loop reports in order), so this deletes nothing -- unless this very batch was
+        already committed and its answer lost, when it replaces the rows with themselves.
         """
         values: dict[str, Any] = {"heartbeat_at": self._now()}
         if scalars:
@@ -940,6 +975,12 @@ class Store:
             if s.execute(update(RUNS).where(*self._held(run_id, attempt, worker_id))
                          .values(**values)).rowcount != 1:
                 self._refuse(s, run_id, "write to", (RunStatus.RUNNING,), worker_side=True)
+            for table, events in ((SCALARS, scalars), (HISTOGRAMS, histograms),
+                                  (EVALS, evals)):
+                if events:
+                    s.execute(delete(table).where(
+                        table.c.run_id == run_id,
+                        table.c.iteration >= min(int(e.iteration) for e in events)))
             if scalars:
                 s.execute(insert(SCALARS), [_scalar_row(run_id, e) for e in scalars])
             if histograms:

@@ -6,7 +6,11 @@
         with fresh_database(server) as url:       # a new, empty database; dropped afterwards
             Store(url).submit(...)
 
-Used by ``tests/conftest.py`` (the ``postgres_url`` fixture) and ``benchmarks/bench_queue.py``.
+    stop_server(server)                          # an outage: clients get connection errors
+    start_server(server)                         # back, same port and data
+
+Used by ``tests/conftest.py`` (the ``postgres_url`` fixture), ``tests/test_faults.py`` (the
+server restarted under running workers) and ``benchmarks/bench_queue.py``.
 The cluster listens on 127.0.0.1 only, with durability off (``fsync=off``): it exists to be
 thrown away.
 
@@ -28,8 +32,9 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 PG_USER = "dm"
@@ -45,6 +50,50 @@ class PostgresUnavailable(RuntimeError):
 
 class PostgresStartFailed(RuntimeError):
     """initdb or pg_ctl ran and failed (the message carries their output and the log's tail)."""
+
+
+@dataclass(frozen=True)
+class _Cluster:
+    """How to stop and start one running temporary cluster again."""
+
+    run: Callable[..., None]
+    pg_ctl: str
+    data: Path
+    log: Path
+    options: str
+
+
+# URL (as yielded by temporary_cluster) -> its cluster, while the context is open.
+_CLUSTERS: dict[str, _Cluster] = {}
+
+
+def _cluster(server_url: str) -> _Cluster:
+    from sqlalchemy.engine import make_url
+
+    url = make_url(server_url)
+    for known, cluster in _CLUSTERS.items():
+        other = make_url(known)
+        if (other.host, other.port) == (url.host, url.port):
+            return cluster
+    raise PostgresUnavailable(f"{url.host}:{url.port} is not a temporary cluster of this "
+                              "process (an external server cannot be stopped by the tests)")
+
+
+def stop_server(server_url: str, mode: str = "fast") -> None:
+    """Stop the temporary cluster serving ``server_url`` (any of its databases' URLs).
+
+    ``mode`` is pg_ctl's: ``fast`` ends every session (clients see their connection dropped),
+    ``immediate`` is a crash. Raises ``PostgresUnavailable`` for a server not started here.
+    """
+    c = _cluster(server_url)
+    c.run(c.pg_ctl, "-D", str(c.data), "-w", "-t", "60", "-m", mode, "stop")
+
+
+def start_server(server_url: str) -> None:
+    """Start a temporary cluster stopped by ``stop_server`` again: same port, same data."""
+    c = _cluster(server_url)
+    c.run(c.pg_ctl, "-D", str(c.data), "-w", "-t", "60", "-o", c.options, "-l", str(c.log),
+          "start")
 
 
 def find_pg_bindir() -> Path | None:
@@ -129,8 +178,11 @@ def temporary_cluster(user: str = PG_USER) -> Iterator[str]:
         options = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} {_SERVER_SETTINGS}"
         run(str(bindir / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-o", options,
             "-l", str(log), "start")
-        yield f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
+        url = f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres"
+        _CLUSTERS[url] = _Cluster(run, str(bindir / "pg_ctl"), data, log, options)
+        yield url
     finally:
+        _CLUSTERS.pop(f"postgresql+psycopg://{user}@127.0.0.1:{port}/postgres", None)
         if (data / "postmaster.pid").exists():  # also after a start that timed out
             subprocess.run(prefix + [str(bindir / "pg_ctl"), "-D", str(data), "-w",
                                      "-m", "immediate", "stop"], capture_output=True, timeout=120)

@@ -1,0 +1,613 @@
+"""Fault injection: workers killed, the database restarted or contended, the disk full,
+training diverging. Each test repeats its fault enough times to mean something and counts
+what it did into docs/reliability.md (the ``reliability`` fixture, tests/reliability_report.py).
+
+- kill -9 at random points of 20 runs (two ``dm worker`` processes, replaced as they die):
+  every run succeeds once, every iteration is stored exactly once, and resumed runs match an
+  uninterrupted run bit for bit.
+- the PostgreSQL server stopped and started three times under two training workers: they
+  ride it out with backoff; no run loses an attempt, a row, or gets one twice.
+- a worker whose database stays away longer than ``max_outage`` gives the run back.
+- SQLite with four writer processes and a reader polling like the dashboard: no "database is
+  locked" reaches anyone.
+- an unwritable artifacts directory and a full disk (``/dev/full``): the run fails naming the
+  reason, and the database stays consistent.
+- divergence (β = 60, lr = 10) through the worker: failed at iteration k, metrics up to k
+  kept, nothing non-finite stored.
+
+Timing: about two minutes on two cores; the subprocess tests are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import math
+import multiprocessing
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import func, select
+from test_workers import cfg, start_worker, stop_all, wait_for, worker_logs
+
+from dm_core.events import ScalarsEvent
+from dm_core.store import RunStatus, Store, StoreError, StoreUnavailable
+from dm_core.store.models import CLAIMS, EVALS, HISTOGRAMS, LABELS, RUNS, SCALARS
+from workers import Worker
+from workers.backoff import Backoff, retrying
+
+ROOT = Path(__file__).resolve().parents[1]
+ALWAYS_REPORTED = ("loss", "ce", "lr", "batch_acc", "weight_mean", "weight_var")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def in_process_worker(store: Store, **kwargs) -> Worker:
+    options = {"device": "cpu", "poll": 0.1, "stale_after": 5.0, "exit_when_idle": True,
+               "artifacts_dir": store.artifacts_dir, "heartbeat_every": 0.2}
+    options.update(kwargs)
+    return Worker(store, **options)
+
+
+def patiently(action, what: str = "a read", timeout: float = 60.0):
+    """The test's own reads ride out an outage too."""
+    return retrying(action, what, Backoff(first=0.1, cap=1.0, give_up_after=timeout))
+
+
+def stored_iterations(store: Store, run_id: int) -> dict[str, list[int]]:
+    """Every iteration stored for the run, per table, in storage order (duplicates visible)."""
+    with store.session_scope(readonly=True) as s:
+        return {table.name: [int(i) for i in s.execute(
+            select(table.c.iteration).where(table.c.run_id == run_id)
+            .order_by(table.c.iteration)).scalars()]
+            for table in (SCALARS, HISTOGRAMS, EVALS)}
+
+
+def exactly_once(store: Store, run_id: int, total: int, eval_every: int) -> bool:
+    """Every iteration 1..total once in scalars and histograms; evals where they belong."""
+    got = stored_iterations(store, run_id)
+    evals = sorted({*range(eval_every, total + 1, eval_every), total})
+    return (got["scalars"] == list(range(1, total + 1))
+            and got["histograms"] == list(range(1, total + 1)) and got["evals"] == evals)
+
+
+def orphan_rows(store: Store) -> int:
+    """Rows of any per-run table whose run does not exist."""
+    with store.session_scope(readonly=True) as s:
+        return sum(s.execute(select(func.count()).select_from(table)
+                             .where(table.c.run_id.not_in(select(RUNS.c.id)))).scalar_one()
+                   for table in (SCALARS, HISTOGRAMS, EVALS, LABELS, CLAIMS))
+
+
+def reference_losses(config) -> np.ndarray:
+    """The per-iteration loss of an uninterrupted run of ``config``, in this process."""
+    from dm_core.train import train
+
+    losses: list[float] = []
+    train(config, on_event=lambda e: losses.append(e.values["loss"])
+          if isinstance(e, ScalarsEvent) else None)
+    return np.asarray(losses)
+
+
+# ---------------------------------------------------------------- backoff, in isolation
+
+def test_backoff_retries_outages_only_and_gives_up_in_bounded_time(caplog):
+    """Backoff: only outages are retried, with growing waits, for a bounded time"""
+    now = [0.0]
+    waits: list[float] = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    calls = []
+
+    def flaky():
+        calls.append(now[0])
+        if len(calls) < 5:
+            raise StoreUnavailable("database error (...): connection refused")
+        return "done"
+
+    backoff = Backoff(first=0.5, cap=4.0, give_up_after=30.0, jitter=0.0)
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        assert retrying(flaky, "run 3: record succeeded", backoff, sleep=sleep,
+                        clock=lambda: now[0]) == "done"
+    assert waits == [0.5, 1.0, 2.0, 4.0]
+    assert "run 3: record succeeded: database unavailable (database error (...): connection " \
+           "refused); retry 1 in 0.50 s" in caplog.text
+    assert "reachable again after 7.5 s (4 failed tries)" in caplog.text
+
+    def down():
+        raise StoreUnavailable("connection refused")
+
+    waits.clear()
+    now[0] = 0.0
+    with pytest.raises(StoreUnavailable), caplog.at_level(logging.ERROR, logger="dm.worker"):
+        retrying(down, "hand back", backoff, sleep=sleep, clock=lambda: now[0])
+    assert sum(waits) <= 30.0 and len(waits) == 9  # 0.5+1+2+4+4+4+4+4+4 = 27.5, next would pass 30
+    assert "hand back: database unavailable for 27.5 s (10 tries); giving up" in caplog.text
+
+    def broken():
+        calls.append("broken")
+        raise StoreError("duplicate key")
+
+    calls.clear()
+    with pytest.raises(StoreError, match="duplicate"):
+        retrying(broken, "x", backoff, sleep=sleep, clock=lambda: now[0])
+    assert calls == ["broken"]  # not an outage: not retried
+
+
+def test_unreachable_or_locked_database_is_store_unavailable(tmp_path, monkeypatch):
+    """Connection refused and SQLite locked count as outages (StoreUnavailable)"""
+    with pytest.raises(StoreUnavailable, match=r"\*\*\*"):
+        Store("postgresql://dm:pw@127.0.0.1:1/dm").list_runs()  # nothing listens on port 1
+
+    import dm_core.store.store as store_module
+
+    monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)
+    url = f"sqlite:///{tmp_path / 'locked.sqlite'}"
+    store = Store(url)
+    store.queue_counts()  # schema in place
+    holder = sqlite3.connect(tmp_path / "locked.sqlite", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(StoreUnavailable, match="locked"):
+            store.submit([cfg()])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.submit([cfg()]).run_ids == [1]  # and it passes once the lock is gone
+
+
+# ---------------------------------------------------------------- a: kill -9, 20 runs
+
+def _forked_worker(url: str, artifacts: str, log_path: str, options: dict) -> None:
+    logging.basicConfig(filename=log_path, level=logging.INFO, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    Worker(Store(url, artifacts), device="cpu", artifacts_dir=artifacts, **options).run()
+
+
+def fork_worker(store: Store, **options) -> multiprocessing.Process:
+    """A worker process forked from this one: torch is already imported, so it starts in
+    milliseconds instead of seconds (20 kills must not cost 20 interpreter start-ups). Its
+    log goes to ``worker-*.log`` beside the artifacts (``worker_logs``)."""
+    store.dispose()  # no open database connection crosses the fork (PITFALLS.md 11)
+    log_path = store.artifacts_dir.parent / f"worker-{time.monotonic_ns()}.log"
+    proc = multiprocessing.get_context("fork").Process(
+        target=_forked_worker, daemon=True,
+        args=(store.url, str(store.artifacts_dir), str(log_path),
+              {"poll": 0.1, "heartbeat_every": 0.25, **options}))
+    proc.start()
+    return proc
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
+    """kill -9 a worker at a random point of each of 20 runs; replacements resume them"""
+    store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
+    total, every = 600, 50
+    configs = [cfg(f"k{i}", seed=i, iterations=total, eval_every=every) for i in range(20)]
+    ids = store.submit(configs, max_attempts=10).run_ids
+    reference_losses(cfg(iterations=2))  # import and warm up what training needs, once, here
+    rng = random.Random(20)
+    killed: set[int] = set()
+    kills: list[dict] = []  # what each kill interrupted
+
+    def start() -> dict:
+        return {"proc": fork_worker(store, stale_after=1.5, flush_every=0.2), "kill_at": None}
+
+    def held_by(proc, infos) -> object | None:
+        for info in infos:
+            if (info.status == RunStatus.RUNNING and info.worker_id
+                    and info.worker_id.split("-")[-2] == str(proc.pid)):
+                return info
+        return None
+
+    lanes = [start(), start()]
+    deadline = time.monotonic() + 240
+    try:
+        while True:
+            infos = store.list_runs()
+            if all(r.status == RunStatus.SUCCEEDED for r in infos):
+                break
+            assert time.monotonic() < deadline, worker_logs(store.artifacts_dir)
+            for n, lane in enumerate(lanes):
+                proc = lane["proc"]
+                assert proc.is_alive(), worker_logs(store.artifacts_dir)
+                held = held_by(proc, infos)
+                if lane["kill_at"] is None:  # each run is killed once, on its first attempt
+                    if held is not None and held.id not in killed:
+                        lane["kill_at"] = time.monotonic() + rng.uniform(0.0, 0.9)
+                    continue
+                if time.monotonic() < lane["kill_at"]:
+                    continue
+                proc.kill()  # SIGKILL: no checkpoint, no hand-back, no goodbye
+                proc.join(timeout=30)
+                if held is not None:  # what the database holds is what the resume will use
+                    killed.add(held.id)
+                    held = store.get_run(held.id)
+                kills.append({"run": held.id if held else None,
+                              "at": held.iteration if held else None,
+                              "checkpoint": (held.checkpoint_iteration or 0) if held else None})
+                lanes[n] = start()
+            time.sleep(0.05)
+        assert all(lane["proc"].is_alive() for lane in lanes), worker_logs(store.artifacts_dir)
+    finally:
+        for lane in lanes:
+            lane["proc"].kill()
+            lane["proc"].join(timeout=30)
+
+    infos = {r.id: r for r in store.list_runs()}
+    lost = [i for i in ids if not exactly_once(store, i, total, every)]
+    mid_run = [k for k in kills if k["run"] is not None]
+    claims = store.claims()
+    reliability.add(trials=len(ids), faults=len(kills), lost=len(lost), claims=len(claims),
+                    kills_mid_run=len(mid_run),
+                    resumed_from_a_checkpoint=sum(1 for k in mid_run if k["checkpoint"]),
+                    restarted_from_scratch=sum(1 for k in mid_run if not k["checkpoint"]))
+    assert lost == [], (lost, worker_logs(store.artifacts_dir))
+    assert {r.status for r in infos.values()} == {RunStatus.SUCCEEDED}
+    assert len(mid_run) >= 14, kills  # the kills really interrupted runs
+    for run_id in ids:  # each attempt claimed once, attempts numbered 1..n without a gap
+        attempts = [c["attempt"] for c in claims if c["run_id"] == run_id]
+        assert attempts == list(range(1, infos[run_id].attempt + 1)), (run_id, attempts)
+    assert all(infos[i].attempt > 1 for i in killed)
+    assert orphan_rows(store) == 0
+
+    # Resumed runs are the same runs: bit for bit the losses of an uninterrupted one.
+    resumed = [k["run"] for k in mid_run if k["checkpoint"]][:4]
+    assert resumed, kills
+    for run_id in resumed:
+        stored = store.scalars(run_id)["loss"].to_numpy()
+        np.testing.assert_array_equal(stored, reference_losses(configs[ids.index(run_id)]))
+
+
+# ---------------------------------------------------------------- b: PostgreSQL restarted
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_restarted_under_two_training_workers(postgres_url, tmp_path, reliability):
+    """PostgreSQL stopped and started 3 times while 2 workers train: they ride it out"""
+    from dm_core.store.testing import PostgresUnavailable, fresh_database, start_server, stop_server
+
+    outages, down_for = 3, 2.0
+    with fresh_database(postgres_url) as url:
+        store = Store(url, tmp_path / "artifacts")
+        total, every = 2000, 250
+        ids = store.submit([cfg(f"pg{i}", seed=i, iterations=total, eval_every=every)
+                            for i in range(4)]).run_ids
+        procs = [start_worker(url, store.artifacts_dir, "--stale-after", "30",
+                              "--max-outage", "60") for _ in range(2)]
+
+        def runs():
+            return patiently(store.list_runs)
+
+        def moved_on(before: int) -> bool:
+            infos = runs()
+            return (sum(r.iteration for r in infos) > before + 100
+                    or all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) for r in infos))
+
+        restarts, training_during_outage, down = 0, 0, False
+        try:
+            wait_for(lambda: len([r for r in store.list_runs(status="running")
+                                  if r.iteration > 0]) == 2, timeout=120, what="two runs training")
+            for _ in range(outages):
+                before = sum(r.iteration for r in runs())
+                training_during_outage += sum(r.status == RunStatus.RUNNING for r in runs())
+                try:
+                    stop_server(url)
+                except PostgresUnavailable as err:
+                    pytest.skip(str(err))
+                down = True
+                time.sleep(down_for)
+                start_server(url)
+                down, restarts = False, restarts + 1
+                wait_for(lambda: moved_on(before), timeout=120, every=0.2,  # noqa: B023
+                         what="progress after the restart")
+            wait_for(lambda: all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+                                 for r in runs()), timeout=240, every=0.3,
+                     what="every run to finish")
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+            codes = [p.wait(timeout=60) for p in procs]
+        finally:
+            stop_all(procs)
+            if down:  # the test failed mid-outage: bring the server back for the other tests
+                start_server(url)
+        logs = worker_logs(store.artifacts_dir)
+        assert codes == [0, 0], logs
+        infos = store.list_runs()
+        lost = [i for i in ids if not exactly_once(store, i, total, every)]
+        claims = store.claims()
+        reliability.add(trials=len(ids), faults=restarts, lost=len(lost),
+                        outage_seconds=restarts * down_for,
+                        runs_training_at_a_restart=training_during_outage,
+                        retry_log_lines=logs.count("database unavailable")
+                        + logs.count("could not write metrics") + logs.count("could not claim"),
+                        attempts_used=sum(r.attempt for r in infos))
+        assert {r.status for r in infos} == {RunStatus.SUCCEEDED}, logs
+        assert lost == [], logs
+        assert [r.attempt for r in infos] == [1] * len(ids), logs  # no attempt consumed
+        assert sorted(c["run_id"] for c in claims) == ids  # each run claimed exactly once
+        # The workers said what happened, and that it passed.
+        assert "database unavailable" in logs or "could not write metrics" in logs, logs
+        assert "reachable again" in logs or "written again" in logs, logs
+        assert training_during_outage >= 2  # the outages hit training runs, not idle workers
+        store.dispose()
+
+
+def test_a_worker_gives_a_run_back_after_max_outage(tmp_path, caplog, reliability):
+    """A database away longer than max_outage: the worker hands the run back, and it resumes"""
+    store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
+    config = cfg("outage", iterations=1000, eval_every=500)
+    [run_id] = store.submit([config]).run_ids
+    real_write = store.write_batch
+    refused = []
+
+    def write_batch(run_id, attempt, *args, **kwargs):
+        if attempt == 1:  # the first attempt never reaches the database again
+            refused.append(attempt)
+            raise StoreUnavailable("database error (sqlite:///x): connection lost (simulated)")
+        return real_write(run_id, attempt, *args, **kwargs)
+
+    store.write_batch = write_batch
+    w = in_process_worker(store, max_outage=0.5, flush_every=0.05)
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        assert w.run() == 2  # attempt 1 given back; attempt 2 (same burst worker) finishes
+    info = store.get_run(run_id)
+    reliability.add(trials=1, faults=len(refused),
+                    lost=0 if exactly_once(store, run_id, 1000, 500) else 1)
+    assert (info.status, info.attempt) == (RunStatus.SUCCEEDED, 2)
+    assert [c["attempt"] for c in store.claims(run_id)] == [1, 2]
+    assert exactly_once(store, run_id, 1000, 500)
+    assert len(refused) >= 3  # retried with backoff before giving up
+    assert "giving up on the run" in caplog.text
+    assert "database trouble" in caplog.text and "handed back as queued" in caplog.text
+
+
+# ---------------------------------------------------------------- c: SQLite contention
+
+WRITER = r"""
+import json, sys, time
+import numpy as np
+from dm_core.events import HistogramEvent, ScalarsEvent
+from dm_core.store import Store, StoreError
+
+store, name = Store(sys.argv[1]), sys.argv[2]
+out = {"transactions": 0, "errors": [], "max_wait_s": 0.0, "runs": 0}
+
+def op(fn):
+    started = time.perf_counter()
+    try:
+        return fn()
+    except StoreError as err:
+        out["errors"].append(str(err))
+    finally:
+        out["transactions"] += 1
+        out["max_wait_s"] = max(out["max_wait_s"], time.perf_counter() - started)
+
+while (run := op(lambda: store.claim(name, "cpu"))) is not None:
+    out["runs"] += 1
+    for i in range(1, run.total_iterations + 1):
+        op(lambda: store.write_batch(
+            run.id, run.attempt, [ScalarsEvent(i, {"loss": 1.0 / i})],
+            [HistogramEvent(i, np.full(8, i, np.int32), np.zeros(8, np.int32))],
+            worker_id=name))
+        if i % 10 == 0:
+            op(lambda: store.heartbeat(run.id, name, run.attempt))
+        if i % 50 == 0:
+            op(lambda: store.requeue_stale(60.0))
+    op(lambda: store.finish(run.id, name, "succeeded", attempt=run.attempt))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_sqlite_four_writers_and_a_polling_reader_never_see_locked(tmp_path, reliability):
+    """SQLite: 4 writer processes and a polling reader, no "database is locked" anywhere"""
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    total = 150
+    ids = store.submit([cfg(f"c{i}", iterations=total) for i in range(12)]).run_ids
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, f"writer-{i}"], cwd=ROOT,
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True) for i in range(4)]
+    reads = {"count": 0, "errors": [], "max_wait_s": 0.0}
+    last: dict[int, int] = {}
+
+    def poll_like_the_dashboard():
+        reader = Store(url)
+        while any(w.poll() is None for w in writers):
+            started = time.perf_counter()
+            try:
+                reader.queue_counts()
+                for info in reader.list_runs(status="running", limit=20):
+                    frame = reader.scalars(info.id, after=last.get(info.id, 0))
+                    reader.histograms(info.id, start=last.get(info.id, 0) + 1)
+                    if len(frame):
+                        last[info.id] = int(frame["iteration"].iloc[-1])
+            except StoreError as err:
+                reads["errors"].append(str(err))
+            reads["count"] += 1
+            reads["max_wait_s"] = max(reads["max_wait_s"], time.perf_counter() - started)
+            time.sleep(0.02)
+        reader.dispose()
+
+    thread = threading.Thread(target=poll_like_the_dashboard, daemon=True)
+    thread.start()
+    try:
+        results = [w.communicate(timeout=180) for w in writers]
+    finally:
+        stop_all(writers)
+    thread.join(timeout=60)
+    assert all(w.returncode == 0 for w in writers), [err for _, err in results]
+    outs = [json.loads(out) for out, _ in results]
+    errors = [e for o in outs for e in o["errors"]] + reads["errors"]
+    lost = [i for i in ids if stored_iterations(store, i)["scalars"] != list(range(1, total + 1))]
+    reliability.add(trials=sum(o["transactions"] for o in outs) + reads["count"], faults=0,
+                    lost=len(lost), writer_transactions=sum(o["transactions"] for o in outs),
+                    reader_polls=reads["count"], lock_errors=len(errors),
+                    max_writer_wait_s=round(max(o["max_wait_s"] for o in outs), 3),
+                    max_reader_poll_s=round(reads["max_wait_s"], 3))
+    assert errors == []
+    assert sum(o["runs"] for o in outs) == len(ids) and all(o["runs"] for o in outs)
+    assert reads["count"] >= 20
+    assert lost == []
+    assert {r.status for r in store.list_runs()} == {RunStatus.SUCCEEDED}
+
+
+# ---------------------------------------------------------------- d: disk faults
+
+def unwritable_artifacts(tmp_path: Path) -> tuple[Path, str]:
+    """An artifacts directory no checkpoint can be written to, and the error expected.
+
+    As an ordinary user: chmod 0o500. As root (CI containers), permissions do not stop
+    writes, so the directory is placed under a regular file instead: ENOTDIR.
+    """
+    if os.geteuid() != 0:
+        path = tmp_path / "readonly"
+        path.mkdir()
+        path.chmod(0o500)
+        return path, "Permission denied"
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    return blocker / "artifacts", "Not a directory"
+
+
+def fill_disk_at(monkeypatch, checkpoint_number: int) -> list[int]:
+    """From the ``checkpoint_number``-th checkpoint on (1-based), the disk is full: the
+    loop's temporary checkpoint file is a link to /dev/full, so the kernel answers ENOSPC."""
+    import dm_core.train
+
+    real = dm_core.train._write_atomically
+    calls: list[int] = []
+
+    def write(state, directory):
+        calls.append(state["iteration"])
+        if len(calls) >= checkpoint_number:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / (dm_core.train.CHECKPOINT_NAME + ".tmp")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to("/dev/full")
+        return real(state, directory)
+
+    monkeypatch.setattr(dm_core.train, "_write_atomically", write)
+    return calls
+
+
+def assert_consistent_after_failure(store: Store, run_id: int, reason: str) -> None:
+    info = store.get_run(run_id)
+    assert info.status == RunStatus.FAILED and info.finished_at is not None
+    assert reason in info.error, info.error
+    got = stored_iterations(store, run_id)
+    k = info.iteration
+    assert got["scalars"] == list(range(1, k + 1))  # no gap, no duplicate
+    assert got["histograms"] == got["scalars"]
+    assert all(i <= k for i in got["evals"])
+    assert k >= (info.checkpoint_iteration or 0)  # metrics up to the last checkpoint present
+    if info.checkpoint_iteration:
+        assert Path(info.checkpoint_path).is_file()
+    assert store.labels(run_id) is not None
+    assert [c["attempt"] for c in store.claims(run_id)] == [1]
+    assert orphan_rows(store) == 0
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_disk_faults_fail_the_run_cleanly(db_url, tmp_path, monkeypatch, reliability):
+    """Artifacts unwritable or disk full: the run fails naming why; the database stays consistent"""
+    total, every = 60, 20
+    trials = 0
+    # Unwritable from the start: the first checkpoint (iteration 20) fails.
+    artifacts, reason = unwritable_artifacts(tmp_path)
+    store = Store(db_url, artifacts)
+    [run_id] = store.submit([cfg("unwritable", iterations=total, eval_every=every)]).run_ids
+    in_process_worker(store).run()
+    assert_consistent_after_failure(store, run_id, reason)
+    info = store.get_run(run_id)
+    assert "cannot write a checkpoint in" in info.error and info.checkpoint_iteration is None
+    assert info.iteration == every
+    trials += 1
+
+    # Disk full at the 1st, 2nd and 3rd checkpoint.
+    store = Store(db_url, tmp_path / "artifacts")
+    for n in (1, 2, 3):
+        calls = fill_disk_at(monkeypatch, n)
+        [run_id] = store.submit([cfg(f"full-{n}", iterations=total, eval_every=every)]).run_ids
+        in_process_worker(store).run()
+        assert_consistent_after_failure(store, run_id, "No space left on device")
+        info = store.get_run(run_id)
+        assert info.error.startswith("OSError: [Errno 28] cannot write a checkpoint in")
+        assert info.checkpoint_iteration == (calls[n - 2] if n > 1 else None)
+        assert info.iteration == calls[n - 1] == n * every
+        attempt_dir = store.run_dir(run_id) / "attempt-1"
+        assert not any(p.name.endswith(".tmp") for p in attempt_dir.iterdir())  # cleaned up
+        trials += 1
+        monkeypatch.undo()
+    reliability.add(trials=trials, faults=trials, lost=0,
+                    **{"reason shown": f"{reason}; No space left on device"})
+
+
+# ---------------------------------------------------------------- e: divergence
+
+def test_divergence_through_the_worker(db_url, tmp_path, reliability):
+    """Diverging runs (β = 60, lr = 10) fail at iteration k with their metrics up to k"""
+    store = Store(db_url, tmp_path / "artifacts")
+    seeds = range(6)
+    # Evaluated, checkpointed and written every iteration: all of that must survive too.
+    ids = store.submit([cfg(f"div{s}", seed=s, iterations=300, eval_every=1, loss__beta=60.0,
+                            optimizer__lr=10.0, max_logit=100.0) for s in seeds]).run_ids
+    in_process_worker(store, flush_every=0.0).run()
+    at = []
+    for run_id in ids:
+        info = store.get_run(run_id)
+        assert info.status == RunStatus.FAILED, info
+        assert info.error.startswith("diverged at iteration "), info.error
+        assert "loss.beta=60" in info.error  # the likely cause is named
+        k = int(info.error.split()[3].rstrip(":"))
+        at.append(k)
+        got = stored_iterations(store, run_id)
+        assert got["scalars"] == got["histograms"] == got["evals"] == list(range(1, k))
+        assert info.iteration == info.checkpoint_iteration == k - 1  # kept up to k
+        frame = store.scalars(run_id)
+        values = frame[list(ALWAYS_REPORTED)].to_numpy()
+        assert np.isfinite(values).all(), frame  # nothing NaN or infinite was stored
+        with store.session_scope(readonly=True) as s:  # nor NULL (a non-finite value)
+            nulls = s.execute(select(func.count()).select_from(SCALARS).where(
+                SCALARS.c.run_id == run_id, SCALARS.c.loss.is_(None))).scalar_one()
+        assert nulls == 0
+    assert orphan_rows(store) == 0
+    reliability.add(trials=len(ids), faults=len(ids), lost=0,
+                    diverged_at=", ".join(map(str, at)))
+    assert all(math.isfinite(k) and k > 1 for k in at)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_checkpoint_write_errors_name_the_directory(tmp_path):
+    """A failed checkpoint write leaves no partial file and names its directory"""
+    from dm_core.train import CHECKPOINT_NAME, _write_atomically
+
+    full = tmp_path / "run"
+    full.mkdir()
+    (full / (CHECKPOINT_NAME + ".tmp")).symlink_to("/dev/full")
+    with pytest.raises(OSError) as err:
+        _write_atomically({"w": torch.zeros(4096)}, full)
+    assert err.value.errno == errno.ENOSPC and str(full) in str(err.value)
+    assert list(full.iterdir()) == []
