@@ -1,5 +1,5 @@
 """The dashboard's pages in one list, and links between them that also work when a page runs
-on its own (``AppTest.from_file("app/pages/x.py")``, where no navigation exists)."""
+on its own (``AppTest.from_file("app/views/x.py")``, where no navigation exists)."""
 
 from __future__ import annotations
 
@@ -19,16 +19,16 @@ class PageInfo:
 
 
 PAGES: tuple[PageInfo, ...] = (
-    PageInfo("home", "pages/home.py", "Home", ":material/home:", "What DM is, and the queue."),
-    PageInfo("designer", "pages/designer.py", "EDF designer", ":material/tune:",
+    PageInfo("home", "views/home.py", "Home", ":material/home:", "What DM is, and the queue."),
+    PageInfo("designer", "views/designer.py", "EDF designer", ":material/tune:",
              "Shape an emphasis density function and see its weight, density and loss."),
-    PageInfo("launch", "pages/launch.py", "Launch", ":material/rocket_launch:",
+    PageInfo("launch", "views/launch.py", "Launch", ":material/rocket_launch:",
              "Queue one run, a λ/β grid or a method comparison."),
-    PageInfo("runs", "pages/runs.py", "Runs", ":material/list:",
+    PageInfo("runs", "views/runs.py", "Runs", ":material/list:",
              "Every run: progress, cancel, retry, delete, clone."),
-    PageInfo("monitor", "pages/monitor.py", "Monitor", ":material/monitoring:",
+    PageInfo("monitor", "views/monitor.py", "Monitor", ":material/monitoring:",
              "One run live: accuracy, mean p_i, p_i histograms."),
-    PageInfo("compare", "pages/compare.py", "Compare", ":material/compare_arrows:",
+    PageInfo("compare", "views/compare.py", "Compare", ":material/compare_arrows:",
              "Several runs side by side, as the paper's tables."),
 )
 BY_KEY = {p.key: p for p in PAGES}

@@ -1,19 +1,28 @@
 """DM Studio's dashboard: page config, sidebar and navigation (run with ``dm up``, or
 ``streamlit run app/streamlit_app.py`` with ``DM_DATABASE_URL`` set).
 
-Each page is its own file in ``app/pages/`` and runs on its own too (that is how the tests
-drive them); this file only routes between them.
+Each page is its own file in ``app/views/`` and runs on its own too (that is how the tests
+drive them); this file only signs the session in (``app.auth``: ``DM_PASSWORD`` or an OIDC
+``[auth]`` section) and routes between them. Until the session is signed in, the sign-in
+page is the only page there is.
+
+The folder is deliberately NOT called ``pages/``: beside the entry file, Streamlit takes a
+``pages/`` folder for an old-style multipage app, and until the first session of a fresh
+server has called ``st.navigation`` it runs ``pages/x.py`` for a request of ``/x`` without
+this file -- without the sign-in (tests/test_app_auth.py checks every page's URL).
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from app.auth import require_login
 from app.db import database_url, store
 from app.nav import PAGES
 from dm_core.store import StoreError, mask_url
 
 st.set_page_config(page_title="DM Studio", page_icon=":material/tune:", layout="wide")
+require_login()  # st.stop()s with the sign-in page unless this session may come in
 
 pages = [st.Page(p.path, title=p.title, icon=p.icon, default=p.key == "home",
                  url_path="" if p.key == "home" else p.key) for p in PAGES]

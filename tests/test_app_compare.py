@@ -1,4 +1,4 @@
-"""Compare page (app/pages/compare.py) under AppTest: its numbers are the stored ones."""
+"""Compare page (app/views/compare.py) under AppTest: its numbers are the stored ones."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""EDF designer page (app/pages/designer.py) under AppTest."""
+"""EDF designer page (app/views/designer.py) under AppTest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Home page (app/pages/home.py) under AppTest."""
+"""Home page (app/views/home.py) under AppTest."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Launch page (app/pages/launch.py) under AppTest: what it queues, checked in the store."""
+"""Launch page (app/views/launch.py) under AppTest: what it queues, checked in the store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Monitor page (app/pages/monitor.py) under AppTest.
+"""Monitor page (app/views/monitor.py) under AppTest.
 
 AppTest runs fragments inline and never fires ``run_every`` (PITFALLS.md 1): polling is
 tested by writing rows as a worker would, then running the page again.

@@ -1,4 +1,4 @@
-"""Runs page (app/pages/runs.py) under AppTest: the table and the actions, checked in the store."""
+"""Runs page (app/views/runs.py) under AppTest: the table and the actions, checked in the store."""
 
 from __future__ import annotations
 

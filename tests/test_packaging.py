@@ -310,7 +310,7 @@ def test_wheel_carries_migrations_pages_and_theme(tmp_path):
     needed = {"dm_core/store/migrations/script.py.mako", "dm_core/store/migrations/env.py",
               "dm_core/store/migrations/versions/0001_initial.py", "app/.streamlit/config.toml",
               "app/streamlit_app.py", "workers/worker.py"}
-    needed |= {f"app/pages/{p.name}" for p in (ROOT / "app" / "pages").glob("*.py")}
+    needed |= {f"app/views/{p.name}" for p in (ROOT / "app" / "views").glob("*.py")}
     assert needed <= names, f"missing from the wheel: {sorted(needed - names)}"
 
 
