@@ -4,7 +4,7 @@
 #   make run     dashboard on http://127.0.0.1:8501 + one worker (SQLite in ./var); Ctrl-C stops
 #   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
 #   make lint    ruff check
-#   make bench   every benchmarks/bench_*.py in turn
+#   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,6 +17,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3 python; do \
 VENV ?= .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?= -n 2
+BENCH_ARGS ?=
 # Stamps: the install is redone only when pyproject.toml is newer than the last install.
 RUN_STAMP := $(VENV)/.dm-installed-run
 DEV_STAMP := $(VENV)/.dm-installed-dev
@@ -49,10 +50,11 @@ test: $(DEV_STAMP) ci-system-deps
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-bench: $(RUN_STAMP)
-	@shopt -s nullglob; files=(benchmarks/bench_*.py); \
-	if [ $${#files[@]} -eq 0 ]; then echo "no benchmarks/bench_*.py to run"; exit 0; fi; \
-	for f in "$${files[@]}"; do echo "== $$f"; $(BIN)/python "$$f"; done
+# One intra-op thread per process, as in `make test`: the side-by-side ratios are measured
+# on a single core and the queue benchmark's workers each get one.
+bench: $(DEV_STAMP)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
+		$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
 # Under CI=true every test must run: install Chromium (browser tests) and PostgreSQL (store
 # tests) when missing. Elsewhere nothing is installed and those tests skip with a reason.

@@ -1,7 +1,8 @@
 """One ResNet-20 training step on 128 CIFAR-sized images: DM against CCE, side by side.
 
 Target (issue: benchmarks): DM ≤ 1.02× CCE per step -- the loss is a rounding error next
-to the network. Prints both medians and their ratio.
+to the network. Prints the medians and the fastest steps with their ratios, and a ``verdict:``
+line: met when both ratios are within the target, inconclusive when they disagree.
 
     python benchmarks/bench_train_step.py [--repeats 20]
 """
@@ -16,6 +17,8 @@ import torch
 
 from dm_core.losses import make_loss
 from dm_core.models import create_model
+
+TARGET = 1.02
 
 
 def main() -> None:
@@ -49,10 +52,24 @@ def main() -> None:
     for _ in range(args.repeats):  # interleaved, so load drift hits both alike
         for name, fn in losses.items():
             times[name].append(step(fn))
-    cce, dm = statistics.median(times["cce"]), statistics.median(times["dm"])
-    print(f"device {device}, batch {args.batch}, torch {torch.__version__}")
-    print(f"ResNet-20 step  CCE {cce * 1e3:8.1f} ms   DM {dm * 1e3:8.1f} ms   DM/CCE {dm / cce:5.3f}  (target ≤ 1.02)")
-
+    print(f"device {device}, batch {args.batch}, torch {torch.__version__}, {args.repeats} "
+          f"interleaved steps each")
+    for label, stat in (("median", statistics.median), ("fastest", min)):
+        cce, dm = stat(times["cce"]), stat(times["dm"])
+        print(f"ResNet-20 step, {label:7}  CCE {cce * 1e3:8.1f} ms   DM {dm * 1e3:8.1f} ms   "
+              f"DM/CCE {dm / cce:5.3f}  (target ≤ {TARGET})")
+    # Two estimates of one ratio: other work on the machine adds time to either side at random,
+    # so the median and the fastest steps can fall on different sides of a 2% target.
+    median = statistics.median(times["dm"]) / statistics.median(times["cce"])
+    fastest = min(times["dm"]) / min(times["cce"])
+    both = f"DM/CCE per ResNet-20 step {median:.3f} (median), {fastest:.3f} (fastest of {args.repeats})"
+    if max(median, fastest) <= TARGET:
+        print(f"verdict: {both} ≤ {TARGET}: met")
+    elif min(median, fastest) > TARGET:
+        print(f"verdict: {both} > {TARGET}: MISSED")
+    else:
+        print(f"verdict: {both}: inconclusive -- one estimate is within {TARGET} and one is not, "
+              "so the machine's noise exceeds the target's margin; rerun on an idle machine")
 
 if __name__ == "__main__":
     main()

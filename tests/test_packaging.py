@@ -348,6 +348,7 @@ def test_make_targets_dry_run(tmp_path):
     assert f"{venv}/bin/dm up" in text
     assert f"{venv}/bin/python -m pytest -n 2" in text
     assert f"{venv}/bin/ruff check ." in text
+    assert f"{venv}/bin/python benchmarks/run_all.py" in text  # make bench writes docs/benchmarks.md
 
 
 def test_make_test_reinstalls_only_when_pyproject_changes(tmp_path):
