@@ -563,6 +563,10 @@ def check_claims(table: pd.DataFrame) -> list[tuple[str, bool | None, str]]:
     return out
 
 
+def _verdict(holds: bool | None) -> str:
+    return "holds" if holds else ("does not hold" if holds is False else "undecided")
+
+
 def write_report(experiment: Experiment, df: pd.DataFrame, out_dir: Path, command: str,
                  machine: str) -> Path:
     """``out_dir/<name>.md`` with the table and claims, and ``out_dir/<name>-*.html`` figures."""
@@ -598,11 +602,169 @@ def write_report(experiment: Experiment, df: pd.DataFrame, out_dir: Path, comman
     if claims:
         lines += ["## The paper's claims on this data", ""]
         for text, holds, numbers in claims:
-            verdict = "holds" if holds else ("does not hold" if holds is False else "undecided")
-            lines.append(f"- **{text}: {verdict}.** {numbers}")
+            lines.append(f"- **{text}: {_verdict(holds)}.** {numbers}")
         lines.append("")
     lines += ["Figures: " + ", ".join(f"[{slug}]({experiment.name}-{slug}.html)" for slug, _ in figs), ""]
     path = out_dir / f"{experiment.name}.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     df.to_csv(out_dir / f"{experiment.name}-runs.csv", index=False)
     return path
+
+
+# ---------------------------------------------------------------------- the summary page
+
+_DN_NOTE = (
+    "Why {names} diverged: these bounded losses give weights that go to 0 at both ends, "
+    "p → 0 and p → 1 (MAE 2p(1-p), MSE 4p(1-p)², GCE 2p^q(1-p)). Derivative normalisation "
+    "divides by the batch's total weight, so it always hands out one unit of gradient, and as "
+    "training goes on that unit lands on a shrinking set of examples whose weights are not yet "
+    "tiny: their margins are pushed ever further, and at this learning rate (SGD, {lr:g}) the "
+    "logits grow without bound until one passes `max_logit` ({max_logit:g}) and the run is "
+    "stopped as diverged. DM's own weight, exp(β p^λ (1-p)) with β > 0, is at least 1 "
+    "everywhere, so the same normalisation stays bounded.")
+_CCE_DN_NOTE = (" CCE-DN's weight 2(1-p) vanishes only at p → 1, and none of its runs "
+                "diverged in this budget.")
+
+
+def _claims_context(table: pd.DataFrame) -> list[str]:
+    """What the four claims leave out: how close the λ rankings are, which method is best
+    overall, and DM runs that peaked and then fell (bullets, numbers from ``table``)."""
+    out = []
+    dm = table[table["method"].str.startswith("DM") & (table["diverged"] == 0)]
+    close = []
+    for cond, part in dm.groupby("condition", sort=False):
+        ranked = part.sort_values("test_acc_final", ascending=False)
+        if len(ranked) > 1:
+            a, b = ranked.iloc[0], ranked.iloc[1]
+            close.append(f"{cond}: {a['method']} {_fmt(a['test_acc_final'], a['test_acc_final_std'])} "
+                         f"vs {b['method']} {_fmt(b['test_acc_final'], b['test_acc_final_std'])}")
+    if close:
+        out.append("The best and second-best DM variants (final test accuracy, %, mean ± std over "
+                   "seeds), behind claims (b) and (c): " + "; ".join(close) + ".")
+    best = []
+    for cond, part in table[table["diverged"] == 0].groupby("condition", sort=False):
+        top = part.loc[part["test_acc_final"].idxmax()]
+        best.append(f"{cond}: {top['method']} {top['test_acc_final'] * 100:.1f}%")
+    if best:
+        out.append("The best method overall on final test accuracy: " + "; ".join(best) + ".")
+    fell = dm[dm["test_acc_best"] - dm["test_acc_final"] > 0.05]
+    if len(fell):
+        out.append("DM runs whose final test accuracy is more than 5 points below their best "
+                   "(the model first learns the clean pattern, then memorises the noisy labels; "
+                   "β is chosen on the best clean-validation accuracy during training, which "
+                   "does not see that late fall): " + "; ".join(
+                       f"{r['condition']} {r['method']} (β={r['beta']:g}) best "
+                       f"{r['test_acc_best'] * 100:.1f}% → final {r['test_acc_final'] * 100:.1f}%"
+                       for _, r in fell.iterrows()) + ".")
+    return out
+
+
+def results_from_csv(path: Path) -> pd.DataFrame:
+    """A report's per-run CSV (``write_report`` writes it) back as ``results_frame`` gives it."""
+    return pd.read_csv(path, dtype={"condition": str, "method": str})
+
+
+def write_summary(reports_dir: Path, out: Path) -> Path:
+    """Write ``summary_text(reports_dir, out)`` to ``out``."""
+    text = summary_text(reports_dir, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    return out
+
+
+def summary_text(reports_dir: Path, out: Path) -> str:
+    """The summary page to be written at ``out`` (docs/reproduction.md): every experiment's
+    report in ``reports_dir`` linked, the four claims with their numbers recomputed from the
+    per-run CSVs, the diverged methods, and the presets that were not run here. Raises
+    ``ValueError`` when no report is there."""
+    import os
+
+    lines = ["# The paper's findings, reproduced", "",
+             "Generated by `dm repro --summary` from the per-run results in "
+             f"`{reports_dir.as_posix()}/` (one CSV per experiment; every figure below is "
+             "recomputed from them, so it matches the tables of the reports).", ""]
+    ran, not_ran, diverged, claims = [], [], {}, []
+    cce_dn_ok = False
+    for entry in EXPERIMENTS.entries():
+        exp: Experiment = entry.extra["experiment"]
+        csv = reports_dir / f"{exp.name}-runs.csv"
+        if not csv.is_file():
+            not_ran.append(exp)
+            continue
+        df = results_from_csv(csv)
+        table = summary_table(df)
+        report = reports_dir / f"{exp.name}.md"
+        text = report.read_text(encoding="utf-8") if report.is_file() else ""
+        command = re.search(r"^Regenerate: `([^`]*)`", text, re.M)
+        ran.append((exp, df, os.path.relpath(report, out.parent), command.group(1) if command else None))
+        if exp.claims:
+            claims.append((exp, table))
+        for method, part in df.groupby("method", sort=False):
+            if part["diverged"].any():
+                diverged.setdefault(method, []).append((exp, int(part["diverged"].sum()), len(part)))
+            elif method == "CCE-DN":
+                cce_dn_ok = True
+    if not ran:
+        raise ValueError(f"no reports in {reports_dir}: run `dm repro NAME --local --out "
+                         f"{reports_dir}` (or queue it) first")
+
+    lines += ["| experiment | runs | seeds | report |", "|---|---|---|---|"]
+    for exp, df, link, _ in ran:
+        lines.append(f"| {exp.name} | {len(df)} final runs | {sorted(df['seed'].unique().tolist())} "
+                     f"| [{exp.name}.md]({link}) |")
+    lines.append("")
+    for exp, table in claims:
+        lines += [f"## The four claims on {exp.name}", ""]
+        for text, holds, numbers in check_claims(table):
+            lines.append(f"- **{text}: {_verdict(holds)}.** {numbers}")
+        lines += ["", "For context:", ""] + [f"- {c}" for c in _claims_context(table)] + [""]
+    if diverged:
+        lines += ["## Runs that diverged", ""]
+        for method, where in diverged.items():
+            lines.append(f"- {method}: " + "; ".join(f"{n}/{total} runs of {exp.name}"
+                                                      for exp, n, total in where))
+        bounded_dn = [m for m in diverged if m.upper() in ("GCE-DN", "MAE-DN", "MSE-DN")]
+        if bounded_dn:
+            base = parse_config(diverged[bounded_dn[0]][0][0].base)
+            lines += ["", _DN_NOTE.format(names=", ".join(bounded_dn), lr=base.optimizer.lr,
+                                          max_logit=base.max_logit)
+                      + (_CCE_DN_NOTE if cce_dn_ok else "")]
+        lines += ["", "A diverged run is kept in the tables as a row of dashes with a count of "
+                  "how many seeds diverged, never dropped and never scored as zero.", ""]
+    others = [(exp, df) for exp, df, _, _ in ran if not exp.claims]
+    for exp, df in others:
+        table = summary_table(df)
+        lines += [f"## {exp.name}", "", exp.description, ""]
+        for cond, part in table.groupby("condition", sort=False):
+            ok = part[part["diverged"] == 0]
+            if ok.empty:
+                lines.append(f"- {cond}: every run diverged")
+                continue
+            top = ok.loc[ok["test_acc_final"].idxmax()]
+            dm = ok[ok["method"].str.startswith("DM")]
+            cce = ok[ok["method"] == "CCE"]
+            line = (f"- {cond}: best final test accuracy {top['method']} "
+                    f"{top['test_acc_final'] * 100:.1f}%")
+            if len(dm) and len(cce):
+                best_dm = dm.loc[dm["test_acc_final"].idxmax()]
+                line += (f"; best DM ({best_dm['method']}) {best_dm['test_acc_final'] * 100:.1f}% "
+                         f"vs CCE {cce['test_acc_final'].iloc[0] * 100:.1f}%")
+            lines.append(line)
+        lines.append("")
+    lines += ["## Regenerate", "", "```sh"]
+    for exp, _, _, command in ran:
+        lines.append(command or f"dm repro {exp.name} --local --out {reports_dir.as_posix()}")
+    lines += [f"dm repro --summary --out {reports_dir.as_posix()} --summary-out {out.as_posix()}", "```", "",
+              "Or queued, on as many workers as there are: `dm repro NAME`, then `dm worker "
+              "--exit-when-idle` on each machine, then `dm repro NAME --report` (once to queue the "
+              "final runs with the β chosen on the clean split, once more for the report).", ""]
+    if not_ran:
+        lines += ["## Not run here", ""]
+        for exp in not_ran:
+            lines.append(f"- `{exp.name}`: {exp.description}"
+                         + (" A ready preset, smoke-tested at tiny size by `tests/test_repro.py`; "
+                            "this repository's machine has neither. On GPU workers: "
+                            f"`dm repro {exp.name}`, then `dm repro {exp.name} --report`."
+                            if exp.needs_gpu else ""))
+        lines.append("")
+    return "\n".join(lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,7 @@ from dm_core.repro import (
     run_local,
     submit_plan,
     summary_table,
+    summary_text,
 )
 from dm_core.store import RunStatus, Store
 from dm_core.train import train
@@ -263,3 +265,49 @@ def test_bad_options_queue_nothing(tmp_path, args, message):
     result = runner.invoke(app, ["repro", "digits-noise", *args, "--db", db])
     assert result.exit_code == 2 and message in result.output, result.output
     assert Store(db).list_runs() == []
+
+
+# ---------------------------------------------------------------- the summary page
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_committed_summary_is_up_to_date_and_quotes_the_reports(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    text = summary_text(Path("docs/reproduction"), Path("docs/reproduction.md"))
+    assert text == (ROOT / "docs" / "reproduction.md").read_text(encoding="utf-8"), (
+        "docs/reproduction.md is stale: run `dm repro --summary`")
+    # Every claim, verdict and figure, as the experiment's own report states it.
+    report = (ROOT / "docs" / "reproduction" / "digits-noise.md").read_text(encoding="utf-8")
+    claims = [line for line in text.splitlines() if line.startswith("- **(")]
+    assert [c[4:7] for c in claims] == ["(a)", "(b)", "(c)", "(d)"]
+    for line in claims:
+        assert line in report.splitlines()
+    assert "[digits-noise.md](reproduction/digits-noise.md)" in text
+    for name in ("cifar10-table10", "cifar100-table1", "vehicles10-table8"):
+        assert f"- `{name}`:" in text.split("## Not run here")[1]
+
+
+def test_summary_counts_diverged_runs_and_explains_bounded_dn(tmp_path):
+    rows = []
+    for method, acc, diverged in (("CCE", 0.7, False), ("CCE-DN", 0.7, False),
+                                  ("MAE-DN", np.nan, True), ("DM λ=0", 0.8, False),
+                                  ("DM λ=1", 0.9, False)):
+        for seed in (0, 1):
+            rows.append({"condition": "r=0.4", "method": method, "seed": seed, "beta": np.nan,
+                         "p_noisy_late": 0.5, "p_clean_late": 0.9,
+                         "fit_corrupted_subset": 0.5, "diverged": diverged,
+                         "test_acc_best": acc, "test_acc_final": acc,
+                         "train_acc_corrupted": acc, "train_acc_intact": acc})
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    with pytest.raises(ValueError, match="no reports in"):
+        summary_text(reports, tmp_path / "summary.md")
+    pd.DataFrame(rows).to_csv(reports / "digits-noise-runs.csv", index=False)
+    text = summary_text(reports, tmp_path / "summary.md")
+    assert "- MAE-DN: 2/2 runs of digits-noise" in text
+    assert "Why MAE-DN diverged" in text and "none of its runs diverged" in text
+    assert "CCE-DN:" not in text.split("## Runs that diverged")[1].split("Why")[0]
+    assert "DM 90.0% vs CCE 70.0%" in text  # claim (a), from the rows above
+    assert "The best method overall on final test accuracy: r=0.4: DM λ=1 90.0%." in text
+    assert "- `digits-imbalance`:" in text.split("## Not run here")[1]

@@ -4,6 +4,7 @@
     dm repro digits-noise --local                    # everything in this process, then the report
     dm repro digits-noise                            # queue it for the workers (one group)
     dm repro digits-noise --report                   # next step of the latest queued group
+    dm repro --summary                               # docs/reproduction.md from the reports
 
 Queued, an experiment takes two steps when it tunes β (digits-noise and digits-imbalance do):
 the first command queues the β-tuning runs and the final runs of every method that tunes
@@ -65,13 +66,22 @@ def repro_command(
     device: str | None = typer.Option(None, "--device",
                                       help="With --local: the device of every run (queued runs "
                                            "train on their worker's device)."),
+    summary: bool = typer.Option(False, "--summary",
+                                 help="Write the summary page (--summary-out) from the reports in "
+                                      "--out, and exit."),
+    summary_out: Path = typer.Option(Path("docs/reproduction.md"), "--summary-out",
+                                     help="Where --summary writes."),
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
     db: str | None = db_option(),
 ) -> None:
     """Reproduce one of the paper's findings and write a markdown table with plotly figures."""
     from dm_core.registry import ConfigError
-    from dm_core.repro import EXPERIMENTS, get_experiment, plan
+    from dm_core.repro import EXPERIMENTS, get_experiment, plan, write_summary
 
+    if summary:
+        with _errors():
+            typer.echo(str(write_summary(out, summary_out)))
+        return
     if list_ or not name:
         for entry in EXPERIMENTS.entries():
             typer.echo(f"{entry.name:20} {entry.description}")
