@@ -88,6 +88,7 @@ class RunSummary:
     seconds: float
     device: str
     val_acc_best: float | None = None
+    val_acc_final: float | None = None
     relabel: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -95,7 +96,7 @@ class RunSummary:
         out = {k: getattr(self, k) for k in (
             "test_acc_final", "test_acc_best", "train_acc_corrupted", "train_acc_intact",
             "fit_corrupted_subset", "actual_noise_rate", "iterations", "seconds", "device",
-            "val_acc_best", "relabel")}
+            "val_acc_best", "val_acc_final", "relabel")}
         out.update(self.extra)
         return out
 

@@ -138,7 +138,7 @@ def train(
 
 def _public(results: dict[str, Any]) -> dict[str, Any]:
     keys = ("test_acc_final", "test_acc_best", "train_acc_corrupted", "train_acc_intact",
-            "fit_corrupted_subset", "val_acc_best")
+            "fit_corrupted_subset", "val_acc_best", "val_acc_final")
     return {k: results[k] for k in keys}
 
 
@@ -296,6 +296,7 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
         "train_acc_intact": last_eval["train_acc_intact"],
         "fit_corrupted_subset": last_eval["fit_corrupted_subset"],
         "val_acc_best": best["val_acc"] if best["val_acc"] >= 0 else None,
+        "val_acc_final": last_eval.get("val_acc"),
         "predictions": phases_done.get("predictions"),
     }
     return results
