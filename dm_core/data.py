@@ -243,6 +243,11 @@ def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
                 list(splits["train"][2]), augment=augment)
 
 
+# More classes than this in an .npz is a corrupt label column, not a dataset: the model's
+# output layer would be sized by it.
+MAX_ARRAY_CLASSES = 100_000
+
+
 @DATASETS.register("arrays", params=[
     Param("path", "./data/arrays.npz", "str", help=".npz with x_train, y_train, x_test, y_test"),
 ], description="Precomputed arrays: images (N,H,W)/(N,C,H,W) or feature vectors (N,D), e.g. "
@@ -264,23 +269,30 @@ def _arrays(path: str) -> _Raw:
         raise ConfigError(f"dataset.path: the .npz lacks {', '.join(sorted(missing))}")
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-        if not np.issubdtype(x.dtype, np.number) or x.ndim not in (2, 3, 4):
-            raise ConfigError(f"dataset.path: x_{split} must be a numeric array of shape (N,D), "
-                              f"(N,H,W) or (N,C,H,W); got {x.dtype} {x.shape}")
-        if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
+        # Real numbers only: bool, int, uint or float ("c" complex would lose its imaginary part).
+        if x.dtype.kind not in "biuf" or x.ndim not in (2, 3, 4) or 0 in x.shape[1:]:
+            raise ConfigError(f"dataset.path: x_{split} must be a real numeric array of shape "
+                              f"(N,D), (N,H,W) or (N,C,H,W) with D, H, W, C ≥ 1; got {x.dtype} "
+                              f"{x.shape}")
+        if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
             raise ConfigError(f"dataset.path: y_{split} must be integer labels of shape ({len(x)},); "
                               f"got {y.dtype} {y.shape}")
-        if not np.all(np.isfinite(x)):
-            raise ConfigError(f"dataset.path: x_{split} contains NaN or infinite values")
-        if len(y) == 0 or y.min() < 0:
-            raise ConfigError(f"dataset.path: y_{split} must be non-empty class indices ≥ 0")
+        if len(y) == 0 or y.min() < 0 or y.max() >= MAX_ARRAY_CLASSES:
+            raise ConfigError(f"dataset.path: y_{split} must be non-empty class indices in "
+                              f"[0, {MAX_ARRAY_CLASSES}); got values in [{y.min() if len(y) else '-'}, "
+                              f"{y.max() if len(y) else '-'}]")
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise ConfigError("dataset.path: x_train and x_test must have the same per-example shape")
     num_classes = int(arrays["y_train"].max()) + 1
     if arrays["y_test"].max() >= num_classes:
         raise ConfigError(f"dataset.path: y_test has class {int(arrays['y_test'].max())}, "
                           f"never seen in y_train (classes 0..{num_classes - 1})")
-    x_tr, x_te = arrays["x_train"].astype(np.float32), arrays["x_test"].astype(np.float32)
+    with np.errstate(over="ignore"):  # checked just below, with a clearer message
+        x_tr, x_te = arrays["x_train"].astype(np.float32), arrays["x_test"].astype(np.float32)
+    for split, x in (("train", x_tr), ("test", x_te)):  # after the cast: 1e300 becomes inf
+        if not np.all(np.isfinite(x)):
+            raise ConfigError(f"dataset.path: x_{split} contains NaN or infinite values (or "
+                              "values beyond float32's range, ±3.4e38)")
     if x_tr.ndim == 3:
         x_tr, x_te = x_tr[:, None], x_te[:, None]
     return _Raw(x_tr, arrays["y_train"], x_te, arrays["y_test"], [str(i) for i in range(num_classes)])

@@ -146,14 +146,45 @@ BAD_ARRAYS = {
     "float labels": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4), x_test=np.zeros((2, 3)), y_test=np.zeros(2)),
     "missing": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4, int)),
     "object": dict(x_train=np.array([{"a": 1}] * 4, dtype=object), y_train=np.zeros(4, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "complex": dict(x_train=np.zeros((4, 3), complex), y_train=np.zeros(4, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "no features": dict(x_train=np.zeros((4, 0)), y_train=np.zeros(4, int), x_test=np.zeros((2, 0)), y_test=np.zeros(2, int)),
+    "bool labels": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4, bool), x_test=np.zeros((2, 3)), y_test=np.zeros(2, bool)),
+    "too many classes": dict(x_train=np.zeros((4, 3)), y_train=np.array([0, 1, 2, 10**9]), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "float32 overflow": dict(x_train=np.full((4, 3), 1e300), y_train=np.zeros(4, int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
+    "test shape": dict(x_train=np.zeros((4, 3)), y_train=np.zeros(4, int), x_test=np.zeros((2, 5)), y_test=np.zeros(2, int)),
+    "4-d labels": dict(x_train=np.zeros((4, 3)), y_train=np.zeros((4, 1), int), x_test=np.zeros((2, 3)), y_test=np.zeros(2, int)),
 }
+
+# What each case's message must say, beyond naming dataset.path.
+BAD_ARRAYS_SAY = {"object": "object arrays", "complex": "real numeric", "no features": "≥ 1",
+                  "bool labels": "integer labels", "too many classes": "[0, 100000)",
+                  "float32 overflow": "float32", "label range": "class indices", "nan": "NaN",
+                  "missing": "x_test, y_test", "unseen test class": "never seen",
+                  "test shape": "same per-example shape", "4-d labels": "shape (4,)"}
 
 
 @pytest.mark.parametrize("case", list(BAD_ARRAYS))
 def test_arrays_validation_errors(tmp_path, case):
     path = tmp_path / "bad.npz"
     np.savez(path, **BAD_ARRAYS[case])
-    with pytest.raises(ConfigError, match="dataset.path"):
+    with pytest.raises(ConfigError, match="dataset.path") as err:
+        load_dataset("arrays", seed=0, path=str(path))
+    assert BAD_ARRAYS_SAY.get(case, "") in str(err.value)
+
+
+def test_arrays_never_unpickle(tmp_path):
+    """An .npz is data: a pickled object inside it is refused, never executed."""
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('unpickled!')",))
+
+    path = tmp_path / "evil.npz"
+    payload = np.empty(1, dtype=object)
+    payload[0] = Boom()
+    np.savez(path, x_train=payload, y_train=np.zeros(1, int), x_test=np.zeros((1, 3)),
+             y_test=np.zeros(1, int))
+    assert b"unpickled" in path.read_bytes()  # the payload really is in the file
+    with pytest.raises(ConfigError, match="object arrays"):
         load_dataset("arrays", seed=0, path=str(path))
 
 

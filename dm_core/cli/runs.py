@@ -10,6 +10,8 @@
 Every command takes ``--db URL`` (default: ``$DM_DATABASE_URL``, else
 ``sqlite:///./var/dm.sqlite``). Errors print one line on stderr and exit non-zero: 2 for an
 invalid config or option, 1 for everything else (unknown run, refused transition, database).
+``dm export`` writes only inside the export root (``$DM_EXPORT_DIR``, else the current
+directory).
 
 The store (pandas, SQLAlchemy) and the worker (torch) are imported inside the commands, so
 ``dm --help`` stays fast.
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -250,20 +253,42 @@ def delete(
 
 # ---------------------------------------------------------------- export
 
+EXPORT_ROOT_ENV = "DM_EXPORT_DIR"
+
+
+def export_root() -> Path:
+    """The only directory tree ``dm export`` writes into: ``$DM_EXPORT_DIR``, else the current
+    directory (symlinks resolved)."""
+    return Path(os.environ.get(EXPORT_ROOT_ENV) or Path.cwd()).expanduser().resolve()
+
+
 def _output_path(run_id: int, what: str, fmt: str, output: Path | None,
                  out_dir: Path | None) -> Path:
-    """Where ``dm export`` writes. Relative paths must stay inside the base directory
-    (``--out-dir``, else the current directory); an absolute ``-o`` is taken as given."""
-    base = (out_dir or Path.cwd()).expanduser().resolve()
+    """Where ``dm export`` writes, checked to lie inside ``export_root()``.
+
+    Relative paths are taken from ``--out-dir`` (itself relative to the root), else from the
+    root. Whatever the spelling -- ``..``, an absolute path, a symlink anywhere on the way --
+    the real location must be inside the root, or this raises ``ValueError`` naming the
+    option and the root.
+    """
+    root = export_root()
+    where = (f"the export root {root} ({EXPORT_ROOT_ENV})" if os.environ.get(EXPORT_ROOT_ENV)
+             else f"the export root {root} (the current directory; set {EXPORT_ROOT_ENV} to "
+                  "export elsewhere)")
+    base = root
+    if out_dir is not None:
+        base = (root / out_dir.expanduser()).resolve()
+        if not base.is_relative_to(root):
+            raise ValueError(f"--out-dir {out_dir}: resolves to {base}, which is outside "
+                             f"{where}; it must stay inside it")
     if output is None:
         return base / f"run-{run_id}-{what}.{fmt}"
-    output = output.expanduser()
-    if output.is_absolute():
-        return output
-    target = (base / output).resolve()
-    if not target.is_relative_to(base):
-        raise ValueError(f"-o {output}: a relative output path must stay inside {base}; "
-                         "give an absolute path to write elsewhere")
+    target = (base / output.expanduser()).resolve()  # follows every symlink on the way
+    if not target.is_relative_to(root):
+        raise ValueError(f"-o/--output {output}: resolves to {target}, which is outside "
+                         f"{where}; it must stay inside it")
+    if target.is_dir():
+        raise ValueError(f"-o/--output {output}: {target} is a directory; give a file name")
     return target
 
 
@@ -294,9 +319,13 @@ def export(
     what: str = typer.Option("scalars", "--what", help="scalars, histograms or evals."),
     fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
     output: Path | None = typer.Option(None, "-o", "--output",
-                                       help="Output file (default: run-<RUN>-<what>.<format>). "
-                                            "Relative paths stay inside --out-dir."),
-    out_dir: Path | None = typer.Option(None, "--out-dir", help="Base directory (default: .)."),
+                                       help="Output file (default: run-<RUN>-<what>.<format>), "
+                                            "relative to --out-dir. It must lie inside the "
+                                            "export root: $DM_EXPORT_DIR, else the current "
+                                            "directory."),
+    out_dir: Path | None = typer.Option(None, "--out-dir",
+                                        help="Base directory inside the export root "
+                                             "(default: the root)."),
     db: str | None = db_option(),
 ) -> None:
     """Write a run's scalars, histograms or evals to CSV or Parquet."""
