@@ -2,10 +2,17 @@
 
 - ``dm export -o`` writes only inside the export root (``DM_EXPORT_DIR``, else the current
   directory), whatever the spelling: ``..``, an absolute path, a symlink on the way.
+- the database password never appears in what ``dm up``, ``dm worker``, the store, the
+  dashboard or their errors print or log.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +21,11 @@ from typer.testing import CliRunner
 
 from dm_core.cli import app
 from dm_core.events import EvalEvent, HistogramEvent, ScalarsEvent
-from dm_core.store import Store
+from dm_core.store import Store, StoreError, mask_url
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
+SECRET = "s3cr3t-Pa55"
 
 
 def cli(*args: str, env: dict | None = None):
@@ -100,3 +108,152 @@ def test_export_root_from_the_environment(exported, tmp_path):
     assert f"outside the export root {root} (DM_EXPORT_DIR)" in result.output
     result = cli("export", "1", "--db", db, "-o", ".", env=env)
     assert result.exit_code == 2 and "is a directory" in result.output
+
+
+# ---------------------------------------------------------------- secrets never shown
+
+DEAD_URL = f"postgresql+psycopg://dm:{SECRET}@127.0.0.1:1/dm?connect_timeout=2"
+
+
+def test_mask_url_hides_every_password_spelling():
+    for url in (DEAD_URL, f"postgresql://dm:{SECRET}@db/dm",
+                f"postgresql+psycopg://dm:{SECRET.replace('-', '%2D')}@db:5432/dm",
+                f"sqlite:///tmp/{SECRET}-not-a-password.sqlite"):
+        masked = mask_url(url)
+        if url.startswith("postgresql"):
+            assert SECRET not in masked and "***" in masked, masked
+    assert mask_url(f"not a url {SECRET}") == "<invalid database URL>"
+
+
+def test_store_errors_and_logs_never_show_the_password(caplog, tmp_path):
+    store = Store(DEAD_URL, tmp_path)
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(StoreError) as err:
+            store.queue_counts()
+        assert SECRET not in str(err.value) and "***" in str(err.value)
+        assert SECRET not in repr(store)
+        cause = err.value.__cause__  # what a logged traceback would show under it
+        while cause is not None:
+            assert SECRET not in str(cause), type(cause)
+            cause = cause.__cause__ or cause.__context__
+    assert SECRET not in caplog.text
+
+
+def test_dm_worker_and_db_upgrade_never_print_the_password():
+    result = cli("worker", "--db", DEAD_URL, "--device", "cpu", "--exit-when-idle")
+    assert result.exit_code == 1, result.output
+    assert SECRET not in result.output and "***" in result.output
+    result = cli("db", "upgrade", "--db", DEAD_URL)
+    assert SECRET not in result.output and "***" in result.output
+    result = cli("runs", env={"DM_DATABASE_URL": DEAD_URL})
+    assert result.exit_code == 1 and SECRET not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
+    """A real ``dm worker`` against a server that wants a password: start-up line, a run, an
+    outage of the server (connection errors) -- the password is in none of its output."""
+    from sqlalchemy.engine import make_url
+
+    from dm_core.store.testing import fresh_database, start_server, stop_server
+
+    with fresh_database(postgres_url) as url:
+        admin = Store(url)
+        with admin.engine.connect() as conn:  # a role with a password (trust auth accepts
+            conn.exec_driver_sql(f"CREATE ROLE dm_secret LOGIN SUPERUSER PASSWORD '{SECRET}'")
+            conn.commit()
+        admin.dispose()
+        secret_url = make_url(url).set(username="dm_secret", password=SECRET) \
+            .render_as_string(hide_password=False)
+        from test_workers import cfg
+
+        store = Store(secret_url, tmp_path / "artifacts")
+        store.submit([cfg("secret", iterations=400, eval_every=100)])
+        log = tmp_path / "worker.log"
+        env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
+                   DM_DATABASE_URL=secret_url)
+        with open(log, "w") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "dm_core.cli", "worker", "--device",
+                                     "cpu", "--artifacts", str(tmp_path / "artifacts"),
+                                     "--poll", "0.2"], cwd=ROOT, env=env, stdout=out,
+                                    stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 120
+            while "claimed" not in log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            stop_server(url)  # connection errors while it trains and polls
+            time.sleep(1.5)
+            start_server(url)
+            deadline = time.monotonic() + 120
+            while store.get_run(1).status not in ("succeeded", "failed") \
+                    and time.monotonic() < deadline:
+                time.sleep(0.2)
+            proc.terminate()
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            store.dispose()
+        text = log.read_text()
+        assert "claimed" in text and "run 1: succeeded" in text, text
+        assert "database unavailable" in text or "could not" in text, text  # errors were logged
+        assert SECRET not in text, text
+        assert "dm_secret:***@" in text  # the URL is shown, masked
+        with Store(url).engine.connect() as conn:
+            conn.exec_driver_sql("DROP OWNED BY dm_secret")
+            conn.exec_driver_sql("DROP ROLE dm_secret")
+            conn.commit()
+
+
+def test_dm_up_passes_the_database_url_in_the_environment_not_the_command_line(tmp_path):
+    """Command lines are readable by every user of the machine (ps, /proc/*/cmdline)."""
+    from dm_core.cli import up as up_module
+
+    assert "--db" in up_module._worker_options()  # the option exists, and is not used
+    children = up_module._worker_children(2, 0, DEAD_URL, tmp_path, {"PATH": "/bin"})
+    for child in children:
+        assert not any(SECRET in arg for arg in child.argv), child.argv
+        assert child.env["DM_DATABASE_URL"] == DEAD_URL
+    argv = up_module._streamlit_argv(ROOT / "app" / "streamlit_app.py", "127.0.0.1", 8501)
+    assert not any(SECRET in arg for arg in argv)
+
+
+def test_a_url_that_does_not_parse_is_not_echoed():
+    bad = f"postgresql://dm:{SECRET}@db:port/dm"  # the port is not a number
+    assert mask_url(bad) == "<invalid database URL>"
+    with pytest.raises(StoreError, match="is not a URL") as err:
+        Store(bad)
+    assert SECRET not in str(err.value)
+    result = cli("runs", "--db", bad)
+    assert result.exit_code == 1 and SECRET not in result.output
+    assert "--db / DM_DATABASE_URL" in result.output
+
+
+def _texts(node) -> list[str]:
+    """Every element's protobuf text under an AppTest node."""
+    out = [str(getattr(node, "proto", "") or "")]
+    for child in getattr(node, "children", {}).values():
+        out += _texts(child)
+    return out
+
+
+def test_the_dashboard_never_shows_the_password(monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from app.db import get_store
+
+    monkeypatch.setenv("DM_DATABASE_URL", DEAD_URL)
+    monkeypatch.delenv("DM_PASSWORD", raising=False)
+    get_store.clear()
+    try:
+        at = AppTest.from_file(str(ROOT / "app" / "streamlit_app.py"), default_timeout=120).run()
+        for page in (None, "views/runs.py", "views/monitor.py", "views/launch.py"):
+            if page is not None:
+                at.switch_page(page).run()
+            texts = _texts(at._tree)
+            assert any("dm:***@127.0.0.1:1" in t for t in texts), page  # shown, masked
+            assert not any(SECRET in t for t in texts), page
+            assert at.error, page  # the page says the database cannot be reached
+    finally:
+        get_store.clear()

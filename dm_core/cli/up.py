@@ -199,11 +199,11 @@ def _worker_children(n: int, gpus: int, db_url: str, artifacts: Path,
         argv = [sys.executable, "-m", "dm_core.cli", "worker"]
         if "--device" in options:
             argv += ["--device", device]
-        if "--db" in options:
-            argv += ["--db", db_url]
         if "--artifacts" in options:
             argv += ["--artifacts", str(artifacts)]
-        env = dict(base_env)
+        # The database URL goes in the environment, never on the command line: every user of
+        # the machine can read command lines (ps, /proc/*/cmdline), and it may hold a password.
+        env = dict(base_env, DM_DATABASE_URL=db_url)
         if not gpus and n > 1:
             # N CPU workers share the cores instead of each starting one thread per core.
             env.setdefault("OMP_NUM_THREADS", str(threads))

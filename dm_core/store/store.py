@@ -265,7 +265,7 @@ def resolve_url(url: str | None = None) -> str:
     raw = url or os.environ.get("DM_DATABASE_URL") or DEFAULT_URL
     try:
         parsed = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         # Never echo the raw text: it may hold a password.
         raise StoreError("the database URL (--db / DM_DATABASE_URL) is not a URL; expected e.g. "
                          "sqlite:///var/dm.sqlite or postgresql+psycopg://user:password@host/dm"
@@ -294,7 +294,7 @@ def mask_url(url: str) -> str:
     """
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid database URL>"
 
 
