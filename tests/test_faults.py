@@ -202,7 +202,7 @@ def fork_worker(store: Store, **options) -> multiprocessing.Process:
 def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
     """kill -9 a worker at a random point of each of 20 runs; replacements resume them"""
     store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
-    total, every = 600, 50
+    total, every = 400, 40
     configs = [cfg(f"k{i}", seed=i, iterations=total, eval_every=every) for i in range(20)]
     ids = store.submit(configs, max_attempts=10).run_ids
     reference_losses(cfg(iterations=2))  # import and warm up what training needs, once, here
@@ -234,7 +234,7 @@ def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
                 held = held_by(proc, infos)
                 if lane["kill_at"] is None:  # each run is killed once, on its first attempt
                     if held is not None and held.id not in killed:
-                        lane["kill_at"] = time.monotonic() + rng.uniform(0.0, 0.9)
+                        lane["kill_at"] = time.monotonic() + rng.uniform(0.0, 0.6)
                     continue
                 if time.monotonic() < lane["kill_at"]:
                     continue
