@@ -71,3 +71,15 @@ def db_url(request, tmp_path):
     server = request.getfixturevalue("postgres_url")
     with fresh_database(server) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models in-process: threads only contend (and a fixed count keeps results
+    reproducible). Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

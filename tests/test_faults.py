@@ -51,12 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ALWAYS_REPORTED = ("loss", "ce", "lr", "batch_acc", "weight_mean", "weight_var")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def in_process_worker(store: Store, **kwargs) -> Worker:
