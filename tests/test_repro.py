@@ -74,6 +74,12 @@ def test_claims_are_judged_from_the_numbers():
     claims = {text[:3]: holds for text, holds, _ in check_claims(summary_table(pd.DataFrame(rows)))}
     assert claims == {"(a)": True, "(b)": True, "(c)": True, "(d)": True}
 
+    # One λ that wins at every rate does not show the best λ growing.
+    flat = pd.DataFrame(rows)
+    flat.loc[(flat["condition"] == "r=0") & (flat["method"] == "DM λ=2"), "test_acc_final"] = 0.99
+    judged = {text[:3]: (holds, detail) for text, holds, detail in check_claims(summary_table(flat))}
+    assert judged["(b)"][0] is False and "same λ wins at every rate" in judged["(b)"][1]
+
 
 @pytest.mark.parametrize("name", ["cifar10-table10", "cifar100-table1", "vehicles10-table8"])
 def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
