@@ -191,20 +191,22 @@ def _hwc_to_chw(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
 
 
+def _cifar_raw(kind: str, root: str, download: bool) -> _Raw:
+    train, test = _cifar_arrays(kind, root, download)
+    return _Raw(_hwc_to_chw(train.data), np.asarray(train.targets), _hwc_to_chw(test.data),
+                np.asarray(test.targets), list(train.classes), augment=True)
+
+
 @DATASETS.register("cifar10", params=[_ROOT, _DOWNLOAD],
                    description="CIFAR-10 (32×32 colour, 50k/10k) from a torchvision folder.")
 def _cifar10(root: str, download: bool) -> _Raw:
-    train, test = _cifar_arrays("CIFAR10", root, download)
-    return _Raw(_hwc_to_chw(train.data), np.asarray(train.targets), _hwc_to_chw(test.data),
-                np.asarray(test.targets), list(train.classes), augment=True)
+    return _cifar_raw("CIFAR10", root, download)
 
 
 @DATASETS.register("cifar100", params=[_ROOT, _DOWNLOAD],
                    description="CIFAR-100 (32×32 colour, 100 classes, 50k/10k) from a torchvision folder.")
 def _cifar100(root: str, download: bool) -> _Raw:
-    train, test = _cifar_arrays("CIFAR100", root, download)
-    return _Raw(_hwc_to_chw(train.data), np.asarray(train.targets), _hwc_to_chw(test.data),
-                np.asarray(test.targets), list(train.classes), augment=True)
+    return _cifar_raw("CIFAR100", root, download)
 
 
 @DATASETS.register("vehicles10", params=[_ROOT, _DOWNLOAD],
