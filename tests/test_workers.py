@@ -63,6 +63,14 @@ def tiny(name: str = "tiny", **overrides) -> dict:
     return base
 
 
+# Runs that a test interrupts: long and heavy enough (several seconds on an idle machine)
+# that the interruption lands mid-run, after the first checkpoint reached the database (the
+# sink writes about once a second) and long before the last iteration.
+LONG_ITERATIONS = 2000
+LONG_RUN = {"iterations": LONG_ITERATIONS, "eval_every": 50, "batch_size": 64,
+            "model__hidden": [128, 128]}
+
+
 def cfg(name: str = "tiny", **overrides):
     return parse_config(tiny(name, **overrides))
 
@@ -429,7 +437,7 @@ def same_summary(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path):
     store = Store(db_url, tmp_path / "artifacts")
-    long = {"iterations": 800, "eval_every": 50}
+    long = LONG_RUN
     crash, reference = store.submit([cfg("crash", **long), cfg("reference", **long)]).run_ids
     first = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
     try:
@@ -440,7 +448,7 @@ def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path):
     finally:
         stop_all([first])
     info = store.get_run(crash)
-    assert info.status == RunStatus.RUNNING and info.iteration < 800, "finished before the kill"
+    assert info.status == RunStatus.RUNNING and info.iteration < LONG_ITERATIONS, "finished before the kill"
     assert store.get_run(reference).status == RunStatus.QUEUED
     time.sleep(2.5)  # > stale_after: the dead worker's run is stale for the next worker
 
@@ -452,7 +460,7 @@ def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path):
     crashed, ref = store.get_run(crash), store.get_run(reference)
     assert crashed.status == ref.status == RunStatus.SUCCEEDED, worker_logs(store.artifacts_dir)
     assert crashed.attempt == 2 and [c["attempt"] for c in store.claims(crash)] == [1, 2]
-    assert iterations(store, crash) == list(range(1, 801))  # every iteration exactly once
+    assert iterations(store, crash) == list(range(1, LONG_ITERATIONS + 1))  # every iteration exactly once
     same_summary(crashed.summary, ref.summary)
     assert crashed.summary["test_acc_final"] == ref.summary["test_acc_final"]
     pd.testing.assert_frame_equal(store.scalars(crash), store.scalars(reference))
@@ -467,7 +475,7 @@ def test_sigterm_requeues_without_an_attempt_and_resumes(tmp_path):
     # test_warm_stop_requeues_without_an_attempt_and_resumes[postgres].
     db_url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(db_url, tmp_path / "artifacts")
-    long = {"iterations": 800, "eval_every": 50}
+    long = LONG_RUN
     run_id, reference = store.submit([cfg("stopped", **long), cfg("reference", **long)]).run_ids
     first = start_worker(db_url, store.artifacts_dir)  # not burst mode: the signal ends it
     try:
@@ -478,7 +486,7 @@ def test_sigterm_requeues_without_an_attempt_and_resumes(tmp_path):
         stop_all([first])
     info = store.get_run(run_id)
     assert (info.status, info.attempt) == (RunStatus.QUEUED, 1), worker_logs(store.artifacts_dir)
-    assert info.checkpoint_iteration == info.iteration < 800
+    assert info.checkpoint_iteration == info.iteration < LONG_ITERATIONS
     assert "warm stop" in worker_logs(store.artifacts_dir)
 
     second = start_worker(db_url, store.artifacts_dir, "--exit-when-idle")
@@ -489,7 +497,7 @@ def test_sigterm_requeues_without_an_attempt_and_resumes(tmp_path):
     info = store.get_run(run_id)
     assert (info.status, info.attempt) == (RunStatus.SUCCEEDED, 1)
     assert [c["attempt"] for c in store.claims(run_id)] == [1, 1]
-    assert iterations(store, run_id) == list(range(1, 801))
+    assert iterations(store, run_id) == list(range(1, LONG_ITERATIONS + 1))
     same_summary(info.summary, store.get_run(reference).summary)
 
 
