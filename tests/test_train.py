@@ -162,16 +162,23 @@ def test_resume_refuses_a_different_config(tmp_path):
 
 
 def test_divergence_stops_with_iteration_and_likely_cause():
+    # DM with β = 60 at lr = 10: derivative normalisation bounds each step, so the logits do
+    # not overflow; they climb into the thousands (about 6e3 by iteration 51) while accuracy
+    # falls to chance. max_logit is the guard that calls that diverged.
     events = []
     with pytest.raises(TrainingDiverged) as err:
         train(tiny(optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.9},
-                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200),
+                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200,
+                   max_logit=1000.0),
               on_event=events.append)
     msg = str(err.value)
     assert f"diverged at iteration {err.value.iteration}" in msg
-    assert "learning rate" in msg and "beta" in msg
-    # Nothing non-finite was reported before the stop.
-    assert all(np.isfinite(v) for e in events if isinstance(e, ScalarsEvent) for v in e.values.values())
+    assert "max_logit 1000" in msg
+    assert "learning rate (10)" in msg and "loss.beta=60" in msg
+    # Every iteration before the stop was reported, and nothing non-finite was.
+    scalars = [e for e in events if isinstance(e, ScalarsEvent)]
+    assert [e.iteration for e in scalars] == list(range(1, err.value.iteration))
+    assert all(np.isfinite(v) for e in scalars for v in e.values.values())
 
 
 def test_relabel_retrains_on_predictions_and_reports_both():
