@@ -31,13 +31,13 @@ def reads(monkeypatch):
     calls = {"scalars": [], "histograms": []}
     orig_scalars, orig_hist = Store.scalars, Store.histograms
 
-    def scalars(self, run_id, after=0, max_points=None):
+    def scalars(self, run_id, after=0, max_points=None, stride=None):
         calls["scalars"].append(after)
-        return orig_scalars(self, run_id, after=after, max_points=max_points)
+        return orig_scalars(self, run_id, after=after, max_points=max_points, stride=stride)
 
-    def histograms(self, run_id, start=None, end=None, max_rows=2000):
+    def histograms(self, run_id, start=None, end=None, max_rows=2000, stride=None):
         calls["histograms"].append(start)
-        return orig_hist(self, run_id, start=start, end=end, max_rows=max_rows)
+        return orig_hist(self, run_id, start=start, end=end, max_rows=max_rows, stride=stride)
 
     monkeypatch.setattr(Store, "scalars", scalars)
     monkeypatch.setattr(Store, "histograms", histograms)

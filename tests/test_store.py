@@ -236,6 +236,11 @@ def test_scalars_round_trip_and_downsampling(store):
     tail = store.scalars(run_id, after=n - 10)
     assert tail["iteration"].tolist() == list(range(n - 9, n + 1))
     assert len(store.scalars(run_id, after=n - 10, max_points=100)) == 10
+    # An explicit stride: the multiples of k after `after`, and the newest row.
+    grid = store.scalars(run_id, after=1000, stride=64)["iteration"].to_numpy()
+    assert grid.tolist() == [*range(1024, n + 1, 64), n]
+    with pytest.raises(ValueError, match="stride"):
+        store.scalars(run_id, stride=0)
     assert store.scalars(12345).empty  # unknown run: an empty frame (the polling path)
     assert store.get_run(run_id).iteration == n
 
@@ -273,6 +278,9 @@ def test_histograms_evals_labels_round_trip(store):
     down = store.histograms(run_id, max_rows=100)
     assert len(down) <= 101 and down.iterations[-1] == 1000
     assert np.array_equal(down.clean, series.clean[down.iterations - 1])
+    strided = store.histograms(run_id, start=101, max_rows=None, stride=32)
+    assert strided.iterations.tolist() == [*range(128, 1001, 32), 1000]
+    assert np.array_equal(strided.noisy, series.noisy[strided.iterations - 1])
 
     it, clean, noisy = store.histogram_at(run_id, 500)
     assert it == 500 and np.array_equal(clean, sent[499].clean)

@@ -9,8 +9,9 @@ variance over time.
 The live part is a fragment that reruns itself every ``REFRESH_S`` seconds while the run is
 queued or running (``run_every=None`` otherwise). Each tick reads only the rows after the
 last iteration it has (kept in ``st.session_state["monitor.live"]``, PITFALLS.md 3), through
-short-lived store sessions; what accumulates is thinned to a fixed budget, and the first read
-of a long run is downsampled in SQL.
+short-lived store sessions; what accumulates stays within a fixed budget on a uniform
+iteration grid (``app.live``), which the store applies in SQL, so a long run's first read is
+downsampled there.
 """
 
 from __future__ import annotations
@@ -31,64 +32,49 @@ from app.charts import (
     loss_lr_figure,
 )
 from app.db import store_or_stop
+from app.live import LiveHistograms, LiveScalars, stride_for
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError
 from dm_core.store import RunInfo, RunNotFound, RunStatus
 
 REFRESH_S = 2.0
-MAX_POINTS = 3000  # scalar rows kept per run (thinned by 2 beyond twice this)
-MAX_HIST = 1000  # histogram rows kept
+MAX_POINTS = 3000  # scalar rows kept per run (the grid's stride doubles beyond twice this)
+MAX_HIST = 1000  # histogram rows kept, likewise
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
 
 
 # ----------------------------------------------------------------------------- incremental data
 
-def _thin(n: int, limit: int) -> np.ndarray:
-    """Indices keeping every other row (and the last) once ``n`` exceeds twice ``limit``."""
-    if n <= 2 * limit:
-        return np.arange(n)
-    idx = np.arange(0, n, 2)
-    return idx if idx[-1] == n - 1 else np.append(idx, n - 1)
-
-
 def live_state(run: RunInfo) -> dict[str, Any]:
     """This run's accumulated data; reset when the run changes or its data was rewound
     (a retry clears it, a resumed attempt truncates after its checkpoint)."""
     live = st.session_state.get(LIVE)
-    stale = (live is None or live["run_id"] != run.id or run.iteration < live["last"]
+    stale = (live is None or live["run_id"] != run.id or run.iteration < live["scalars"].last
              or run.attempt != live["attempt"])
     if stale:
-        live = {"run_id": run.id, "attempt": run.attempt, "last": 0, "hist_last": 0,
-                "scalars": pd.DataFrame(), "evals": pd.DataFrame(),
-                "hist_it": np.zeros(0, dtype=np.int64), "hist_clean": None, "hist_noisy": None,
-                "fetches": 0}
+        if live is None or live["run_id"] != run.id:  # another run: follow its latest iteration
+            st.session_state.pop("monitor.scrub_value", None)
+            st.session_state["monitor.follow"] = True
+        # A long run's first read is already on a grid coarse enough for the budget.
+        live = {"run_id": run.id, "attempt": run.attempt, "evals": pd.DataFrame(), "fetches": 0,
+                "scalars": LiveScalars(MAX_POINTS, stride_for(run.iteration, MAX_POINTS)),
+                "hist": LiveHistograms(MAX_HIST, stride_for(run.iteration, MAX_HIST))}
         st.session_state[LIVE] = live
     return live
 
 
 def fetch_new(s, run: RunInfo, live: dict[str, Any]) -> None:
-    """Append what the store has after the last iteration seen (scalars, histograms, evals)."""
+    """Append what the store has after the last iteration seen (scalars, histograms, evals),
+    read on the accumulated series' own iteration grid (``app.live``)."""
     live["fetches"] += 1
-    new = s.scalars(run.id, after=live["last"], max_points=MAX_POINTS)
-    if len(new):
-        frame = pd.concat([live["scalars"], new], ignore_index=True) if len(live["scalars"]) else new
-        live["scalars"] = frame.iloc[_thin(len(frame), MAX_POINTS)].reset_index(drop=True)
-        live["last"] = int(new["iteration"].iloc[-1])
+    scalars, hist = live["scalars"], live["hist"]
+    new = s.scalars(run.id, after=scalars.last, stride=scalars.stride)
+    scalars.append(new)
+    if len(new) or live["fetches"] == 1:
         live["evals"] = s.evals(run.id)  # one row per evaluation: small
-    elif live["fetches"] == 1:
-        live["evals"] = s.evals(run.id)
-    series = s.histograms(run.id, start=live["hist_last"] + 1, max_rows=MAX_HIST)
-    if len(series):
-        if live["hist_clean"] is None or live["hist_clean"].shape[1] != series.clean.shape[1]:
-            it, clean, noisy = series.iterations, series.clean, series.noisy
-        else:
-            it = np.concatenate([live["hist_it"], series.iterations])
-            clean = np.concatenate([live["hist_clean"], series.clean])
-            noisy = np.concatenate([live["hist_noisy"], series.noisy])
-        keep = _thin(len(it), MAX_HIST)
-        live["hist_it"], live["hist_clean"], live["hist_noisy"] = it[keep], clean[keep], noisy[keep]
-        live["hist_last"] = int(series.iterations[-1])
+    series = s.histograms(run.id, start=hist.last + 1, max_rows=None, stride=hist.stride)
+    hist.append(series.iterations, series.clean, series.noisy)
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -132,7 +118,7 @@ def metrics(run: RunInfo, live: dict[str, Any]) -> None:
     total = run.total_iterations or run.config.get("iterations") or 0
     c = st.columns(4)
     c[0].metric("status", str(run.status))
-    c[1].metric("iteration", f"{live['last']}/{total}")
+    c[1].metric("iteration", f"{live['scalars'].last}/{total}")
     if len(evals) and "test_acc" in evals:
         acc = evals["test_acc"].dropna()
         c[2].metric("test acc", f"{acc.iloc[-1]:.3f}" if len(acc) else "–")
@@ -148,7 +134,7 @@ def metrics(run: RunInfo, live: dict[str, Any]) -> None:
             (c[3], "val_acc", "validation acc (clean split)", None)):
         if len(evals) and key in evals and evals[key].notna().any():
             col.metric(label, f"{evals[key].dropna().iloc[-1]:.3f}", help=help_text)
-    st.progress(min(live["last"] / total, 1.0) if total else 0.0)
+    st.progress(min(live["scalars"].last / total, 1.0) if total else 0.0)
     if run.error:
         st.warning(run.error.splitlines()[0][:500])
 
@@ -157,7 +143,7 @@ def scrub(run: RunInfo, live: dict[str, Any], edf) -> None:
     """A slider to pick one iteration (its maximum grows: the value is kept under a shadow
     key and clamped, PITFALLS.md 4), and that iteration's histograms overlaid."""
     ss = st.session_state
-    it = live["hist_it"]
+    it = live["hist"].iterations
     lo, hi = int(it[0]), int(it[-1])
     ss.setdefault("monitor.follow", True)
     follow = st.toggle("Follow the latest iteration", key="monitor.follow")
@@ -183,7 +169,7 @@ def scrub(run: RunInfo, live: dict[str, Any], edf) -> None:
 
 
 def charts(run: RunInfo, live: dict[str, Any]) -> None:
-    sc, ev = live["scalars"], live["evals"]
+    sc, ev, hist = live["scalars"].frame, live["evals"], live["hist"]
     if not len(sc) and not len(ev):
         st.info("Nothing logged yet: the run is waiting for a worker (`dm worker`, or `dm up`)."
                 if run.status == RunStatus.QUEUED else "Nothing logged yet.")
@@ -211,13 +197,13 @@ def charts(run: RunInfo, live: dict[str, Any]) -> None:
                                "mean p_i", colours={"clean": CLEAN, "corrupted": NOISY},
                                y_range=(0, 1.02), revision=f"pmean-{run.id}")
             st.plotly_chart(fig, key="monitor.pmean", theme="streamlit", width="stretch")
-    if len(live["hist_it"]):
-        fig = histogram_heatmaps(live["hist_it"], live["hist_clean"], live["hist_noisy"],
+    if len(hist.iterations):
+        fig = histogram_heatmaps(hist.iterations, hist.clean, hist.noisy,
                                  revision=f"heat-{run.id}")
         st.plotly_chart(fig, key="monitor.heatmap", theme="streamlit", width="stretch")
     left, right = st.columns(2)
     with left:
-        if len(live["hist_it"]):
+        if len(hist.iterations):
             scrub(run, live, run_edf(run))
     with right:
         if len(sc) and "weight_var" in sc:

@@ -800,18 +800,21 @@ class Store:
 
     # -- dashboard reads -----------------------------------------------------------------
 
-    def scalars(self, run_id: int, after: int = 0, max_points: int | None = None) -> pd.DataFrame:
+    def scalars(self, run_id: int, after: int = 0, max_points: int | None = None,
+                stride: int | None = None) -> pd.DataFrame:
         """Per-iteration scalars after ``after``: column ``iteration``, one float column per
         known scalar (``models.SCALAR_COLUMNS``, always present, NaN where not reported),
         then one per any other scalar the loop reported.
 
         With ``max_points``, every k-th iteration is selected in SQL (and the last one), so
-        about ``max_points`` rows come back however long the run. Unknown runs give an empty
-        frame (this is the polling path: no existence check).
+        about ``max_points`` rows come back however long the run; ``stride`` gives k itself
+        (iterations that are multiples of it, and the last one), for a reader that keeps
+        its own grid across incremental reads. Unknown runs give an empty frame (this is the
+        polling path: no existence check).
         """
         cond = [SCALARS.c.run_id == run_id, SCALARS.c.iteration > after]
         with self.session_scope(readonly=True) as s:
-            cond += self._stride_filter(s, SCALARS, cond, max_points)
+            cond += self._stride_filter(s, SCALARS, cond, max_points, stride)
             rows = s.execute(select(SCALARS.c.iteration, *(SCALARS.c[n] for n in SCALAR_COLUMNS),
                                     SCALARS.c.extra).where(*cond)
                              .order_by(SCALARS.c.iteration)).all()
@@ -825,16 +828,17 @@ class Store:
         return _frame(rows)
 
     def histograms(self, run_id: int, start: int | None = None, end: int | None = None,
-                   max_rows: int | None = 2000) -> HistogramSeries:
+                   max_rows: int | None = 2000, stride: int | None = None) -> HistogramSeries:
         """Histograms for iterations in [start, end], every k-th one selected in SQL so that
-        at most about ``max_rows`` come back (``max_rows=None``: all)."""
+        at most about ``max_rows`` come back (``max_rows=None``: all); ``stride`` gives k
+        itself instead, as in :meth:`scalars`."""
         cond = [HISTOGRAMS.c.run_id == run_id]
         if start is not None:
             cond.append(HISTOGRAMS.c.iteration >= start)
         if end is not None:
             cond.append(HISTOGRAMS.c.iteration <= end)
         with self.session_scope(readonly=True) as s:
-            cond += self._stride_filter(s, HISTOGRAMS, cond, max_rows)
+            cond += self._stride_filter(s, HISTOGRAMS, cond, max_rows, stride)
             rows = s.execute(select(HISTOGRAMS.c.iteration, HISTOGRAMS.c.bins,
                                     HISTOGRAMS.c.clean, HISTOGRAMS.c.noisy)
                              .where(*cond).order_by(HISTOGRAMS.c.iteration)).all()
@@ -872,12 +876,17 @@ class Store:
                 np.frombuffer(row[1], LABEL_DTYPE).astype(np.int64),
                 np.frombuffer(row[2], FLAG_DTYPE).astype(bool))
 
-    def _stride_filter(self, s: Session, table, cond: list[Any], limit: int | None) -> list[Any]:
-        if not limit:
+    def _stride_filter(self, s: Session, table, cond: list[Any], limit: int | None,
+                       stride: int | None = None) -> list[Any]:
+        """Every k-th iteration and the last one: k is ``stride``, or chosen so that about
+        ``limit`` rows remain."""
+        if stride is not None and stride < 1:
+            raise ValueError(f"stride: must be a positive integer, got {stride}")
+        if not limit and not stride or stride == 1:
             return []
         count, last = s.execute(select(func.count(), func.max(table.c.iteration))
                                 .where(*cond)).one()
-        k = _stride(int(count or 0), limit)
+        k = stride or _stride(int(count or 0), limit)
         if k == 1:
             return []
         return [or_(table.c.iteration % k == 0, table.c.iteration == last)]

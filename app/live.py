@@ -1,0 +1,104 @@
+"""A run's series read incrementally while it trains, kept on one uniform iteration grid.
+
+The monitor page polls the store every few seconds for the rows after the last iteration it
+has. What accumulates must stay within a budget, and thinning it must not favour the recent
+past: halving the whole array each time it overflows would thin the oldest rows again and
+again (after a long run, the first tenth of training kept a single point). Instead every
+kept row sits on a grid of multiples of a ``stride`` (and the newest row, the live edge, is
+kept as well); when the rows overflow twice the budget the stride doubles, and since the
+multiples of ``2k`` are a subset of those of ``k``, old and new rows stay evenly spaced. The
+store applies the same grid in SQL (``Store.scalars(..., stride=k)``), so only those rows
+cross the wire.
+
+Plain data and numpy; no Streamlit, so the logic is tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "stride_for"]
+
+
+def stride_for(count: int, limit: int) -> int:
+    """The smallest power of two ``k`` with ``count / k <= limit`` (1 when ``count <= limit``).
+
+    >>> stride_for(100, 3000), stride_for(30_000, 3000), stride_for(3001, 3000)
+    (1, 16, 2)
+    """
+    if limit < 1:
+        raise ValueError(f"limit: must be at least 1, got {limit}")
+    ratio = math.ceil(max(count, 0) / limit)
+    return 1 if ratio <= 1 else 1 << (ratio - 1).bit_length()
+
+
+def grid_indices(iterations: np.ndarray, stride: int, limit: int) -> tuple[np.ndarray, int]:
+    """Indices of the rows to keep and the stride, doubled until at most ``2 * limit`` rows
+    remain: rows whose iteration is a multiple of the stride, and the newest row.
+
+    >>> idx, k = grid_indices(np.arange(1, 11), 1, 2)  # 10 rows, at most 4 kept
+    >>> k, np.arange(1, 11)[idx].tolist()
+    (4, [4, 8, 10])
+    """
+    iterations = np.asarray(iterations)
+    while True:
+        keep = iterations % stride == 0
+        if len(keep):
+            keep[-1] = True
+        idx = np.flatnonzero(keep)
+        if len(idx) <= 2 * limit:
+            return idx, stride
+        stride *= 2
+
+
+@dataclass
+class LiveScalars:
+    """Per-iteration scalars of one run (a frame with an ``iteration`` column) on a grid."""
+
+    limit: int
+    stride: int = 1
+    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def last(self) -> int:
+        """The newest iteration held (0 before the first read)."""
+        return int(self.frame["iteration"].iloc[-1]) if len(self.frame) else 0
+
+    def append(self, new: pd.DataFrame) -> None:
+        """Add rows read after :attr:`last` (read with ``stride=self.stride``)."""
+        if not len(new):
+            return
+        frame = pd.concat([self.frame, new], ignore_index=True) if len(self.frame) else new
+        idx, self.stride = grid_indices(frame["iteration"].to_numpy(), self.stride, self.limit)
+        self.frame = frame.iloc[idx].reset_index(drop=True)
+
+
+@dataclass
+class LiveHistograms:
+    """Per-iteration ``p_i`` histograms of one run (clean and corrupted counts) on a grid."""
+
+    limit: int
+    stride: int = 1
+    iterations: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    clean: np.ndarray | None = None
+    noisy: np.ndarray | None = None
+
+    @property
+    def last(self) -> int:
+        return int(self.iterations[-1]) if len(self.iterations) else 0
+
+    def append(self, iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> None:
+        """Add histograms read after :attr:`last`; a different bin count starts afresh."""
+        if not len(iterations):
+            return
+        if self.clean is None or self.clean.shape[1] != clean.shape[1]:
+            it, c, n = iterations, clean, noisy
+        else:
+            it = np.concatenate([self.iterations, iterations])
+            c, n = np.concatenate([self.clean, clean]), np.concatenate([self.noisy, noisy])
+        idx, self.stride = grid_indices(it, self.stride, self.limit)
+        self.iterations, self.clean, self.noisy = it[idx], c[idx], n[idx]

@@ -1,0 +1,83 @@
+"""app/live.py: a run polled while it trains stays on one uniform iteration grid.
+
+The reference is the rule itself, applied to the whole series at once: after any sequence
+of incremental reads, the kept iterations are exactly the multiples of the final stride
+(plus the newest), the same rows a single read of the finished run on that grid returns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app.live import LiveHistograms, LiveScalars, grid_indices, stride_for
+
+
+def read_after(total: np.ndarray, after: int, stride: int) -> np.ndarray:
+    """What ``Store.scalars(after=..., stride=...)`` returns: multiples of the stride, and
+    the newest row."""
+    rows = total[total > after]
+    if not len(rows):
+        return rows
+    keep = rows % stride == 0
+    keep[-1] = True
+    return rows[keep]
+
+
+@pytest.mark.parametrize(("n", "tick", "limit"), [(100_000, 200, 3000), (7_777, 13, 100),
+                                                  (50, 7, 100)])
+def test_polling_a_long_run_keeps_every_part_of_it_evenly(n, tick, limit):
+    live = LiveScalars(limit, stride_for(0, limit))
+    for upto in range(tick, n + tick, tick):
+        written = np.arange(1, min(upto, n) + 1)
+        new = read_after(written, live.last, live.stride)
+        live.append(pd.DataFrame({"iteration": new, "loss": 1.0 / new}))
+    kept = live.frame["iteration"].to_numpy()
+    k = live.stride
+    expected = read_after(np.arange(1, n + 1), 0, k)
+    assert kept.tolist() == expected.tolist()
+    assert np.allclose(live.frame["loss"], 1.0 / kept)  # each row kept with its own values
+    assert len(kept) <= 2 * limit + 1
+    if n > 2 * limit:
+        assert len(kept) > limit // 2  # thinned by doubling, not to a handful
+    # Every tenth of the run is represented as densely as every other tenth.
+    per_tenth = np.histogram(kept[:-1], bins=10, range=(0, n))[0]
+    assert per_tenth.max() - per_tenth.min() <= 1
+
+
+def test_first_read_of_a_long_run_on_its_grid_then_live():
+    n, limit = 30_000, 3000
+    live = LiveScalars(limit, stride_for(n, limit))
+    assert live.stride == 16
+    first = read_after(np.arange(1, n + 1), 0, live.stride)
+    live.append(pd.DataFrame({"iteration": first}))
+    assert len(live.frame) == len(first) <= 2 * limit
+    more = read_after(np.arange(1, n + 501), live.last, live.stride)
+    live.append(pd.DataFrame({"iteration": more}))
+    kept = live.frame["iteration"].to_numpy()
+    assert set(np.diff(kept[:-1])) == {16} and kept[-1] == n + 500
+
+
+def test_histograms_on_the_same_grid_and_bins_change_restarts():
+    rng = np.random.default_rng(0)
+    hist = LiveHistograms(limit=8)
+    counts = rng.integers(0, 9, size=(100, 5))
+    for lo in range(0, 100, 9):
+        it = np.arange(lo + 1, min(lo + 9, 100) + 1)
+        new = read_after(it, hist.last, hist.stride)
+        hist.append(new, counts[new - 1], counts[new - 1] * 2)
+    assert hist.iterations.tolist() == read_after(np.arange(1, 101), 0, hist.stride).tolist()
+    assert np.array_equal(hist.clean, counts[hist.iterations - 1])
+    assert np.array_equal(hist.noisy, 2 * counts[hist.iterations - 1])
+    hist.append(np.array([101]), np.zeros((1, 7)), np.zeros((1, 7)))  # a new bin count
+    assert hist.iterations.tolist() == [101] and hist.clean.shape == (1, 7)
+
+
+def test_stride_and_grid_rules():
+    assert [stride_for(c, 10) for c in (0, 10, 11, 20, 21, 40, 41)] == [1, 1, 2, 2, 4, 4, 8]
+    idx, k = grid_indices(np.arange(1, 101), 1, 10)
+    assert k == 8 and np.arange(1, 101)[idx].tolist() == [*range(8, 97, 8), 100]
+    assert grid_indices(np.zeros(0, dtype=int), 4, 10)[0].tolist() == []
+    with pytest.raises(ValueError, match="limit"):
+        stride_for(5, 0)
