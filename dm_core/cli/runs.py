@@ -374,6 +374,9 @@ def worker(
 ) -> None:
     """Train queued runs on one device until stopped (Ctrl-C: checkpoint and re-queue)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # Alembic logs its plugin set-up and migration context at INFO on every start: noise in a
+    # worker's log, where only the worker's own lines and real problems belong.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     from dm_core.registry import ConfigError
 
     with _errors():
