@@ -61,11 +61,34 @@ def test_paper_layout_pivots_methods_by_noise_rate(three):
     assert paper.loc["cce", "r = 0.4"] == f"{s['test_acc_best']:.3f} / {s['test_acc_final']:.3f}"
 
 
-def test_csv_download_is_the_table(three):
-    _, ids = three
+@pytest.fixture
+def offered(monkeypatch):
+    """The bytes every download button hands to Streamlit's media store, by file name."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    files: dict[str, bytes] = {}
+    orig = MemoryMediaFileStorage.load_and_get_id
+
+    def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+        files[filename] = path_or_data if isinstance(path_or_data, bytes) else path_or_data.encode()
+        return orig(self, path_or_data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
+    return files
+
+
+def test_csv_download_is_the_table(three, offered):
+    store, ids = three
     at = _page(ids)
+    assert not at.exception
     button = next(b for b in at.get("download_button") if "CSV" in b.proto.label)
     assert button.proto.label == "Download table (CSV)"
+    csv = pd.read_csv(io.BytesIO(offered["dm-compare.csv"])).set_index("id")
+    assert sorted(csv.index) == sorted(ids)
+    for run_id in ids[:2]:  # the finished runs: exactly their stored summaries
+        summary = store.get_run(run_id).summary
+        for key, column in COLUMNS.items():
+            assert csv.loc[run_id, column] == pytest.approx(summary[key], abs=1e-12), (run_id, key)
 
 
 def test_curves_overlay_every_run(three):
@@ -107,11 +130,16 @@ def test_a_whole_group(app_db):
     assert sorted(table["id"]) == sorted(result.run_ids)
 
 
-def test_csv_content(three):
+def test_chosen_iteration_survives_runs_that_keep_training(three):
+    """The histogram slider's maximum grows as the runs train; the user's choice stays."""
     store, ids = three
-    from app.tables import results_table
-
-    runs = [store.get_run(i) for i in ids]
-    frame = results_table(runs, {i: store.evals(i) for i in ids})
-    back = pd.read_csv(io.StringIO(frame.to_csv(index=False)))
-    assert back["final test acc"].tolist() == pytest.approx(frame["final test acc"].tolist())
+    at = _page(ids)
+    at.slider(key="compare.iteration").set_value(25).run()
+    fabricate(store, run_id=ids[2], iterations=80, eval_every=20, start_at=41, upto=70,
+              finish=False)
+    at.selectbox(key="compare.metric").set_value("p_noisy_mean").run()  # any rerun
+    slider = at.slider(key="compare.iteration")
+    assert slider.max == 70 and slider.value == 25
+    fig = chart(at, "compare.hists")
+    _, clean, _ = store.histogram_at(ids[2], 25)
+    np.testing.assert_allclose(decode(fig["data"][4]["y"]), clean / clean.sum())

@@ -108,7 +108,15 @@ if logged:
     if len(logged) > MAX_RUNS_HIST:
         st.caption(f"Showing the first {MAX_RUNS_HIST} runs.")
     if common > 1:
-        it = st.slider("Iteration", 1, common, value=common, key="compare.iteration",
+        # The maximum grows while runs train, which resets a keyed slider (PITFALLS.md 4):
+        # the choice lives under a shadow key, clamped to the range before the slider is drawn.
+        shadow = ss.get("compare.iteration_value")
+        ss["compare.iteration"] = common if shadow is None else min(max(int(shadow), 1), common)
+
+        def remember() -> None:
+            ss["compare.iteration_value"] = ss["compare.iteration"]
+
+        it = st.slider("Iteration", 1, common, key="compare.iteration", on_change=remember,
                        help="The latest iteration every chosen run has reached is the maximum.")
     else:
         it = common
