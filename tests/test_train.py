@@ -164,12 +164,11 @@ def test_resume_refuses_a_different_config(tmp_path):
 def test_divergence_stops_with_iteration_and_likely_cause():
     # DM with β = 60 at lr = 10: derivative normalisation bounds each step, so the logits do
     # not overflow; they climb into the thousands (about 6e3 by iteration 51) while accuracy
-    # falls to chance. max_logit is the guard that calls that diverged.
+    # falls to chance. The default max_logit (1e3) is the guard that calls that diverged.
     events = []
     with pytest.raises(TrainingDiverged) as err:
         train(tiny(optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.9},
-                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200,
-                   max_logit=1000.0),
+                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200),
               on_event=events.append)
     msg = str(err.value)
     assert f"diverged at iteration {err.value.iteration}" in msg
