@@ -7,11 +7,16 @@ exactly the same batches with no saved sampler state (``batch_indices``).
 >>> bundle = load_dataset("digits", seed=0, noise_kind="symmetric", noise_rate=0.2)
 >>> bundle.x_train.shape[1:], bundle.num_classes, round(bundle.actual_noise_rate, 2)
 (torch.Size([1, 8, 8]), 10, 0.2)
+
+Files are read only from the allowed data directories (``DM_DATA_DIRS``, else ``./data``),
+checked where the data is loaded (on the worker, against its own filesystem), and a CIFAR
+batch is unpickled by ``_SafeCifarUnpickler``, which builds numpy arrays and nothing else.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +119,40 @@ def _digits_binary(positive: list[int]) -> _Raw:
                 pos[raw.y_test].astype(np.int64), ["negative", "positive"])
 
 
+# ---------------------------------------------------------------------- allowed data directories
+
+DATA_DIRS_ENV = "DM_DATA_DIRS"
+DEFAULT_DATA_DIR = "./data"
+
+
+def allowed_data_dirs() -> list[Path]:
+    """The directories datasets may be read from (or downloaded into), resolved on this
+    machine: ``$DM_DATA_DIRS`` (``os.pathsep``-separated), else ``./data`` of the working
+    directory. A config names a path; the machine that loads it decides what it may reach."""
+    entries = [e for e in os.environ.get(DATA_DIRS_ENV, "").split(os.pathsep) if e.strip()]
+    return [Path(e).expanduser().resolve() for e in entries or [DEFAULT_DATA_DIR]]
+
+
+def confine_data_path(path: str, field: str) -> Path:
+    """``path`` resolved (``~``, ``..`` and every symlink followed) when it lies inside one of
+    ``allowed_data_dirs()``; otherwise a ConfigError naming ``field`` and how to allow it."""
+    allowed = allowed_data_dirs()
+    try:
+        resolved = Path(path).expanduser().resolve()
+    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
+        raise ConfigError(f"{field}: {path!r} cannot be resolved ({err})") from None
+    if any(resolved == d or d in resolved.parents for d in allowed):
+        return resolved
+    shown = ", ".join(repr(str(d)) for d in allowed)
+    raise ConfigError(
+        f"{field}: {path!r} resolves to {str(resolved)!r}, outside the allowed data directories "
+        f"({shown}); put the data under one of them, or allow its directory by adding it to "
+        f"{DATA_DIRS_ENV} ({os.pathsep!r}-separated; default {DEFAULT_DATA_DIR} of the working "
+        "directory) in the environment of the dashboard or worker that loads it")
+
+
 def _require_root(root: str, name: str) -> Path:
-    path = Path(root).expanduser()
+    path = confine_data_path(root, "dataset.root")
     if not path.is_dir():
         raise ConfigError(f"dataset.root: folder {str(path)!r} does not exist; put the {name} files "
                           "there (torchvision layout) or set dataset.download=true on a machine "
@@ -124,9 +161,7 @@ def _require_root(root: str, name: str) -> Path:
 
 
 def _torchvision_split(cls: type, root: str, download: bool, name: str, **kw: Any) -> tuple[Any, Any]:
-    path = Path(root).expanduser()
-    if not download:
-        _require_root(root, name)
+    path = confine_data_path(root, "dataset.root") if download else _require_root(root, name)
     try:
         train = cls(str(path), train=True, download=download, **kw)
         test = cls(str(path), train=False, download=download, **kw)
@@ -156,35 +191,151 @@ DATASETS.register("fashion_mnist", params=[_ROOT, _DOWNLOAD],
                   )(_mnist_like("FashionMNIST", "Fashion-MNIST"))
 
 
-def _cifar_class(name: str) -> type:
+# ---------------------------------------------------------------------- CIFAR python batches
+
+def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
+    """``_codecs.encode`` as a protocol-2 pickle of ``bytes`` calls it (Python 3 writes
+    ``encode(text, 'latin1')``): latin-1 only, so no other codec is ever looked up."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"it calls _codecs.encode with encoding {encoding!r}; "
+                                     "only latin1 is allowed")
+    return text.encode("latin1")
+
+
+@functools.cache
+def _cifar_globals() -> dict[tuple[str, str], Any]:
+    """Every global a CIFAR batch may name, mapped to what it builds: numpy arrays, their
+    dtypes and scalars (the official files, pickled by numpy 1 under Python 2, name
+    ``numpy.core.multiarray``; files pickled by numpy 2 name ``numpy._core``), and latin-1
+    bytes (protocol-2 pickles written by Python 3)."""
+    try:
+        from numpy._core import multiarray, numeric  # numpy >= 2
+    except ImportError:  # numpy 1.26
+        from numpy.core import multiarray, numeric
+
+    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                                       ("_codecs", "encode"): _latin1_encode}
+    for package in ("numpy.core", "numpy._core"):
+        out[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        out[(f"{package}.multiarray", "scalar")] = multiarray.scalar
+        out[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
+    return out
+
+
+class _SafeCifarUnpickler(pickle.Unpickler):
+    """An unpickler that builds only plain containers and numpy arrays: any other global
+    (``os.system``, ``builtins.eval``, a class ...) is refused before it is looked up, so a
+    crafted file cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = _cifar_globals().get((module, name))
+        if allowed is None:
+            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR batch "
+                                         "never needs (only numpy arrays are allowed)")
+        return allowed
+
+
+def read_cifar_pickle(path: Path) -> dict[str, Any]:
+    """One CIFAR python batch or meta file (a pickled dict), read by ``_SafeCifarUnpickler``.
+
+    Keys come back as ``str`` (the official files were pickled by Python 2, hence latin-1)."""
+    try:
+        with open(path, "rb") as fh:
+            obj = _SafeCifarUnpickler(fh, encoding="latin1").load()
+    except pickle.UnpicklingError as err:
+        raise ConfigError(f"dataset.root: refused to load {str(path)!r}: {err}") from None
+    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
+        raise ConfigError(f"dataset.root: {str(path)!r} is not a readable CIFAR python file "
+                          f"({type(err).__name__}: {err})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"dataset.root: {str(path)!r} must hold a dict, not {type(obj).__name__}")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+@dataclass(frozen=True)
+class _CifarLayout:
+    """Where torchvision's CIFAR folders keep their python batches, and their keys."""
+
+    folder: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    meta: str
+    names_key: str
+    labels_key: str
+
+    def files(self) -> tuple[str, ...]:
+        return (*self.train, *self.test, self.meta)
+
+
+_CIFAR = {
+    "CIFAR10": _CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
+                            ("test_batch",), "batches.meta", "label_names", "labels"),
+    "CIFAR100": _CifarLayout("cifar-100-python", ("train",), ("test",), "meta",
+                             "fine_label_names", "fine_labels"),
+}
+
+
+def _cifar_download(name: str, root: Path) -> None:
+    """Fetch the official archive with torchvision's downloader (it checks the archive's md5)
+    unless every file is already there."""
     import torchvision
+    from torchvision.datasets.utils import download_and_extract_archive
 
-    base = getattr(torchvision.datasets, name)
+    layout = _CIFAR[name]
+    if all((root / layout.folder / f).is_file() for f in layout.files()):
+        return
+    cls = getattr(torchvision.datasets, name)
+    try:
+        download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
+    except (OSError, RuntimeError) as err:  # no network, a failed md5 check
+        raise ConfigError(f"dataset.download: could not fetch {name} into {str(root)!r} ({err})") from None
 
-    class LocalCIFAR(base):  # type: ignore[misc, valid-type]
-        # torchvision checks the official archives' md5 sums; a local folder in the same
-        # format (e.g. a converted or subsampled copy) is accepted when its files exist.
-        def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            files = [f for f, _ in self.train_list + self.test_list] + [self.meta["filename"]]
-            return all((folder / f).is_file() for f in files)
 
-        def _load_meta(self) -> None:
-            # The same file torchvision reads (a pickle, as the dataset ships), minus the md5.
-            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as fh:
-                meta = pickle.load(fh, encoding="latin1")
-            self.classes = meta[self.meta["key"]]
-            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-
-    LocalCIFAR.__name__ = name
-    return LocalCIFAR
+def _cifar_split(path: Path, files: tuple[str, ...], labels_key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 32, 32, 3) uint8 and labels (N,) of the named batch files."""
+    xs, ys = [], []
+    for f in files:
+        batch = read_cifar_pickle(confine_data_path(str(path / f), "dataset.root"))
+        data, labels = batch.get("data"), batch.get(labels_key)
+        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 \
+                or data.dtype != np.uint8:
+            raise ConfigError(f"dataset.root: {str(path / f)!r}: 'data' must be a uint8 array of "
+                              "shape (N, 3072)")
+        labels = np.asarray(labels if labels is not None else [])
+        if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+            raise ConfigError(f"dataset.root: {str(path / f)!r}: {labels_key!r} must be "
+                              f"{len(data)} integer labels")
+        xs.append(data)
+        ys.append(labels.astype(np.int64))
+    x = np.concatenate(xs).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # torchvision's HWC
+    return x, np.concatenate(ys)
 
 
 def _cifar_arrays(name: str, root: str, download: bool) -> tuple[Any, Any]:
-    import torchvision
+    """Train and test splits of CIFAR-10/100 (``.data`` HWC uint8, ``.targets``, ``.classes``),
+    read from torchvision's folder layout with the safe unpickler, never torchvision's own."""
+    from types import SimpleNamespace
 
-    cls = getattr(torchvision.datasets, name) if download else _cifar_class(name)
-    return _torchvision_split(cls, root, download, name)
+    layout = _CIFAR[name]
+    path = confine_data_path(root, "dataset.root") if download else _require_root(root, name)
+    if download:
+        _cifar_download(name, path)
+    base = path / layout.folder
+    missing = [f for f in layout.files() if not (base / f).is_file()]
+    if missing:
+        raise ConfigError(f"dataset.root: no usable {name} files under {str(path)!r} (missing "
+                          f"{layout.folder}/{', '.join(missing)}); set dataset.download=true to "
+                          "fetch them")
+    names = read_cifar_pickle(confine_data_path(str(base / layout.meta), "dataset.root")).get(layout.names_key)
+    if not isinstance(names, list) or not all(isinstance(n, str | bytes) for n in names):
+        raise ConfigError(f"dataset.root: {str(base / layout.meta)!r} lacks the class names "
+                          f"({layout.names_key!r}, a list of strings)")
+    classes = [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
+    splits = []
+    for files in (layout.train, layout.test):
+        x, y = _cifar_split(base, files, layout.labels_key)
+        splits.append(SimpleNamespace(data=x, targets=y, classes=classes))
+    return splits[0], splits[1]
 
 
 def _hwc_to_chw(x: np.ndarray) -> np.ndarray:
@@ -237,6 +388,8 @@ def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
             raise ConfigError(f"dataset.root: {str(base / split)!r} is missing; an image folder needs "
                               "train/<class>/... and test/<class>/... subfolders")
         ds = torchvision.datasets.ImageFolder(str(base / split), transform=tf)
+        for file, _ in ds.samples:  # a symlinked file or class folder may point elsewhere
+            confine_data_path(file, "dataset.root")
         xs = [ds[i][0] for i in range(len(ds))]
         splits[split] = (torch.stack(xs).numpy(), np.asarray(ds.targets), ds.classes)
     if splits["train"][2] != splits["test"][2]:
@@ -255,7 +408,7 @@ MAX_ARRAY_CLASSES = 100_000
 ], description="Precomputed arrays: images (N,H,W)/(N,C,H,W) or feature vectors (N,D), e.g. "
                "document vectors for sentiment.")
 def _arrays(path: str) -> _Raw:
-    p = Path(path).expanduser()
+    p = confine_data_path(path, "dataset.path")
     if not p.is_file():
         raise ConfigError(f"dataset.path: {str(p)!r} does not exist")
     try:

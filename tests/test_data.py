@@ -1,7 +1,12 @@
-"""Dataset loaders, each on tiny files the test writes in the format torchvision reads."""
+"""Dataset loaders, each on tiny files the test writes in the format torchvision reads.
+
+Every test's files live under ``tmp_path``, which the ``data_dirs`` fixture makes the allowed
+data directory (``DM_DATA_DIRS``); the confinement tests narrow it to ``tmp_path/allowed``.
+"""
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
 
@@ -20,6 +25,13 @@ from dm_core.data import (
 from dm_core.registry import ConfigError
 
 RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def data_dirs(tmp_path, monkeypatch):
+    """Datasets may be read from anywhere under ``tmp_path`` (and only there)."""
+    monkeypatch.setenv("DM_DATA_DIRS", str(tmp_path))
+    return tmp_path
 
 
 def test_digits_shapes_split_and_noise():
@@ -65,19 +77,30 @@ def test_mnist_like_from_raw_idx_files(tmp_path, name, folder):
     assert b.num_classes == 10
 
 
-def _cifar_batch(path, n, labels, key):
-    with open(path, "wb") as fh:
-        pickle.dump({"data": RNG.integers(0, 256, (n, 3072)).astype(np.uint8), key: list(labels)}, fh)
+def _dump(obj, path, protocol=pickle.DEFAULT_PROTOCOL):
+    blob = pickle.dumps(obj, protocol=protocol)
+    if protocol == 2:  # as the official files, pickled by numpy 1: numpy.core, not numpy._core
+        blob = blob.replace(b"numpy._core.", b"numpy.core.")
+    path.write_bytes(blob)
 
 
-def _write_cifar10(root, n=20):
+def _cifar_batch(path, n, labels, key, protocol=pickle.DEFAULT_PROTOCOL, bytes_keys=False):
+    batch = {"data": RNG.integers(0, 256, (n, 3072)).astype(np.uint8), key: list(labels)}
+    if bytes_keys:  # the official files were pickled by Python 2: its str keys are bytes
+        batch = {k.encode(): v for k, v in batch.items()} | {b"filenames": [b"x.png"] * n}
+    _dump(batch, path, protocol)
+
+
+def _write_cifar10(root, n=20, protocol=pickle.DEFAULT_PROTOCOL, bytes_keys=False):
     base = root / "cifar-10-batches-py"
     base.mkdir(parents=True)
     for i in range(1, 6):
-        _cifar_batch(base / f"data_batch_{i}", n, np.arange(n) % 10, "labels")
-    _cifar_batch(base / "test_batch", n, np.arange(n) % 10, "labels")
-    with open(base / "batches.meta", "wb") as fh:
-        pickle.dump({"label_names": [f"c{i}" for i in range(10)]}, fh)
+        _cifar_batch(base / f"data_batch_{i}", n, np.arange(n) % 10, "labels", protocol, bytes_keys)
+    _cifar_batch(base / "test_batch", n, np.arange(n) % 10, "labels", protocol, bytes_keys)
+    names = [f"c{i}" for i in range(10)]
+    _dump({b"label_names": [n.encode() for n in names]} if bytes_keys else {"label_names": names},
+          base / "batches.meta", protocol)
+    return base
 
 
 def _write_cifar100(root, labels_train, labels_test):
@@ -97,6 +120,99 @@ def test_cifar10_from_python_batches(tmp_path):
     # Asymmetric CIFAR-10 noise only ever uses the documented flips.
     flips = {(int(a), int(c)) for a, c in zip(b.y_train_clean[b.is_noisy], b.y_train[b.is_noisy], strict=True)}
     assert flips <= {(9, 1), (2, 0), (4, 7), (3, 5), (5, 3)}
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar10_from_every_pickle_protocol(tmp_path, protocol):
+    """Protocol 2 as the official files (numpy.core globals, bytes keys and names; from
+    Python 3 bytes come as _codecs.encode), 4 (Python 3's default) and 5 (_frombuffer)."""
+    _write_cifar10(tmp_path, protocol=protocol, bytes_keys=protocol == 2)
+    b = load_dataset("cifar10", seed=0, root=str(tmp_path))
+    assert b.x_train.shape == (100, 3, 32, 32) and b.class_names[:2] == ["c0", "c1"]
+    assert b.y_test.tolist() == (np.arange(20) % 10).tolist()
+
+
+def test_cifar_images_keep_torchvisions_layout(tmp_path):
+    """A batch's row is 1024 red, then green, then blue values, row-major (the CIFAR format)."""
+    base = _write_cifar10(tmp_path, n=10)
+    data = np.zeros((10, 3072), np.uint8)
+    data[0, 1024 + 32 * 2 + 5] = 255  # image 0, green, row 2, column 5
+    _dump({"data": data, "labels": list(range(10))}, base / "test_batch")
+    raw = DATASETS.get("cifar10").factory(root=str(tmp_path), download=False)
+    assert raw.x_test[0, 1, 2, 5] == 1.0 and raw.x_test.sum() == 1.0
+
+
+class _RunsCode:
+    """A pickle whose loading calls ``os.system`` (find_class would return it)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _Evals:
+    def __reduce__(self):
+        return (eval, ("__import__('os').getcwd()",))
+
+
+@pytest.mark.parametrize("where", ["batch", "meta", "inside the array", "eval", "codecs"])
+def test_cifar_pickle_that_runs_code_is_refused(tmp_path, where):
+    base = _write_cifar10(tmp_path / "data")
+    marker = tmp_path / "pwned"
+    payload = {"batch": {"data": _RunsCode(marker), "labels": [0]},
+               "inside the array": {"data": np.array([_RunsCode(marker)], dtype=object),
+                                    "labels": [0]},
+               "eval": {"data": _Evals(), "labels": [0]}}
+    target = base / ("batches.meta" if where == "meta" else "data_batch_3")
+    if where == "meta":
+        _dump({"label_names": _RunsCode(marker)}, target)
+    elif where == "codecs":  # _codecs.encode with a codec other than latin-1
+        target.write_bytes(b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00abcX\x05\x00\x00\x00rot13\x86R.")
+    else:
+        _dump(payload[where], target)
+    with pytest.raises(ConfigError, match="dataset.root: refused to load") as err:
+        load_dataset("cifar10", seed=0, root=str(tmp_path / "data"))
+    assert str(target) in str(err.value)
+    assert {"batch": "system", "meta": "system", "inside the array": "system",
+            "eval": "builtins.eval", "codecs": "rot13"}[where] in str(err.value)
+    assert not marker.exists()  # nothing ran
+
+
+@pytest.mark.parametrize("bad", ["not a pickle", "a list", "wrong shape", "float labels", "no names"])
+def test_cifar_files_that_are_not_batches_are_explained(tmp_path, bad):
+    base = _write_cifar10(tmp_path)
+    target = base / ("batches.meta" if bad == "no names" else "data_batch_1")
+    {"not a pickle": lambda: target.write_bytes(b"\x00garbage"),
+     "a list": lambda: _dump([1, 2, 3], target),
+     "wrong shape": lambda: _dump({"data": np.zeros((2, 10), np.uint8), "labels": [0, 1]}, target),
+     "float labels": lambda: _dump({"data": np.zeros((2, 3072), np.uint8), "labels": [0.5, 1.0]}, target),
+     "no names": lambda: _dump({"labels": []}, target)}[bad]()
+    with pytest.raises(ConfigError, match="dataset.root") as err:
+        load_dataset("cifar10", seed=0, root=str(tmp_path))
+    assert str(target) in str(err.value)
+
+
+def test_cifar_download_goes_through_torchvisions_downloader(tmp_path, monkeypatch):
+    """download=true fetches the official archive (md5-checked by torchvision), then the files
+    are read by the safe reader; files already there are not fetched again."""
+    import torchvision
+    import torchvision.datasets.utils as tv_utils
+
+    calls = []
+
+    def fake_download(url, download_root, filename=None, md5=None, **kw):
+        calls.append((url, filename, md5))
+        _write_cifar10(tmp_path / "dl")
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    b = load_dataset("cifar10", seed=0, root=str(tmp_path / "dl"), download=True)
+    assert len(b.x_train) == 100
+    cls = torchvision.datasets.CIFAR10
+    assert calls == [(cls.url, cls.filename, cls.tgz_md5)]
+    load_dataset("cifar10", seed=0, root=str(tmp_path / "dl"), download=True)
+    assert len(calls) == 1
 
 
 def test_cifar100_and_vehicles10(tmp_path):
@@ -197,6 +313,132 @@ def test_unknown_dataset_and_missing_root(tmp_path):
         load_dataset("arrays", seed=0, path=str(tmp_path / "none.npz"))
     assert {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "vehicles10",
             "image_folder", "arrays"} <= set(DATASETS.names())
+
+
+# ---------------------------------------------------------------- allowed data directories
+
+def _write_everything(root):
+    """A CIFAR-10 folder, an MNIST folder, an image folder and an .npz under ``root``."""
+    from PIL import Image
+
+    _write_cifar10(root / "cifar")
+    raw = root / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix, n in (("train", 10), ("t10k", 10)):
+        _idx(raw / f"{prefix}-images-idx3-ubyte", RNG.integers(0, 256, (n, 28, 28)))
+        _idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(n))
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (root / "images" / split / cls).mkdir(parents=True)
+            Image.fromarray(RNG.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
+                root / "images" / split / cls / "0.png")
+    np.savez(root / "f.npz", x_train=RNG.normal(size=(4, 3)), y_train=np.arange(4) % 2,
+             x_test=RNG.normal(size=(2, 3)), y_test=np.arange(2))
+
+
+def _load_from(root, name):
+    """Load ``name`` from a folder written by ``_write_everything``."""
+    where = {"cifar10": {"root": str(root / "cifar")}, "mnist": {"root": str(root / "mnist")},
+             "image_folder": {"root": str(root / "images"), "image_size": 8},
+             "arrays": {"path": str(root / "f.npz")}}[name]
+    return load_dataset(name, seed=0, **where)
+
+
+KINDS = ["cifar10", "mnist", "image_folder", "arrays"]
+
+
+@pytest.fixture
+def confined(tmp_path, monkeypatch):
+    """DM_DATA_DIRS = tmp_path/allowed; the same files are in allowed/ and in outside/."""
+    allowed, outside = tmp_path / "allowed", tmp_path / "outside"
+    _write_everything(allowed)
+    _write_everything(outside)
+    monkeypatch.setenv("DM_DATA_DIRS", str(allowed))
+    return allowed, outside
+
+
+def _refused(name, root, field):
+    with pytest.raises(ConfigError, match=f"^{field}: ") as err:
+        _load_from(root, name)
+    message = str(err.value)
+    assert "outside the allowed data directories" in message and "DM_DATA_DIRS" in message
+    return message
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_data_inside_the_allowed_dirs_loads(confined, name):
+    allowed, _ = confined
+    assert len(_load_from(allowed, name).x_train) > 0
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_root_outside_the_allowed_dirs_is_refused(confined, name):
+    _, outside = confined
+    field = "dataset.path" if name == "arrays" else "dataset.root"
+    assert str(confined[0]) in _refused(name, outside, field)  # names what is allowed
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_dotdot_escapes_are_refused(confined, name):
+    allowed, _ = confined
+    _refused(name, allowed / ".." / "outside", "dataset.path" if name == "arrays" else "dataset.root")
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_a_symlink_pointing_outside_is_refused(confined, name):
+    allowed, outside = confined
+    link = allowed / "link"
+    link.mkdir()
+    for entry in ("cifar", "mnist", "images", "f.npz"):  # each one a link to its twin outside
+        (link / entry).symlink_to(outside / entry)
+    _refused(name, link, "dataset.path" if name == "arrays" else "dataset.root")
+
+
+@pytest.mark.parametrize("inner", ["a CIFAR batch", "an image", "a class folder"])
+def test_a_symlink_inside_an_allowed_root_pointing_outside_is_refused(confined, inner):
+    allowed, outside = confined
+    name = "cifar10" if inner == "a CIFAR batch" else "image_folder"
+    target = {"a CIFAR batch": allowed / "cifar" / "cifar-10-batches-py" / "data_batch_2",
+              "an image": allowed / "images" / "train" / "cat" / "0.png",
+              "a class folder": allowed / "images" / "test" / "dog"}[inner]
+    twin = outside / target.relative_to(allowed)
+    if target.is_dir():
+        for f in target.iterdir():
+            f.unlink()
+        target.rmdir()
+    else:
+        target.unlink()
+    target.symlink_to(twin)
+    message = _refused(name, allowed, "dataset.root")
+    assert str(twin) in message
+
+
+def test_several_allowed_dirs_and_the_default(tmp_path, monkeypatch):
+    first, second = tmp_path / "first", tmp_path / "second"
+    _write_everything(second)
+    monkeypatch.setenv("DM_DATA_DIRS", os.pathsep.join([str(first), str(second)]))
+    assert len(_load_from(second, "arrays").x_train) == 4
+    # Unset: ./data of the working directory, resolved where the data is loaded.
+    monkeypatch.delenv("DM_DATA_DIRS")
+    monkeypatch.chdir(tmp_path)
+    _write_everything(tmp_path / "data")
+    assert len(load_dataset("arrays", seed=0, path="data/f.npz").x_train) == 4
+    assert len(load_dataset("arrays", seed=0, path=str(tmp_path / "data" / "f.npz")).x_train) == 4
+    message = _refused("arrays", second, "dataset.path")
+    assert str(tmp_path / "data") in message
+
+
+def test_download_into_a_root_outside_is_refused_before_fetching(confined, monkeypatch):
+    import torchvision.datasets.utils as tv_utils
+
+    _, outside = confined
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive",
+                        lambda *a, **k: pytest.fail("downloaded outside the allowed dirs"))
+    with pytest.raises(ConfigError, match="^dataset.root: .*outside the allowed"):
+        load_dataset("cifar10", seed=0, root=str(outside / "new"), download=True)
+    with pytest.raises(ConfigError, match="^dataset.root: .*outside the allowed"):
+        load_dataset("mnist", seed=0, root=str(outside / "new"), download=True)
+    assert not (outside / "new").exists()
 
 
 def test_batch_indices_cover_each_epoch_once_and_are_stateless():
