@@ -23,6 +23,7 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
+import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -80,6 +81,14 @@ class NoiseConfig(_Strict):
         NOISE.get(v, where="dataset.noise.kind")
         return v
 
+    @model_validator(mode="after")
+    def _only_settings_of_the_kind(self) -> NoiseConfig:
+        # A rate or key the chosen kind would ignore is an error, not a silently clean run.
+        from dm_core.noise import check_noise_settings
+
+        check_noise_settings(self.kind, self.rate, self.extra_params())
+        return self
+
     def extra_params(self) -> dict[str, Any]:
         return {k: v for k, v in (("classes", self.classes), ("keep_fraction", self.keep_fraction),
                                    ("transition", self.transition)) if v is not None}
@@ -94,6 +103,14 @@ class DatasetConfig(_Named):
     balanced_sampler: bool = False
     augment: bool | None = None
     _section: str = "dataset"
+
+    @model_validator(mode="after")
+    def _noise_fits_the_dataset(self) -> DatasetConfig:
+        from dm_core.noise import check_noise_settings
+
+        check_noise_settings(self.noise.kind, self.noise.rate, self.noise.extra_params(),
+                             dataset=self.name)
+        return self
 
     @classmethod
     def _registry(cls):
@@ -198,24 +215,87 @@ class RunConfig(_Strict):
 
 
 def _format_errors(err: ValidationError) -> str:
+    """One line per error, each starting with the field's dotted path.
+
+    A number out of range, or of the wrong type, is reported with the field's whole allowed
+    range, read from its constraints (pydantic itself names only the bound that was crossed):
+
+    >>> try:
+    ...     RunConfig.model_validate({"dataset": {"noise": {"kind": "symmetric", "rate": 1}}})
+    ... except ConfigError as e:
+    ...     print(e)
+    dataset.noise.rate: must be in [0, 1) (got 1)
+    >>> try:
+    ...     RunConfig.model_validate({"batch_size": "many", "eval_every": 0})
+    ... except ConfigError as e:
+    ...     print(e)
+    batch_size: must be an integer in [1, 65536] (got 'many'); eval_every: must be in [1, inf) (got 0)
+    """
     lines = []
     for e in err.errors():
-        path = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-after"))
+        loc = [p for p in e["loc"] if not str(p).startswith("function-after")]
+        path = ".".join(str(p) for p in loc)
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         ctx = e.get("ctx") or {}
         if isinstance(ctx.get("error"), ConfigError):
-            msg = str(ctx["error"])
-            lines.append(msg)
+            lines.append(str(ctx["error"]))
             continue
         if msg.startswith(path + ":") or (path and msg.split(":", 1)[0].startswith(path.split(".")[0] + ".")):
             lines.append(msg)
-        elif e["type"] == "extra_forbidden":
+            continue
+        if e["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown key")
+            continue
+        got = f" (got {e.get('input')!r})"
+        interval = _allowed_range(loc)
+        if interval and e["type"] in _RANGE_ERRORS:
+            lines.append(f"{path}: must be in {interval}{got}")
+        elif interval and e["type"] in _NUMBER_TYPE_ERRORS:
+            what = "an integer" if e["type"].startswith("int") else "a number"
+            lines.append(f"{path}: must be {what} in {interval}{got}")
         else:
-            lines.append(f"{path or 'config'}: {msg} (got {e.get('input')!r})")
+            lines.append(f"{path or 'config'}: {msg}{got}")
     return "; ".join(lines)
+
+
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+_NUMBER_TYPE_ERRORS = {"int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"}
+
+
+def _allowed_range(loc: list[Any]) -> str | None:
+    """The interval a numeric field's constraints allow, e.g. ``[0, 1)``; None without bounds."""
+    model: Any = RunConfig
+    field = None
+    for part in loc:
+        fields = getattr(model, "model_fields", None)
+        if not isinstance(part, str) or fields is None or part not in fields:
+            return None
+        field = fields[part]
+        model = field.annotation
+    if field is None:
+        return None
+    low = high = None
+    low_open = high_open = False
+    for c in field.metadata:
+        if isinstance(c, annotated_types.Gt):
+            low, low_open = c.gt, True
+        elif isinstance(c, annotated_types.Ge):
+            low = c.ge
+        elif isinstance(c, annotated_types.Lt):
+            high, high_open = c.lt, True
+        elif isinstance(c, annotated_types.Le):
+            high = c.le
+    if low is None and high is None:
+        return None
+    lo = "-inf" if low is None else _number(low)
+    hi = "inf" if high is None else _number(high)
+    return f"{'(' if low is None or low_open else '['}{lo}, {hi}{')' if high is None or high_open else ']'}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
 
 
 # ---------------------------------------------------------------- loading and overrides

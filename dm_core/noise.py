@@ -9,6 +9,13 @@ True
 Traceback (most recent call last):
 ...
 dm_core.registry.ConfigError: dataset.noise.rate: 1.5 is out of range; must be in [0, 1)
+
+A setting the chosen kind would ignore is an error, never a silently clean run:
+
+>>> corrupt_labels(labels, "none", 0.4, 10, seed=0)
+Traceback (most recent call last):
+...
+dm_core.registry.ConfigError: dataset.noise.rate: kind 'none' takes no rate (got 0.4); leave it at 0, or choose a kind that takes one: symmetric, pairflip, asymmetric
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ CIFAR100_SUPERCLASSES: tuple[tuple[int, ...], ...] = (
 # CIFAR-10 class-dependent flips (Patrini et al. 2017): truck→automobile, bird→airplane,
 # deer→horse, cat↔dog.
 CIFAR10_FLIPS: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
+# Datasets with a built-in asymmetric noise model, and their number of classes.
+ASYMMETRIC_BUILTIN: dict[str, int] = {"cifar10": 10, "cifar100": 100}
 
 
 def _check_rate(rate: float) -> float:
@@ -97,19 +106,23 @@ def _asymmetric(labels: np.ndarray, rate: float, num_classes: int, rng: np.rando
         cum = np.cumsum(t, axis=1)
         draws = rng.random(len(labels))
         return np.minimum((draws[:, None] > cum[labels]).sum(1), num_classes - 1).astype(np.int64)
-    if dataset in ("cifar100",) and num_classes == 100:
+    if dataset == "cifar100" and num_classes == ASYMMETRIC_BUILTIN["cifar100"]:
         target = np.arange(100)
         for group in CIFAR100_SUPERCLASSES:
             a, b = rng.choice(group, size=2, replace=False)
             target[a], target[b] = b, a
         return _flip(labels, rate, rng, target)
-    if dataset in ("cifar10",) and num_classes == 10:
+    if dataset == "cifar10" and num_classes == ASYMMETRIC_BUILTIN["cifar10"]:
         target = np.arange(10)
         for src, dst in CIFAR10_FLIPS.items():
             target[src] = dst
         return _flip(labels, rate, rng, target)
-    raise ConfigError("dataset.noise.transition: asymmetric noise needs a transition matrix for "
-                      f"this dataset ({dataset or 'unknown'}); built-in ones exist for cifar10 and cifar100")
+    raise ConfigError(_needs_transition(dataset))
+
+
+def _needs_transition(dataset: str | None) -> str:
+    return ("dataset.noise.transition: asymmetric noise needs a transition matrix for this dataset "
+            f"({dataset or 'unknown'}); built-in ones exist for {' and '.join(ASYMMETRIC_BUILTIN)}")
 
 
 @NOISE.register(
@@ -134,12 +147,51 @@ def _imbalance(labels: np.ndarray, rate: float, num_classes: int, rng: np.random
     return out
 
 
+def check_noise_settings(kind: str, rate: float, params: dict[str, Any], dataset: str | None = None,
+                         where: str = "dataset.noise") -> None:
+    """Reject noise settings that ``kind`` would ignore, naming the field and what is allowed.
+
+    The registry is the source of truth: a kind takes ``rate`` and the other keys of
+    ``params`` only if its entry lists them as parameters (``none`` takes nothing,
+    ``imbalance`` takes ``classes`` and ``keep_fraction`` but no rate). A rate of 0 is the
+    same as no rate. A user transition matrix sets every flip probability itself, so it
+    takes no rate either. Given ``dataset``, asymmetric noise without a matrix is checked to
+    have a built-in model for it. ``None`` values in ``params`` count as unset.
+
+    >>> check_noise_settings("symmetric", 0.4, {"classes": [1]})
+    Traceback (most recent call last):
+    ...
+    dm_core.registry.ConfigError: dataset.noise.classes: not a setting of kind 'symmetric' (it would be ignored); symmetric takes: rate
+    >>> check_noise_settings("asymmetric", 0.2, {}, dataset="cifar10")  # built-in CIFAR-10 flips
+    """
+    entry = NOISE.get(kind, where=f"{where}.kind")
+    takes = [p.name for p in entry.params]
+    if rate != 0 and "rate" not in takes:
+        with_rate = ", ".join(e.name for e in NOISE.entries() if any(p.name == "rate" for p in e.params))
+        others = f"; its settings are {', '.join(takes)}" if takes else ""
+        raise ConfigError(f"{where}.rate: kind {kind!r} takes no rate (got {rate:g}){others}; leave it "
+                          f"at 0, or choose a kind that takes one: {with_rate}")
+    for key, value in params.items():
+        if value is not None and key not in takes:
+            raise ConfigError(f"{where}.{key}: not a setting of kind {kind!r} (it would be ignored); "
+                              f"{kind} takes: {', '.join(takes) or 'nothing'}")
+    if kind == "asymmetric" and params.get("transition") is not None and rate != 0:
+        raise ConfigError(f"{where}.rate: a transition matrix ({where}.transition) sets every flip "
+                          f"probability itself, so rate must be 0 (got {rate:g}); the actual noise "
+                          "rate is measured and reported with the run")
+    if (kind == "asymmetric" and params.get("transition") is None and dataset is not None
+            and dataset not in ASYMMETRIC_BUILTIN):
+        raise ConfigError(_needs_transition(dataset))
+
+
 def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int, seed: int,
                    **kw: Any) -> tuple[np.ndarray, np.ndarray]:
     """Corrupt ``labels`` and return ``(noisy_labels, is_noisy)``; deterministic from ``seed``.
 
     Kinds: see ``NOISE``. For ``imbalance`` the removed examples get label ``-1`` (and
-    ``is_noisy`` False): the data layer drops them.
+    ``is_noisy`` False): the data layer drops them. ``kw`` holds the kind's other settings
+    (``transition``, ``classes``, ``keep_fraction``) and the ``dataset`` name; a setting the
+    kind would ignore raises ``ConfigError`` (see ``check_noise_settings``).
 
     >>> import numpy as np
     >>> noisy, is_noisy = corrupt_labels(np.zeros(1000, dtype=int), "symmetric", 0.3, 4, seed=1)
@@ -148,6 +200,8 @@ def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int,
     """
     NOISE.get(kind, where="dataset.noise.kind")
     rate = _check_rate(rate)
+    settings = {k: v for k, v in kw.items() if k != "dataset"}
+    check_noise_settings(kind, rate, settings)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ConfigError("labels: must be a 1-D array of integer class indices")

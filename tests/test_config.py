@@ -44,17 +44,21 @@ def test_resolved_config_round_trips_through_json():
 
 BAD = [
     ("loss.lam=-1", "loss.lam", "[0, inf)"),
-    ("dataset.noise.rate=1.5", "dataset.noise.rate", "1"),
-    ("dataset.noise.rate=-0.1", "dataset.noise.rate", "0"),
+    ("dataset.noise.rate=1.5", "dataset.noise.rate", "must be in [0, 1) (got 1.5)"),
+    ("dataset.noise.rate=-0.1", "dataset.noise.rate", "must be in [0, 1) (got -0.1)"),
     ("dataset.name=imagenet22k", "dataset", "digits"),
     ("model.name=transformer9000", "model", "mlp"),
     ("loss.name=hinge", "loss", "dm"),
     ("dataset.noise.kind=gaussian", "dataset.noise.kind", "symmetric"),
-    ("optimizer.lr=0", "optimizer.lr", "0"),
+    ("optimizer.lr=0", "optimizer.lr", "must be in (0, 10] (got 0)"),
     ("optimizer.name=lbfgs", "optimizer.name", "sgd"),
-    ("batch_size=-4", "batch_size", "1"),
-    ("iterations=0", "iterations", "1"),
-    ("histogram_bins=1", "histogram_bins", "2"),
+    ("batch_size=-4", "batch_size", "must be in [1, 65536] (got -4)"),
+    ("batch_size=many", "batch_size", "must be an integer in [1, 65536] (got 'many')"),
+    ("iterations=0", "iterations", "must be in [1, 10000000] (got 0)"),
+    ("histogram_bins=1", "histogram_bins", "must be in [2, 200] (got 1)"),
+    ("eval_every=0", "eval_every", "must be in [1, inf) (got 0)"),
+    ("optimizer.momentum=1", "optimizer.momentum", "must be in [0, 1) (got 1)"),
+    ("schedule.gamma=0", "schedule.gamma", "must be in (0, 1] (got 0)"),
     ("device=tpu", "device", "cuda"),
     ("loss.gamma_typo=3", "loss.gamma_typo", "lam"),
     ("colour=blue", "colour", "unknown"),
@@ -74,6 +78,62 @@ def test_bad_values_name_the_field_and_the_allowed_values(override, field, allow
     message = str(err.value)
     assert field in message
     assert allowed in message
+
+
+# Noise settings the chosen kind would ignore: each names the field and what is allowed.
+IGNORED_NOISE = [
+    ({"kind": "none", "rate": 0.4}, "dataset.noise.rate", "symmetric, pairflip, asymmetric"),
+    ({"kind": "imbalance", "rate": 0.4}, "dataset.noise.rate", "classes, keep_fraction"),
+    ({"kind": "asymmetric", "rate": 0.3, "transition": [[0.8, 0.2], [0.2, 0.8]]},
+     "dataset.noise.rate", "rate must be 0"),
+    ({"kind": "symmetric", "rate": 0.4, "classes": [1]}, "dataset.noise.classes", "symmetric takes: rate"),
+    ({"kind": "symmetric", "rate": 0.4, "transition": [[1.0]]}, "dataset.noise.transition",
+     "symmetric takes: rate"),
+    ({"kind": "pairflip", "rate": 0.2, "keep_fraction": 0.5}, "dataset.noise.keep_fraction",
+     "pairflip takes: rate"),
+    ({"kind": "none", "classes": [0]}, "dataset.noise.classes", "none takes: nothing"),
+    ({"kind": "imbalance", "transition": [[1.0]]}, "dataset.noise.transition",
+     "imbalance takes: classes, keep_fraction"),
+    ({"kind": "asymmetric", "rate": 0.2}, "dataset.noise.transition", "cifar10 and cifar100"),
+]
+
+
+@pytest.mark.parametrize(("noise", "field", "allowed"), IGNORED_NOISE,
+                         ids=[f"{n['kind']}-{f.rsplit('.', 1)[1]}" for n, f, _ in IGNORED_NOISE])
+def test_noise_settings_the_kind_would_ignore_are_rejected(noise, field, allowed):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"dataset": {"name": "digits", "noise": noise}})
+    message = str(err.value)
+    assert message.startswith(field + ":"), message
+    assert allowed in message
+
+
+@pytest.mark.parametrize("noise", [
+    {"kind": "none"}, {"kind": "none", "rate": 0.0},
+    {"kind": "imbalance", "rate": 0.0, "classes": [0], "keep_fraction": 0.1},
+    {"kind": "asymmetric", "transition": [[0.9, 0.1], [0.1, 0.9]]},
+    {"kind": "asymmetric", "rate": 0.0, "transition": [[0.9, 0.1], [0.1, 0.9]]},
+], ids=["none", "none-rate-0", "imbalance", "matrix", "matrix-rate-0"])
+def test_noise_settings_the_kind_uses_are_accepted(noise):
+    assert parse_config({"dataset": {"name": "digits", "noise": noise}}).dataset.noise.kind == noise["kind"]
+    cfg = parse_config({"dataset": {"name": "cifar10", "root": "data",
+                                    "noise": {"kind": "asymmetric", "rate": 0.4}}})
+    assert cfg.dataset.noise.rate == 0.4
+
+
+def test_every_shipped_preset_and_experiment_stays_valid():
+    from app.presets import all_presets, paper_presets, yaml_presets
+    from dm_core.repro import EXPERIMENTS
+
+    presets = all_presets()
+    assert set(presets) == set(yaml_presets()) | set(paper_presets())
+    assert {p.name for p in (ROOT / "configs").glob("*.yaml")} <= set(presets)
+    for entry in EXPERIMENTS.entries():
+        exp = entry.extra["experiment"]
+        runs = list(exp.runs())  # every condition × method × seed validates
+        assert len(runs) == len(exp.conditions) * len(exp.methods) * len(exp.seeds)
+        for label, overrides in exp.conditions:  # and the β-tuning runs on a clean split
+            exp.config(label, overrides, exp.methods[-1], 0, beta=4.0, tuning=True)
 
 
 def test_nan_and_inf_are_rejected():
