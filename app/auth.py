@@ -10,8 +10,17 @@
   ``client_id``, ``client_secret`` and ``server_metadata_url`` -- directly in ``[auth]``
   (one provider) or in ``[auth.NAME]`` sections (one "Sign in with NAME" button each).
   Needs Authlib (``pip install 'dm-studio[auth]'``).
+- **Who may sign in with OIDC**: ``allowed_emails`` and/or ``allowed_domains`` in ``[auth]``
+  (lists, e.g. ``["ada@example.org"]`` and ``["example.org"]``), or ``DM_ALLOWED_USERS``
+  (comma-separated emails and ``@domain`` entries; all three are combined). When any is set,
+  a signed-in account outside it (or one whose provider says its email is not verified)
+  sees a refusal and a "Sign out" button, nothing else. None set: any account the provider
+  authenticates gets in (``dm up`` warns).
 - Both set: both are asked, OIDC first. Neither: the dashboard is open, which is only safe
   on 127.0.0.1 (``dm up`` warns when it binds anything else).
+
+``login_required`` is the one rule for "is a login configured", used by the dashboard and by
+``dm up``'s warning alike: an empty ``[auth]`` table is no login.
 
 ``app/streamlit_app.py`` calls ``require_login()`` before it builds the navigation: until a
 session is signed in, the only page that exists is the sign-in page, so no other page can
@@ -24,15 +33,26 @@ import hashlib
 import hmac
 import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 PASSWORD_ENV = "DM_PASSWORD"
+ALLOWED_USERS_ENV = "DM_ALLOWED_USERS"
+ALLOWED_EMAILS_KEY = "allowed_emails"
+ALLOWED_DOMAINS_KEY = "allowed_domains"
 SESSION_KEY = "dm_auth.password_ok"  # holds a digest of the password it was granted for
 FAILED_LOGIN_DELAY_S = 1.0
 
-__all__ = ["PASSWORD_ENV", "oidc_providers", "require_login", "shared_password"]
+__all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "AuthConfigError", "Allowlist", "allowlist_in",
+           "login_required", "oidc_providers", "oidc_providers_in", "require_login",
+           "shared_password"]
+
+
+class AuthConfigError(ValueError):
+    """A malformed allowlist (``[auth]`` allowed_emails/allowed_domains, DM_ALLOWED_USERS)."""
 
 
 def shared_password() -> str | None:
@@ -40,18 +60,103 @@ def shared_password() -> str | None:
     return os.environ.get(PASSWORD_ENV) or None
 
 
-def oidc_providers() -> list[str] | None:
-    """The OIDC providers configured in ``[auth]`` (``"default"`` for one unnamed provider),
-    or None when ``.streamlit/secrets.toml`` has no ``[auth]`` section."""
+def _secrets_auth_section() -> Any:
+    """The ``[auth]`` section of the dashboard's secrets, or None."""
     try:
-        section = st.secrets.get("auth")
+        return st.secrets.get("auth")
     except (FileNotFoundError, OSError):  # no secrets file at all
         return None
+
+
+def oidc_providers_in(section: Any) -> list[str] | None:
+    """The OIDC providers an ``[auth]`` section configures (``"default"`` for one unnamed
+    provider), or None when there is no section or it is empty (no login). A section that
+    names no provider still asks for one: its sign-in explains the misconfiguration."""
     if not section:
         return None
+    if not isinstance(section, Mapping):
+        return ["default"]
     named = [name for name, value in section.items()
-             if hasattr(value, "get") and value.get("client_id")]
+             if isinstance(value, Mapping) and value.get("client_id")]
     return named or ["default"]
+
+
+def oidc_providers() -> list[str] | None:
+    """The OIDC providers configured in ``[auth]`` of ``.streamlit/secrets.toml``, or None."""
+    return oidc_providers_in(_secrets_auth_section())
+
+
+def login_required(section: Any, environ: Mapping[str, str]) -> bool:
+    """Whether the dashboard asks for a login, given its ``[auth]`` section and environment:
+    a shared password (``DM_PASSWORD``) or an OIDC provider. The one rule for the dashboard
+    (``require_login``) and for ``dm up``'s warning."""
+    return bool(environ.get(PASSWORD_ENV)) or oidc_providers_in(section) is not None
+
+
+@dataclass(frozen=True)
+class Allowlist:
+    """The accounts that may sign in with OIDC: exact emails and whole domains (lower case)."""
+
+    emails: frozenset[str]
+    domains: frozenset[str]
+
+    def admits(self, email: str | None) -> bool:
+        """True when ``email`` is listed or its domain is (``a@Example.org`` ~ ``example.org``)."""
+        if not email or email.count("@") != 1:
+            return False
+        email = email.strip().lower()
+        return email in self.emails or email.rsplit("@", 1)[1] in self.domains
+
+
+def _entries(value: Any, where: str) -> list[str]:
+    """A list of strings, or one comma-separated string, as stripped non-empty entries."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise AuthConfigError(f"{where} must be a list of strings (or one comma-separated "
+                              f"string); got {type(value).__name__}")
+    return [v.strip().lower() for v in value if v.strip()]
+
+
+def _email(entry: str, where: str) -> str:
+    local, _, domain = entry.partition("@")
+    if not local or not domain or "@" in domain:
+        raise AuthConfigError(f"{where}: {entry!r} is not an email address (name@domain)")
+    return entry
+
+
+def _domain(entry: str, where: str) -> str:
+    domain = entry.removeprefix("@")
+    if not domain or "@" in domain:
+        raise AuthConfigError(f"{where}: {entry!r} is not a domain (e.g. example.org)")
+    return domain
+
+
+def allowlist_in(section: Any, environ: Mapping[str, str]) -> Allowlist | None:
+    """The OIDC allowlist from ``[auth]`` ``allowed_emails``/``allowed_domains`` and
+    ``$DM_ALLOWED_USERS`` (``ada@example.org,@example.com``), combined; None when none of
+    them is set. A key that is present but empty admits nobody; an empty variable is unset.
+    Malformed entries raise AuthConfigError naming the key or variable."""
+    emails: set[str] = set()
+    domains: set[str] = set()
+    found = False
+    if isinstance(section, Mapping):
+        if ALLOWED_EMAILS_KEY in section:
+            where = f"[auth] {ALLOWED_EMAILS_KEY}"
+            emails |= {_email(e, where) for e in _entries(section[ALLOWED_EMAILS_KEY], where)}
+            found = True
+        if ALLOWED_DOMAINS_KEY in section:
+            where = f"[auth] {ALLOWED_DOMAINS_KEY}"
+            domains |= {_domain(d, where) for d in _entries(section[ALLOWED_DOMAINS_KEY], where)}
+            found = True
+    if environ.get(ALLOWED_USERS_ENV, "").strip():
+        for entry in _entries(environ[ALLOWED_USERS_ENV], ALLOWED_USERS_ENV):
+            if entry.startswith("@"):
+                domains.add(_domain(entry, ALLOWED_USERS_ENV))
+            else:
+                emails.add(_email(entry, f"{ALLOWED_USERS_ENV} (emails, or @domain entries)"))
+        found = True
+    return Allowlist(frozenset(emails), frozenset(domains)) if found else None
 
 
 def _digest(password: str) -> str:
@@ -69,10 +174,13 @@ def require_login() -> bool:
     Returns True when a login is configured (and passed), False when the dashboard is open.
     The signed-in user and a "Sign out" button go to the sidebar.
     """
-    providers = oidc_providers()
+    section = _secrets_auth_section()
+    providers = oidc_providers_in(section)
     password = shared_password()
     if providers and not st.user.is_logged_in:
         _show_sign_in(lambda: _oidc_form(providers))
+    if providers:
+        _require_allowed_account(section)
     if password and not _password_ok(password):
         _show_sign_in(lambda: _password_form(password))
     if not (providers or password):
@@ -98,6 +206,46 @@ def _show_sign_in(form: Any) -> None:
         form()
 
     st.navigation([st.Page(sign_in, title="Sign in", icon=":material/lock:", default=True)],
+                  position="hidden").run()
+    st.stop()
+
+
+def _refusal(section: Any) -> str | None:
+    """Why the signed-in OIDC account may not come in, or None when it may."""
+    try:
+        allowlist = allowlist_in(section, os.environ)
+    except AuthConfigError as err:  # fail closed: nobody in until it is fixed
+        return f"Sign-in is misconfigured: {err}. Nobody can come in until it is fixed."
+    if allowlist is None:
+        return None
+    email = st.user.get("email")
+    if not email:
+        return ("Your identity provider did not share an email address, so this dashboard "
+                "cannot check that you are allowed in (its scope must include `email`).")
+    if st.user.get("email_verified") is False:
+        return f"Your identity provider says **{email}** is not verified."
+    if not allowlist.admits(email):
+        return (f"**{email}** is not allowed to use this dashboard. Ask its administrator to "
+                f"add you to `{ALLOWED_EMAILS_KEY}` / `{ALLOWED_DOMAINS_KEY}` in `[auth]` or "
+                f"to {ALLOWED_USERS_ENV}.")
+    return None
+
+
+def _require_allowed_account(section: Any) -> None:
+    """Unless the signed-in account is allowed: a refusal and "Sign out" as the app's only
+    page, then stop."""
+    reason = _refusal(section)
+    if reason is None:
+        return
+
+    def refused() -> None:
+        st.title("DM Studio")
+        st.error(reason, icon=":material/block:")
+        if st.button("Sign out", key="dm_auth.refused_sign_out", icon=":material/logout:"):
+            st.session_state.pop(SESSION_KEY, None)
+            st.logout()
+
+    st.navigation([st.Page(refused, title="Not allowed", icon=":material/block:", default=True)],
                   position="hidden").run()
     st.stop()
 

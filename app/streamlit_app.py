@@ -3,8 +3,8 @@
 
 Each page is its own file in ``app/views/`` and runs on its own too (that is how the tests
 drive them); this file only signs the session in (``app.auth``: ``DM_PASSWORD`` or an OIDC
-``[auth]`` section) and routes between them. Until the session is signed in, the sign-in
-page is the only page there is.
+``[auth]`` section, with its allowlist of accounts) and routes between them. Until the
+session is signed in (and allowed), the sign-in page (or the refusal) is the only page there is.
 
 The folder is deliberately NOT called ``pages/``: beside the entry file, Streamlit takes a
 ``pages/`` folder for an old-style multipage app, and until the first session of a fresh

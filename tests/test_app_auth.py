@@ -1,6 +1,8 @@
 """The dashboard's sign-in (app/auth.py) through its entry file, app/streamlit_app.py, under
 AppTest: nothing but the sign-in page until the session is signed in, with a shared password
-(DM_PASSWORD) or an OIDC login (an ``[auth]`` secrets section, ``st.user``)."""
+(DM_PASSWORD) or an OIDC login (an ``[auth]`` secrets section, ``st.user``), and nothing but a
+refusal for an OIDC account outside the allowlist (``allowed_emails``/``allowed_domains``,
+DM_ALLOWED_USERS)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ OIDC = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret":
 @pytest.fixture(autouse=True)
 def no_login_configured(monkeypatch):
     monkeypatch.delenv("DM_PASSWORD", raising=False)
+    monkeypatch.delenv("DM_ALLOWED_USERS", raising=False)
     monkeypatch.setattr(app.auth, "FAILED_LOGIN_DELAY_S", 0.0)
 
 
@@ -166,3 +169,103 @@ def test_oidc_misconfiguration_is_explained(app_db, monkeypatch):
     [error] = at.error
     assert "Authlib is not installed" in error.value and "dm-studio[auth]" in error.value
     assert shows_only_the_sign_in(at)
+
+
+# ---------------------------------------------------------------- OIDC allowlist
+
+def shows_only_a_refusal(at: AppTest, says: str) -> bool:
+    return (any(says in e.value for e in at.error)
+            and [b.label for b in at.button] == ["Sign out"]
+            and not at.metric and not at.get("plotly_chart") and not at.text_input
+            and not any("Database:" in c.value for c in at.sidebar.caption))
+
+
+def signed_in_as(monkeypatch, auth: dict, user: dict) -> AppTest:
+    monkeypatch.setattr(st, "login", lambda provider=None: None)
+    at = entry()
+    at.secrets["auth"] = auth
+    at.user = {"is_logged_in": True, "name": "Someone", **user}
+    return at.run()
+
+
+ALLOWLISTS = {
+    "emails": ({"allowed_emails": ["Ada@Example.org", "grace@navy.mil"]}, {}),
+    "domains": ({"allowed_domains": ["example.org"]}, {}),
+    "@domains": ({"allowed_domains": ["@example.org"]}, {}),
+    "env": ({}, {"DM_ALLOWED_USERS": "grace@navy.mil, @example.org"}),
+    "env and secrets combined": ({"allowed_emails": ["ada@example.org"]},
+                                 {"DM_ALLOWED_USERS": "@navy.mil"}),
+}
+
+
+@pytest.mark.parametrize("source", list(ALLOWLISTS))
+def test_oidc_allowlist_admits_only_listed_accounts(app_db, monkeypatch, source):
+    keys, env = ALLOWLISTS[source]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = signed_in_as(monkeypatch, OIDC | keys, {"email": "ada@example.org"})
+    assert not at.exception
+    assert shows_the_home_page(at)
+    at = signed_in_as(monkeypatch, OIDC | keys, {"email": "mallory@evil.example"})
+    assert not at.exception
+    assert shows_only_a_refusal(at, "mallory@evil.example** is not allowed")
+    # A look-alike domain is not the domain.
+    at = signed_in_as(monkeypatch, OIDC | keys, {"email": "ada@example.org.evil.example"})
+    assert shows_only_a_refusal(at, "is not allowed")
+
+
+def test_refused_account_can_sign_out(app_db, monkeypatch):
+    logouts = []
+    monkeypatch.setattr(st, "logout", lambda: logouts.append(True))
+    at = signed_in_as(monkeypatch, OIDC | {"allowed_domains": ["example.org"]},
+                      {"email": "eve@elsewhere.example"})
+    assert shows_only_a_refusal(at, "not allowed")
+    at.button[0].click().run()
+    assert logouts == [True]
+
+
+@pytest.mark.parametrize(("user", "says"), [
+    ({"email": "ada@example.org", "email_verified": False}, "is not verified"),
+    ({}, "did not share an email address"),
+])
+def test_oidc_allowlist_refuses_unverified_or_missing_emails(app_db, monkeypatch, user, says):
+    at = signed_in_as(monkeypatch, OIDC | {"allowed_domains": ["example.org"]}, user)
+    assert not at.exception
+    assert shows_only_a_refusal(at, says)
+
+
+@pytest.mark.parametrize(("keys", "env", "says"), [
+    ({"allowed_emails": 3}, {}, "[auth] allowed_emails must be a list of strings"),
+    ({"allowed_emails": ["example.org"]}, {}, "'example.org' is not an email address"),
+    ({"allowed_domains": ["ada@example.org"]}, {}, "'ada@example.org' is not a domain"),
+    ({}, {"DM_ALLOWED_USERS": "example.org"}, "DM_ALLOWED_USERS (emails, or @domain entries)"),
+])
+def test_a_malformed_allowlist_lets_nobody_in(app_db, monkeypatch, keys, env, says):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    at = signed_in_as(monkeypatch, OIDC | keys, {"email": "ada@example.org"})
+    assert not at.exception
+    assert shows_only_a_refusal(at, says)
+
+
+def test_an_empty_allowlist_admits_nobody(app_db, monkeypatch):
+    at = signed_in_as(monkeypatch, OIDC | {"allowed_emails": []}, {"email": "ada@example.org"})
+    assert shows_only_a_refusal(at, "is not allowed")
+
+
+def test_allowlist_then_password(app_db, monkeypatch):
+    """An allowed account still types the shared password when DM_PASSWORD is set too."""
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    at = signed_in_as(monkeypatch, OIDC | {"allowed_emails": ["ada@example.org"]},
+                      {"email": "ada@example.org"})
+    assert shows_only_the_sign_in(at) and at.text_input[0].label == "Password"
+
+
+def test_the_login_rule_is_shared_with_dm_up():
+    """Empty [auth] table: no login (dm up warns); anything in it: a login."""
+    assert not app.auth.login_required({}, {})
+    assert not app.auth.login_required(None, {"DM_PASSWORD": ""})
+    assert app.auth.login_required({"redirect_uri": "x"}, {})
+    assert app.auth.login_required({}, {"DM_PASSWORD": "pw"})
+    assert app.auth.oidc_providers_in({"google": {"client_id": "a"}, "allowed_emails": ["a@b"]}) \
+        == ["google"]

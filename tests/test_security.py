@@ -4,12 +4,16 @@
   directory), whatever the spelling: ``..``, an absolute path, a symlink on the way.
 - the database password never appears in what ``dm up``, ``dm worker``, the store, the
   dashboard or their errors print or log.
+- ``dm up`` warns when the dashboard is reachable without a login (the same rule the
+  dashboard applies: an empty ``[auth]`` table is no login) and when an OIDC login has no
+  allowlist.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +261,97 @@ def test_the_dashboard_never_shows_the_password(monkeypatch, tmp_path):
             assert at.error, page  # the page says the database cannot be reached
     finally:
         get_store.clear()
+
+
+# ---------------------------------------------------------------- dm up's access warnings
+
+OIDC = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
+        "client_id": "dm-studio", "client_secret": "not-a-real-secret",
+        "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
+NO_LOGIN = "without authentication"
+ANY_ACCOUNT = "any account the provider authenticates can sign in"
+
+
+class _StopBeforeChildren(Exception):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def up_here(tmp_path, monkeypatch):
+    """``dm up`` run in-process in ``tmp_path`` (no global secrets), stopped just before it
+    starts any child; returns a function writing ``.streamlit/secrets.toml``."""
+    from dm_core.cli import up as up_module
+
+    script = tmp_path / "app" / "streamlit_app.py"
+    script.parent.mkdir()
+    script.write_text("import streamlit as st\n")
+    monkeypatch.setattr(up_module, "_app_file", lambda: script)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("DM_PASSWORD", "DM_ALLOWED_USERS", "DM_DATABASE_URL", "DM_DATABASE_URL_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+    def stop(self):
+        raise _StopBeforeChildren
+
+    monkeypatch.setattr(up_module._Child, "start", stop)
+
+    def secrets(text: str) -> None:
+        (tmp_path / ".streamlit").mkdir(exist_ok=True)
+        (tmp_path / ".streamlit" / "secrets.toml").write_text(text, encoding="utf-8")
+
+    return secrets
+
+
+def _toml(section: dict) -> str:
+    import json
+
+    lines = ["[auth]"] + [f"{k} = {json.dumps(v)}" for k, v in section.items()]
+    return "\n".join(lines) + "\n"
+
+
+def up_stderr(*args: str, env: dict | None = None) -> str:
+    result = runner.invoke(app, ["up", "--no-workers", "--port", str(_free_port()),
+                                 "--db", "sqlite:///var/dm.sqlite", *args], env=env)
+    assert isinstance(result.exception, _StopBeforeChildren), result.output
+    return result.stderr
+
+
+def test_dm_up_on_0000_without_a_login_warns(up_here):
+    err = up_stderr("--host", "0.0.0.0")
+    assert "WARNING" in err and NO_LOGIN in err and "DM_PASSWORD" in err, err
+    assert NO_LOGIN not in up_stderr("--host", "127.0.0.1")
+    assert NO_LOGIN not in up_stderr("--host", "0.0.0.0", env={"DM_PASSWORD": "pw"})
+
+
+def test_dm_up_treats_an_empty_auth_table_as_no_login(up_here):
+    """The dashboard is open with an empty [auth] (oidc_providers is None): so dm up warns."""
+    up_here("[auth]\n")
+    err = up_stderr("--host", "0.0.0.0")
+    assert NO_LOGIN in err and "empty" in err, err
+
+
+def test_dm_up_warns_that_oidc_without_an_allowlist_admits_any_account(up_here):
+    up_here(_toml(OIDC))
+    for host in ("0.0.0.0", "127.0.0.1"):
+        err = up_stderr("--host", host)
+        assert ANY_ACCOUNT in err and "DM_ALLOWED_USERS" in err, err
+        assert NO_LOGIN not in err
+    up_here(_toml(OIDC | {"allowed_domains": ["example.org"]}))
+    assert "WARNING" not in up_stderr("--host", "0.0.0.0")
+    up_here(_toml(OIDC))
+    assert "WARNING" not in up_stderr("--host", "0.0.0.0", env={"DM_ALLOWED_USERS": "@example.org"})
+
+
+def test_dm_up_refuses_a_malformed_allowlist(up_here):
+    up_here(_toml(OIDC | {"allowed_emails": ["not-an-email"]}))
+    result = runner.invoke(app, ["up", "--no-workers", "--port", str(_free_port()),
+                                 "--db", "sqlite:///var/dm.sqlite"])
+    assert result.exit_code == 2, result.output
+    assert "[auth] allowed_emails: 'not-an-email' is not an email address" in result.stderr

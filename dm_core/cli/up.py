@@ -28,6 +28,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -113,17 +114,64 @@ def _secrets_files(app_file: Path) -> list[Path]:
             app_file.parent / ".streamlit" / "secrets.toml"]
 
 
-def _auth_configured(app_file: Path) -> bool:
-    """True when the dashboard asks for a login: DM_PASSWORD, or an ``[auth]`` secrets section."""
-    if os.environ.get("DM_PASSWORD"):
-        return True
+def _auth_section(app_file: Path) -> Any:
+    """The ``[auth]`` section the dashboard will see, or None: Streamlit reads the secrets
+    files in order and a later file's ``[auth]`` replaces an earlier one's."""
+    section = None
     for path in _secrets_files(app_file):
         try:
-            if "auth" in tomllib.loads(path.read_text(encoding="utf-8")):
-                return True
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError):
             continue
-    return False
+        if "auth" in data:
+            section = data["auth"]
+    return section
+
+
+def _auth_configured(app_file: Path) -> bool:
+    """True when the dashboard asks for a login (``app.auth.login_required``, the rule the
+    dashboard itself applies): DM_PASSWORD, or a non-empty ``[auth]`` secrets section."""
+    from app.auth import login_required
+
+    return login_required(_auth_section(app_file), os.environ)
+
+
+def _access_warnings(host: str, port: int, app_file: Path) -> list[str]:
+    """What to warn about who can reach the dashboard: no login on an address other machines
+    reach, and an OIDC login that lets in any account of the provider. A malformed allowlist
+    fails here (the dashboard would let nobody in)."""
+    from app.auth import (
+        ALLOWED_USERS_ENV,
+        AuthConfigError,
+        allowlist_in,
+        login_required,
+        oidc_providers_in,
+    )
+
+    section = _auth_section(app_file)
+    warnings = []
+    if not _is_loopback(host) and not login_required(section, os.environ):
+        empty = " (the [auth] section is empty, which is no login)" if section is not None else ""
+        warnings.append(f"the dashboard listens on {host}:{port} without authentication{empty}; "
+                        "anyone who reaches this port can launch and delete runs. Set "
+                        "DM_PASSWORD, or configure [auth] (OIDC) in .streamlit/secrets.toml.")
+    if oidc_providers_in(section):
+        try:
+            allowlist = allowlist_in(section, os.environ)
+        except AuthConfigError as err:
+            raise _fail(f"{err} (nobody could sign in to the dashboard)", code=2) from None
+        if allowlist is None:
+            warnings.append("OIDC sign-in has no allowlist: any account the provider "
+                            "authenticates can sign in. Set allowed_emails and/or "
+                            "allowed_domains in [auth] of .streamlit/secrets.toml, or "
+                            f"{ALLOWED_USERS_ENV} (e.g. ada@example.org,@example.org).")
+    return warnings
+
+
+def _warn_about_access(host: str, port: int, app_file: Path) -> None:
+    """Print ``_access_warnings`` on stderr."""
+    for warning in _access_warnings(host, port, app_file):
+        typer.echo(f"dm up: WARNING: {warning}", err=True)
 
 
 def _visible_gpus() -> int:
@@ -318,11 +366,7 @@ def up(
     if n_workers and _worker_options() is None:
         raise _fail("this installation has no `dm worker` command; start with --no-workers")
 
-    if not _is_loopback(host) and not _auth_configured(app_file):
-        typer.echo(f"dm up: WARNING: the dashboard listens on {host}:{port} without "
-                   "authentication; anyone who reaches this port can launch and delete runs. "
-                   "Set DM_PASSWORD, or configure [auth] (OIDC) in .streamlit/secrets.toml.",
-                   err=True)
+    _warn_about_access(host, port, app_file)
 
     env = dict(os.environ, DM_DATABASE_URL=db_url, DM_ARTIFACTS=str(artifacts_dir),
                PYTHONUNBUFFERED="1")
