@@ -151,6 +151,21 @@ def test_paper_presets_are_labelled_as_starting_points(at):
     assert at.selectbox(key="L.model.name").value == "resnet56"
 
 
+def test_cifar100_paper_presets_carry_the_authors_lambda_and_beta(at):
+    presets = paper_presets()
+    # β of the authors' published λ = 0.5 runs: Beta06 at r = 0, 0.2; Beta08 at r = 0.4, 0.6.
+    betas = {label: (p["loss"]["lam"], p["loss"]["beta"]) for label, p in presets.items()
+             if "CIFAR-100" in label}
+    assert sorted(betas.values()) == [(0.5, 6.0), (0.5, 6.0), (0.5, 8.0), (0.5, 8.0)]
+    label = next(label for label in betas if "r = 40%" in label)
+    assert betas[label] == (0.5, 8.0)
+    at.selectbox(key="L.preset").set_value(label).run()
+    at.button(key="L.load").click().run()
+    assert any("authors' published run" in i.value for i in at.info)
+    assert not any("starting points" in w.value for w in at.warning)
+    assert at.number_input(key="L.loss.dm.beta").value == 8.0
+
+
 def test_designer_scheme_and_cloned_run_fill_the_form(app_db):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.session_state["designer.carry"] = {"name": "dm", "lam": 3.0, "beta": 20.0}

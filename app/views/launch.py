@@ -31,7 +31,7 @@ from app.forms import (
     parse_list_text,
 )
 from app.nav import page_link
-from app.presets import PAPER_NOTE, all_presets, paper_presets
+from app.presets import PAPER_NOTE, all_presets, paper_preset_note
 from dm_core.config import (
     ConfigError,
     DatasetConfig,
@@ -298,9 +298,9 @@ with st.expander("Start from a preset", expanded=False):
         state_from_config(presets[choice])
         ss["L.flash"] = ("info", f"Loaded preset {choice}.")
     st.caption(PAPER_NOTE)
-    paper = set(paper_presets())
-    if choice in paper:
-        st.warning("λ and β of this paper setup are starting points, not the paper's table values.")
+    note = paper_preset_note(choice) if choice is not None else None
+    if note is not None:
+        getattr(st, note[0])(note[1])
 
 if "L.flash" in ss:
     kind, message = ss.pop("L.flash")

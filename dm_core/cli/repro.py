@@ -41,7 +41,12 @@ def _progress() -> Progress:
 
 
 def _machine() -> str:
-    return f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}"
+    import torch
+
+    # The torch build matters: another one sums in another order, and over a long run under
+    # noise that moves a run's numbers.
+    return (f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
 
 
 def _options(seeds: str, iterations: int | None) -> str:
@@ -103,11 +108,24 @@ def repro_command(
         _fail(f"--seeds {seeds!r}: must be comma-separated non-negative integers, e.g. 0,1,2", 2)
 
     if local:
+        if experiment.needs_gpu and not _cuda_for(device):
+            console.print(f"[yellow]warning:[/] {name} is a GPU setup ({p.total()} runs of up to "
+                          f"{max(c.iterations for *_, c in experiment.runs(p.seeds)):,} iterations); "
+                          "on this CPU it takes days. Queue it for GPU workers instead "
+                          f"(`dm repro {name}`), or shrink it with --iterations for a smoke test.")
         _run_local(p, name, out, device)
     elif report:
         _advance(p, name, out, group, seeds, iterations, db)
     else:
         _queue(p, name, group, seeds, iterations, db)
+
+
+def _cuda_for(device: str | None) -> bool:
+    """Whether --local runs would train on a GPU."""
+    import torch
+
+    return torch.cuda.is_available() and (device is None or device == "auto"
+                                          or device.startswith("cuda"))
 
 
 def _run_local(p, name: str, out: Path, device: str | None) -> None:
