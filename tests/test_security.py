@@ -4,6 +4,9 @@
   directory), whatever the spelling: ``..``, an absolute path, a symlink on the way.
 - the database password never appears in what ``dm up``, ``dm worker``, the store, the
   dashboard or their errors print or log.
+- the database URL can come from a file (``DM_DATABASE_URL_FILE``, e.g. a Docker secret),
+  and a password given with ``--db`` on the command line (readable by every user) is warned
+  about.
 - ``dm up`` warns when the dashboard is reachable without a login (the same rule the
   dashboard applies: an empty ``[auth]`` table is no login) and when an OIDC login has no
   allowlist.
@@ -355,3 +358,89 @@ def test_dm_up_refuses_a_malformed_allowlist(up_here):
                                  "--db", "sqlite:///var/dm.sqlite"])
     assert result.exit_code == 2, result.output
     assert "[auth] allowed_emails: 'not-an-email' is not an email address" in result.stderr
+
+
+# ---------------------------------------------------------------- the URL from a file; --db warnings
+
+DB_WARNING = "WARNING: --db carries a password"
+
+
+def test_database_url_from_a_file(tmp_path, monkeypatch):
+    from app.db import database_url
+    from dm_core.cli import up as up_module
+    from dm_core.config import parse_config
+
+    url = f"sqlite:///{tmp_path / 'from-file.sqlite'}"
+    secret = tmp_path / "db_url"
+    secret.write_text(url + "\n", encoding="utf-8")  # as `echo URL > file` writes it
+    monkeypatch.delenv("DM_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DM_DATABASE_URL_FILE", str(secret))
+    store = Store()
+    assert store.url == url
+    store.submit([parse_config({"name": "from-the-file", "dataset": {"name": "digits"}})])
+    store.dispose()
+    result = cli("runs", env={"DM_DATABASE_URL": None, "DM_DATABASE_URL_FILE": str(secret)})
+    assert result.exit_code == 0 and "from-the-file" in result.output, result.output
+    assert database_url() == url  # the dashboard
+    assert up_module._prepare_database(None, tmp_path / "artifacts") == url  # dm up
+    # DM_DATABASE_URL wins (dm up hands its children the resolved URL in it).
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    monkeypatch.setenv("DM_DATABASE_URL", other)
+    assert Store().url == other
+
+
+@pytest.mark.parametrize("problem", ["missing", "a directory", "empty", "not a URL", "binary"])
+def test_database_url_file_problems_name_the_variable(tmp_path, monkeypatch, problem):
+    path = tmp_path / "db_url"
+    if problem == "a directory":
+        path.mkdir()
+    elif problem == "empty":
+        path.write_text("  \n")
+    elif problem == "not a URL":
+        path.write_text(f"postgresql://dm:{SECRET}@db:port/dm")
+    elif problem == "binary":
+        path.write_bytes(b"\xff\xfe" + SECRET.encode())
+    env = {"DM_DATABASE_URL": None, "DM_DATABASE_URL_FILE": str(path)}
+    result = cli("runs", env=env)
+    assert result.exit_code == 1, result.output
+    assert "DM_DATABASE_URL_FILE" in result.output and "Traceback" not in result.output
+    assert SECRET not in result.output
+    if problem != "not a URL":
+        assert str(path) in result.output
+    monkeypatch.delenv("DM_DATABASE_URL", raising=False)
+    monkeypatch.setenv("DM_DATABASE_URL_FILE", str(path))
+    with pytest.raises(StoreError, match="DM_DATABASE_URL_FILE"):
+        Store()
+
+
+def test_a_password_in_a_url_file_is_never_printed(tmp_path):
+    path = tmp_path / "db_url"
+    path.write_text(DEAD_URL)
+    result = cli("runs", env={"DM_DATABASE_URL": None, "DM_DATABASE_URL_FILE": str(path)})
+    assert result.exit_code == 1 and SECRET not in result.output and "***" in result.output
+    assert DB_WARNING not in result.stderr  # nothing on the command line
+
+
+@pytest.mark.parametrize("args", [["runs", "--db", DEAD_URL], [f"--db={DEAD_URL}"],
+                                  ["db", "upgrade", "--db", DEAD_URL]], ids=["runs", "=", "db"])
+def test_a_password_on_the_command_line_is_warned_about(args):
+    if args[0].startswith("--db="):
+        args = ["runs", *args]
+    result = cli(*args)
+    assert DB_WARNING in result.stderr, result.stderr
+    assert "DM_DATABASE_URL" in result.stderr and "DM_DATABASE_URL_FILE" in result.stderr
+    assert SECRET not in result.output
+
+
+def test_no_warning_without_a_password_on_the_command_line(tmp_path):
+    sqlite = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    for args, env in ((["runs", "--db", sqlite], {}),
+                      (["runs", "--db", "postgresql+psycopg://dm@127.0.0.1:1/dm?connect_timeout=1"], {}),
+                      (["runs"], {"DM_DATABASE_URL": DEAD_URL})):  # from the environment
+        result = cli(*args, env=env)
+        assert DB_WARNING not in result.stderr, (args, result.stderr)
+
+
+def test_dm_up_warns_about_a_password_in_db(up_here):
+    result = runner.invoke(app, ["up", "--no-workers", "--port", str(_free_port()), "--db", DEAD_URL])
+    assert DB_WARNING in result.stderr and SECRET not in result.output

@@ -256,20 +256,50 @@ class HistogramSeries:
 
 # ---------------------------------------------------------------------- URLs and engines
 
+URL_ENV = "DM_DATABASE_URL"
+URL_FILE_ENV = "DM_DATABASE_URL_FILE"
+
+
+def url_from_environment() -> str | None:
+    """``$DM_DATABASE_URL``, else the URL in the file ``$DM_DATABASE_URL_FILE`` names (e.g. a
+    Docker or Kubernetes secret; surrounding whitespace ignored), else None.
+
+    The variable wins over the file (``dm up`` hands its children the resolved URL in it).
+    A file that is missing, unreadable or empty is an error naming the variable.
+    """
+    if os.environ.get(URL_ENV):
+        return os.environ[URL_ENV]
+    name = os.environ.get(URL_FILE_ENV)
+    if not name:
+        return None
+    try:
+        text = Path(name).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as err:
+        raise StoreError(f"{URL_FILE_ENV}: cannot read {name!r} ({err.strerror or err}); it "
+                         "must name a readable file holding the database URL") from None
+    except UnicodeDecodeError:
+        raise StoreError(f"{URL_FILE_ENV}: {name!r} is not a UTF-8 text file; it must hold "
+                         "the database URL") from None
+    if not text:
+        raise StoreError(f"{URL_FILE_ENV}: {name!r} is empty; it must hold the database URL")
+    return text
+
+
 def resolve_url(url: str | None = None) -> str:
-    """The database URL to use: ``url``, else ``$DM_DATABASE_URL``, else ./var/dm.sqlite.
+    """The database URL to use: ``url``, else ``$DM_DATABASE_URL``, else the contents of
+    ``$DM_DATABASE_URL_FILE``, else ./var/dm.sqlite (``url_from_environment``).
 
     A relative SQLite path becomes absolute (every process opens the same file whatever its
     working directory) and its folder is created; ``postgresql://`` means psycopg 3.
     """
-    raw = url or os.environ.get("DM_DATABASE_URL") or DEFAULT_URL
+    raw = url or url_from_environment() or DEFAULT_URL
     try:
         parsed = make_url(raw)
     except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         # Never echo the raw text: it may hold a password.
-        raise StoreError("the database URL (--db / DM_DATABASE_URL) is not a URL; expected e.g. "
-                         "sqlite:///var/dm.sqlite or postgresql+psycopg://user:password@host/dm"
-                         ) from None
+        raise StoreError(f"the database URL (--db / {URL_ENV} / {URL_FILE_ENV}) is not a URL; "
+                         "expected e.g. sqlite:///var/dm.sqlite or "
+                         "postgresql+psycopg://user:password@host/dm") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     backend = parsed.get_backend_name()
@@ -426,15 +456,39 @@ def _scalars_frame(rows: Sequence[Any]) -> pd.DataFrame:
     return df
 
 
-def _stride(count: int, limit: int | None) -> int:
-    """Every k-th row keeps about ``limit`` of ``count`` rows.
+def _kept(k: int, first: int, last: int) -> int:
+    """At most how many rows of iterations ``first..last`` stride ``k`` keeps: the multiples
+    of k in that range, plus ``last`` when it is not one (iterations count from 1).
 
-    >>> _stride(30_000, 2000), _stride(100, 2000), _stride(10, None)
-    (15, 1, 1)
+    >>> _kept(2, 2, 11)  # 2, 4, 6, 8, 10 and 11
+    6
+    """
+    return last // k - (first - 1) // k + (last % k != 0)
+
+
+def _stride(count: int, limit: int | None, first: int, last: int) -> int:
+    """The stride k that keeps at most ``limit`` of ``count`` rows with iterations in
+    ``first..last``: the smallest k from ``(last - first + 1) / limit`` up for which the
+    multiples of k AND the last row fit (``_kept``; the last row may be one more than
+    ``count / k``). Counted over the whole range, so it holds even if rows are missing.
+
+    >>> _stride(30_000, 2000, 1, 30_000), _stride(10, 5, 2, 11), _stride(100, 2000, 1, 100)
+    (15, 3, 1)
+    >>> _stride(10, None, 1, 10), _stride(10, 1, 5, 14)
+    (1, 14)
+    >>> all(_kept(_stride(n, m, a, a + n - 1), a, a + n - 1) <= m
+    ...     for n in range(1, 300) for m in range(1, 40) for a in (1, 2, 7, 999))
+    True
     """
     if not limit or count <= limit:
         return 1
-    return math.ceil(count / limit)
+    if limit == 1:
+        return last  # its only multiple in the range is the last row itself
+    k = max(1, math.ceil((last - first + 1) / limit))
+    # Ends by k = ceil(span / (limit - 1)): at most ceil(span / k) multiples, plus the last.
+    while _kept(k, first, last) > limit:
+        k += 1
+    return k
 
 
 def _last_test_acc(rows: Sequence[Mapping[str, Any]]) -> float | None:
@@ -733,7 +787,8 @@ class Store:
 
     def cancel(self, run_id: int) -> RunInfo:
         """Queued: cancelled at once. Running: ``cancel_requested`` is set; its worker notices
-        on its next heartbeat, stops (keeping what was logged) and marks it cancelled."""
+        within about a second (``cancel_requested`` polled between heartbeats), stops (keeping
+        what was logged) and marks it cancelled."""
         with self.session_scope() as s:
             queued = s.execute(
                 update(RUNS).where(RUNS.c.id == run_id, RUNS.c.status == str(RunStatus.QUEUED))
@@ -807,7 +862,7 @@ class Store:
         then one per any other scalar the loop reported.
 
         With ``max_points``, every k-th iteration is selected in SQL (and the last one), so
-        about ``max_points`` rows come back however long the run; ``stride`` gives k itself
+        at most ``max_points`` rows come back however long the run; ``stride`` gives k itself
         (iterations that are multiples of it, and the last one), for a reader that keeps
         its own grid across incremental reads. Unknown runs give an empty frame (this is the
         polling path: no existence check).
@@ -830,7 +885,7 @@ class Store:
     def histograms(self, run_id: int, start: int | None = None, end: int | None = None,
                    max_rows: int | None = 2000, stride: int | None = None) -> HistogramSeries:
         """Histograms for iterations in [start, end], every k-th one selected in SQL so that
-        at most about ``max_rows`` come back (``max_rows=None``: all); ``stride`` gives k
+        at most ``max_rows`` come back (``max_rows=None``: all); ``stride`` gives k
         itself instead, as in :meth:`scalars`."""
         cond = [HISTOGRAMS.c.run_id == run_id]
         if start is not None:
@@ -878,15 +933,15 @@ class Store:
 
     def _stride_filter(self, s: Session, table, cond: list[Any], limit: int | None,
                        stride: int | None = None) -> list[Any]:
-        """Every k-th iteration and the last one: k is ``stride``, or chosen so that about
-        ``limit`` rows remain."""
+        """Every k-th iteration and the last one: k is ``stride``, or chosen so that at most
+        ``limit`` rows remain (``_stride``)."""
         if stride is not None and stride < 1:
             raise ValueError(f"stride: must be a positive integer, got {stride}")
         if not limit and not stride or stride == 1:
             return []
-        count, last = s.execute(select(func.count(), func.max(table.c.iteration))
-                                .where(*cond)).one()
-        k = stride or _stride(int(count or 0), limit)
+        count, first, last = s.execute(select(func.count(), func.min(table.c.iteration),
+                                              func.max(table.c.iteration)).where(*cond)).one()
+        k = stride or _stride(int(count or 0), limit, int(first or 1), int(last or 1))
         if k == 1:
             return []
         return [or_(table.c.iteration % k == 0, table.c.iteration == last)]
@@ -949,6 +1004,13 @@ class Store:
             if row is None:
                 self._refuse(s, run_id, "heartbeat", (RunStatus.RUNNING,), worker_side=True)
             return bool(row[0])
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """Whether a cancel was requested for the run: one primary-key read that takes no
+        write lock, cheap enough for a worker to poll every second between heartbeats."""
+        with self.session_scope(readonly=True) as s:
+            return bool(s.execute(select(RUNS.c.cancel_requested)
+                                  .where(RUNS.c.id == run_id)).scalar())
 
     def write_batch(self, run_id: int, attempt: int, scalars: Sequence[Any] = (),
                     histograms: Sequence[Any] = (), evals: Sequence[Any] = (),
@@ -1074,9 +1136,11 @@ class Store:
         time): re-queued with attempt + 1 and their checkpoint kept; failed once
         ``max_attempts`` are used up; cancelled if a cancel had been requested.
 
-        Returns the ids handled. Safe when several reapers run at once: each guarded UPDATE
-        re-checks ``status = 'running'`` and the stale heartbeat under the row's write lock,
-        so a run is handled exactly once.
+        Returns the ids handled. Safe when several reapers run at once (idle workers between
+        runs, busy ones from their heartbeat thread): each guarded UPDATE re-checks ``status =
+        'running'`` and the stale heartbeat under the row's write lock (SQLite: BEGIN
+        IMMEDIATE; PostgreSQL re-evaluates the WHERE on the locked row), so a run is handled
+        exactly once and a reaper that lost the race changes nothing.
         """
         stale = [RUNS.c.status == str(RunStatus.RUNNING),
                  or_(RUNS.c.heartbeat_at.is_(None), RUNS.c.heartbeat_at < self._ago(stale_after_s))]
