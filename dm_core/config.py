@@ -55,6 +55,10 @@ class _Named(BaseModel):
     def _check_params(self) -> _Named:
         registry = self._registry()
         checked = registry.validate_params(self.name, self.params(), where=self._section)
+        # An entry whose parameters are open (torchvision models) checks them itself.
+        check = registry.get(self.name).extra.get("check_params")
+        if check is not None:
+            checked = check(checked, self._section)
         # Store the validated, default-filled parameters back, so the resolved config is explicit.
         self.__pydantic_extra__ = checked
         return self

@@ -8,7 +8,13 @@ torch.Size([2, 10])
 
 from __future__ import annotations
 
+import collections.abc
+import functools
+import inspect
 import math
+import re
+import types
+import typing
 from typing import Any
 
 import torch
@@ -160,23 +166,99 @@ for _depth in (20, 32, 44, 56, 110):
 
 # ---------------------------------------------------------------------- torchvision
 
-@MODELS.register("torchvision", open_params=True,
+@functools.lru_cache(maxsize=1)
+def torchvision_archs() -> tuple[str, ...]:
+    """torchvision's classification models (``torchvision.models.list_models``), sorted.
+
+    Detection, segmentation, video and quantised models live in submodules and are not listed.
+    """
+    import torchvision
+
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+_JSON_TYPES = (int, float, bool, str, type(None))
+
+
+def _settable(annotation: Any) -> bool:
+    """Whether a config value (JSON: numbers, booleans, strings, lists) can fill a parameter
+    annotated ``annotation``; callables, module classes and config objects cannot."""
+    if annotation in _JSON_TYPES:
+        return True
+    origin = typing.get_origin(annotation)
+    if origin in (list, tuple, collections.abc.Sequence, typing.Union, types.UnionType):
+        return all(_settable(a) for a in typing.get_args(annotation) if a is not Ellipsis)
+    return False
+
+
+@functools.cache
+def torchvision_params(arch: str) -> tuple[str, ...]:
+    """The keyword arguments a config may give torchvision model ``arch``.
+
+    These are the settable (number, boolean, string or list) parameters of the model class
+    that ``arch``'s builder returns: those with a default, and the required ones that the
+    builders of its module take from their keyword arguments (``kwargs.pop("image_size", 224)``
+    in the ViT builder); plus the defaulted parameters of the module's ``_*_conf`` helper that
+    some builders pass their keyword arguments through (MobileNetV3's ``width_mult``). Never
+    ``num_classes``: the dataset sets it. A value the builder fixes itself (``groups`` of a
+    ResNeXt) still fails when the model is built, as a ``ConfigError`` naming it.
+
+    >>> torchvision_params("resnet18")
+    ('zero_init_residual', 'groups', 'width_per_group', 'replace_stride_with_dilation')
+    >>> torchvision_params("vit_b_16")[:2]
+    ('image_size', 'dropout')
+    """
+    import torchvision
+
+    builder = torchvision.models.get_model_builder(arch)
+    module = inspect.getmodule(builder)
+    popped = set(re.findall(r"kwargs\.pop\(\s*[\"'](\w+)[\"']", inspect.getsource(module)))
+    cls = inspect.signature(builder).return_annotation
+    functions = [cls.__init__] + [fn for name, fn in vars(module).items()
+                                  if name.startswith("_") and name.endswith("_conf") and callable(fn)]
+    names: list[str] = []
+    for fn in functions:
+        hints = typing.get_type_hints(fn)
+        for prm in inspect.signature(fn).parameters.values():
+            if (prm.kind in (prm.POSITIONAL_OR_KEYWORD, prm.KEYWORD_ONLY)
+                    and (prm.default is not prm.empty or prm.name in popped)
+                    and prm.name not in ("self", "arch", "num_classes", *names)
+                    and _settable(hints.get(prm.name, Any))):
+                names.append(prm.name)
+    return tuple(names)
+
+
+def _check_torchvision(params: dict[str, Any], where: str = "model") -> dict[str, Any]:
+    """Config-time check: a known ``arch`` and only keyword arguments that model takes."""
+    arch = params["arch"]
+    available = torchvision_archs()
+    if arch not in available:
+        raise ConfigError(f"{where}.arch: unknown torchvision classification model {arch!r}; "
+                          f"allowed: {', '.join(available)}")
+    if params.get("weights") not in (None, False):
+        raise ConfigError(f"{where}.weights: pretrained weights cannot be downloaded here; leave weights unset")
+    allowed = torchvision_params(arch)
+    for key in params:
+        if key in ("arch", "weights") or key in allowed:
+            continue
+        why = "is set from the dataset's classes" if key == "num_classes" else f"is not a parameter of {arch!r}"
+        raise ConfigError(f"{where}.{key}: {why}; {arch} takes: {', '.join(allowed) or 'no parameters'}")
+    return params
+
+
+@MODELS.register("torchvision", open_params=True, check_params=_check_torchvision,
                  description="Any torchvision classification model by name (randomly initialised).",
                  params=[Param("arch", "resnet18", "str", help="torchvision model name, e.g. resnet18")])
 def _torchvision(num_classes: int, input_shape: tuple[int, ...], arch: str, **kwargs: Any) -> nn.Module:
     import torchvision
 
-    available = torchvision.models.list_models(module=torchvision.models)
-    if arch not in available:
-        raise ConfigError(f"model.arch: unknown torchvision model {arch!r}; allowed: {', '.join(sorted(available))}")
-    if kwargs.get("weights") not in (None, False):
-        raise ConfigError("model.weights: pretrained weights cannot be downloaded here; leave weights unset")
     kwargs.pop("weights", None)
     model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     channels = _image_channels(input_shape, arch)
+    layers: list[nn.Module] = [model, _MainLogits()]
     if channels != 3:  # ImageNet models expect RGB: repeat a grey channel
-        return nn.Sequential(_RepeatChannels(3), model)
-    return model
+        layers.insert(0, _RepeatChannels(3))
+    return nn.Sequential(*layers)
 
 
 class _RepeatChannels(nn.Module):
@@ -188,8 +270,76 @@ class _RepeatChannels(nn.Module):
         return x.expand(-1, self.channels, -1, -1) if x.shape[1] == 1 else x
 
 
+class _MainLogits(nn.Module):
+    """GoogLeNet and Inception return ``(logits, aux_logits)`` while training: keep the logits."""
+
+    def forward(self, out: Any) -> torch.Tensor:
+        return out if isinstance(out, torch.Tensor) else out.logits
+
+
+# ---------------------------------------------------------------------- building
+
 def create_model(name: str, num_classes: int, input_shape: tuple[int, ...], **params: Any) -> nn.Module:
-    """Build a registered model for ``num_classes`` outputs and inputs of ``input_shape``."""
+    """Build a registered model for ``num_classes`` outputs and inputs of ``input_shape``.
+
+    The model is tried on a dummy batch of that shape before it is returned, so a model
+    that cannot be built with these parameters, or cannot take these inputs (an ImageNet
+    model on images smaller than its pooling needs), is a ``ConfigError`` naming the
+    ``model.*`` field at fault -- before training starts, not a traceback from inside torch.
+
+    >>> create_model("torchvision", 10, (3, 32, 32), arch="inception_v3")
+    Traceback (most recent call last):
+    ...
+    dm_core.registry.ConfigError: model.arch: torchvision model 'inception_v3' cannot take this dataset's inputs of shape (3, 32, 32): Calculated padded input size per channel: (1 x 1). Kernel size: (3 x 3). Kernel size can't be greater than actual input size; choose another model
+    """
+    entry = MODELS.get(name, where="model.name")
     checked = MODELS.validate_params(name, {k: v for k, v in params.items() if v is not None},
                                      where="model")
-    return MODELS.get(name, where="model.name").factory(num_classes, tuple(input_shape), **checked)
+    if "check_params" in entry.extra:
+        checked = entry.extra["check_params"](checked, "model")
+    what = f"torchvision model {checked['arch']!r}" if "arch" in checked else f"model {name!r}"
+    shape = tuple(input_shape)
+    try:
+        model = entry.factory(num_classes, shape, **checked)
+    except ConfigError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any failure inside torch becomes a named config error
+        field = _field_in(err, checked) or ("arch" if "arch" in checked else "name")
+        raise ConfigError(f"model.{field}: {what} cannot be built with "
+                          f"{_kwargs_text(checked)}: {_first_line(err)}") from err
+    _try_forward(model, num_classes, shape, what, "model.arch" if "arch" in checked else "model.name")
+    return model
+
+
+def _try_forward(model: nn.Module, num_classes: int, shape: tuple[int, ...], what: str, field: str) -> None:
+    # Eval mode and zeros: no dropout, no random draws and no batch-norm statistics change,
+    # so the model trains exactly as it would have without the check.
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(2, *shape))
+    except Exception as err:  # noqa: BLE001
+        raise ConfigError(f"{field}: {what} cannot take this dataset's inputs of shape {shape}: "
+                          f"{_first_line(err)}; choose another model") from err
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (2, num_classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"{field}: {what} gives outputs of shape {got} for a batch of 2, "
+                          f"not (2, {num_classes}) logits")
+
+
+def _field_in(err: Exception, params: dict[str, Any]) -> str | None:
+    """The parameter an error message quotes (``unexpected keyword argument 'x'``), if any."""
+    text = str(err)
+    return next((k for k in params if k != "arch" and re.search(rf"\b{re.escape(k)}\b", text)), None)
+
+
+def _kwargs_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in params.items() if k != "arch") or "no parameters"
+
+
+def _first_line(err: Exception) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else type(err).__name__

@@ -52,3 +52,94 @@ def test_errors_name_the_field():
         create_model("resnet20", 10, (64,))
     with pytest.raises(ConfigError, match="model.arch"):
         create_model("torchvision", 10, (3, 32, 32), arch="not_a_model")
+
+
+# -- torchvision models: checked against torchvision's own list, at config time and before
+# -- training starts, never a traceback from inside torch ------------------------------------
+
+def _torchvision_config(**model):
+    from dm_core.config import parse_config
+
+    return parse_config({"dataset": {"name": "digits"}, "model": {"name": "torchvision", **model}})
+
+
+def test_torchvision_arch_is_checked_against_torchvisions_classification_list():
+    import torchvision
+
+    classification = set(torchvision.models.list_models(module=torchvision.models))
+    every = set(torchvision.models.list_models())  # also detection, segmentation, video, ...
+    for arch in sorted(classification):
+        assert _torchvision_config(arch=arch).model.params()["arch"] == arch
+    for arch in ("resnet9000", *sorted(every - classification)[:3]):
+        with pytest.raises(ConfigError) as err:
+            _torchvision_config(arch=arch)
+        assert str(err.value).startswith("model.arch: unknown torchvision classification model")
+        assert "resnet18" in str(err.value)  # the allowed names are listed
+
+
+@pytest.mark.parametrize(("arch", "key", "allowed"), [
+    ("resnet18", "dropout", "zero_init_residual"),  # ResNet has no dropout
+    ("resnet18", "num_classes", "zero_init_residual"),  # the dataset sets it
+    ("mobilenet_v3_small", "colour", "width_mult"),  # MobileNetV3 swallows unknown kwargs
+    ("convnext_tiny", "typo", "stochastic_depth_prob"),  # so does ConvNeXt
+    ("resnet18", "norm_layer", "groups"),  # a callable: a config cannot give one
+])
+def test_torchvision_keys_the_model_does_not_take_are_rejected(arch, key, allowed):
+    with pytest.raises(ConfigError) as err:
+        _torchvision_config(arch=arch, **{key: 1})
+    assert str(err.value).startswith(f"model.{key}:")
+    assert allowed in str(err.value)
+
+
+def test_torchvision_keys_reach_the_model():
+    # Reference: torchvision's own builder with the same argument.
+    import torchvision
+
+    cfg = _torchvision_config(arch="mobilenet_v3_small", width_mult=0.5, dropout=0.1)
+    ours = create_model("torchvision", 10, (3, 32, 32), **cfg.model.params())
+    theirs = torchvision.models.mobilenet_v3_small(num_classes=10, width_mult=0.5, dropout=0.1)
+    assert n_params(ours) == n_params(theirs) < n_params(torchvision.models.mobilenet_v3_small(num_classes=10))
+    assert ours[0].classifier[2].p == 0.1
+
+
+def test_torchvision_build_failures_name_the_field():
+    with pytest.raises(ConfigError) as err:  # torchvision raises ValueError for this
+        create_model("torchvision", 10, (3, 32, 32), arch="resnet18", replace_stride_with_dilation=[True])
+    assert str(err.value).startswith("model.replace_stride_with_dilation: torchvision model 'resnet18' "
+                                     "cannot be built with replace_stride_with_dilation=[True]")
+    with pytest.raises(ConfigError, match=r"^model\.groups: .*expected value 32 but got 4"):
+        create_model("torchvision", 10, (3, 32, 32), arch="resnext50_32x4d", groups=4)
+
+
+def test_an_input_the_model_cannot_take_is_a_config_error():
+    # SqueezeNet's pooling needs more than 8×8 pixels: torch raises a RuntimeError.
+    with pytest.raises(ConfigError) as err:
+        create_model("torchvision", 10, (1, 8, 8), arch="squeezenet1_1")
+    message = str(err.value)
+    assert message.startswith("model.arch: torchvision model 'squeezenet1_1' cannot take this "
+                              "dataset's inputs of shape (1, 8, 8)")
+    assert "Output size is too small" in message and "\n" not in message
+    # On 32×32 the same model works.
+    assert create_model("torchvision", 10, (3, 32, 32), arch="squeezenet1_1")(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_the_dummy_forward_leaves_no_trace():
+    # No random draws and no batch-norm statistics: a model comes out as torch built it.
+    torch.manual_seed(0)
+    model = create_model("cnn", 10, (1, 8, 8), dropout=0.5)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    from dm_core.models import SmallCNN
+
+    reference = SmallCNN(1, 10, 32, 0.5)
+    assert torch.equal(after, torch.rand(1))
+    assert model.training
+    ours, theirs = model.state_dict(), reference.state_dict()
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+
+
+def test_googlenet_trains_on_its_main_logits():
+    model = create_model("torchvision", 10, (3, 64, 64), arch="googlenet", init_weights=False)
+    model.train()
+    out = model(torch.randn(2, 3, 64, 64))  # torchvision gives (logits, aux2, aux1) in training
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 10)
