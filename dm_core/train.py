@@ -15,7 +15,8 @@ The loop knows nothing of databases or UIs: it reports every step to ``on_event`
 ``dm_core.events``). Iterations count optimisation steps from 1. Every ``eval_every`` steps
 it evaluates and, given a ``checkpoint_dir``, writes a checkpoint that describes itself
 (config, iteration, best scores, RNG states), so a worker on another machine can resume it
-without the original config file -- bit for bit on the CPU.
+without the original config file -- bit for bit on the CPU. ``dm train --checkpoint-dir DIR``
+and ``dm train --resume DIR`` do the same from the shell.
 """
 
 from __future__ import annotations
@@ -76,7 +77,27 @@ def train(
     checkpoint_dir: str | Path | None = None,
     should_stop: Callable[[], str | None] | None = None,
 ) -> RunSummary:
-    """Train ``config`` and return its summary; see the module docstring for the contract."""
+    """Train ``config`` and return its summary; see the module docstring for the contract.
+
+    Checkpoints are written only when ``checkpoint_dir`` is given: ``checkpoint_dir /
+    "checkpoint.pt"`` (replaced atomically, so it always holds the latest state) after every
+    evaluation -- every ``eval_every`` iterations and at the last iteration of each phase --
+    and when ``should_stop`` returns a reason, just before ``TrainingInterrupted`` is raised.
+    A diverged run (``TrainingDiverged``) writes none past its last evaluation.
+
+    ``resume_from`` is a checkpoint file; the run continues after its iteration with the
+    saved weights, optimiser, schedule, RNG states and best scores, and gives the same
+    events and final weights as an uninterrupted run (bit for bit on the CPU). ``config``
+    must be the run the checkpoint was written by (``ValueError`` otherwise; only ``name``
+    and ``device`` may differ; ``load_checkpoint_config`` recovers it). Resuming does not
+    itself write checkpoints: pass ``checkpoint_dir`` too (it may be the same directory).
+
+    With ``config.relabel`` a second phase trains from scratch on the first model's
+    predictions of the training set. Both phases report ``train_acc_corrupted`` and
+    ``fit_corrupted_subset`` against the original corrupted labels (and
+    ``train_acc_intact`` against the clean ones), so the two phases are comparable; the
+    summary's ``relabel`` also gives ``label_accuracy``, how many predicted labels are right.
+    """
     emit = on_event or (lambda event: None)
     started = time.perf_counter()
 
@@ -195,16 +216,20 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
         path = _write_atomically(state, Path(checkpoint_dir))
         emit(CheckpointEvent(iteration=iteration, path=str(path)))
 
+    # Both phases are scored against the original corrupted labels (not against what the
+    # phase trains on, which in the relabel phase is the first model's predictions).
+    y_corrupted = data.y_train.to(device)
+
     def evaluate(iteration: int) -> None:
         train_pred = _predict(model, x_train)
         noisy = is_noisy
         values = {
             "test_acc": _accuracy(model, data.x_test.to(device), data.y_test.to(device)),
-            "train_acc_corrupted": float((train_pred == phase.labels).float().mean()),
+            "train_acc_corrupted": float((train_pred == y_corrupted).float().mean()),
             "train_acc_intact": float((train_pred == y_clean).float().mean()),
             # The paper's "fitting degree": of the corrupted examples, how many the model
             # predicts as their wrong label.
-            "fit_corrupted_subset": (float((train_pred[noisy] == phase.labels[noisy]).float().mean())
+            "fit_corrupted_subset": (float((train_pred[noisy] == y_corrupted[noisy]).float().mean())
                                      if bool(noisy.any()) else 0.0),
         }
         if data.x_val is not None and len(data.x_val):
@@ -216,8 +241,10 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
         emit(EvalEvent(iteration=iteration, values=values))
 
     # ------------------------------------------------------------------ the loop
-    # Per step, in a fixed order: batch → forward → divergence check → step → log →
-    # evaluate and checkpoint → stop if asked.
+    # Per step, in a fixed order: batch → forward → backward → read the step's statistics →
+    # divergence check → optimiser step → log → evaluate and checkpoint → stop if asked.
+    # The check comes before the step, so a diverged step never reaches the weights, and
+    # nothing of the diverged iteration is emitted.
     n = len(x_train)
     bins = config.histogram_bins
     for step in range(start_step, config.iterations + 1):
@@ -238,12 +265,9 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
         loss = loss_fn(logits.float(), y)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
 
-        # Everything logged this step in one device→host copy: this is a sync point.
+        # Everything logged this step in one device→host copy: this is a sync point (after
+        # the backward pass is queued, so the device is busy while the host waits).
         stats = loss_fn.last
         p, weight = stats.p.float(), stats.weight.float() * len(y)
         noisy_b = is_noisy[idx]
@@ -265,6 +289,11 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
 
         if not math.isfinite(loss_v) or not math.isfinite(logit_max) or logit_max > config.max_logit:
             raise TrainingDiverged(iteration, _divergence_message(config, iteration, loss_v, logit_max))
+
+        scaler.step(optimizer)
+        scaler.update()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule moves it
+        scheduler.step()
 
         values = {"loss": loss_v, "ce": ce, "lr": lr, "batch_acc": batch_acc,
                   "weight_mean": w_mean, "weight_var": w_var}

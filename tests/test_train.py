@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from dm_core.cli import app
-from dm_core.config import parse_config
+from dm_core.config import ConfigError, parse_config
 from dm_core.events import (
     CheckpointEvent,
     EvalEvent,
@@ -178,18 +178,114 @@ def test_divergence_stops_with_iteration_and_likely_cause():
     scalars = [e for e in events if isinstance(e, ScalarsEvent)]
     assert [e.iteration for e in scalars] == list(range(1, err.value.iteration))
     assert all(np.isfinite(v) for e in scalars for v in e.values.values())
+    assert all(e.iteration < err.value.iteration for e in events if hasattr(e, "iteration"))
 
 
-def test_relabel_retrains_on_predictions_and_reports_both():
-    events = []
-    summary = train(tiny(relabel=True, iterations=20), on_event=events.append)
+def test_divergence_check_comes_before_the_optimiser_step(monkeypatch):
+    """A diverged step never reaches the weights: the optimiser stepped once per earlier
+    iteration, and not for the one that diverged."""
+    import dm_core.train as train_module
+
+    steps = []
+    real = train_module._make_optimizer
+
+    def make_optimizer(config, model):
+        optimizer = real(config, model)
+        optimizer.register_step_post_hook(lambda *_: steps.append(1))
+        return optimizer
+
+    monkeypatch.setattr(train_module, "_make_optimizer", make_optimizer)
+    with pytest.raises(TrainingDiverged) as err:
+        train(tiny(optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.9},
+                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200, max_logit=1000.0))
+    assert err.value.iteration > 1
+    assert len(steps) == err.value.iteration - 1
+
+
+def _record_targets(monkeypatch):
+    """Every target batch the loop hands its loss, in order."""
+    import dm_core.train as train_module
+
+    seen = []
+    real = train_module.make_loss
+
+    def make_loss(name, **params):
+        loss_fn = real(name, **params)
+        inner = loss_fn.forward
+
+        def forward(logits, targets):
+            seen.append(targets.detach().clone())
+            return inner(logits, targets)
+
+        loss_fn.forward = forward
+        return loss_fn
+
+    monkeypatch.setattr(train_module, "make_loss", make_loss)
+    return seen
+
+
+def _model_from(state, cfg, data):
+    from dm_core.models import create_model
+
+    model = create_model(cfg.model.name, data.num_classes, data.input_shape, **cfg.model.params())
+    model.load_state_dict(state)
+    model.eval()
+    return model
+
+
+def _digits_for(cfg):
+    from dm_core.data import load_dataset
+
+    return load_dataset("digits", seed=cfg.seed, noise_kind=cfg.dataset.noise.kind,
+                        noise_rate=cfg.dataset.noise.rate)
+
+
+def test_relabel_retrains_on_predictions_and_reports_both(tmp_path, monkeypatch):
+    from dm_core.data import batch_indices
+
+    cfg = tiny(relabel=True, iterations=20)
+    targets = _record_targets(monkeypatch)
+    events, states = [], {}
+
+    def on_event(e):
+        events.append(e)
+        if isinstance(e, CheckpointEvent):  # the file is replaced later: read it now
+            states[e.iteration] = torch.load(e.path, weights_only=True)["model"]
+
+    summary = train(cfg, on_event=on_event, checkpoint_dir=tmp_path)
     starts = [e for e in events if isinstance(e, StartEvent)]
     assert [s.phase for s in starts] == ["train", "relabel"]
     iters = [e.iteration for e in events if isinstance(e, ScalarsEvent)]
     assert iters == list(range(1, 41))
-    assert summary.relabel is not None
-    assert 0.0 <= summary.relabel["label_accuracy"] <= 1.0
     assert summary.iterations == 40
+
+    # The second phase trains on the first model's own predictions of the training set.
+    data = _digits_for(cfg)
+    with torch.no_grad():
+        first = _model_from(states[20], cfg, data)(data.x_train).argmax(1)
+        second = _model_from(states[40], cfg, data)(data.x_train).argmax(1)
+    assert torch.equal(torch.as_tensor(starts[1].noisy_labels), first)
+    assert not torch.equal(first, data.y_train)  # so the phases really train on different labels
+    for step in range(1, 21):
+        idx = batch_indices(len(data.x_train), cfg.batch_size, step - 1, cfg.seed)
+        assert torch.equal(targets[step - 1], data.y_train[idx])  # phase 1: the corrupted labels
+        assert torch.equal(targets[20 + step - 1], first[idx])  # phase 2: the predictions
+    assert len(targets) == 40
+
+    # Both phases are scored against the original corrupted labels, not the predictions.
+    noisy = data.is_noisy
+    for model_pred, values in ((first, [e for e in events if isinstance(e, EvalEvent)][1].values),
+                               (second, [e for e in events if isinstance(e, EvalEvent)][-1].values)):
+        assert values["train_acc_corrupted"] == pytest.approx(float((model_pred == data.y_train).float().mean()))
+        assert values["train_acc_intact"] == pytest.approx(float((model_pred == data.y_train_clean).float().mean()))
+        assert values["fit_corrupted_subset"] == pytest.approx(
+            float((model_pred[noisy] == data.y_train[noisy]).float().mean()))
+    relabel = summary.relabel
+    assert relabel["train_acc_corrupted"] == pytest.approx(float((second == data.y_train).float().mean()))
+    assert relabel["fit_corrupted_subset"] == pytest.approx(
+        float((second[noisy] == data.y_train[noisy]).float().mean()))
+    assert relabel["label_accuracy"] == pytest.approx(float((first == data.y_train_clean).float().mean()))
+    assert relabel["noise_rate_after"] == pytest.approx(1 - relabel["label_accuracy"])
 
 
 def test_cli_train_json(tmp_path):
@@ -210,3 +306,231 @@ def test_cli_train_rejects_bad_config_naming_the_field(tmp_path):
     result = CliRunner().invoke(app, ["train", str(cfg)])
     assert result.exit_code == 2
     assert "loss.lam" in result.output
+
+
+def test_cli_model_that_cannot_take_the_input_is_a_named_config_error(tmp_path):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(tiny(model={"name": "torchvision", "arch": "squeezenet1_1"}).model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["train", str(cfg)])
+    assert result.exit_code == 2, result.output
+    assert "model.arch: torchvision model 'squeezenet1_1' cannot take this dataset's inputs" in result.output
+    assert "Traceback" not in result.output
+    events = []  # and train() stops before the first step
+    with pytest.raises(ConfigError, match="model.arch"):
+        train(tiny(model={"name": "torchvision", "arch": "squeezenet1_1"}), on_event=events.append)
+    assert not any(isinstance(e, StartEvent | ScalarsEvent) for e in events)
+
+
+def test_cli_unexpected_errors_are_one_line_with_exit_code_1(tmp_path, monkeypatch):
+    import dm_core.train as train_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("CUDA error: device-side assert triggered\nCompile with TORCH_USE_CUDA_DSA")
+
+    monkeypatch.setattr(train_module, "train", broken)
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(tiny().model_dump(mode="json")))
+    result = CliRunner().invoke(app, ["train", str(cfg), "--json"])  # --json: no progress bar
+    assert result.exit_code == 1
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert lines == ["error: RuntimeError: CUDA error: device-side assert triggered"]
+
+
+def test_cli_help_says_how_checkpoints_are_written():
+    result = CliRunner().invoke(app, ["train", "--help"])
+    text = " ".join(result.output.replace("│", " ").split())
+    assert "checkpoint.pt after every evaluation" in text and "on Ctrl-C" in text
+    assert "--resume" in text and "130" in text
+
+
+def test_cli_resume_after_ctrl_c_gives_the_same_final_weights(tmp_path, monkeypatch):
+    """`dm train --checkpoint-dir DIR`, Ctrl-C mid-run, then `dm train --resume DIR`: the
+    same final weights and scores as one uninterrupted `dm train`."""
+    import os
+    import signal
+
+    import dm_core.train as train_module
+
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps(tiny(iterations=40, eval_every=10,
+                                   model={"name": "mlp", "hidden": [32], "dropout": 0.2}).model_dump(mode="json")))
+    runner = CliRunner()
+    full = runner.invoke(app, ["train", str(cfg), "--checkpoint-dir", str(tmp_path / "full"), "--json"])
+    assert full.exit_code == 0, full.output
+
+    real = train_module.batch_indices
+
+    def ctrl_c_at_step_25(n, batch_size, iteration, seed):
+        if iteration == 24:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(n, batch_size, iteration, seed)
+
+    monkeypatch.setattr(train_module, "batch_indices", ctrl_c_at_step_25)
+    part = tmp_path / "part"
+    stopped = runner.invoke(app, ["train", str(cfg), "--checkpoint-dir", str(part), "--json"])
+    assert stopped.exit_code == 130, stopped.output
+    text = " ".join(stopped.output.split())
+    assert "training stopped at iteration 25: stopped by Ctrl-C" in text
+    assert f"resume with: dm train --resume {part / 'checkpoint.pt'}" in text
+    assert torch.load(part / "checkpoint.pt", weights_only=True)["iteration"] == 25
+    monkeypatch.setattr(train_module, "batch_indices", real)
+
+    resumed = runner.invoke(app, ["train", "--resume", str(part), "--json"])  # no config needed
+    assert resumed.exit_code == 0, resumed.output
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)
+    b = torch.load(part / "checkpoint.pt", weights_only=True)
+    assert a["iteration"] == b["iteration"] == 40
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    summary_full = json.loads(full.stdout.strip().splitlines()[-1])
+    summary_resumed = json.loads(resumed.stdout.strip().splitlines()[-1])
+    for key in ("test_acc_final", "test_acc_best", "train_acc_corrupted", "fit_corrupted_subset"):
+        assert summary_resumed[key] == summary_full[key]
+
+
+def test_cli_resume_errors(tmp_path):
+    result = CliRunner().invoke(app, ["train", "--resume", str(tmp_path / "nope.pt")])
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = CliRunner().invoke(app, ["train"])
+    assert result.exit_code == 2 and "config" in result.output
+
+
+# -- optimisers, schedule, sampler and augmentation: short digits runs on the CPU ------------
+
+def _first_step(cfg, tmp_path):
+    """(θ0, ∂L/∂θ at θ0 on the first batch, θ1 after the loop's first step), by name."""
+    from dm_core.data import batch_indices
+    from dm_core.losses import make_loss
+    from dm_core.models import create_model
+
+    data = _digits_for(cfg)
+    torch.manual_seed(cfg.seed)  # as the loop does: the same initial weights
+    model = create_model(cfg.model.name, data.num_classes, data.input_shape, **cfg.model.params())
+    theta0 = {k: v.detach().clone() for k, v in model.named_parameters()}
+    idx = batch_indices(len(data.x_train), cfg.batch_size, 0, cfg.seed)
+    loss = make_loss(cfg.loss.name, **cfg.loss.params())(model(data.x_train[idx]), data.y_train[idx])
+    grads = dict(zip(theta0, torch.autograd.grad(loss, list(model.parameters())), strict=True))
+    train(cfg, checkpoint_dir=tmp_path)
+    theta1 = torch.load(tmp_path / "checkpoint.pt", weights_only=True)["model"]
+    return theta0, grads, theta1
+
+
+# The first update of each optimiser, by hand (g' = g + wd·θ: L2 weight decay):
+#   SGD, momentum μ:       θ1 = θ0 − lr·g'            (the momentum buffer starts at g')
+#   SGD, Nesterov:         θ1 = θ0 − lr·(1 + μ)·g'
+#   Adam (β1, β2, ε=1e-8): θ1 = θ0 − lr·g' / (|g'| + ε)  (bias-corrected m̂ = g', v̂ = g'²)
+FIRST_STEPS = {
+    "sgd": ({"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.0},
+            lambda t, g, o: t - o["lr"] * g),
+    "sgd-weight-decay": ({"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 0.05},
+                         lambda t, g, o: t - o["lr"] * (g + o["weight_decay"] * t)),
+    "nesterov": ({"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4},
+                 lambda t, g, o: t - o["lr"] * (1 + o["momentum"]) * (g + o["weight_decay"] * t)),
+    "adam": ({"name": "adam", "lr": 0.01, "weight_decay": 0.0},
+             lambda t, g, o: t - o["lr"] * g / (g.abs() + 1e-8)),
+    "adam-weight-decay": ({"name": "adam", "lr": 0.01, "weight_decay": 0.05},
+                          lambda t, g, o: t - o["lr"] * (g + o["weight_decay"] * t)
+                          / ((g + o["weight_decay"] * t).abs() + 1e-8)),
+}
+
+
+@pytest.mark.parametrize("case", list(FIRST_STEPS))
+def test_first_optimiser_step_matches_the_hand_computed_update(case, tmp_path):
+    opt, update = FIRST_STEPS[case]
+    cfg = tiny(iterations=1, eval_every=1, optimizer=opt)
+    theta0, grads, theta1 = _first_step(cfg, tmp_path)
+    moved = 0
+    for name, t in theta0.items():
+        expected = update(t.double(), grads[name].double(), opt)
+        torch.testing.assert_close(theta1[name].double(), expected, rtol=1e-5, atol=1e-7)
+        moved += int((theta1[name] != t).sum())
+    assert moved > 0
+
+
+@pytest.mark.parametrize(("opt", "above"), [
+    ({"name": "adam", "lr": 0.01, "weight_decay": 0.0}, 0.6),
+    ({"name": "adam", "lr": 0.003, "weight_decay": 1e-4}, 0.4),
+    ({"name": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True}, 0.6),
+], ids=["adam", "adam-weight-decay", "nesterov"])
+def test_short_runs_learn_with_each_optimiser(opt, above):
+    summary = train(tiny(iterations=60, eval_every=20, optimizer=opt))
+    assert summary.test_acc_final > above  # chance is 0.1 on ten classes
+
+
+def test_milestones_drop_the_learning_rate_exactly():
+    scalars = []
+    train(tiny(iterations=30, schedule={"milestones": [10, 20], "gamma": 0.5},
+               optimizer={"name": "sgd", "lr": 0.2, "momentum": 0.9}),
+          on_event=lambda e: scalars.append(e) if isinstance(e, ScalarsEvent) else None)
+    lrs = [s.values["lr"] for s in scalars]
+    # Steps 1-10 at lr, 11-20 at lr·γ, 21-30 at lr·γ² (a milestone m: after m steps).
+    assert lrs == [0.2] * 10 + [0.1] * 10 + [0.05] * 10
+
+
+def test_balanced_sampler_gives_equal_noisy_label_counts(monkeypatch):
+    targets = _record_targets(monkeypatch)
+    events = []
+    train(tiny(iterations=15, batch_size=60, dataset={"name": "digits", "balanced_sampler": True,
+                                                      "noise": {"kind": "symmetric", "rate": 0.4}}),
+          on_event=events.append)
+    start = [e for e in events if isinstance(e, StartEvent)][0]
+    assert len(targets) == 15
+    for y in targets:  # 60 = 6 per class, by the noisy label the loss trains on
+        assert np.bincount(y.numpy(), minlength=10).tolist() == [6] * 10
+        assert set(y.tolist()) <= set(start.noisy_labels.tolist())
+    plain = _record_targets(monkeypatch)
+    train(tiny(iterations=5, batch_size=60))
+    assert any(np.bincount(y.numpy(), minlength=10).tolist() != [6] * 10 for y in plain)
+
+
+def _candidate_crops(image, pad=4):
+    """Every pad-and-crop (and horizontal flip) of one (C, H, W) image, in numpy."""
+    c, h, w = image.shape
+    padded = np.pad(image, ((0, 0), (pad, pad), (pad, pad)))
+    crops = [padded[:, oy:oy + h, ox:ox + w] for oy in range(2 * pad + 1) for ox in range(2 * pad + 1)]
+    return crops + [crop[:, :, ::-1] for crop in crops]
+
+
+def test_cifar_augmentation_pads_crops_and_flips_what_the_model_sees(monkeypatch):
+    import dm_core.train as train_module
+    from dm_core.data import batch_indices
+
+    seen = []
+    real = train_module.create_model
+
+    def create_model(*args, **kwargs):
+        model = real(*args, **kwargs)
+        model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0].detach().clone()) if m.training else None)
+        return model
+
+    monkeypatch.setattr(train_module, "create_model", create_model)
+    cfg = tiny(iterations=3, batch_size=16, dataset={"name": "digits", "augment": True,
+                                                     "noise": {"kind": "symmetric", "rate": 0.4}})
+    train(cfg)
+    data = _digits_for(cfg)
+    shifted = flipped = 0
+    for step, x in enumerate(seen):
+        originals = data.x_train[batch_indices(len(data.x_train), 16, step, cfg.seed)].numpy()
+        for got, original in zip(x.numpy(), originals, strict=True):
+            matches = [i for i, crop in enumerate(_candidate_crops(original)) if np.array_equal(got, crop)]
+            assert matches, "an augmented image is not a pad-4 crop (or its mirror) of its original"
+            shifted += 40 not in matches and 121 + 40 not in matches  # 40: offset (4, 4), no shift
+            flipped += all(i >= 81 for i in matches)
+    assert len(seen) == 3 and shifted > 0 and flipped > 0
+    seen.clear()
+    train(tiny(iterations=2, batch_size=16))  # digits default: no augmentation
+    for step, x in enumerate(seen):
+        assert torch.equal(x, data.x_train[batch_indices(len(data.x_train), 16, step, cfg.seed)])
+
+
+def test_cli_runs_the_shipped_preset(tmp_path):
+    from pathlib import Path
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "digits-symmetric-40-dm.yaml"
+    # The preset's milestones (1500, 2250) lie after 50 iterations, which validation refuses.
+    result = CliRunner().invoke(app, ["train", str(preset), "--set", "iterations=50",
+                                      "--set", "schedule.milestones=[25,40]", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["iterations"] == 50
+    assert abs(out["actual_noise_rate"] - 0.4) < 0.05  # the preset's 40% symmetric noise
+    assert out["test_acc_final"] > 0.5 and out["test_acc_best"] >= out["test_acc_final"]

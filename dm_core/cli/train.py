@@ -1,45 +1,98 @@
-"""``dm train``: one run in the foreground, with a progress bar and a summary."""
+"""``dm train``: one run in the foreground, with a progress bar and a summary.
+
+Checkpoints: with ``--checkpoint-dir DIR`` the run writes ``DIR/checkpoint.pt`` after every
+evaluation (every ``eval_every`` iterations and at the last one), and when it is stopped by
+Ctrl-C: the first Ctrl-C finishes the current step, writes the checkpoint and exits with
+code 130; a second one aborts at once. ``--resume`` continues from a checkpoint (a file, or
+a directory holding ``checkpoint.pt``), bit for bit on the CPU; the config argument may then
+be left out, because a checkpoint carries its own config. Exit codes: 0 done, 1 diverged or
+failed, 2 invalid config or input, 130 stopped by Ctrl-C.
+"""
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dm_core.cli._app import app
 from dm_core.config import load_config
-from dm_core.events import EvalEvent, Event, ScalarsEvent, StartEvent, TrainingDiverged
+from dm_core.events import (
+    EvalEvent,
+    Event,
+    ScalarsEvent,
+    StartEvent,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 from dm_core.registry import ConfigError
 
 err_console = Console(stderr=True)
 
+CHECKPOINT_HELP = ("Write DIR/checkpoint.pt after every evaluation (every eval_every iterations "
+                   "and at the end) and on Ctrl-C, so the run can be resumed. Without it no "
+                   "checkpoint is written.")
+RESUME_HELP = ("Continue from a checkpoint: a checkpoint.pt file, or the --checkpoint-dir that "
+               "holds one. The config argument may then be left out (the checkpoint carries "
+               "its config); given, it must be the same run. Checkpoints keep being written to "
+               "--checkpoint-dir, or by default next to the checkpoint resumed from.")
+
 
 @app.command("train")
 def train_command(
-    config: Path = typer.Argument(..., help="A run config, YAML or JSON (see configs/)."),
+    config: Path | None = typer.Argument(None, help="A run config, YAML or JSON (see configs/); "
+                                                    "optional with --resume."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set loss.lam=1.0 (repeatable)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON summary object on stdout."),
-    checkpoint_dir: Path | None = typer.Option(None, "--checkpoint-dir", help="Write checkpoints here."),
-    resume: Path | None = typer.Option(None, "--resume", help="Continue from this checkpoint file."),
+    checkpoint_dir: Path | None = typer.Option(None, "--checkpoint-dir", metavar="DIR", help=CHECKPOINT_HELP),
+    resume: Path | None = typer.Option(None, "--resume", metavar="PATH", help=RESUME_HELP),
 ) -> None:
-    """Train one run in the foreground and print its summary."""
-    from dm_core.train import train  # torch is slow to import: only when training
+    """Train one run in the foreground and print its summary.
+
+    With --checkpoint-dir DIR the run can be stopped with Ctrl-C (it finishes the step and checkpoints) and continued with dm train --resume DIR: the same final weights as an uninterrupted run.
+
+    Exit codes: 0 done, 1 diverged or failed, 2 invalid config or input, 130 stopped by Ctrl-C.
+    """
+    from dm_core.train import (  # torch is slow to import
+        CHECKPOINT_NAME,
+        load_checkpoint_config,
+        train,
+    )
 
     try:
-        cfg = load_config(config, set_)
+        if resume is not None and resume.is_dir():
+            resume = resume / CHECKPOINT_NAME
+        if config is not None:
+            cfg = load_config(config, set_)
+        elif resume is not None:
+            if not resume.is_file():
+                raise ConfigError(f"--resume: checkpoint {str(resume)!r} does not exist")
+            cfg = load_checkpoint_config(resume)
+            if set_:
+                raise ConfigError("--set: a resumed run keeps its config; give the config file "
+                                  "with the same overrides, or leave --set out")
+        else:
+            raise ConfigError("config: give a run config file (see configs/), or --resume a checkpoint")
     except ConfigError as err:
-        err_console.print(f"[red]invalid config:[/red] {err}")
+        _error("invalid config:", err)
         raise typer.Exit(2) from None
+    if resume is not None and checkpoint_dir is None:
+        checkpoint_dir = resume.parent
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeRemainingColumn(),
                         console=err_console, disable=not sys.stderr.isatty() and json_out)
-    task = progress.add_task(cfg.name, total=cfg.iterations, status="")
+    task = progress.add_task(escape(cfg.name), total=cfg.iterations, status="")
     latest: dict[str, float] = {}
 
     def on_event(event: Event) -> None:
@@ -53,19 +106,28 @@ def train_command(
             latest["test"] = event.values["test_acc"]
 
     try:
-        with progress:
-            summary = train(cfg, on_event=on_event, resume_from=resume, checkpoint_dir=checkpoint_dir)
+        with progress, _warm_stop_on_ctrl_c() as should_stop:
+            summary = train(cfg, on_event=on_event, resume_from=resume, checkpoint_dir=checkpoint_dir,
+                            should_stop=should_stop)
     except (ConfigError, FileNotFoundError, ValueError) as err:
-        err_console.print(f"[red]error:[/red] {err}")
+        _error("error:", err)
         raise typer.Exit(2) from None
     except TrainingDiverged as err:
-        err_console.print(f"[red]{err}[/red]")
+        _error("", err)
+        raise typer.Exit(1) from None
+    except TrainingInterrupted as err:
+        how = (f"resume with: dm train --resume {err.checkpoint}" if err.checkpoint
+               else "no checkpoint was written (give --checkpoint-dir to be able to resume)")
+        _error("stopped:", f"{err}; {how}")
+        raise typer.Exit(130) from None
+    except Exception as err:  # noqa: BLE001 - one line, never a traceback
+        _error("error:", f"{type(err).__name__}: {_first_line(err)}")
         raise typer.Exit(1) from None
 
     if json_out:
         typer.echo(json.dumps(summary.to_dict()))
         return
-    table = Table(title=f"{cfg.name}: summary")
+    table = Table(title=escape(f"{cfg.name}: summary"))
     table.add_column("measure")
     table.add_column("value", justify="right")
     for key, value in summary.to_dict().items():
@@ -74,6 +136,41 @@ def train_command(
     Console().print(table)
     if summary.relabel:
         Console().print("label correction:", json.dumps(summary.relabel, indent=1))
+
+
+@contextmanager
+def _warm_stop_on_ctrl_c() -> Iterator[Callable[[], str | None]]:
+    """The first Ctrl-C asks the loop to stop after its current step (and checkpoint); the
+    second is an ordinary KeyboardInterrupt. Only the main thread can own signals."""
+    asked: list[str] = []
+
+    def should_stop() -> str | None:
+        return asked[0] if asked else None
+
+    if threading.current_thread() is not threading.main_thread():
+        yield should_stop
+        return
+
+    def on_sigint(signum: int, frame: object) -> None:
+        asked.append("stopped by Ctrl-C")
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield should_stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _error(prefix: str, err: object) -> None:
+    text = " ".join(str(err).split("\n"))
+    err_console.print(f"[red]{escape(prefix)}[/red] {escape(text)}" if prefix else f"[red]{escape(text)}[/red]",
+                      soft_wrap=True, highlight=False)
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[0] if lines else "(no message)"
 
 
 def _status(latest: dict[str, float]) -> str:
