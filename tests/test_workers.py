@@ -321,6 +321,49 @@ def test_cancel_stops_a_running_run_and_keeps_its_metrics(store):
     assert its == list(range(1, len(its) + 1)) and its[-1] == info.iteration > 0
 
 
+def test_cancel_with_default_timings_stops_within_two_seconds(store):
+    # Heartbeats every 5 s (the default for stale_after=30): the cancel is still seen within
+    # a second, by the heartbeat thread's cheap cancel_requested read between beats.
+    [run_id] = store.submit([cfg("long", iterations=100_000, eval_every=50)]).run_ids
+    w = worker(store, heartbeat_every=None, stale_after=30.0)
+    assert w.heartbeat_every == 5.0
+    thread = run_in_thread(w)
+    # The first scalars arrive about 1 s into the run, 4 s before its first heartbeat.
+    wait_for(lambda: store.get_run(run_id).iteration > 0, what="first metrics")
+    asked = time.monotonic()
+    result = cli(store.url, "cancel", str(run_id))
+    assert result.exit_code == 0 and "cancel requested" in result.output, result.output
+    info = wait_for(lambda: (i := store.get_run(run_id)).status == RunStatus.CANCELLED and i,
+                    timeout=20, every=0.02, what="the cancel")
+    stopped_after = time.monotonic() - asked
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert stopped_after < 2.5, f"the cancel took {stopped_after:.1f} s"
+    its = iterations(store, run_id)
+    assert its == list(range(1, len(its) + 1)) and its[-1] == info.iteration > 0  # kept
+
+
+def test_a_busy_worker_requeues_a_dead_workers_run(store):
+    # Every live worker is busy on a long run: a dead worker's run must not wait for one of
+    # them to become idle. The busy worker's heartbeat thread reaps it.
+    [long_run] = store.submit([cfg("long", iterations=100_000, eval_every=50)]).run_ids
+    w = worker(store, exit_when_idle=False, stale_after=2.0)
+    thread = run_in_thread(w)
+    try:
+        wait_for(lambda: store.get_run(long_run).iteration > 0, what="the busy worker")
+        [orphan] = store.submit([cfg("orphan")]).run_ids
+        assert store.claim("ghost", "cpu").id == orphan  # a worker that then dies
+        info = wait_for(lambda: (i := store.get_run(orphan)).status == RunStatus.QUEUED and i,
+                        timeout=15, every=0.1, what="the dead worker's run to be re-queued")
+        busy = store.get_run(long_run)
+        assert (busy.status, busy.worker_id) == (RunStatus.RUNNING, w.worker_id)  # still busy
+        assert info.attempt == 2 and "worker ghost stopped sending heartbeats" in info.error
+    finally:
+        w.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
 def test_warm_stop_requeues_without_an_attempt_and_resumes(store):
     [run_id] = store.submit([cfg("long", iterations=100_000, eval_every=50)]).run_ids
     w = worker(store, exit_when_idle=False)
@@ -634,3 +677,27 @@ def test_db_upgrade_and_worker_options(tmp_path):
     result = cli(url, "worker", "--device", "cpu", "--exit-when-idle", "--poll", "0.1",
                  "--artifacts", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
+
+
+# ---------------------------------------------------------------- downsampled reads
+
+def test_downsampled_reads_never_exceed_the_limit(store):
+    # What the monitor and `compare` fetch of a worker's rows: every k-th iteration and the
+    # last one. The last one must fit in the limit too (it used to come on top: N + 1 rows).
+    [run_id] = store.submit([cfg()]).run_ids
+    run = store.claim("w", "cpu")
+    n = 300
+    store.write_batch(run_id, run.attempt, [ScalarsEvent(i, {"loss": 1.0}) for i in range(1, n + 1)],
+                      [HistogramEvent(i, np.ones(4, np.int32), np.zeros(4, np.int32))
+                       for i in range(1, n + 1)], worker_id="w")
+    assert store.histograms(run_id, start=2, end=11, max_rows=5).iterations.tolist() == \
+        [3, 6, 9, 11]
+    for start, end in ((1, n), (2, 11), (7, n), (150, 299)):
+        for limit in (1, 2, 3, 5, 7, 10, 64, 299):
+            got = store.histograms(run_id, start=start, end=end, max_rows=limit).iterations
+            assert len(got) <= limit, (start, end, limit, got)
+            assert got[-1] == end and len(got) >= min(limit, end - start + 1) // 2
+    for after in (0, 1, 57):
+        for limit in (1, 2, 5, 64, 299):
+            got = store.scalars(run_id, after=after, max_points=limit)["iteration"]
+            assert len(got) <= limit and got.iloc[-1] == n, (after, limit, got.tolist())

@@ -11,8 +11,10 @@ One flat loop of small named steps (after rq and procrastinate)::
         claim()             # the oldest queued run, atomically
         process(run)        # prepare (truncate after its checkpoint) → train → settle
 
-While a run trains, a background thread sends a heartbeat every few seconds (database time)
-and picks up ``cancel_requested``; the loop polls ``should_stop`` every iteration.
+While a run trains, a background thread (``Heartbeat``) sends a heartbeat every few seconds
+(database time), reads ``cancel_requested`` every second, and reaps stale runs too (so a dead
+worker's run is re-queued even when every other worker is busy); the loop polls
+``should_stop`` every iteration.
 
 How a run ends:
 
@@ -82,15 +84,25 @@ def resolve_worker_device(device: str) -> str:
     return str(resolved) if device == "auto" else device
 
 
+# How often a training worker looks for a cancel between heartbeats: a cancelled run stops
+# within about this long (plus one iteration) however far apart heartbeats are.
+CANCEL_POLL_S = 1.0
+
+
 class Heartbeat:
-    """A daemon thread that records a heartbeat every ``every`` seconds while a run trains.
+    """A daemon thread that, while a run trains, records a heartbeat every ``every`` seconds
+    (database time), reads ``cancel_requested`` every ``CANCEL_POLL_S`` in between, and after
+    each successful beat calls ``reap`` (the worker's ``reap_stale``, which limits itself to
+    once every ``stale_after / 2``): busy workers re-queue dead workers' runs too, so a run
+    whose worker died does not wait for some worker to become idle.
 
     ``cancel_requested`` and ``lost`` are plain flags the training loop's ``should_stop``
     reads (no locking needed: each is only ever set to True).
     """
 
-    def __init__(self, store: Store, run: ClaimedRun, every: float) -> None:
-        self.store, self.run, self.every = store, run, every
+    def __init__(self, store: Store, run: ClaimedRun, every: float,
+                 reap: Callable[[], Any] | None = None) -> None:
+        self.store, self.run, self.every, self.reap = store, run, every, reap
         self.cancel_requested = False
         self.lost = False
         self._failing_since: float | None = None
@@ -107,30 +119,58 @@ class Heartbeat:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                cancel = self.store.heartbeat(self.run.id, self.run.worker_id, self.run.attempt)
-            except LostClaim as err:
-                log.warning("run %d: %s", self.run.id, err)
-                self.lost = True
+        tick = min(self.every, CANCEL_POLL_S)
+        next_beat = time.monotonic() + self.every
+        while not self._stop.wait(tick):
+            if time.monotonic() < next_beat - 0.01:  # (a wait may end a hair early)
+                self._poll_cancel()
+                continue
+            next_beat = time.monotonic() + self.every
+            beat = self._beat()
+            if self.lost:
                 return
-            except StoreError as err:  # the reaper decides if it lasts too long
-                if self._failing_since is None:  # one line per outage, not one per beat
-                    self._failing_since = time.monotonic()
-                    log.warning("run %d: heartbeat failed (%s); retrying every %g s",
-                                self.run.id, err, self.every)
-                continue
-            except Exception:  # never let the thread die silently
-                log.exception("run %d: heartbeat failed", self.run.id)
-                continue
-            if self._failing_since is not None:
-                log.warning("run %d: heartbeat restored after %.1f s", self.run.id,
-                            time.monotonic() - self._failing_since)
-                self._failing_since = None
-            if cancel:
-                if not self.cancel_requested:
-                    log.info("run %d: cancel requested", self.run.id)
-                self.cancel_requested = True
+            if beat and self.reap is not None:
+                self.reap()  # right after our own beat: our own run is never the stale one
+
+    def _beat(self) -> bool:
+        """One heartbeat; False when it failed (``lost`` set if the run was taken away)."""
+        try:
+            cancel = self.store.heartbeat(self.run.id, self.run.worker_id, self.run.attempt)
+        except LostClaim as err:
+            log.warning("run %d: %s", self.run.id, err)
+            self.lost = True
+            return False
+        except StoreError as err:  # the reaper decides if it lasts too long
+            if self._failing_since is None:  # one line per outage, not one per beat
+                self._failing_since = time.monotonic()
+                log.warning("run %d: heartbeat failed (%s); retrying every %g s",
+                            self.run.id, err, self.every)
+            return False
+        except Exception:  # never let the thread die silently
+            log.exception("run %d: heartbeat failed", self.run.id)
+            return False
+        if self._failing_since is not None:
+            log.warning("run %d: heartbeat restored after %.1f s", self.run.id,
+                        time.monotonic() - self._failing_since)
+            self._failing_since = None
+        self._note_cancel(cancel)
+        return True
+
+    def _poll_cancel(self) -> None:
+        """The cheap read between beats; an error is left to the next beat to report."""
+        if self.cancel_requested or self._failing_since is not None:
+            return
+        try:
+            self._note_cancel(self.store.cancel_requested(self.run.id))
+        except StoreError:
+            pass
+        except Exception:
+            log.exception("run %d: could not read cancel_requested", self.run.id)
+
+    def _note_cancel(self, cancel: bool) -> None:
+        if cancel and not self.cancel_requested:
+            log.info("run %d: cancel requested", self.run.id)
+            self.cancel_requested = True
 
 
 @dataclass
@@ -216,7 +256,9 @@ class Worker:
 
     def reap_stale(self) -> list[int]:
         """Re-queue (or fail) runs whose worker stopped heartbeating; at most every
-        ``stale_after / 2`` seconds. Database errors are logged, not raised."""
+        ``stale_after / 2`` seconds. Called between runs by the loop and during a run by the
+        heartbeat thread (never both at once: the thread lives only while a run trains).
+        Database errors are logged, not raised."""
         now = time.monotonic()
         if now < self._next_reap:
             return []
@@ -286,7 +328,8 @@ class Worker:
         from dm_core.train import train  # torch: imported only where training happens
 
         checkpoint_dir = self.artifacts_dir / f"run-{run.id}" / f"attempt-{run.attempt}"
-        self._heartbeat = Heartbeat(self.store, run, self.heartbeat_every).start()
+        self._heartbeat = Heartbeat(self.store, run, self.heartbeat_every,
+                                    reap=self.reap_stale).start()
         try:
             summary = train(config, on_event=sink, resume_from=resume_from,
                             checkpoint_dir=checkpoint_dir, should_stop=self.should_stop)
