@@ -210,6 +210,37 @@ def test_implied_loss_derivative_is_minus_w_over_2p1mp(case):
     np.testing.assert_allclose(derivative, expected, rtol=1e-6)
 
 
+def test_designed_gradient_is_the_gradient_of_the_implied_loss(case):
+    """SchemeLoss(normalise=False, eps=0) has logit gradient w(p_i)/N · d_i; that must be the
+    gradient of mean_i L(p_i) with L(p) = ∫_p^1 w(t)/(2t(1-t)) dt (DESIGN.md §1). Reference:
+    central differences of that mean in float64, each difference one scipy quadrature of the
+    numpy w from the paper, L(p(z+h)) - L(p(z-h)) = -∫_{p(z-h)}^{p(z+h)} w(t)/(2t(1-t)) dt
+    (the integral to 1 diverges when w(1) > 0; a difference of L never needs it)."""
+    from dm_core.losses import SchemeLoss
+
+    _, scheme, fn, _ = case
+    g = torch.Generator().manual_seed(4)
+    logits = 1.5 * torch.randn(6, 4, generator=g, dtype=torch.float64)
+    targets = torch.randint(0, 4, (6,), generator=g)
+    z = logits.clone().requires_grad_(True)
+    SchemeLoss(scheme, normalise=False, eps=0.0)(z, targets).backward()
+
+    def p_y(row, y):
+        e = np.exp(row - row.max())
+        return e[y] / e.sum()
+
+    integrand = lambda t: float(_np_weight(fn, t)) / (2 * t * (1 - t))  # noqa: E731
+    h = 1e-5
+    expected = np.zeros((6, 4))
+    for i, (row, y) in enumerate(zip(logits.numpy(), targets.tolist(), strict=True)):
+        for j in range(4):
+            step = np.eye(4)[j] * h
+            lo, hi = p_y(row - step, y), p_y(row + step, y)
+            delta = integrate.quad(integrand, lo, hi, epsabs=1e-15, epsrel=1e-12)[0]
+            expected[i, j] = -delta / (2 * h) / len(targets)
+    np.testing.assert_allclose(z.grad.numpy(), expected, rtol=1e-6, atol=1e-10)
+
+
 def test_implied_loss_keeps_shape_and_dtype():
     out = make_scheme("mse").implied_loss(torch.full((2, 3), 0.5, dtype=torch.float32))
     assert out.shape == (2, 3) and out.dtype == torch.float32
