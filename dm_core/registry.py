@@ -169,7 +169,7 @@ class Registry:
 
         Unknown keys are rejected unless ``open_params`` (torchvision models take any kwargs).
         """
-        entry = self.get(name, where)
+        entry = self.get(name, f"{where}.name" if where else "")  # the field the name came from
         known = {p.name: p for p in entry.params}
         out = entry.defaults()
         for key, value in params.items():

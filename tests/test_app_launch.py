@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, app_db_fixture, errors_under  # noqa: F401
 
@@ -183,3 +185,63 @@ def test_designer_scheme_and_cloned_run_fill_the_form(app_db):
     _queue(at)
     [cfg] = _configs(app_db)
     assert cfg == clone
+
+
+# ---------------------------------------------------------------- property-based form values
+
+_NUMBER_FIELDS = {  # widget key -> (config path, strategy of values the config must reject)
+    "L.dataset.noise.symmetric.rate": ("dataset.noise.rate", st.one_of(
+        st.floats(min_value=1.0, max_value=1e6), st.floats(min_value=-1e6, max_value=-1e-6))),
+    "L.optimizer.lr": ("optimizer.lr", st.one_of(st.floats(min_value=-1e3, max_value=0.0),
+                                                 st.floats(min_value=10.001, max_value=1e6))),
+    "L.optimizer.momentum": ("optimizer.momentum", st.one_of(
+        st.floats(min_value=1.0, max_value=1e3), st.floats(min_value=-1e3, max_value=-1e-6))),
+    "L.loss.dm.lam": ("loss.lam", st.floats(min_value=-1e6, max_value=-1e-6)),
+    "L.iterations": ("iterations", st.integers(min_value=-10**6, max_value=0)),
+    "L.batch_size": ("batch_size", st.one_of(st.integers(min_value=-10**6, max_value=0),
+                                             st.integers(min_value=65_537, max_value=10**7))),
+}
+_HIDDEN_BAD = st.one_of(
+    st.lists(st.integers(max_value=0, min_value=-10**6), min_size=1, max_size=3)
+    .map(lambda xs: ", ".join(map(str, xs))),
+    st.lists(st.floats(min_value=0.01, max_value=1e3).filter(lambda f: not f.is_integer()),
+             min_size=1, max_size=3).map(lambda xs: ", ".join(map(repr, xs))),
+    st.text(alphabet="abcxyz!@#&*%{}", min_size=1, max_size=6).map(lambda s: f"32, {s}"),
+)
+
+
+@pytest.fixture
+def form_session(app_db):
+    """One Launch page session reused across hypothesis examples (a page load is slow); each
+    example restores what it changed."""
+    page = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    page.selectbox(key="L.dataset.noise.kind").set_value("symmetric").run()
+    return page, app_db
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.data())
+def test_invalid_form_values_are_shown_under_their_field_and_queue_nothing(form_session, reliability,
+                                                                           data):
+    """Invalid values typed into the Launch form: an error under that field, nothing queued"""
+    at, url = form_session
+    key = data.draw(st.sampled_from([*_NUMBER_FIELDS, "L.model.mlp.hidden"]), label="field")
+    reliability.add(trials=1, faults=1)
+    if key == "L.model.mlp.hidden":
+        path, widget = "model.hidden", at.text_input(key=key)
+        good = widget.value
+        widget.input(data.draw(_HIDDEN_BAD, label="text")).run()
+    else:
+        path, bad = _NUMBER_FIELDS[key]
+        widget = at.number_input(key=key)
+        good = widget.value
+        widget.set_value(data.draw(bad, label="value")).run()
+    try:
+        messages = errors_under(at, key)
+        assert messages and all(m.startswith(path) for m in messages), messages
+        assert at.button(key="L.queue").disabled or _queue(at).error
+        assert Store(url).list_runs() == []
+    finally:
+        (widget.input(good) if key == "L.model.mlp.hidden" else at.number_input(key=key).set_value(good)).run()
+    assert not errors_under(at, key)  # restored: the next example starts from a valid form

@@ -16,10 +16,14 @@ import json
 import math
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from dm_core.cli import app
 from dm_core.config import ConfigError, apply_overrides, parse_config, read_config_file
+from dm_core.store import Store
 
 VALID = {
     "name": "prop", "seed": 1,
@@ -79,8 +83,8 @@ def test_every_invalid_value_is_rejected_naming_its_field(reliability, case):
     data = set_path(json.loads(json.dumps(VALID)), field, value)
     with pytest.raises(ConfigError) as err:
         parse_config(data)
-    # The section is always named; a leaf field is named when the registry owns it.
-    assert field.split(".")[0] in str(err.value), (field, value, str(err.value))
+    # The whole dotted path of the broken field, not only its section.
+    assert field in str(err.value), (field, value, str(err.value))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=COUNTED)
@@ -136,3 +140,51 @@ def test_malformed_files_give_config_errors(reliability, tmp_path_factory, blob)
         reliability.add(faults=1, rejected=1)
     except UnicodeDecodeError:
         pytest.fail("a binary file must give a ConfigError, not UnicodeDecodeError")
+
+
+# ---------------------------------------------------------------- the same through the CLI
+
+def _yaml_literal(value) -> str:
+    """``value`` as the text of a ``--set key=VALUE`` that YAML reads back as exactly it."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=COUNTED)
+@given(st.sampled_from(sorted(BAD_VALUES)).flatmap(lambda f: st.tuples(st.just(f), BAD_VALUES[f])))
+def test_dm_submit_rejects_invalid_values_and_writes_nothing(reliability, tmp_path_factory, case):
+    """dm submit --set with an invalid value: exit 2 naming the field, no database written"""
+    field, value = case
+    reliability.add(trials=1, faults=1)
+    work = tmp_path_factory.mktemp("submit")
+    config = work / "run.json"
+    config.write_text(json.dumps(VALID))
+    db = work / "dm.sqlite"
+    result = CliRunner().invoke(app, ["submit", str(config), "--set", f"{field}={_yaml_literal(value)}"],
+                                env={"DM_DATABASE_URL": f"sqlite:///{db}"})
+    assert result.exit_code == 2, (field, value, result.output)
+    assert field in result.output, (field, value, result.output)
+    assert "Traceback" not in result.output
+    assert not db.exists()  # validated before the store is even opened
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=COUNTED)
+@given(st.text(max_size=40), st.sampled_from(["loss.beta", "loss.lam", "optimizer.lr", "seed", ""]))
+def test_dm_submit_grid_strings_are_queued_whole_or_not_at_all(reliability, tmp_path_factory, text, key):
+    """Any --grid string: exit 0 with every grid point queued, or exit 2 with nothing queued"""
+    reliability.add(trials=1)
+    work = tmp_path_factory.mktemp("grid")
+    config = work / "run.json"
+    config.write_text(json.dumps(VALID))
+    url = f"sqlite:///{work / 'dm.sqlite'}"
+    axis = f"{key}={text}" if key else text
+    result = CliRunner().invoke(app, ["submit", str(config), "--grid", axis, "--json"],
+                                env={"DM_DATABASE_URL": url})
+    assert result.exit_code in (0, 2), (axis, result.output)
+    assert "Traceback" not in result.output
+    if result.exit_code == 2:
+        reliability.add(faults=1, rejected=1)
+        assert "--grid" in result.output or "invalid config" in result.output, result.output
+        assert not (work / "dm.sqlite").exists()
+    else:
+        queued = json.loads(result.stdout.strip().splitlines()[-1])["runs"]
+        assert len(Store(url).list_runs()) == len(queued) >= 1
