@@ -20,6 +20,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -304,7 +305,10 @@ def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray 
                                  line={"color": SERIES_COLOURS[3], "shape": "hv"}), secondary_y=True)
         finite = rs[np.isfinite(rs) & (rs > 0)]
         spans_decades = finite.size and finite.max() / finite.min() >= 10
-        fig.update_yaxes(type="log" if spans_decades else "linear", rangemode="tozero",
+        # A linear axis from 0 with headroom, so a constant rate is not drawn on the border.
+        linear_range = [0.0, float(finite.max()) * 1.15] if finite.size else None
+        fig.update_yaxes(type="log" if spans_decades else "linear",
+                         range=None if spans_decades else linear_range,
                          title_text="learning rate", secondary_y=True, showgrid=False,
                          tickformat=".2g")
     fig.update_layout(title="Training loss and learning rate", height=height,
@@ -315,6 +319,18 @@ def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray 
 
 
 # ----------------------------------------------------------------------------- histograms
+
+def _fade_scale(colour: str) -> list[list[Any]]:
+    """A colour scale from transparent to ``colour``: empty bins show the page's own
+    background, so the heatmaps read the same in the light and the dark theme.
+
+    >>> _fade_scale("#2563eb")[0], _fade_scale("#2563eb")[-1]
+    ([0.0, 'rgba(37,99,235,0)'], [1.0, 'rgba(37,99,235,1)'])
+    """
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    # Most bins hold small fractions: a steep start keeps them visible against the background.
+    return [[stop, f"rgba({r},{g},{b},{alpha:g})"] for stop, alpha in ((0.0, 0), (0.1, 0.3), (1.0, 1))]
+
 
 def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
                        height: int = 420, revision: str = "heatmap") -> go.Figure:
@@ -335,7 +351,7 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("clean examples: p_i over training",
                                         "corrupted examples: p_i over training"))
-    for row, counts, scale in ((1, clean, "Blues"), (2, noisy, "Reds")):
+    for row, counts, scale in ((1, clean, _fade_scale(CLEAN)), (2, noisy, _fade_scale(NOISY))):
         z = _fractions(counts).T if counts.size else np.zeros((bins, 0))
         fig.add_trace(go.Heatmap(
             x=iterations, y=centres, z=z, colorscale=scale, zmin=0.0,

@@ -20,6 +20,7 @@ from app.charts import (
     histogram_heatmaps,
     histograms_grid,
     lines_figure,
+    loss_lr_figure,
 )
 
 
@@ -154,6 +155,25 @@ def test_heatmap_columns_are_fractions_per_iteration():
     np.testing.assert_allclose(z_clean[:, 7], clean[7] / clean[7].sum())
     assert np.all(z_noisy[:, 3] == 0)
     np.testing.assert_allclose(np.asarray(fig.data[0].y), (np.arange(12) + 0.5) / 12)
+
+
+def test_heatmaps_fade_from_transparent_so_both_themes_read_them():
+    fig = histogram_heatmaps(np.arange(1, 4), np.ones((3, 5)), np.ones((3, 5)))
+    for trace, colour in ((fig.data[0], charts.CLEAN), (fig.data[1], charts.NOISY)):
+        stops = trace.colorscale
+        r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert stops[0] == (0.0, f"rgba({r},{g},{b},0)")  # an empty bin: the page's background
+        assert stops[-1] == (1.0, f"rgba({r},{g},{b},1)")
+        assert trace.zmin == 0.0
+
+
+def test_learning_rate_axis_leaves_headroom_above_a_constant_rate():
+    x = np.arange(1, 101)
+    fig = loss_lr_figure(x, {"loss": 1.0 / x}, np.full(100, 0.1))
+    assert fig.layout.yaxis2.type == "linear"
+    assert tuple(fig.layout.yaxis2.range) == pytest.approx((0.0, 0.115))
+    stepped = loss_lr_figure(x, {"loss": 1.0 / x}, np.where(x < 50, 0.1, 0.001))
+    assert stepped.layout.yaxis2.type == "log" and stepped.layout.yaxis2.range is None
 
 
 def test_heatmap_is_thinned_to_its_column_budget():
