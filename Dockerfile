@@ -42,11 +42,13 @@ RUN python -m pip install ".[postgres]" && dm --version
 # (checkpoints). Mount volumes there: -v dm-data:/data (compose mounts /data/artifacts).
 RUN set -eux; \
     useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin dm; \
-    mkdir -p /data/var /data/artifacts; \
+    mkdir -p /data/var /data/artifacts /data/data; \
     chown -R dm:dm /data
+# Datasets are read only from DM_DATA_DIRS (mount them at /data/data: compose does).
 ENV DM_DATABASE_URL=sqlite:////data/var/dm.sqlite \
     DM_ARTIFACTS=/data/artifacts \
-    DM_CONFIGS=/opt/dm-studio/configs
+    DM_CONFIGS=/opt/dm-studio/configs \
+    DM_DATA_DIRS=/data/data
 USER dm
 WORKDIR /data
 

@@ -273,6 +273,19 @@ def test_compose_artifacts_volume_is_shared(compose):
     assert set(mounts.values()) == {mounts["app"]}, mounts
 
 
+def test_compose_workers_read_datasets_where_the_image_allows(compose):
+    """Workers load datasets only from DM_DATA_DIRS (the Dockerfile sets it): compose mounts
+    the host's data folder there, read-only, for every worker service."""
+    env = dict(re.findall(r"(DM_[A-Z_]+)=(\S+)", (ROOT / "Dockerfile").read_text()))
+    allowed = env["DM_DATA_DIRS"]
+    for name, svc in dm_services(compose).items():
+        if svc["command"][0] != "worker":
+            continue
+        mounts = [v.rsplit(":", 2) for v in svc["volumes"]]
+        assert any(target == allowed and mode == "ro" for _, target, mode in
+                   (m for m in mounts if len(m) == 3)), (name, svc["volumes"])
+
+
 def test_compose_publishes_dashboard_on_loopback_by_default(compose):
     port = compose["services"]["app"]["ports"][0]
     assert port.startswith("${DM_BIND:-127.0.0.1}:"), port
