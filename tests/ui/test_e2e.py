@@ -210,14 +210,37 @@ def test_design_launch_monitor_compare(browser, dm_up):
         assert sorted(shown) == sorted(len(store.evals(r.id)) for r in runs.values())
         shot(page, "compare")
 
-        # -- the dark theme (followed from the viewer's colour-scheme preference)
+        # -- the dark theme (followed from the viewer's colour-scheme preference), every page
         dark = browser.new_context(viewport=VIEWPORT, color_scheme="dark")
         try:
             dark_page = dark.new_page()
-            dark_page.goto(f"{url}/monitor")
+            dark_page.set_default_timeout(60_000)
+            dark_page.goto(url)
             wait_ready(dark_page, timeout=60_000)
-            assert point_counts(dark_page, "Mean p_i of clean")
-            shot(dark_page, "monitor-dark")
+            background = dark_page.evaluate(
+                "getComputedStyle(document.querySelector('[data-testid=stApp]')).backgroundColor")
+            rgb = [int(v) for v in re.findall(r"\d+", background)[:3]]
+            assert sum(rgb) < 3 * 80, f"the dark theme was not applied: {background}"
+            shot(dark_page, "home-dark")
+            for title, name, ready in (("EDF designer", "designer-dark", "density h(p)"),
+                                       ("Launch", "launch-dark", None),
+                                       ("Runs", "runs-dark", None),
+                                       ("Monitor", "monitor-dark", "Mean p_i of clean")):
+                nav(dark_page, title)
+                if ready:
+                    assert point_counts(dark_page, ready), title
+                assert dark_page.locator("[data-testid=stException]").count() == 0, title
+                shot(dark_page, name)
+            nav(dark_page, "Compare")
+            picker = widget(dark_page, "stMultiSelect", "Runs")
+            for run in runs.values():
+                picker.click()
+                dark_page.get_by_role("option", name=re.compile(f"^#{run.id} ")).first.click()
+                dark_page.keyboard.press("Escape")
+                wait_ready(dark_page)
+            dark_page.get_by_text("Best / final test accuracy", exact=False).wait_for()
+            assert dark_page.locator("[data-testid=stException]").count() == 0
+            shot(dark_page, "compare-dark")
         finally:
             dark.close()
     finally:
