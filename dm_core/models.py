@@ -287,7 +287,7 @@ def create_model(name: str, num_classes: int, input_shape: tuple[int, ...], **pa
     model on images smaller than its pooling needs), is a ``ConfigError`` naming the
     ``model.*`` field at fault -- before training starts, not a traceback from inside torch.
 
-    >>> create_model("torchvision", 10, (3, 32, 32), arch="inception_v3")
+    >>> create_model("torchvision", 10, (3, 32, 32), arch="inception_v3", init_weights=False)
     Traceback (most recent call last):
     ...
     dm_core.registry.ConfigError: model.arch: torchvision model 'inception_v3' cannot take this dataset's inputs of shape (3, 32, 32): Calculated padded input size per channel: (1 x 1). Kernel size: (3 x 3). Kernel size can't be greater than actual input size; choose another model
