@@ -110,10 +110,15 @@ class DatasetConfig(_Named):
 
     @model_validator(mode="after")
     def _noise_fits_the_dataset(self) -> DatasetConfig:
-        from dm_core.noise import check_noise_settings
+        from dm_core.noise import check_noise_settings, check_symmetric_rate
 
         check_noise_settings(self.noise.kind, self.noise.rate, self.noise.extra_params(),
                              dataset=self.name)
+        # Where the registry knows the class count, the symmetric bound is checked now, at
+        # submit time, not when a worker loads the data.
+        classes = self._registry().get(self.name).extra.get("num_classes")
+        if self.noise.kind == "symmetric" and classes:
+            check_symmetric_rate(self.noise.rate, classes)
         return self
 
     @classmethod

@@ -96,7 +96,8 @@ _DOWNLOAD = Param("download", False, "bool", help="download into root if missing
 
 
 @DATASETS.register("digits", description="scikit-learn's bundled 8×8 handwritten digits "
-                   "(1,797 images, 10 classes; 1,297 train / 500 test). Needs no network.")
+                   "(1,797 images, 10 classes; 1,297 train / 500 test). Needs no network.",
+                   num_classes=10)
 def _digits() -> _Raw:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -111,7 +112,8 @@ def _digits() -> _Raw:
 @DATASETS.register("digits_binary", params=[
     Param("positive", [0, 2, 4, 6, 8], "list[int]", 0, 9, help="digits labelled positive (1); the rest are 0"),
 ], description="Binary digits: the chosen digits (default even) against the rest, for imbalance "
-               "studies like the paper's IMDB one (subsample class 0 with imbalance noise).")
+               "studies like the paper's IMDB one (subsample class 0 with imbalance noise).",
+   num_classes=2)
 def _digits_binary(positive: list[int]) -> _Raw:
     raw = _digits()
     pos = np.isin(np.arange(10), positive)
@@ -184,11 +186,11 @@ def _mnist_like(cls_name: str, name: str) -> Any:
 
 
 DATASETS.register("mnist", params=[_ROOT, _DOWNLOAD],
-                  description="MNIST handwritten digits (28×28, 60k/10k) from a torchvision folder."
-                  )(_mnist_like("MNIST", "MNIST"))
+                  description="MNIST handwritten digits (28×28, 60k/10k) from a torchvision folder.",
+                  num_classes=10)(_mnist_like("MNIST", "MNIST"))
 DATASETS.register("fashion_mnist", params=[_ROOT, _DOWNLOAD],
-                  description="Fashion-MNIST (28×28, 60k/10k) from a torchvision folder."
-                  )(_mnist_like("FashionMNIST", "Fashion-MNIST"))
+                  description="Fashion-MNIST (28×28, 60k/10k) from a torchvision folder.",
+                  num_classes=10)(_mnist_like("FashionMNIST", "Fashion-MNIST"))
 
 
 # ---------------------------------------------------------------------- CIFAR python batches
@@ -349,19 +351,22 @@ def _cifar_raw(kind: str, root: str, download: bool) -> _Raw:
 
 
 @DATASETS.register("cifar10", params=[_ROOT, _DOWNLOAD],
-                   description="CIFAR-10 (32×32 colour, 50k/10k) from a torchvision folder.")
+                   description="CIFAR-10 (32×32 colour, 50k/10k) from a torchvision folder.",
+                   num_classes=10)
 def _cifar10(root: str, download: bool) -> _Raw:
     return _cifar_raw("CIFAR10", root, download)
 
 
 @DATASETS.register("cifar100", params=[_ROOT, _DOWNLOAD],
-                   description="CIFAR-100 (32×32 colour, 100 classes, 50k/10k) from a torchvision folder.")
+                   description="CIFAR-100 (32×32 colour, 100 classes, 50k/10k) from a torchvision folder.",
+                   num_classes=100)
 def _cifar100(root: str, download: bool) -> _Raw:
     return _cifar_raw("CIFAR100", root, download)
 
 
 @DATASETS.register("vehicles10", params=[_ROOT, _DOWNLOAD],
-                   description="Vehicles-10: the ten vehicle classes of CIFAR-100 (5,000 train / 1,000 test).")
+                   description="Vehicles-10: the ten vehicle classes of CIFAR-100 (5,000 train / 1,000 test).",
+                   num_classes=10)
 def _vehicles10(root: str, download: bool) -> _Raw:
     raw = _cifar100(root, download)
     remap = np.full(100, -1)

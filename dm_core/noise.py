@@ -67,14 +67,26 @@ def _none(labels: np.ndarray, rate: float, num_classes: int, rng: np.random.Gene
     return labels.copy()
 
 
+def check_symmetric_rate(rate: float, num_classes: int, where: str = "dataset.noise.rate") -> None:
+    """Symmetric noise must stay below ``(C - 1) / C``: at that rate a label is as likely any
+    other class as its own, and beyond it the noise becomes the majority label.
+
+    >>> check_symmetric_rate(0.95, 10)
+    Traceback (most recent call last):
+    ...
+    dm_core.registry.ConfigError: dataset.noise.rate: 0.95 is too high for symmetric noise over 10 classes; must be in [0, 0.9) or the noise would become the majority label
+    """
+    if rate >= (num_classes - 1) / num_classes:
+        raise ConfigError(
+            f"{where}: {rate:g} is too high for symmetric noise over {num_classes} classes; "
+            f"must be in [0, {(num_classes - 1) / num_classes:.4g}) or the noise would become the "
+            "majority label")
+
+
 @NOISE.register("symmetric", params=[_RATE],
                 description="With probability r the label becomes a uniformly chosen other class.")
 def _symmetric(labels: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator) -> np.ndarray:
-    if rate >= (num_classes - 1) / num_classes:
-        raise ConfigError(
-            f"dataset.noise.rate: {rate:g} is too high for symmetric noise over {num_classes} classes; "
-            f"must be in [0, {(num_classes - 1) / num_classes:.4g}) or the noise would become the "
-            "majority label")
+    check_symmetric_rate(rate, num_classes)
     flip = rng.random(len(labels)) < rate
     # An offset in 1..C-1 picks a uniformly chosen *other* class.
     offset = rng.integers(1, num_classes, size=len(labels))

@@ -177,3 +177,28 @@ def test_grid_validates_every_point():
         expand_grid({}, ["loss.lam=0,-1"])
     with pytest.raises(ConfigError, match="--grid"):
         parse_grid(["loss.lam"])
+
+
+@pytest.mark.parametrize(("dataset", "rate", "ok"), [
+    ("digits", 0.89, True), ("digits", 0.9, False), ("digits", 0.95, False),
+    ("digits_binary", 0.49, True), ("digits_binary", 0.5, False),
+    ("cifar100", 0.95, True), ("cifar100", 0.99, False), ("cifar10", 0.9, False),
+])
+def test_symmetric_rate_is_bounded_by_the_class_count_at_submit_time(dataset, rate, ok):
+    """At (C-1)/C a symmetric label is as likely any other class as its own: refused when the
+    config is parsed (nothing queued), not later on a worker."""
+    data = {"dataset": {"name": dataset, "noise": {"kind": "symmetric", "rate": rate}}}
+    if ok:
+        assert parse_config(data).dataset.noise.rate == rate
+    else:
+        with pytest.raises(ConfigError, match=r"dataset\.noise\.rate: .* too high for symmetric"):
+            parse_config(data)
+
+
+def test_registered_class_counts_are_the_loaded_ones():
+    from dm_core.data import DATASETS, load_dataset
+
+    for name in ("digits", "digits_binary"):
+        bundle = load_dataset(name, seed=0)
+        assert DATASETS.get(name).extra["num_classes"] == bundle.num_classes == len(
+            set(bundle.y_test.tolist()))
