@@ -60,6 +60,16 @@ def choose(page, label: str, option_prefix: str) -> None:
     wait_ready(page)
 
 
+def pick_runs(page, label: str, runs) -> None:
+    """Select each of ``runs`` in the multiselect labelled ``label`` (options start "#id ")."""
+    select = widget(page, "stMultiSelect", label)
+    for run in runs:
+        select.click()
+        page.get_by_role("option", name=re.compile(f"^#{run.id} ")).first.click()
+        page.keyboard.press("Escape")
+        wait_ready(page)
+
+
 def metric(page, label: str) -> str:
     m = page.locator("[data-testid=stMetric]").filter(
         has=page.locator("[data-testid=stMetricLabel]", has_text=label))
@@ -197,12 +207,7 @@ def test_design_launch_monitor_compare(browser, dm_up):
         assert {r.status for r in runs.values()} == {"succeeded"}
 
         # -- compare the two finished runs (selected on the runs page)
-        select = widget(page, "stMultiSelect", "Select runs")
-        for run in runs.values():
-            select.click()
-            page.get_by_role("option", name=re.compile(f"^#{run.id} ")).first.click()
-            page.keyboard.press("Escape")
-            wait_ready(page)
+        pick_runs(page, "Select runs", runs.values())
         page.get_by_role("button", name=re.compile("Compare")).click()
         wait_ready(page)
         page.get_by_text("Best / final test accuracy", exact=False).wait_for()
@@ -232,12 +237,7 @@ def test_design_launch_monitor_compare(browser, dm_up):
                 assert dark_page.locator("[data-testid=stException]").count() == 0, title
                 shot(dark_page, name)
             nav(dark_page, "Compare")
-            picker = widget(dark_page, "stMultiSelect", "Runs")
-            for run in runs.values():
-                picker.click()
-                dark_page.get_by_role("option", name=re.compile(f"^#{run.id} ")).first.click()
-                dark_page.keyboard.press("Escape")
-                wait_ready(dark_page)
+            pick_runs(dark_page, "Runs", runs.values())
             dark_page.get_by_text("Best / final test accuracy", exact=False).wait_for()
             assert dark_page.locator("[data-testid=stException]").count() == 0
             shot(dark_page, "compare-dark")
