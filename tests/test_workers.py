@@ -2,11 +2,20 @@
 
 - The sink on its own (a fake store, a fake clock): batching, checkpoint + rows in one
   transaction, resume, outages.
-- ``Worker`` in this process: success, divergence, errors, cancel, warm stop, a worker that
-  lost its run, max_attempts.
-- ``dm worker`` subprocesses (slow): exactly-once with 4 workers and 40 runs; kill -9 after a
-  checkpoint and resume bit for bit; SIGTERM re-queues without consuming an attempt.
+- ``Worker`` in this process: success, divergence, errors, cancel (also with the default
+  5 s heartbeat), warm stop, a worker that lost its run, a busy worker re-queueing a dead
+  worker's run, max_attempts.
+- ``dm worker`` subprocesses (slow): exactly-once with 4 workers and 40 runs; kill -9 while
+  rows past the checkpoint are stored, and resume bit for bit; SIGTERM re-queues without
+  consuming an attempt. Resumed runs are compared with one uninterrupted run trained
+  in-process once for the module (``uninterrupted``).
+- ``dm up --workers 2`` (slow): runs trained, a kill -9'd worker replaced, SIGTERM stops all.
 - ``dm submit/runs/show/cancel/retry/delete/export/db`` through Typer's CliRunner.
+- Downsampled reads never return more rows than asked for.
+
+Everything that touches a database runs on SQLite and PostgreSQL (``db_url``), except the
+``dm up`` test (SQLite only: a dashboard and two workers take ~20 s to start, and they are
+the same ``dm worker`` processes tested on both backends above).
 """
 
 from __future__ import annotations
@@ -477,49 +486,85 @@ def same_summary(a: dict, b: dict) -> None:
     assert a == b
 
 
-@pytest.mark.slow
-def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path):
-    store = Store(db_url, tmp_path / "artifacts")
-    long = LONG_RUN
-    crash, reference = store.submit([cfg("crash", **long), cfg("reference", **long)]).run_ids
-    first = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
-    try:
-        wait_for(lambda: (store.get_run(crash).checkpoint_iteration or 0) >= 50, timeout=120,
-                 what="the first recorded checkpoint")
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=30)
-    finally:
-        stop_all([first])
-    info = store.get_run(crash)
-    assert info.status == RunStatus.RUNNING and info.iteration < LONG_ITERATIONS, "finished before the kill"
-    assert store.get_run(reference).status == RunStatus.QUEUED
-    time.sleep(2.5)  # > stale_after: the dead worker's run is stale for the next worker
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, one_torch_thread):
+    """``LONG_RUN`` trained start to end by an in-process worker, once for the module: what
+    every interrupted and resumed run of it must equal bit for bit (CPU, one thread, same
+    seed). ``(store, run_id)``."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    store = Store(f"sqlite:///{root / 'dm.sqlite'}", root / "artifacts")
+    [run_id] = store.submit([cfg("reference", **LONG_RUN)]).run_ids
+    worker(store).run()
+    assert store.get_run(run_id).status == RunStatus.SUCCEEDED
+    yield store, run_id
+    store.dispose()
 
-    second = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
-    try:
-        assert second.wait(timeout=180) == 0, worker_logs(store.artifacts_dir)
-    finally:
-        stop_all([second])
-    crashed, ref = store.get_run(crash), store.get_run(reference)
-    assert crashed.status == ref.status == RunStatus.SUCCEEDED, worker_logs(store.artifacts_dir)
-    assert crashed.attempt == 2 and [c["attempt"] for c in store.claims(crash)] == [1, 2]
-    assert iterations(store, crash) == list(range(1, LONG_ITERATIONS + 1))  # every iteration exactly once
-    same_summary(crashed.summary, ref.summary)
-    assert crashed.summary["test_acc_final"] == ref.summary["test_acc_final"]
-    pd.testing.assert_frame_equal(store.scalars(crash), store.scalars(reference))
-    pd.testing.assert_frame_equal(store.evals(crash), store.evals(reference))
-    assert np.array_equal(store.histograms(crash, max_rows=None).clean,
-                          store.histograms(reference, max_rows=None).clean)
+
+def same_run(store: Store, run_id: int, uninterrupted) -> None:
+    """The run's summary and every stored row equal the uninterrupted run's."""
+    ref_store, ref_id = uninterrupted
+    same_summary(store.get_run(run_id).summary, ref_store.get_run(ref_id).summary)
+    pd.testing.assert_frame_equal(store.scalars(run_id), ref_store.scalars(ref_id))
+    pd.testing.assert_frame_equal(store.evals(run_id), ref_store.evals(ref_id))
+    ours, theirs = store.histograms(run_id, max_rows=None), ref_store.histograms(ref_id, max_rows=None)
+    assert np.array_equal(ours.clean, theirs.clean) and np.array_equal(ours.noisy, theirs.noisy)
+
+
+def past_its_checkpoint(info) -> bool:
+    """The database holds rows after the run's recorded checkpoint (a resume must replace
+    them), and the checkpoint is a real one."""
+    return (info.checkpoint_iteration or 0) >= 50 and info.iteration > info.checkpoint_iteration
 
 
 @pytest.mark.slow
-def test_sigterm_requeues_without_an_attempt_and_resumes(tmp_path):
-    # SQLite only: the PostgreSQL hand-back is the same guarded UPDATE, exercised in-process by
-    # test_warm_stop_requeues_without_an_attempt_and_resumes[postgres].
-    db_url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path, uninterrupted):
     store = Store(db_url, tmp_path / "artifacts")
-    long = LONG_RUN
-    run_id, reference = store.submit([cfg("stopped", **long), cfg("reference", **long)]).run_ids
+    [crash] = store.submit([cfg("crash", **LONG_RUN)]).run_ids
+    # Kill while rows past the recorded checkpoint are stored. They usually are (the sink
+    # writes about once a second, checkpoints come every 50 iterations), but a write may
+    # have just recorded a checkpoint with its last row: then let the next worker resume the
+    # run and kill it again.
+    for kills in range(1, 4):
+        proc = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
+        try:
+            wait_for(lambda: past_its_checkpoint(store.get_run(crash)), timeout=120,
+                     what=f"rows after a recorded checkpoint (kill {kills})")
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            stop_all([proc])
+        at_kill = store.get_run(crash)  # what the database held when the worker died
+        assert at_kill.status == RunStatus.RUNNING and at_kill.iteration < LONG_ITERATIONS, \
+            "finished before the kill"
+        time.sleep(2.5)  # > stale_after: the dead worker's run is stale for the next worker
+        if past_its_checkpoint(at_kill):
+            break
+    else:
+        pytest.fail("every kill landed right after a checkpoint was recorded")
+    checkpoint = at_kill.checkpoint_iteration
+    assert iterations(store, crash) == list(range(1, at_kill.iteration + 1))
+
+    last = start_worker(db_url, store.artifacts_dir, "--exit-when-idle", "--stale-after", "2")
+    try:
+        assert last.wait(timeout=180) == 0, worker_logs(store.artifacts_dir)
+    finally:
+        stop_all([last])
+    crashed = store.get_run(crash)
+    logs = worker_logs(store.artifacts_dir)
+    assert crashed.status == RunStatus.SUCCEEDED, logs
+    assert crashed.attempt == kills + 1
+    assert [c["attempt"] for c in store.claims(crash)] == list(range(1, kills + 2))
+    # Resumed from the checkpoint, not from the last row: iterations checkpoint+1 ..
+    # at_kill.iteration were trained again and their rows replaced, each stored once.
+    assert f"resuming from iteration {checkpoint}" in logs, logs
+    assert iterations(store, crash) == list(range(1, LONG_ITERATIONS + 1))
+    same_run(store, crash, uninterrupted)
+
+
+@pytest.mark.slow
+def test_sigterm_requeues_without_an_attempt_and_resumes(db_url, tmp_path, uninterrupted):
+    store = Store(db_url, tmp_path / "artifacts")
+    [run_id] = store.submit([cfg("stopped", **LONG_RUN)]).run_ids
     first = start_worker(db_url, store.artifacts_dir)  # not burst mode: the signal ends it
     try:
         wait_for(lambda: store.get_run(run_id).iteration >= 60, timeout=120, what="progress")
@@ -541,7 +586,97 @@ def test_sigterm_requeues_without_an_attempt_and_resumes(tmp_path):
     assert (info.status, info.attempt) == (RunStatus.SUCCEEDED, 1)
     assert [c["attempt"] for c in store.claims(run_id)] == [1, 1]
     assert iterations(store, run_id) == list(range(1, LONG_ITERATIONS + 1))
-    same_summary(info.summary, store.get_run(reference).summary)
+    same_run(store, run_id, uninterrupted)
+
+
+# ---------------------------------------------------------------- dm up
+
+def worker_children(parent: int) -> set[int]:
+    """Pids of the live ``dm worker`` processes whose parent is ``parent`` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            args = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        if ppid == parent and b"worker" in args:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def is_worker_process(pid: int) -> bool:
+    try:
+        return b"worker" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def worker_pid(info) -> int:
+    return int(info.worker_id.split("-")[-2])  # host-pid-random
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker pids from /proc")
+def test_dm_up_workers_train_a_killed_one_is_replaced_and_sigterm_stops_all(tmp_path):
+    from dm_core.store.testing import free_port
+
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(db, tmp_path / "artifacts")
+    env = {k: v for k, v in os.environ.items() if k not in ("DM_DATABASE_URL", "DM_PASSWORD")}
+    log_path = tmp_path / "up.log"
+    with open(log_path, "w") as log:
+        up = subprocess.Popen(
+            [sys.executable, "-m", "dm_core.cli", "up", "--workers", "2", "--port",
+             str(free_port()), "--db", db, "--artifacts", str(store.artifacts_dir)],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    seen: set[int] = set()
+    try:
+        # Two tiny runs, one per worker; then a long one keeps the first worker to finish busy.
+        *tiny_runs, long_run = store.submit([cfg("up-a", seed=1), cfg("up-b", seed=2),
+                                             cfg("up-long", iterations=100_000, eval_every=500)]).run_ids
+        wait_for(lambda: all(store.get_run(i).status == RunStatus.SUCCEEDED for i in tiny_runs),
+                 timeout=180, every=0.2, what=f"both runs to succeed\n{log_path.read_text()}")
+        busy = worker_pid(wait_for(lambda: (i := store.get_run(long_run)).iteration > 0 and i,
+                                   timeout=60, what="the long run training"))
+        # dm up restarts crashed workers once the dashboard is up (it supervises from then on).
+        wait_for(lambda: "DM Studio is running" in log_path.read_text(), timeout=120, every=0.2,
+                 what="the dashboard")
+        workers = worker_children(up.pid)
+        assert len(workers) == 2 and busy in workers, (workers, busy, log_path.read_text())
+        seen |= workers
+
+        # kill -9 the idle worker: dm up starts a replacement, the only worker free to take
+        # the next run.
+        [idle] = workers - {busy}
+        os.kill(idle, signal.SIGKILL)
+        [replacement] = wait_for(lambda: worker_children(up.pid) - workers, timeout=60,
+                                 every=0.2, what="a replacement worker")
+        seen.add(replacement)
+        [late] = store.submit([cfg("up-late", seed=3)]).run_ids
+        info = wait_for(lambda: (i := store.get_run(late)).worker_id and i, timeout=120,
+                        every=0.2, what=f"the late run to be claimed\n{log_path.read_text()}")
+        assert worker_pid(info) == replacement
+
+        # SIGTERM: every worker checkpoints its run, puts it back in the queue and exits.
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(timeout=60) == 0, log_path.read_text()
+        survivors = [pid for pid in seen if is_worker_process(pid)]
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        for pid in seen:  # never leave a worker behind, even when the test fails
+            if is_worker_process(pid):
+                os.kill(pid, signal.SIGKILL)
+    output = log_path.read_text()
+    assert survivors == [], output
+    assert f"exited with code {-signal.SIGKILL}; restarting" in output, output
+    assert "dm up: stopped." in output, output
+    interrupted = store.get_run(long_run)
+    assert (interrupted.status, interrupted.attempt) == (RunStatus.QUEUED, 1), output
+    assert interrupted.checkpoint_iteration == interrupted.iteration > 0
+    assert store.get_run(late).status in (RunStatus.QUEUED, RunStatus.SUCCEEDED)
 
 
 # ---------------------------------------------------------------- the CLI
@@ -558,79 +693,74 @@ def config_file(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def sqlite_db(tmp_path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.sqlite'}"
-
-
-def test_submit_validates_before_storing_anything(sqlite_db, config_file):
-    result = cli(sqlite_db, "submit", str(config_file), "--set", "loss.lam=-1")
+def test_submit_validates_before_storing_anything(db_url, config_file):
+    result = cli(db_url, "submit", str(config_file), "--set", "loss.lam=-1")
     assert result.exit_code == 2
     assert "loss.lam" in result.output and "Traceback" not in result.output
-    result = cli(sqlite_db, "submit", str(config_file), "--grid", "optimizer.lr=0.1,-3")
+    result = cli(db_url, "submit", str(config_file), "--grid", "optimizer.lr=0.1,-3")
     assert result.exit_code == 2 and "optimizer.lr" in result.output
-    result = cli(sqlite_db, "submit", str(config_file), "--set", "nonsense.key=1")
+    result = cli(db_url, "submit", str(config_file), "--set", "nonsense.key=1")
     assert result.exit_code == 2 and "nonsense" in result.output
-    assert Store(sqlite_db).list_runs() == []  # nothing queued
+    assert Store(db_url).list_runs() == []  # nothing queued
 
 
-def test_submit_grid_queues_one_group(sqlite_db, config_file):
-    result = cli(sqlite_db, "submit", str(config_file), "--grid", "loss.lam=0,0.5,1",
+def test_submit_grid_queues_one_group(db_url, config_file):
+    result = cli(db_url, "submit", str(config_file), "--grid", "loss.lam=0,0.5,1",
                  "--grid", "loss.beta=4,8,12", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.stdout)
     assert len(out["runs"]) == 9
-    runs = Store(sqlite_db).list_runs(group=out["group"])
+    runs = Store(db_url).list_runs(group=out["group"])
     assert sorted(r.id for r in runs) == out["runs"]
     assert {(r.config["loss"]["lam"], r.config["loss"]["beta"]) for r in runs} == \
         {(lam, beta) for lam in (0, 0.5, 1) for beta in (4, 8, 12)}
     assert "tiny[loss.lam=0.5,loss.beta=8]" in {r.name for r in runs}
     # --db defaults to DM_DATABASE_URL
-    result = cli("", "submit", str(config_file), env={"DM_DATABASE_URL": sqlite_db})
+    result = cli("", "submit", str(config_file), env={"DM_DATABASE_URL": db_url})
     assert result.exit_code == 0 and "queued 1 run(s)" in result.output
 
 
-def test_runs_show_cancel_retry_delete(sqlite_db, config_file):
-    cli(sqlite_db, "submit", str(config_file), "--grid", "seed=1,2,3")
-    store = Store(sqlite_db)
+def test_runs_show_cancel_retry_delete(db_url, config_file):
+    cli(db_url, "submit", str(config_file), "--grid", "seed=1,2,3")
+    store = Store(db_url)
     run = store.claim("w", "cpu")
 
-    result = cli(sqlite_db, "runs", "--json")
+    result = cli(db_url, "runs", "--json")
     assert result.exit_code == 0
     listed = json.loads(result.stdout)
     assert [r["id"] for r in listed] == [3, 2, 1]
     assert {"id", "name", "status", "attempt", "iteration"} <= set(listed[0])
-    assert [r["id"] for r in json.loads(cli(sqlite_db, "runs", "--json", "--status",
+    assert [r["id"] for r in json.loads(cli(db_url, "runs", "--json", "--status",
                                              "running").stdout)] == [run.id]
-    table = cli(sqlite_db, "runs")
+    table = cli(db_url, "runs")
     assert table.exit_code == 0 and "tiny[seed=2]" in table.output and "running" in table.output
-    assert cli(sqlite_db, "runs", "--status", "bogus").exit_code == 2
+    assert cli(db_url, "runs", "--status", "bogus").exit_code == 2
 
-    shown = json.loads(cli(sqlite_db, "show", "1", "--json").stdout)
+    shown = json.loads(cli(db_url, "show", "1", "--json").stdout)
     assert shown["status"] == "running" and shown["config"]["seed"] == 1
-    assert "run 1" in cli(sqlite_db, "show", "1").output
+    assert "run 1" in cli(db_url, "show", "1").output
 
-    result = cli(sqlite_db, "show", "99")
+    result = cli(db_url, "show", "99")
     assert result.exit_code == 1
     assert result.output.strip() == "error: run 99 does not exist (see `dm runs`)"
 
-    assert "cancelled" in cli(sqlite_db, "cancel", "2").output
-    assert "cancel requested" in cli(sqlite_db, "cancel", "1").output
-    result = cli(sqlite_db, "cancel", "2")
+    assert "cancelled" in cli(db_url, "cancel", "2").output
+    assert "cancel requested" in cli(db_url, "cancel", "1").output
+    result = cli(db_url, "cancel", "2")
     assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
-    result = cli(sqlite_db, "delete", "1")
+    result = cli(db_url, "delete", "1")
     assert result.exit_code == 1 and "cancel it first" in result.output
     assert "Traceback" not in result.output
-    assert cli(sqlite_db, "retry", "2").exit_code == 0
+    assert cli(db_url, "retry", "2").exit_code == 0
     assert store.get_run(2).status == RunStatus.QUEUED
-    assert cli(sqlite_db, "retry", "3").exit_code == 1  # queued: nothing to retry
-    assert cli(sqlite_db, "delete", "3").exit_code == 0
+    assert cli(db_url, "retry", "3").exit_code == 1  # queued: nothing to retry
+    assert cli(db_url, "delete", "3").exit_code == 0
     assert [r.id for r in store.list_runs()] == [2, 1]
 
 
-def test_export_tidy_tables(sqlite_db, config_file, tmp_path, monkeypatch):
-    cli(sqlite_db, "submit", str(config_file))
-    store = Store(sqlite_db)
+def test_export_tidy_tables(db_url, config_file, tmp_path, monkeypatch):
+    cli(db_url, "submit", str(config_file))
+    store = Store(db_url)
     run = store.claim("w", "cpu")
     store.write_batch(run.id, 1, [ScalarsEvent(i, {"loss": 1 / i, "lr": 0.1}) for i in (1, 2, 3)],
                       [HistogramEvent(i, np.arange(4, dtype=np.int32) * i,
@@ -638,12 +768,12 @@ def test_export_tidy_tables(sqlite_db, config_file, tmp_path, monkeypatch):
                       [EvalEvent(3, {"test_acc": 0.5})])
     monkeypatch.chdir(tmp_path)
 
-    assert cli(sqlite_db, "export", "1", "--what", "scalars").exit_code == 0
+    assert cli(db_url, "export", "1", "--what", "scalars").exit_code == 0
     scalars = pd.read_csv(tmp_path / "run-1-scalars.csv")
     assert scalars.columns.tolist() == ["iteration", *SCALAR_COLUMNS]
     assert scalars["iteration"].tolist() == [1, 2, 3]
 
-    result = cli(sqlite_db, "export", "1", "--what", "histograms", "--format", "parquet",
+    result = cli(db_url, "export", "1", "--what", "histograms", "--format", "parquet",
                  "-o", "out/h.parquet")
     assert result.exit_code == 0, result.output
     hist = pd.read_parquet(tmp_path / "out" / "h.parquet")
@@ -653,28 +783,27 @@ def test_export_tidy_tables(sqlite_db, config_file, tmp_path, monkeypatch):
     assert row["count"].item() == 6 and row["p_low"].item() == 0.5
 
     target = tmp_path / "elsewhere" / "e.csv"
-    assert cli(sqlite_db, "export", "1", "--what", "evals", "-o", str(target)).exit_code == 0
+    assert cli(db_url, "export", "1", "--what", "evals", "-o", str(target)).exit_code == 0
     assert pd.read_csv(target)["test_acc"].tolist() == [0.5]
 
-    result = cli(sqlite_db, "export", "1", "-o", "../escape.csv")
+    result = cli(db_url, "export", "1", "-o", "../escape.csv")
     assert result.exit_code == 2 and "inside" in result.output
     assert not (tmp_path.parent / "escape.csv").exists()
-    result = cli(sqlite_db, "export", "1", "--out-dir", str(tmp_path / "d"), "-o", "x.csv")
+    result = cli(db_url, "export", "1", "--out-dir", str(tmp_path / "d"), "-o", "x.csv")
     assert result.exit_code == 0 and (tmp_path / "d" / "x.csv").is_file()
-    assert cli(sqlite_db, "export", "1", "--what", "weights").exit_code == 2
-    assert cli(sqlite_db, "export", "7").exit_code == 1
+    assert cli(db_url, "export", "1", "--what", "weights").exit_code == 2
+    assert cli(db_url, "export", "7").exit_code == 1
 
 
-def test_db_upgrade_and_worker_options(tmp_path):
-    url = f"sqlite:///{tmp_path / 'up.sqlite'}"
-    result = cli(url, "db", "upgrade")
+def test_db_upgrade_and_worker_options(db_url, tmp_path):
+    result = cli(db_url, "db", "upgrade")
     assert result.exit_code == 0 and "revision 0001" in result.output
     result = cli("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "db", "upgrade")
     assert result.exit_code == 1 and "hunter2" not in result.output and "***" in result.output
-    result = cli(url, "worker", "--device", "cuda:7", "--exit-when-idle")
+    result = cli(db_url, "worker", "--device", "cuda:7", "--exit-when-idle")
     if not torch.cuda.is_available():
         assert result.exit_code == 2 and "cuda:7" in result.output
-    result = cli(url, "worker", "--device", "cpu", "--exit-when-idle", "--poll", "0.1",
+    result = cli(db_url, "worker", "--device", "cpu", "--exit-when-idle", "--poll", "0.1",
                  "--artifacts", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
 
