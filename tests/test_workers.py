@@ -416,6 +416,25 @@ def test_a_worker_that_lost_its_run_writes_nothing_more(store):
     assert [c["attempt"] for c in store.claims(run_id)] == [1, 2]
 
 
+def test_retry_counts_retries_so_no_attempt_is_claimed_twice(store):
+    # A retry starts the attempts over at 1 (with a fresh max_attempts); the retry counter
+    # tells the new attempt 1 from the old one, in the claims audit and on disk.
+    [run_id] = store.submit([cfg("again")]).run_ids
+    old = store.claim("w-old", "cpu")
+    store.finish(run_id, "w-old", "failed", error="boom", attempt=old.attempt)
+    info = store.retry(run_id)
+    assert (info.status, info.attempt, info.retries) == (RunStatus.QUEUED, 1, 1)
+    assert worker(store).run() == 1
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt, info.retries) == (RunStatus.SUCCEEDED, 1, 1)
+    assert [(c["retry"], c["attempt"]) for c in store.claims(run_id)] == [(0, 1), (1, 1)]
+    assert Path(info.checkpoint_path).parent == store.run_dir(run_id) / "retry-1" / "attempt-1"
+    assert json.loads(cli(store.url, "show", str(run_id), "--json").stdout)["retries"] == 1
+    with pytest.raises(LostClaim):  # the old attempt 1 is not the new one
+        store.write_batch(run_id, old.attempt, [ScalarsEvent(1, {"loss": 1.0})],
+                          worker_id="w-old")
+
+
 def test_lost_workers_use_up_max_attempts(store):
     [run_id] = store.submit([cfg()], max_attempts=1).run_ids
     assert store.claim("ghost", "cpu").id == run_id  # a worker that then dies
@@ -797,7 +816,7 @@ def test_export_tidy_tables(db_url, config_file, tmp_path, monkeypatch):
 
 def test_db_upgrade_and_worker_options(db_url, tmp_path):
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0001" in result.output
+    assert result.exit_code == 0 and "revision 0002" in result.output
     result = cli("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "db", "upgrade")
     assert result.exit_code == 1 and "hunter2" not in result.output and "***" in result.output
     result = cli(db_url, "worker", "--device", "cuda:7", "--exit-when-idle")
@@ -806,6 +825,33 @@ def test_db_upgrade_and_worker_options(db_url, tmp_path):
     result = cli(db_url, "worker", "--device", "cpu", "--exit-when-idle", "--poll", "0.1",
                  "--artifacts", str(tmp_path / "a"))
     assert result.exit_code == 0, result.output
+
+
+def test_db_upgrade_brings_a_0001_database_to_retry_counters(db_url):
+    # A database written by the previous version: its runs and claims count as never retried.
+    from alembic import command
+    from sqlalchemy import text
+
+    from dm_core.store.store import _alembic_config
+
+    old = Store(db_url, upgrade=False)
+    alembic_cfg = _alembic_config()
+    with old.engine.begin() as conn:
+        alembic_cfg.attributes["connection"] = conn
+        command.upgrade(alembic_cfg, "0001")
+    with old.engine.begin() as conn:
+        conn.execute(text("INSERT INTO runs (name, group_id, status, config, attempt, "
+                          "max_attempts, cancel_requested, last_iteration) "
+                          "VALUES ('old', 'g', 'failed', '{}', 2, 3, false, 0)"))
+        conn.execute(text("INSERT INTO claims (run_id, attempt, worker_id) VALUES (1, 2, 'w')"))
+    old.dispose()
+    result = cli(db_url, "db", "upgrade")
+    assert result.exit_code == 0 and "revision 0002" in result.output, result.output
+    store = Store(db_url)
+    assert (store.get_run(1).attempt, store.get_run(1).retries) == (2, 0)
+    assert [(c["retry"], c["attempt"]) for c in store.claims(1)] == [(0, 2)]
+    assert store.retry(1).retries == 1
+    store.dispose()
 
 
 # ---------------------------------------------------------------- downsampled reads

@@ -41,7 +41,8 @@ How a run ends:
 - the run was taken away (re-queued while this worker was frozen) → ``LostClaim``: the
   worker drops it and writes nothing more.
 
-Checkpoints live in ``artifacts_dir/run-<id>/attempt-<n>/``; the recorded one is pinned as
+Checkpoints live in ``artifacts_dir/run-<id>/attempt-<n>/`` (``run-<id>/retry-<r>/attempt-<n>/``
+after ``r`` retries, see ``attempt_dir``); the recorded one is pinned as
 ``checkpoint-<iteration>.pt`` (see ``workers.sink``).
 """
 
@@ -74,6 +75,17 @@ DEFAULT_ARTIFACTS = "./var/artifacts"
 def default_worker_id() -> str:
     """``host-pid-random``: unique per worker process, readable in ``dm runs``."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def attempt_dir(artifacts_dir: Path, run: ClaimedRun) -> Path:
+    """Where this attempt writes its checkpoints: its own folder, so that a worker of an
+    older attempt that has not noticed yet that it lost the run (frozen, then woken) never
+    overwrites the current attempt's files. A retry starts the attempts over at 1, hence
+    the retry number in the path."""
+    run_dir = artifacts_dir / f"run-{run.id}"
+    if run.retries:
+        run_dir = run_dir / f"retry-{run.retries}"
+    return run_dir / f"attempt-{run.attempt}"
 
 
 def resolve_worker_device(device: str) -> str:
@@ -327,7 +339,7 @@ class Worker:
         """Train with the sink and the heartbeat; turn how it ended into an ``Outcome``."""
         from dm_core.train import train  # torch: imported only where training happens
 
-        checkpoint_dir = self.artifacts_dir / f"run-{run.id}" / f"attempt-{run.attempt}"
+        checkpoint_dir = attempt_dir(self.artifacts_dir, run)
         self._heartbeat = Heartbeat(self.store, run, self.heartbeat_every,
                                     reap=self.reap_stale).start()
         try:
@@ -455,5 +467,5 @@ def run_worker(store: Store | str | None, **kwargs: Any) -> int:
     return Worker(store, **kwargs).run()
 
 
-__all__ = ["Heartbeat", "Outcome", "Worker", "default_worker_id", "resolve_worker_device",
-           "run_worker"]
+__all__ = ["Heartbeat", "Outcome", "Worker", "attempt_dir", "default_worker_id",
+           "resolve_worker_device", "run_worker"]

@@ -78,6 +78,9 @@ class Run(Base):
     device: Mapped[str | None] = mapped_column(String(64))
     attempt: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    # ``dm retry`` starts the attempts over at 1 (with a fresh max_attempts); this counts the
+    # retries, so (retries, attempt) names every attempt of a run once.
+    retries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     error: Mapped[str | None] = mapped_column(Text)
     summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
@@ -149,11 +152,14 @@ class RunLabels(Base):
 
 
 class Claim(Base):
-    """An audit row per claim: which worker took which attempt of a run, and when."""
+    """An audit row per claim: which worker took which attempt (of which retry) of a run,
+    and when. A warm stop hands a run back without using up its attempt, so the same
+    (retry, attempt) is claimed again when it resumes."""
 
     __tablename__ = "claims"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_id: Mapped[int] = mapped_column(Integer, _run_fk(), index=True)
+    retry: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # runs.retries
     attempt: Mapped[int] = mapped_column(Integer)
     worker_id: Mapped[str] = mapped_column(String(255))
     device: Mapped[str | None] = mapped_column(String(64))

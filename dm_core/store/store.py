@@ -113,7 +113,8 @@ class RunStatus(enum.StrEnum):
                                  was lost after a cancel was requested (requeue_stale)
                   -> queued      warm stop: the worker checkpointed and handed it back, or its
                                  worker was lost and attempts remain (release, requeue_stale)
-        failed    -> queued      retry (data of the old attempt cleared, attempt reset to 1)
+        failed    -> queued      retry (data of the old attempts cleared, attempt reset to 1,
+                                 retries + 1: (retries, attempt) never repeats)
         cancelled -> queued      retry
         succeeded    final
 
@@ -214,6 +215,7 @@ class RunInfo:
     cancel_requested: bool
     checkpoint_iteration: int | None = None
     checkpoint_path: str | None = None
+    retries: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 strings."""
@@ -227,7 +229,8 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class ClaimedRun:
-    """What a worker gets from ``claim``: enough to train (and resume) the run."""
+    """What a worker gets from ``claim``: enough to train (and resume) the run.
+    ``retries`` counts ``dm retry``s: attempts start over at 1 after each."""
 
     id: int
     name: str
@@ -240,6 +243,7 @@ class ClaimedRun:
     checkpoint_path: str | None
     checkpoint_iteration: int | None
     total_iterations: int | None
+    retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -773,7 +777,8 @@ class Store:
         return counts
 
     def claims(self, run_id: int | None = None) -> list[dict[str, Any]]:
-        """The claim audit log (run_id, attempt, worker_id, device, claimed_at), oldest first."""
+        """The claim audit log (run_id, retry, attempt, worker_id, device, claimed_at), oldest
+        first."""
         stmt = select(CLAIMS).order_by(CLAIMS.c.id)
         if run_id is not None:
             stmt = stmt.where(CLAIMS.c.run_id == int(run_id))
@@ -803,14 +808,17 @@ class Store:
         return self.get_run(run_id)
 
     def retry(self, run_id: int) -> RunInfo:
-        """Failed or cancelled → queued, attempt 1, everything the old attempts logged cleared."""
+        """Failed or cancelled → queued, everything the old attempts logged cleared: attempts
+        start over at 1 (a fresh ``max_attempts``) and ``retries`` goes up by one, so the
+        claims audit tells the new attempts from the old ones."""
         with self.session_scope() as s:
             old_checkpoint = s.execute(select(RUNS.c.checkpoint_path)
                                        .where(RUNS.c.id == run_id)).scalar()
             self._transition(
                 s, run_id, RunStatus.QUEUED, "retry",
                 sources=(RunStatus.FAILED, RunStatus.CANCELLED),
-                attempt=1, worker_id=None, device=None, started_at=None, finished_at=None,
+                attempt=1, retries=RUNS.c.retries + 1, worker_id=None, device=None,
+                started_at=None, finished_at=None,
                 heartbeat_at=None, cancel_requested=False, error=None, summary=None,
                 checkpoint_path=None, checkpoint_iteration=None, last_iteration=0,
                 last_test_acc=None)
@@ -972,18 +980,20 @@ class Store:
             row = s.execute(
                 update(RUNS).where(target, queued).values(**values)
                 .returning(RUNS.c.id, RUNS.c.name, RUNS.c.group_id, RUNS.c.config,
-                           RUNS.c.attempt, RUNS.c.max_attempts, RUNS.c.checkpoint_path,
-                           RUNS.c.checkpoint_iteration, RUNS.c.total_iterations)).mappings().first()
+                           RUNS.c.attempt, RUNS.c.retries, RUNS.c.max_attempts,
+                           RUNS.c.checkpoint_path, RUNS.c.checkpoint_iteration,
+                           RUNS.c.total_iterations)).mappings().first()
             if row is None:
                 return None
-            s.execute(insert(CLAIMS).values(run_id=row["id"], attempt=row["attempt"],
-                                            worker_id=worker_id, device=device, claimed_at=now))
+            s.execute(insert(CLAIMS).values(run_id=row["id"], retry=row["retries"],
+                                            attempt=row["attempt"], worker_id=worker_id,
+                                            device=device, claimed_at=now))
             return ClaimedRun(id=row["id"], name=row["name"], group=row["group_id"],
                               config=row["config"], attempt=row["attempt"],
                               max_attempts=row["max_attempts"], worker_id=worker_id, device=device,
                               checkpoint_path=row["checkpoint_path"],
                               checkpoint_iteration=row["checkpoint_iteration"],
-                              total_iterations=row["total_iterations"])
+                              total_iterations=row["total_iterations"], retries=row["retries"])
 
     def _held(self, run_id: int, attempt: int, worker_id: str | None) -> list[Any]:
         guards = [RUNS.c.id == run_id, RUNS.c.status == str(RunStatus.RUNNING),
@@ -1192,5 +1202,6 @@ def _run_info(row: Mapping[str, Any]) -> RunInfo:
         worker_id=row["worker_id"], device=row["device"], error=row["error"],
         summary=row["summary"], config=row["config"] or {}, last_test_acc=row["last_test_acc"],
         cancel_requested=bool(row["cancel_requested"]),
-        checkpoint_iteration=row["checkpoint_iteration"], checkpoint_path=row["checkpoint_path"])
+        checkpoint_iteration=row["checkpoint_iteration"], checkpoint_path=row["checkpoint_path"],
+        retries=row["retries"])
 
