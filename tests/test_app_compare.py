@@ -143,3 +143,19 @@ def test_chosen_iteration_survives_runs_that_keep_training(three):
     fig = chart(at, "compare.hists")
     _, clean, _ = store.histogram_at(ids[2], 25)
     np.testing.assert_allclose(decode(fig["data"][4]["y"]), clean / clean.sum())
+
+
+def test_charts_export_as_png_and_html(three):
+    """PNG from each chart's toolbar (named after the chart), HTML from a download button."""
+    import json as _json
+
+    _, ids = three
+    at = _page(ids)
+    configs = {el.proto.id: _json.loads(el.proto.config) for el in at.get("plotly_chart")}
+    curves = next(c for k, c in configs.items() if "compare.curves" in k)
+    hists = next(c for k, c in configs.items() if "compare.hists" in k)
+    assert curves["toImageButtonOptions"] == {"format": "png", "filename": "compare-test_acc", "scale": 2}
+    assert hists["toImageButtonOptions"]["filename"] == "compare-histograms-40"
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download compare-test_acc (HTML)" in labels
+    assert "Download compare-histograms-40 (HTML)" in labels

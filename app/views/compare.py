@@ -27,6 +27,13 @@ SCALAR_METRICS = {"p_clean_mean": "mean p_i of clean examples",
 MAX_RUNS_HIST = 9
 
 
+def png_config(name: str) -> dict:
+    """The chart toolbar's camera button saves a 2× PNG named after the chart (the browser
+    renders it: no extra software on the server)."""
+    return {"toImageButtonOptions": {"format": "png", "filename": name, "scale": 2},
+            "displaylogo": False}
+
+
 def html_download(fig, name: str, key: str) -> None:
     st.download_button(f"Download {name} (HTML)", data=lambda: fig.to_html(include_plotlyjs=True),
                        file_name=f"{name}.html", mime="text/html", key=key,
@@ -95,7 +102,8 @@ if curves:
     fig = overlay_figure(curves, label, label,
                          y_range=(0, 1.02) if metric in EVAL_METRICS or metric.startswith("p_") else None,
                          revision=f"compare-{metric}")
-    st.plotly_chart(fig, key="compare.curves", theme="streamlit", width="stretch")
+    st.plotly_chart(fig, key="compare.curves", theme="streamlit", width="stretch",
+                    config=png_config(f"compare-{metric}"))
     html_download(fig, f"compare-{metric}", "compare.curves_html")
 else:
     st.caption(f"None of these runs has logged {metric} yet.")
@@ -128,7 +136,8 @@ if logged:
             items.append((f"{names[r.id]} @ {at}", clean, noisy))
     if items:
         fig = histograms_grid(items)
-        st.plotly_chart(fig, key="compare.hists", theme="streamlit", width="stretch")
+        st.plotly_chart(fig, key="compare.hists", theme="streamlit", width="stretch",
+                        config=png_config(f"compare-histograms-{it}"))
         html_download(fig, f"compare-histograms-{it}", "compare.hists_html")
 else:
     st.caption("No histograms yet.")
