@@ -48,7 +48,8 @@ def runs_frame(runs: list[RunInfo], now: datetime) -> pd.DataFrame:
             "test acc": summary.get("test_acc_final", r.last_test_acc),
             "loss": loss.get("name", ""),
             "noise": f"{noise.get('kind', 'none')} {noise.get('rate', 0):g}",
-            "device": r.device or "", "attempt": f"{r.attempt}/{r.max_attempts}",
+            "device": r.device or "",
+            "attempt": f"{r.attempt}/{r.max_attempts}" + (f" (retry {r.retries})" if r.retries else ""),
             "elapsed": _fmt_seconds(elapsed), "ETA": _fmt_seconds(eta), "group": r.group,
             "error": (r.error or "").splitlines()[0][:200] if r.error else "",
         })

@@ -44,6 +44,10 @@ def test_table_shows_status_progress_attempt_and_device(runs):
     assert table.loc[running, "attempt"] == "1/3" and table.loc[running, "device"] == "cpu"
     assert table.loc[done, "test acc"] == store.get_run(done).summary["test_acc_final"]
     assert table.loc[running, "ETA"] != "" and table.loc[queued, "elapsed"] == ""
+    store.finish(running, "test-worker", "failed", error="boom")
+    store.retry(running)  # attempts start over; the table says it is a retry
+    table = _page().dataframe[0].value.set_index("id")
+    assert table.loc[running, "attempt"] == "1/3 (retry 1)" and table.loc[done, "attempt"] == "1/3"
 
 
 def test_status_filter(runs):

@@ -772,6 +772,7 @@ def test_runs_show_cancel_retry_delete(db_url, config_file):
     assert "Traceback" not in result.output
     assert cli(db_url, "retry", "2").exit_code == 0
     assert store.get_run(2).status == RunStatus.QUEUED
+    assert "1 of 3 (after 1 retry)" in cli(db_url, "show", "2").output
     assert cli(db_url, "retry", "3").exit_code == 1  # queued: nothing to retry
     assert cli(db_url, "delete", "3").exit_code == 0
     assert [r.id for r in store.list_runs()] == [2, 1]

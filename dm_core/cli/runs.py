@@ -188,7 +188,8 @@ def show(
     out.print(f"[bold]run {info.id}[/bold]  {escape(info.name)}")
     rows = [("group", info.group), ("status", str(info.status) + (" (cancel requested)"
                                                                    if info.cancel_requested else "")),
-            ("attempt", f"{info.attempt} of {info.max_attempts}"),
+            ("attempt", f"{info.attempt} of {info.max_attempts}"
+             + (f" (after {info.retries} retr{'y' if info.retries == 1 else 'ies'})" if info.retries else "")),
             ("progress", f"{info.iteration}/{info.total_iterations or '?'}"),
             ("test acc", "-" if info.last_test_acc is None else f"{info.last_test_acc:.4f}"),
             ("device", info.device or "-"), ("worker", info.worker_id or "-"),
