@@ -492,10 +492,10 @@ def test_up_rejects_a_malformed_database_url(fake_app):
 
 
 def test_up_fails_clearly_when_the_database_is_unreachable(fake_app):
-    dead = f"postgresql+psycopg://dm:secret@127.0.0.1:{free_port()}/dm?connect_timeout=2"
+    dead = f"postgresql+psycopg://dm:pw-Zq81x@127.0.0.1:{free_port()}/dm?connect_timeout=2"
     result = cli("up", "--no-workers", "--port", str(free_port()), "--db", dead)
     assert result.exit_code != 0 and "database error" in result.output
-    assert "secret" not in result.output, "the password must never be printed"
+    assert "pw-Zq81x" not in result.output, "the password must never be printed"
 
 
 def test_default_database_is_sqlite_under_var_with_the_schema_in_place(fake_app, tmp_path):
