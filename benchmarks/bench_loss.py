@@ -87,7 +87,7 @@ def verdict(n: int, c: int, ce: float, dm: float, rows: list[tuple[int, int, flo
     ratio = dm / ce
     if ratio <= TARGET:
         return f"verdict: CPU {n}x{c}: DM/CE {ratio:.2f} ≤ {TARGET}: met"
-    extra = ", ".join(f"{rn}x{rc} +{(rd - rc_) * 1e3:.3f} ms ({rd / rc_:.2f}x)"
+    extra = ", ".join(f"{rn}x{rc} {(rd - rc_) * 1e3:+.3f} ms ({rd / rc_:.2f}x)"
                       for rn, rc, rc_, rd in rows)
     return (f"verdict: CPU {n}x{c}: DM/CE {ratio:.2f} > {TARGET}: MISSED -- DM takes "
             f"{(dm - ce) * 1e3:.3f} ms more than CE's {ce * 1e3:.3f} ms here; DM's extra time "
