@@ -144,13 +144,29 @@ def test_preset_fills_the_form(app_db, at):
     assert cfg == presets["digits-symmetric-40-dm.yaml"]
 
 
-def test_paper_presets_are_labelled_as_starting_points(at):
-    label = next(iter(paper_presets()))
+def test_paper_presets_without_published_values_are_labelled_as_starting_points(at):
+    label = next(label for label in paper_presets() if "Vehicles-10" in label)
     at.selectbox(key="L.preset").set_value(label).run()
     at.button(key="L.load").click().run()
     assert any("starting points" in w.value for w in at.warning)
     assert any(PAPER_NOTE[:40] in c.value for c in at.caption)
+    assert at.selectbox(key="L.model.name").value == "resnet44"
+
+
+def test_cifar10_paper_presets_carry_the_papers_best_lambda_and_beta(at):
+    # Table 3 of the ICLR 2020 version (dm_core.reference.PAPER_CIFAR10), best final test
+    # accuracy per rate: λ=0.5 β=12 (87.8%), λ=1 β=16 (83.3%), λ=2 β=12 (72.5%), λ=2 β=12 (32.8%).
+    presets = {label: p for label, p in paper_presets().items() if "CIFAR-10 " in label}
+    got = {p["dataset"]["noise"]["rate"]: (p["loss"]["lam"], p["loss"]["beta"]) for p in presets.values()}
+    assert got == {0.2: (0.5, 12.0), 0.4: (1.0, 16.0), 0.6: (2.0, 12.0), 0.8: (2.0, 12.0)}
+    label = next(label for label, p in presets.items() if p["dataset"]["noise"]["rate"] == 0.4)
+    at.selectbox(key="L.preset").set_value(label).run()
+    at.button(key="L.load").click().run()
+    assert any("83.3% (CCE 60.9%)" in i.value and "rylUOn4Yvr" in i.value for i in at.info)
+    assert not any("starting points" in w.value for w in at.warning)
     assert at.selectbox(key="L.model.name").value == "resnet56"
+    assert at.number_input(key="L.loss.dm.lam").value == 1.0
+    assert at.number_input(key="L.loss.dm.beta").value == 16.0
 
 
 def test_cifar100_paper_presets_carry_the_authors_lambda_and_beta(at):

@@ -147,6 +147,34 @@ def test_cifar100_preset_is_the_authors_setting_with_their_numbers_beside(tmp_pa
     assert "(d)" not in ref  # no p_i was published
 
 
+def test_cifar10_preset_is_the_papers_table_with_its_numbers_beside(tmp_path):
+    exp = get_experiment("cifar10-table10")
+    assert [c for c, _ in exp.conditions] == ["r=0.2", "r=0.4", "r=0.6", "r=0.8"]
+    runs = {(c, m.label): cfg for c, m, _, cfg in exp.runs()}
+    assert sorted({m for _, m in runs}) == ["CCE", "DM λ=0", "DM λ=0.5", "DM λ=1", "DM λ=2", "Uniform (β=0)"]
+    cfg = runs["r=0.4", "DM λ=1"]
+    # Its Section 4.1: lr 0.1 times 0.1 every 5k iterations, batch 128, weight decay 1e-4.
+    assert cfg.model.name == "resnet56" and cfg.schedule.milestones == [5_000, 10_000, 15_000]
+    assert (cfg.batch_size, cfg.optimizer.weight_decay, cfg.optimizer.lr) == (128, 1e-4, 0.1)
+    # β as printed beside each row of Table 3: GR (β = 16) at λ = 1, r = 40%; β = 24 at λ = 2, r = 20%.
+    assert cfg.loss.beta == 16.0 and runs["r=0.2", "DM λ=2"].loss.beta == 24.0
+    assert runs["r=0.8", "DM λ=0"].loss.beta == 0.5 and runs["r=0.6", "Uniform (β=0)"].loss.beta == 0.0
+    df = pd.DataFrame([_row("r=0.4", "DM λ=1", 0.80), _row("r=0.4", "CCE", 0.60)])
+    lines = write_report(exp, df, tmp_path, "dm repro cifar10-table10", "m").read_text(encoding="utf-8").splitlines()
+    assert any(x.startswith("| condition") and x.endswith("paper's Table 3 (ICLR 2020 version): final / best (%) |")
+               for x in lines)
+    assert any(x.startswith("| r=0.4 | DM λ=1 |") and x.endswith("| 83.3 / 84.7 (β=16); train 60.3 / 88.9 |")
+               for x in lines)
+    assert any(x.startswith("| r=0.4 | CCE |") and x.endswith("| 60.9 / 82.8; train 83.0 / 64.4 |") for x in lines)
+    # The paper's own conclusion, checked on its numbers: best λ 0.5, 1, 2, 2 as noise rises.
+    ref = {t[:3]: (h, d) for t, h, d in check_claims(reference_table(exp))}
+    assert ref["(a)"][0] is True and "r=0.8: DM λ=2 32.8% vs CCE 16.1%" in ref["(a)"][1]
+    assert ref["(b)"] == (True, "r=0.2: λ=0.5, r=0.4: λ=1, r=0.6: λ=2, r=0.8: λ=2")
+    assert "(c)" not in ref and "(d)" not in ref  # no clean condition; no p_i published
+    table = reference_table(exp).set_index(["condition", "method"])
+    assert table.loc[("r=0.2", "CCE"), "train_acc_corrupted"] == pytest.approx(0.957)
+
+
 def test_gpu_setup_run_locally_on_a_cpu_warns_first(monkeypatch, tmp_path):
     import dm_core.cli.repro as cli_repro
 
