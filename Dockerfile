@@ -45,7 +45,10 @@ RUN set -eux; \
     mkdir -p /data/var /data/artifacts /data/data; \
     chown -R dm:dm /data
 # Datasets are read only from DM_DATA_DIRS (mount them at /data/data: compose does).
-ENV DM_DATABASE_URL=sqlite:////data/var/dm.sqlite \
+# The image has no C++ compiler: the losses' fused CPU kernel (dm_core/fused_cpu.py) is off,
+# quietly. CPU workers here run the tensor-op losses; GPU workers are unaffected.
+ENV DM_FUSED_CPU=0 \
+    DM_DATABASE_URL=sqlite:////data/var/dm.sqlite \
     DM_ARTIFACTS=/data/artifacts \
     DM_CONFIGS=/opt/dm-studio/configs \
     DM_DATA_DIRS=/data/data

@@ -39,12 +39,16 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --disable-pip-version-check -e '.[dev]'
 	touch $@ $(RUN_STAMP)
 
+# python -m dm_core.fused_cpu: compile the losses' CPU kernel now (about 30 s, once per
+# machine; then a cache check) rather than in the first training run or test.
 run: $(RUN_STAMP)
+	$(BIN)/python -m dm_core.fused_cpu
 	$(BIN)/dm up
 
 # One intra-op thread per pytest process: two xdist workers on two cores with torch's default
 # thread pools oversubscribe the CPU and run several times slower.
 test: $(DEV_STAMP) ci-system-deps
+	$(BIN)/python -m dm_core.fused_cpu
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
@@ -53,6 +57,7 @@ lint: $(DEV_STAMP)
 # One intra-op thread per process, as in `make test`: the side-by-side ratios are measured
 # on a single core and the queue benchmark's workers each get one.
 bench: $(DEV_STAMP)
+	$(BIN)/python -m dm_core.fused_cpu
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
 		$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 

@@ -2,6 +2,8 @@
 
 Target (issue: benchmarks): DM ≤ 1.5× cross-entropy on the CPU. Prints one row per
 shape and device with both medians and their ratio, and a ``verdict:`` line per CPU shape.
+On the CPU DMLoss runs the fused kernel (``dm_core.fused_cpu``) where it can be built; the
+``ops`` column is the same loss as plain tensor ops (its fallback, and the GPU path).
 
     python benchmarks/bench_loss.py [--repeats 200]
 """
@@ -15,7 +17,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dm_core.losses import DMLoss
+from dm_core import fused_cpu
+from dm_core.losses import DMLoss, _scheme_loss
 
 TARGET = 1.5
 
@@ -35,7 +38,7 @@ def _time(fn, repeats: int, device: torch.device) -> float:
     return statistics.median(samples)
 
 
-def bench(n: int, c: int, device: torch.device, repeats: int) -> tuple[float, float]:
+def bench(n: int, c: int, device: torch.device, repeats: int) -> tuple[float, float, float]:
     gen = torch.Generator().manual_seed(0)
     logits = (torch.randn(n, c, generator=gen) * 3).to(device).requires_grad_(True)
     targets = torch.randint(0, c, (n,), generator=gen).to(device)
@@ -49,12 +52,17 @@ def bench(n: int, c: int, device: torch.device, repeats: int) -> tuple[float, fl
         logits.grad = None
         dm(logits, targets).backward()
 
-    # Interleave the two so drift in machine load hits both alike.
-    ce_t, dm_t = [], []
+    def step_dm_ops():
+        logits.grad = None
+        _scheme_loss(logits, targets, dm.scheme, True, dm.eps, fused=False)[0].backward()
+
+    # Interleave the three so drift in machine load hits all alike.
+    ce_t, dm_t, ops_t = [], [], []
     for _ in range(3):
         ce_t.append(_time(step_ce, repeats // 3, device))
         dm_t.append(_time(step_dm, repeats // 3, device))
-    return statistics.median(ce_t), statistics.median(dm_t)
+        ops_t.append(_time(step_dm_ops, repeats // 3, device))
+    return statistics.median(ce_t), statistics.median(dm_t), statistics.median(ops_t)
 
 
 def main() -> None:
@@ -62,13 +70,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print(f"{'device':6} {'shape':>11} {'CE (ms)':>9} {'DM (ms)':>9} {'DM/CE':>7}  target ≤ {TARGET} on CPU")
+    kernel = fused_cpu.kernel()
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; DMLoss on the CPU: "
+          + ("fused kernel" if kernel else f"tensor ops ({fused_cpu.unavailable_reason() or 'build failed'})"))
+    print(f"{'device':6} {'shape':>11} {'CE (ms)':>9} {'DM (ms)':>9} {'DM/CE':>7} {'ops (ms)':>9} "
+          f"{'ops/CE':>7}  target ≤ {TARGET} on CPU")
     cpu_rows = []
     for device in devices:
         for n, c in SHAPES:
-            ce, dm = bench(n, c, device, args.repeats)
-            print(f"{device.type:6} {f'{n}x{c}':>11} {ce * 1e3:9.3f} {dm * 1e3:9.3f} {dm / ce:7.2f}")
+            ce, dm, ops = bench(n, c, device, args.repeats)
+            print(f"{device.type:6} {f'{n}x{c}':>11} {ce * 1e3:9.3f} {dm * 1e3:9.3f} {dm / ce:7.2f} "
+                  f"{ops * 1e3:9.3f} {ops / ce:7.2f}")
             if device.type == "cpu":
                 cpu_rows.append((n, c, ce, dm))
     for n, c, ce, dm in cpu_rows:

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from dm_core import fused_cpu
 from dm_core.registry import Param, Registry
 from dm_core.schemes import SCHEMES, Scheme, make_scheme
 
@@ -105,8 +106,13 @@ class LossStats:
 # ---------------------------------------------------------------------------------------
 
 
-def _check_inputs(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    """Validate shapes and class indices; return float32-or-wider logits and long targets."""
+def _check_inputs(logits: Tensor, targets: Tensor, check_range: bool = True) -> tuple[Tensor, Tensor]:
+    """Validate shapes and class indices; return float32-or-wider logits and long targets.
+
+    ``check_range=False`` leaves the class-index range to the caller: the scheme losses let a
+    CPU ``gather`` find a bad index and then call :func:`_range_error` (five small tensor ops
+    fewer per call, a third of the loss's cost at CIFAR batch sizes).
+    """
     if not isinstance(logits, Tensor) or logits.dim() != 2 or not logits.is_floating_point():
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(f"logits: expected a floating-point tensor of shape (batch, classes), got {shape}")
@@ -120,14 +126,21 @@ def _check_inputs(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"targets: expected class indices of shape ({n},), got {shape}")
     if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
         raise ValueError(f"targets: expected integer class indices, got dtype {targets.dtype}")
-    targets = targets.to(device=logits.device, dtype=torch.long)
+    if targets.dtype != torch.long or targets.device != logits.device:
+        targets = targets.to(device=logits.device, dtype=torch.long)
+    if check_range:
+        _range_error(targets, c)
+    # Mixed precision: compute in float32 (float64 stays float64, for the reference tests).
+    z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
+    return z, targets
+
+
+def _range_error(targets: Tensor, c: int) -> None:
+    """Raise a ValueError naming the first class index outside ``[0, c)``, if there is one."""
     bad = (targets < 0) | (targets >= c)
     if bool(bad.any()):  # a CPU-GPU sync point; it replaces an unreadable device-side assert
         raise ValueError(f"targets: class index {int(targets[bad][0])} is out of range; "
                          f"must be in [0, {c - 1}] for {c} classes")
-    # Mixed precision: compute in float32 (float64 stays float64, for the reference tests).
-    z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-    return z, targets
 
 
 def _log_p_parts(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -147,53 +160,78 @@ def _log_p_parts(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 # ---------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
 def _scheme_coefficients(scheme: Scheme, log_p: Tensor, log_1mp: Tensor, normalise: bool,
                          eps: float) -> Tensor:
-    r""":math:`c_i = (w_i / \sum_j w_j)\, m_i` (or :math:`w_i / N \cdot m_i`), detached."""
+    r""":math:`c_i = (w_i / \sum_j w_j)\, m_i` (or :math:`w_i / N \cdot m_i`), elementwise over
+    any shape with the batch on dim 0. Called where autograd is off (a Function's forward)."""
     log_w = scheme.log_weight(log_p, log_1mp)
     if normalise:
         coef = torch.softmax(log_w, dim=0)  # subtracts the max exponent: no overflow
     else:
-        coef = torch.exp(log_w - math.log(log_w.shape[0])).clamp(max=torch.finfo(log_w.dtype).max)
-    coef = torch.nan_to_num(coef, nan=0.0)
+        coef = torch.exp(log_w - math.log(log_w.shape[0])).clamp_(max=torch.finfo(log_w.dtype).max)
+    coef = coef.nan_to_num_(nan=0.0)
     if eps > 0:
         # m_i = (1 - p_i) / ((1 - p_i) + eps/2) = sigmoid(log(1 - p_i) - log(eps/2))
-        coef = coef * torch.sigmoid(log_1mp - math.log(eps / 2.0))
+        coef = coef.mul_(torch.sigmoid(log_1mp - math.log(eps / 2.0)))
     return coef
+
+
+def _row_parts(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    r"""Pass 1 over the logits, per row ``i`` with label :math:`y = t_i` (``t`` is ``(N, 1)``):
+    :math:`e_{ij} = \exp(z_{ij} - \max_{k \ne y} z_{ik})` (0 at the label), its row sum
+    :math:`s_i`, :math:`d_i = \operatorname{lse}_{j \ne y} z_{ij} - z_{iy} = \log\frac{1-p_i}{p_i}`,
+    :math:`\log p_i = -\operatorname{softplus}(d_i)` and :math:`\log(1-p_i) = d_i + \log p_i`,
+    the last four as ``(N, 1)`` columns. ``fused_cpu.cpp`` computes the same in one call.
+
+    Shifting by the largest logit other than the label's puts every :math:`e_{ij}`,
+    :math:`j \ne y`, in (0, 1] with a sum of at least 1, however confident the model is, so
+    :math:`\log p` and :math:`\log(1-p)` are exact at any margin.
+    """
+    z_y = z.gather(1, t)  # on the CPU this raises for an out-of-range class index
+    others = z.scatter(1, t, -math.inf)
+    m_other = others.amax(dim=1, keepdim=True)
+    e = others.sub_(m_other).exp_()  # exactly 0 at the label
+    s_other = e.sum(dim=1, keepdim=True)
+    d = s_other.log().add_(m_other).sub_(z_y)
+    log_p = F.softplus(d).neg_()
+    return e, s_other, d, log_p, log_p + d
+
+
+def _assemble(e: Tensor, t: Tensor, s_other: Tensor, d: Tensor, coef: Tensor) -> Tensor:
+    r"""Pass 2: ``e`` becomes the logit gradient :math:`\tfrac{c_i}{2} (q_i - e_{y_i})`, in place
+    (:math:`q_i = e_i / s_i`); returns the surrogate loss :math:`\sum_i \tfrac{c_i}{2} d_i`."""
+    half = coef * 0.5
+    e.mul_(half / s_other).scatter_(1, t, half.neg())
+    return half.mul_(d).sum()
 
 
 class _DesignedGradient(torch.autograd.Function):
     r"""The surrogate loss and its logit gradient in one pass over the ``(N, C)`` logits.
 
     Autograd through :func:`_log_p_parts` costs two logsumexps forward and two softmaxes
-    backward. Here one ``exp`` of the logits shifted by the max over :math:`j \ne y_i` gives
-    both :math:`\operatorname{lse}_{j \ne y_i} z_{ij}` (exactly, however confident the
-    model) and :math:`q_i`, and the gradient :math:`c_i \cdot \tfrac12 (q_i - e_{y_i})` is
-    formed in place and saved for ``backward`` -- the same cost as cross-entropy.
+    backward. Here one ``exp`` of the shifted logits (:func:`_row_parts`) gives both
+    :math:`\operatorname{lse}_{j \ne y_i} z_{ij}` and :math:`q_i`, and the gradient is formed
+    in place (:func:`_assemble`) and saved for ``backward`` -- the same cost as cross-entropy
+    on large batches. ``fused`` is :func:`dm_core.fused_cpu.kernel`'s module, which does each
+    pass in one call (small CPU batches), or None for the tensor ops.
     """
 
     @staticmethod
     def forward(ctx, z: Tensor, targets: Tensor, scheme: Scheme, normalise: bool,
-                eps: float) -> tuple[Tensor, Tensor, Tensor]:
-        t = targets[:, None]
-        z_y = z.gather(1, t)
-        # Shift by the largest logit other than the label's: every exp(z_j - m), j != y, is
-        # then in (0, 1] and their sum is at least 1, however confident the model is.
-        others = z.scatter(1, t, -math.inf)
-        m_other = others.amax(dim=1, keepdim=True)
-        e = others.sub_(m_other).exp_()  # exactly 0 at the label
-        s_other = e.sum(dim=1, keepdim=True)
-        lse_other = m_other + torch.log(s_other)
-        lse_all = torch.logaddexp(lse_other, z_y)
-        log_p, log_1mp = (z_y - lse_all).squeeze(1), (lse_other - lse_all).squeeze(1)
-        coef = _scheme_coefficients(scheme, log_p, log_1mp, normalise, eps)
-        half = 0.5 * coef[:, None]
-        grad = e.mul_(half / s_other).scatter_(1, t, -half)
-        loss = (half * (lse_other - z_y)).sum()
-        ctx.save_for_backward(grad)
+                eps: float, fused: Any) -> tuple[Tensor, Tensor, Tensor]:
+        if fused is not None:  # the same two passes, each one compiled call
+            e, rows = fused.row_parts(z, targets)  # rows: s, d, log p, log(1 - p), p
+            loss, coef = fused.assemble(e, targets, rows, scheme.log_weight(rows[2], rows[3]),
+                                        normalise, eps)
+            p = rows[4]
+        else:
+            t = targets[:, None]
+            e, s_other, d, log_p, log_1mp = _row_parts(z, t)
+            coef = _scheme_coefficients(scheme, log_p, log_1mp, normalise, eps)
+            loss = _assemble(e, t, s_other, d, coef)
+            p, coef = log_p.exp_().squeeze(1), coef.squeeze(1)
+        ctx.save_for_backward(e)  # now the gradient
         ctx.consumed = False
-        p = torch.exp(log_p)
         ctx.mark_non_differentiable(p, coef)
         return loss, p, coef
 
@@ -206,13 +244,24 @@ class _DesignedGradient(torch.autograd.Function):
                                "(retain_graph=True with a second backward is not supported)")
         ctx.consumed = True
         (grad,) = ctx.saved_tensors
-        return grad.mul_(grad_loss), None, None, None, None
+        # loss.backward() seeds 1: skip a pass over the gradient (reading a CPU scalar is free;
+        # on a GPU it would be a sync, so there the multiply always runs).
+        if grad_loss.device.type != "cpu" or grad_loss.item() != 1.0:
+            grad.mul_(grad_loss)
+        return grad, None, None, None, None, None
 
 
 def _scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme, normalise: bool,
-                 eps: float) -> tuple[Tensor, LossStats]:
-    z, targets = _check_inputs(logits, targets)
-    loss, p, coef = _DesignedGradient.apply(z, targets, scheme, normalise, eps)
+                 eps: float, fused: bool = True) -> tuple[Tensor, LossStats]:
+    on_cpu = logits.device.type == "cpu"
+    z, targets = _check_inputs(logits, targets, check_range=not on_cpu)
+    kernel = fused_cpu.kernel() if fused and on_cpu else None
+    try:
+        loss, p, coef = _DesignedGradient.apply(z, targets, scheme, normalise, eps, kernel)
+    except RuntimeError:
+        if on_cpu:
+            _range_error(targets, z.shape[1])  # the clear message, if that was the cause
+        raise
     return loss, LossStats(p=p, weight=coef)
 
 

@@ -68,7 +68,9 @@ def _times_log(a: float, log_x: Tensor) -> Tensor:
 
 def _dm_log_weight(log_p: Tensor, log_1mp: Tensor, lam: float, beta: float) -> Tensor:
     """Eq. 12: ``log w = beta * p**lam * (1 - p)``; bounded by ``|beta|``."""
-    return beta * torch.exp(_times_log(lam, log_p) + log_1mp)
+    # exp(lam log p + log(1 - p)) in three ops, not five: every loss call pays for each op.
+    log_w = log_1mp.exp() if lam == 0 else torch.add(log_1mp, log_p, alpha=lam).exp_()
+    return log_w.mul_(beta)
 
 
 def _normal_log_weight(log_p: Tensor, log_1mp: Tensor, psi: float, beta: float) -> Tensor:
