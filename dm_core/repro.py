@@ -178,6 +178,14 @@ def _rate_conditions(rates: tuple[float, ...], kind: str = "symmetric") -> tuple
     return tuple((f"r={r:g}", {"dataset": {"noise": {"kind": kind, "rate": r}}}) for r in rates)
 
 
+def _published_dm(lams: tuple[float, ...], rates: tuple[float, ...],
+                  table: tuple[ReferenceResult, ...]) -> tuple[Method, ...]:
+    """One ``DM λ=…`` row per λ, training at each noise rate with the β published for it."""
+    return tuple(Method(f"DM λ={lam:g}", {"name": "dm", "lam": lam, "beta": authors_beta(lam, rates[0], table)},
+                        beta_by_condition=tuple((f"r={r:g}", authors_beta(lam, r, table)) for r in rates))
+                 for lam in lams)
+
+
 def _lookup(table: tuple[ReferenceResult, ...]) -> Callable[[str, str], ReferenceResult | None]:
     """(condition label ``r=…``, method label) -> the published result in ``table``."""
     return lambda cond, method: reference_for(float(cond.split("=")[1]), method, table)
@@ -196,12 +204,8 @@ _register(Experiment(
                 "files under ./data.",
     base=_gpu_base("cifar10", "resnet56", "symmetric", 20_000, [5_000, 10_000, 15_000]),
     conditions=_rate_conditions(_CIFAR10_RATES),
-    methods=(Method("CCE", {"name": "cce"}),
-             Method("Uniform (β=0)", {"name": "dm", "lam": 0.0, "beta": 0.0}))
-    + tuple(Method(f"DM λ={lam:g}", {"name": "dm", "lam": lam},
-                   beta_by_condition=tuple((f"r={r:g}", authors_beta(lam, r, PAPER_CIFAR10))
-                                           for r in _CIFAR10_RATES))
-            for lam in (0.0, 0.5, 1.0, 2.0)),
+    methods=(Method("CCE", {"name": "cce"}), Method("Uniform (β=0)", {"name": "dm", "lam": 0.0, "beta": 0.0}))
+    + _published_dm((0.0, 0.5, 1.0, 2.0), _CIFAR10_RATES, PAPER_CIFAR10),
     seeds=(0,), needs_gpu=True,
     paper_note=(f"Beside each row, the paper's own numbers for the same setting ({CIFAR10_SOURCE}; "
                 "the same layout as Table 10 of the later versions): final / best test accuracy, "
@@ -240,10 +244,7 @@ _register(Experiment(
     base=_gpu_base("cifar100", "resnet44", "symmetric", 30_000, [15_000, 22_000],
                    batch_size=256, weight_decay=5e-4, balanced_sampler=True),
     conditions=_rate_conditions(_CIFAR100_RATES),
-    methods=_BASELINES + tuple(
-        Method(f"DM λ={lam:g}", {"name": "dm", "lam": lam, "beta": authors_beta(lam, 0.0)},
-               beta_by_condition=tuple((f"r={r:g}", authors_beta(lam, r)) for r in _CIFAR100_RATES))
-        for lam in (0.0, 0.5, 1.0)),
+    methods=_BASELINES + _published_dm((0.0, 0.5, 1.0), _CIFAR100_RATES, AUTHORS_CIFAR100),
     seeds=(123,), needs_gpu=True,
     paper_note=("Beside each row, the accuracy of the authors' own published run of the same "
                 f"setting (one run, seed 123; {SOURCES}). Their batches are 32 classes × 8 images; "
