@@ -524,6 +524,15 @@ def test_workers_get_one_gpu_each_round_robin(monkeypatch, tmp_path):
     assert all(int(c.env["OMP_NUM_THREADS"]) >= 1 for c in cpu)
 
 
+def test_up_passes_stale_after_to_its_workers(monkeypatch, tmp_path):
+    # The real `dm worker` options: the flag must be one the worker accepts.
+    children = up_module._worker_children(2, 0, "sqlite:///x", tmp_path, {}, stale_after=7.5)
+    assert all(c.argv[c.argv.index("--stale-after") + 1] == "7.5" for c in children)
+    assert "--stale-after" not in up_module._worker_children(1, 0, "sqlite:///x", tmp_path, {})[0].argv
+    result = CliRunner().invoke(app, ["up", "--stale-after", "0.1"], env=WIDE)
+    assert result.exit_code == 2 and "--stale-after" in result.output
+
+
 def test_auth_detection(tmp_path, monkeypatch, fake_app):
     monkeypatch.delenv("DM_PASSWORD", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))

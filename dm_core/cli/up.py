@@ -238,7 +238,7 @@ def _streamlit_argv(app_file: Path, host: str, port: int) -> list[str]:
 
 
 def _worker_children(n: int, gpus: int, db_url: str, artifacts: Path,
-                     base_env: dict[str, str]) -> list[_Child]:
+                     base_env: dict[str, str], stale_after: float | None = None) -> list[_Child]:
     options = _worker_options() or set()
     children = []
     threads = max(1, (os.cpu_count() or 1) // max(n, 1))
@@ -249,6 +249,8 @@ def _worker_children(n: int, gpus: int, db_url: str, artifacts: Path,
             argv += ["--device", device]
         if "--artifacts" in options:
             argv += ["--artifacts", str(artifacts)]
+        if stale_after is not None and "--stale-after" in options:
+            argv += ["--stale-after", f"{stale_after:g}"]
         # The database URL goes in the environment, never on the command line: every user of
         # the machine can read command lines (ps, /proc/*/cmdline), and it may hold a password.
         env = dict(base_env, DM_DATABASE_URL=db_url)
@@ -342,6 +344,10 @@ def up(
     stop_timeout: float = typer.Option(30.0, "--stop-timeout", min=0.0,
                                        help="Seconds to let children stop (workers checkpoint) "
                                             "before they are killed."),
+    stale_after: float | None = typer.Option(None, "--stale-after", min=0.5,
+                                             help="Passed to every worker (dm worker --stale-after): "
+                                                  "seconds without a heartbeat before a run is "
+                                                  "re-queued (default: the worker's, 30)."),
 ) -> None:
     """Start the dashboard and background workers; Ctrl-C stops them all."""
     from dm_core.store import mask_url
@@ -371,7 +377,7 @@ def up(
     env = dict(os.environ, DM_DATABASE_URL=db_url, DM_ARTIFACTS=str(artifacts_dir),
                PYTHONUNBUFFERED="1")
     dashboard = _Child("dashboard", _streamlit_argv(app_file, host, port), env)
-    worker_children = _worker_children(n_workers, gpus, db_url, artifacts_dir, env)
+    worker_children = _worker_children(n_workers, gpus, db_url, artifacts_dir, env, stale_after)
     children = [dashboard, *worker_children]
 
     # Signals only set a counter; the loop below does the work (no re-entrancy in handlers).
