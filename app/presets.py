@@ -106,7 +106,8 @@ def _paper(files: dict[str, dict[str, Any]]) -> dict[str, tuple[dict[str, Any], 
         for rate, lam in _LAMBDA_BY_RATE.items():
             out[f"Paper · Vehicles-10 ResNet-44, r = {rate:.0%} (Table 8)"] = (_merge(cifar100, {
                 "name": f"vehicles10-resnet44-symmetric-{rate * 100:.0f}-dm",
-                "dataset": {"name": "vehicles10", "noise": {"kind": "symmetric", "rate": rate}},
+                "dataset": {"name": "vehicles10", "noise": {"kind": "symmetric", "rate": rate},
+                            "balanced_sampler": False, "classes_per_batch": None},
                 "loss": {"name": "dm", "lam": lam, "beta": _BETA},
                 "iterations": 20_000, "schedule": {"milestones": [10_000, 15_000]}}),
                 ("warning", STARTING_POINT_WARNING))

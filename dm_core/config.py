@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,6 +106,9 @@ class DatasetConfig(_Named):
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     val_fraction: float = Field(0.0, ge=0.0, le=0.9)
     balanced_sampler: bool = False
+    # With balanced_sampler: each batch holds this many classes, chosen at random, in equal
+    # shares (the authors' CIFAR-100 batches: 32 classes x 8 images); None: every class.
+    classes_per_batch: int | None = Field(None, ge=1)
     augment: bool | None = None
     _section: str = "dataset"
 
@@ -119,6 +123,12 @@ class DatasetConfig(_Named):
         classes = self._registry().get(self.name).extra.get("num_classes")
         if self.noise.kind == "symmetric" and classes:
             check_symmetric_rate(self.noise.rate, classes)
+        if self.classes_per_batch is not None:
+            if not self.balanced_sampler:
+                raise ValueError("dataset.classes_per_batch: needs dataset.balanced_sampler=true")
+            if classes and self.classes_per_batch > classes:
+                raise ValueError(f"dataset.classes_per_batch: {self.classes_per_batch} is out of "
+                                 f"range; must be in [1, {classes}] ({self.name} has {classes} classes)")
         return self
 
     @classmethod
@@ -212,6 +222,10 @@ class RunConfig(_Strict):
             raise ValueError(
                 f"schedule.milestones: {self.schedule.milestones[-1]} is after the last iteration "
                 f"({self.iterations}); milestones must be in [1, iterations]")
+        per_batch = self.dataset.classes_per_batch
+        if per_batch is not None and per_batch > self.batch_size:
+            raise ValueError(f"dataset.classes_per_batch: {per_batch} is out of range; must be in "
+                             f"[1, batch_size = {self.batch_size}]")
         return self
 
     @classmethod
@@ -254,6 +268,9 @@ def _format_errors(err: ValidationError) -> str:
         if msg.startswith(path + ":") or (path and msg.split(":", 1)[0].startswith(path.split(".")[0] + ".")):
             lines.append(msg)
             continue
+        if not path and _FIELD_PREFIX.match(msg):  # a whole-config check that names its field
+            lines.append(msg)
+            continue
         if e["type"] == "extra_forbidden":
             lines.append(f"{path}: unknown key")
             continue
@@ -269,6 +286,7 @@ def _format_errors(err: ValidationError) -> str:
     return "; ".join(lines)
 
 
+_FIELD_PREFIX = re.compile(r"[a-z_]+(\.[a-z_]+)*: ")
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 _NUMBER_TYPE_ERRORS = {"int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"}
 
@@ -406,6 +424,9 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
 
     >>> parse_grid(["loss.lam=0,0.5,1", "loss.name=cce,dm"])
     [('loss.lam', [0, 0.5, 1]), ('loss.name', ['cce', 'dm'])]
+    >>> parse_grid(["loss.beta=, ,"])
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: --grid 'loss.beta=, ,': no values after '='; expected dotted.key=v1,v2,...
     """
     axes = []
     for item in items:
@@ -413,6 +434,8 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
         if not sep or not key.strip() or not raw.strip():
             raise ConfigError(f"--grid {item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
         values = [parse_value(v.strip()) for v in raw.split(",") if v.strip()]
+        if not values:  # "loss.beta=," would be an empty product: no runs at all
+            raise ConfigError(f"--grid {item!r}: no values after '='; expected dotted.key=v1,v2,...")
         axes.append((key.strip(), values))
     return axes
 

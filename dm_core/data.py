@@ -554,20 +554,39 @@ def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> torch.T
     return _epoch_permutation(n, seed, epoch)[pos * batch_size:(pos + 1) * batch_size]
 
 
-def balanced_batch_indices(labels: torch.Tensor, batch_size: int, iteration: int, seed: int) -> torch.Tensor:
-    """A class-balanced batch by (noisy) label: ``batch_size // C`` examples of every present
-    class (drawn with replacement from a generator seeded by ``seed`` and ``iteration``),
-    topped up at random, as the paper's CIFAR-100 runs use. Stateless like ``batch_indices``."""
+def balanced_batch_indices(labels: torch.Tensor, batch_size: int, iteration: int, seed: int,
+                           classes_per_batch: int | None = None) -> torch.Tensor:
+    """A class-balanced batch by (noisy) label, stateless like ``batch_indices`` (drawn from a
+    generator seeded by ``seed`` and ``iteration``).
+
+    Without ``classes_per_batch``: ``batch_size // C`` examples of every present class (with
+    replacement), topped up at random. With it, as the authors' CIFAR-100 runs draw batches
+    (32 classes x 8 images): that many classes chosen at random, ``batch_size //
+    classes_per_batch`` distinct examples of each (with replacement only for a class that has
+    fewer), topped up from those classes.
+
+    >>> labels = torch.tensor([0] * 5 + [1] * 5 + [2] * 5 + [3] * 5)
+    >>> idx = balanced_batch_indices(labels, 6, iteration=0, seed=0, classes_per_batch=2)
+    >>> sorted(torch.bincount(labels[idx], minlength=4).tolist())
+    [0, 0, 3, 3]
+    """
     gen = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * iteration + 1)
     classes = torch.unique(labels)
+    if classes_per_batch is not None:
+        classes = classes[torch.randperm(len(classes), generator=gen)[:classes_per_batch]]
     per_class = max(1, batch_size // len(classes))
     picks = []
     for c in classes.tolist():
         members = torch.nonzero(labels == c).squeeze(1)
-        picks.append(members[torch.randint(len(members), (per_class,), generator=gen)])
+        if classes_per_batch is not None and len(members) >= per_class:
+            picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
+        else:
+            picks.append(members[torch.randint(len(members), (per_class,), generator=gen)])
     out = torch.cat(picks)
     if len(out) < batch_size:
-        out = torch.cat([out, torch.randint(len(labels), (batch_size - len(out),), generator=gen)])
+        pool = torch.arange(len(labels)) if classes_per_batch is None else torch.nonzero(
+            torch.isin(labels, classes)).squeeze(1)
+        out = torch.cat([out, pool[torch.randint(len(pool), (batch_size - len(out),), generator=gen)]])
     return out[torch.randperm(len(out), generator=gen)][:batch_size]
 
 

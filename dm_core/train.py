@@ -251,7 +251,8 @@ def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torc
         iteration = phase.first_iteration + step - 1
 
         if config.dataset.balanced_sampler:
-            idx = balanced_batch_indices(phase.labels.cpu(), config.batch_size, step - 1, config.seed)
+            idx = balanced_batch_indices(phase.labels.cpu(), config.batch_size, step - 1, config.seed,
+                                         config.dataset.classes_per_batch)
         else:
             idx = batch_indices(n, config.batch_size, step - 1, config.seed)
         idx = idx.to(device)

@@ -456,6 +456,22 @@ def test_balanced_batches():
     assert torch.equal(idx, balanced_batch_indices(labels, 20, 3, seed=0))
 
 
+def test_balanced_batches_of_some_classes_as_the_authors_draw_them():
+    labels = torch.arange(10).repeat_interleave(30)  # 10 classes x 30
+    batches = [balanced_batch_indices(labels, 20, i, seed=1, classes_per_batch=4) for i in range(6)]
+    for idx in batches:
+        counts = torch.bincount(labels[idx], minlength=10)
+        assert sorted(counts.tolist()) == [0] * 6 + [5] * 4  # 4 classes x 5
+        assert len(set(idx.tolist())) == 20  # distinct examples within each class
+    assert torch.equal(batches[2], balanced_batch_indices(labels, 20, 2, seed=1, classes_per_batch=4))
+    assert len({tuple(sorted(set(labels[i].tolist()))) for i in batches}) > 1  # classes vary
+    # A class with fewer members than its share is drawn with replacement; the top-up stays
+    # within the chosen classes.
+    small = torch.tensor([0, 0] + [1] * 10)
+    idx = balanced_batch_indices(small, 9, 0, seed=0, classes_per_batch=2)
+    assert len(idx) == 9 and int((small[idx] == 0).sum()) >= 4
+
+
 def test_augment_batch_crops_and_flips_deterministically():
     x = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
     a = augment_batch(x, torch.Generator().manual_seed(1), pad=2)

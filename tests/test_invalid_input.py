@@ -17,7 +17,7 @@ import math
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
@@ -46,6 +46,8 @@ BAD_VALUES = {
     "dataset.name": st.text(min_size=1, max_size=10).filter(lambda s: s not in ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "vehicles10", "image_folder", "arrays", "digits_binary")),
     "dataset.noise.rate": st.one_of(st.floats(min_value=1.0, allow_infinity=True), st.floats(max_value=-1e-9, allow_infinity=True), st.just(math.nan)),
     "dataset.noise.kind": st.sampled_from(["gaussian", "", "SYMMETRIC", "flip"]),
+    # VALID has no balanced_sampler, so any value is refused, and out-of-range ones regardless.
+    "dataset.classes_per_batch": st.one_of(st.integers(max_value=0), st.integers(min_value=11, max_value=99), st.just(4)),
     "dataset.val_fraction": st.one_of(st.floats(min_value=0.9001, max_value=1e6), st.floats(max_value=-1e-9, min_value=-1e6)),
     "model.name": st.sampled_from(["transformer", "resnet21", "MLP", ""]),
     "model.hidden": st.one_of(st.lists(st.integers(max_value=0), min_size=1, max_size=3), st.just("wide"), st.just([1.5])),
@@ -101,7 +103,7 @@ def test_unknown_keys_are_rejected(reliability, key, section):
         node = node[p]
     if key in node or key in ("name",) or (section == "" and key in {"amp", "relabel", "max_logit"}):
         return
-    if section == "dataset." and key in {"balanced_sampler", "augment"}:
+    if section == "dataset." and key in {"balanced_sampler", "augment", "classes_per_batch"}:
         return
     if section == "model." and key in {"dropout", "batch_norm"}:
         return
@@ -169,6 +171,7 @@ def test_dm_submit_rejects_invalid_values_and_writes_nothing(reliability, tmp_pa
 
 @settings(max_examples=150, deadline=None, suppress_health_check=COUNTED)
 @given(st.text(max_size=40), st.sampled_from(["loss.beta", "loss.lam", "optimizer.lr", "seed", ""]))
+@example(",", "loss.beta")  # found by this test: an axis with no values was an empty grid
 def test_dm_submit_grid_strings_are_queued_whole_or_not_at_all(reliability, tmp_path_factory, text, key):
     """Any --grid string: exit 0 with every grid point queued, or exit 2 with nothing queued"""
     reliability.add(trials=1)

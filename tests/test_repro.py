@@ -128,6 +128,7 @@ def test_cifar100_preset_is_the_authors_setting_with_their_numbers_beside(tmp_pa
     # The authors' train.m / solver.prototxt (dm_core/reference.py cites them).
     assert (cfg.iterations, cfg.schedule.milestones, cfg.batch_size) == (30_000, [15_000, 22_000], 256)
     assert cfg.optimizer.weight_decay == 5e-4 and cfg.dataset.balanced_sampler and cfg.seed == 123
+    assert cfg.dataset.classes_per_batch == 32  # their train.m: 32 classes x 8 images
     # β as in their run folders: ..._lambda0_5/train_Res44_USW_Beta06_..._0.2, Beta08 at 0.4.
     betas = {(c, m): runs[c, m].loss.beta for c, m in runs if m.startswith("DM")}
     assert betas["r=0.2", "DM λ=0.5"] == 6.0 and betas["r=0.4", "DM λ=0.5"] == 8.0

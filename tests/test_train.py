@@ -484,6 +484,15 @@ def test_balanced_sampler_gives_equal_noisy_label_counts(monkeypatch):
     assert any(np.bincount(y.numpy(), minlength=10).tolist() != [6] * 10 for y in plain)
 
 
+def test_classes_per_batch_gives_that_many_classes_in_equal_shares(monkeypatch):
+    targets = _record_targets(monkeypatch)
+    train(tiny(iterations=8, batch_size=60, dataset={"name": "digits", "balanced_sampler": True,
+                                                     "classes_per_batch": 5}))
+    assert len(targets) == 8
+    for y in targets:  # 60 = 5 classes x 12, by the label the loss trains on
+        assert sorted(np.bincount(y.numpy(), minlength=10).tolist()) == [0] * 5 + [12] * 5
+
+
 def _candidate_crops(image, pad=4):
     """Every pad-and-crop (and horizontal flip) of one (C, H, W) image, in numpy."""
     c, h, w = image.shape
