@@ -105,10 +105,11 @@ class DatasetConfig(_Named):
     name: str = "digits"
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     val_fraction: float = Field(0.0, ge=0.0, le=0.9)
-    balanced_sampler: bool = False
-    # With balanced_sampler: each batch holds this many classes, chosen at random, in equal
-    # shares (the authors' CIFAR-100 batches: 32 classes x 8 images); None: every class.
-    classes_per_batch: int | None = Field(None, ge=1)
+    balanced_sampler: bool = Field(False, description="batches with equal shares of classes, "
+                                                       "by (noisy) label")
+    classes_per_batch: int | None = Field(
+        None, ge=1, description="with balanced sampler: this many classes per batch, chosen at "
+                                "random (the authors' CIFAR-100 batches: 32 × 8); empty: every class")
     augment: bool | None = None
     _section: str = "dataset"
 

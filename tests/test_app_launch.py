@@ -262,3 +262,19 @@ def test_invalid_form_values_are_shown_under_their_field_and_queue_nothing(form_
     finally:
         (widget.input(good) if key == "L.model.mlp.hidden" else at.number_input(key=key).set_value(good)).run()
     assert not errors_under(at, key)  # restored: the next example starts from a valid form
+
+
+def test_classes_per_batch_from_the_form(app_db, at):
+    keys = [w.key for w in at.number_input]
+    assert "L.dataset.classes_per_batch" in keys, keys
+    assert at.number_input(key="L.dataset.classes_per_batch").value is None  # empty: every class
+    at.number_input(key="L.dataset.classes_per_batch").set_value(4).run()
+    at.button(key="L.queue").click().run()
+    # Without the balanced sampler the value is refused beside its field, and nothing queued.
+    assert _configs(app_db) == []
+    assert any("dataset.classes_per_batch: needs dataset.balanced_sampler=true" in e.value
+               for e in at.error), [e.value for e in at.error]
+    at.checkbox(key="L.dataset.balanced_sampler").check().run()
+    _queue(at)
+    [cfg] = _configs(app_db)
+    assert cfg["dataset"]["balanced_sampler"] is True and cfg["dataset"]["classes_per_batch"] == 4
