@@ -1,5 +1,5 @@
-# DM Studio entry points. Needs only Python 3.11+ (and, under CI=true, apt-get for Chromium
-# and PostgreSQL so that no test skips).
+# DM Studio entry points. Needs only Python 3.11+ (and, under CI=true, apt-get for Chromium,
+# PostgreSQL and g++ so that no test skips).
 #
 #   make run     dashboard on http://127.0.0.1:8501 + one worker (SQLite in ./var); Ctrl-C stops
 #   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
@@ -61,14 +61,16 @@ bench: $(DEV_STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
 		$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
 
-# Under CI=true every test must run: install Chromium (browser tests) and PostgreSQL (store
-# tests) when missing. Elsewhere nothing is installed and those tests skip with a reason.
+# Under CI=true every test must run: install Chromium (browser tests), PostgreSQL (store
+# tests) and a C++ compiler (the losses' fused CPU kernel) when missing. Elsewhere nothing is
+# installed and those tests skip with a reason.
 ci-system-deps:
 	@if [ "$${CI:-}" != "true" ]; then exit 0; fi; \
 	missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
-	if [ -z "$$missing" ]; then echo "CI: chromium and postgresql are present"; exit 0; fi; \
+	command -v c++ >/dev/null 2>&1 || missing="$$missing g++"; \
+	if [ -z "$$missing" ]; then echo "CI: chromium, postgresql and a C++ compiler are present"; exit 0; fi; \
 	echo "CI: installing$$missing"; \
 	sudo=""; [ "$$(id -u)" -eq 0 ] || sudo="sudo"; \
 	export DEBIAN_FRONTEND=noninteractive; \
