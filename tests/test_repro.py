@@ -217,8 +217,11 @@ def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
     baseline = runs[0]
     dm = next(r for r in runs if r[1].label.startswith("DM"))
     for _, method, _, cfg in (baseline, dm):  # a baseline and a DM method, as configured
-        cfg = cfg.model_copy(update={"iterations": 2, "eval_every": 2, "batch_size": 8, "device": "cpu"})
-        cfg = cfg.model_validate(cfg.model_dump() | {"schedule": {"milestones": [], "gamma": 0.1}})
+        data = cfg.model_dump() | {"iterations": 2, "eval_every": 2, "batch_size": 8, "device": "cpu",
+                                   "schedule": {"milestones": [], "gamma": 0.1}}
+        if data["dataset"]["classes_per_batch"]:  # 32 x 8 shrunk with the batch: 4 x 2
+            data["dataset"]["classes_per_batch"] = 4
+        cfg = cfg.model_validate(data)
         summary = train(cfg)
         assert 0.0 <= summary.test_acc_final <= 1.0 and summary.iterations == 2, method.label
     assert p.total() == len(runs)
@@ -426,3 +429,26 @@ def test_summary_counts_diverged_runs_and_explains_bounded_dn(tmp_path):
     assert "DM λ=1 90.0% vs CCE 70.0%" in text  # claim (a), from the rows above
     assert "The best method overall on final test accuracy: r=0.4: DM λ=1 90.0%." in text
     assert "- `digits-imbalance`:" in text.split("## Not run here")[1]
+    assert "Why DM" not in text
+
+
+def test_summary_explains_a_diverged_dm_variant_with_its_beta(tmp_path):
+    rows = [{"condition": "r=0.4", "method": method, "seed": seed, "beta": beta,
+             "p_noisy_late": 0.5, "p_clean_late": 0.9, "fit_corrupted_subset": 0.5,
+             "diverged": diverged, "test_acc_best": acc, "test_acc_final": acc,
+             "train_acc_corrupted": acc, "train_acc_intact": acc}
+            for method, beta, acc, diverged in (("CCE", np.nan, 0.7, False), ("DM λ=0", 8.0, 0.8, False),
+                                                ("DM λ=1", 16.0, np.nan, True))
+            for seed in (0, 1)]
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    pd.DataFrame(rows).to_csv(reports / "digits-noise-runs.csv", index=False)
+    text = summary_text(reports, tmp_path / "summary.md")
+    assert "- DM λ=1: 2/2 runs of digits-noise" in text
+    note = next(line for line in text.splitlines() if line.startswith("Why DM λ=1 diverged"))
+    # exp(16 · ½ · ½) = e^4 ≈ 55: the weight at the mode p = ½ against a fitted example's 1.
+    assert "at β = 16 an example at the emphasis mode p = 0.5 weighs 55 times a fitted one" in note
+    assert "tuning run chose on the clean validation split" in note  # digits-noise tunes β
+    # The diverged variant is nobody's best: claim (a) falls back on none, (b) on λ = 0 alone.
+    claims = text.split("## The four claims")[1].split("## Runs")[0]
+    assert "(a) under label noise" not in claims and "DM λ=1 " not in claims
