@@ -33,7 +33,7 @@ from dm_core.registry import ConfigError
 __all__ = [
     "ConfigError", "RunConfig", "DatasetConfig", "NoiseConfig", "ModelConfig", "LossConfig",
     "OptimizerConfig", "ScheduleConfig", "load_config", "parse_config", "apply_overrides",
-    "expand_grid", "parse_grid", "parse_value",
+    "expand_grid", "parse_grid", "parse_value", "comparison_configs",
 ]
 
 
@@ -459,4 +459,35 @@ def expand_grid(base: dict[str, Any], grid: list[tuple[str, list[Any]]] | list[s
             label = ",".join(f"{k}={v}" for k, v in zip(keys, point, strict=True))
             cfg = cfg.model_copy(update={"name": f"{cfg.name}[{label}]"})
         configs.append(cfg)
+    return configs
+
+
+def comparison_configs(base: dict[str, Any], losses: list[str],
+                       overrides: list[str] | None = None) -> list[RunConfig]:
+    """The same data, model and seed with each loss in ``losses`` (its registered defaults;
+    the base's own loss keeps its parameters); each run named ``name[loss]``.
+
+    Every loss is validated first: a ConfigError names each one that fails.
+
+    >>> runs = comparison_configs({"name": "cmp", "loss": {"name": "dm", "lam": 1.0}}, ["cce", "dm"])
+    >>> [(c.name, c.loss.name, c.loss.params().get("lam")) for c in runs]
+    [('cmp[cce]', 'cce', None), ('cmp[dm]', 'dm', 1.0)]
+    >>> comparison_configs({}, ["cce", "hinge"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: hinge: loss.name: unknown name 'hinge'; allowed: cce, mae, ...
+    """
+    if not losses:
+        raise ConfigError("compare: choose at least one loss")
+    base = apply_overrides(base, overrides or [])
+    own = (base.get("loss") or {}).get("name", LossConfig.model_fields["name"].default)
+    configs, errors = [], []
+    for name in losses:
+        loss = dict(base.get("loss") or {}) if name == own else {"name": name}
+        try:
+            configs.append(parse_config({**base, "loss": loss,
+                                         "name": f"{base.get('name') or 'run'}[{name}]"}))
+        except ConfigError as err:
+            errors.append(f"{name}: {err}")
+    if errors:
+        raise ConfigError("; ".join(errors))
     return configs

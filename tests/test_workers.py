@@ -739,6 +739,24 @@ def test_submit_grid_queues_one_group(db_url, config_file):
     assert result.exit_code == 0 and "queued 1 run(s)" in result.output
 
 
+def test_submit_compare_queues_one_run_per_loss(db_url, config_file):
+    result = cli(db_url, "submit", str(config_file), "--compare", "cce, gce,dm", "--set", "seed=4", "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    runs = sorted(Store(db_url).list_runs(group=out["group"]), key=lambda r: r.id)
+    assert [r.name for r in runs] == ["tiny[cce]", "tiny[gce]", "tiny[dm]"]
+    assert [r.config["loss"]["name"] for r in runs] == ["cce", "gce", "dm"]
+    assert runs[2].config["loss"] == {**tiny()["loss"], "eps": runs[2].config["loss"]["eps"]}  # its own λ, β
+    assert runs[1].config["loss"]["q"] == 0.7  # gce's registered default
+    assert {r.config["seed"] for r in runs} == {4} and len({json.dumps(r.config["dataset"]) for r in runs}) == 1
+    # A bad name queues nothing and names the loss; --compare with --grid is refused.
+    for args, needle in ((["--compare", "cce,hinge"], "hinge: loss.name"), (["--compare", ","], "--compare"),
+                         (["--compare", "cce", "--grid", "seed=1,2"], "--compare and --grid")):
+        result = cli(db_url, "submit", str(config_file), *args)
+        assert result.exit_code == 2 and needle in result.output, (args, result.output)
+    assert len(Store(db_url).list_runs()) == 3
+
+
 def test_runs_show_cancel_retry_delete(db_url, config_file):
     cli(db_url, "submit", str(config_file), "--grid", "seed=1,2,3")
     store = Store(db_url)

@@ -38,6 +38,7 @@ from dm_core.config import (
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
+    comparison_configs,
     expand_grid,
     parse_config,
 )
@@ -259,18 +260,16 @@ def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form) -> list
     return configs
 
 
-def comparison_configs(draft: dict[str, Any], losses: list[str], form: Form) -> list[RunConfig]:
-    """The same data, model and seed with each loss (the form's own loss keeps its parameters)."""
+def comparison_runs(draft: dict[str, Any], losses: list[str], form: Form) -> list[RunConfig]:
+    """``comparison_configs``, with each loss's error shown under the comparison field."""
     if not losses:
         form.add("compare", "compare: choose at least one loss")
     configs = []
     for name in losses:
-        loss = dict(draft["loss"]) if name == draft["loss"]["name"] else {"name": name}
-        data = {**draft, "loss": loss, "name": f"{draft.get('name') or 'run'}[{name}]"}
         try:
-            configs.append(parse_config(data))
+            configs += comparison_configs(draft, [name])
         except ConfigError as err:
-            form.add("compare", f"{name}: {err}")
+            form.add("compare", str(err))
     return configs
 
 
@@ -351,7 +350,7 @@ with st.container(border=True):
                                      "above, which keeps the form's parameters.")
         form.slot("compare")
         if base_ok:
-            configs = comparison_configs(draft, losses, form)
+            configs = comparison_runs(draft, losses, form)
 
 unclaimed = form.render_errors()
 for message in unclaimed:

@@ -2,6 +2,7 @@
 ``dm delete``, ``dm export``, ``dm worker`` and ``dm db upgrade``.
 
     dm submit configs/digits-symmetric-40-dm.yaml --grid loss.lam=0,0.5,1 --grid loss.beta=4,8,12
+    dm submit configs/digits-symmetric-40-dm.yaml --compare cce,gce,mae,dm
     dm runs --status running
     dm show 7 --json
     dm export 7 --what histograms --format parquet -o hist.parquet
@@ -85,20 +86,31 @@ def submit(
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set loss.lam=1.0 (repeatable)."),
     grid: list[str] = typer.Option([], "--grid", help="A grid axis: --grid loss.beta=4,8,12 "
                                    "(repeatable; the runs are the cartesian product)."),
+    compare: str | None = typer.Option(None, "--compare", help="A method comparison: the same run "
+                                       "with each loss, --compare cce,gce,dm (the config's own "
+                                       "loss keeps its parameters; others their defaults)."),
     group: str | None = typer.Option(None, "--group", help="Group name (default: generated)."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, max=100,
                                      help="Lost workers a run survives before it fails."),
     json_out: bool = typer.Option(False, "--json", help='Print {"group": ..., "runs": [ids]}.'),
     db: str | None = db_option(),
 ) -> None:
-    """Queue one run, or a grid of runs, for the workers."""
-    from dm_core.config import expand_grid, parse_grid, read_config_file
+    """Queue one run, a grid of runs, or a method comparison, for the workers."""
+    from dm_core.config import comparison_configs, expand_grid, parse_grid, read_config_file
     from dm_core.registry import ConfigError
 
+    if compare is not None and grid:
+        _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)
     # Everything is validated before anything is stored: one bad grid point queues nothing.
     try:
         base = read_config_file(config)
-        configs = expand_grid(base, parse_grid(grid), set_)
+        if compare is not None:
+            losses = [name.strip() for name in compare.split(",") if name.strip()]
+            if not losses:
+                raise ConfigError(f"--compare {compare!r}: expected loss names, e.g. cce,gce,dm")
+            configs = comparison_configs(base, losses, set_)
+        else:
+            configs = expand_grid(base, parse_grid(grid), set_)
     except ConfigError as err:
         _fail(f"invalid config: {err}", 2)
     with _errors():
