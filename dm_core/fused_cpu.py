@@ -5,7 +5,8 @@ exponentials and ``log p``, ``log(1 - p)`` of every row; ``_assemble``: the grad
 surrogate loss). As tensor ops each step is about a dozen small ops, whose fixed cost makes
 the loss about twice cross-entropy's time on a CIFAR-sized CPU batch; ``fused_cpu.cpp`` does each
 step in one loop per row. It is compiled on first use with ``torch.utils.cpp_extension``
-(a C++ compiler and ninja; about 30 s once, then cached in ``$TORCH_EXTENSIONS_DIR``) and
+(a C++ compiler and ninja; about 30 s once, then cached in ``$TORCH_EXTENSIONS_DIR``,
+default ``~/.cache/torch_extensions``) and
 ``make`` builds it at install time. Where it cannot be built the losses use the tensor ops,
 with one warning saying why. ``DM_FUSED_CPU=0`` turns it off.
 
