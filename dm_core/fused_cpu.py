@@ -6,9 +6,9 @@ surrogate loss). As tensor ops each step is about a dozen small ops, whose fixed
 the loss about twice cross-entropy's time on a CIFAR-sized CPU batch; ``fused_cpu.cpp`` does each
 step in one loop per row. It is compiled on first use with ``torch.utils.cpp_extension``
 (a C++ compiler and ninja; about 30 s once, then cached in ``$TORCH_EXTENSIONS_DIR``,
-default ``~/.cache/torch_extensions``) and
-``make`` builds it at install time. Where it cannot be built the losses use the tensor ops,
-with one warning saying why. ``DM_FUSED_CPU=0`` turns it off.
+default ``~/.cache/torch_extensions``); ``make run``, ``make test`` and ``make bench`` build
+it before they start. Where it cannot be built the losses use the tensor ops, with one
+warning saying why. ``DM_FUSED_CPU=0`` turns it off.
 
 >>> import torch
 >>> from dm_core.losses import make_loss
@@ -109,6 +109,6 @@ def kernel() -> ModuleType | None:
     return None
 
 
-if __name__ == "__main__":  # `python -m dm_core.fused_cpu`: build now (make does at install)
+if __name__ == "__main__":  # `python -m dm_core.fused_cpu`: build now (make run/test/bench do)
     module = kernel()
     print("dm_core.fused_cpu: " + (f"ready ({module.__file__})" if module else "not available"))
