@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
 import shutil
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,13 +87,21 @@ def _build_environment() -> Iterator[None]:
         os.environ["PATH"] = path
 
 
+def _extension_name() -> str:
+    """One build per CPU flavour and Python environment: torch rebuilds an extension whenever
+    its include paths change, so two venvs sharing one name would rebuild it in turn."""
+    flavour = "avx2" if "-mavx2" in build_flags() else "default"
+    env = hashlib.sha1(f"{sys.prefix}|{torch.__version__}".encode()).hexdigest()[:8]
+    return f"dm_fused_cpu_{flavour}_{env}"
+
+
 @functools.cache
 def kernel() -> ModuleType | None:
     """The compiled module (``row_parts``, ``assemble``), built on first call; None, with
     one warning naming the reason, where it cannot be built."""
     why = unavailable_reason()
     if why is None:
-        name = "dm_fused_cpu_" + ("avx2" if "-mavx2" in build_flags() else "default")
+        name = _extension_name()
         logging.getLogger(__name__).info("loading %s (compiled once per machine, ~30 s)", name)
         try:
             with _build_environment():
@@ -110,5 +120,11 @@ def kernel() -> ModuleType | None:
 
 
 if __name__ == "__main__":  # `python -m dm_core.fused_cpu`: build now (make run/test/bench do)
-    module = kernel()
+    print("dm_core.fused_cpu: loading the losses' CPU kernel (a first build takes about 30 s) ...",
+          flush=True)
+    try:
+        module = kernel()
+    except KeyboardInterrupt:
+        print("dm_core.fused_cpu: interrupted; the next run builds it", file=sys.stderr)
+        sys.exit(130)
     print("dm_core.fused_cpu: " + (f"ready ({module.__file__})" if module else "not available"))
