@@ -78,12 +78,13 @@ void row_parts_kernel(const T* z, const int64_t* t, int64_t n, int64_t c, T* e, 
       d[i] = m;             // until the pass below: the shift ...
       log_1mp[i] = zi[y];   // ... and the label's logit
     }
-    // Per row, vectorised over rows: d = (log s + m) - z_y, log p = -softplus(d) (torch's
-    // threshold of 20), log(1 - p) = log p + d.
+    // Per row, vectorised over rows: d = (log s + m) - z_y; log p = log sigmoid(-d) and
+    // log(1 - p) = log sigmoid(d), as torch's log_sigmoid: min(x, 0) - log1p(exp(-|x|)).
     const auto finish = [](V sv, V mv, V zyv, V& dv, V& lpv, V& l1v) {
       dv = (sv.log() + mv) - zyv;
-      lpv = V::blendv(dv.exp().log1p(), dv, dv > V(T(20))).neg();
-      l1v = lpv + dv;
+      const V tail = dv.abs().neg().exp().log1p();
+      lpv = at::vec::minimum(dv.neg(), V(T(0))) - tail;
+      l1v = at::vec::minimum(dv, V(T(0))) - tail;
     };
     int64_t i = lo;
     for (; i + V::size() <= hi; i += V::size()) {

@@ -180,8 +180,8 @@ def _row_parts(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Te
     r"""Pass 1 over the logits, per row ``i`` with label :math:`y = t_i` (``t`` is ``(N, 1)``):
     :math:`e_{ij} = \exp(z_{ij} - \max_{k \ne y} z_{ik})` (0 at the label), its row sum
     :math:`s_i`, :math:`d_i = \operatorname{lse}_{j \ne y} z_{ij} - z_{iy} = \log\frac{1-p_i}{p_i}`,
-    :math:`\log p_i = -\operatorname{softplus}(d_i)` and :math:`\log(1-p_i) = d_i + \log p_i`,
-    the last four as ``(N, 1)`` columns. ``fused_cpu.cpp`` computes the same in one call.
+    :math:`\log p_i = \log\sigma(-d_i)` and :math:`\log(1-p_i) = \log\sigma(d_i)`, the last
+    four as ``(N, 1)`` columns. ``fused_cpu.cpp`` computes the same in one call.
 
     Shifting by the largest logit other than the label's puts every :math:`e_{ij}`,
     :math:`j \ne y`, in (0, 1] with a sum of at least 1, however confident the model is, so
@@ -193,8 +193,9 @@ def _row_parts(z: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Te
     e = others.sub_(m_other).exp_()  # exactly 0 at the label
     s_other = e.sum(dim=1, keepdim=True)
     d = s_other.log().add_(m_other).sub_(z_y)
-    log_p = F.softplus(d).neg_()
-    return e, s_other, d, log_p, log_p + d
+    # p = sigmoid(-d) and 1 - p = sigmoid(d): log-sigmoid gives both exactly at any d (softplus
+    # turns linear past 20, an error of e^-20 that float64 would see).
+    return e, s_other, d, F.logsigmoid(d.neg()), F.logsigmoid(d)
 
 
 def _assemble(e: Tensor, t: Tensor, s_other: Tensor, d: Tensor, coef: Tensor) -> Tensor:
