@@ -386,6 +386,8 @@ def _utc(value: Any) -> datetime | None:
 def _jsonable(value: Any) -> Any:
     """Plain JSON: numpy scalars to Python, non-finite floats to None (PostgreSQL's json
     rejects NaN), nested dicts and lists converted too."""
+    if type(value) is float:  # the common case (every logged scalar): checked first, cheaply
+        return value if math.isfinite(value) else None
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
