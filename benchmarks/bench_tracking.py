@@ -106,10 +106,10 @@ def main() -> None:
     # Each repeat runs the two loops back to back, so the ratio within a repeat shares its
     # machine state; the median of those paired ratios is the A/B figure. (The best of each
     # side alone can pair one side's lucky repeat with the other's ordinary one.)
-    paired = sorted(w / p for w, p in zip(with_sink, plain, strict=True))
-    ratio = paired[len(paired) // 2]
+    paired = [w / p for w, p in zip(with_sink, plain, strict=True)]
+    ratio = sorted(paired)[len(paired) // 2]
     print(f"tracking ratio (store sink / no sink, median of {args.repeats} paired repeats): "
-          f"{ratio:.3f}; per repeat {', '.join(f'{r:.3f}' for r in (w / p for w, p in zip(with_sink, plain, strict=True)))}; "
+          f"{ratio:.3f}; per repeat {', '.join(f'{r:.3f}' for r in paired)}; "
           f"best of each side {min(with_sink) / min(plain):.3f}")
     both = f"A/B ratio {ratio:.3f}, direct ratio {direct:.3f}"
     if ratio <= TARGET and direct <= TARGET:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_packaging import free_port
 from typer.testing import CliRunner
 
 from dm_core.cli import app
@@ -279,12 +279,6 @@ class _StopBeforeChildren(Exception):
     pass
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def up_here(tmp_path, monkeypatch):
     """``dm up`` run in-process in ``tmp_path`` (no global secrets), stopped just before it
@@ -320,7 +314,7 @@ def _toml(section: dict) -> str:
 
 
 def up_stderr(*args: str, env: dict | None = None) -> str:
-    result = runner.invoke(app, ["up", "--no-workers", "--port", str(_free_port()),
+    result = runner.invoke(app, ["up", "--no-workers", "--port", str(free_port()),
                                  "--db", "sqlite:///var/dm.sqlite", *args], env=env)
     assert isinstance(result.exception, _StopBeforeChildren), result.output
     return result.stderr
@@ -354,7 +348,7 @@ def test_dm_up_warns_that_oidc_without_an_allowlist_admits_any_account(up_here):
 
 def test_dm_up_refuses_a_malformed_allowlist(up_here):
     up_here(_toml(OIDC | {"allowed_emails": ["not-an-email"]}))
-    result = runner.invoke(app, ["up", "--no-workers", "--port", str(_free_port()),
+    result = runner.invoke(app, ["up", "--no-workers", "--port", str(free_port()),
                                  "--db", "sqlite:///var/dm.sqlite"])
     assert result.exit_code == 2, result.output
     assert "[auth] allowed_emails: 'not-an-email' is not an email address" in result.stderr
@@ -442,5 +436,5 @@ def test_no_warning_without_a_password_on_the_command_line(tmp_path):
 
 
 def test_dm_up_warns_about_a_password_in_db(up_here):
-    result = runner.invoke(app, ["up", "--no-workers", "--port", str(_free_port()), "--db", DEAD_URL])
+    result = runner.invoke(app, ["up", "--no-workers", "--port", str(free_port()), "--db", DEAD_URL])
     assert DB_WARNING in result.stderr and SECRET not in result.output
