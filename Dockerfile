@@ -35,6 +35,7 @@ COPY README.md ./
 COPY dm_core ./dm_core
 COPY workers ./workers
 COPY app ./app
+COPY studio ./studio
 COPY configs ./configs
 RUN python -m pip install ".[postgres]" && dm --version
 

@@ -115,8 +115,14 @@ class TrainingInterrupted(Exception):
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss or the logits stopped being finite (or exploded) at ``iteration``."""
+    """The loss or the logits stopped being finite (or exploded) at ``iteration``.
 
-    def __init__(self, iteration: int, message: str) -> None:
+    ``figures`` holds what was measured: the diverged step's loss and largest logit, and the
+    emphasis concentration of the iterations just before it, so that a report or a page can
+    say why from numbers rather than from the message text."""
+
+    def __init__(self, iteration: int, message: str,
+                 figures: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.iteration = iteration
+        self.figures = dict(figures or {})

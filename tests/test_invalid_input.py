@@ -21,9 +21,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from dm_core.cli import app
 from dm_core.config import ConfigError, apply_overrides, parse_config, read_config_file
 from dm_core.store import Store
+from studio.cli import app
 
 VALID = {
     "name": "prop", "seed": 1,

@@ -27,8 +27,8 @@ import yaml
 from typer.main import get_command
 from typer.testing import CliRunner
 
-import dm_core.cli.up as up_module
-from dm_core.cli import app
+import studio.cli.up as up_module
+from studio.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -71,7 +71,7 @@ def test_version_matches_pyproject():
 
 
 def test_python_dash_m_runs_the_same_cli():
-    out = subprocess.run([sys.executable, "-m", "dm_core.cli", "--version"],
+    out = subprocess.run([sys.executable, "-m", "studio.cli", "--version"],
                          capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == f"dm-studio {PYPROJECT['project']['version']}"
@@ -517,7 +517,7 @@ def test_workers_get_one_gpu_each_round_robin(monkeypatch, tmp_path):
     children = up_module._worker_children(3, 2, "sqlite:///x", tmp_path, {})
     devices = [c.argv[c.argv.index("--device") + 1] for c in children]
     assert devices == ["cuda:0", "cuda:1", "cuda:0"]
-    assert all(c.argv[:4] == [sys.executable, "-m", "dm_core.cli", "worker"] for c in children)
+    assert all(c.argv[:4] == [sys.executable, "-m", "studio.cli", "worker"] for c in children)
     cpu = up_module._worker_children(2, 0, "sqlite:///x", tmp_path, {})
     assert [c.argv[c.argv.index("--device") + 1] for c in cpu] == ["cpu", "cpu"]
     # Two CPU workers split the cores instead of oversubscribing them.
@@ -558,7 +558,7 @@ def test_up_serves_the_dashboard_and_stops_cleanly_on_sigterm(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DM_DATABASE_URL", "DM_PASSWORD")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dm_core.cli", "up", "--no-workers", "--port", str(port),
+        [sys.executable, "-m", "studio.cli", "up", "--no-workers", "--port", str(port),
          "--db", f"sqlite:///{tmp_path}/dm.sqlite", "--artifacts", str(tmp_path / "artifacts")],
         cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True)

@@ -12,8 +12,10 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from dm_core.cli import app
-from dm_core.repro import (
+from dm_core.store import RunStatus, Store
+from dm_core.train import train
+from studio.cli import app
+from studio.repro import (
     EXPERIMENTS,
     Experiment,
     GroupMismatch,
@@ -33,8 +35,6 @@ from dm_core.repro import (
     unstable_seeds,
     write_report,
 )
-from dm_core.store import RunStatus, Store
-from dm_core.train import train
 from workers import Worker
 
 runner = CliRunner()
@@ -177,7 +177,7 @@ def test_cifar10_preset_is_the_papers_table_with_its_numbers_beside(tmp_path):
 
 
 def test_gpu_setup_run_locally_on_a_cpu_warns_first(monkeypatch, tmp_path):
-    import dm_core.cli.repro as cli_repro
+    import studio.cli.repro as cli_repro
 
     ran = []
     monkeypatch.setattr(cli_repro, "_run_local", lambda p, *a: ran.append(p.total()))

@@ -26,9 +26,9 @@ import pytest
 from test_packaging import free_port
 from typer.testing import CliRunner
 
-from dm_core.cli import app
 from dm_core.events import EvalEvent, HistogramEvent, ScalarsEvent
 from dm_core.store import Store, StoreError, mask_url
+from studio.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -181,7 +181,7 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
         env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1",
                    DM_DATABASE_URL=secret_url)
         with open(log, "w") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "dm_core.cli", "worker", "--device",
+            proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "worker", "--device",
                                      "cpu", "--artifacts", str(tmp_path / "artifacts"),
                                      "--poll", "0.2"], cwd=ROOT, env=env, stdout=out,
                                     stderr=subprocess.STDOUT)
@@ -215,7 +215,7 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
 
 def test_dm_up_passes_the_database_url_in_the_environment_not_the_command_line(tmp_path):
     """Command lines are readable by every user of the machine (ps, /proc/*/cmdline)."""
-    from dm_core.cli import up as up_module
+    from studio.cli import up as up_module
 
     assert "--db" in up_module._worker_options()  # the option exists, and is not used
     children = up_module._worker_children(2, 0, DEAD_URL, tmp_path, {"PATH": "/bin"})
@@ -283,7 +283,7 @@ class _StopBeforeChildren(Exception):
 def up_here(tmp_path, monkeypatch):
     """``dm up`` run in-process in ``tmp_path`` (no global secrets), stopped just before it
     starts any child; returns a function writing ``.streamlit/secrets.toml``."""
-    from dm_core.cli import up as up_module
+    from studio.cli import up as up_module
 
     script = tmp_path / "app" / "streamlit_app.py"
     script.parent.mkdir()
@@ -361,8 +361,8 @@ DB_WARNING = "WARNING: --db carries a password"
 
 def test_database_url_from_a_file(tmp_path, monkeypatch):
     from app.db import database_url
-    from dm_core.cli import up as up_module
     from dm_core.config import parse_config
+    from studio.cli import up as up_module
 
     url = f"sqlite:///{tmp_path / 'from-file.sqlite'}"
     secret = tmp_path / "db_url"

@@ -122,7 +122,7 @@ def test_list_runs_is_one_query(store):
 
 
 def test_status_names_agree_everywhere():
-    from dm_core.cli.runs import STATUSES as CLI_STATUSES
+    from studio.cli.runs import STATUSES as CLI_STATUSES
 
     assert tuple(s.value for s in RunStatus) == STATUSES == CLI_STATUSES
     assert TRANSITIONS[RunStatus.SUCCEEDED] == frozenset()
@@ -207,6 +207,23 @@ def test_retry_and_delete_clear_data_and_artifacts(store):
     assert store.scalars(run_id).empty and not store.run_dir(run_id).exists()
     [new_id] = store.submit([config()]).run_ids
     assert new_id > run_id  # ids are never reused (artifacts are named by id)
+
+
+def test_divergence_is_stored_as_fields_and_cleared_by_retry(store):
+    [run_id] = store.submit([config()]).run_ids
+    run = claimed(store)
+    store.write_batch(run_id, run.attempt,
+                      [ScalarsEvent(1, {"loss": 1.0, "ess_fraction": 0.25, "max_share": 0.5})])
+    figures = {"loss": float("inf"), "logit_max": 1.5e3, "ess_fraction": 0.03}
+    store.finish(run_id, "w1", "failed", error="diverged at iteration 2: ...",
+                 attempt=run.attempt, diverged_at=2, divergence=figures)
+    info = store.get_run(run_id)
+    # A non-finite figure is stored as JSON null, like every other logged value.
+    assert (info.diverged_at, info.divergence) == (2, {**figures, "loss": None})
+    row = store.scalars(run_id).iloc[0]
+    assert (row["ess_fraction"], row["max_share"]) == (0.25, 0.5)  # columns, not ``extra``
+    info = store.retry(run_id)
+    assert (info.diverged_at, info.divergence) == (None, None)
 
 
 # ---------------------------------------------------------------- metrics
@@ -471,7 +488,7 @@ def test_schema_matches_the_models_and_upgrade_is_idempotent(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    assert store.upgrade() == "0002" and store.upgrade() == "0002"
+    assert store.upgrade() == "0003" and store.upgrade() == "0003"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -493,4 +510,4 @@ def test_four_processes_migrate_at_once(db_url, tmp_path):
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
-    assert Store(db_url).revision() == "0002"
+    assert Store(db_url).revision() == "0003"

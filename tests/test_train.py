@@ -13,7 +13,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dm_core.cli import app
 from dm_core.config import ConfigError, parse_config
 from dm_core.events import (
     CheckpointEvent,
@@ -26,6 +25,7 @@ from dm_core.events import (
     TrainingInterrupted,
 )
 from dm_core.train import train
+from studio.cli import app
 
 
 def tiny(**overrides):

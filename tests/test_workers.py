@@ -35,7 +35,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from dm_core.cli import app
 from dm_core.config import parse_config
 from dm_core.events import (
     CheckpointEvent,
@@ -47,6 +46,7 @@ from dm_core.events import (
 )
 from dm_core.store import LostClaim, RunStatus, Store, StoreError, StoreUnavailable
 from dm_core.store.models import SCALAR_COLUMNS
+from studio.cli import app
 from workers import StoreSink, Worker, pin_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -462,7 +462,7 @@ def start_worker(db_url: str, artifacts: Path, *args: str) -> subprocess.Popen:
     env.pop("DM_DATABASE_URL", None)
     log = open(artifacts.parent / f"worker-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
     return subprocess.Popen(
-        [sys.executable, "-m", "dm_core.cli", "worker", "--db", db_url, "--device", "cpu",
+        [sys.executable, "-m", "studio.cli", "worker", "--db", db_url, "--device", "cpu",
          "--artifacts", str(artifacts), "--poll", "0.2", *args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
@@ -646,7 +646,7 @@ def test_dm_up_workers_train_a_killed_one_is_replaced_and_sigterm_stops_all(tmp_
     log_path = tmp_path / "up.log"
     with open(log_path, "w") as log:
         up = subprocess.Popen(
-            [sys.executable, "-m", "dm_core.cli", "up", "--workers", "2", "--port",
+            [sys.executable, "-m", "studio.cli", "up", "--workers", "2", "--port",
              str(free_port()), "--db", db, "--artifacts", str(store.artifacts_dir)],
             cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     seen: set[int] = set()
@@ -835,7 +835,7 @@ def test_export_tidy_tables(db_url, config_file, tmp_path, monkeypatch):
 
 def test_db_upgrade_and_worker_options(db_url, tmp_path):
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0002" in result.output
+    assert result.exit_code == 0 and "revision 0003" in result.output
     result = cli("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "db", "upgrade")
     assert result.exit_code == 1 and "hunter2" not in result.output and "***" in result.output
     result = cli(db_url, "worker", "--device", "cuda:7", "--exit-when-idle")
@@ -865,7 +865,7 @@ def test_db_upgrade_brings_a_0001_database_to_retry_counters(db_url):
         conn.execute(text("INSERT INTO claims (run_id, attempt, worker_id) VALUES (1, 2, 'w')"))
     old.dispose()
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0002" in result.output, result.output
+    assert result.exit_code == 0 and "revision 0003" in result.output, result.output
     store = Store(db_url)
     assert (store.get_run(1).attempt, store.get_run(1).retries) == (2, 0)
     assert [(c["retry"], c["attempt"]) for c in store.claims(1)] == [(0, 2)]

@@ -192,6 +192,8 @@ class Outcome:
     kind: str  # succeeded | failed | cancelled | requeue | lost | db_error
     summary: dict[str, Any] | None = None
     error: str | None = None
+    diverged_at: int | None = None  # a diverged run: where, and the figures behind it
+    divergence: dict[str, Any] | None = None
 
 
 # The reasons ``should_stop`` gives the loop (they come back in TrainingInterrupted.reason).
@@ -350,7 +352,8 @@ class Worker:
             kind = {STOP_LOST: "lost", STOP_CANCEL: "cancelled"}.get(stop.reason, "requeue")
             return Outcome(kind, error=str(stop) if kind == "cancelled" else None)
         except TrainingDiverged as err:
-            return Outcome("failed", error=str(err))
+            return Outcome("failed", error=str(err), diverged_at=err.iteration,
+                           divergence=err.figures)
         except LostClaim as err:
             log.warning("run %d: %s", run.id, err)
             return Outcome("lost")
@@ -400,7 +403,9 @@ class Worker:
                 log.info("run %d: checkpointed and re-queued (warm stop)", run.id)
                 return
             retry(lambda: store.finish(run.id, wid, outcome.kind, summary=outcome.summary,
-                                       error=outcome.error, attempt=run.attempt),
+                                       error=outcome.error, attempt=run.attempt,
+                                       diverged_at=outcome.diverged_at,
+                                       divergence=outcome.divergence),
                   f"record {outcome.kind}")
             log.info("run %d: %s%s", run.id, outcome.kind,
                      f" ({outcome.error})" if outcome.error else "")

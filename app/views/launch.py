@@ -47,8 +47,8 @@ from dm_core.devices import visible_gpus
 from dm_core.losses import LOSSES
 from dm_core.models import MODELS
 from dm_core.noise import NOISE
-from dm_core.repro import get_experiment
 from dm_core.store import StoreError
+from studio.repro import get_experiment
 
 MODES = ("one run", "λ/β grid", "method comparison")
 SECTIONS = ("dataset", "model", "loss", "optimizer", "schedule")
@@ -56,7 +56,7 @@ TOP_FIELDS = [f for f in RunConfig.model_fields if f not in SECTIONS]
 DATASET_FIELDS = [f for f in DatasetConfig.model_fields if f not in ("name", "noise")]
 REGISTRIES = {"dataset": DATASETS, "model": MODELS, "loss": LOSSES}
 PLAIN_SECTIONS = {"optimizer": OptimizerConfig, "schedule": ScheduleConfig}
-# The losses of the paper's noise study, as dm_core.repro's digits-noise table lists them.
+# The losses of the paper's noise study, as studio.repro's digits-noise table lists them.
 COMPARISON_DEFAULT = tuple(dict.fromkeys(m.loss["name"] for m in get_experiment("digits-noise").methods))
 GRID_DEFAULT = pd.DataFrame({"λ": [0.0, 0.5, 1.0, 2.0],
                              "β values": ["1, 2, 4", "4, 8, 12", "8, 12, 16", "12, 16, 20"]})

@@ -89,6 +89,10 @@ class Run(Base):
     total_iterations: Mapped[int | None] = mapped_column(Integer)
     last_iteration: Mapped[int] = mapped_column(Integer, default=0)
     last_test_acc: Mapped[float | None] = mapped_column(Float)
+    # A diverged run: the iteration it stopped at and the measured figures behind the verdict
+    # (loss, largest logit, the emphasis concentration of the iterations just before).
+    diverged_at: Mapped[int | None] = mapped_column(Integer)
+    divergence: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 
 def _run_fk() -> ForeignKey:
@@ -99,7 +103,7 @@ def _run_fk() -> ForeignKey:
 # float column each: reading 30,000 iterations is then a plain fetch, no JSON to decode.
 # Any other key the loop may add later lands in ``extra`` (JSON) and is read back the same.
 SCALAR_COLUMNS = ("loss", "ce", "lr", "batch_acc", "weight_mean", "weight_var",
-                  "p_clean_mean", "p_noisy_mean")
+                  "p_clean_mean", "p_noisy_mean", "ess_fraction", "max_share")
 
 
 class Scalar(Base):
@@ -116,6 +120,9 @@ class Scalar(Base):
     weight_var: Mapped[float | None] = mapped_column(Float)
     p_clean_mean: Mapped[float | None] = mapped_column(Float)
     p_noisy_mean: Mapped[float | None] = mapped_column(Float)
+    # How concentrated the batch's normalised emphasis was: (Σw)²/Σw² / B and max w / Σw.
+    ess_fraction: Mapped[float | None] = mapped_column(Float)
+    max_share: Mapped[float | None] = mapped_column(Float)
     extra: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
 
 

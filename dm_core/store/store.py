@@ -216,6 +216,8 @@ class RunInfo:
     checkpoint_iteration: int | None = None
     checkpoint_path: str | None = None
     retries: int = 0
+    diverged_at: int | None = None  # the iteration a diverged run stopped at
+    divergence: dict[str, Any] | None = None  # the measured figures behind that verdict
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: datetimes as ISO 8601 strings."""
@@ -823,7 +825,7 @@ class Store:
                 started_at=None, finished_at=None,
                 heartbeat_at=None, cancel_requested=False, error=None, summary=None,
                 checkpoint_path=None, checkpoint_iteration=None, last_iteration=0,
-                last_test_acc=None)
+                last_test_acc=None, diverged_at=None, divergence=None)
             self._delete_data(s, run_id)
         self._remove_artifacts(run_id, old_checkpoint)
         return self.get_run(run_id)
@@ -1102,8 +1104,12 @@ class Store:
 
     def finish(self, run_id: int, worker_id: str, status: str | RunStatus,
                summary: Mapping[str, Any] | None = None, error: str | None = None, *,
-               attempt: int | None = None) -> None:
-        """running → succeeded | failed | cancelled, by the worker that holds the run."""
+               attempt: int | None = None, diverged_at: int | None = None,
+               divergence: Mapping[str, Any] | None = None) -> None:
+        """running → succeeded | failed | cancelled, by the worker that holds the run.
+
+        A run that diverged is ``failed`` with ``diverged_at`` (its iteration) and
+        ``divergence`` (the measured figures: ``TrainingDiverged.figures``) as fields."""
         target = _status(status)
         if target not in FINAL_STATUSES:
             raise ValueError(f"finish: status must be succeeded, failed or cancelled (got {status!r})")
@@ -1115,7 +1121,8 @@ class Store:
                              sources=(RunStatus.RUNNING,), guards=guards, worker_side=True,
                              finished_at=self._now(), heartbeat_at=self._now(),
                              summary=_jsonable(summary) if summary is not None else None,
-                             error=error)
+                             error=error, diverged_at=diverged_at,
+                             divergence=_jsonable(divergence) if divergence is not None else None)
 
     def release(self, run_id: int, worker_id: str, attempt: int, *,
                 consume_attempt: bool = False, error: str | None = None) -> RunStatus:
@@ -1205,5 +1212,5 @@ def _run_info(row: Mapping[str, Any]) -> RunInfo:
         summary=row["summary"], config=row["config"] or {}, last_test_acc=row["last_test_acc"],
         cancel_requested=bool(row["cancel_requested"]),
         checkpoint_iteration=row["checkpoint_iteration"], checkpoint_path=row["checkpoint_path"],
-        retries=row["retries"])
+        retries=row["retries"], diverged_at=row["diverged_at"], divergence=row["divergence"])
 

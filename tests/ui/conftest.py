@@ -101,7 +101,7 @@ class Server:
     def start_worker(self) -> subprocess.Popen:
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("w")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dm_core.cli", "worker", "--device", "cpu", "--poll", "0.2",
+            [sys.executable, "-m", "studio.cli", "worker", "--device", "cpu", "--poll", "0.2",
              "--db", self.db, "--artifacts", str(self.tmp / "artifacts")],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
@@ -128,7 +128,7 @@ def dm_up(tmp_path):
     db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     log = (tmp_path / "dm-up.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dm_core.cli", "up", "--port", str(port), "--db", db,
+        [sys.executable, "-m", "studio.cli", "up", "--port", str(port), "--db", db,
          "--artifacts", str(tmp_path / "artifacts"), "--no-workers", "--stop-timeout", "10"],
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"})

@@ -28,8 +28,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dm_core.cli._app import app
-from dm_core.cli.runs import _errors, _fail, _open_store, db_option
+from studio.cli._app import app
+from studio.cli.runs import _errors, _fail, _open_store, db_option
 
 console = Console(stderr=True)
 WAITING = 3
@@ -81,7 +81,7 @@ def repro_command(
 ) -> None:
     """Reproduce one of the paper's findings and write a markdown table with plotly figures."""
     from dm_core.registry import ConfigError
-    from dm_core.repro import EXPERIMENTS, get_experiment, plan, write_summary
+    from studio.repro import EXPERIMENTS, get_experiment, plan, write_summary
 
     if summary:
         with _errors():
@@ -129,7 +129,7 @@ def _cuda_for(device: str | None) -> bool:
 
 
 def _run_local(p, name: str, out: Path, device: str | None) -> None:
-    from dm_core.repro import results_frame, run_local, write_report
+    from studio.repro import results_frame, run_local, write_report
 
     with _progress() as progress:
         task = progress.add_task(f"{name}: runs", total=p.total())
@@ -142,7 +142,7 @@ def _run_local(p, name: str, out: Path, device: str | None) -> None:
 
 def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
            db: str | None) -> None:
-    from dm_core.repro import submit_plan
+    from studio.repro import submit_plan
 
     with _errors():
         store = _open_store(db)
@@ -162,7 +162,7 @@ def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
 
 def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations: int | None,
              db: str | None) -> None:
-    from dm_core.repro import group_results, latest_group, read_group, results_frame, write_report
+    from studio.repro import group_results, latest_group, read_group, results_frame, write_report
 
     again = f"dm repro {name} --report --group {{group}}{_options(seeds, iterations)}" + (
         f" --db {shlex.quote(db)}" if db else "")

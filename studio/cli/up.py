@@ -32,8 +32,8 @@ from typing import Any
 
 import typer
 
-from dm_core.cli._app import app
-from dm_core.cli.runs import db_option
+from studio.cli._app import app
+from studio.cli.runs import db_option
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
@@ -244,7 +244,7 @@ def _worker_children(n: int, gpus: int, db_url: str, artifacts: Path,
     threads = max(1, (os.cpu_count() or 1) // max(n, 1))
     for i in range(n):
         device = f"cuda:{i % gpus}" if gpus else "cpu"
-        argv = [sys.executable, "-m", "dm_core.cli", "worker"]
+        argv = [sys.executable, "-m", "studio.cli", "worker"]
         if "--device" in options:
             argv += ["--device", device]
         if "--artifacts" in options:

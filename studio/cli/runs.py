@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from dm_core.cli._app import app
+from studio.cli._app import app
 
 # The run statuses (dm_core.store.RunStatus), spelt out so that ``dm --help`` needs no store.
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")

@@ -25,7 +25,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dm_core.cli._app import app
 from dm_core.config import load_config
 from dm_core.events import (
     EvalEvent,
@@ -36,6 +35,7 @@ from dm_core.events import (
     TrainingInterrupted,
 )
 from dm_core.registry import ConfigError
+from studio.cli._app import app
 
 err_console = Console(stderr=True)
 

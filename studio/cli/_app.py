@@ -1,4 +1,4 @@
-"""The Typer application that every ``dm_core.cli`` submodule adds its commands to.
+"""The Typer application that every ``studio.cli`` submodule adds its commands to.
 
 It also warns, before any command runs, when ``--db`` on the command line carries a password:
 every user of the machine can read command lines (``ps``, ``/proc/*/cmdline``).

@@ -1,9 +1,0 @@
-"""The ``dm`` command line. Each submodule registers its commands on the one Typer app."""
-
-from dm_core.cli import repro as _repro  # noqa: F401
-from dm_core.cli import runs as _runs  # noqa: F401
-from dm_core.cli import train as _train  # noqa: F401  (registers commands)
-from dm_core.cli import up as _up  # noqa: F401
-from dm_core.cli._app import app
-
-__all__ = ["app"]
