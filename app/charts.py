@@ -26,6 +26,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from dm_core.store.downsample import every_kth
+
 CLEAN = "#2563eb"  # blue
 NOISY = "#dc2626"  # red
 SCHEME = "#7c3aed"  # violet: the scheme being designed
@@ -53,10 +55,7 @@ def downsample(x: np.ndarray, *ys: np.ndarray, max_points: int = MAX_LINE_POINTS
     n = len(x)
     if n <= max_points:
         return (x, *(np.asarray(y) for y in ys))
-    k = math.ceil(n / max_points)
-    idx = np.arange(0, n, k)
-    if idx[-1] != n - 1:
-        idx = np.append(idx, n - 1)
+    idx = every_kth(np.arange(n), math.ceil(n / max_points))
     return (x[idx], *(np.asarray(y)[idx] for y in ys))
 
 

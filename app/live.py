@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from dm_core.store.downsample import every_kth
+
 __all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "stride_for"]
 
 
@@ -46,10 +48,7 @@ def grid_indices(iterations: np.ndarray, stride: int, limit: int) -> tuple[np.nd
     """
     iterations = np.asarray(iterations)
     while True:
-        keep = iterations % stride == 0
-        if len(keep):
-            keep[-1] = True
-        idx = np.flatnonzero(keep)
+        idx = every_kth(iterations, stride)
         if len(idx) <= 2 * limit:
             return idx, stride
         stride *= 2

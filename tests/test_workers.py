@@ -48,6 +48,7 @@ from dm_core.store import LostClaim, RunStatus, Store, StoreError, StoreUnavaila
 from dm_core.store.models import SCALAR_COLUMNS
 from studio.cli import app
 from workers import StoreSink, Worker, pin_checkpoint
+from workers.signals import StopSignals
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -448,11 +449,13 @@ def test_lost_workers_use_up_max_attempts(store):
 
 def test_signals_warm_then_cold():
     w = Worker.__new__(Worker)
-    w._signals, w.worker_id = 0, "w"
-    w._on_signal(signal.SIGTERM, None)
-    assert w.stopping
+    w.worker_id = "w"
+    w.stops = StopSignals(on_warm=w._on_warm, on_cold=w._on_cold)
+    w.stops.handle(signal.SIGTERM)
+    assert w.stopping and not w.stops.cold
     with pytest.raises(SystemExit):
-        w._on_signal(signal.SIGINT, None)
+        w.stops.handle(signal.SIGINT)
+    assert w.stops.cold
 
 
 # ---------------------------------------------------------------- dm worker subprocesses
@@ -851,7 +854,7 @@ def test_db_upgrade_brings_a_0001_database_to_retry_counters(db_url):
     from alembic import command
     from sqlalchemy import text
 
-    from dm_core.store.store import _alembic_config
+    from dm_core.store.database import alembic_config as _alembic_config
 
     old = Store(db_url, upgrade=False)
     alembic_cfg = _alembic_config()

@@ -6,15 +6,22 @@
              Backoff(give_up_after=60))
 
 Only ``StoreUnavailable`` is retried (the connection was refused or lost, the server is
-restarting, SQLite stayed locked): any other error -- a bug, a lost claim, a refused
-transition -- would fail the same way again and propagates at once. Each failed try logs one
-line saying what failed, why, and when the next try comes::
+restarting, SQLite stayed locked, the disk is full): any other error -- a bug, a lost claim,
+a refused transition -- would fail the same way again and propagates at once. Each failed try
+logs one line saying what failed, why, and when the next try comes::
 
     run 3: record succeeded: database unavailable (database error (...): connection refused);
     retry 2 in 0.50 s (giving up 59 s from now)
 
 the first success after failures logs how long the outage lasted, and giving up logs an
 error and re-raises the last ``StoreUnavailable``.
+
+Every part of a worker that talks to the database -- the claim loop, the heartbeat thread,
+the metrics sink, recording an outcome -- keeps its own ``Outage`` (since when it has been
+failing, how many tries, when to try next), and they all report to the worker's one
+``DatabaseHealth``: a worker that could not reach the database itself in the last
+``stale_after`` seconds does not judge other workers dead for their missing heartbeats
+(they could not reach it either).
 """
 
 from __future__ import annotations
@@ -57,34 +64,108 @@ class Backoff:
         return base
 
 
+class DatabaseHealth:
+    """When any part of one worker last failed to reach the database (see the module
+    docstring). Written from several threads: a single float assignment, no lock needed."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.last_failure: float | None = None
+
+    def note_failure(self) -> None:
+        self.last_failure = self._clock()
+
+    def failed_within(self, seconds: float) -> bool:
+        """Whether a failure was noted in the last ``seconds``."""
+        return self.last_failure is not None and self._clock() - self.last_failure < seconds
+
+
+class Outage:
+    """One caller's view of an outage: since when its tries fail (``since``), how many in a
+    row (``failures``), when the next try is due (``next_try``, after ``backoff``).
+
+    >>> now = [0.0]
+    >>> o = Outage(Backoff(first=1.0, jitter=0.0, give_up_after=5.0), clock=lambda: now[0])
+    >>> o.failed(), o.failed(), o.ongoing
+    (1.0, 2.0, True)
+    >>> now[0] = 6.0; o.exhausted(), o.recovered()
+    (True, (6.0, 2))
+    >>> o.ongoing, o.recovered()
+    (False, None)
+    """
+
+    def __init__(self, backoff: Backoff, *, clock: Callable[[], float] = time.monotonic,
+                 health: DatabaseHealth | None = None) -> None:
+        self.backoff, self._clock, self.health = backoff, clock, health
+        self.since: float | None = None
+        self.failures = 0
+        self.next_try = 0.0
+
+    @property
+    def ongoing(self) -> bool:
+        return self.since is not None
+
+    def down_for(self) -> float:
+        """Seconds since the first failure of this outage (0 when there is none)."""
+        return 0.0 if self.since is None else self._clock() - self.since
+
+    def failed(self) -> float:
+        """Count one failed try; return the wait before the next one (``next_try``)."""
+        now = self._clock()
+        if self.since is None:
+            self.since = now
+        self.failures += 1
+        wait = self.backoff.delay(self.failures)
+        self.next_try = now + wait
+        if self.health is not None:
+            self.health.note_failure()
+        return wait
+
+    def exhausted(self, wait: float = 0.0) -> bool:
+        """Whether waiting ``wait`` more seconds would pass ``backoff.give_up_after``."""
+        return self.down_for() + wait > self.backoff.give_up_after
+
+    def due(self) -> bool:
+        return self._clock() >= self.next_try
+
+    def recovered(self) -> tuple[float, int] | None:
+        """A try succeeded: (how long the outage lasted, failed tries), or None if there was
+        no outage. The outage is over."""
+        if self.since is None:
+            return None
+        lasted = (self._clock() - self.since, self.failures)
+        self.since, self.failures, self.next_try = None, 0, 0.0
+        return lasted
+
+
 def retrying(action: Callable[[], T], what: str, backoff: Backoff | None = None, *,
              sleep: Callable[[float], None] = time.sleep,
              clock: Callable[[], float] = time.monotonic,
-             logger: logging.Logger = log) -> T:
+             logger: logging.Logger = log, health: DatabaseHealth | None = None) -> T:
     """Call ``action`` until it does not raise ``StoreUnavailable`` or ``backoff`` gives up
     (then the last error is raised). ``what`` names the action in the log lines."""
-    backoff = backoff or Backoff()
-    failures, started = 0, clock()
+    outage = Outage(backoff or Backoff(), clock=clock, health=health)
+    started = clock()  # the first try's own duration counts (e.g. a busy timeout)
     while True:
         try:
             result = action()
         except StoreUnavailable as err:
-            failures += 1
             elapsed = clock() - started
-            wait = backoff.delay(failures)
-            if elapsed + wait > backoff.give_up_after:
+            wait = outage.failed()
+            if elapsed + wait > outage.backoff.give_up_after:
                 logger.error("%s: database unavailable for %.1f s (%d tries); giving up: %s",
-                             what, elapsed, failures, err)
+                             what, elapsed, outage.failures, err)
                 raise
             logger.warning("%s: database unavailable (%s); retry %d in %.2f s (giving up "
-                           "%.0f s from now)", what, err, failures, wait,
-                           backoff.give_up_after - elapsed)
+                           "%.0f s from now)", what, err, outage.failures, wait,
+                           outage.backoff.give_up_after - elapsed)
             sleep(wait)
             continue
-        if failures:
+        lasted = outage.recovered()
+        if lasted is not None:
             logger.warning("%s: database reachable again after %.1f s (%d failed tries)",
-                           what, clock() - started, failures)
+                           what, clock() - started, lasted[1])
         return result
 
 
-__all__ = ["Backoff", "retrying"]
+__all__ = ["Backoff", "DatabaseHealth", "Outage", "retrying"]

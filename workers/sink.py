@@ -40,7 +40,7 @@ from dm_core.events import (
     StartEvent,
 )
 from dm_core.store import Store, StoreUnavailable
-from workers.backoff import Backoff
+from workers.backoff import Backoff, DatabaseHealth, Outage
 
 log = logging.getLogger("dm.worker")
 
@@ -68,13 +68,14 @@ class StoreSink:
 
     ``previous_checkpoint`` is the checkpoint the run resumed from: deleted once a newer one
     is recorded. ``transactions`` counts successful writes (tests and benchmarks read it).
+    ``health`` is the worker's ``DatabaseHealth``, told about every failed write.
     """
 
     def __init__(self, store: Store, run_id: int, attempt: int, worker_id: str | None = None, *,
                  flush_every: float = 1.0, max_outage: float = 60.0,
                  previous_checkpoint: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, health: DatabaseHealth | None = None) -> None:
         self.store = store
         self.run_id = run_id
         self.attempt = attempt
@@ -86,12 +87,10 @@ class StoreSink:
         self.last_iteration = 0
         self._clock = clock
         self._last_flush = clock()
-        self._failing_since: float | None = None
-        self._failures = 0
-        self._retry_at = 0.0
         # Capped low: a long gap could span the end of one outage and the start of the next.
-        self._backoff = backoff or Backoff(first=flush_every, cap=max(4.0, flush_every),
-                                           jitter=0.0)
+        self._outage = Outage(backoff or Backoff(first=flush_every, cap=max(4.0, flush_every),
+                                                 jitter=0.0, give_up_after=max_outage),
+                              clock=clock, health=health)
         self._scalars: list[ScalarsEvent] = []
         self._histograms: list[HistogramEvent] = []
         self._evals: list[EvalEvent] = []
@@ -117,8 +116,7 @@ class StoreSink:
         elif isinstance(event, ResumeEvent):
             self._discard_after(event.iteration)
             return
-        now = self._clock()
-        if now - self._last_flush >= self.flush_every and now >= self._retry_at:
+        if self._clock() - self._last_flush >= self.flush_every and self._outage.due():
             self.flush()
 
     def _checkpoint(self, event: CheckpointEvent) -> None:
@@ -156,25 +154,22 @@ class StoreSink:
                                    self._evals, checkpoint=checkpoint, start=self._start,
                                    worker_id=self.worker_id)
         except StoreUnavailable as err:
-            now = self._clock()
-            self._failing_since = self._failing_since if self._failing_since is not None else now
-            self._failures += 1
-            down_for = now - self._failing_since
+            down_for = self._outage.down_for()
+            wait = self._outage.failed()
             if final or down_for > self.max_outage:
                 if not final:
                     log.error("run %d: database unavailable for %.1f s; giving up on the run: %s",
                               self.run_id, down_for, err)
                 raise
-            wait = self._backoff.delay(self._failures)
             log.warning("run %d: could not write metrics (%s); %d event(s) kept, retry %d in "
                         "%.1f s (giving up after %g s)", self.run_id, err, self.pending,
-                        self._failures, wait, self.max_outage)
-            self._last_flush, self._retry_at = now, now + wait
+                        self._outage.failures, wait, self.max_outage)
+            self._last_flush = self._clock()
             return False
-        if self._failures:
+        lasted = self._outage.recovered()
+        if lasted is not None:
             log.warning("run %d: metrics written again after %.1f s without the database",
-                        self.run_id, self._clock() - self._failing_since)
-        self._failing_since, self._failures, self._retry_at = None, 0, 0.0
+                        self.run_id, lasted[0])
         self._scalars, self._histograms, self._evals, self._start = [], [], [], None
         self._pending_checkpoint = None
         self._last_flush = self._clock()

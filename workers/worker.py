@@ -7,6 +7,7 @@
 One flat loop of small named steps (after rq and procrastinate)::
 
     while not stopping:
+        record_unrecorded() # outcomes an outage kept from being recorded: theirs first
         reap_stale()        # runs whose worker stopped heartbeating: re-queue or fail them
         claim()             # the oldest queued run, atomically
         process(run)        # prepare (truncate after its checkpoint) → train → settle
@@ -20,9 +21,11 @@ How a run ends:
 
 - finished → ``succeeded`` with its summary.
 - diverged (``TrainingDiverged``) → ``failed`` with the message; metrics kept.
-- any other exception → ``failed`` at once with the traceback's last line (a bad config, a
-  missing dataset or a bug fails the same way every time: retrying would only repeat it;
-  ``dm retry`` re-queues it after a fix). Attempts are consumed only by lost workers.
+- any other exception → ``failed`` at once with the traceback's last line -- of the root
+  cause when the error wraps an ``OSError`` (a checkpoint that hit a full disk says "No space
+  left on device", not the serialiser's follow-up error). A bad config, a missing dataset or a
+  bug fails the same way every time: retrying would only repeat it; ``dm retry`` re-queues it
+  after a fix. Attempts are consumed only by lost workers.
 - cancel requested → the loop checkpoints and stops → ``cancelled``, metrics kept.
 - first SIGTERM/SIGINT (warm stop) → the loop checkpoints and stops → the run goes back to
   ``queued`` WITHOUT consuming an attempt, and the worker exits. An idle worker exits at once.
@@ -31,45 +34,51 @@ How a run ends:
   last checkpoint (consuming an attempt).
 - the worker dies (kill -9, power loss) → the same reaper path; after ``max_attempts`` lost
   workers the run is ``failed``.
-- the database is unreachable (``StoreUnavailable``: a server restart, a lost connection)
-  → every database call is retried with exponential backoff and a log line per try
+- the database is unreachable (``StoreUnavailable``: a server restart, a lost connection, a
+  full disk) → every database call is retried with exponential backoff and a log line per try
   (``workers.backoff``). Training goes on meanwhile and its metrics wait in the sink. After
-  ``max_outage`` seconds (default 60) the worker gives up on the run: it is handed back
-  (attempt consumed) if possible, else left to the reaper. An idle worker keeps polling, ever
-  more slowly (at most every ``max_backoff`` s); in burst mode it exits once ``max_outage``
-  has passed.
-- the run was taken away (re-queued while this worker was frozen) → ``LostClaim``: the
-  worker drops it and writes nothing more.
+  ``max_outage`` seconds (default 60) the worker gives up on the run and hands it back
+  (attempt consumed) with the cause as its error. If even that cannot be written, the worker
+  keeps the outcome and records it first thing once the database is back; meanwhile it reaps
+  nobody (no worker could send heartbeats), so the run's error names the real cause rather
+  than "stopped sending heartbeats". An idle worker keeps polling, ever more slowly (at most
+  every ``max_backoff`` s); in burst mode it exits once ``max_outage`` has passed.
+- the run was taken away (re-queued while this worker was frozen, or deleted) → ``LostClaim``
+  from the first fenced write (``dm_core.store.claims``): the worker drops it -- writes,
+  truncates and deletes nothing in the database, removes the files only its own attempt
+  wrote -- and goes on with the next run.
 
 Checkpoints live in ``artifacts_dir/run-<id>/attempt-<n>/`` (``run-<id>/retry-<r>/attempt-<n>/``
-after ``r`` retries, see ``attempt_dir``); the recorded one is pinned as
-``checkpoint-<iteration>.pt`` (see ``workers.sink``).
+after ``r`` retries, see ``dm_core.store.artifacts``); the recorded one is pinned as
+``checkpoint-<iteration>.pt`` (see ``workers.sink``). When a run finishes, every other file of
+the run -- killed attempts' checkpoints included -- is removed.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
-import signal
 import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dm_core.events import TrainingDiverged, TrainingInterrupted
-from dm_core.store import ClaimedRun, LostClaim, Store, StoreError
-from workers.backoff import Backoff, retrying
+from dm_core.store import ClaimedRun, LostClaim, Store, StoreError, StoreUnavailable
+from dm_core.store import artifacts as run_files
+from dm_core.store.artifacts import DEFAULT_ARTIFACTS
+from dm_core.store.errors import RunNotFound
+from workers.backoff import Backoff, DatabaseHealth, Outage, retrying
+from workers.signals import StopSignals
 from workers.sink import StoreSink
 
 log = logging.getLogger("dm.worker")
-
-DEFAULT_ARTIFACTS = "./var/artifacts"
 
 
 def default_worker_id() -> str:
@@ -80,12 +89,8 @@ def default_worker_id() -> str:
 def attempt_dir(artifacts_dir: Path, run: ClaimedRun) -> Path:
     """Where this attempt writes its checkpoints: its own folder, so that a worker of an
     older attempt that has not noticed yet that it lost the run (frozen, then woken) never
-    overwrites the current attempt's files. A retry starts the attempts over at 1, hence
-    the retry number in the path."""
-    run_dir = artifacts_dir / f"run-{run.id}"
-    if run.retries:
-        run_dir = run_dir / f"retry-{run.retries}"
-    return run_dir / f"attempt-{run.attempt}"
+    overwrites the current attempt's files (``dm_core.store.artifacts``)."""
+    return run_files.attempt_dir(artifacts_dir, run.id, run.attempt, run.retries)
 
 
 def resolve_worker_device(device: str) -> str:
@@ -113,11 +118,12 @@ class Heartbeat:
     """
 
     def __init__(self, store: Store, run: ClaimedRun, every: float,
-                 reap: Callable[[], Any] | None = None) -> None:
+                 reap: Callable[[], Any] | None = None,
+                 health: DatabaseHealth | None = None) -> None:
         self.store, self.run, self.every, self.reap = store, run, every, reap
         self.cancel_requested = False
         self.lost = False
-        self._failing_since: float | None = None
+        self._outage = Outage(Backoff(first=every, factor=1.0, jitter=0.0), health=health)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run.id}",
                                         daemon=True)
@@ -153,24 +159,23 @@ class Heartbeat:
             self.lost = True
             return False
         except StoreError as err:  # the reaper decides if it lasts too long
-            if self._failing_since is None:  # one line per outage, not one per beat
-                self._failing_since = time.monotonic()
+            if not self._outage.ongoing:  # one line per outage, not one per beat
                 log.warning("run %d: heartbeat failed (%s); retrying every %g s",
                             self.run.id, err, self.every)
+            self._outage.failed()
             return False
         except Exception:  # never let the thread die silently
             log.exception("run %d: heartbeat failed", self.run.id)
             return False
-        if self._failing_since is not None:
-            log.warning("run %d: heartbeat restored after %.1f s", self.run.id,
-                        time.monotonic() - self._failing_since)
-            self._failing_since = None
+        lasted = self._outage.recovered()
+        if lasted is not None:
+            log.warning("run %d: heartbeat restored after %.1f s", self.run.id, lasted[0])
         self._note_cancel(cancel)
         return True
 
     def _poll_cancel(self) -> None:
         """The cheap read between beats; an error is left to the next beat to report."""
-        if self.cancel_requested or self._failing_since is not None:
+        if self.cancel_requested or self._outage.ongoing:
             return
         try:
             self._note_cancel(self.store.cancel_requested(self.run.id))
@@ -196,10 +201,21 @@ class Outcome:
     divergence: dict[str, Any] | None = None
 
 
+@dataclass
+class Unrecorded:
+    """An outcome the database could not take (an outage outlasted ``max_outage``): recorded
+    by the worker's loop before anything else once the database is back."""
+
+    run: ClaimedRun
+    outcome: Outcome
+    sink: StoreSink | None
+
+
 # The reasons ``should_stop`` gives the loop (they come back in TrainingInterrupted.reason).
 STOP_LOST = "this worker no longer holds the run"
 STOP_CANCEL = "cancel requested"
 STOP_SHUTDOWN = "the worker is shutting down"
+FINAL_KINDS = ("succeeded", "failed", "cancelled")
 
 
 class Worker:
@@ -209,6 +225,8 @@ class Worker:
     ``exit_when_idle``: burst mode -- exit as soon as no run can be claimed.
     ``max_outage``: seconds of database unavailability a run survives (then it is given up).
     ``max_backoff``: the longest wait between two tries while the database is unavailable.
+    ``clock``: the metrics sink's clock (batching and its outage bookkeeping); tests pass a
+    simulated one so that what they check does not depend on the machine's speed.
     """
 
     def __init__(self, store: Store | str | None, device: str = "auto", poll: float = 1.0,
@@ -216,23 +234,25 @@ class Worker:
                  artifacts_dir: str | Path | None = DEFAULT_ARTIFACTS, *,
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
                  worker_id: str | None = None, max_outage: float = 60.0,
-                 max_backoff: float = 8.0) -> None:
+                 max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)
         self.stale_after = float(stale_after)
         self.exit_when_idle = exit_when_idle
-        self.artifacts_dir = Path(artifacts_dir or DEFAULT_ARTIFACTS).expanduser().resolve()
+        self.artifacts_dir = run_files.resolve_artifacts(artifacts_dir)
         self.heartbeat_every = heartbeat_every or max(0.2, min(5.0, self.stale_after / 4))
         self.flush_every = flush_every
         self.worker_id = worker_id or default_worker_id()
         self.max_outage = float(max_outage)
+        self.clock = clock
         self.backoff = Backoff(first=min(0.25, self.poll), cap=float(max_backoff),
                                give_up_after=self.max_outage)
+        self.health = DatabaseHealth()
         self.processed = 0
-        self._claim_failures = 0
-        self._claim_failing_since: float | None = None
-        self._signals = 0
+        self.unrecorded: list[Unrecorded] = []
+        self.stops = StopSignals(on_warm=self._on_warm, on_cold=self._on_cold)
+        self._claim_outage = Outage(self.backoff, health=self.health)
         self._heartbeat: Heartbeat | None = None
         self._next_reap = 0.0
 
@@ -242,8 +262,9 @@ class Worker:
         """Work until a signal (or, in burst mode, an empty queue). Returns runs processed."""
         log.info("worker %s on %s; database %s; artifacts %s", self.worker_id, self.device,
                  self.store.masked_url, self.artifacts_dir)
-        with self._signal_handlers():
+        with self.stops:
             while not self.stopping:
+                self.record_unrecorded()
                 self.reap_stale()
                 try:
                     run = self.claim()
@@ -262,24 +283,30 @@ class Worker:
 
     @property
     def stopping(self) -> bool:
-        return self._signals > 0
+        return self.stops.warm
 
     def stop(self) -> None:
         """Ask for a warm stop (what the first SIGTERM does): finish with a checkpoint, exit."""
-        self._signals = max(self._signals, 1)
+        self.stops.request_warm()
 
     def reap_stale(self) -> list[int]:
         """Re-queue (or fail) runs whose worker stopped heartbeating; at most every
         ``stale_after / 2`` seconds. Called between runs by the loop and during a run by the
         heartbeat thread (never both at once: the thread lives only while a run trains).
-        Database errors are logged, not raised."""
+
+        Not while this worker itself has failed to reach the database within the last
+        ``stale_after`` seconds: other workers' heartbeats were failing too, and reaping them
+        now would overwrite the cause their workers are about to record with "stopped sending
+        heartbeats". Database errors are logged, not raised."""
         now = time.monotonic()
-        if now < self._next_reap:
+        if now < self._next_reap or self.health.failed_within(self.stale_after):
             return []
         self._next_reap = now + max(self.poll, self.stale_after / 2)
         try:
             return self.store.requeue_stale(self.stale_after)
         except StoreError as err:
+            if isinstance(err, StoreUnavailable):
+                self.health.note_failure()
             log.warning("worker %s: could not reap stale runs: %s", self.worker_id, err)
             return []
 
@@ -287,10 +314,10 @@ class Worker:
         """The oldest queued run, claimed for this worker, or None when the queue is empty.
         Raises ``StoreError`` when the database cannot say (an outage is not an empty queue)."""
         run = self.store.claim(self.worker_id, self.device)
-        if self._claim_failures:
+        lasted = self._claim_outage.recovered()
+        if lasted is not None:
             log.warning("worker %s: database reachable again after %.1f s", self.worker_id,
-                        time.monotonic() - self._claim_failing_since)
-            self._claim_failures, self._claim_failing_since = 0, None
+                        lasted[0])
         if run is not None:
             log.info("run %d (%s): claimed by %s, attempt %d/%d%s", run.id, run.name,
                      self.worker_id, run.attempt, run.max_attempts,
@@ -304,17 +331,14 @@ class Worker:
         try:
             config, resume_from, sink = self.prepare(run)
         except LostClaim as err:
-            log.warning("run %d: %s", run.id, err)
-            return Outcome("lost")
+            outcome, sink = Outcome("lost", error=str(err)), None
         except StoreError as err:
-            outcome = Outcome("db_error", error=str(err))
+            outcome, sink = Outcome("db_error", error=str(err)), None
         except Exception as err:  # an invalid config: fails the same way on every attempt
-            outcome = Outcome("failed", error=f"invalid run: {_last_line(err)}")
+            outcome, sink = Outcome("failed", error=f"invalid run: {_last_line(err)}"), None
         else:
             outcome = self.train(run, config, resume_from, sink)
-            self.settle(run, outcome, sink)
-            return outcome
-        self.settle(run, outcome, None)
+        self.settle(run, outcome, sink)
         return outcome
 
     def prepare(self, run: ClaimedRun) -> tuple[Any, str | None, StoreSink]:
@@ -329,11 +353,17 @@ class Worker:
                         run.id, resume_from)
             resume_from = None
         keep = run.checkpoint_iteration if resume_from else 0
-        retrying(lambda: self.store.truncate_after(run.id, keep),
-                 f"run {run.id}: clear rows after iteration {keep}", self.backoff)
+        # Fenced by this worker's claim, in the same transaction as the deletion: a worker
+        # frozen since its claim -- its run meanwhile re-queued, resumed by another worker,
+        # and that worker's checkpoint superseding the one this worker would resume from --
+        # gets LostClaim here and drops the run instead of deleting the new owner's rows.
+        retrying(lambda: self.store.truncate_after(run.id, keep, attempt=run.attempt,
+                                                   worker_id=run.worker_id),
+                 f"run {run.id}: clear rows after iteration {keep}", self.backoff,
+                 health=self.health)
         sink = StoreSink(self.store, run.id, run.attempt, run.worker_id,
                          flush_every=self.flush_every, max_outage=self.max_outage,
-                         previous_checkpoint=resume_from)
+                         previous_checkpoint=resume_from, clock=self.clock, health=self.health)
         return config, resume_from, sink
 
     def train(self, run: ClaimedRun, config: Any, resume_from: str | None,
@@ -343,28 +373,28 @@ class Worker:
 
         checkpoint_dir = attempt_dir(self.artifacts_dir, run)
         self._heartbeat = Heartbeat(self.store, run, self.heartbeat_every,
-                                    reap=self.reap_stale).start()
+                                    reap=self.reap_stale, health=self.health).start()
         try:
             summary = train(config, on_event=sink, resume_from=resume_from,
                             checkpoint_dir=checkpoint_dir, should_stop=self.should_stop)
             return Outcome("succeeded", summary=summary.to_dict())
         except TrainingInterrupted as stop:
             kind = {STOP_LOST: "lost", STOP_CANCEL: "cancelled"}.get(stop.reason, "requeue")
-            return Outcome(kind, error=str(stop) if kind == "cancelled" else None)
+            return Outcome(kind, error=str(stop) if kind in ("lost", "cancelled") else None)
         except TrainingDiverged as err:
             return Outcome("failed", error=str(err), diverged_at=err.iteration,
                            divergence=err.figures)
         except LostClaim as err:
-            log.warning("run %d: %s", run.id, err)
-            return Outcome("lost")
+            return Outcome("lost", error=str(err))
         except StoreError as err:
             return Outcome("db_error", error=str(err))
         except Exception as err:
             log.error("run %d failed:\n%s", run.id, traceback.format_exc())
-            return Outcome("failed", error=_last_line(err))
+            return Outcome("failed", error=describe_failure(err, checkpoint_dir))
         finally:
             self._heartbeat.stop()
             self._heartbeat = None
+            _remove_partial_files(checkpoint_dir)
 
     def should_stop(self) -> str | None:
         """Polled by the loop every iteration: only flag reads, no I/O."""
@@ -377,83 +407,113 @@ class Worker:
             return STOP_SHUTDOWN
         return None
 
+    # -- recording how a run ended ----------------------------------------------------------
+
     def settle(self, run: ClaimedRun, outcome: Outcome, sink: StoreSink | None) -> None:
         """Record the outcome: write what is buffered, then one guarded transition. Each step
-        rides out a database outage of up to ``max_outage`` s (``retrying``)."""
+        rides out a database outage of up to ``max_outage`` s (``retrying``); an outage that
+        lasts longer leaves the outcome in ``unrecorded`` for the loop to record later."""
+        try:
+            self._record(run, outcome, sink, patient=True)
+        except LostClaim as err:
+            self._drop(run, str(err))
+        except StoreError as err:
+            log.error("run %d: could not record %s: %s (kept; recorded as soon as the "
+                      "database is back)", run.id, outcome.kind, err)
+            self.unrecorded.append(Unrecorded(run, outcome, sink))
+
+    def record_unrecorded(self) -> None:
+        """Try once more to record each outcome an outage kept from the database; keep the
+        ones that still cannot be written (this worker's ``health`` remembers the failure,
+        so it reaps nobody meanwhile)."""
+        for item in list(self.unrecorded):
+            try:
+                self._record(item.run, item.outcome, item.sink, patient=False)
+            except LostClaim as err:
+                self._drop(item.run, str(err))
+            except StoreUnavailable:
+                self.health.note_failure()
+                continue
+            except StoreError as err:
+                log.error("run %d: could not record %s: %s", item.run.id, item.outcome.kind, err)
+            else:
+                log.warning("run %d: recorded %s after the outage", item.run.id,
+                            item.outcome.kind)
+            self.unrecorded.remove(item)
+
+    def _record(self, run: ClaimedRun, outcome: Outcome, sink: StoreSink | None, *,
+                patient: bool) -> None:
+        """The database writes behind ``settle``; ``patient``: each retried for up to
+        ``max_outage`` s, else tried once. Raises ``LostClaim`` / ``StoreError``."""
         store, wid = self.store, run.worker_id
 
-        def retry(action: Callable[[], Any], what: str) -> Any:
-            return retrying(action, f"run {run.id}: {what}", self.backoff)
+        def attempt(action: Callable[[], Any], what: str) -> Any:
+            if not patient:
+                return action()
+            return retrying(action, f"run {run.id}: {what}", self.backoff, health=self.health)
 
+        if outcome.kind == "lost":
+            raise LostClaim(outcome.error or f"run {run.id} is no longer held by this worker")
+        if outcome.kind == "db_error":
+            status = attempt(lambda: store.release(run.id, wid, run.attempt, consume_attempt=True,
+                                                   error=outcome.error), "hand back")
+            log.warning("run %d: database trouble (%s); handed back as %s", run.id,
+                        outcome.error, status)
+            return
+        if sink is not None:
+            attempt(sink.close, "write the last metrics")
+        if outcome.kind == "requeue":
+            attempt(lambda: store.release(run.id, wid, run.attempt, consume_attempt=False),
+                    "re-queue")
+            log.info("run %d: checkpointed and re-queued (warm stop)", run.id)
+            return
+        attempt(lambda: store.finish(run.id, wid, outcome.kind, summary=outcome.summary,
+                                     error=outcome.error, attempt=run.attempt,
+                                     diverged_at=outcome.diverged_at,
+                                     divergence=outcome.divergence),
+                f"record {outcome.kind}")
+        log.info("run %d: %s%s", run.id, outcome.kind,
+                 f" ({outcome.error})" if outcome.error else "")
+        # Finished: nothing will resume from any file of the run but the recorded
+        # checkpoint (``dm retry --resume``); killed attempts' files go now.
+        keep = sink.recorded_checkpoint if sink is not None else run.checkpoint_path
+        run_files.remove_files(run_files.run_dir(self.artifacts_dir, run.id), keep=[keep])
+
+    def _drop(self, run: ClaimedRun, why: str) -> None:
+        """The run was taken away (see the module docstring): write nothing more, and remove
+        the files this attempt wrote -- except the one the run records as its checkpoint,
+        which the worker holding the run now may be about to resume from."""
+        log.warning("run %d: dropped: %s", run.id, why)
         try:
-            if outcome.kind == "lost":
-                return
-            if outcome.kind == "db_error":
-                status = retry(lambda: store.release(run.id, wid, run.attempt,
-                                                     consume_attempt=True, error=outcome.error),
-                               "hand back")
-                log.warning("run %d: database trouble (%s); handed back as %s", run.id,
-                            outcome.error, status)
-                return
-            if sink is not None:
-                retry(sink.close, "write the last metrics")
-            if outcome.kind == "requeue":
-                retry(lambda: store.release(run.id, wid, run.attempt, consume_attempt=False),
-                      "re-queue")
-                log.info("run %d: checkpointed and re-queued (warm stop)", run.id)
-                return
-            retry(lambda: store.finish(run.id, wid, outcome.kind, summary=outcome.summary,
-                                       error=outcome.error, attempt=run.attempt,
-                                       diverged_at=outcome.diverged_at,
-                                       divergence=outcome.divergence),
-                  f"record {outcome.kind}")
-            log.info("run %d: %s%s", run.id, outcome.kind,
-                     f" ({outcome.error})" if outcome.error else "")
-        except LostClaim as err:
-            log.warning("run %d: %s", run.id, err)
+            keep = self.store.get_run(run.id).checkpoint_path
+        except RunNotFound:
+            keep = None  # deleted: nothing of it is needed
         except StoreError as err:
-            log.error("run %d: could not record %s: %s (another worker's reaper will re-queue "
-                      "it)", run.id, outcome.kind, err)
+            log.warning("run %d: its files stay (could not read its checkpoint: %s)", run.id, err)
+            return
+        run_files.remove_files(attempt_dir(self.artifacts_dir, run), keep=[keep])
 
     # -- signals and waiting ------------------------------------------------------------------
 
-    @contextmanager
-    def _signal_handlers(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield  # signals reach only the main thread; use stop() from elsewhere
-            return
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+    def _on_warm(self, name: str) -> None:
+        log.warning("worker %s: %s: warm stop (checkpointing the current run; "
+                    "send it again to stop at once)", self.worker_id, name)
 
-    def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
-        self._signals += 1
-        name = signal.Signals(signum).name
-        if self._signals == 1:
-            log.warning("worker %s: %s: warm stop (checkpointing the current run; "
-                        "send it again to stop at once)", self.worker_id, name)
-            return
+    def _on_cold(self, name: str) -> None:
         log.warning("worker %s: %s again: cold stop", self.worker_id, name)
         raise SystemExit(1)
 
     def _wait_for_database(self, err: StoreError) -> None:
         """The queue could not be read: wait ever longer (``backoff``) before the next try.
         In burst mode, give up (raise) once the database has been away for ``max_outage``."""
-        now = time.monotonic()
-        if self._claim_failing_since is None:
-            self._claim_failing_since = now
-        self._claim_failures += 1
-        down_for = now - self._claim_failing_since
+        down_for = self._claim_outage.down_for()
+        wait = max(self.poll, self._claim_outage.failed())
         if self.exit_when_idle and down_for > self.max_outage:
             log.error("worker %s: database unavailable for %.0f s; giving up (burst mode): %s",
                       self.worker_id, down_for, err)
             raise err
-        wait = max(self.poll, self.backoff.delay(self._claim_failures))
         log.warning("worker %s: could not claim a run (%s); retry %d in %.1f s", self.worker_id,
-                    err, self._claim_failures, wait)
+                    err, self._claim_outage.failures, wait)
         self._idle(wait)
 
     def _idle(self, seconds: float, sleep: Callable[[float], None] = time.sleep) -> None:
@@ -467,10 +527,47 @@ def _last_line(err: BaseException) -> str:
     return traceback.format_exception_only(err)[-1].strip()
 
 
-def run_worker(store: Store | str | None, **kwargs: Any) -> int:
-    """Build a ``Worker`` and run it (handy for ``multiprocessing``)."""
-    return Worker(store, **kwargs).run()
+def _os_error_behind(err: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in ``err``'s chain of causes and contexts."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno:
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def describe_failure(err: BaseException, checkpoint_dir: Path) -> str:
+    """The error a failed run records: the traceback's last line, or -- when ``err`` is the
+    follow-up of an ``OSError`` (torch's serialiser reports a write that hit a full disk as
+    ``RuntimeError: … unexpected pos …``) -- that ``OSError``, naming the checkpoint folder
+    when a checkpoint was being written there."""
+    cause = _os_error_behind(err)
+    if cause is None or cause is err:
+        return _last_line(err)
+    if any(p.name.endswith(".pt.tmp") for p in _partial_files(checkpoint_dir)):
+        return (f"OSError: [Errno {cause.errno}] cannot write a checkpoint in {checkpoint_dir}: "
+                f"{cause.strerror or os.strerror(cause.errno or errno.EIO)}")
+    return _last_line(cause)
+
+
+def _partial_files(folder: Path) -> list[Path]:
+    """Files a write left unfinished in ``folder`` (``*.tmp``: renamed into place only
+    once complete)."""
+    try:
+        return [p for p in Path(folder).iterdir() if p.name.endswith(".tmp") and p.is_file()]
+    except OSError:
+        return []
+
+
+def _remove_partial_files(folder: Path) -> None:
+    """An attempt's unfinished writes are never read again; on a full disk they only take
+    the space that is missing."""
+    for path in _partial_files(folder):
+        path.unlink(missing_ok=True)
 
 
 __all__ = ["Heartbeat", "Outcome", "Worker", "attempt_dir", "default_worker_id",
-           "resolve_worker_device", "run_worker"]
+           "describe_failure", "resolve_worker_device"]

@@ -4,29 +4,60 @@
 >>> sorted(s.value for s in RunStatus)
 ['cancelled', 'failed', 'queued', 'running', 'succeeded']
 
-See ``dm_core.store.store`` for the full API and the run life cycle.
+See ``dm_core.store.store`` for the facade and the modules behind it. The names below are
+imported on first use (PEP 562), so that ``dm_core.store.status`` -- the status names the CLI
+shows in its help -- loads without SQLAlchemy, numpy or pandas.
 """
 
-from dm_core.store.store import (
-    TRANSITIONS,
-    ClaimedRun,
-    HistogramSeries,
-    InvalidTransition,
-    LostClaim,
-    RunInfo,
-    RunNotFound,
-    RunStatus,
-    Store,
-    StoreError,
-    StoreUnavailable,
-    SubmitResult,
-    mask_url,
-    resolve_url,
-    sources_of,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> the module that defines it
+_EXPORTS = {
+    "TRANSITIONS": "status", "RunStatus": "status", "sources_of": "status",
+    "InvalidTransition": "errors", "LostClaim": "errors", "RunNotFound": "errors",
+    "StoreError": "errors", "StoreUnavailable": "errors",
+    "ClaimedRun": "runs", "RunInfo": "runs", "SubmitResult": "runs",
+    "HistogramSeries": "metrics",
+    "mask_url": "database", "resolve_url": "database",
+    "DEFAULT_ARTIFACTS": "artifacts",
+    "Store": "store",
+}
 
 __all__ = [
-    "TRANSITIONS", "ClaimedRun", "HistogramSeries", "InvalidTransition", "LostClaim", "RunInfo",
-    "RunNotFound", "RunStatus", "Store", "StoreError", "StoreUnavailable", "SubmitResult",
-    "mask_url", "resolve_url", "sources_of",
+    "DEFAULT_ARTIFACTS", "TRANSITIONS", "ClaimedRun", "HistogramSeries", "InvalidTransition",
+    "LostClaim", "RunInfo", "RunNotFound", "RunStatus", "Store", "StoreError",
+    "StoreUnavailable", "SubmitResult", "mask_url", "resolve_url", "sources_of",
 ]
+assert sorted(__all__) == sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dm_core.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"dm_core.store.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
+
+if TYPE_CHECKING:
+    from dm_core.store.artifacts import DEFAULT_ARTIFACTS
+    from dm_core.store.database import mask_url, resolve_url
+    from dm_core.store.errors import (
+        InvalidTransition,
+        LostClaim,
+        RunNotFound,
+        StoreError,
+        StoreUnavailable,
+    )
+    from dm_core.store.metrics import HistogramSeries
+    from dm_core.store.runs import ClaimedRun, RunInfo, SubmitResult
+    from dm_core.store.status import TRANSITIONS, RunStatus, sources_of
+    from dm_core.store.store import Store

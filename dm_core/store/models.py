@@ -6,14 +6,18 @@ merely unlikely. Arrays (histogram counts, labels) are stored as little-endian b
 (``int32`` counts and labels, ``uint8`` flags): a 20-bin histogram pair is 160 bytes.
 
 Times are always the DATABASE's clock (see ``Store``): workers on several machines never
-compare their own clocks.
+compare their own clocks. JSON columns hold plain JSON (``jsonable``): PostgreSQL's json type
+rejects NaN, so a non-finite number is stored as null.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -30,6 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from dm_core.store.status import STATUSES
+
 # Stable constraint names: Alembic's batch mode (SQLite) needs names to drop or alter them.
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -39,7 +45,6 @@ NAMING = {
     "pk": "pk_%(table_name)s",
 }
 
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 COUNT_DTYPE = "<i4"  # histogram counts
 LABEL_DTYPE = "<i4"  # class labels
 FLAG_DTYPE = "u1"  # is_noisy
@@ -180,3 +185,30 @@ EVALS = Eval.__table__
 LABELS = RunLabels.__table__
 CLAIMS = Claim.__table__
 PER_ITERATION = (SCALARS, HISTOGRAMS, EVALS)
+
+
+# ---------------------------------------------------------------------- storage formats
+
+def pack(array: np.ndarray, dtype: str) -> bytes:
+    """An array as the little-endian bytes a binary column holds."""
+    return np.ascontiguousarray(array, dtype=dtype).tobytes()
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON: numpy scalars to Python, non-finite floats to None (PostgreSQL's json
+    rejects NaN), nested dicts and lists converted too.
+
+    >>> jsonable({"a": np.float32(0.5), "b": [float("nan"), 2]})
+    {'a': 0.5, 'b': [None, 2]}
+    """
+    if type(value) is float:  # the common case (every logged scalar): checked first, cheaply
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -34,10 +34,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dm_core.store.status import STATUSES  # the RunStatus names; loads no database code
 from studio.cli._app import app
 
-# The run statuses (dm_core.store.RunStatus), spelt out so that ``dm --help`` needs no store.
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 WHAT = ("scalars", "histograms", "evals")
 FORMATS = ("csv", "parquet")
 

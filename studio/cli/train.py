@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -141,25 +140,14 @@ def train_command(
 @contextmanager
 def _warm_stop_on_ctrl_c() -> Iterator[Callable[[], str | None]]:
     """The first Ctrl-C asks the loop to stop after its current step (and checkpoint); the
-    second is an ordinary KeyboardInterrupt. Only the main thread can own signals."""
-    asked: list[str] = []
+    second is an ordinary KeyboardInterrupt (``workers.signals.StopSignals``)."""
+    from workers.signals import StopSignals
 
-    def should_stop() -> str | None:
-        return asked[0] if asked else None
+    def cold(_name: str) -> None:
+        raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():
-        yield should_stop
-        return
-
-    def on_sigint(signum: int, frame: object) -> None:
-        asked.append("stopped by Ctrl-C")
-        signal.signal(signal.SIGINT, previous)
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield should_stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    with StopSignals((signal.SIGINT,), on_cold=cold) as stops:
+        yield lambda: "stopped by Ctrl-C" if stops.warm else None
 
 
 def _error(prefix: str, err: object) -> None:

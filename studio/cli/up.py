@@ -37,7 +37,6 @@ from studio.cli.runs import db_option
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_ARTIFACTS = Path("var") / "artifacts"
 HEALTH_TIMEOUT_S = 90.0  # a cold start imports torch, plotly and pandas: slow on a small machine
 POLL_S = 0.2
 
@@ -351,6 +350,7 @@ def up(
 ) -> None:
     """Start the dashboard and background workers; Ctrl-C stops them all."""
     from dm_core.store import mask_url
+    from dm_core.store.artifacts import resolve_artifacts
 
     if no_workers and workers:
         raise _fail("--workers and --no-workers contradict each other; give one", code=2)
@@ -360,7 +360,7 @@ def up(
         raise _fail(f"the dashboard file {app_file} is missing; reinstall DM Studio "
                     "(pip install -e . in a checkout)")
     _check_port_free(host, port)
-    artifacts_dir = (artifacts or Path.cwd() / DEFAULT_ARTIFACTS).expanduser().resolve()
+    artifacts_dir = resolve_artifacts(artifacts)
     try:
         artifacts_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -380,35 +380,30 @@ def up(
     worker_children = _worker_children(n_workers, gpus, db_url, artifacts_dir, env, stale_after)
     children = [dashboard, *worker_children]
 
-    # Signals only set a counter; the loop below does the work (no re-entrancy in handlers).
-    seen = [0]
+    # Signals only count (first: warm stop, second: cold); the loop below does the work.
+    from workers.signals import StopSignals
 
-    def on_signal(signum, frame):  # noqa: ARG001
-        seen[0] += 1
-        if seen[0] == 2:
-            typer.echo("dm up: second signal: asking the children to stop at once", err=True)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    stops = StopSignals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), on_cold=lambda _name: typer.echo(
+        "dm up: second signal: asking the children to stop at once", err=True)).install()
     exit_code = 0
     try:
         for child in children:
             child.start()
-        if _wait_healthy(dashboard, host, port, HEALTH_TIMEOUT_S, lambda: seen[0] > 0):
+        if _wait_healthy(dashboard, host, port, HEALTH_TIMEOUT_S, lambda: stops.warm):
             shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             typer.echo(f"dm up: DM Studio is running at http://{shown}:{port} with "
                        f"{n_workers} worker(s); database {mask_url(db_url)}. Ctrl-C stops it.")
-        elif not seen[0]:
+        elif not stops.warm:
             code = dashboard.proc.poll()
             raise _fail("the dashboard did not start" + (
                 f" (streamlit exited with code {code}; see its messages above)" if code is not None
                 else f" within {HEALTH_TIMEOUT_S:.0f} s"))
-        exit_code = _supervise(dashboard, worker_children, lambda: seen[0])
+        exit_code = _supervise(dashboard, worker_children, lambda: stops.count)
     finally:
         if any(c.alive() for c in children):
             typer.echo("dm up: stopping ...", err=True)
-        _stop_all(children, stop_timeout, lambda: seen[0])
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        _stop_all(children, stop_timeout, lambda: stops.count)
+        stops.restore()
     if exit_code:
         raise typer.Exit(exit_code)
     typer.echo("dm up: stopped.")
