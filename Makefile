@@ -5,6 +5,7 @@
 #   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
 #   make lint    ruff check
 #   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
+#   make reliability  the fault and invalid-input tests, written to docs/reliability.md
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +23,7 @@ BENCH_ARGS ?=
 RUN_STAMP := $(VENV)/.dm-installed-run
 DEV_STAMP := $(VENV)/.dm-installed-dev
 
-.PHONY: help run test lint bench ci-system-deps
+.PHONY: help run test lint bench reliability ci-system-deps
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -50,6 +51,13 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) ci-system-deps
 	$(BIN)/python -m dm_core.fused_cpu
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The only target that rewrites docs/reliability.md and docs/reliability.json (`make test`
+# runs the same tests without --reliability-report and writes nothing).
+reliability: $(DEV_STAMP) ci-system-deps
+	$(BIN)/python -m dm_core.fused_cpu
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest tests/test_faults.py \
+		tests/test_invalid_input.py $(PYTEST_ARGS) --reliability-report
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

@@ -5,10 +5,14 @@ A test asks for the ``reliability`` fixture and counts what it did::
     def test_kill_9(reliability):
         reliability.add(trials=20, faults=20, lost=0, claims=27)
 
-At the end of the session the counts of every test that used the fixture, with its outcome
-and duration, are merged into ``docs/reliability.json`` (keyed by test id: a test that did
-not run this time keeps its last entry, with that entry's date) and ``docs/reliability.md``
-is regenerated from it.
+With ``--reliability-report`` (``make reliability``), at the end of the session the counts
+of every test that used the fixture, with its outcome and duration, are merged into
+``docs/reliability.json`` (keyed by test id: a test that did not run this time keeps its last
+entry, with that entry's date) and ``docs/reliability.md`` is regenerated from it. Without the
+option nothing is written: ``make test`` leaves the tracked reports alone.
+
+``ISSUE_14`` maps each item of the reliability and security hardening issue to the regression
+tests that cover it; the report lists them with their latest outcome.
 
 Under pytest-xdist each worker process sends its records to the controller through
 ``workeroutput`` (the channel xdist provides for this) and only the controller writes the
@@ -75,6 +79,12 @@ def reliability(request) -> Record:
 
 # ---------------------------------------------------------------- hooks
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-report", action="store_true", default=False,
+                     help="write docs/reliability.md and docs/reliability.json at the end "
+                          "(make reliability)")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     record = _records.get(report.nodeid)
     if record is None:
@@ -98,7 +108,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(config, "workerinput"):  # an xdist worker: hand the records to the controller
         config.workeroutput[WORKER_KEY] = json.dumps([asdict(r) for r in _records.values()])
         return
-    if _records and not os.environ.get("DM_NO_RELIABILITY_REPORT"):
+    if _records and config.getoption("reliability_report"):
         write_report([asdict(r) for r in _records.values()])
 
 
@@ -127,6 +137,51 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+# Issue 14 (reliability and security hardening): each item and the regression tests that
+# failed before its fix. An item without tests here is not listed yet; its row says so.
+ISSUE_14: list[tuple[str, str, list[str]]] = [
+    ("A", "a frozen worker deleted the new owner's rows: every write and delete for a run is "
+          "fenced by its claim", [
+        "tests/test_faults.py::test_a_frozen_worker_never_deletes_the_new_owners_rows"]),
+    ("B", "PostgreSQL: a worker frozen inside a transaction blocked everything: the server "
+          "cuts it off, its run is re-queued, dm cancel and reapers never wait for it", [
+        "tests/test_faults.py::test_postgres_cuts_off_a_worker_frozen_in_a_transaction"]),
+    ("C", "SQLite: a frozen lock holder stalled the system: reads take no write lock, new "
+          "workers wait instead of exiting", [
+        "tests/test_faults.py::test_sqlite_frozen_lock_holder_stalls_neither_reads_nor_workers"]),
+    ("D", "disk full: \"no space left on device\" and no checkpoint.pt.tmp; SQLite on a full "
+          "disk reports the cause, not \"stopped sending heartbeats\"", [
+        "tests/test_faults.py::test_disk_full_mid_checkpoint_says_no_space_left",
+        "tests/test_faults.py::test_sqlite_disk_full_is_reported_as_the_cause"]),
+    ("E", "a run deleted while its worker is frozen is dropped (the worker keeps serving); a "
+          "deleted SQLite file is not recreated by dm runs", [
+        "tests/test_faults.py::test_a_run_deleted_while_its_worker_is_frozen_is_dropped",
+        "tests/test_faults.py::test_a_deleted_sqlite_database_is_not_recreated"]),
+    ("F", "config inputs: depth, aliases and grid size bounded at submit time", []),
+    ("G", "control characters in run names rejected", []),
+    ("H", ".npz bombs: only the needed keys read, sizes checked first", []),
+    ("I", "password brute force: rate limit, back-off, failed logins logged", []),
+    ("J", "markdown in run names rendered as text", []),
+    ("K", "the Launch form's hidden field bounded like F", []),
+    ("Minor", "a finished run keeps only its recorded checkpoint (killed attempts' files removed)", [
+        "tests/test_faults.py::test_a_finished_run_keeps_only_its_recorded_checkpoint"]),
+]
+
+
+def _issue_rows(entries: list[dict[str, Any]]) -> list[str]:
+    """The issue-14 table: one row per item, its tests with their latest outcome."""
+    lines = ["| item | what | regression test (latest outcome) |", "|---|---|---|"]
+    for item, what, tests in ISSUE_14:
+        cells = []
+        for test in tests:
+            runs = [e for e in entries if e["test"] == test or e["test"].startswith(test + "[")]
+            shown = ", ".join(f"{e['test'][len(test):] or 'run'} {e['outcome']}" for e in runs)
+            cells.append(f"`{test.split('::', 1)[-1]}` ({shown or 'not in this report yet'})")
+        lines.append(f"| {item} | {_cell(what)} | "
+                     f"{'; '.join(cells) if cells else 'not listed yet (added with its fix)'} |")
+    return lines
+
+
 def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -145,7 +200,7 @@ def render(entries: list[dict[str, Any]]) -> str:
         "Generated by the test suite (`tests/reliability_report.py`) from the fault tests in",
         "`tests/test_faults.py` and the property tests over invalid input in",
         "`tests/test_invalid_input.py`; each row is the latest run of that test. Regenerate with",
-        "`pytest tests/test_faults.py tests/test_invalid_input.py -n 2`.",
+        "`make reliability` (`make test` does not write this file).",
         "",
         f"**{len(entries)} tests, {trials} trials, {faults} faults injected, {lost} data lost "
         f"or duplicated; {len(entries) - len(failed)} passed"
@@ -158,6 +213,9 @@ def render(entries: list[dict[str, Any]]) -> str:
         name = e["test"].split("::", 1)[-1]
         lines.append(f"| {_cell(e['title'])} (`{_cell(name)}`) | {e['trials']} | {e['faults']} | "
                      f"{e['lost']} | {e['outcome']} | {e['seconds']:.1f} | {e['date']} |")
+    lines += ["", "## Issue 14: reliability and security hardening", "",
+              "Each item and the regression test that failed before its fix.", "",
+              *_issue_rows(entries)]
     lines += ["", "## Details", ""]
     for e in entries:
         if e["details"]:
