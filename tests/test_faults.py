@@ -607,3 +607,163 @@ def test_checkpoint_write_errors_name_the_directory(tmp_path):
         _write_atomically({"w": torch.zeros(4096)}, full)
     assert err.value.errno == errno.ENOSPC and str(full) in str(err.value)
     assert list(full.iterdir()) == []
+
+
+# ---------------------------------------------------------------- f: frozen workers
+
+class Died(BaseException):
+    """A worker process dying at a known point, like kill -9: nothing after it runs."""
+
+
+def dies_after_checkpoint(store: Store, at_least: int) -> Store:
+    """``store`` whose worker dies right after a checkpoint ≥ ``at_least`` was committed."""
+    real = store.write_batch
+
+    def write_batch(run_id, attempt, *args, checkpoint=None, **kwargs):
+        real(run_id, attempt, *args, checkpoint=checkpoint, **kwargs)
+        if checkpoint is not None and checkpoint.iteration >= at_least:
+            raise Died(f"after its checkpoint at {checkpoint.iteration}")
+
+    store.write_batch = write_batch
+    return store
+
+
+def in_thread(w: Worker) -> threading.Thread:
+    """Run a worker in a thread; a ``Died`` worker just ends, anything else is kept for the
+    test to see (``thread.error``)."""
+    def run():
+        try:
+            thread.processed = w.run()
+        except Died:
+            thread.died = True
+        except BaseException as err:  # noqa: BLE001 - the test asserts on it
+            thread.error = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.processed, thread.died, thread.error = None, False, None
+    thread.start()
+    return thread
+
+
+def frozen_before_resuming(w: Worker) -> tuple[threading.Event, threading.Event]:
+    """Freeze ``w`` between its claim and its resume (``prepare``), as SIGSTOP would: no
+    heartbeat thread runs yet, so its claim goes stale. Returns (frozen, thaw) events."""
+    frozen, thaw = threading.Event(), threading.Event()
+    prepare = w.prepare
+
+    def frozen_prepare(run):
+        frozen.set()
+        assert thaw.wait(timeout=300), "the test never thawed the worker"
+        return prepare(run)
+
+    w.prepare = frozen_prepare
+    return frozen, thaw
+
+
+def wait_until_stale(store: Store, run_id: int, stale_after: float) -> None:
+    """Until the run's heartbeat is older than ``stale_after`` by the database's clock (then a
+    reaper started now re-queues it on its first pass)."""
+    def stale() -> bool:
+        beat = store.get_run(run_id).heartbeat_at
+        return beat is not None and (store.db_now() - beat).total_seconds() > stale_after + 0.1
+
+    wait_for(stale, timeout=120, every=0.1, what=f"run {run_id} to go stale")
+
+
+def kill_after_checkpoint(db_url: str, artifacts: Path, run_id: int, at: int) -> None:
+    """Worker 1 trains the run and dies right after its checkpoint at ``at`` is committed."""
+    first = in_process_worker(dies_after_checkpoint(Store(db_url, artifacts), at),
+                              flush_every=0.0)  # the checkpoint commits the moment it exists
+    thread = in_thread(first)
+    thread.join(timeout=300)
+    assert thread.died and thread.error is None, thread.error
+    info = Store(db_url, artifacts).get_run(run_id)
+    assert (info.status, info.attempt, info.checkpoint_iteration) == (RunStatus.RUNNING, 1, at)
+
+
+def test_a_frozen_worker_never_deletes_the_new_owners_rows(db_url, tmp_path, caplog, reliability):
+    """A worker frozen between claim and resume wakes after another finished the run: it drops it"""
+    artifacts = tmp_path / "artifacts"
+    store = Store(db_url, artifacts)
+    total, every = 300, 50
+    [run_id] = store.submit([cfg("frozen", iterations=total, eval_every=every)],
+                            max_attempts=5).run_ids
+    kill_after_checkpoint(db_url, artifacts, run_id, at=100)
+
+    # Worker B re-queues the dead worker's run, claims it (attempt 2) and freezes before it
+    # resumes: its claim goes stale in turn.
+    wait_until_stale(store, run_id, 0.5)
+    b = in_process_worker(Store(db_url, artifacts), stale_after=0.5)
+    frozen, thaw = frozen_before_resuming(b)
+    b_thread = in_thread(b)
+    assert frozen.wait(timeout=120)
+    assert store.get_run(run_id).attempt == 2
+    # Worker C re-queues B's run (attempt 3), resumes it from the checkpoint at 100 (and
+    # removes that file once its own newer checkpoint is recorded) and finishes it.
+    wait_until_stale(store, run_id, 0.5)
+    c = in_process_worker(Store(db_url, artifacts), stale_after=0.5)
+    c_thread = in_thread(c)
+    c_thread.join(timeout=300)
+    assert c_thread.processed == 1 and c_thread.error is None, c_thread.error
+    done = store.get_run(run_id)
+    assert (done.status, done.attempt) == (RunStatus.SUCCEEDED, 3)
+    assert exactly_once(store, run_id, total, every)
+
+    # B wakes: the checkpoint it was to resume from is gone. Whatever it does, it must not
+    # touch the run it no longer holds.
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        thaw.set()
+        b_thread.join(timeout=300)
+    assert b_thread.error is None and b_thread.processed == 1, b_thread.error
+    lost = 0 if exactly_once(store, run_id, total, every) else 1
+    reliability.add(trials=1, faults=2, lost=lost)
+    assert lost == 0, stored_iterations(store, run_id)["scalars"][:5]
+    assert store.get_run(run_id) == done  # not a field changed
+    assert [c["attempt"] for c in store.claims(run_id)] == [1, 2, 3]
+    assert f"run {run_id}: dropped: run {run_id} is no longer held by this worker" in caplog.text
+
+
+def test_a_run_deleted_while_its_worker_is_frozen_is_dropped(db_url, tmp_path, caplog,
+                                                            reliability):
+    """A run deleted while its worker is frozen: the worker drops it and trains the next one"""
+    artifacts = tmp_path / "artifacts"
+    store = Store(db_url, artifacts)
+    [gone] = store.submit([cfg("deleted")]).run_ids
+    w = in_process_worker(Store(db_url, artifacts), stale_after=0.5)
+    frozen, thaw = frozen_before_resuming(w)
+    thread = in_thread(w)
+    assert frozen.wait(timeout=120)
+    # Its claim goes stale, a reaper re-queues the run, and the user deletes it.
+    wait_for(lambda: store.requeue_stale(0.5) == [gone], timeout=60, what="the re-queue")
+    store.delete(gone)
+    [after] = store.submit([cfg("after")]).run_ids
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        thaw.set()
+        thread.join(timeout=300)
+    reliability.add(trials=1, faults=1, lost=0)
+    assert thread.error is None, repr(thread.error)  # no RunNotFound: the worker kept serving
+    assert thread.processed == 2
+    assert f"run {gone}: dropped: run {gone} is no longer held by this worker (it was deleted)" \
+        in caplog.text
+    assert store.get_run(after).status == RunStatus.SUCCEEDED
+    assert not store.run_dir(gone).exists()  # nothing of the deleted run written back
+    assert orphan_rows(store) == 0
+
+
+def test_a_finished_run_keeps_only_its_recorded_checkpoint(tmp_path, reliability):
+    """A run resumed after a killed attempt keeps only its recorded checkpoint once finished"""
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    artifacts = tmp_path / "artifacts"
+    store = Store(url, artifacts)
+    [run_id] = store.submit([cfg("tidy", iterations=100, eval_every=20)]).run_ids
+    kill_after_checkpoint(url, artifacts, run_id, at=40)
+    left_behind = sorted(p for p in store.run_dir(run_id).rglob("*") if p.is_file())
+    assert left_behind  # the killed attempt's checkpoints
+    wait_until_stale(store, run_id, 0.5)
+    in_process_worker(store, stale_after=0.5).run()
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt, info.checkpoint_iteration) == (RunStatus.SUCCEEDED, 2, 100)
+    files = sorted(p for p in store.run_dir(run_id).rglob("*") if p.is_file())
+    reliability.add(trials=1, faults=1, lost=0, files_left_by_the_killed_attempt=len(left_behind))
+    assert files == [Path(info.checkpoint_path)]
+    assert exactly_once(store, run_id, 100, 20)
