@@ -39,7 +39,7 @@ import numpy as np
 import pytest
 import torch
 from sqlalchemy import func, select
-from test_workers import cfg, start_worker, stop_all, wait_for, worker_logs
+from test_workers import cfg, cli, start_worker, stop_all, tiny, wait_for, worker_logs
 
 from dm_core.events import ScalarsEvent
 from dm_core.store import RunStatus, Store, StoreError, StoreUnavailable
@@ -748,6 +748,32 @@ def test_a_run_deleted_while_its_worker_is_frozen_is_dropped(db_url, tmp_path, c
     assert store.get_run(after).status == RunStatus.SUCCEEDED
     assert not store.run_dir(gone).exists()  # nothing of the deleted run written back
     assert orphan_rows(store) == 0
+
+
+def test_a_deleted_sqlite_database_is_not_recreated(tmp_path, reliability):
+    """A deleted SQLite file: dm runs/show/cancel fail naming it and create nothing"""
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(json.dumps(tiny()))
+    path = tmp_path / "dm.sqlite"
+    url = f"sqlite:///{path}"
+    assert cli(url, "submit", str(config_file)).exit_code == 0  # submit creates the database
+    Store(url).dispose()
+    for leftover in (path, path.with_name("dm.sqlite-wal"), path.with_name("dm.sqlite-shm")):
+        leftover.unlink(missing_ok=True)  # the user deletes the database
+    refused = 0
+    for args in (["runs"], ["runs", "--json"], ["show", "1"], ["cancel", "1"], ["retry", "1"],
+                 ["export", "1"], ["delete", "1"]):
+        result = cli(url, *args)
+        assert result.exit_code == 1, (args, result.output)
+        assert f"no database at {path}" in result.output and "nothing was created" in \
+            result.output, (args, result.output)
+        assert not path.exists(), args  # not silently recreated empty (ids from 1 again)
+        refused += 1
+    with pytest.raises(StoreError, match="no database at"):
+        Store(url, create=False).list_runs()
+    reliability.add(trials=refused, faults=1, lost=0)
+    # Commands that start something create it, as on a first start.
+    assert cli(url, "submit", str(config_file)).exit_code == 0 and path.is_file()
 
 
 def test_a_finished_run_keeps_only_its_recorded_checkpoint(tmp_path, reliability):

@@ -341,8 +341,8 @@ class Database:
         return current, head
 
     def _missing(self, what: str) -> StoreError:
-        return StoreError(f"{what}; it may have been moved or deleted. Nothing was created: "
-                          f"{CREATING_COMMANDS} creates a new, empty database (or pass --db / "
+        return StoreError(f"{what} (moved or deleted, or not created yet); nothing was created: "
+                          f"{CREATING_COMMANDS} creates a new, empty database (or give --db / "
                           f"{URL_ENV} to use another one)")
 
     def ensure_schema(self) -> None:

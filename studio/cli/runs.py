@@ -71,10 +71,14 @@ def _errors() -> Iterator[None]:
         _fail(str(err), 2)
 
 
-def _open_store(db: str | None, artifacts: Path | None = None):
+def _open_store(db: str | None, artifacts: Path | None = None, *, create: bool = True):
+    """The store at ``db``. Commands that only read or manage existing runs pass
+    ``create=False``: given a SQLite file that is not there (moved, deleted) they fail naming
+    it, instead of starting an empty database whose run ids begin again at 1. Only commands
+    that start something (``dm submit``, ``dm worker``, ``dm db upgrade``) create one."""
     from dm_core.store import Store
 
-    return Store(db, artifacts)
+    return Store(db, artifacts, create=create)
 
 
 # ---------------------------------------------------------------- submit
@@ -156,7 +160,7 @@ def runs(
 ) -> None:
     """List runs, newest first, with their status and progress."""
     with _errors():
-        store = _open_store(db)
+        store = _open_store(db, create=False)
         infos = store.list_runs(status=status, group=group, limit=limit)
         now = store.db_now() if infos else datetime.now(UTC)
     if json_out:
@@ -191,7 +195,7 @@ def show(
 ) -> None:
     """Show one run: status, progress, config, summary and error."""
     with _errors():
-        info = _open_store(db).get_run(run_id)
+        info = _open_store(db, create=False).get_run(run_id)
     if json_out:
         typer.echo(json.dumps(info.to_dict()))
         return
@@ -231,7 +235,7 @@ def cancel(
 ) -> None:
     """Cancel a queued run, or ask a running run's worker to stop it."""
     with _errors():
-        info = _open_store(db).cancel(run_id)
+        info = _open_store(db, create=False).cancel(run_id)
     if info.status == "cancelled":
         typer.echo(f"run {run_id}: cancelled")
     else:
@@ -246,7 +250,7 @@ def retry(
 ) -> None:
     """Queue a failed or cancelled run again, from scratch."""
     with _errors():
-        _open_store(db).retry(run_id)
+        _open_store(db, create=False).retry(run_id)
     typer.echo(f"run {run_id}: queued again (attempt 1; the old attempts' data was cleared)")
 
 
@@ -259,7 +263,7 @@ def delete(
 ) -> None:
     """Delete a run that is not running: its rows and checkpoints."""
     with _errors():
-        _open_store(db, artifacts).delete(run_id)
+        _open_store(db, artifacts, create=False).delete(run_id)
     typer.echo(f"run {run_id}: deleted")
 
 
@@ -347,7 +351,7 @@ def export(
         _fail(f"--format {fmt!r}: must be one of {', '.join(FORMATS)}", 2)
     with _errors():
         target = _output_path(run_id, what, fmt, output, out_dir)
-        store = _open_store(db)
+        store = _open_store(db, create=False)
         store.get_run(run_id)  # a clear error for an unknown run
         if what == "scalars":
             frame = store.scalars(run_id)
