@@ -793,3 +793,162 @@ def test_a_finished_run_keeps_only_its_recorded_checkpoint(tmp_path, reliability
     reliability.add(trials=1, faults=1, lost=0, files_left_by_the_killed_attempt=len(left_behind))
     assert files == [Path(info.checkpoint_path)]
     assert exactly_once(store, run_id, 100, 20)
+
+
+# ---------------------------------------------------------------- g: frozen lock holders
+
+def start_frozen(script: str, *args: str) -> subprocess.Popen:
+    """Run ``script`` in a process that freezes itself (SIGSTOP) at a known point, and return
+    once it is frozen."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, status = os.waitpid(proc.pid, os.WUNTRACED)  # returns when it stops (or dies)
+    assert os.WIFSTOPPED(status), proc.communicate(timeout=60)
+    return proc
+
+
+def thaw(proc: subprocess.Popen) -> tuple[int, str, str]:
+    """SIGCONT a frozen process and wait for it to finish: (exit code, stdout, stderr)."""
+    os.kill(proc.pid, signal.SIGCONT)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def in_time(action, seconds: float):
+    """``action()`` in a thread; fails if it has not returned after ``seconds`` (a generous
+    bound: the point is that it returns at all, not how fast)."""
+    box: dict = {}
+
+    def run():
+        try:
+            box["value"] = action()
+        except BaseException as err:  # noqa: BLE001 - re-raised below
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds:g} s"
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+SQLITE_LOCK_HOLDER = r"""
+import os, signal, sys
+from sqlalchemy import update
+from dm_core.store import Store
+from dm_core.store.models import RUNS
+
+store = Store(sys.argv[1])
+with store.session_scope() as s:
+    s.execute(update(RUNS).values(cancel_requested=False))  # BEGIN IMMEDIATE: the write lock
+    os.kill(os.getpid(), signal.SIGSTOP)  # frozen while it holds it
+print("committed")
+"""
+
+
+def test_sqlite_frozen_lock_holder_stalls_neither_reads_nor_workers(tmp_path, monkeypatch, caplog,
+                                                                    reliability):
+    """SQLite: a process frozen holding the write lock; dm runs answers, a new dm worker waits"""
+    import dm_core.store.database as database
+
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_S", 0.5)  # this process's lock waits
+    url, artifacts = f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts"
+    store = Store(url, artifacts)
+    [run_id] = store.submit([cfg("after-the-freeze")]).run_ids
+    store.dispose()
+    holder = start_frozen(SQLITE_LOCK_HOLDER, url)
+    worker: dict = {}
+    try:
+        # Read-only commands in new processes (a new Store: the schema check) answer at once.
+        listed = cli(url, "runs", "--json")
+        assert listed.exit_code == 0, listed.output
+        assert [r["id"] for r in json.loads(listed.stdout)] == [run_id]
+        shown = cli(url, "show", str(run_id))
+        assert shown.exit_code == 0 and "queued" in shown.output, shown.output
+        # A new worker cannot claim while the lock is held: it waits and retries, and trains
+        # the run once the holder lets go -- it does not exit with "database is locked".
+        thread = threading.Thread(target=lambda: worker.update(result=cli(
+            url, "worker", "--exit-when-idle", "--max-outage", "600", "--poll", "0.1",
+            "--device", "cpu", "--artifacts", str(artifacts))), daemon=True)
+        with caplog.at_level(logging.WARNING, logger="dm.worker"):
+            thread.start()
+            wait_for(lambda: caplog.text.count("could not claim a run") >= 2
+                     or not thread.is_alive(), timeout=120, what="the worker's retries")
+            assert thread.is_alive(), worker["result"].output
+            assert "database is locked" in caplog.text
+            code, out, err = thaw(holder)
+            assert code == 0 and "committed" in out, err
+            thread.join(timeout=300)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(timeout=60)
+    reliability.add(trials=3, faults=1, lost=0)
+    assert not thread.is_alive()
+    assert worker["result"].exit_code == 0, worker["result"].output
+    assert store.get_run(run_id).status == RunStatus.SUCCEEDED
+
+
+POSTGRES_FROZEN_WORKER = r"""
+import os, signal, sys
+from sqlalchemy import event
+import dm_core.store.database
+from dm_core.store import Store, StoreError
+
+# The store's own setting, shortened (default 10 s) so that the test is short.
+dm_core.store.database.PG_IDLE_IN_TRANSACTION_TIMEOUT_S = float(sys.argv[2])
+store = Store(sys.argv[1])
+run = store.claim("frozen-worker", "cpu")
+
+
+def freeze(conn, cursor, statement, *args):
+    if statement.lstrip().upper().startswith("UPDATE RUNS"):
+        os.kill(os.getpid(), signal.SIGSTOP)  # frozen inside the heartbeat: the row is locked
+
+
+event.listen(store.engine, "after_cursor_execute", freeze)
+try:
+    store.heartbeat(run.id, "frozen-worker", run.attempt)
+    print("committed")
+except StoreError as err:
+    print(f"cut off: {err}")
+"""
+
+
+@pytest.mark.postgres
+def test_postgres_cuts_off_a_worker_frozen_in_a_transaction(postgres_url, tmp_path, reliability):
+    """PostgreSQL: a worker frozen inside a transaction is cut off; reaper and dm cancel go on"""
+    from dm_core.store.testing import fresh_database
+
+    with fresh_database(postgres_url) as url:
+        store = Store(url, tmp_path)
+        [run_id] = store.submit([cfg("held")], max_attempts=5).run_ids
+        holders = [start_frozen(POSTGRES_FROZEN_WORKER, url, "1.0")]
+        try:
+            # The reaper does not wait behind the frozen transaction (it skips locked rows);
+            # once the server has cut the frozen session off, the run is stale: re-queued.
+            in_time(lambda: wait_for(lambda: store.requeue_stale(0.5) == [run_id], timeout=60,
+                                     every=0.2, what="the re-queue"), 90)
+            info = store.get_run(run_id)
+            assert (info.status, info.attempt) == (RunStatus.QUEUED, 2)
+            code, out, err = thaw(holders[0])
+            assert code == 0 and out.startswith("cut off"), (out, err)
+
+            # Frozen again (attempt 2), holding the row: dm cancel waits at most until the
+            # server cuts the holder off, then asks for the cancel.
+            holders.append(start_frozen(POSTGRES_FROZEN_WORKER, url, "1.0"))
+            result = in_time(lambda: cli(url, "cancel", str(run_id)), 90)
+            assert result.exit_code == 0 and "cancel requested" in result.output, result.output
+            assert store.get_run(run_id).cancel_requested
+            code, out, err = thaw(holders[1])
+            assert code == 0 and out.startswith("cut off"), (out, err)
+        finally:
+            for holder in holders:
+                if holder.poll() is None:
+                    holder.kill()
+                    holder.wait(timeout=60)
+            store.dispose()
+        reliability.add(trials=2, faults=2, lost=0)

@@ -511,3 +511,25 @@ def test_four_processes_migrate_at_once(db_url, tmp_path):
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
     assert Store(db_url).revision() == "0003"
+
+
+@pytest.mark.postgres
+def test_postgres_sessions_cut_off_frozen_clients_and_bound_lock_waits(postgres_url):
+    # Every connection gets both settings; a URL's own ``options`` come last and win.
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from dm_core.store.testing import fresh_database
+
+    def settings(url: str) -> tuple[str, str]:
+        store = Store(url)
+        with store.session_scope(readonly=True) as s:
+            got = (s.execute(text("SHOW idle_in_transaction_session_timeout")).scalar(),
+                   s.execute(text("SHOW lock_timeout")).scalar())
+        store.dispose()
+        return got
+
+    with fresh_database(postgres_url) as url:
+        assert settings(url) == ("10s", "30s")
+        tuned = make_url(url).update_query_dict({"options": "-c lock_timeout=5s"})
+        assert settings(tuned.render_as_string(hide_password=False)) == ("10s", "5s")
