@@ -952,3 +952,120 @@ def test_postgres_cuts_off_a_worker_frozen_in_a_transaction(postgres_url, tmp_pa
                     holder.wait(timeout=60)
             store.dispose()
         reliability.add(trials=2, faults=2, lost=0)
+
+
+# ---------------------------------------------------------------- h: disks that fill up
+
+class FillingFile:
+    """A file on a disk with ``room`` bytes left: the write that passes it writes what fits,
+    then fails with ENOSPC (as a real disk does: torch's serialiser then reports
+    ``RuntimeError: … unexpected pos …``, with the OSError only as its context)."""
+
+    def __init__(self, fh, room: int) -> None:
+        self._fh, self._room = fh, room
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        if len(data) > self._room:
+            self._fh.write(data[:self._room])
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._fh.close()
+
+
+def disk_fills_at_checkpoint(monkeypatch, number: int, room: int = 500) -> list[str]:
+    """From the ``number``-th checkpoint on (1-based), the disk has ``room`` bytes left when
+    the training loop writes its checkpoint file. Returns the files opened for writing."""
+    import builtins
+
+    import dm_core.train
+
+    opened: list[str] = []
+
+    def open_on_a_filling_disk(path, mode="r", *args, **kwargs):
+        fh = builtins.open(path, mode, *args, **kwargs)
+        if "w" not in mode:
+            return fh
+        opened.append(str(path))
+        return FillingFile(fh, room) if len(opened) >= number else fh
+
+    monkeypatch.setattr(dm_core.train, "open", open_on_a_filling_disk, raising=False)
+    return opened
+
+
+def test_disk_full_mid_checkpoint_says_no_space_left(db_url, tmp_path, monkeypatch, reliability):
+    """The disk fills up in the middle of a checkpoint: "No space left", no .tmp left behind"""
+    total, every = 60, 20
+    store = Store(db_url, tmp_path / "artifacts")
+    for n in (1, 2):
+        opened = disk_fills_at_checkpoint(monkeypatch, n)
+        [run_id] = store.submit([cfg(f"fills-{n}", iterations=total, eval_every=every)]).run_ids
+        in_process_worker(store).run()
+        assert len(opened) == n, opened  # the loop wrote its checkpoints through open()
+        assert_consistent_after_failure(store, run_id, "No space left on device")
+        info = store.get_run(run_id)
+        assert info.error.startswith("OSError: [Errno 28] cannot write a checkpoint in "
+                                     f"{store.run_dir(run_id) / 'attempt-1'}"), info.error
+        assert info.iteration == n * every
+        assert info.checkpoint_iteration == (every if n == 2 else None)
+        assert list(store.run_dir(run_id).rglob("*.tmp")) == []  # the partial file is gone
+        monkeypatch.undo()
+    reliability.add(trials=2, faults=2, lost=0)
+
+
+def fill_database_disk(store: Store) -> dict:
+    """While ``state["full"]``, every write through ``store``'s connections fails the way
+    SQLite's do on a full disk; reads still work (as they do on a full disk)."""
+    from sqlalchemy import event
+
+    state = {"full": False, "refused": 0}
+
+    def refuse(cursor, statement, parameters, context):
+        if state["full"] and statement.lstrip().split(None, 1)[0].upper() in (
+                "INSERT", "UPDATE", "DELETE"):
+            state["refused"] += 1
+            raise sqlite3.OperationalError("database or disk is full")
+
+    event.listen(store.engine, "do_execute", refuse)
+    event.listen(store.engine, "do_executemany", refuse)
+    return state
+
+
+def test_sqlite_disk_full_is_reported_as_the_cause(tmp_path, caplog, reliability):
+    """SQLite on a full disk: the run fails naming the full disk, not missing heartbeats"""
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url, tmp_path / "artifacts")
+    [run_id] = store.submit([cfg("full", iterations=100_000, eval_every=50)],
+                            max_attempts=1).run_ids
+    own = Store(url, tmp_path / "artifacts")  # the worker's engine: its disk fills up
+    disk = fill_database_disk(own)
+    w = in_process_worker(own, exit_when_idle=False, stale_after=1.0, max_outage=1.0)
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        thread = in_thread(w)
+        try:
+            wait_for(lambda: store.get_run(run_id).iteration > 0, timeout=120, what="metrics")
+            disk["full"] = True
+            # Every write fails: metrics, heartbeats, then handing the run back. Until the
+            # worker has given up on recording it, the disk stays full.
+            wait_for(lambda: "could not record" in caplog.text, timeout=120, what="the give-up")
+            disk["full"] = False  # space freed
+            info = wait_for(lambda: (i := store.get_run(run_id)).status == RunStatus.FAILED and i,
+                            timeout=120, what="the run to fail")
+        finally:
+            w.stop()
+            thread.join(timeout=120)
+    reliability.add(trials=1, faults=disk["refused"], lost=0)
+    assert thread.error is None, thread.error
+    assert "database or disk is full" in info.error, info.error
+    assert "stopped sending heartbeats" not in info.error
+    assert info.error.startswith("gave up after 1 attempt(s): database error (")
