@@ -350,6 +350,18 @@ def test_postgres_restarted_under_two_training_workers(postgres_url, tmp_path, r
         store.dispose()
 
 
+class TickingClock:
+    """Simulated time for the worker's metrics sink: every reading is ``step`` seconds after
+    the previous one, however fast or slow the machine trains."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
 def test_a_worker_gives_a_run_back_after_max_outage(tmp_path, caplog, reliability):
     """A database away longer than max_outage: the worker hands the run back, and it resumes"""
     store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
@@ -365,7 +377,11 @@ def test_a_worker_gives_a_run_back_after_max_outage(tmp_path, caplog, reliabilit
         return real_write(run_id, attempt, *args, **kwargs)
 
     store.write_batch = write_batch
-    w = in_process_worker(store, max_outage=0.5, flush_every=0.05)
+    # The outage is measured on a clock that advances with the events the loop reports, not
+    # with the wall clock: the sink gives up at its 4th failed flush, 3.5 simulated seconds
+    # (700 events, about 350 iterations) into the outage, on any machine -- the run cannot
+    # finish inside the outage.
+    w = in_process_worker(store, max_outage=2.0, flush_every=0.5, clock=TickingClock(0.005))
     with caplog.at_level(logging.WARNING, logger="dm.worker"):
         assert w.run() == 2  # attempt 1 given back; attempt 2 (same burst worker) finishes
     info = store.get_run(run_id)
