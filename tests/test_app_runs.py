@@ -7,6 +7,7 @@ from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, app_db_fixture, fabricate  # noqa: F401
 
 from dm_core.config import parse_config
+from dm_core.events import CheckpointEvent
 from dm_core.store import RunNotFound, RunStatus, Store
 
 PAGE = APP.format("runs")
@@ -67,6 +68,34 @@ def test_cancel_then_retry_a_queued_run(runs):
     at = _select(at, [queued])
     at.button(key="runs.retry").click().run()
     assert store.get_run(queued).status == RunStatus.QUEUED
+
+
+def test_retry_offers_resume_from_the_checkpoint(runs):
+    store, _, running, queued = runs
+    checkpoint = store.run_dir(running) / "attempt-1" / "checkpoint-20.pt"
+    checkpoint.parent.mkdir(parents=True)
+    checkpoint.write_bytes(b"state at 20")
+    store.write_batch(running, 1, checkpoint=CheckpointEvent(20, str(checkpoint)),
+                      worker_id="test-worker")
+    store.finish(running, "test-worker", "cancelled", error="cancel requested", attempt=1)
+    at = _select(_page(), [running])
+    at.button(key="runs.retry_resume").click().run()
+    info = store.get_run(running)
+    assert (info.status, info.checkpoint_iteration, info.iteration) == (RunStatus.QUEUED, 20, 20)
+    assert checkpoint.is_file()
+    assert any(f"Re-queued from the last checkpoint: #{running} (from iteration 20)" in m.value
+               for m in at.success)
+    # Without a checkpoint, resuming is refused with the reason; from scratch still works.
+    store.cancel(queued)
+    at = _select(at, [queued])
+    at.button(key="runs.retry_resume").click().run()
+    assert any(f"run {queued} has no checkpoint to resume from" in w.value for w in at.warning)
+    assert store.get_run(queued).status == RunStatus.CANCELLED
+    at = _select(at, [queued])
+    at.button(key="runs.retry").click().run()
+    assert store.get_run(queued).status == RunStatus.QUEUED
+    assert any(f"Re-queued from scratch: #{queued}." in m.value for m in at.success)
+    assert not at.exception
 
 
 def test_cancel_a_running_run_requests_it(runs):

@@ -209,6 +209,44 @@ def test_retry_and_delete_clear_data_and_artifacts(store):
     assert new_id > run_id  # ids are never reused (artifacts are named by id)
 
 
+def test_retry_from_the_checkpoint_keeps_it_and_the_rows_up_to_it(store):
+    a, b, c = store.submit([config("a"), config("b"), config("c")]).run_ids
+    run = claimed(store)
+    folder = store.run_dir(a) / "attempt-1"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint-10.pt").write_bytes(b"state at 10")
+    (folder / "checkpoint.pt").write_bytes(b"the loop's working file")
+    store.write_batch(a, run.attempt, scalars(1, 14), histograms(1, 14),
+                      [EvalEvent(10, {"test_acc": 0.3}), EvalEvent(14, {"test_acc": 0.4})],
+                      start=start_event(),
+                      checkpoint=CheckpointEvent(10, str(folder / "checkpoint-10.pt")))
+    store.finish(a, "w1", "cancelled", error="cancel requested", attempt=run.attempt)
+
+    info = store.retry(a, resume=True)
+    assert (info.status, info.attempt, info.retries, info.error) == (RunStatus.QUEUED, 1, 1, None)
+    assert (info.checkpoint_iteration, info.iteration, info.last_test_acc) == (10, 10, 0.3)
+    assert store.scalars(a)["iteration"].tolist() == list(range(1, 11))
+    assert store.histograms(a).iterations.tolist() == list(range(1, 11))
+    assert store.evals(a)["iteration"].tolist() == [10]
+    assert store.labels(a) is not None
+    # The checkpoint file stays; nothing else of the old attempts does.
+    assert sorted(p for p in store.run_dir(a).rglob("*") if p.is_file()) == [
+        folder / "checkpoint-10.pt"]
+    again = claimed(store)
+    assert (again.id, again.checkpoint_iteration, again.checkpoint_path, again.retries) == (
+        a, 10, str(folder / "checkpoint-10.pt"), 1)
+
+    run_b = claimed(store)  # no checkpoint: nothing to resume from
+    store.finish(b, "w1", "failed", error="boom", attempt=run_b.attempt)
+    with pytest.raises(InvalidTransition, match=f"run {b} has no checkpoint to resume from"):
+        store.retry(b, resume=True)
+    assert store.get_run(b).status == RunStatus.FAILED  # refused: nothing changed
+    with pytest.raises(InvalidTransition, match="queued: cannot retry"):
+        store.retry(c, resume=True)  # the status is refused first
+    with pytest.raises(RunNotFound):
+        store.retry(999, resume=True)
+
+
 def test_divergence_is_stored_as_fields_and_cleared_by_retry(store):
     [run_id] = store.submit([config()]).run_ids
     run = claimed(store)

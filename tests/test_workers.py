@@ -21,6 +21,7 @@ the same ``dm worker`` processes tested on both backends above).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -434,6 +435,58 @@ def test_retry_counts_retries_so_no_attempt_is_claimed_twice(store):
     with pytest.raises(LostClaim):  # the old attempt 1 is not the new one
         store.write_batch(run_id, old.attempt, [ScalarsEvent(1, {"loss": 1.0})],
                           worker_id="w-old")
+
+
+def test_dm_retry_resumes_from_the_checkpoint_or_starts_over(store, monkeypatch, caplog):
+    import dm_core.train
+
+    real_train = dm_core.train.train
+    fail_at = {"iteration": 50}
+
+    def failing(config, on_event=None, **kwargs):  # raises once the loop reaches an iteration
+        def events(event):
+            if isinstance(event, ScalarsEvent) and event.iteration == fail_at["iteration"]:
+                raise RuntimeError("boom (simulated)")
+            on_event(event)
+        return real_train(config, on_event=events, **kwargs)
+
+    monkeypatch.setattr(dm_core.train, "train", failing)
+    config = cfg("again", iterations=60, eval_every=20)
+    uninterrupted = []
+    real_train(config, on_event=lambda e: uninterrupted.append(e.values["loss"])
+               if isinstance(e, ScalarsEvent) else None)
+    resumed, restarted = store.submit([config, config]).run_ids
+    worker(store).run()  # both fail at iteration 50, after their checkpoint at 40
+    for run_id in (resumed, restarted):
+        info = store.get_run(run_id)
+        assert (info.status, info.checkpoint_iteration, info.iteration) == (
+            RunStatus.FAILED, 40, 49), info
+
+    result = cli(store.url, "retry", str(resumed), "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"run {resumed}: queued again, resuming from its checkpoint at iteration 40" \
+        in result.output
+    result = cli(store.url, "retry", str(restarted), "--from-scratch")
+    assert result.exit_code == 0, result.output
+    assert f"run {restarted}: queued again from scratch" in result.output
+    assert store.get_run(restarted).checkpoint_iteration is None
+    assert iterations(store, restarted) == []
+
+    fail_at["iteration"] = None
+    with caplog.at_level(logging.INFO, logger="dm.worker"):
+        assert worker(store).run() == 2
+    claimed = [line for line in caplog.messages if ": claimed by " in line]
+    assert "resuming from iteration 40" in claimed[0] and f"run {resumed} " in claimed[0]
+    assert "resuming" not in claimed[1] and f"run {restarted} " in claimed[1]
+    for run_id in (resumed, restarted):
+        info = store.get_run(run_id)
+        assert (info.status, info.retries, info.attempt) == (RunStatus.SUCCEEDED, 1, 1)
+        assert iterations(store, run_id) == list(range(1, 61))  # no gap, no duplicate
+        # Either way the same numbers as one uninterrupted run, bit for bit: the resumed run
+        # continued from the checkpoint's state, the other one started over.
+        assert np.array_equal(store.scalars(run_id)["loss"].to_numpy(), uninterrupted)
+    assert Path(store.get_run(resumed).checkpoint_path).parent == \
+        store.run_dir(resumed) / "retry-1" / "attempt-1"
 
 
 def test_lost_workers_use_up_max_attempts(store):

@@ -32,18 +32,24 @@ def filtered_runs() -> list[RunInfo]:
     return [r for r in runs if not statuses or str(r.status) in statuses]
 
 
-def act(verb: str, ids: list[int]) -> None:
-    """Apply ``verb`` (cancel, retry, delete) to each run; report what happened to each."""
+def act(verb: str, ids: list[int], **options) -> None:
+    """Apply ``verb`` (cancel, retry, delete) to each run; report what happened to each.
+    ``retry`` with ``resume=True`` continues from each run's checkpoint."""
     done, refused = [], []
     for run_id in ids:
         try:
-            getattr(s, verb)(run_id)
-            done.append(f"#{run_id}")
+            info = getattr(s, verb)(run_id, **options)
         except (InvalidTransition, RunNotFound, StoreError) as err:
             refused.append(str(err))
+            continue
+        resumed = verb == "retry" and info.checkpoint_iteration
+        done.append(f"#{run_id}" + (f" (from iteration {info.checkpoint_iteration})"
+                                    if resumed else ""))
     if done:
         past = {"cancel": "Cancelled (a running run stops at its next heartbeat):",
-                "retry": "Re-queued", "delete": "Deleted"}[verb]
+                "retry": ("Re-queued from the last checkpoint:" if options.get("resume")
+                          else "Re-queued from scratch:"),
+                "delete": "Deleted"}[verb]
         st.session_state["runs.flash"] = ("success", f"{past} {', '.join(done)}.")
     if refused:
         st.session_state["runs.refused"] = refused
@@ -91,12 +97,19 @@ if runs:
     st.session_state["runs.selected"] = valid
     selected = st.multiselect("Select runs", list(labels), key="runs.selected",
                               format_func=labels.get, placeholder="choose runs to act on")
-    b = st.columns(6)
+    b = st.columns(7)
     if b[0].button("Cancel", key="runs.cancel", disabled=not selected, icon=":material/stop:"):
         act("cancel", selected)
         st.rerun()
-    if b[1].button("Retry", key="runs.retry", disabled=not selected, icon=":material/replay:"):
+    if b[1].button("Retry", key="runs.retry", disabled=not selected, icon=":material/replay:",
+                   help="Queue again from scratch: everything the run logged is cleared."):
         act("retry", selected)
+        st.rerun()
+    if b[6].button("Resume", key="runs.retry_resume", disabled=not selected,
+                   icon=":material/play_arrow:",
+                   help="Queue again from the run's last checkpoint: the rows up to it are "
+                        "kept, training continues from there."):
+        act("retry", selected, resume=True)
         st.rerun()
     if b[2].button("Delete…", key="runs.delete", disabled=not selected, icon=":material/delete:"):
         st.session_state["runs.confirm_delete"] = list(selected)

@@ -246,12 +246,20 @@ def cancel(
 @app.command("retry")
 def retry(
     run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
+    resume: bool = typer.Option(False, "--resume/--from-scratch",
+                                help="Continue from the run's last checkpoint (its rows up to "
+                                     "it kept), or start over with everything cleared."),
     db: str | None = db_option(),
 ) -> None:
-    """Queue a failed or cancelled run again, from scratch."""
+    """Queue a failed or cancelled run again: from scratch, or from its checkpoint (--resume)."""
     with _errors():
-        _open_store(db, create=False).retry(run_id)
-    typer.echo(f"run {run_id}: queued again (attempt 1; the old attempts' data was cleared)")
+        info = _open_store(db, create=False).retry(run_id, resume=resume)
+    if info.checkpoint_iteration:
+        typer.echo(f"run {run_id}: queued again, resuming from its checkpoint at iteration "
+                   f"{info.checkpoint_iteration} (the rows after it were cleared)")
+    else:
+        typer.echo(f"run {run_id}: queued again from scratch (attempt 1; the old attempts' "
+                   "data was cleared)")
 
 
 @app.command("delete")
