@@ -511,6 +511,27 @@ def test_signals_warm_then_cold():
     assert w.stops.cold
 
 
+def test_stop_signals_count_warm_then_cold_and_restore_the_handlers():
+    # The helper behind dm worker, dm up and dm train: real signals to this process.
+    seen = []
+    before = signal.getsignal(signal.SIGTERM)
+    with StopSignals((signal.SIGTERM,), on_warm=lambda name: seen.append(("warm", name)),
+                     on_cold=lambda name: seen.append(("cold", name))) as stops:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stops.warm and not stops.cold
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stops.cold
+    assert seen == [("warm", "SIGTERM"), ("cold", "SIGTERM")]
+    assert signal.getsignal(signal.SIGTERM) is before
+    elsewhere = StopSignals()
+    thread = threading.Thread(target=elsewhere.install)  # not the main thread: no handlers
+    thread.start()
+    thread.join()
+    assert signal.getsignal(signal.SIGTERM) is before
+    elsewhere.request_warm()
+    assert elsewhere.warm and not elsewhere.cold
+
+
 # ---------------------------------------------------------------- dm worker subprocesses
 
 def start_worker(db_url: str, artifacts: Path, *args: str) -> subprocess.Popen:
