@@ -183,7 +183,7 @@ def fork_worker(store: Store, **options) -> multiprocessing.Process:
     """A worker process forked from this one: torch is already imported, so it starts in
     milliseconds instead of seconds (20 kills must not cost 20 interpreter start-ups). Its
     log goes to ``worker-*.log`` beside the artifacts (``worker_logs``)."""
-    store.dispose()  # no open database connection crosses the fork (PITFALLS.md 11)
+    store.dispose()  # no open database connection crosses the fork (docs/architecture.md, "SQLite locking")
     log_path = store.artifacts_dir.parent / f"worker-{time.monotonic_ns()}.log"
     proc = multiprocessing.get_context("fork").Process(
         target=_forked_worker, daemon=True,

@@ -15,7 +15,7 @@ The cluster listens on 127.0.0.1 only, with durability off (``fsync=off``): it e
 thrown away.
 
 As root (CI containers), ``initdb`` and ``postgres`` refuse to run: the cluster is made by the
-``postgres`` user through ``runuser``, in a directory chowned to it (PITFALLS.md 16). The
+``postgres`` user through ``runuser``, in a directory chowned to it (docs/architecture.md, "PostgreSQL in tests"). The
 binaries are found with ``pg_config --bindir``, then under ``/usr/lib/postgresql/*/bin``.
 
 Errors: ``PostgresUnavailable`` when this machine cannot start a server at all (no binaries,
