@@ -278,6 +278,9 @@ class Worker:
                     self._idle(self.poll)
                     continue
                 self.process(run)
+        for item in self.unrecorded:  # stopped before the database came back
+            log.error("run %d: %s could not be recorded before this worker stopped; another "
+                      "worker's reaper will re-queue it", item.run.id, item.outcome.kind)
         log.info("worker %s: stopped after %d run(s)", self.worker_id, self.processed)
         return self.processed
 
