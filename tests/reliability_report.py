@@ -175,7 +175,7 @@ def _issue_rows(entries: list[dict[str, Any]]) -> list[str]:
         cells = []
         for test in tests:
             runs = [e for e in entries if e["test"] == test or e["test"].startswith(test + "[")]
-            shown = ", ".join(f"{e['test'][len(test):] or 'run'} {e['outcome']}" for e in runs)
+            shown = ", ".join(f"{e['test'][len(test):]} {e['outcome']}".strip() for e in runs)
             cells.append(f"`{test.split('::', 1)[-1]}` ({shown or 'not in this report yet'})")
         lines.append(f"| {item} | {_cell(what)} | "
                      f"{'; '.join(cells) if cells else 'not listed yet (added with its fix)'} |")
