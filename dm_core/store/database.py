@@ -380,6 +380,9 @@ class Database:
             with self.engine.connect() as conn:
                 with conn.begin():
                     if self.dialect == "postgresql":
+                        # Alembic imports its scripts between statements: this transaction
+                        # may idle for a while without being frozen.
+                        conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
                         conn.execute(select(func.pg_advisory_xact_lock(PG_MIGRATION_LOCK)))
                     cfg.attributes["connection"] = conn
                     command.upgrade(cfg, "head")
