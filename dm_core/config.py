@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -126,10 +125,11 @@ class DatasetConfig(_Named):
             check_symmetric_rate(self.noise.rate, classes)
         if self.classes_per_batch is not None:
             if not self.balanced_sampler:
-                raise ValueError("dataset.classes_per_batch: needs dataset.balanced_sampler=true")
+                raise ConfigError.at("dataset.classes_per_batch", "needs dataset.balanced_sampler=true")
             if classes and self.classes_per_batch > classes:
-                raise ValueError(f"dataset.classes_per_batch: {self.classes_per_batch} is out of "
-                                 f"range; must be in [1, {classes}] ({self.name} has {classes} classes)")
+                raise ConfigError.at("dataset.classes_per_batch",
+                                     f"{self.classes_per_batch} is out of range; must be in "
+                                     f"[1, {classes}] ({self.name} has {classes} classes)")
         return self
 
     @classmethod
@@ -220,13 +220,13 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _schedule_within_run(self) -> RunConfig:
         if self.schedule.milestones and self.schedule.milestones[-1] > self.iterations:
-            raise ValueError(
-                f"schedule.milestones: {self.schedule.milestones[-1]} is after the last iteration "
+            raise ConfigError.at(
+                "schedule.milestones", f"{self.schedule.milestones[-1]} is after the last iteration "
                 f"({self.iterations}); milestones must be in [1, iterations]")
         per_batch = self.dataset.classes_per_batch
         if per_batch is not None and per_batch > self.batch_size:
-            raise ValueError(f"dataset.classes_per_batch: {per_batch} is out of range; must be in "
-                             f"[1, batch_size = {self.batch_size}]")
+            raise ConfigError.at("dataset.classes_per_batch", f"{per_batch} is out of range; must be "
+                                 f"in [1, batch_size = {self.batch_size}]")
         return self
 
     @classmethod
@@ -235,11 +235,11 @@ class RunConfig(_Strict):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as err:
-            raise ConfigError(_format_errors(err)) from None
+            raise ConfigError(errors=_config_errors(err)) from None
 
 
-def _format_errors(err: ValidationError) -> str:
-    """One line per error, each starting with the field's dotted path.
+def _config_errors(err: ValidationError) -> list[tuple[str, str]]:
+    """pydantic's errors → ``(field path, message)`` pairs, one per error.
 
     A number out of range, or of the wrong type, is reported with the field's whole allowed
     range, read from its constraints (pydantic itself names only the bound that was crossed):
@@ -247,47 +247,55 @@ def _format_errors(err: ValidationError) -> str:
     >>> try:
     ...     RunConfig.model_validate({"dataset": {"noise": {"kind": "symmetric", "rate": 1}}})
     ... except ConfigError as e:
-    ...     print(e)
-    dataset.noise.rate: must be in [0, 1) (got 1)
+    ...     print(e.errors)
+    [('dataset.noise.rate', 'must be in [0, 1) (got 1)')]
     >>> try:
     ...     RunConfig.model_validate({"batch_size": "many", "eval_every": 0})
     ... except ConfigError as e:
     ...     print(e)
     batch_size: must be an integer in [1, 65536] (got 'many'); eval_every: must be in [1, inf) (got 0)
     """
-    lines = []
+    pairs: list[tuple[str, str]] = []
     for e in err.errors():
         loc = [p for p in e["loc"] if not str(p).startswith("function-after")]
-        path = ".".join(str(p) for p in loc)
-        msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+        path = _dotted(loc)
         ctx = e.get("ctx") or {}
-        if isinstance(ctx.get("error"), ConfigError):
-            lines.append(str(ctx["error"]))
+        if isinstance(ctx.get("error"), ConfigError):  # a check that names its own fields
+            pairs += ctx["error"].errors
             continue
-        if msg.startswith(path + ":") or (path and msg.split(":", 1)[0].startswith(path.split(".")[0] + ".")):
-            lines.append(msg)
-            continue
-        if not path and _FIELD_PREFIX.match(msg):  # a whole-config check that names its field
-            lines.append(msg)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "value_error":
+            # A validator's plain ValueError: "field.path: message" names a field at or below
+            # the one pydantic reports; anything else is about the reported field itself.
+            named, text = ConfigError(msg).errors[0]
+            if named and (not path or named == path or named.startswith(path + ".")):
+                pairs.append((named, text))
+            else:
+                pairs.append((path, msg))
             continue
         if e["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key")
+            pairs.append((path, "unknown key"))
             continue
         got = f" (got {e.get('input')!r})"
         interval = _allowed_range(loc)
         if interval and e["type"] in _RANGE_ERRORS:
-            lines.append(f"{path}: must be in {interval}{got}")
+            pairs.append((path, f"must be in {interval}{got}"))
         elif interval and e["type"] in _NUMBER_TYPE_ERRORS:
             what = "an integer" if e["type"].startswith("int") else "a number"
-            lines.append(f"{path}: must be {what} in {interval}{got}")
+            pairs.append((path, f"must be {what} in {interval}{got}"))
         else:
-            lines.append(f"{path or 'config'}: {msg}{got}")
-    return "; ".join(lines)
+            pairs.append((path, f"{msg}{got}"))
+    return pairs
 
 
-_FIELD_PREFIX = re.compile(r"[a-z_]+(\.[a-z_]+)*: ")
+def _dotted(loc: list[Any]) -> str:
+    """``["model", "hidden", 1]`` → ``"model.hidden[1]"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 _NUMBER_TYPE_ERRORS = {"int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"}
 
@@ -356,16 +364,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     out = json.loads(json.dumps(data))
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
+            raise ConfigError.at("--set", f"{item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
         key, _, raw = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
-            raise ConfigError(f"--set {item!r}: empty key")
+            raise ConfigError.at("--set", f"{item!r}: empty key")
         node = out
         for p in parts[:-1]:
             child = node.setdefault(p, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {p} is not a section")
+                raise ConfigError.at("--set", f"{item!r}: {p} is not a section")
             node = child
         node[parts[-1]] = parse_value(raw.strip())
     return out
@@ -409,11 +417,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def _reject_non_finite(obj: Any, path: str) -> None:
     if isinstance(obj, float) and not math.isfinite(obj):
-        raise ConfigError(f"{path or 'config'}: must be a finite number (got {obj})")
+        raise ConfigError.at(path, f"must be a finite number (got {obj})")
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise ConfigError(f"{path or 'config'}: keys must be strings (got {k!r})")
+                raise ConfigError.at(path, f"keys must be strings (got {k!r})")
             _reject_non_finite(v, f"{path}.{k}" if path else k)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
@@ -427,16 +435,16 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
     [('loss.lam', [0, 0.5, 1]), ('loss.name', ['cce', 'dm'])]
     >>> parse_grid(["loss.beta=, ,"])
     Traceback (most recent call last):
-    dm_core.registry.ConfigError: --grid 'loss.beta=, ,': no values after '='; expected dotted.key=v1,v2,...
+    dm_core.registry.ConfigError: --grid: 'loss.beta=, ,': no values after '='; expected dotted.key=v1,v2,...
     """
     axes = []
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip() or not raw.strip():
-            raise ConfigError(f"--grid {item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
+            raise ConfigError.at("--grid", f"{item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
         values = [parse_value(v.strip()) for v in raw.split(",") if v.strip()]
         if not values:  # "loss.beta=," would be an empty product: no runs at all
-            raise ConfigError(f"--grid {item!r}: no values after '='; expected dotted.key=v1,v2,...")
+            raise ConfigError.at("--grid", f"{item!r}: no values after '='; expected dotted.key=v1,v2,...")
         axes.append((key.strip(), values))
     return axes
 
@@ -474,10 +482,10 @@ def comparison_configs(base: dict[str, Any], losses: list[str],
     [('cmp[cce]', 'cce', None), ('cmp[dm]', 'dm', 1.0)]
     >>> comparison_configs({}, ["cce", "hinge"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    dm_core.registry.ConfigError: hinge: loss.name: unknown name 'hinge'; allowed: cce, mae, ...
+    dm_core.registry.ConfigError: compare: hinge: loss.name: unknown name 'hinge'; allowed: cce, mae, ...
     """
     if not losses:
-        raise ConfigError("compare: choose at least one loss")
+        raise ConfigError.at("compare", "choose at least one loss")
     base = apply_overrides(base, overrides or [])
     own = (base.get("loss") or {}).get("name", LossConfig.model_fields["name"].default)
     configs, errors = [], []
@@ -487,7 +495,7 @@ def comparison_configs(base: dict[str, Any], losses: list[str],
             configs.append(parse_config({**base, "loss": loss,
                                          "name": f"{base.get('name') or 'run'}[{name}]"}))
         except ConfigError as err:
-            errors.append(f"{name}: {err}")
+            errors += [("compare", f"{name}: {line}") for line in err.lines()]
     if errors:
-        raise ConfigError("; ".join(errors))
+        raise ConfigError(errors=errors)
     return configs

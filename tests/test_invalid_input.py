@@ -191,3 +191,19 @@ def test_dm_submit_grid_strings_are_queued_whole_or_not_at_all(reliability, tmp_
     else:
         queued = json.loads(result.stdout.strip().splitlines()[-1])["runs"]
         assert len(Store(url).list_runs()) == len(queued) >= 1
+
+
+def test_dm_submit_lists_every_problem_on_its_own_line(tmp_path):
+    """Several bad fields: exit 2 and one `field: message` line per field, nothing stored."""
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(VALID))
+    db = tmp_path / "dm.sqlite"
+    result = CliRunner().invoke(app, ["submit", str(config), "--set", "batch_size=0",
+                                      "--set", "loss.lam=-2", "--set", "model.hidden=[4,0]"],
+                                env={"DM_DATABASE_URL": f"sqlite:///{db}"})
+    assert result.exit_code == 2, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert lines[0] == "error: invalid config (3 problems):"
+    assert sorted(line.split(":")[0] for line in lines[1:]) == [
+        "batch_size", "loss.lam", "model.hidden[1]"]
+    assert not db.exists()

@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from studio.cli._app import app
+from studio.cli._app import app, invalid_config_text
 
 # The run statuses (dm_core.store.RunStatus), spelt out so that ``dm --help`` needs no store.
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -65,7 +65,7 @@ def _errors() -> Iterator[None]:
     except RunNotFound as err:
         _fail(str(err))
     except ConfigError as err:
-        _fail(f"invalid config: {err}", 2)
+        _fail(invalid_config_text(err), 2)
     except StoreError as err:
         _fail(str(err))
     except ValueError as err:
@@ -112,7 +112,7 @@ def submit(
         else:
             configs = expand_grid(base, parse_grid(grid), set_)
     except ConfigError as err:
-        _fail(f"invalid config: {err}", 2)
+        _fail(invalid_config_text(err), 2)
     with _errors():
         result = _open_store(db).submit(configs, group=group, max_attempts=max_attempts)
     if json_out:
