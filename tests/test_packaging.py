@@ -99,6 +99,23 @@ def test_every_command_has_working_help():
         assert f"dm {name}" in result.output
 
 
+def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
+    """--status takes the store's RunStatus values; --what/--format what dm export writes. A
+    value outside them is refused by the option itself: exit 2, every allowed value listed."""
+    from dm_core.store import RunStatus
+
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    for status in RunStatus:
+        result = cli("runs", "--status", status.value, "--json", "--db", db)
+        assert result.exit_code == 0 and result.stdout.strip() == "[]", result.output
+    for argv, allowed in ((["runs", "--status", "done"], [s.value for s in RunStatus]),
+                          (["export", "1", "--what", "weights"], ["scalars", "histograms", "evals"]),
+                          (["export", "1", "--format", "xlsx"], ["csv", "parquet"])):
+        result = cli(*argv, "--db", db)
+        assert result.exit_code == 2, (argv, result.output)
+        assert all(f"'{value}'" in result.output for value in allowed), (argv, result.output)
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

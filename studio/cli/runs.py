@@ -14,12 +14,13 @@ invalid config or option, 1 for everything else (unknown run, refused transition
 ``dm export`` writes only inside the export root (``$DM_EXPORT_DIR``, else the current
 directory).
 
-The store (pandas, SQLAlchemy) and the worker (torch) are imported inside the commands, so
-``dm --help`` stays fast.
+The worker (torch) is imported inside its command, so ``dm --help`` stays fast; the store is
+imported here, because ``--status`` offers the store's own ``RunStatus`` values.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -34,12 +35,25 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dm_core.registry import ConfigError
+from dm_core.store import RunNotFound, RunStatus, Store, StoreError
 from studio.cli._app import app, invalid_config_text
 
-# The run statuses (dm_core.store.RunStatus), spelt out so that ``dm --help`` needs no store.
-STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
-WHAT = ("scalars", "histograms", "evals")
-FORMATS = ("csv", "parquet")
+STATUSES = tuple(s.value for s in RunStatus)
+
+
+class ExportTable(enum.StrEnum):
+    """What ``dm export`` writes."""
+
+    SCALARS = "scalars"
+    HISTOGRAMS = "histograms"
+    EVALS = "evals"
+
+
+class ExportFormat(enum.StrEnum):
+    CSV = "csv"
+    PARQUET = "parquet"
+
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -57,9 +71,6 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def _errors() -> Iterator[None]:
     """One clear line instead of a traceback for every error a user can cause."""
-    from dm_core.registry import ConfigError
-    from dm_core.store import RunNotFound, StoreError
-
     try:
         yield
     except RunNotFound as err:
@@ -72,9 +83,7 @@ def _errors() -> Iterator[None]:
         _fail(str(err), 2)
 
 
-def _open_store(db: str | None, artifacts: Path | None = None):
-    from dm_core.store import Store
-
+def _open_store(db: str | None, artifacts: Path | None = None) -> Store:
     return Store(db, artifacts)
 
 
@@ -97,7 +106,6 @@ def submit(
 ) -> None:
     """Queue one run, a grid of runs, or a method comparison, for the workers."""
     from dm_core.config import comparison_configs, expand_grid, parse_grid, read_config_file
-    from dm_core.registry import ConfigError
 
     if compare is not None and grid:
         _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)
@@ -126,12 +134,6 @@ def submit(
 
 # ---------------------------------------------------------------- runs and show
 
-def _check_status(value: str | None) -> str | None:
-    if value is not None and value not in STATUSES:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(STATUSES)}")
-    return value
-
-
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "-"
@@ -142,14 +144,13 @@ def _ago(when: datetime | None, now: datetime) -> str:
     return f"{seconds:.0f}s ago"
 
 
-STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-                "cancelled": "magenta"}
+STATUS_STYLE = {RunStatus.QUEUED: "cyan", RunStatus.RUNNING: "yellow", RunStatus.SUCCEEDED: "green",
+                RunStatus.FAILED: "red", RunStatus.CANCELLED: "magenta"}
 
 
 @app.command("runs")
 def runs(
-    status: str | None = typer.Option(None, "--status", callback=_check_status,
-                                      help="Only runs in this status: " + ", ".join(STATUSES) + "."),
+    status: RunStatus | None = typer.Option(None, "--status", help="Only runs in this status."),
     group: str | None = typer.Option(None, "--group", help="Only runs of this group."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many (newest first)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of run objects."),
@@ -329,8 +330,8 @@ def _histograms_frame(series) -> Any:
 @app.command("export")
 def export(
     run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
-    what: str = typer.Option("scalars", "--what", help="scalars, histograms or evals."),
-    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    what: ExportTable = typer.Option(ExportTable.SCALARS, "--what", help="What to write."),
+    fmt: ExportFormat = typer.Option(ExportFormat.CSV, "--format", help="The file format."),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="Output file (default: run-<RUN>-<what>.<format>), "
                                             "relative to --out-dir. It must lie inside the "
@@ -342,10 +343,6 @@ def export(
     db: str | None = db_option(),
 ) -> None:
     """Write a run's scalars, histograms or evals to CSV or Parquet."""
-    if what not in WHAT:
-        _fail(f"--what {what!r}: must be one of {', '.join(WHAT)}", 2)
-    if fmt not in FORMATS:
-        _fail(f"--format {fmt!r}: must be one of {', '.join(FORMATS)}", 2)
     with _errors():
         target = _output_path(run_id, what, fmt, output, out_dir)
         store = _open_store(db)
@@ -390,7 +387,6 @@ def worker(
     # Alembic logs its plugin set-up and migration context at INFO on every start: noise in a
     # worker's log, where only the worker's own lines and real problems belong.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from dm_core.registry import ConfigError
 
     with _errors():
         from workers.worker import Worker
