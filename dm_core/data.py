@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from dm_core.noise import corrupt_labels
 from dm_core.registry import ConfigError, Param, Registry
@@ -55,26 +54,6 @@ class DataBundle:
     class_names: list[str]
     augment: bool
     actual_noise_rate: float
-
-    def train_dataset(self) -> Dataset:
-        """Items ``(x, noisy_label, index)``: the index says whether the example is corrupted."""
-        return IndexedTensorDataset(self.x_train, self.y_train)
-
-    def test_dataset(self) -> Dataset:
-        return IndexedTensorDataset(self.x_test, self.y_test)
-
-
-class IndexedTensorDataset(Dataset):
-    """``(x[i], y[i], i)`` for use in any PyTorch loop with a DataLoader."""
-
-    def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        self.x, self.y = x, y
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        return self.x[i], self.y[i], i
 
 
 @dataclass
