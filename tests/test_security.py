@@ -215,14 +215,14 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
 
 def test_dm_up_passes_the_database_url_in_the_environment_not_the_command_line(tmp_path):
     """Command lines are readable by every user of the machine (ps, /proc/*/cmdline)."""
-    from studio.cli import up as up_module
+    from studio import supervisor
 
-    assert "--db" in up_module._worker_options()  # the option exists, and is not used
-    children = up_module._worker_children(2, 0, DEAD_URL, tmp_path, {"PATH": "/bin"})
+    assert "--db" in cli("worker", "--help").output  # the option exists, and is not used
+    children = supervisor.worker_children(2, 0, DEAD_URL, tmp_path, {"PATH": "/bin"})
     for child in children:
         assert not any(SECRET in arg for arg in child.argv), child.argv
         assert child.env["DM_DATABASE_URL"] == DEAD_URL
-    argv = up_module._streamlit_argv(ROOT / "app" / "streamlit_app.py", "127.0.0.1", 8501)
+    argv = supervisor.streamlit_argv(ROOT / "app" / "streamlit_app.py", "127.0.0.1", 8501)
     assert not any(SECRET in arg for arg in argv)
 
 
@@ -283,6 +283,7 @@ class _StopBeforeChildren(Exception):
 def up_here(tmp_path, monkeypatch):
     """``dm up`` run in-process in ``tmp_path`` (no global secrets), stopped just before it
     starts any child; returns a function writing ``.streamlit/secrets.toml``."""
+    from studio import supervisor
     from studio.cli import up as up_module
 
     script = tmp_path / "app" / "streamlit_app.py"
@@ -297,7 +298,7 @@ def up_here(tmp_path, monkeypatch):
     def stop(self):
         raise _StopBeforeChildren
 
-    monkeypatch.setattr(up_module._Child, "start", stop)
+    monkeypatch.setattr(supervisor.Child, "start", stop)
 
     def secrets(text: str) -> None:
         (tmp_path / ".streamlit").mkdir(exist_ok=True)
