@@ -27,12 +27,24 @@ import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dm_core.bounded_load import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_DEPTH,
+    MAX_CONFIG_NODES,
+    check_extent,
+    load_json,
+    load_yaml,
+)
 from dm_core.registry import ConfigError
+
+# One submit (a grid, a comparison) queues at most this many runs.
+MAX_RUNS_PER_SUBMIT = 1000
 
 __all__ = [
     "ConfigError", "RunConfig", "DatasetConfig", "NoiseConfig", "ModelConfig", "LossConfig",
     "OptimizerConfig", "ScheduleConfig", "load_config", "parse_config", "apply_overrides",
-    "expand_grid", "parse_grid", "parse_value", "comparison_configs",
+    "expand_grid", "parse_grid", "parse_value", "comparison_configs", "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "MAX_RUNS_PER_SUBMIT",
 ]
 
 
@@ -276,6 +288,11 @@ def _config_errors(err: ValidationError) -> list[tuple[str, str]]:
         if e["type"] == "extra_forbidden":
             pairs.append((path, "unknown key"))
             continue
+        if e["type"] == "string_too_long":  # the text itself may be long: show its start
+            text = str(e.get("input"))
+            pairs.append((path, f"{len(text)} characters ({text[:24]!r}...); at most "
+                                f"{ctx['max_length']} characters"))
+            continue
         got = f" (got {e.get('input')!r})"
         interval = _allowed_range(loc)
         if interval and e["type"] in _RANGE_ERRORS:
@@ -336,14 +353,15 @@ def _number(x: float) -> str:
 
 # ---------------------------------------------------------------- loading and overrides
 
-def parse_value(text: str) -> Any:
-    """Parse an override value as YAML (``1e-3`` → float, ``[1,2]`` → list, ``true`` → bool).
+def parse_value(text: str, path: str = "--set", prefix: str = "") -> Any:
+    """Parse an override value as YAML (``1e-3`` → float, ``[1,2]`` → list, ``true`` → bool),
+    within the bounds of ``dm_core.bounded_load`` (a refusal is a ConfigError at ``path``).
 
     >>> parse_value("1e-3"), parse_value("[256, 256]"), parse_value("sgd")
     (0.001, [256, 256], 'sgd')
     """
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, path, prefix)
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
@@ -361,6 +379,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     >>> apply_overrides({"loss": {"name": "dm"}}, ["loss.lam=2", "seed=7"])
     {'loss': {'name': 'dm', 'lam': 2}, 'seed': 7}
     """
+    check_extent(data, "", "config: ")
     out = json.loads(json.dumps(data))
     for item in overrides:
         if "=" not in item:
@@ -375,7 +394,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             if not isinstance(child, dict):
                 raise ConfigError.at("--set", f"{item!r}: {p} is not a section")
             node = child
-        node[parts[-1]] = parse_value(raw.strip())
+        node[parts[-1]] = parse_value(raw.strip(), "--set", f"{key.strip()}: ")
     return out
 
 
@@ -384,14 +403,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
+    where = f"config file {str(p)!r}: "
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:  # refused before it is read into memory
+            raise ConfigError.at("", f"{where}{size} bytes; at most {MAX_CONFIG_BYTES} bytes")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (is it a binary file?)") from None
     except OSError as err:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror}") from None
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = load_json(text, "", where) if p.suffix.lower() == ".json" else load_yaml(text, "", where)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"config file {str(p)!r} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {err}") from None
     if data is None:
@@ -403,6 +426,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def parse_config(data: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
     """Validate a dict (plus overrides) into a RunConfig."""
+    check_extent(data, "", "config: ")
     _reject_non_finite(data, "")
     merged = apply_overrides(data, overrides or [])
     _reject_non_finite(merged, "")
@@ -442,7 +466,7 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip() or not raw.strip():
             raise ConfigError.at("--grid", f"{item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
-        values = [parse_value(v.strip()) for v in raw.split(",") if v.strip()]
+        values = [parse_value(v.strip(), "--grid", f"{key.strip()}: ") for v in raw.split(",") if v.strip()]
         if not values:  # "loss.beta=," would be an empty product: no runs at all
             raise ConfigError.at("--grid", f"{item!r}: no values after '='; expected dotted.key=v1,v2,...")
         axes.append((key.strip(), values))
@@ -453,20 +477,30 @@ def expand_grid(base: dict[str, Any], grid: list[tuple[str, list[Any]]] | list[s
                 overrides: list[str] | None = None) -> list[RunConfig]:
     """The cartesian product of grid axes over a base config; every point validated.
 
-    Each run's name gets the grid point appended (``name[loss.lam=1,loss.beta=8]``).
+    Each run's name gets the grid point appended (``name[loss.lam=1,loss.beta=8]``), and is
+    validated with it. A grid of more than ``MAX_RUNS_PER_SUBMIT`` points is refused before
+    any point is built.
+
+    >>> expand_grid({}, ["seed=" + ",".join(map(str, range(40))), "loss.lam=" + "0," * 30])
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: --grid: 1200 runs (40 × 30 values); at most 1000 runs per submit: split the grid
     """
     if grid and isinstance(grid[0], str):
         grid = parse_grid(grid)  # type: ignore[arg-type]
+    sizes = [len(vals) for _, vals in grid]  # type: ignore[misc]
+    if math.prod(sizes) > MAX_RUNS_PER_SUBMIT:
+        raise ConfigError.at("--grid", f"{math.prod(sizes)} runs ({' × '.join(map(str, sizes))} "
+                                       f"values); at most {MAX_RUNS_PER_SUBMIT} runs per submit: "
+                                       "split the grid")
     base = apply_overrides(base, overrides or [])
     keys = [k for k, _ in grid]  # type: ignore[misc]
     configs = []
     for point in itertools.product(*[vals for _, vals in grid]):  # type: ignore[misc]
-        sets = [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)]
-        cfg = parse_config(base, sets)
-        if keys:
-            label = ",".join(f"{k}={v}" for k, v in zip(keys, point, strict=True))
-            cfg = cfg.model_copy(update={"name": f"{cfg.name}[{label}]"})
-        configs.append(cfg)
+        data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)])
+        name = data.get("name", RunConfig.model_fields["name"].default)
+        if keys and isinstance(name, str):
+            data["name"] = f"{name}[{','.join(f'{k}={v}' for k, v in zip(keys, point, strict=True))}]"
+        configs.append(parse_config(data))
     return configs
 
 
@@ -486,6 +520,8 @@ def comparison_configs(base: dict[str, Any], losses: list[str],
     """
     if not losses:
         raise ConfigError.at("compare", "choose at least one loss")
+    if len(losses) > MAX_RUNS_PER_SUBMIT:
+        raise ConfigError.at("compare", f"{len(losses)} runs; at most {MAX_RUNS_PER_SUBMIT} runs per submit")
     base = apply_overrides(base, overrides or [])
     own = (base.get("loss") or {}).get("name", LossConfig.model_fields["name"].default)
     configs, errors = [], []
