@@ -24,6 +24,7 @@ import streamlit as st
 import yaml
 from pydantic.fields import FieldInfo
 
+from dm_core.bounded_load import load_yaml
 from dm_core.registry import ConfigError, Param
 
 __all__ = [
@@ -122,19 +123,24 @@ def format_list(value: Any) -> str:
 
 
 def parse_list_text(text: str) -> Any:
-    """``"256, 256"`` → ``[256, 256]``; ``""`` → ``[]``; anything YAML can read as a list.
+    """``"256, 256"`` → ``[256, 256]``; ``""`` → ``[]``; anything YAML can read as a list,
+    within the bounds every config input has (``dm_core.bounded_load``: size, nesting,
+    aliases), so a text field cannot make the server expand a YAML bomb.
 
     Raises ``ValueError`` with a short reason when the text is not a list.
 
     >>> parse_list_text("256, 256"), parse_list_text(""), parse_list_text("[[1, 0], [0, 1]]")
     ([256, 256], [], [[1, 0], [0, 1]])
+    >>> parse_list_text("[" * 40 + "]" * 40)
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: nested more than 32 levels deep
     """
     text = (text or "").strip()
     if not text:
         return []
     source = text if text.startswith("[") else f"[{text}]"
     try:
-        value = yaml.safe_load(source)
+        value = load_yaml(source, "")
     except yaml.YAMLError:
         raise ValueError(f"cannot read {text!r} as a comma-separated list") from None
     if not isinstance(value, list):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_app_support import app_db_fixture  # noqa: F401
 from test_packaging import free_port
 from typer.testing import CliRunner
 
@@ -439,3 +440,41 @@ def test_no_warning_without_a_password_on_the_command_line(tmp_path):
 def test_dm_up_warns_about_a_password_in_db(up_here):
     result = runner.invoke(app, ["up", "--no-workers", "--port", str(free_port()), "--db", DEAD_URL])
     assert DB_WARNING in result.stderr and SECRET not in result.output
+
+
+# ---------------------------------------------------------------- the Launch form's text fields (issue 14 K)
+
+# A YAML alias bomb in flow style, as it can be typed into one text field: 9**9 strings.
+FLOW_ALIAS_BOMB = "[" + ", ".join(
+    ["&a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    + [f"&{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]) + "]"
+
+
+@pytest.mark.parametrize(("key", "path", "text", "reason"), [
+    ("L.model.mlp.hidden", "model.hidden", FLOW_ALIAS_BOMB, "values once its aliases are expanded"),
+    ("L.model.mlp.hidden", "model.hidden", "[" * 20_000 + "]" * 20_000, "levels deep"),
+    ("L.dataset.noise.asymmetric.transition", "dataset.noise.transition", FLOW_ALIAS_BOMB,
+     "values once its aliases are expanded"),
+], ids=["hidden-alias-bomb", "hidden-deep", "transition-alias-bomb"])
+def test_launch_form_refuses_hostile_yaml_in_its_text_fields(app_db, key, path, text, reason):
+    """What a text field of the Launch form holds is read with the same bounds as a config
+    file: the error is under that field, nothing is queued, and the page keeps working."""
+    from streamlit.testing.v1 import AppTest
+    from test_app_support import APP, TIMEOUT, errors_under
+
+    at = AppTest.from_file(APP.format("launch"), default_timeout=TIMEOUT).run()
+    if "asymmetric" in key:
+        at.selectbox(key="L.dataset.noise.kind").set_value("asymmetric").run()
+    widget = at.text_area(key=key) if "transition" in key else at.text_input(key=key)
+    widget.input(text).run()
+    assert not at.exception, at.exception
+    messages = errors_under(at, key)
+    assert messages and all(m.startswith(f"{path}: ") and reason in m for m in messages), messages
+    at.button(key="L.queue").click().run()
+    assert any("Nothing queued" in e.value for e in at.error)
+    assert Store(app_db).list_runs() == []
+    # Back to a valid value (digits has 10 classes): no error left behind.
+    valid = str(np.eye(10).tolist()) if "transition" in key else "32"
+    widget = at.text_area(key=key) if "transition" in key else at.text_input(key=key)
+    widget.input(valid).run()
+    assert not errors_under(at, key) and not at.exception
