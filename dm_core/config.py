@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,8 +45,39 @@ __all__ = [
     "ConfigError", "RunConfig", "DatasetConfig", "NoiseConfig", "ModelConfig", "LossConfig",
     "OptimizerConfig", "ScheduleConfig", "load_config", "parse_config", "apply_overrides",
     "expand_grid", "parse_grid", "parse_value", "comparison_configs", "MAX_CONFIG_BYTES",
-    "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "MAX_RUNS_PER_SUBMIT",
+    "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "MAX_RUNS_PER_SUBMIT", "check_name", "visible_controls",
 ]
+
+
+# Characters that move the cursor, clear the screen, ring the bell or reorder the text around
+# them when printed: C0 and C1 controls, DEL, line and paragraph separators, and the
+# bidirectional embeddings, overrides and isolates.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    r"""``text`` with each control character spelt out as its escape, for a terminal.
+
+    >>> print(visible_controls("run\x1b[2J\u202e"))
+    run\x1b[2J\u202e
+    """
+    return _CONTROL_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def check_name(value: str, path: str) -> str:
+    r"""A run or group name: printable text only (it is shown in terminals and on pages).
+
+    >>> check_name("dm λ=1", "name")
+    'dm λ=1'
+    >>> check_name("a\x00b", "--group")
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: --group: must not contain control characters (found \x00 at position 1)
+    """
+    bad = _CONTROL_CHARACTERS.search(value)
+    if bad:
+        raise ConfigError.at(path, f"must not contain control characters (found "
+                                   f"{visible_controls(bad.group())} at position {bad.start()})")
+    return value
 
 
 class _Strict(BaseModel):
@@ -221,6 +253,11 @@ class RunConfig(_Strict):
     # A healthy classifier's logits stay in the tens; a run whose logits pass a thousand has
     # blown up even when nothing overflowed (DN bounds each step, so DM climbs there slowly).
     max_logit: float = Field(1e3, gt=0, description="stop as diverged when any |logit| exceeds this")
+
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        return check_name(v, "name")
 
     @field_validator("device")
     @classmethod

@@ -478,3 +478,68 @@ def test_launch_form_refuses_hostile_yaml_in_its_text_fields(app_db, key, path, 
     widget = at.text_area(key=key) if "transition" in key else at.text_input(key=key)
     widget.input(valid).run()
     assert not errors_under(at, key) and not at.exception
+
+
+# ---------------------------------------------------------------- control characters in names (issue 14 G)
+
+CONTROLS = ["\x1b[2J", "\x1b]0;pwned\x07", "\x00", "\x08", "\r", "\n", "\x7f", "\x9b", "\u202e"]
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=[repr(c) for c in CONTROLS])
+def test_control_characters_in_run_names_are_refused(control):
+    from dm_core.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": f"run{control}x"})
+    [(path, message)] = err.value.errors
+    assert path == "name" and "control character" in message
+    assert repr(control[0]).strip("'") in message  # which one, spelt visibly
+    assert control[0] not in message
+
+
+def test_dm_submit_refuses_control_characters_in_names_and_groups(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text('{"name": "a\\u001b[31mred", "dataset": {"name": "digits"}}')
+    db = tmp_path / "dm.sqlite"
+    env = {"DM_DATABASE_URL": f"sqlite:///{db}"}
+    result = cli("submit", str(config), env=env)
+    assert result.exit_code == 2 and "name" in result.output and "\\x1b" in result.output
+    config.write_text('{"name": "fine", "dataset": {"name": "digits"}}')
+    result = cli("submit", str(config), "--group", "g\x00rp", env=env)
+    assert result.exit_code == 2 and "--group" in result.output and "\\x00" in result.output
+    assert "\x00" not in result.output and "\x1b" not in result.output
+    assert not db.exists()
+
+
+def test_dm_runs_and_show_escape_control_characters_of_stored_rows(tmp_path):
+    """Rows written before names were checked are shown with their control characters
+    spelt out (\\x1b), never sent raw to the terminal."""
+    import sqlalchemy as sa
+
+    from dm_core.config import parse_config
+
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    [run_id] = store.submit([parse_config({"name": "old"})], group="g").run_ids
+    evil = "old\x1b]0;pwned\x07\x1b[2J\x00\u202e"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE runs SET name = :n, group_id = :n, device = :n WHERE id = :i"),
+                     {"n": evil, "i": run_id})
+    store.dispose()
+    for args in (["runs"], ["show", str(run_id)]):
+        result = cli(*args, "--db", url)
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.output for c in "\x1b\x07\x00\u202e"), (args, repr(result.output))
+        assert "\\x1b" in result.output and "\\u202e" in result.output, (args, result.output)
+
+
+def test_launch_refuses_a_group_name_with_control_characters(app_db):
+    from streamlit.testing.v1 import AppTest
+    from test_app_support import APP, TIMEOUT
+
+    at = AppTest.from_file(APP.format("launch"), default_timeout=TIMEOUT).run()
+    at.text_input(key="L.group").input("g\x1b[2Jrp").run()
+    at.button(key="L.queue").click().run()
+    assert not at.exception
+    assert any("Nothing queued" in e.value and "\\x1b" in e.value for e in at.error), at.error
+    assert Store(app_db).list_runs() == []

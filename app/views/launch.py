@@ -38,6 +38,7 @@ from dm_core.config import (
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
+    check_name,
     comparison_configs,
     expand_grid,
     parse_config,
@@ -373,7 +374,7 @@ if clicked:
         st.error("Nothing queued: fix the errors above first.")
     else:
         try:
-            result = store().submit(configs, group=group.strip() or None)
+            result = store().submit(configs, group=check_name(group.strip(), "group") or None)
         except (StoreError, ValueError) as err:
             st.error(f"Nothing queued: {err}")
         else:

@@ -35,6 +35,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from dm_core.config import (
+    check_name,
+    comparison_configs,
+    expand_grid,
+    parse_grid,
+    read_config_file,
+    visible_controls,
+)
 from dm_core.registry import ConfigError
 from dm_core.store import RunNotFound, RunStatus, Store, StoreError
 from studio.cli._app import app, invalid_config_text
@@ -105,12 +113,12 @@ def submit(
     db: str | None = db_option(),
 ) -> None:
     """Queue one run, a grid of runs, or a method comparison, for the workers."""
-    from dm_core.config import comparison_configs, expand_grid, parse_grid, read_config_file
-
     if compare is not None and grid:
         _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)
     # Everything is validated before anything is stored: one bad grid point queues nothing.
     try:
+        if group is not None:
+            check_name(group, "--group")
         base = read_config_file(config)
         if compare is not None:
             losses = [name.strip() for name in compare.split(",") if name.strip()]
@@ -133,6 +141,12 @@ def submit(
 
 
 # ---------------------------------------------------------------- runs and show
+
+def _text(value: str) -> str:
+    """Stored text (a name, a group) as table markup: control characters spelt out (rows
+    from before names were checked may hold them), rich markup escaped."""
+    return escape(visible_controls(value))
+
 
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
@@ -177,11 +191,11 @@ def runs(
         progress = f"{i.iteration}/{i.total_iterations or '?'}"
         status_text = str(i.status) + (" (cancelling)" if i.cancel_requested and
                                        i.status == "running" else "")
-        table.add_row(str(i.id), escape(i.name), escape(i.group),
+        table.add_row(str(i.id), _text(i.name), _text(i.group),
                       f"[{STATUS_STYLE.get(i.status, 'white')}]{status_text}[/]",
                       f"{i.attempt}/{i.max_attempts}", progress,
                       "-" if i.last_test_acc is None else f"{i.last_test_acc:.4f}",
-                      escape(i.device or "-"), _ago(i.heartbeat_at, now) if i.status == "running" else "-")
+                      _text(i.device or "-"), _ago(i.heartbeat_at, now) if i.status == "running" else "-")
     Console().print(table)
 
 
@@ -198,7 +212,7 @@ def show(
         typer.echo(json.dumps(info.to_dict()))
         return
     out = Console(highlight=False)
-    out.print(f"[bold]run {info.id}[/bold]  {escape(info.name)}")
+    out.print(f"[bold]run {info.id}[/bold]  {_text(info.name)}")
     rows = [("group", info.group), ("status", str(info.status) + (" (cancel requested)"
                                                                    if info.cancel_requested else "")),
             ("attempt", f"{info.attempt} of {info.max_attempts}"
@@ -212,15 +226,15 @@ def show(
         value = getattr(info, key)
         rows.append((key.replace("_at", ""), value.isoformat(timespec="seconds") if value else "-"))
     for key, value in rows:
-        out.print(f"  {key:<11} {value}", markup=False)
+        out.print(f"  {key:<11} {visible_controls(str(value))}", markup=False)
     if info.error:
-        out.print(f"  {'error':<11} {info.error}", markup=False, style="red")
+        out.print(f"  {'error':<11} {visible_controls(info.error)}", markup=False, style="red")
     if info.summary:
         out.print("  summary")
         for key, value in info.summary.items():
             if value is not None and not isinstance(value, dict):
                 out.print(f"    {key:<22} {value:.4f}" if isinstance(value, float)
-                          else f"    {key:<22} {value}", markup=False)
+                          else f"    {key:<22} {visible_controls(str(value))}", markup=False)
     out.print("  config", json.dumps(info.config, indent=1).replace("\n", "\n  "), markup=False)
 
 
