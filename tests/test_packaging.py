@@ -117,6 +117,71 @@ def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
         assert all(f"'{value}'" in result.output for value in allowed), (argv, result.output)
 
 
+# ---------------------------------------------------------------- dm runs in a terminal
+
+ALL_RUN_COLUMNS = ("id", "name", "group", "status", "attempt", "progress", "test acc", "device",
+                   "heartbeat")
+
+
+@pytest.fixture
+def listed_runs(tmp_path):
+    """Three runs (one running with a long name, one queued, one cancelled) and the database URL."""
+    from dm_core.config import parse_config
+    from dm_core.store import Store
+
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    long_name = "digits-symmetric-40-dm[loss.lam=0.5,loss.beta=12,optimizer.lr=0.05]"
+    ids = store.submit([parse_config({"name": n}) for n in (long_name, "short", "gone")],
+                       group="a-rather-long-group-name-20261204").run_ids
+    store.claim("worker-1", "cuda:0")
+    store.cancel(ids[2])
+    store.dispose()
+    return url, ids, long_name
+
+
+def _runs_at(columns: int, url: str, *args: str):
+    result = runner.invoke(app, ["runs", "--db", url, *args],
+                           env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_dm_runs_fits_the_terminal(listed_runs, columns):
+    """At 80 (and 60) columns every line fits; the id, status and progress of each run are
+    whole; the name is shortened (…), not the key columns; what is left out is said."""
+    url, ids, long_name = listed_runs
+    out = _runs_at(columns, url)
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines), out
+    header = lines[0].split()
+    for key in ("id", "status", "progress", "name"):
+        assert key in header, out
+    rows = {int(line.split()[0]): line for line in lines if line.split() and line.split()[0].isdigit()}
+    assert set(rows) == set(ids), out
+    assert "running" in rows[ids[0]] and "0/1000" in rows[ids[0]]
+    assert "queued" in rows[ids[1]] and "short" in rows[ids[1]]
+    assert "cancelled" in rows[ids[2]]
+    assert long_name not in out and "…" in rows[ids[0]]  # shortened to fit
+    assert "--wide" in out  # the columns left out are named, with how to see them
+
+
+def test_dm_runs_wide_shows_every_column_whole(listed_runs):
+    url, ids, long_name = listed_runs
+    out = _runs_at(80, url, "--wide")
+    assert out.splitlines()[0].split() == ["id", "name", "group", "status", "attempt", "progress",
+                                           "test", "acc", "device", "heartbeat"]
+    assert long_name in out and "a-rather-long-group-name-20261204" in out and "cuda:0" in out
+    assert "…" not in out
+
+
+def test_dm_runs_in_a_wide_terminal_needs_no_wide(listed_runs):
+    url, _, long_name = listed_runs
+    out = _runs_at(250, url)
+    assert long_name in out and "cuda:0" in out and "--wide" not in out
+
+
 # ---------------------------------------------------------------- Dockerfile
 
 def dockerfile_instructions() -> list[tuple[str, str]]:

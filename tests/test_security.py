@@ -526,7 +526,7 @@ def test_dm_runs_and_show_escape_control_characters_of_stored_rows(tmp_path):
         conn.execute(sa.text("UPDATE runs SET name = :n, group_id = :n, device = :n WHERE id = :i"),
                      {"n": evil, "i": run_id})
     store.dispose()
-    for args in (["runs"], ["show", str(run_id)]):
+    for args in (["runs"], ["runs", "--wide"], ["show", str(run_id)]):
         result = cli(*args, "--db", url)
         assert result.exit_code == 0, result.output
         assert not any(c in result.output for c in "\x1b\x07\x00\u202e"), (args, repr(result.output))

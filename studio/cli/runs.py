@@ -31,9 +31,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from dm_core.config import (
     check_name,
@@ -142,12 +145,6 @@ def submit(
 
 # ---------------------------------------------------------------- runs and show
 
-def _text(value: str) -> str:
-    """Stored text (a name, a group) as table markup: control characters spelt out (rows
-    from before names were checked may hold them), rich markup escaped."""
-    return escape(visible_controls(value))
-
-
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "-"
@@ -162,11 +159,76 @@ STATUS_STYLE = {RunStatus.QUEUED: "cyan", RunStatus.RUNNING: "yellow", RunStatus
                 RunStatus.FAILED: "red", RunStatus.CANCELLED: "magenta"}
 
 
+# The columns of ``dm runs`` in display order, and the order in which they are kept when the
+# terminal is narrow: id, status and progress always; the name shrinks (…) before anything
+# after it is dropped; ``--wide`` shows them all, whole.
+RUN_COLUMNS = (("id", "right"), ("name", "left"), ("group", "left"), ("status", "left"),
+               ("attempt", "right"), ("progress", "right"), ("test acc", "right"),
+               ("device", "left"), ("heartbeat", "right"))
+KEPT_FIRST = ("id", "status", "progress", "name", "test acc", "heartbeat", "attempt", "group",
+              "device")
+ALWAYS_KEPT = ("id", "status", "progress", "name")
+NAME_MIN_WIDTH = 16
+COLUMN_GAP = 3  # a space of padding either side of the (blank) column rule
+
+
+def _run_cells(info: Any, now: datetime) -> dict[str, Text]:
+    """One row of ``dm runs`` as plain text cells (stored text with its controls spelt out)."""
+    status = str(info.status) + (" (cancelling)" if info.cancel_requested
+                                 and info.status == RunStatus.RUNNING else "")
+    return {
+        "id": Text(str(info.id)),
+        "name": Text(visible_controls(info.name)),
+        "group": Text(visible_controls(info.group)),
+        "status": Text(status, style=STATUS_STYLE.get(info.status, "white")),
+        "attempt": Text(f"{info.attempt}/{info.max_attempts}"),
+        "progress": Text(f"{info.iteration}/{info.total_iterations or '?'}"),
+        "test acc": Text("-" if info.last_test_acc is None else f"{info.last_test_acc:.4f}"),
+        "device": Text(visible_controls(info.device or "-")),
+        "heartbeat": Text(_ago(info.heartbeat_at, now) if info.status == RunStatus.RUNNING else "-"),
+    }
+
+
+def _fit_columns(rows: list[dict[str, Text]], width: int | None) -> tuple[list[str], int, int]:
+    """The columns to show within ``width`` terminal cells (all of them, whole, when None),
+    in ``KEPT_FIRST`` order until one does not fit; the width left for the name; the
+    table's width."""
+    natural = {c: max([cell_len(c), *(r[c].cell_len for r in rows)]) for c, _ in RUN_COLUMNS}
+    if width is None:
+        total = sum(natural.values()) + COLUMN_GAP * (len(natural) - 1)
+        return [c for c, _ in RUN_COLUMNS], natural["name"], total
+    shown: list[str] = []
+    for column in KEPT_FIRST:
+        need = min(natural[column], NAME_MIN_WIDTH) if column == "name" else natural[column]
+        used = sum(natural[c] for c in shown if c != "name") + COLUMN_GAP * len(shown)
+        used += min(natural["name"], NAME_MIN_WIDTH) if "name" in shown else 0
+        if column not in ALWAYS_KEPT and used + need > width:
+            break
+        shown.append(column)
+    others = sum(natural[c] for c in shown if c != "name") + COLUMN_GAP * (len(shown) - 1)
+    name_width = min(natural["name"], max(NAME_MIN_WIDTH, width - others))
+    return [c for c, _ in RUN_COLUMNS if c in shown], name_width, others + name_width
+
+
+def _runs_table(rows: list[dict[str, Text]], columns: list[str], name_width: int) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column, justify in RUN_COLUMNS:
+        if column in columns:
+            table.add_column(column, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                             overflow="ellipsis" if column == "name" else "fold",
+                             width=name_width if column == "name" else None)
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    return table
+
+
 @app.command("runs")
 def runs(
     status: RunStatus | None = typer.Option(None, "--status", help="Only runs in this status."),
     group: str | None = typer.Option(None, "--group", help="Only runs of this group."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many (newest first)."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, whole, however wide the "
+                                                    "terminal (default: what fits)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of run objects."),
     db: str | None = db_option(),
 ) -> None:
@@ -182,21 +244,17 @@ def runs(
         typer.echo("no runs" + (f" with status {status}" if status else "") + "; queue some with "
                    "`dm submit CONFIG`")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for column, justify in (("id", "right"), ("name", "left"), ("group", "left"),
-                            ("status", "left"), ("attempt", "right"), ("progress", "right"),
-                            ("test acc", "right"), ("device", "left"), ("heartbeat", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for i in infos:
-        progress = f"{i.iteration}/{i.total_iterations or '?'}"
-        status_text = str(i.status) + (" (cancelling)" if i.cancel_requested and
-                                       i.status == "running" else "")
-        table.add_row(str(i.id), _text(i.name), _text(i.group),
-                      f"[{STATUS_STYLE.get(i.status, 'white')}]{status_text}[/]",
-                      f"{i.attempt}/{i.max_attempts}", progress,
-                      "-" if i.last_test_acc is None else f"{i.last_test_acc:.4f}",
-                      _text(i.device or "-"), _ago(i.heartbeat_at, now) if i.status == "running" else "-")
-    Console().print(table)
+    out = Console()
+    rows = [_run_cells(i, now) for i in infos]
+    columns, name_width, table_width = _fit_columns(rows, None if wide else out.width)
+    table = _runs_table(rows, columns, name_width)
+    if wide:  # as wide as the table: the terminal wraps, a pager (less -S) scrolls
+        out = Console(width=max(out.width, table_width))
+    out.print(table)
+    hidden = [c for c, _ in RUN_COLUMNS if c not in columns]
+    if hidden:
+        out.print(f"not shown at {out.width} columns: {', '.join(hidden)} (dm runs --wide shows "
+                  "every column)", style="dim", highlight=False)
 
 
 @app.command("show")
@@ -212,7 +270,7 @@ def show(
         typer.echo(json.dumps(info.to_dict()))
         return
     out = Console(highlight=False)
-    out.print(f"[bold]run {info.id}[/bold]  {_text(info.name)}")
+    out.print(f"[bold]run {info.id}[/bold]  {escape(visible_controls(info.name))}")
     rows = [("group", info.group), ("status", str(info.status) + (" (cancel requested)"
                                                                    if info.cancel_requested else "")),
             ("attempt", f"{info.attempt} of {info.max_attempts}"
