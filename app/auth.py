@@ -31,10 +31,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import time
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -47,7 +50,8 @@ SESSION_KEY = "dm_auth.password_ok"  # holds a digest of the password it was gra
 FAILED_LOGIN_DELAY_S = 1.0
 
 __all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "AuthConfigError", "Allowlist", "allowlist_in",
-           "login_required", "oidc_providers", "oidc_providers_in", "require_login",
+           "auth_section_for", "exposure_warnings", "is_loopback", "login_required",
+           "oidc_providers", "oidc_providers_in", "require_login", "secrets_files",
            "shared_password"]
 
 
@@ -157,6 +161,59 @@ def allowlist_in(section: Any, environ: Mapping[str, str]) -> Allowlist | None:
                 emails.add(_email(entry, f"{ALLOWED_USERS_ENV} (emails, or @domain entries)"))
         found = True
     return Allowlist(frozenset(emails), frozenset(domains)) if found else None
+
+
+# ---------------------------------------------------------------- who can reach the dashboard
+
+def secrets_files(app_file: Path) -> list[Path]:
+    """The secrets.toml files Streamlit reads for the dashboard ``app_file``, in its order:
+    global, project (the current directory) and beside the app."""
+    return [Path.home() / ".streamlit" / "secrets.toml",
+            Path.cwd() / ".streamlit" / "secrets.toml",
+            app_file.parent / ".streamlit" / "secrets.toml"]
+
+
+def auth_section_for(app_file: Path) -> Any:
+    """The ``[auth]`` section the dashboard will see, or None, read before it starts: a later
+    file's ``[auth]`` replaces an earlier one's, as in Streamlit."""
+    section = None
+    for path in secrets_files(app_file):
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            continue
+        if "auth" in data:
+            section = data["auth"]
+    return section
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches (``localhost``, 127.0.0.0/8, ``::1``)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def exposure_warnings(host: str, port: int, section: Any, environ: Mapping[str, str]) -> list[str]:
+    """What to warn about before serving the dashboard on ``host:port`` with this ``[auth]``
+    section and environment: no login on an address other machines reach, and an OIDC login
+    that lets in any account of the provider. A malformed allowlist raises AuthConfigError
+    (the dashboard would let nobody in)."""
+    warnings = []
+    if not is_loopback(host) and not login_required(section, environ):
+        empty = " (the [auth] section is empty, which is no login)" if section is not None else ""
+        warnings.append(f"the dashboard listens on {host}:{port} without authentication{empty}; "
+                        "anyone who reaches this port can launch and delete runs. Set "
+                        f"{PASSWORD_ENV}, or configure [auth] (OIDC) in .streamlit/secrets.toml.")
+    if oidc_providers_in(section) and allowlist_in(section, environ) is None:
+        warnings.append("OIDC sign-in has no allowlist: any account the provider "
+                        "authenticates can sign in. Set allowed_emails and/or "
+                        "allowed_domains in [auth] of .streamlit/secrets.toml, or "
+                        f"{ALLOWED_USERS_ENV} (e.g. ada@example.org,@example.org).")
+    return warnings
 
 
 def _digest(password: str) -> str:

@@ -7,8 +7,8 @@ a page can fill a form from a config (a preset, a cloned run, the designer's sch
 drawing it, and read the config back from the state.
 
 Validation is not done here: ``dm_core.config.parse_config`` is the single source of truth.
-``split_errors`` turns its ``ConfigError`` message ("loss.lam: ...; optimizer.lr: ...") into
-``{field path: [messages]}`` so each message can be shown under its own widget.
+Its ``ConfigError`` carries ``(field path, message)`` pairs; ``Form.add_config_error`` puts
+each message under the widget of its field.
 """
 
 from __future__ import annotations
@@ -18,54 +18,37 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterable
 from typing import Any
 
 import streamlit as st
 import yaml
 from pydantic.fields import FieldInfo
 
-from dm_core.registry import Param
+from dm_core.bounded_load import load_yaml
+from dm_core.registry import ConfigError, Param
 
 __all__ = [
     "Form", "format_list", "param_state_value", "param_widget", "parse_list_text",
-    "split_errors", "field_widget", "field_state_value",
+    "errors_by_field", "field_widget", "field_state_value",
 ]
-
-# A message segment starts with a dotted field path and a colon ("dataset.noise.rate: ...").
-_SEGMENT = re.compile(r";\s+(?=[A-Za-z_][\w.\[\]-]*:\s)")
-_PATH = re.compile(r"^([A-Za-z_][\w.\[\]-]*):\s")
-
 
 # ----------------------------------------------------------------------------- errors
 
-def split_errors(message: str, known_roots: Iterable[str]) -> dict[str, list[str]]:
-    """``ConfigError`` text → ``{path: [messages]}``; list indices are dropped from paths.
+def errors_by_field(err: ConfigError) -> dict[str, list[str]]:
+    """A ``ConfigError``'s pairs → ``{field path: [messages]}``, list indices dropped from the
+    paths (one widget holds a whole list); an error about no single field goes to ``config``.
 
-    A segment whose head is not a field (e.g. "...; allowed: a, b") belongs to the one before.
+    Each message keeps its path in front, so it still reads on its own.
 
-    >>> split_errors("loss.lam: -1 is out of range; optimizer.lr: must be > 0",
-    ...              ["loss", "optimizer"])
-    {'loss.lam': ['loss.lam: -1 is out of range'], 'optimizer.lr': ['optimizer.lr: must be > 0']}
-    >>> split_errors("loss: unknown name 'x'; allowed: cce, dm", ["loss"])
+    >>> errors_by_field(ConfigError(errors=[("loss.lam", "-1 is out of range"),
+    ...                                     ("model.hidden[1]", "must be a number")]))
+    {'loss.lam': ['loss.lam: -1 is out of range'], 'model.hidden': ['model.hidden[1]: must be a number']}
+    >>> errors_by_field(ConfigError("loss: unknown name 'x'; allowed: cce, dm"))
     {'loss': ["loss: unknown name 'x'; allowed: cce, dm"]}
-    >>> split_errors("model.hidden[1]: must be a number", ["model"])
-    {'model.hidden': ['model.hidden[1]: must be a number']}
     """
-    roots = set(known_roots)
-    segments: list[str] = []
-    for part in _SEGMENT.split(message.strip()):
-        head = _PATH.match(part)
-        root = head.group(1).split(".")[0].split("[")[0] if head else None
-        if segments and (root is None or root not in roots):
-            segments[-1] += "; " + part
-        else:
-            segments.append(part)
     out: dict[str, list[str]] = {}
-    for seg in segments:
-        head = _PATH.match(seg)
-        path = re.sub(r"\[\d+\]", "", head.group(1)) if head else "config"
-        out.setdefault(path, []).append(seg)
+    for (path, _), line in zip(err.errors, err.lines(), strict=True):
+        out.setdefault(re.sub(r"\[\d+\]", "", path) or "config", []).append(line)
     return out
 
 
@@ -78,8 +61,7 @@ class Form:
     ``dataset.noise.kind``), and otherwise is returned as unclaimed.
     """
 
-    def __init__(self, roots: Iterable[str]) -> None:
-        self.roots = set(roots)
+    def __init__(self) -> None:
         self.slots: dict[str, Any] = {}
         self.errors: dict[str, list[str]] = {}
 
@@ -94,8 +76,8 @@ class Form:
         if message not in self.errors[path]:
             self.errors[path].append(message)
 
-    def add_config_error(self, message: str) -> None:
-        for path, messages in split_errors(message, self.roots).items():
+    def add_config_error(self, err: ConfigError) -> None:
+        for path, messages in errors_by_field(err).items():
             for m in messages:
                 self.add(path, m)
 
@@ -141,19 +123,24 @@ def format_list(value: Any) -> str:
 
 
 def parse_list_text(text: str) -> Any:
-    """``"256, 256"`` → ``[256, 256]``; ``""`` → ``[]``; anything YAML can read as a list.
+    """``"256, 256"`` → ``[256, 256]``; ``""`` → ``[]``; anything YAML can read as a list,
+    within the bounds every config input has (``dm_core.bounded_load``: size, nesting,
+    aliases), so a text field cannot make the server expand a YAML bomb.
 
     Raises ``ValueError`` with a short reason when the text is not a list.
 
     >>> parse_list_text("256, 256"), parse_list_text(""), parse_list_text("[[1, 0], [0, 1]]")
     ([256, 256], [], [[1, 0], [0, 1]])
+    >>> parse_list_text("[" * 40 + "]" * 40)
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: nested more than 32 levels deep
     """
     text = (text or "").strip()
     if not text:
         return []
     source = text if text.startswith("[") else f"[{text}]"
     try:
-        value = yaml.safe_load(source)
+        value = load_yaml(source, "")
     except yaml.YAMLError:
         raise ValueError(f"cannot read {text!r} as a comma-separated list") from None
     if not isinstance(value, list):

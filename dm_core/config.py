@@ -28,13 +28,56 @@ import annotated_types
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dm_core.bounded_load import (
+    MAX_CONFIG_BYTES,
+    MAX_CONFIG_DEPTH,
+    MAX_CONFIG_NODES,
+    check_extent,
+    load_json,
+    load_yaml,
+)
 from dm_core.registry import ConfigError
+
+# One submit (a grid, a comparison) queues at most this many runs.
+MAX_RUNS_PER_SUBMIT = 1000
 
 __all__ = [
     "ConfigError", "RunConfig", "DatasetConfig", "NoiseConfig", "ModelConfig", "LossConfig",
     "OptimizerConfig", "ScheduleConfig", "load_config", "parse_config", "apply_overrides",
-    "expand_grid", "parse_grid", "parse_value", "comparison_configs",
+    "expand_grid", "parse_grid", "parse_value", "comparison_configs", "MAX_CONFIG_BYTES",
+    "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "MAX_RUNS_PER_SUBMIT", "check_name", "visible_controls",
 ]
+
+
+# Characters that move the cursor, clear the screen, ring the bell or reorder the text around
+# them when printed: C0 and C1 controls, DEL, line and paragraph separators, and the
+# bidirectional embeddings, overrides and isolates.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def visible_controls(text: str) -> str:
+    r"""``text`` with each control character spelt out as its escape, for a terminal.
+
+    >>> print(visible_controls("run\x1b[2J\u202e"))
+    run\x1b[2J\u202e
+    """
+    return _CONTROL_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def check_name(value: str, path: str) -> str:
+    r"""A run or group name: printable text only (it is shown in terminals and on pages).
+
+    >>> check_name("dm λ=1", "name")
+    'dm λ=1'
+    >>> check_name("a\x00b", "--group")
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: --group: must not contain control characters (found \x00 at position 1)
+    """
+    bad = _CONTROL_CHARACTERS.search(value)
+    if bad:
+        raise ConfigError.at(path, f"must not contain control characters (found "
+                                   f"{visible_controls(bad.group())} at position {bad.start()})")
+    return value
 
 
 class _Strict(BaseModel):
@@ -126,10 +169,11 @@ class DatasetConfig(_Named):
             check_symmetric_rate(self.noise.rate, classes)
         if self.classes_per_batch is not None:
             if not self.balanced_sampler:
-                raise ValueError("dataset.classes_per_batch: needs dataset.balanced_sampler=true")
+                raise ConfigError.at("dataset.classes_per_batch", "needs dataset.balanced_sampler=true")
             if classes and self.classes_per_batch > classes:
-                raise ValueError(f"dataset.classes_per_batch: {self.classes_per_batch} is out of "
-                                 f"range; must be in [1, {classes}] ({self.name} has {classes} classes)")
+                raise ConfigError.at("dataset.classes_per_batch",
+                                     f"{self.classes_per_batch} is out of range; must be in "
+                                     f"[1, {classes}] ({self.name} has {classes} classes)")
         return self
 
     @classmethod
@@ -210,6 +254,11 @@ class RunConfig(_Strict):
     # blown up even when nothing overflowed (DN bounds each step, so DM climbs there slowly).
     max_logit: float = Field(1e3, gt=0, description="stop as diverged when any |logit| exceeds this")
 
+    @field_validator("name")
+    @classmethod
+    def _printable_name(cls, v: str) -> str:
+        return check_name(v, "name")
+
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
@@ -220,13 +269,13 @@ class RunConfig(_Strict):
     @model_validator(mode="after")
     def _schedule_within_run(self) -> RunConfig:
         if self.schedule.milestones and self.schedule.milestones[-1] > self.iterations:
-            raise ValueError(
-                f"schedule.milestones: {self.schedule.milestones[-1]} is after the last iteration "
+            raise ConfigError.at(
+                "schedule.milestones", f"{self.schedule.milestones[-1]} is after the last iteration "
                 f"({self.iterations}); milestones must be in [1, iterations]")
         per_batch = self.dataset.classes_per_batch
         if per_batch is not None and per_batch > self.batch_size:
-            raise ValueError(f"dataset.classes_per_batch: {per_batch} is out of range; must be in "
-                             f"[1, batch_size = {self.batch_size}]")
+            raise ConfigError.at("dataset.classes_per_batch", f"{per_batch} is out of range; must be "
+                                 f"in [1, batch_size = {self.batch_size}]")
         return self
 
     @classmethod
@@ -235,11 +284,11 @@ class RunConfig(_Strict):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as err:
-            raise ConfigError(_format_errors(err)) from None
+            raise ConfigError(errors=_config_errors(err)) from None
 
 
-def _format_errors(err: ValidationError) -> str:
-    """One line per error, each starting with the field's dotted path.
+def _config_errors(err: ValidationError) -> list[tuple[str, str]]:
+    """pydantic's errors → ``(field path, message)`` pairs, one per error.
 
     A number out of range, or of the wrong type, is reported with the field's whole allowed
     range, read from its constraints (pydantic itself names only the bound that was crossed):
@@ -247,47 +296,60 @@ def _format_errors(err: ValidationError) -> str:
     >>> try:
     ...     RunConfig.model_validate({"dataset": {"noise": {"kind": "symmetric", "rate": 1}}})
     ... except ConfigError as e:
-    ...     print(e)
-    dataset.noise.rate: must be in [0, 1) (got 1)
+    ...     print(e.errors)
+    [('dataset.noise.rate', 'must be in [0, 1) (got 1)')]
     >>> try:
     ...     RunConfig.model_validate({"batch_size": "many", "eval_every": 0})
     ... except ConfigError as e:
     ...     print(e)
     batch_size: must be an integer in [1, 65536] (got 'many'); eval_every: must be in [1, inf) (got 0)
     """
-    lines = []
+    pairs: list[tuple[str, str]] = []
     for e in err.errors():
         loc = [p for p in e["loc"] if not str(p).startswith("function-after")]
-        path = ".".join(str(p) for p in loc)
-        msg = e["msg"]
-        if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+        path = _dotted(loc)
         ctx = e.get("ctx") or {}
-        if isinstance(ctx.get("error"), ConfigError):
-            lines.append(str(ctx["error"]))
+        if isinstance(ctx.get("error"), ConfigError):  # a check that names its own fields
+            pairs += ctx["error"].errors
             continue
-        if msg.startswith(path + ":") or (path and msg.split(":", 1)[0].startswith(path.split(".")[0] + ".")):
-            lines.append(msg)
-            continue
-        if not path and _FIELD_PREFIX.match(msg):  # a whole-config check that names its field
-            lines.append(msg)
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "value_error":
+            # A validator's plain ValueError: "field.path: message" names a field at or below
+            # the one pydantic reports; anything else is about the reported field itself.
+            named, text = ConfigError(msg).errors[0]
+            if named and (not path or named == path or named.startswith(path + ".")):
+                pairs.append((named, text))
+            else:
+                pairs.append((path, msg))
             continue
         if e["type"] == "extra_forbidden":
-            lines.append(f"{path}: unknown key")
+            pairs.append((path, "unknown key"))
+            continue
+        if e["type"] == "string_too_long":  # the text itself may be long: show its start
+            text = str(e.get("input"))
+            pairs.append((path, f"{len(text)} characters ({text[:24]!r}...); at most "
+                                f"{ctx['max_length']} characters"))
             continue
         got = f" (got {e.get('input')!r})"
         interval = _allowed_range(loc)
         if interval and e["type"] in _RANGE_ERRORS:
-            lines.append(f"{path}: must be in {interval}{got}")
+            pairs.append((path, f"must be in {interval}{got}"))
         elif interval and e["type"] in _NUMBER_TYPE_ERRORS:
             what = "an integer" if e["type"].startswith("int") else "a number"
-            lines.append(f"{path}: must be {what} in {interval}{got}")
+            pairs.append((path, f"must be {what} in {interval}{got}"))
         else:
-            lines.append(f"{path or 'config'}: {msg}{got}")
-    return "; ".join(lines)
+            pairs.append((path, f"{msg}{got}"))
+    return pairs
 
 
-_FIELD_PREFIX = re.compile(r"[a-z_]+(\.[a-z_]+)*: ")
+def _dotted(loc: list[Any]) -> str:
+    """``["model", "hidden", 1]`` → ``"model.hidden[1]"``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
 _RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 _NUMBER_TYPE_ERRORS = {"int_type", "int_parsing", "int_from_float", "float_type", "float_parsing"}
 
@@ -328,14 +390,15 @@ def _number(x: float) -> str:
 
 # ---------------------------------------------------------------- loading and overrides
 
-def parse_value(text: str) -> Any:
-    """Parse an override value as YAML (``1e-3`` → float, ``[1,2]`` → list, ``true`` → bool).
+def parse_value(text: str, path: str = "--set", prefix: str = "") -> Any:
+    """Parse an override value as YAML (``1e-3`` → float, ``[1,2]`` → list, ``true`` → bool),
+    within the bounds of ``dm_core.bounded_load`` (a refusal is a ConfigError at ``path``).
 
     >>> parse_value("1e-3"), parse_value("[256, 256]"), parse_value("sgd")
     (0.001, [256, 256], 'sgd')
     """
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text, path, prefix)
     except yaml.YAMLError:
         return text
     if isinstance(value, str):
@@ -353,21 +416,22 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     >>> apply_overrides({"loss": {"name": "dm"}}, ["loss.lam=2", "seed=7"])
     {'loss': {'name': 'dm', 'lam': 2}, 'seed': 7}
     """
+    check_extent(data, "", "config: ")
     out = json.loads(json.dumps(data))
     for item in overrides:
         if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
+            raise ConfigError.at("--set", f"{item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
         key, _, raw = item.partition("=")
         parts = [p for p in key.strip().split(".") if p]
         if not parts:
-            raise ConfigError(f"--set {item!r}: empty key")
+            raise ConfigError.at("--set", f"{item!r}: empty key")
         node = out
         for p in parts[:-1]:
             child = node.setdefault(p, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {p} is not a section")
+                raise ConfigError.at("--set", f"{item!r}: {p} is not a section")
             node = child
-        node[parts[-1]] = parse_value(raw.strip())
+        node[parts[-1]] = parse_value(raw.strip(), "--set", f"{key.strip()}: ")
     return out
 
 
@@ -376,14 +440,18 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} does not exist")
+    where = f"config file {str(p)!r}: "
     try:
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:  # refused before it is read into memory
+            raise ConfigError.at("", f"{where}{size} bytes; at most {MAX_CONFIG_BYTES} bytes")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (is it a binary file?)") from None
     except OSError as err:
         raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror}") from None
     try:
-        data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
+        data = load_json(text, "", where) if p.suffix.lower() == ".json" else load_yaml(text, "", where)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"config file {str(p)!r} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {err}") from None
     if data is None:
@@ -395,6 +463,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def parse_config(data: dict[str, Any], overrides: list[str] | None = None) -> RunConfig:
     """Validate a dict (plus overrides) into a RunConfig."""
+    check_extent(data, "", "config: ")
     _reject_non_finite(data, "")
     merged = apply_overrides(data, overrides or [])
     _reject_non_finite(merged, "")
@@ -409,11 +478,11 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 def _reject_non_finite(obj: Any, path: str) -> None:
     if isinstance(obj, float) and not math.isfinite(obj):
-        raise ConfigError(f"{path or 'config'}: must be a finite number (got {obj})")
+        raise ConfigError.at(path, f"must be a finite number (got {obj})")
     if isinstance(obj, dict):
         for k, v in obj.items():
             if not isinstance(k, str):
-                raise ConfigError(f"{path or 'config'}: keys must be strings (got {k!r})")
+                raise ConfigError.at(path, f"keys must be strings (got {k!r})")
             _reject_non_finite(v, f"{path}.{k}" if path else k)
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
@@ -427,16 +496,16 @@ def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
     [('loss.lam', [0, 0.5, 1]), ('loss.name', ['cce', 'dm'])]
     >>> parse_grid(["loss.beta=, ,"])
     Traceback (most recent call last):
-    dm_core.registry.ConfigError: --grid 'loss.beta=, ,': no values after '='; expected dotted.key=v1,v2,...
+    dm_core.registry.ConfigError: --grid: 'loss.beta=, ,': no values after '='; expected dotted.key=v1,v2,...
     """
     axes = []
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip() or not raw.strip():
-            raise ConfigError(f"--grid {item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
-        values = [parse_value(v.strip()) for v in raw.split(",") if v.strip()]
+            raise ConfigError.at("--grid", f"{item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
+        values = [parse_value(v.strip(), "--grid", f"{key.strip()}: ") for v in raw.split(",") if v.strip()]
         if not values:  # "loss.beta=," would be an empty product: no runs at all
-            raise ConfigError(f"--grid {item!r}: no values after '='; expected dotted.key=v1,v2,...")
+            raise ConfigError.at("--grid", f"{item!r}: no values after '='; expected dotted.key=v1,v2,...")
         axes.append((key.strip(), values))
     return axes
 
@@ -445,20 +514,30 @@ def expand_grid(base: dict[str, Any], grid: list[tuple[str, list[Any]]] | list[s
                 overrides: list[str] | None = None) -> list[RunConfig]:
     """The cartesian product of grid axes over a base config; every point validated.
 
-    Each run's name gets the grid point appended (``name[loss.lam=1,loss.beta=8]``).
+    Each run's name gets the grid point appended (``name[loss.lam=1,loss.beta=8]``), and is
+    validated with it. A grid of more than ``MAX_RUNS_PER_SUBMIT`` points is refused before
+    any point is built.
+
+    >>> expand_grid({}, ["seed=" + ",".join(map(str, range(40))), "loss.lam=" + "0," * 30])
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: --grid: 1200 runs (40 × 30 values); at most 1000 runs per submit: split the grid
     """
     if grid and isinstance(grid[0], str):
         grid = parse_grid(grid)  # type: ignore[arg-type]
+    sizes = [len(vals) for _, vals in grid]  # type: ignore[misc]
+    if math.prod(sizes) > MAX_RUNS_PER_SUBMIT:
+        raise ConfigError.at("--grid", f"{math.prod(sizes)} runs ({' × '.join(map(str, sizes))} "
+                                       f"values); at most {MAX_RUNS_PER_SUBMIT} runs per submit: "
+                                       "split the grid")
     base = apply_overrides(base, overrides or [])
     keys = [k for k, _ in grid]  # type: ignore[misc]
     configs = []
     for point in itertools.product(*[vals for _, vals in grid]):  # type: ignore[misc]
-        sets = [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)]
-        cfg = parse_config(base, sets)
-        if keys:
-            label = ",".join(f"{k}={v}" for k, v in zip(keys, point, strict=True))
-            cfg = cfg.model_copy(update={"name": f"{cfg.name}[{label}]"})
-        configs.append(cfg)
+        data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)])
+        name = data.get("name", RunConfig.model_fields["name"].default)
+        if keys and isinstance(name, str):
+            data["name"] = f"{name}[{','.join(f'{k}={v}' for k, v in zip(keys, point, strict=True))}]"
+        configs.append(parse_config(data))
     return configs
 
 
@@ -474,10 +553,12 @@ def comparison_configs(base: dict[str, Any], losses: list[str],
     [('cmp[cce]', 'cce', None), ('cmp[dm]', 'dm', 1.0)]
     >>> comparison_configs({}, ["cce", "hinge"])  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    dm_core.registry.ConfigError: hinge: loss.name: unknown name 'hinge'; allowed: cce, mae, ...
+    dm_core.registry.ConfigError: compare: hinge: loss.name: unknown name 'hinge'; allowed: cce, mae, ...
     """
     if not losses:
-        raise ConfigError("compare: choose at least one loss")
+        raise ConfigError.at("compare", "choose at least one loss")
+    if len(losses) > MAX_RUNS_PER_SUBMIT:
+        raise ConfigError.at("compare", f"{len(losses)} runs; at most {MAX_RUNS_PER_SUBMIT} runs per submit")
     base = apply_overrides(base, overrides or [])
     own = (base.get("loss") or {}).get("name", LossConfig.model_fields["name"].default)
     configs, errors = [], []
@@ -487,7 +568,7 @@ def comparison_configs(base: dict[str, Any], losses: list[str],
             configs.append(parse_config({**base, "loss": loss,
                                          "name": f"{base.get('name') or 'run'}[{name}]"}))
         except ConfigError as err:
-            errors.append(f"{name}: {err}")
+            errors += [("compare", f"{name}: {line}") for line in err.lines()]
     if errors:
-        raise ConfigError("; ".join(errors))
+        raise ConfigError(errors=errors)
     return configs

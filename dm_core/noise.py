@@ -8,7 +8,7 @@ True
 >>> corrupt_labels(labels, "symmetric", 1.5, 10, seed=0)
 Traceback (most recent call last):
 ...
-dm_core.registry.ConfigError: dataset.noise.rate: 1.5 is out of range; must be in [0, 1)
+dm_core.registry.ConfigError: dataset.noise.rate: 1.5 is out of range; must be a float in [0, 1)
 
 A setting the chosen kind would ignore is an error, never a silently clean run:
 
@@ -20,7 +20,6 @@ dm_core.registry.ConfigError: dataset.noise.rate: kind 'none' takes no rate (got
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -45,13 +44,6 @@ CIFAR100_SUPERCLASSES: tuple[tuple[int, ...], ...] = (
 CIFAR10_FLIPS: dict[int, int] = {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}
 # Datasets with a built-in asymmetric noise model, and their number of classes.
 ASYMMETRIC_BUILTIN: dict[str, int] = {"cifar10": 10, "cifar100": 100}
-
-
-def _check_rate(rate: float) -> float:
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate) \
-            or not 0.0 <= rate < 1.0:
-        raise ConfigError(f"dataset.noise.rate: {rate!r} is out of range; must be in [0, 1)")
-    return float(rate)
 
 
 def _flip(labels: np.ndarray, rate: float, rng: np.random.Generator, target: np.ndarray) -> np.ndarray:
@@ -211,7 +203,7 @@ def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int,
     (True, True)
     """
     NOISE.get(kind, where="dataset.noise.kind")
-    rate = _check_rate(rate)
+    rate = _RATE.check(rate, "dataset.noise")
     settings = {k: v for k, v in kw.items() if k != "dataset"}
     check_noise_settings(kind, rate, settings)
     labels = np.asarray(labels)

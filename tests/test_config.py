@@ -202,3 +202,54 @@ def test_registered_class_counts_are_the_loaded_ones():
         bundle = load_dataset(name, seed=0)
         assert DATASETS.get(name).extra["num_classes"] == bundle.num_classes == len(
             set(bundle.y_test.tolist()))
+
+
+# ---------------------------------------------------------------- errors as data
+
+def test_config_error_carries_one_field_path_and_message_per_problem():
+    """Three independent mistakes (a pydantic range, a registry parameter, a noise check)
+    come back as three (path, message) pairs, each naming its own field and allowed range."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"batch_size": 0, "loss": {"name": "dm", "lam": -1},
+                      "model": {"name": "mlp", "hidden": [8, 0]}})
+    err = caught.value
+    assert dict(err.errors) == {
+        "batch_size": "must be in [1, 65536] (got 0)",
+        "loss.lam": "-1.0 is out of range; must be a float in [0, inf)",
+        "model.hidden[1]": "0 is out of range; must be a list[int] in [1, 65536]",
+    }
+    # The text is the pairs, joined: what the CLI and logs show.
+    assert str(err) == "; ".join(f"{p}: {m}" for p, m in err.errors)
+
+
+def test_config_error_paths_of_whole_config_checks_and_nested_models():
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"iterations": 10, "schedule": {"milestones": [20]}})
+    assert caught.value.paths() == ["schedule.milestones"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"optimizer": {"nesterov": True, "momentum": 0}})
+    assert caught.value.paths() == ["optimizer.nesterov"]
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"dataset": {"noise": {"kind": "none", "rate": 0.3}}})
+    assert caught.value.paths() == ["dataset.noise.rate"]
+
+
+def test_config_error_from_one_line_text_and_through_pickle():
+    import pickle
+
+    assert ConfigError("dataset.root: folder 'x' does not exist").errors == [
+        ("dataset.root", "folder 'x' does not exist")]
+    assert ConfigError("config file 'a b.yaml' does not exist").errors == [
+        ("", "config file 'a b.yaml' does not exist")]
+    many = ConfigError(errors=[("loss.lam", "too low"), ("seed", "too high")])
+    again = pickle.loads(pickle.dumps(many))
+    assert again.errors == many.errors and str(again) == "loss.lam: too low; seed: too high"
+
+
+def test_comparison_errors_belong_to_the_comparison():
+    from dm_core.config import comparison_configs
+
+    with pytest.raises(ConfigError) as caught:
+        comparison_configs({"loss": {"name": "dm", "lam": 1.0}}, ["cce", "hinge", "nope"])
+    assert caught.value.paths() == ["compare", "compare"]
+    assert [m.split(":")[0] for _, m in caught.value.errors] == ["hinge", "nope"]

@@ -6,6 +6,7 @@ data directory (``DM_DATA_DIRS``); the confinement tests narrow it to ``tmp_path
 
 from __future__ import annotations
 
+import math
 import os
 import pickle
 import struct
@@ -302,6 +303,101 @@ def test_arrays_never_unpickle(tmp_path):
     assert b"unpickled" in path.read_bytes()  # the payload really is in the file
     with pytest.raises(ConfigError, match="object arrays"):
         load_dataset("arrays", seed=0, path=str(path))
+
+
+def _npz_with(path, members: dict[str, bytes]) -> None:
+    """An .npz written member by member (as np.savez does: deflated .npy files)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _npy(array: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def _npy_header_only(shape: tuple[int, ...], dtype: str) -> bytes:
+    """An .npy that declares ``shape`` but holds no data (a lie a bomb could tell)."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                               "shape": shape})
+    return buf.getvalue() + b"\0" * 64
+
+
+SMALL = dict(x_train=np.zeros((4, 3)), y_train=np.arange(4) % 2, x_test=np.zeros((2, 3)),
+             y_test=np.arange(2))
+
+
+def test_arrays_reads_only_the_four_arrays_it_needs(tmp_path):
+    """Extra members are never decompressed: one that is not even an array, and one that is a
+    pickled object, do not stop the dataset from loading."""
+    path = tmp_path / "extra.npz"
+    junk = np.empty(1, dtype=object)
+    junk[0] = {"a": 1}
+    import io
+    pickled = io.BytesIO()
+    np.save(pickled, junk, allow_pickle=True)
+    _npz_with(path, {**{f"{k}.npy": _npy(v) for k, v in SMALL.items()},
+                     "junk.npy": b"not an npy file at all", "meta.npy": pickled.getvalue()})
+    bundle = load_dataset("arrays", seed=0, path=str(path))
+    assert len(bundle.x_train) == 4 and bundle.num_classes == 2
+
+
+@pytest.mark.parametrize(("key", "shape", "dtype"), [
+    ("x_train", (1_000_000, 1_000_000), "<f4"), ("y_test", (10**12,), "<i8"),
+])
+def test_arrays_refuses_declared_sizes_over_the_limit_before_reading(tmp_path, key, shape, dtype):
+    """A member whose .npy header declares terabytes is refused from its header, naming the
+    file and the key, before any memory is set aside for it."""
+    from dm_core.data import MAX_ARRAYS_ELEMENTS
+
+    path = tmp_path / "bomb.npz"
+    members = {f"{k}.npy": _npy(v) for k, v in SMALL.items()}
+    members[f"{key}.npy"] = _npy_header_only(shape, dtype)
+    _npz_with(path, members)
+    with pytest.raises(ConfigError) as err:
+        load_dataset("arrays", seed=0, path=str(path))
+    message = str(err.value)
+    assert message.startswith("dataset.path: ") and str(path) in message and key in message
+    assert f"{math.prod(shape):,} values" in message and f"{MAX_ARRAYS_ELEMENTS:,}" in message
+
+
+def test_arrays_refuses_a_member_that_inflates_beyond_the_limit(tmp_path, monkeypatch):
+    """The zip header's uncompressed size is checked before a member is opened: a small file
+    of zeros that inflates far beyond its arrays' limit is refused from it."""
+    import zipfile
+
+    from dm_core import data
+
+    monkeypatch.setattr(data, "MAX_ARRAYS_ELEMENTS", 1000)
+    path = tmp_path / "zeros.npz"
+    members = {f"{k}.npy": _npy(v) for k, v in SMALL.items()}
+    members["x_train.npy"] = _npy(np.zeros((4, 3))) + b"\0" * 1_000_000  # trailing bytes
+    _npz_with(path, members)
+    assert path.stat().st_size < 10_000  # it compresses to nearly nothing
+    assert zipfile.ZipFile(path).getinfo("x_train.npy").file_size > 1_000_000
+    with pytest.raises(ConfigError, match=r"dataset\.path: .*x_train.* inflates to 1,000,\d+ bytes"):
+        load_dataset("arrays", seed=0, path=str(path))
+
+
+def test_arrays_total_over_the_limit_is_refused(tmp_path, monkeypatch):
+    from dm_core import data
+
+    monkeypatch.setattr(data, "MAX_ARRAYS_ELEMENTS", 20)  # the arrays hold 4*3 + 4 + 2*3 + 2 = 24
+    path = tmp_path / "small.npz"
+    np.savez(path, **SMALL)
+    with pytest.raises(ConfigError, match="24 values in all; at most 20"):
+        load_dataset("arrays", seed=0, path=str(path))
+    monkeypatch.setattr(data, "MAX_ARRAYS_ELEMENTS", 24)
+    assert len(load_dataset("arrays", seed=0, path=str(path)).x_train) == 4
 
 
 def test_unknown_dataset_and_missing_root(tmp_path):

@@ -191,3 +191,125 @@ def test_dm_submit_grid_strings_are_queued_whole_or_not_at_all(reliability, tmp_
     else:
         queued = json.loads(result.stdout.strip().splitlines()[-1])["runs"]
         assert len(Store(url).list_runs()) == len(queued) >= 1
+
+
+def test_dm_submit_lists_every_problem_on_its_own_line(tmp_path):
+    """Several bad fields: exit 2 and one `field: message` line per field, nothing stored."""
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(VALID))
+    db = tmp_path / "dm.sqlite"
+    result = CliRunner().invoke(app, ["submit", str(config), "--set", "batch_size=0",
+                                      "--set", "loss.lam=-2", "--set", "model.hidden=[4,0]"],
+                                env={"DM_DATABASE_URL": f"sqlite:///{db}"})
+    assert result.exit_code == 2, result.output
+    lines = [line.strip() for line in result.output.splitlines()]
+    assert lines[0] == "error: invalid config (3 problems):"
+    assert sorted(line.split(":")[0] for line in lines[1:]) == [
+        "batch_size", "loss.lam", "model.hidden[1]"]
+    assert not db.exists()
+
+
+# ---------------------------------------------------------------- hostile sizes (issue F)
+
+DEEP = 20_000
+# 324 bytes that a naive YAML load expands into 9**9 (387 million) strings.
+ALIAS_BOMB = "\n".join(
+    ["a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    + [f"{b}: &{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]
+) + "\n"
+
+
+def _submit(tmp_path, config_text: str, suffix: str, *args: str):
+    config = tmp_path / f"run{suffix}"
+    config.write_text(config_text)
+    db = tmp_path / "dm.sqlite"
+    result = CliRunner().invoke(app, ["submit", str(config), *args],
+                                env={"DM_DATABASE_URL": f"sqlite:///{db}"})
+    return result, db
+
+
+def test_the_alias_bomb_is_small():
+    assert len(ALIAS_BOMB.encode()) == 324
+    from dm_core.config import MAX_CONFIG_NODES
+    assert 9 ** 9 > 1000 * MAX_CONFIG_NODES
+
+
+@pytest.mark.parametrize(("suffix", "text"), [
+    (".yaml", "a: " + "[" * DEEP + "]" * DEEP + "\n"),
+    (".yaml", "".join(f"{' ' * i}k:\n" for i in range(1000)) + " " * 1000 + "k: 1\n"),
+    (".json", '{"a": ' + "[" * DEEP + "]" * DEEP + "}"),
+    (".json", '{"a": ' + '{"b": ' * DEEP + "1" + "}" * DEEP + "}"),
+], ids=["yaml-flow", "yaml-block", "json-lists", "json-objects"])
+def test_deeply_nested_files_are_refused_with_the_limit(tmp_path, suffix, text):
+    from dm_core.config import MAX_CONFIG_DEPTH
+
+    result, db = _submit(tmp_path, text, suffix)
+    assert result.exit_code == 2, result.output
+    assert f"nested more than {MAX_CONFIG_DEPTH} levels deep" in result.output, result.output
+    assert "Traceback" not in result.output and "RecursionError" not in result.output
+    assert not db.exists()
+
+
+def test_a_yaml_alias_bomb_file_is_refused(tmp_path):
+    from dm_core.config import MAX_CONFIG_NODES
+
+    result, db = _submit(tmp_path, ALIAS_BOMB, ".yaml")
+    assert result.exit_code == 2, result.output
+    assert f"more than {MAX_CONFIG_NODES} values once its aliases are expanded" in result.output
+    assert not db.exists()
+
+
+def test_alias_bombs_and_deep_values_in_set_or_grid_are_refused(tmp_path):
+    from dm_core.config import MAX_CONFIG_NODES
+
+    flow = "{" + ALIAS_BOMB.strip().replace("\n", ", ") + "}"
+    for args in (["--set", f"model.hidden={flow}"], ["--grid", "loss.lam=" + "[" * DEEP + "]" * DEEP],
+                 ["--set", "model.hidden=" + "[" * DEEP + "]" * DEEP]):
+        result, db = _submit(tmp_path, json.dumps(VALID), ".json", *args)
+        assert result.exit_code == 2, (args[0], result.output)
+        assert args[0] in result.output and (f"{MAX_CONFIG_NODES} values" in result.output
+                                             or "levels deep" in result.output), result.output
+        assert not db.exists()
+
+
+def test_a_config_file_over_the_size_limit_is_refused(tmp_path):
+    from dm_core.config import MAX_CONFIG_BYTES
+
+    result, db = _submit(tmp_path, "name: x\n" + "#" * MAX_CONFIG_BYTES + "\n", ".yaml")
+    assert result.exit_code == 2 and f"{MAX_CONFIG_BYTES} bytes" in result.output, result.output
+
+
+def test_anchors_and_aliases_within_bounds_still_work(tmp_path):
+    from dm_core.config import read_config_file
+
+    path = tmp_path / "ok.yaml"
+    path.write_text("widths: &w [32, 32]\nmodel: {name: mlp, hidden: *w}\n")
+    assert read_config_file(path)["model"]["hidden"] == [32, 32]
+
+
+@pytest.mark.parametrize("axes", [
+    ["seed=" + ",".join(map(str, range(1000))), "loss.lam=" + ",".join(map(str, range(1000)))],
+    ["seed=" + ",".join(map(str, range(1001)))],
+], ids=["a-million", "one-over"])
+def test_a_grid_over_the_run_limit_is_refused_before_it_is_expanded(tmp_path, axes):
+    from dm_core.config import MAX_RUNS_PER_SUBMIT
+
+    args = [a for axis in axes for a in ("--grid", axis)]
+    result, db = _submit(tmp_path, json.dumps(VALID), ".json", *args)
+    assert result.exit_code == 2, result.output[-500:]
+    points = math.prod(len(a.split("=", 1)[1].split(",")) for a in axes)
+    assert f"{points} runs" in result.output and f"at most {MAX_RUNS_PER_SUBMIT}" in result.output
+    assert not db.exists()
+
+
+def test_generated_grid_and_comparison_names_are_validated_before_queueing(tmp_path):
+    """A 200-character name is valid; with a grid or comparison suffix it is not: refused at
+    submit time, naming the field and the limit, and nothing is stored."""
+    long = dict(VALID, name="n" * 200)
+    for args in (["--grid", "seed=1,2"], ["--compare", "cce,dm"]):
+        result, db = _submit(tmp_path, json.dumps(long), ".json", *args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "name" in result.output and "200 characters" in result.output, result.output
+        assert not db.exists()
+    ok, _ = _submit(tmp_path, json.dumps(dict(VALID, name="n" * 190)), ".json", "--grid", "seed=1,2")
+    assert ok.exit_code == 0, ok.output

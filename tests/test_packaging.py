@@ -28,6 +28,7 @@ from typer.main import get_command
 from typer.testing import CliRunner
 
 import studio.cli.up as up_module
+from studio import supervisor
 from studio.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,6 +98,88 @@ def test_every_command_has_working_help():
         result = cli(name, "--help")
         assert result.exit_code == 0, (name, result.output)
         assert f"dm {name}" in result.output
+
+
+def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
+    """--status takes the store's RunStatus values; --what/--format what dm export writes. A
+    value outside them is refused by the option itself: exit 2, every allowed value listed."""
+    from dm_core.store import RunStatus
+
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    for status in RunStatus:
+        result = cli("runs", "--status", status.value, "--json", "--db", db)
+        assert result.exit_code == 0 and result.stdout.strip() == "[]", result.output
+    for argv, allowed in ((["runs", "--status", "done"], [s.value for s in RunStatus]),
+                          (["export", "1", "--what", "weights"], ["scalars", "histograms", "evals"]),
+                          (["export", "1", "--format", "xlsx"], ["csv", "parquet"])):
+        result = cli(*argv, "--db", db)
+        assert result.exit_code == 2, (argv, result.output)
+        assert all(f"'{value}'" in result.output for value in allowed), (argv, result.output)
+
+
+# ---------------------------------------------------------------- dm runs in a terminal
+
+ALL_RUN_COLUMNS = ("id", "name", "group", "status", "attempt", "progress", "test acc", "device",
+                   "heartbeat")
+
+
+@pytest.fixture
+def listed_runs(tmp_path):
+    """Three runs (one running with a long name, one queued, one cancelled) and the database URL."""
+    from dm_core.config import parse_config
+    from dm_core.store import Store
+
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    long_name = "digits-symmetric-40-dm[loss.lam=0.5,loss.beta=12,optimizer.lr=0.05]"
+    ids = store.submit([parse_config({"name": n}) for n in (long_name, "short", "gone")],
+                       group="a-rather-long-group-name-20261204").run_ids
+    store.claim("worker-1", "cuda:0")
+    store.cancel(ids[2])
+    store.dispose()
+    return url, ids, long_name
+
+
+def _runs_at(columns: int, url: str, *args: str):
+    result = runner.invoke(app, ["runs", "--db", url, *args],
+                           env={"COLUMNS": str(columns), "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_dm_runs_fits_the_terminal(listed_runs, columns):
+    """At 80 (and 60) columns every line fits; the id, status and progress of each run are
+    whole; the name is shortened (…), not the key columns; what is left out is said."""
+    url, ids, long_name = listed_runs
+    out = _runs_at(columns, url)
+    lines = out.splitlines()
+    assert all(len(line) <= columns for line in lines), out
+    header = lines[0].split()
+    for key in ("id", "status", "progress", "name"):
+        assert key in header, out
+    rows = {int(line.split()[0]): line for line in lines if line.split() and line.split()[0].isdigit()}
+    assert set(rows) == set(ids), out
+    assert "running" in rows[ids[0]] and "0/1000" in rows[ids[0]]
+    assert "queued" in rows[ids[1]] and "short" in rows[ids[1]]
+    assert "cancelled" in rows[ids[2]]
+    assert long_name not in out and "…" in rows[ids[0]]  # shortened to fit
+    assert "--wide" in out  # the columns left out are named, with how to see them
+
+
+def test_dm_runs_wide_shows_every_column_whole(listed_runs):
+    url, ids, long_name = listed_runs
+    out = _runs_at(80, url, "--wide")
+    assert out.splitlines()[0].split() == ["id", "name", "group", "status", "attempt", "progress",
+                                           "test", "acc", "device", "heartbeat"]
+    assert long_name in out and "a-rather-long-group-name-20261204" in out and "cuda:0" in out
+    assert "…" not in out
+
+
+def test_dm_runs_in_a_wide_terminal_needs_no_wide(listed_runs):
+    url, _, long_name = listed_runs
+    out = _runs_at(250, url)
+    assert long_name in out and "cuda:0" in out and "--wide" not in out
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -512,13 +595,14 @@ def test_default_database_is_sqlite_under_var_with_the_schema_in_place(fake_app,
         assert "runs" in sa.inspect(conn).get_table_names()
 
 
-def test_workers_get_one_gpu_each_round_robin(monkeypatch, tmp_path):
-    monkeypatch.setattr(up_module, "_worker_options", lambda: {"--device"})
-    children = up_module._worker_children(3, 2, "sqlite:///x", tmp_path, {})
+def test_workers_get_one_gpu_each_round_robin(tmp_path):
+    children = supervisor.worker_children(3, 2, "sqlite:///x", tmp_path, {})
     devices = [c.argv[c.argv.index("--device") + 1] for c in children]
     assert devices == ["cuda:0", "cuda:1", "cuda:0"]
     assert all(c.argv[:4] == [sys.executable, "-m", "studio.cli", "worker"] for c in children)
-    cpu = up_module._worker_children(2, 0, "sqlite:///x", tmp_path, {})
+    for child in children:  # every option it passes is one `dm worker` has
+        assert_dm_invocation_valid(child.argv[3:])
+    cpu = supervisor.worker_children(2, 0, "sqlite:///x", tmp_path, {})
     assert [c.argv[c.argv.index("--device") + 1] for c in cpu] == ["cpu", "cpu"]
     # Two CPU workers split the cores instead of oversubscribing them.
     assert all(int(c.env["OMP_NUM_THREADS"]) >= 1 for c in cpu)
@@ -526,25 +610,89 @@ def test_workers_get_one_gpu_each_round_robin(monkeypatch, tmp_path):
 
 def test_up_passes_stale_after_to_its_workers(monkeypatch, tmp_path):
     # The real `dm worker` options: the flag must be one the worker accepts.
-    children = up_module._worker_children(2, 0, "sqlite:///x", tmp_path, {}, stale_after=7.5)
+    children = supervisor.worker_children(2, 0, "sqlite:///x", tmp_path, {}, stale_after=7.5)
     assert all(c.argv[c.argv.index("--stale-after") + 1] == "7.5" for c in children)
-    assert "--stale-after" not in up_module._worker_children(1, 0, "sqlite:///x", tmp_path, {})[0].argv
+    assert_dm_invocation_valid(children[0].argv[3:])
+    assert "--stale-after" not in supervisor.worker_children(1, 0, "sqlite:///x", tmp_path, {})[0].argv
     result = CliRunner().invoke(app, ["up", "--stale-after", "0.1"], env=WIDE)
     assert result.exit_code == 2 and "--stale-after" in result.output
 
 
 def test_auth_detection(tmp_path, monkeypatch, fake_app):
+    from app.auth import auth_section_for, is_loopback, login_required
+
+    def configured() -> bool:
+        return login_required(auth_section_for(fake_app), os.environ)
+
     monkeypatch.delenv("DM_PASSWORD", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert not up_module._auth_configured(fake_app)
+    assert not configured()
     monkeypatch.setenv("DM_PASSWORD", "s3cret")
-    assert up_module._auth_configured(fake_app)
+    assert configured()
     monkeypatch.delenv("DM_PASSWORD")
     (tmp_path / ".streamlit").mkdir()
     (tmp_path / ".streamlit" / "secrets.toml").write_text('[auth]\nredirect_uri = "http://x/oauth2callback"\n')
-    assert up_module._auth_configured(fake_app)
-    assert up_module._is_loopback("127.0.0.1") and up_module._is_loopback("localhost")
-    assert not up_module._is_loopback("0.0.0.0")
+    assert configured()
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0")
+
+
+def _child(name: str, code: str) -> supervisor.Child:
+    return supervisor.Child(name, [sys.executable, "-c", code], dict(os.environ))
+
+
+SLEEPER = "import time\nwhile True: time.sleep(0.05)"
+# Ignores the first SIGTERM (as a worker that is checkpointing: it says so in argv[2]) and
+# exits on the second; argv[1] says its handler is installed.
+TWO_TERMS = ("import pathlib, signal, sys, time\n"
+             "def on_term(*_):\n"
+             "    if pathlib.Path(sys.argv[2]).exists(): sys.exit(0)\n"
+             "    pathlib.Path(sys.argv[2]).touch()\n"
+             "signal.signal(signal.SIGTERM, on_term)\n"
+             "pathlib.Path(sys.argv[1]).touch()\n"
+             "while True: time.sleep(0.05)")
+
+
+def test_supervisor_restarts_a_crashed_worker_but_not_one_that_stopped_on_purpose():
+    dashboard, crashed, done = _child("dashboard", SLEEPER), _child("w0", "raise SystemExit(3)"), \
+        _child("w1", "raise SystemExit(0)")
+    for c in (dashboard, crashed, done):
+        c.start()
+    try:
+        # "Signal" as soon as the crashed worker was started again: the loop then returns 0.
+        assert supervisor.supervise(dashboard, [crashed, done], lambda: crashed.restarts) == 0
+        assert crashed.restarts == 1 and done.restarts == 0 and done.proc.returncode == 0
+    finally:
+        supervisor.stop_all([dashboard, crashed, done], 30, lambda: 0)
+    dashboard.start()
+    dashboard.proc.kill()
+    dashboard.proc.wait()
+    assert supervisor.supervise(dashboard, [], lambda: 0) == 1  # the dashboard died
+
+
+def test_supervisor_stops_warm_then_cold_then_kills(tmp_path):
+    ready, warm = tmp_path / "ready", tmp_path / "warm"
+    stubborn = _child("stubborn", TWO_TERMS)
+    stubborn.argv += [str(ready), str(warm)]
+    stubborn.start()
+    while not ready.exists():  # its SIGTERM handler is installed
+        assert stubborn.alive()
+        time.sleep(0.01)
+    # The user signals again once the first SIGTERM was taken: the second SIGTERM ends it
+    # long before the grace period (600 s) is over.
+    supervisor.stop_all([stubborn], 600, lambda: int(warm.exists()))
+    assert stubborn.proc.returncode == 0 and warm.exists()
+    deaf_ready = tmp_path / "deaf-ready"
+    deaf = _child("deaf", "import pathlib, signal, sys, time\n"
+                          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                          "pathlib.Path(sys.argv[1]).touch()\nwhile True: time.sleep(0.05)")
+    deaf.argv.append(str(deaf_ready))
+    deaf.start()
+    while not deaf_ready.exists():
+        assert deaf.alive()
+        time.sleep(0.01)
+    supervisor.stop_all([deaf], 0, lambda: 0)  # no grace at all: killed
+    assert deaf.proc.returncode == -signal.SIGKILL
 
 
 APP_FILE = ROOT / "app" / "streamlit_app.py"

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_app_support import app_db_fixture  # noqa: F401
 from test_packaging import free_port
 from typer.testing import CliRunner
 
@@ -156,6 +157,10 @@ def test_dm_worker_and_db_upgrade_never_print_the_password():
     assert result.exit_code == 1 and SECRET not in result.output
 
 
+def _logged_an_outage(text: str) -> bool:
+    return "database unavailable" in text or "could not" in text
+
+
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
@@ -190,7 +195,11 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
             while "claimed" not in log.read_text() and time.monotonic() < deadline:
                 time.sleep(0.2)
             stop_server(url)  # connection errors while it trains and polls
-            time.sleep(1.5)
+            # Down until the worker has met the outage (it may still be starting its run),
+            # however long that takes on this machine.
+            deadline = time.monotonic() + 120
+            while not _logged_an_outage(log.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.2)
             start_server(url)
             deadline = time.monotonic() + 120
             while store.get_run(1).status not in ("succeeded", "failed") \
@@ -204,7 +213,7 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
             store.dispose()
         text = log.read_text()
         assert "claimed" in text and "run 1: succeeded" in text, text
-        assert "database unavailable" in text or "could not" in text, text  # errors were logged
+        assert _logged_an_outage(text), text  # errors were logged
         assert SECRET not in text, text
         assert "dm_secret:***@" in text  # the URL is shown, masked
         with Store(url).engine.connect() as conn:
@@ -215,14 +224,14 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
 
 def test_dm_up_passes_the_database_url_in_the_environment_not_the_command_line(tmp_path):
     """Command lines are readable by every user of the machine (ps, /proc/*/cmdline)."""
-    from studio.cli import up as up_module
+    from studio import supervisor
 
-    assert "--db" in up_module._worker_options()  # the option exists, and is not used
-    children = up_module._worker_children(2, 0, DEAD_URL, tmp_path, {"PATH": "/bin"})
+    assert "--db" in cli("worker", "--help").output  # the option exists, and is not used
+    children = supervisor.worker_children(2, 0, DEAD_URL, tmp_path, {"PATH": "/bin"})
     for child in children:
         assert not any(SECRET in arg for arg in child.argv), child.argv
         assert child.env["DM_DATABASE_URL"] == DEAD_URL
-    argv = up_module._streamlit_argv(ROOT / "app" / "streamlit_app.py", "127.0.0.1", 8501)
+    argv = supervisor.streamlit_argv(ROOT / "app" / "streamlit_app.py", "127.0.0.1", 8501)
     assert not any(SECRET in arg for arg in argv)
 
 
@@ -283,6 +292,7 @@ class _StopBeforeChildren(Exception):
 def up_here(tmp_path, monkeypatch):
     """``dm up`` run in-process in ``tmp_path`` (no global secrets), stopped just before it
     starts any child; returns a function writing ``.streamlit/secrets.toml``."""
+    from studio import supervisor
     from studio.cli import up as up_module
 
     script = tmp_path / "app" / "streamlit_app.py"
@@ -297,7 +307,7 @@ def up_here(tmp_path, monkeypatch):
     def stop(self):
         raise _StopBeforeChildren
 
-    monkeypatch.setattr(up_module._Child, "start", stop)
+    monkeypatch.setattr(supervisor.Child, "start", stop)
 
     def secrets(text: str) -> None:
         (tmp_path / ".streamlit").mkdir(exist_ok=True)
@@ -438,3 +448,106 @@ def test_no_warning_without_a_password_on_the_command_line(tmp_path):
 def test_dm_up_warns_about_a_password_in_db(up_here):
     result = runner.invoke(app, ["up", "--no-workers", "--port", str(free_port()), "--db", DEAD_URL])
     assert DB_WARNING in result.stderr and SECRET not in result.output
+
+
+# ---------------------------------------------------------------- the Launch form's text fields (issue 14 K)
+
+# A YAML alias bomb in flow style, as it can be typed into one text field: 9**9 strings.
+FLOW_ALIAS_BOMB = "[" + ", ".join(
+    ["&a [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    + [f"&{b} [{','.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi", strict=True)]) + "]"
+
+
+@pytest.mark.parametrize(("key", "path", "text", "reason"), [
+    ("L.model.mlp.hidden", "model.hidden", FLOW_ALIAS_BOMB, "values once its aliases are expanded"),
+    ("L.model.mlp.hidden", "model.hidden", "[" * 20_000 + "]" * 20_000, "levels deep"),
+    ("L.dataset.noise.asymmetric.transition", "dataset.noise.transition", FLOW_ALIAS_BOMB,
+     "values once its aliases are expanded"),
+], ids=["hidden-alias-bomb", "hidden-deep", "transition-alias-bomb"])
+def test_launch_form_refuses_hostile_yaml_in_its_text_fields(app_db, key, path, text, reason):
+    """What a text field of the Launch form holds is read with the same bounds as a config
+    file: the error is under that field, nothing is queued, and the page keeps working."""
+    from streamlit.testing.v1 import AppTest
+    from test_app_support import APP, TIMEOUT, errors_under
+
+    at = AppTest.from_file(APP.format("launch"), default_timeout=TIMEOUT).run()
+    if "asymmetric" in key:
+        at.selectbox(key="L.dataset.noise.kind").set_value("asymmetric").run()
+    widget = at.text_area(key=key) if "transition" in key else at.text_input(key=key)
+    widget.input(text).run()
+    assert not at.exception, at.exception
+    messages = errors_under(at, key)
+    assert messages and all(m.startswith(f"{path}: ") and reason in m for m in messages), messages
+    at.button(key="L.queue").click().run()
+    assert any("Nothing queued" in e.value for e in at.error)
+    assert Store(app_db).list_runs() == []
+    # Back to a valid value (digits has 10 classes): no error left behind.
+    valid = str(np.eye(10).tolist()) if "transition" in key else "32"
+    widget = at.text_area(key=key) if "transition" in key else at.text_input(key=key)
+    widget.input(valid).run()
+    assert not errors_under(at, key) and not at.exception
+
+
+# ---------------------------------------------------------------- control characters in names (issue 14 G)
+
+CONTROLS = ["\x1b[2J", "\x1b]0;pwned\x07", "\x00", "\x08", "\r", "\n", "\x7f", "\x9b", "\u202e"]
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=[repr(c) for c in CONTROLS])
+def test_control_characters_in_run_names_are_refused(control):
+    from dm_core.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": f"run{control}x"})
+    [(path, message)] = err.value.errors
+    assert path == "name" and "control character" in message
+    assert repr(control[0]).strip("'") in message  # which one, spelt visibly
+    assert control[0] not in message
+
+
+def test_dm_submit_refuses_control_characters_in_names_and_groups(tmp_path):
+    config = tmp_path / "run.json"
+    config.write_text('{"name": "a\\u001b[31mred", "dataset": {"name": "digits"}}')
+    db = tmp_path / "dm.sqlite"
+    env = {"DM_DATABASE_URL": f"sqlite:///{db}"}
+    result = cli("submit", str(config), env=env)
+    assert result.exit_code == 2 and "name" in result.output and "\\x1b" in result.output
+    config.write_text('{"name": "fine", "dataset": {"name": "digits"}}')
+    result = cli("submit", str(config), "--group", "g\x00rp", env=env)
+    assert result.exit_code == 2 and "--group" in result.output and "\\x00" in result.output
+    assert "\x00" not in result.output and "\x1b" not in result.output
+    assert not db.exists()
+
+
+def test_dm_runs_and_show_escape_control_characters_of_stored_rows(tmp_path):
+    """Rows written before names were checked are shown with their control characters
+    spelt out (\\x1b), never sent raw to the terminal."""
+    import sqlalchemy as sa
+
+    from dm_core.config import parse_config
+
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    [run_id] = store.submit([parse_config({"name": "old"})], group="g").run_ids
+    evil = "old\x1b]0;pwned\x07\x1b[2J\x00\u202e"
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE runs SET name = :n, group_id = :n, device = :n WHERE id = :i"),
+                     {"n": evil, "i": run_id})
+    store.dispose()
+    for args in (["runs"], ["runs", "--wide"], ["show", str(run_id)]):
+        result = cli(*args, "--db", url)
+        assert result.exit_code == 0, result.output
+        assert not any(c in result.output for c in "\x1b\x07\x00\u202e"), (args, repr(result.output))
+        assert "\\x1b" in result.output and "\\u202e" in result.output, (args, result.output)
+
+
+def test_launch_refuses_a_group_name_with_control_characters(app_db):
+    from streamlit.testing.v1 import AppTest
+    from test_app_support import APP, TIMEOUT
+
+    at = AppTest.from_file(APP.format("launch"), default_timeout=TIMEOUT).run()
+    at.text_input(key="L.group").input("g\x1b[2Jrp").run()
+    at.button(key="L.queue").click().run()
+    assert not at.exception
+    assert any("Nothing queued" in e.value and "\\x1b" in e.value for e in at.error), at.error
+    assert Store(app_db).list_runs() == []

@@ -17,7 +17,7 @@ import streamlit as st
 
 from app.charts import edf_curves, edf_figure, formula_latex
 from app.db import store
-from app.forms import split_errors
+from app.forms import errors_by_field
 from app.nav import go_to
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError, Param
@@ -82,7 +82,7 @@ def parameter_inputs(family: str) -> tuple[dict[str, float], dict[str, list[str]
     try:
         SCHEMES.validate_params(family, values)
     except ConfigError as err:
-        errors = split_errors(str(err), [p.name for p in entry.params])
+        errors = errors_by_field(err)
     return values, errors
 
 

@@ -38,6 +38,7 @@ from dm_core.config import (
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
+    check_name,
     comparison_configs,
     expand_grid,
     parse_config,
@@ -269,7 +270,7 @@ def comparison_runs(draft: dict[str, Any], losses: list[str], form: Form) -> lis
         try:
             configs += comparison_configs(draft, [name])
         except ConfigError as err:
-            form.add("compare", str(err))
+            form.add_config_error(err)
     return configs
 
 
@@ -311,7 +312,7 @@ mode = st.radio("What to queue", MODES, key="L.mode", horizontal=True,
                 help="One run; a grid of DM runs over λ, each with its own β values (as the "
                      "paper's Figures 6–9); or several losses on the same data and seed.")
 
-form = Form(roots=[*RunConfig.model_fields, "grid", "compare", "config"])
+form = Form()
 draft = build_form(form)
 ss[DRAFT] = json.loads(json.dumps(draft, default=str))
 
@@ -322,7 +323,7 @@ if not form:
         base = parse_config(draft)
         base_ok = True
     except ConfigError as err:
-        form.add_config_error(str(err))
+        form.add_config_error(err)
 
 with st.container(border=True):
     if mode == MODES[0]:
@@ -373,7 +374,7 @@ if clicked:
         st.error("Nothing queued: fix the errors above first.")
     else:
         try:
-            result = store().submit(configs, group=group.strip() or None)
+            result = store().submit(configs, group=check_name(group.strip(), "group") or None)
         except (StoreError, ValueError) as err:
             st.error(f"Nothing queued: {err}")
         else:

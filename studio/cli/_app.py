@@ -6,13 +6,16 @@ every user of the machine can read command lines (``ps``, ``/proc/*/cmdline``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import typer
 from typer.core import TyperGroup
 
 from dm_core import __version__
+
+if TYPE_CHECKING:
+    from dm_core.registry import ConfigError
 
 DB_PASSWORD_WARNING = (
     "dm: WARNING: --db carries a password, and every user of this machine can read command "
@@ -50,6 +53,24 @@ def warn_if_db_argument_has_password(args: list[str]) -> None:
     url = db_argument(args)
     if url is not None and url_has_password(url):
         typer.echo(DB_PASSWORD_WARNING, err=True)
+
+
+def invalid_config_text(err: ConfigError) -> str:
+    """What a command prints for an invalid config: the one problem on one line, or one
+    indented ``field: message`` line per problem.
+
+    >>> from dm_core.registry import ConfigError
+    >>> print(invalid_config_text(ConfigError("loss.lam: must be >= 0")))
+    invalid config: loss.lam: must be >= 0
+    >>> print(invalid_config_text(ConfigError(errors=[("loss.lam", "must be >= 0"), ("seed", "too big")])))
+    invalid config (2 problems):
+      loss.lam: must be >= 0
+      seed: too big
+    """
+    lines = err.lines()
+    if len(lines) == 1:
+        return f"invalid config: {lines[0]}"
+    return f"invalid config ({len(lines)} problems):\n" + "\n".join(f"  {line}" for line in lines)
 
 
 class _DMGroup(TyperGroup):

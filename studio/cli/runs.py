@@ -14,12 +14,13 @@ invalid config or option, 1 for everything else (unknown run, refused transition
 ``dm export`` writes only inside the export root (``$DM_EXPORT_DIR``, else the current
 directory).
 
-The store (pandas, SQLAlchemy) and the worker (torch) are imported inside the commands, so
-``dm --help`` stays fast.
+The worker (torch) is imported inside its command, so ``dm --help`` stays fast; the store is
+imported here, because ``--status`` offers the store's own ``RunStatus`` values.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import logging
 import os
@@ -30,15 +31,38 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
+from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from dm_core.store.status import STATUSES  # the RunStatus names; loads no database code
-from studio.cli._app import app
+from dm_core.config import (
+    check_name,
+    comparison_configs,
+    expand_grid,
+    parse_grid,
+    read_config_file,
+    visible_controls,
+)
+from dm_core.registry import ConfigError
+from dm_core.store import RunNotFound, RunStatus, Store, StoreError
+from studio.cli._app import app, invalid_config_text
 
-WHAT = ("scalars", "histograms", "evals")
-FORMATS = ("csv", "parquet")
+
+class ExportTable(enum.StrEnum):
+    """What ``dm export`` writes."""
+
+    SCALARS = "scalars"
+    HISTOGRAMS = "histograms"
+    EVALS = "evals"
+
+
+class ExportFormat(enum.StrEnum):
+    CSV = "csv"
+    PARQUET = "parquet"
+
 
 err_console = Console(stderr=True, highlight=False)
 
@@ -56,15 +80,12 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def _errors() -> Iterator[None]:
     """One clear line instead of a traceback for every error a user can cause."""
-    from dm_core.registry import ConfigError
-    from dm_core.store import RunNotFound, StoreError
-
     try:
         yield
     except RunNotFound as err:
         _fail(str(err))
     except ConfigError as err:
-        _fail(f"invalid config: {err}", 2)
+        _fail(invalid_config_text(err), 2)
     except StoreError as err:
         _fail(str(err))
     except ValueError as err:
@@ -76,8 +97,6 @@ def _open_store(db: str | None, artifacts: Path | None = None, *, create: bool =
     ``create=False``: given a SQLite file that is not there (moved, deleted) they fail naming
     it, instead of starting an empty database whose run ids begin again at 1. Only commands
     that start something (``dm submit``, ``dm worker``, ``dm db upgrade``) create one."""
-    from dm_core.store import Store
-
     return Store(db, artifacts, create=create)
 
 
@@ -99,13 +118,12 @@ def submit(
     db: str | None = db_option(),
 ) -> None:
     """Queue one run, a grid of runs, or a method comparison, for the workers."""
-    from dm_core.config import comparison_configs, expand_grid, parse_grid, read_config_file
-    from dm_core.registry import ConfigError
-
     if compare is not None and grid:
         _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)
     # Everything is validated before anything is stored: one bad grid point queues nothing.
     try:
+        if group is not None:
+            check_name(group, "--group")
         base = read_config_file(config)
         if compare is not None:
             losses = [name.strip() for name in compare.split(",") if name.strip()]
@@ -115,7 +133,7 @@ def submit(
         else:
             configs = expand_grid(base, parse_grid(grid), set_)
     except ConfigError as err:
-        _fail(f"invalid config: {err}", 2)
+        _fail(invalid_config_text(err), 2)
     with _errors():
         result = _open_store(db).submit(configs, group=group, max_attempts=max_attempts)
     if json_out:
@@ -129,12 +147,6 @@ def submit(
 
 # ---------------------------------------------------------------- runs and show
 
-def _check_status(value: str | None) -> str | None:
-    if value is not None and value not in STATUSES:
-        raise typer.BadParameter(f"{value!r} is not one of {', '.join(STATUSES)}")
-    return value
-
-
 def _ago(when: datetime | None, now: datetime) -> str:
     if when is None:
         return "-"
@@ -145,16 +157,80 @@ def _ago(when: datetime | None, now: datetime) -> str:
     return f"{seconds:.0f}s ago"
 
 
-STATUS_STYLE = {"queued": "cyan", "running": "yellow", "succeeded": "green", "failed": "red",
-                "cancelled": "magenta"}
+STATUS_STYLE = {RunStatus.QUEUED: "cyan", RunStatus.RUNNING: "yellow", RunStatus.SUCCEEDED: "green",
+                RunStatus.FAILED: "red", RunStatus.CANCELLED: "magenta"}
+
+
+# The columns of ``dm runs`` in display order, and the order in which they are kept when the
+# terminal is narrow: id, status and progress always; the name shrinks (…) before anything
+# after it is dropped; ``--wide`` shows them all, whole.
+RUN_COLUMNS = (("id", "right"), ("name", "left"), ("group", "left"), ("status", "left"),
+               ("attempt", "right"), ("progress", "right"), ("test acc", "right"),
+               ("device", "left"), ("heartbeat", "right"))
+KEPT_FIRST = ("id", "status", "progress", "name", "test acc", "heartbeat", "attempt", "group",
+              "device")
+ALWAYS_KEPT = ("id", "status", "progress", "name")
+NAME_MIN_WIDTH = 16
+COLUMN_GAP = 3  # a space of padding either side of the (blank) column rule
+
+
+def _run_cells(info: Any, now: datetime) -> dict[str, Text]:
+    """One row of ``dm runs`` as plain text cells (stored text with its controls spelt out)."""
+    status = str(info.status) + (" (cancelling)" if info.cancel_requested
+                                 and info.status == RunStatus.RUNNING else "")
+    return {
+        "id": Text(str(info.id)),
+        "name": Text(visible_controls(info.name)),
+        "group": Text(visible_controls(info.group)),
+        "status": Text(status, style=STATUS_STYLE.get(info.status, "white")),
+        "attempt": Text(f"{info.attempt}/{info.max_attempts}"),
+        "progress": Text(f"{info.iteration}/{info.total_iterations or '?'}"),
+        "test acc": Text("-" if info.last_test_acc is None else f"{info.last_test_acc:.4f}"),
+        "device": Text(visible_controls(info.device or "-")),
+        "heartbeat": Text(_ago(info.heartbeat_at, now) if info.status == RunStatus.RUNNING else "-"),
+    }
+
+
+def _fit_columns(rows: list[dict[str, Text]], width: int | None) -> tuple[list[str], int, int]:
+    """The columns to show within ``width`` terminal cells (all of them, whole, when None),
+    in ``KEPT_FIRST`` order until one does not fit; the width left for the name; the
+    table's width."""
+    natural = {c: max([cell_len(c), *(r[c].cell_len for r in rows)]) for c, _ in RUN_COLUMNS}
+    if width is None:
+        total = sum(natural.values()) + COLUMN_GAP * (len(natural) - 1)
+        return [c for c, _ in RUN_COLUMNS], natural["name"], total
+    shown: list[str] = []
+    for column in KEPT_FIRST:
+        need = min(natural[column], NAME_MIN_WIDTH) if column == "name" else natural[column]
+        used = sum(natural[c] for c in shown if c != "name") + COLUMN_GAP * len(shown)
+        used += min(natural["name"], NAME_MIN_WIDTH) if "name" in shown else 0
+        if column not in ALWAYS_KEPT and used + need > width:
+            break
+        shown.append(column)
+    others = sum(natural[c] for c in shown if c != "name") + COLUMN_GAP * (len(shown) - 1)
+    name_width = min(natural["name"], max(NAME_MIN_WIDTH, width - others))
+    return [c for c, _ in RUN_COLUMNS if c in shown], name_width, others + name_width
+
+
+def _runs_table(rows: list[dict[str, Text]], columns: list[str], name_width: int) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column, justify in RUN_COLUMNS:
+        if column in columns:
+            table.add_column(column, justify=justify, no_wrap=True,  # type: ignore[arg-type]
+                             overflow="ellipsis" if column == "name" else "fold",
+                             width=name_width if column == "name" else None)
+    for row in rows:
+        table.add_row(*(row[c] for c in columns))
+    return table
 
 
 @app.command("runs")
 def runs(
-    status: str | None = typer.Option(None, "--status", callback=_check_status,
-                                      help="Only runs in this status: " + ", ".join(STATUSES) + "."),
+    status: RunStatus | None = typer.Option(None, "--status", help="Only runs in this status."),
     group: str | None = typer.Option(None, "--group", help="Only runs of this group."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most this many (newest first)."),
+    wide: bool = typer.Option(False, "--wide", help="Every column, whole, however wide the "
+                                                    "terminal (default: what fits)."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of run objects."),
     db: str | None = db_option(),
 ) -> None:
@@ -170,21 +246,17 @@ def runs(
         typer.echo("no runs" + (f" with status {status}" if status else "") + "; queue some with "
                    "`dm submit CONFIG`")
         return
-    table = Table(show_edge=False, pad_edge=False)
-    for column, justify in (("id", "right"), ("name", "left"), ("group", "left"),
-                            ("status", "left"), ("attempt", "right"), ("progress", "right"),
-                            ("test acc", "right"), ("device", "left"), ("heartbeat", "right")):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for i in infos:
-        progress = f"{i.iteration}/{i.total_iterations or '?'}"
-        status_text = str(i.status) + (" (cancelling)" if i.cancel_requested and
-                                       i.status == "running" else "")
-        table.add_row(str(i.id), escape(i.name), escape(i.group),
-                      f"[{STATUS_STYLE.get(i.status, 'white')}]{status_text}[/]",
-                      f"{i.attempt}/{i.max_attempts}", progress,
-                      "-" if i.last_test_acc is None else f"{i.last_test_acc:.4f}",
-                      escape(i.device or "-"), _ago(i.heartbeat_at, now) if i.status == "running" else "-")
-    Console().print(table)
+    out = Console()
+    rows = [_run_cells(i, now) for i in infos]
+    columns, name_width, table_width = _fit_columns(rows, None if wide else out.width)
+    table = _runs_table(rows, columns, name_width)
+    if wide:  # as wide as the table: the terminal wraps, a pager (less -S) scrolls
+        out = Console(width=max(out.width, table_width))
+    out.print(table)
+    hidden = [c for c, _ in RUN_COLUMNS if c not in columns]
+    if hidden:
+        out.print(f"not shown at {out.width} columns: {', '.join(hidden)} (dm runs --wide shows "
+                  "every column)", style="dim", highlight=False)
 
 
 @app.command("show")
@@ -200,7 +272,7 @@ def show(
         typer.echo(json.dumps(info.to_dict()))
         return
     out = Console(highlight=False)
-    out.print(f"[bold]run {info.id}[/bold]  {escape(info.name)}")
+    out.print(f"[bold]run {info.id}[/bold]  {escape(visible_controls(info.name))}")
     rows = [("group", info.group), ("status", str(info.status) + (" (cancel requested)"
                                                                    if info.cancel_requested else "")),
             ("attempt", f"{info.attempt} of {info.max_attempts}"
@@ -214,15 +286,15 @@ def show(
         value = getattr(info, key)
         rows.append((key.replace("_at", ""), value.isoformat(timespec="seconds") if value else "-"))
     for key, value in rows:
-        out.print(f"  {key:<11} {value}", markup=False)
+        out.print(f"  {key:<11} {visible_controls(str(value))}", markup=False)
     if info.error:
-        out.print(f"  {'error':<11} {info.error}", markup=False, style="red")
+        out.print(f"  {'error':<11} {visible_controls(info.error)}", markup=False, style="red")
     if info.summary:
         out.print("  summary")
         for key, value in info.summary.items():
             if value is not None and not isinstance(value, dict):
                 out.print(f"    {key:<22} {value:.4f}" if isinstance(value, float)
-                          else f"    {key:<22} {value}", markup=False)
+                          else f"    {key:<22} {visible_controls(str(value))}", markup=False)
     out.print("  config", json.dumps(info.config, indent=1).replace("\n", "\n  "), markup=False)
 
 
@@ -340,8 +412,8 @@ def _histograms_frame(series) -> Any:
 @app.command("export")
 def export(
     run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
-    what: str = typer.Option("scalars", "--what", help="scalars, histograms or evals."),
-    fmt: str = typer.Option("csv", "--format", help="csv or parquet."),
+    what: ExportTable = typer.Option(ExportTable.SCALARS, "--what", help="What to write."),
+    fmt: ExportFormat = typer.Option(ExportFormat.CSV, "--format", help="The file format."),
     output: Path | None = typer.Option(None, "-o", "--output",
                                        help="Output file (default: run-<RUN>-<what>.<format>), "
                                             "relative to --out-dir. It must lie inside the "
@@ -353,10 +425,6 @@ def export(
     db: str | None = db_option(),
 ) -> None:
     """Write a run's scalars, histograms or evals to CSV or Parquet."""
-    if what not in WHAT:
-        _fail(f"--what {what!r}: must be one of {', '.join(WHAT)}", 2)
-    if fmt not in FORMATS:
-        _fail(f"--format {fmt!r}: must be one of {', '.join(FORMATS)}", 2)
     with _errors():
         target = _output_path(run_id, what, fmt, output, out_dir)
         store = _open_store(db, create=False)
@@ -401,7 +469,6 @@ def worker(
     # Alembic logs its plugin set-up and migration context at INFO on every start: noise in a
     # worker's log, where only the worker's own lines and real problems belong.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    from dm_core.registry import ConfigError
 
     with _errors():
         from workers.worker import Worker

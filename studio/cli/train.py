@@ -34,7 +34,7 @@ from dm_core.events import (
     TrainingInterrupted,
 )
 from dm_core.registry import ConfigError
-from studio.cli._app import app
+from studio.cli._app import app, invalid_config_text
 
 err_console = Console(stderr=True)
 
@@ -83,7 +83,8 @@ def train_command(
         else:
             raise ConfigError("config: give a run config file (see configs/), or --resume a checkpoint")
     except ConfigError as err:
-        _error("invalid config:", err)
+        err_console.print(f"[red]{escape(invalid_config_text(err))}[/red]", soft_wrap=True,
+                          highlight=False)
         raise typer.Exit(2) from None
     if resume is not None and checkpoint_dir is None:
         checkpoint_dir = resume.parent
