@@ -106,6 +106,7 @@ def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
     from dm_core.store import RunStatus
 
     db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    assert cli("db", "upgrade", "--db", db).exit_code == 0  # dm runs never creates a database
     for status in RunStatus:
         result = cli("runs", "--status", status.value, "--json", "--db", db)
         assert result.exit_code == 0 and result.stdout.strip() == "[]", result.output
