@@ -30,6 +30,7 @@ from app.forms import (
     param_widget,
     parse_list_text,
 )
+from app.launch_checks import PROPOSED_NOISE_RATE, noise_takes_rate, refusals
 from app.nav import page_link
 from app.presets import PAPER_NOTE, all_presets, paper_preset_note
 from dm_core.config import (
@@ -166,13 +167,23 @@ def _label(name: str) -> str:
             "eta": "η (eta)", "eps": "ε (eps)", "q": "q"}.get(name, name.replace("_", " "))
 
 
+def _propose_noise_rate() -> None:
+    """A noise kind that takes a rate, chosen while its rate is 0: propose a rate that
+    corrupts something (a rate of 0 would queue a clean run under a noisy name)."""
+    kind = st.session_state[k("dataset.noise.kind")]
+    key = entry_key("dataset.noise", kind, "rate")
+    if noise_takes_rate(kind) and not st.session_state.get(key):
+        st.session_state[key] = PROPOSED_NOISE_RATE
+
+
 def dataset_section(form: Form) -> dict[str, Any]:
     ds = registry_section("dataset", form, "Dataset")
     c1, c2 = st.columns(2)
     with c1:
         kinds = NOISE.names()
         kind = st.selectbox("Label noise", kinds, key=k("dataset.noise.kind"),
-                            format_func=lambda n: f"{n} — {NOISE.get(n).description}"[:80])
+                            format_func=lambda n: f"{n} — {NOISE.get(n).description}"[:80],
+                            on_change=_propose_noise_rate)
         form.slot("dataset.noise.kind")
     noise: dict[str, Any] = {"kind": kind}
     with c2:
@@ -234,8 +245,23 @@ def build_form(form: Form) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- modes
 
-def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form) -> list[RunConfig]:
-    """One run per (λ, β) of the table: each row is a λ with its own list of β values."""
+def grid_seeds(text: str, form: Form) -> list[int]:
+    """The grid's seeds from "0, 1, 2" (empty: the form's own seed only)."""
+    try:
+        seeds = parse_list_text(text)
+    except ValueError as err:
+        form.add("grid", f"grid seeds: {err}")
+        return []
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        form.add("grid", f"grid seeds: {text!r} must be whole numbers ≥ 0, e.g. 0, 1, 2")
+        return []
+    return list(dict.fromkeys(seeds))
+
+
+def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form,
+                 seeds: list[int] | None = None) -> list[RunConfig]:
+    """One run per (λ, β) of the table and seed: each row is a λ with its own list of β
+    values; with several ``seeds``, every point is repeated once per seed."""
     loss = draft["loss"]
     if not {"lam", "beta"} <= set(loss):
         form.add("grid", f"grid: the loss {loss['name']!r} has no λ and β; choose dm for a λ/β grid")
@@ -254,7 +280,8 @@ def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form) -> list
             form.add("grid", f"grid row {i} (λ = {lam:g}): no β values")
             continue
         try:
-            configs += expand_grid(draft, [("loss.lam", [float(lam)]), ("loss.beta", betas)])
+            axes = [("loss.lam", [float(lam)]), ("loss.beta", betas)]
+            configs += expand_grid(draft, axes + ([("seed", seeds)] if seeds else []))
         except ConfigError as err:
             form.add("grid", f"grid row {i} (λ = {lam:g}): {err}")
     return configs
@@ -339,9 +366,13 @@ with st.container(border=True):
                                column_config={
                                    "λ": st.column_config.NumberColumn("λ", min_value=0.0, format="%g"),
                                    "β values": st.column_config.TextColumn("β values")})
+        seeds_text = st.text_input("Seeds", key="L.grid_seeds", placeholder="the form's seed",
+                                   help="Comma-separated, e.g. 0, 1, 2: every (λ, β) once per "
+                                        "seed, so the Compare page's landscape shows mean ± std.")
         form.slot("grid")
         if base_ok:
-            configs = grid_configs(draft, table, form)
+            seeds = grid_seeds(seeds_text, form) if seeds_text.strip() else None
+            configs = grid_configs(draft, table, form, seeds)
     else:
         st.markdown("##### Method comparison")
         losses = st.multiselect("Losses", LOSSES.names(), key="L.compare",
@@ -351,6 +382,9 @@ with st.container(border=True):
         form.slot("compare")
         if base_ok:
             configs = comparison_runs(draft, losses, form)
+
+for path, message in refusals(configs):
+    form.add(path, message)
 
 unclaimed = form.render_errors()
 for message in unclaimed:

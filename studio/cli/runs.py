@@ -97,6 +97,7 @@ def submit(
 ) -> None:
     """Queue one run, a grid of runs, or a method comparison, for the workers."""
     from dm_core.config import comparison_configs, expand_grid, parse_grid, read_config_file
+    from dm_core.data import check_data_available
     from dm_core.registry import ConfigError
 
     if compare is not None and grid:
@@ -111,6 +112,8 @@ def submit(
             configs = comparison_configs(base, losses, set_)
         else:
             configs = expand_grid(base, parse_grid(grid), set_)
+        for cfg in configs:  # refused now rather than failing on a worker
+            check_data_available(cfg.dataset.model_dump(mode="json"))
     except ConfigError as err:
         _fail(f"invalid config: {err}", 2)
     with _errors():
