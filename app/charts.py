@@ -34,6 +34,11 @@ OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "dash")
 SERIES_COLOURS = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777",
                   "#65a30d", "#92400e", "#4b5563")
 
+# A horizontal legend under the whole figure, placed in the figure's own coordinates: plotly
+# then grows the bottom margin to fit it, so it never covers an axis title and an exported
+# PNG keeps every entry (at a fixed fraction below the plot it did neither on narrow charts).
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0.0}
+
 MAX_LINE_POINTS = 4000  # per line (PITFALLS.md 7: 2-5k)
 MAX_HEATMAP_COLUMNS = 2000
 _HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest number
@@ -104,6 +109,98 @@ class EdfCurves:
     mode: float
     spread: float
     formula: str
+    # Where the weight is largest, read off the curve: one p for a single peak (the scheme's
+    # exact mode when it agrees with the curve), both ends for a U-shaped curve (DM with
+    # β < 0); empty when the weight is the same everywhere.
+    peaks: tuple[float, ...] = ()
+
+
+def emphasis_peaks(p: np.ndarray, weight: np.ndarray, mode: float | None = None,
+                   rtol: float = 1e-9) -> tuple[float, ...]:
+    """The p where ``weight`` (on the grid ``p``, infinite at a pole) is largest: one per
+    run of grid points within ``rtol`` of the maximum, an end of [0, 1] when the run touches
+    it; ``()`` when every point is (a flat weight). ``mode``, the scheme's own (exact) mode,
+    replaces a single peak that lies within one grid step of it.
+
+    >>> p = np.linspace(0, 1, 11)
+    >>> emphasis_peaks(p, np.exp(-8.6 * p**1.1 * (1 - p)))  # DM with β < 0: U-shaped
+    (0.0, 1.0)
+    >>> emphasis_peaks(p, np.exp(8 * p * (1 - p)), mode=0.5), emphasis_peaks(p, np.ones(11))
+    ((0.5,), ())
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    value = np.where(np.isnan(w), -np.inf, np.where(np.abs(w) >= _HUGE, np.inf, w))
+    top = value.max()
+    if not np.isfinite(top):
+        near = value == top
+    else:
+        near = value >= top - rtol * max(abs(top), 1e-300)
+    if near.all():
+        return ()
+    idx = np.flatnonzero(near)
+    runs = np.split(idx, np.flatnonzero(np.diff(idx) > 1) + 1)
+    peaks = tuple(0.0 if r[0] == 0 else 1.0 if r[-1] == len(p) - 1 else float(np.mean(p[r]))
+                  for r in runs)
+    step = float(p[1] - p[0]) if len(p) > 1 else 1.0
+    if mode is not None and len(peaks) == 1 and abs(peaks[0] - mode) <= step:
+        return (float(mode),)
+    return peaks
+
+
+@dataclass(frozen=True)
+class EmphasisSummary:
+    """What a scheme emphasises, in words: ``where`` for a metric or a caption
+    ("ψ = 0.5", "both ends (p = 0 and 1)"), ``advice`` for a sentence under it."""
+
+    where: str
+    advice: str
+    single: bool  # one peak: ψ and ψ ± spread describe the curve
+
+
+def _trough(p: np.ndarray, weight: np.ndarray) -> float:
+    """Where ``weight`` is smallest: the grid minimum refined by the parabola through it and
+    its two neighbours (finer than the grid's step).
+
+    >>> round(_trough(np.linspace(0, 1, 11), (np.linspace(0, 1, 11) - 0.53) ** 2), 6)
+    0.53
+    """
+    w = np.where(np.isfinite(weight), weight, np.inf)
+    k = int(np.argmin(w))
+    if 0 < k < len(w) - 1 and np.isfinite(w[k - 1]) and np.isfinite(w[k + 1]):
+        curvature = w[k - 1] - 2 * w[k] + w[k + 1]
+        if curvature > 0:
+            return float(p[k] + 0.5 * (w[k - 1] - w[k + 1]) / curvature * (p[1] - p[0]))
+    return float(p[k])
+
+
+def emphasis_summary(curves: EdfCurves) -> EmphasisSummary:
+    """Describe where ``curves`` puts its emphasis, from its peaks (not from a formula for
+    ψ, which a U-shaped curve would contradict)."""
+    peaks = curves.peaks
+    if not peaks:
+        return EmphasisSummary("uniform", "Every example gets the same weight, whatever its p.",
+                               False)
+    if len(peaks) == 1:
+        psi = peaks[0]
+        if psi <= 0.05:
+            advice = "ψ ≈ 0: hardest examples first (as CCE) — best on clean data."
+        elif psi >= 0.95:
+            advice = "ψ ≈ 1: only well-fitted examples are emphasised."
+        else:
+            advice = (f"ψ = {psi:.2f}: examples with p ≈ {psi:.2f} get the most gradient; "
+                      "examples the model finds very hard (often mislabelled) get less.")
+        return EmphasisSummary(f"ψ = {psi:.3g}", advice, True)
+    trough = _trough(curves.p, curves.weight)
+    if peaks == (0.0, 1.0):
+        return EmphasisSummary(
+            "both ends (p = 0 and 1)",
+            "U-shaped: the hardest examples (p ≈ 0, where mislabelled ones sit) and the "
+            f"best-fitted ones (p ≈ 1) get the most gradient; those near p ≈ {trough:.2f} the "
+            "least.", False)
+    shown = ", ".join(f"{x:.2f}" for x in peaks)
+    return EmphasisSummary(f"peaks at p = {shown}",
+                           f"The weight peaks at p = {shown}; it is lowest near p ≈ {trough:.2f}.",
+                           False)
 
 
 def scheme_label(name: str, params: Mapping[str, float]) -> str:
@@ -134,7 +231,8 @@ def _edf_curves(name: str, params: tuple[tuple[str, float], ...], points: int,
     scheme = make_scheme(name, **dict(params))
     p = np.linspace(0.0, 1.0, points)
     p_t = torch.from_numpy(p)
-    w = _finite(scheme.weight(p_t).numpy())
+    raw = scheme.weight(p_t).numpy()
+    w = _finite(raw)
     peak = float(np.nanmax(w)) if np.any(np.isfinite(w)) else 1.0
     peak = peak if peak > 0 else 1.0
     h = _finite(scheme.density(p_t).numpy())
@@ -152,7 +250,7 @@ def _edf_curves(name: str, params: tuple[tuple[str, float], ...], points: int,
                      weight=w / peak, weight_peak=peak, density=h, loss_p=loss_p,
                      loss_half=loss_half, loss_shift=shift if math.isfinite(shift) else math.inf,
                      mode=float(scheme.mode), spread=float(scheme.spread()),
-                     formula=scheme.formula)
+                     formula=scheme.formula, peaks=emphasis_peaks(p, raw, float(scheme.mode)))
 
 
 def formula_latex(formula: str) -> str:
@@ -198,18 +296,28 @@ def edf_figure(main: EdfCurves, overlays: Sequence[EdfCurves] = (),
                 showlegend=col == 1, meta={"role": "curve", "panel": col},
                 hovertemplate=f"{c.label}<br>p=%{{x:.3f}}<br>{hover}=%{{y:.4g}}<extra></extra>"),
                 row=1, col=col)
-    # Emphasis mode and spread of the main scheme, on the density panel.
+    # Where the main scheme's emphasis is, on the density panel: its mode ψ and ψ ± spread
+    # for a single peak; markers at every peak otherwise (a U-shaped curve has no one ψ).
     h_top = float(np.nanmax(main.density)) if np.any(np.isfinite(main.density)) else 1.0
-    lo, hi = max(0.0, main.mode - main.spread), min(1.0, main.mode + main.spread)
-    fig.add_trace(go.Scatter(
-        x=np.array([lo, hi, hi, lo, lo]), y=np.array([0.0, 0.0, h_top, h_top, 0.0]),
-        fill="toself", mode="lines", line={"width": 0}, fillcolor="rgba(124,58,237,0.15)",
-        name="ψ ± spread", showlegend=True, hoverinfo="skip"), row=1, col=2)
-    fig.add_trace(go.Scatter(
-        x=np.array([main.mode, main.mode]), y=np.array([0.0, h_top]), mode="lines+markers",
-        line={"color": SCHEME, "width": 2, "dash": "dot"}, marker={"size": 7, "symbol": "diamond"},
-        name="ψ", showlegend=True,
-        hovertemplate=f"emphasis mode ψ = {main.mode:.4g}<extra></extra>"), row=1, col=2)
+    if len(main.peaks) == 1:
+        psi = main.peaks[0]
+        lo, hi = max(0.0, psi - main.spread), min(1.0, psi + main.spread)
+        fig.add_trace(go.Scatter(
+            x=np.array([lo, hi, hi, lo, lo]), y=np.array([0.0, 0.0, h_top, h_top, 0.0]),
+            fill="toself", mode="lines", line={"width": 0}, fillcolor="rgba(124,58,237,0.15)",
+            name="ψ ± spread", showlegend=True, hoverinfo="skip"), row=1, col=2)
+        fig.add_trace(go.Scatter(
+            x=np.array([psi, psi]), y=np.array([0.0, h_top]), mode="lines+markers",
+            line={"color": SCHEME, "width": 2, "dash": "dot"},
+            marker={"size": 7, "symbol": "diamond"}, name="ψ", showlegend=True,
+            hovertemplate=f"emphasis mode ψ = {psi:.4g}<extra></extra>"), row=1, col=2)
+    elif main.peaks:
+        peaks = np.asarray(main.peaks)
+        fig.add_trace(go.Scatter(
+            x=peaks, y=np.full(len(peaks), h_top), mode="markers",
+            marker={"size": 11, "symbol": "diamond", "color": SCHEME}, name="emphasis peaks",
+            showlegend=True, hovertemplate="emphasis peak at p = %{x:.3g}<extra></extra>"),
+            row=1, col=2)
     if histogram is not None:
         clean, noisy, label = histogram
         clean = np.asarray(clean, dtype=np.float64)
@@ -222,17 +330,19 @@ def edf_figure(main: EdfCurves, overlays: Sequence[EdfCurves] = (),
                                  marker={"color": colour}, opacity=0.35, name=f"{name} ({label})",
                                  hovertemplate="p≈%{x:.3f}<br>density %{y:.3g}<extra></extra>"),
                           row=1, col=2, secondary_y=True)
-        fig.update_yaxes(title_text="p_i density", secondary_y=True, row=1, col=2,
-                         showgrid=False)
+        # No title on this right axis: it would be drawn over the loss panel beside it.
+        fig.update_yaxes(secondary_y=True, row=1, col=2, showgrid=False, rangemode="tozero")
+        fig.layout.annotations[1].text = "density h(p); bars: p_i density (right axis)"
         fig.update_layout(barmode="stack")
-    fig.update_xaxes(range=[0, 1], title_text="p (probability of the annotated label)")
+    fig.update_xaxes(range=[0, 1], title_text="p")
+    fig.update_xaxes(title_text="p (probability of the annotated label)", row=1, col=1)
     fig.update_xaxes(matches="x")
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(rangemode="tozero", row=1, col=2, secondary_y=False)
     fig.layout.annotations[2].text = ("implied loss L(p), L(1) = 0" if anchor_one
                                       else "implied loss L(p) − L(½)")
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      legend={"orientation": "h", "y": -0.25}, uirevision="edf")
+                      legend=LEGEND_BELOW, uirevision="edf")
     return fig
 
 
@@ -243,10 +353,12 @@ def edf_mini_figure(curves: EdfCurves, height: int = 240) -> go.Figure:
                              line={"color": SCHEME, "width": 3}, fill="tozeroy",
                              fillcolor="rgba(124,58,237,0.12)"))
     top = float(np.nanmax(curves.density))
-    fig.add_trace(go.Scatter(x=np.array([curves.mode, curves.mode]), y=np.array([0.0, top]),
-                             mode="lines", name="ψ", line={"color": SCHEME, "dash": "dot"}))
+    for peak in curves.peaks:
+        fig.add_trace(go.Scatter(x=np.array([peak, peak]), y=np.array([0.0, top]),
+                                 mode="lines", name="ψ", line={"color": SCHEME, "dash": "dot"}))
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      showlegend=False, title=f"h(p) of {curves.label}, ψ = {curves.mode:.3g}",
+                      showlegend=False,
+                      title=f"h(p) of {curves.label}, emphasis {emphasis_summary(curves).where}",
                       xaxis_title="p", uirevision="edf-mini")
     fig.update_xaxes(range=[0, 1])
     return fig
@@ -267,7 +379,7 @@ def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, y_
                                  line={"color": colours.get(name, SERIES_COLOURS[i % len(SERIES_COLOURS)])}))
     fig.update_layout(title=title, height=height, xaxis_title=x_title, yaxis_title=y_title,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
-                      legend={"orientation": "h", "y": -0.3})
+                      legend=LEGEND_BELOW)
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
     return fig
@@ -284,7 +396,7 @@ def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
                                  line={"color": SERIES_COLOURS[i % len(SERIES_COLOURS)]}))
     fig.update_layout(title=title, height=height, xaxis_title="iteration", yaxis_title=y_title,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
-                      legend={"orientation": "h", "y": -0.3})
+                      legend=LEGEND_BELOW)
     if y_range is not None:
         fig.update_yaxes(range=list(y_range))
     return fig
@@ -313,7 +425,7 @@ def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray 
                          tickformat=".2g")
     fig.update_layout(title="Training loss and learning rate", height=height,
                       xaxis_title="iteration", margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision="loss-lr", legend={"orientation": "h", "y": -0.3})
+                      uirevision="loss-lr", legend=LEGEND_BELOW)
     fig.update_yaxes(title_text="loss", secondary_y=False)
     return fig
 
@@ -384,7 +496,7 @@ def histogram_bars(clean: np.ndarray, noisy: np.ndarray, title: str,
                          rangemode="tozero")
     fig.update_layout(title=title, barmode="overlay", height=height, xaxis_title="p_i",
                       margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision=revision, legend={"orientation": "h", "y": -0.3})
+                      uirevision=revision, legend=LEGEND_BELOW)
     fig.update_yaxes(title_text="fraction of group", secondary_y=False)
     fig.update_xaxes(range=[0, 1])
     return fig
@@ -417,5 +529,5 @@ def histograms_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray]], columns
     fig.update_xaxes(range=[0, 1], title_text="p_i")
     fig.update_layout(barmode="overlay", height=height_per_row * rows + 60,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
-                      legend={"orientation": "h", "y": -0.15})
+                      legend=LEGEND_BELOW)
     return fig

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.charts import edf_curves, edf_mini_figure
+from app.charts import edf_curves, edf_mini_figure, emphasis_summary
 from app.db import database_url, store
 from app.nav import PAGES, page_link
 from dm_core.registry import ConfigError
@@ -46,7 +46,7 @@ with right:
     except ConfigError:
         curves = edf_curves("dm", SCHEMES.get("dm").defaults())
     st.plotly_chart(edf_mini_figure(curves), key="home.edf", theme="streamlit", width="stretch")
-    st.caption(f"`{curves.formula}` — emphasis mode ψ = {curves.mode:.3g}, "
+    st.caption(f"`{curves.formula}` — emphasis {emphasis_summary(curves).where}, "
                f"spread = {curves.spread:.3g}")
 
 st.subheader("Queue")

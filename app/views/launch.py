@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from app.charts import edf_curves
+from app.charts import edf_curves, emphasis_summary
 from app.db import store
 from app.forms import (
     Form,
@@ -158,7 +158,7 @@ def _scheme_caption(scheme: str, params: dict[str, Any]) -> None:
         curves = edf_curves(scheme, params)
     except (ConfigError, TypeError, ValueError):
         return
-    st.caption(f"Weighting scheme `{curves.formula}`: emphasis mode ψ = {curves.mode:.3g}, "
+    st.caption(f"Weighting scheme `{curves.formula}`: emphasis {emphasis_summary(curves).where}, "
                f"spread = {curves.spread:.3g} (see the EDF designer).")
 
 
