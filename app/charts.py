@@ -26,6 +26,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from app.curves import smooth
+from app.landscape import Axis, Landscape, grid_arrays
+from app.runsets import format_value
+from app.text import plotly_text
+
 CLEAN = "#2563eb"  # blue
 NOISY = "#dc2626"  # red
 SCHEME = "#7c3aed"  # violet: the scheme being designed
@@ -366,67 +371,96 @@ def edf_mini_figure(curves: EdfCurves, height: int = 240) -> go.Figure:
 
 # ----------------------------------------------------------------------------- run curves
 
+@dataclass(frozen=True)
+class CurveStyle:
+    """How the user wants curves drawn: ``smoothing`` is the weight of an exponential moving
+    average (``app.curves.smooth``; 0 draws the raw values), ``log_y`` a log-scale y axis."""
+
+    smoothing: float = 0.0
+    log_y: bool = False
+
+
+RAW = CurveStyle()
+
+
+def _add_curve(fig: go.Figure, x: np.ndarray, y: np.ndarray, name: str, line: dict[str, Any],
+               style: CurveStyle, **where: Any) -> None:
+    """One line, downsampled; smoothed, it is drawn over its raw values (faint, no legend),
+    and the smoothing runs before the downsampling, over every point read."""
+    x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
+    if style.smoothing > 0:
+        xs, ys = downsample(x, y)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} (raw)", opacity=0.25,
+                                 legendgroup=name, showlegend=False, hoverinfo="skip",
+                                 line={**line, "width": 1}, meta={"role": "raw"}), **where)
+        y = smooth(y, style.smoothing)
+    xs, ys = downsample(x, y)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name, line=line,
+                             meta={"role": "smoothed" if style.smoothing > 0 else "raw"}), **where)
+
+
+def _y_axis(fig: go.Figure, style: CurveStyle, y_range: Sequence[float] | None) -> None:
+    if style.log_y:  # a range in data units would be wrong on a log axis: let plotly fit it
+        fig.update_yaxes(type="log")
+    elif y_range is not None:
+        fig.update_yaxes(range=list(y_range))
+
+
 def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, y_title: str = "",
                  colours: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
-                 x_title: str = "iteration", height: int = 300, revision: str = "lines"
-                 ) -> go.Figure:
+                 x_title: str = "iteration", height: int = 300, revision: str = "lines",
+                 style: CurveStyle = RAW) -> go.Figure:
     """Lines over a shared x (NaN gaps allowed), each downsampled to ``MAX_LINE_POINTS``."""
     fig = go.Figure()
     colours = colours or {}
     for i, (name, y) in enumerate(series.items()):
-        xs, ys = downsample(np.asarray(x), np.asarray(y, dtype=np.float64))
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
-                                 line={"color": colours.get(name, SERIES_COLOURS[i % len(SERIES_COLOURS)])}))
+        colour = colours.get(name, SERIES_COLOURS[i % len(SERIES_COLOURS)])
+        _add_curve(fig, x, y, name, {"color": colour}, style)
     fig.update_layout(title=title, height=height, xaxis_title=x_title, yaxis_title=y_title,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
                       legend=LEGEND_BELOW)
-    if y_range is not None:
-        fig.update_yaxes(range=list(y_range))
+    _y_axis(fig, style, y_range)
     return fig
 
 
 def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str,
                    y_title: str = "", y_range: Sequence[float] | None = None,
-                   height: int = 340, revision: str = "overlay") -> go.Figure:
-    """Several runs' curves, each on its own x (compare page)."""
+                   height: int = 340, revision: str = "overlay", x_title: str = "iteration",
+                   style: CurveStyle = RAW) -> go.Figure:
+    """Several runs' curves, each on its own x (compare page); names are user text
+    (escaped here)."""
     fig = go.Figure()
     for i, (name, (x, y)) in enumerate(curves.items()):
-        xs, ys = downsample(np.asarray(x), np.asarray(y, dtype=np.float64))
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
-                                 line={"color": SERIES_COLOURS[i % len(SERIES_COLOURS)]}))
-    fig.update_layout(title=title, height=height, xaxis_title="iteration", yaxis_title=y_title,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
-                      legend=LEGEND_BELOW)
-    if y_range is not None:
-        fig.update_yaxes(range=list(y_range))
+        _add_curve(fig, x, y, plotly_text(name), {"color": SERIES_COLOURS[i % len(SERIES_COLOURS)]},
+                   style)
+    fig.update_layout(title=plotly_text(title), height=height, xaxis_title=x_title,
+                      yaxis_title=y_title, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      uirevision=revision, legend=LEGEND_BELOW)
+    _y_axis(fig, style, y_range)
     return fig
 
 
 def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray | None,
-                   height: int = 300) -> go.Figure:
+                   height: int = 300, style: CurveStyle = RAW) -> go.Figure:
     """Training losses (left axis: the first solid, the rest dotted) and the learning rate
-    (right axis, log scale when it spans a decade)."""
+    (right axis, on a log scale: schedules step it by factors)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     for i, (name, loss) in enumerate(losses.items()):
-        xs, ls = downsample(np.asarray(x), np.asarray(loss, dtype=np.float64))
-        fig.add_trace(go.Scatter(x=xs, y=ls, mode="lines", name=name,
-                                 line={"color": SERIES_COLOURS[i], "dash": "solid" if i == 0 else "dot"}))
+        _add_curve(fig, x, loss, name,
+                   {"color": SERIES_COLOURS[i], "dash": "solid" if i == 0 else "dot"}, style,
+                   secondary_y=False)
     if lr is not None:
         xs, rs = downsample(np.asarray(x), np.asarray(lr, dtype=np.float64))
         fig.add_trace(go.Scatter(x=xs, y=rs, mode="lines", name="learning rate",
                                  line={"color": SERIES_COLOURS[3], "shape": "hv"}), secondary_y=True)
-        finite = rs[np.isfinite(rs) & (rs > 0)]
-        spans_decades = finite.size and finite.max() / finite.min() >= 10
-        # A linear axis from 0 with headroom, so a constant rate is not drawn on the border.
-        linear_range = [0.0, float(finite.max()) * 1.15] if finite.size else None
-        fig.update_yaxes(type="log" if spans_decades else "linear",
-                         range=None if spans_decades else linear_range,
-                         title_text="learning rate", secondary_y=True, showgrid=False,
-                         tickformat=".2g")
+        fig.update_yaxes(type="log", title_text="learning rate", secondary_y=True,
+                         showgrid=False, tickformat=".2g")
     fig.update_layout(title="Training loss and learning rate", height=height,
                       xaxis_title="iteration", margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       uirevision="loss-lr", legend=LEGEND_BELOW)
     fig.update_yaxes(title_text="loss", secondary_y=False)
+    if style.log_y:
+        fig.update_yaxes(type="log", secondary_y=False)
     return fig
 
 
@@ -517,11 +551,13 @@ def _add_histogram_pair(fig: go.Figure, clean: np.ndarray, noisy: np.ndarray, sh
 
 def histograms_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray]], columns: int = 3,
                     height_per_row: int = 260, revision: str = "hist-grid") -> go.Figure:
-    """Several runs' clean/corrupted p_i histograms side by side (same axes)."""
+    """Several runs' clean/corrupted p_i histograms side by side (same axes); titles are
+    user text (escaped here)."""
     n = max(len(items), 1)
     cols = min(columns, n)
     rows = math.ceil(n / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[t for t, _, _ in items] or None,
+    fig = make_subplots(rows=rows, cols=cols,
+                        subplot_titles=[plotly_text(t) for t, _, _ in items] or None,
                         shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.18)
     for i, (_, clean, noisy) in enumerate(items):
         _add_histogram_pair(fig, np.asarray(clean), np.asarray(noisy), show_legend=i == 0,
@@ -531,3 +567,165 @@ def histograms_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray]], columns
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
                       legend=LEGEND_BELOW)
     return fig
+
+
+def histogram_overlay(items: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str,
+                      height: int = 380, revision: str = "hist-overlay") -> go.Figure:
+    """Several runs' p_i histograms on one axis: per run one colour, its clean examples a
+    solid step line and its corrupted ones a dashed one (fraction of each group per bin).
+    Labels are user text (escaped here)."""
+    fig = go.Figure()
+    for i, (label, clean, noisy) in enumerate(items):
+        colour = SERIES_COLOURS[i % len(SERIES_COLOURS)]
+        shown = plotly_text(label)
+        for counts, group, dash in ((clean, "clean", "solid"), (noisy, "corrupted", "dash")):
+            counts = np.asarray(counts)
+            fig.add_trace(go.Scatter(
+                x=bin_centres(len(counts)), y=_fractions(counts), mode="lines",
+                name=f"{shown} · {group}", legendgroup=shown,
+                line={"color": colour, "dash": dash, "shape": "hvh", "width": 2},
+                # The name through %{fullData.name}: user text in a template could hold "%{".
+                hovertemplate=f"%{{fullData.name}} (n={int(np.sum(counts))})<br>p≈%{{x:.3f}}"
+                              "<br>fraction %{y:.3f}<extra></extra>"))
+    fig.update_layout(title=plotly_text(title), height=height, xaxis_title="p_i",
+                      yaxis_title="fraction of group", uirevision=revision,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend=LEGEND_BELOW)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_yaxes(rangemode="tozero")
+    return fig
+
+
+# ----------------------------------------------------------------------------- landscapes
+
+DIVERGED_MARKER = {"symbol": "x-thin-open", "size": 22, "line": {"width": 3, "color": NOISY}}
+METRIC_SCALE = "Viridis"
+
+
+def _axis_coords(axis: Axis, values: Sequence[Any]) -> np.ndarray:
+    """Plot coordinates of ``values`` on ``axis``: the numbers themselves on a numeric axis
+    (so distances mean something), their labels on a category axis."""
+    if axis.numeric:
+        return np.asarray([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+    return np.asarray([plotly_text(format_value(v)) for v in values], dtype=object)
+
+
+def _axis_layout(axis: Axis) -> dict[str, Any]:
+    if axis.numeric:
+        return {"title": {"text": plotly_text(axis.title)}}
+    return {"title": {"text": plotly_text(axis.title)}, "type": "category",
+            "categoryorder": "array",
+            "categoryarray": [plotly_text(label) for label in axis.labels]}
+
+
+def landscape_figure(land: Landscape, title: str, height: int = 460) -> go.Figure | None:
+    """The landscape as the shape of its sweep asks: a line over one parameter, a heatmap
+    over two on a full grid, points over two where the grid has holes, parallel coordinates
+    over more; None when nothing varies (one setting: a table says it all)."""
+    if not land.axes:
+        return None
+    if len(land.axes) == 1:
+        fig = _landscape_line(land)
+    elif len(land.axes) == 2 and land.full:
+        fig = _landscape_heatmap(land)
+    elif len(land.axes) == 2:
+        fig = _landscape_points(land)
+    else:
+        fig = _landscape_parallel(land)
+    fig.update_layout(title=plotly_text(title), height=height, uirevision=f"landscape-{land.metric}",
+                      margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend=LEGEND_BELOW)
+    return fig
+
+
+def _landscape_heatmap(land: Landscape) -> go.Figure:
+    y_axis, x_axis = land.axes
+    grid = grid_arrays(land)
+    xs = [plotly_text(v) for v in x_axis.labels]
+    ys = [plotly_text(v) for v in y_axis.labels]
+    fig = go.Figure(go.Heatmap(
+        x=xs, y=ys, z=grid["mean"], text=grid["text"], texttemplate="%{text}",
+        colorscale=METRIC_SCALE, colorbar={"title": "mean"}, name="mean over seeds",
+        hovertemplate=f"{plotly_text(x_axis.title)} = %{{x}}<br>{plotly_text(y_axis.title)} = "
+                      "%{y}<br>%{text}<extra></extra>", xgap=2, ygap=2))
+    rows, cols = np.nonzero(grid["diverged"])
+    if len(rows):
+        fig.add_trace(go.Scatter(
+            x=np.asarray([xs[j] for j in cols], dtype=object),
+            y=np.asarray([ys[i] for i in rows], dtype=object), mode="markers",
+            marker=DIVERGED_MARKER, name="diverged (runs left out of the mean)",
+            hoverinfo="skip"))
+    fig.update_xaxes(type="category", title_text=plotly_text(x_axis.title),
+                     categoryorder="array", categoryarray=xs)
+    fig.update_yaxes(type="category", title_text=plotly_text(y_axis.title),
+                     categoryorder="array", categoryarray=ys)
+    return fig
+
+
+def _landscape_points(land: Landscape) -> go.Figure:
+    y_axis, x_axis = land.axes
+    cells = land.cells
+    x = _axis_coords(x_axis, [c.setting.values[x_axis.key] for c in cells])
+    y = _axis_coords(y_axis, [c.setting.values[y_axis.key] for c in cells])
+    mean = np.asarray([c.mean for c in cells], dtype=np.float64)
+    text = np.asarray([c.text() for c in cells], dtype=object)
+    has = np.isfinite(mean)
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(
+        x=x[has], y=y[has], mode="markers", name="mean over seeds", text=text[has],
+        marker={"size": 22, "color": mean[has], "colorscale": METRIC_SCALE, "showscale": True,
+                "colorbar": {"title": "mean"}, "line": {"width": 1, "color": "#6b7280"}},
+        hovertemplate="%{x}, %{y}<br>%{text}<extra></extra>"))
+    if (~has).any():
+        fig.add_trace(go.Scatter(
+            x=x[~has], y=y[~has], mode="markers", name="no value yet", text=text[~has],
+            marker={"size": 22, "color": "rgba(0,0,0,0)", "line": {"width": 1.5, "color": "#6b7280"}},
+            hovertemplate="%{x}, %{y}<br>%{text}<extra></extra>"))
+    diverged = np.asarray([c.diverged > 0 for c in cells])
+    if diverged.any():
+        fig.add_trace(go.Scatter(x=x[diverged], y=y[diverged], mode="markers",
+                                 marker=DIVERGED_MARKER, hoverinfo="skip",
+                                 name="diverged (runs left out of the mean)"))
+    fig.update_layout(xaxis=_axis_layout(x_axis), yaxis=_axis_layout(y_axis))
+    return fig
+
+
+def _landscape_line(land: Landscape) -> go.Figure:
+    (axis,) = land.axes
+    order = sorted(land.cells, key=lambda c: axis.index(c.setting.values[axis.key]))
+    x = _axis_coords(axis, [c.setting.values[axis.key] for c in order])
+    mean = np.asarray([c.mean for c in order], dtype=np.float64)
+    std = np.nan_to_num(np.asarray([c.std for c in order], dtype=np.float64))
+    fig = go.Figure(go.Scatter(
+        x=x, y=mean, mode="lines+markers", name="mean ± std over seeds",
+        error_y={"type": "data", "array": std, "visible": True},
+        text=np.asarray([c.text() for c in order], dtype=object), marker={"size": 9},
+        line={"color": SERIES_COLOURS[0]}, hovertemplate="%{x}<br>%{text}<extra></extra>"))
+    diverged = np.asarray([c.diverged > 0 for c in order])
+    if diverged.any():
+        low = float(np.nanmin(mean)) if np.isfinite(mean).any() else 0.0
+        fig.add_trace(go.Scatter(x=x[diverged], y=np.where(np.isfinite(mean), mean, low)[diverged],
+                                 mode="markers", marker=DIVERGED_MARKER, hoverinfo="skip",
+                                 name="diverged (runs left out of the mean)"))
+    fig.update_layout(xaxis=_axis_layout(axis), yaxis_title="mean over seeds")
+    return fig
+
+
+def _landscape_parallel(land: Landscape) -> go.Figure:
+    cells = [c for c in land.cells if np.isfinite(c.mean)]
+    dims = []
+    for axis in land.axes:
+        values = [c.setting.values[axis.key] for c in cells]
+        if axis.numeric:
+            dims.append({"label": plotly_text(axis.title), "values": _axis_coords(axis, values)})
+        else:
+            dims.append({"label": plotly_text(axis.title),
+                         "values": np.asarray([axis.index(v) for v in values], dtype=np.float64),
+                         "tickvals": np.arange(len(axis.values), dtype=np.float64),
+                         "ticktext": [plotly_text(label) for label in axis.labels]})
+    mean = np.asarray([c.mean for c in cells], dtype=np.float64)
+    dims.append({"label": "mean over seeds", "values": mean})
+    if any(c.diverged for c in land.cells):
+        dims.append({"label": "diverged runs",
+                     "values": np.asarray([c.diverged for c in cells], dtype=np.float64)})
+    return go.Figure(go.Parcoords(dimensions=dims, line={
+        "color": mean, "colorscale": METRIC_SCALE, "showscale": True,
+        "colorbar": {"title": "mean"}}))
