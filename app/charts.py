@@ -478,13 +478,22 @@ def _fade_scale(colour: str) -> list[list[Any]]:
     return [[stop, f"rgba({r},{g},{b},{alpha:g})"] for stop, alpha in ((0.0, 0), (0.1, 0.3), (1.0, 1))]
 
 
+PICK = "pick an iteration"  # the click targets' trace name
+
+
 def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
-                       height: int = 420, revision: str = "heatmap") -> go.Figure:
+                       height: int = 420, revision: str = "heatmap",
+                       chosen: int | None = None) -> go.Figure:
     """p_i histograms over training: iteration × bin heatmaps for clean and corrupted examples.
 
     Each column is the fraction of that group's examples (in the batch) per bin of p_i, so the
     two panels are comparable whatever the noise rate. Columns are thinned to at most
-    ``MAX_HEATMAP_COLUMNS``.
+    ``MAX_HEATMAP_COLUMNS``. ``chosen`` (the iteration shown below the heatmaps) is marked by
+    a vertical line across both panels.
+
+    Plotly cannot select a heatmap cell, so each panel also carries a row of invisible
+    markers, one per column (trace ``PICK``): with ``hovermode="x"`` a click anywhere in a
+    column selects its marker, whose x is that column's iteration (``picked_iteration``).
     """
     iterations = np.asarray(iterations)
     clean = np.asarray(clean)
@@ -505,11 +514,31 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
             name="clean" if row == 1 else "corrupted",
             hovertemplate="iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3f}<extra></extra>"),
             row=row, col=1)
+        fig.add_trace(go.Scatter(
+            x=iterations, y=np.full(len(iterations), 0.5), mode="markers", name=PICK,
+            marker={"opacity": 0, "size": 6}, showlegend=False,
+            hovertemplate="click: show iteration %{x}<extra></extra>"), row=row, col=1)
         fig.update_yaxes(title_text="p_i", range=[0, 1], row=row, col=1)
+    if chosen is not None:
+        fig.add_vline(x=chosen, line={"color": SCHEME, "width": 2, "dash": "dot"})
     fig.update_xaxes(title_text="iteration", row=2, col=1)
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision=revision)
+                      uirevision=revision, hovermode="x", clickmode="event+select")
     return fig
+
+
+def picked_iteration(selection: Mapping[str, Any] | None) -> int | None:
+    """The iteration clicked on ``histogram_heatmaps`` (a plotly selection event's
+    ``selection``), or None when nothing was picked.
+
+    >>> picked_iteration({"points": [{"curve_number": 1, "x": 380, "y": 0.5}]})
+    380
+    >>> picked_iteration({"points": []}) is None
+    True
+    """
+    points = (selection or {}).get("points") or []
+    xs = [p.get("x") for p in points if isinstance(p.get("x"), int | float)]
+    return int(xs[0]) if xs else None
 
 
 def histogram_bars(clean: np.ndarray, noisy: np.ndarray, title: str,

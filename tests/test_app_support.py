@@ -167,3 +167,10 @@ def frame_with(at, column: str):
             return value
     raise KeyError(f"no dataframe with a column {column!r}; have "
                    f"{[list(d.value.columns) for d in at.dataframe]}")
+
+
+def rendered(markdown: str) -> str:
+    """Markdown source as the reader sees its characters: backslash escapes removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown)

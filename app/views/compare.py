@@ -43,6 +43,7 @@ from app.links import (
 from app.runsets import pivot_by, result_columns, run_labels, seed_table, settings
 from app.tables import SUMMARY_COLUMNS, results_table
 from app.text import md
+from app.widgets import curve_controls
 from dm_core.store import RunInfo
 
 EVAL_METRICS = {"test_acc": "test accuracy", "val_acc": "validation accuracy (clean split)",
@@ -168,17 +169,6 @@ def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> 
                                 for c in ("mean", "std")})
 
 
-def curve_controls(key: str) -> tuple[str, CurveStyle]:
-    c1, c2, c3 = st.columns([2, 3, 1], vertical_alignment="bottom")
-    align = c1.radio("x axis", list(ALIGNMENTS), key=f"{key}.align", horizontal=True,
-                     format_func=ALIGNMENTS.get,
-                     help="Fraction of training puts runs of different lengths side by side.")
-    smoothing = c2.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}.smoothing",
-                          help="Exponential moving average over the points read (0: raw).")
-    log_y = c3.toggle("log y", key=f"{key}.log")
-    return align, CurveStyle(smoothing=smoothing, log_y=log_y)
-
-
 def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
     st.subheader("Curves")
     st.caption("Charts export as self-contained HTML below each one; for a PNG use the camera "
@@ -186,7 +176,7 @@ def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
     options = list(EVAL_METRICS) + list(SCALAR_METRICS)
     metric = st.selectbox("Metric", options, key="compare.metric",
                           format_func=lambda m: {**EVAL_METRICS, **SCALAR_METRICS}[m])
-    align, style = curve_controls("compare.curves")
+    align, style = curve_controls("compare.curves", align=True)
     if metric == "lr":
         style = CurveStyle(style.smoothing, log_y=True)  # schedules step the rate by factors
     labels = run_labels(chosen)
