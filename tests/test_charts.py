@@ -148,8 +148,8 @@ def test_heatmap_columns_are_fractions_per_iteration():
     noisy = rng.integers(0, 20, (50, 12))
     noisy[3] = 0  # an iteration without corrupted examples stays zero, not NaN
     fig = histogram_heatmaps(it, clean, noisy)
-    z_clean = np.asarray(fig.data[0].z)
-    z_noisy = np.asarray(fig.data[1].z)
+    z_clean = np.asarray(_trace(fig, "clean").z)
+    z_noisy = np.asarray(_trace(fig, "corrupted").z)
     assert z_clean.shape == (12, 50)
     np.testing.assert_allclose(z_clean.sum(axis=0), 1.0)
     np.testing.assert_allclose(z_clean[:, 7], clean[7] / clean[7].sum())
@@ -159,7 +159,7 @@ def test_heatmap_columns_are_fractions_per_iteration():
 
 def test_heatmaps_fade_from_transparent_so_both_themes_read_them():
     fig = histogram_heatmaps(np.arange(1, 4), np.ones((3, 5)), np.ones((3, 5)))
-    for trace, colour in ((fig.data[0], charts.CLEAN), (fig.data[1], charts.NOISY)):
+    for trace, colour in ((_trace(fig, "clean"), charts.CLEAN), (_trace(fig, "corrupted"), charts.NOISY)):
         stops = trace.colorscale
         r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
         assert stops[0] == (0.0, f"rgba({r},{g},{b},0)")  # an empty bin: the page's background
