@@ -31,8 +31,10 @@ from app.forms import (
     parse_list_text,
 )
 from app.launch_checks import PROPOSED_NOISE_RATE, noise_takes_rate, refusals
+from app.links import compare_params, monitor_params
 from app.nav import page_link
 from app.presets import PAPER_NOTE, all_presets, paper_preset_note
+from app.text import md
 from dm_core.config import (
     ConfigError,
     DatasetConfig,
@@ -414,9 +416,14 @@ if clicked:
             ss["monitor.run_id"] = result.run_ids[0]
             ss["compare.group"] = result.group
             ids = ", ".join(f"#{i}" for i in result.run_ids)
-            st.success(f"Queued {len(result.run_ids)} run(s) in group **{result.group}**: {ids}")
-            c1, c2 = st.columns(2)
+            st.success(f"Queued {len(result.run_ids)} run(s) in group **{md(result.group)}**: "
+                       f"{ids}")
+            c1, c2, c3 = st.columns(3)
             with c1:
-                page_link("monitor", "Watch the first one on Monitor")
+                page_link("monitor", "Watch the first one on Monitor",
+                          monitor_params(result.run_ids[0]))
             with c2:
                 page_link("runs", "See them on Runs")
+            if len(result.run_ids) > 1:
+                with c3:
+                    page_link("compare", "Compare the group", compare_params(group=result.group))
