@@ -47,6 +47,8 @@ from typing import Any
 
 import streamlit as st
 
+from app.text import md
+
 PASSWORD_ENV = "DM_PASSWORD"
 ALLOWED_USERS_ENV = "DM_ALLOWED_USERS"
 ALLOWED_EMAILS_KEY = "allowed_emails"
@@ -292,7 +294,7 @@ def require_login() -> bool:
     with st.sidebar:
         if providers:
             who = st.user.get("name") or st.user.get("email") or "signed in"
-            st.caption(f"Signed in as **{who}**")
+            st.caption(f"Signed in as **{md(who)}**")
         if st.button("Sign out", key="dm_auth.sign_out", icon=":material/logout:"):
             st.session_state.pop(SESSION_KEY, None)
             if providers:
@@ -319,7 +321,7 @@ def _refusal(section: Any) -> str | None:
     try:
         allowlist = allowlist_in(section, os.environ)
     except AuthConfigError as err:  # fail closed: nobody in until it is fixed
-        return f"Sign-in is misconfigured: {err}. Nobody can come in until it is fixed."
+        return f"Sign-in is misconfigured: {md(err)}. Nobody can come in until it is fixed."
     if allowlist is None:
         return None
     email = st.user.get("email")
@@ -327,9 +329,9 @@ def _refusal(section: Any) -> str | None:
         return ("Your identity provider did not share an email address, so this dashboard "
                 "cannot check that you are allowed in (its scope must include `email`).")
     if st.user.get("email_verified") is False:
-        return f"Your identity provider says **{email}** is not verified."
+        return f"Your identity provider says **{md(email)}** is not verified."
     if not allowlist.admits(email):
-        return (f"**{email}** is not allowed to use this dashboard. Ask its administrator to "
+        return (f"**{md(email)}** is not allowed to use this dashboard. Ask its administrator to "
                 f"add you to `{ALLOWED_EMAILS_KEY}` / `{ALLOWED_DOMAINS_KEY}` in `[auth]` or "
                 f"to {ALLOWED_USERS_ENV}.")
     return None
@@ -388,5 +390,5 @@ def _oidc_form(providers: list[str]) -> None:
             try:
                 st.login(None if name == "default" else name)
             except Exception as err:  # noqa: BLE001 -- e.g. Authlib missing, bad [auth] section
-                st.error(f"Sign-in is misconfigured: {err} (see the [auth] section of "
+                st.error(f"Sign-in is misconfigured: {md(err)} (see the [auth] section of "
                          ".streamlit/secrets.toml; OIDC needs `pip install 'dm-studio[auth]'`)")

@@ -19,6 +19,7 @@ import streamlit as st
 from app.auth import require_login
 from app.db import database_url, store
 from app.nav import PAGES
+from app.text import md
 from dm_core.store import StoreError, mask_url
 
 st.set_page_config(page_title="DM Studio", page_icon=":material/tune:", layout="wide")
@@ -34,7 +35,7 @@ with st.sidebar:
         counts = store().queue_counts()
         st.caption(" · ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet")
     except StoreError as err:
-        st.error(f"Database unavailable: {err}")
+        st.error(f"Database unavailable: {md(err)}")
     st.caption(f"Database: `{mask_url(database_url())}`")
 
 navigation.run()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from test_app_support import TIMEOUT, app_db_fixture  # noqa: F401
+from test_app_support import TIMEOUT, app_db_fixture, rendered  # noqa: F401
 
 import app.auth
 from app.nav import PAGES
@@ -177,7 +177,7 @@ def test_oidc_misconfiguration_is_explained(app_db, monkeypatch):
 # ---------------------------------------------------------------- OIDC allowlist
 
 def shows_only_a_refusal(at: AppTest, says: str) -> bool:
-    return (any(says in e.value for e in at.error)
+    return (any(says in rendered(e.value) for e in at.error)
             and [b.label for b in at.button] == ["Sign out"]
             and not at.metric and not at.get("plotly_chart") and not at.text_input
             and not any("Database:" in c.value for c in at.sidebar.caption))

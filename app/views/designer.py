@@ -19,6 +19,7 @@ from app.charts import edf_curves, edf_figure, emphasis_summary, formula_latex
 from app.db import store
 from app.forms import split_errors
 from app.nav import go_to
+from app.text import md
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError, Param
 from dm_core.schemes import SCHEMES
@@ -116,7 +117,7 @@ def histogram_input() -> tuple | None:
     try:
         runs = [r for r in store().list_runs(limit=200) if r.iteration > 0]
     except StoreError as err:
-        st.caption(f"Run histograms unavailable: {err}")
+        st.caption(f"Run histograms unavailable: {md(err)}")
         return None
     options = [None] + [r.id for r in runs]
     names = {r.id: f"#{r.id} {r.name} ({r.status}, iteration {r.iteration})" for r in runs}

@@ -8,6 +8,7 @@ import streamlit as st
 from app.charts import edf_curves, edf_mini_figure, emphasis_summary
 from app.db import database_url, store
 from app.nav import PAGES, page_link
+from app.text import md
 from dm_core.registry import ConfigError
 from dm_core.schemes import SCHEMES
 from dm_core.store import StoreError, mask_url
@@ -53,7 +54,7 @@ st.subheader("Queue")
 try:
     counts = store().queue_counts()
 except StoreError as err:
-    st.error(f"The run database cannot be reached: {err}")
+    st.error(f"The run database cannot be reached: {md(err)}")
     counts = None
 if counts is not None:
     cols = st.columns(len(counts))

@@ -390,7 +390,7 @@ for path, message in refusals(configs):
 
 unclaimed = form.render_errors()
 for message in unclaimed:
-    st.error(message, icon=":material/error:")
+    st.error(md(message), icon=":material/error:")
 
 c1, c2 = st.columns([1, 3], vertical_alignment="center")
 group = c2.text_input("Group name (optional)", key="L.group",
@@ -411,7 +411,7 @@ if clicked:
         try:
             result = store().submit(configs, group=group.strip() or None)
         except (StoreError, ValueError) as err:
-            st.error(f"Nothing queued: {err}")
+            st.error(f"Nothing queued: {md(err)}")
         else:
             ss["monitor.run_id"] = result.run_ids[0]
             ss["compare.group"] = result.group

@@ -18,6 +18,7 @@ from app.db import store_or_stop
 from app.links import compare_params, monitor_params, page_url
 from app.nav import go_to
 from app.tables import ACTIVE, runs_frame
+from app.text import md
 from dm_core.store import InvalidTransition, RunInfo, RunNotFound, RunStatus, StoreError
 
 REFRESH_S = 3.0
@@ -116,7 +117,7 @@ for key in ("runs.flash",):
         kind, message = st.session_state.pop(key)
         getattr(st, kind)(message)
 for message in st.session_state.pop("runs.refused", []):
-    st.warning(message)
+    st.warning(md(message))
 
 if runs:
     labels = {r.id: f"#{r.id} {r.name} ({r.status})" for r in runs}
