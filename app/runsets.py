@@ -166,7 +166,8 @@ def difference_label(cfg: Mapping[str, Any], varying: Sequence[str]) -> str:
             method.append(f"{SYMBOLS.get(last, last)}={format_value(value)}")
             shown.add(key)
     parts = [" ".join(method)]
-    parts += [_term(k, flat.get(k, _MISSING)) for k in varying if k not in shown]
+    # A key this config lacks (λ of a CCE run) says nothing about it: left out.
+    parts += [_term(k, flat[k]) for k in varying if k not in shown and k in flat]
     return " · ".join(parts)
 
 
@@ -198,13 +199,18 @@ def settings(runs: Sequence[RunInfo], ignore: Sequence[str] = ()) -> list[Settin
     ``dataset.noise.rate``)."""
     ordered = sorted(runs, key=lambda r: r.id)
     varying = varying_keys([r.config for r in ordered], ignore)
+    flats = [flat_config(r.config) for r in ordered]
+    # Labels name a key only where it takes two values among the configs that have it (a
+    # CCE run lacking DM's ε does not make ε worth naming on every DM run).
+    named = [k for k in varying
+             if len({repr(_canonical(f[k])) for f in flats if k in f}) > 1]
     groups: dict[tuple, list[RunInfo]] = {}
     for run in ordered:
         groups.setdefault(_identity(run.config, ignore), []).append(run)
     out = []
     for members in groups.values():
         flat = flat_config(members[0].config)
-        out.append(Setting(difference_label(members[0].config, varying), tuple(members),
+        out.append(Setting(difference_label(members[0].config, named), tuple(members),
                            {k: flat.get(k) for k in varying}))
     # Two settings the label cannot tell apart (values equal once formatted): name their runs.
     seen: dict[str, int] = {}

@@ -17,21 +17,35 @@ import re
 __all__ = ["md", "plotly_text"]
 
 # Every ASCII punctuation character may be backslash-escaped in CommonMark: escaped, none of
-# them starts an image, a link, an autolink (``http\:``), emphasis, HTML, a Streamlit
-# directive (``:red[...]``) or LaTeX (``$``).
+# them starts an image, a link, emphasis, HTML, a Streamlit directive (``:red[...]``) or
+# LaTeX (``$``).
 _PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GitHub's autolinks are found in the text *after* parsing (escapes already undone; measured
+# in Streamlit: an escaped ``http\:\/\/host`` still became a link), so ``http://``, ``www.``
+# and ``name@host`` are broken up with an invisible word joiner instead.
+_JOINER = "\u2060"
+_AUTOLINKS = ((re.compile(r"://"), f":{_JOINER}//"),
+              (re.compile(r"(?i)\b(www)\."), rf"\1{_JOINER}."),
+              (re.compile("@"), f"{_JOINER}@"))
 
 
 def md(text: object) -> str:
-    """``text`` escaped for Streamlit Markdown: shown exactly as written, never as markup.
+    r"""``text`` for Streamlit Markdown, shown as written and never as markup: punctuation
+    escaped, line breaks flattened, and what GitHub-flavoured Markdown would turn into a
+    link (``http://…``, ``www.…``, ``a@b.c``) broken by an invisible word joiner (U+2060).
 
-    >>> md("![](http://evil.example/x.png)")
-    '\\\\!\\\\[\\\\]\\\\(http\\\\:\\\\/\\\\/evil\\\\.example\\\\/x\\\\.png\\\\)'
-    >>> md("run 1")
-    'run 1'
+    Prefer elements that show plain text (``st.text``, ``st.code``, tables, select options)
+    for user text; this is for sentences that must mention it.
+
+    >>> md("![](http://evil.example/x.png)").replace("\u2060", "<WJ>")
+    '\\!\\[\\]\\(http\\:<WJ>\\/\\/evil\\.example\\/x\\.png\\)'
+    >>> md("run 1"), md("ada@example.org").replace("\u2060", "<WJ>")
+    ('run 1', 'ada<WJ>\\@example\\.org')
     """
     # Line breaks would end the element's paragraph (and start a heading or a list).
     flat = " ".join(str(text).split("\n"))
+    for pattern, broken in _AUTOLINKS:
+        flat = pattern.sub(broken, flat)
     return _PUNCTUATION.sub(r"\\\1", flat)
 
 

@@ -124,9 +124,12 @@ def test_polling_reads_only_what_is_new(live_run, reads):
 def test_scrubbed_iteration_survives_a_growing_maximum(live_run):
     store, run_id = live_run
     at = _page(run_id)
+    assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 100"
+    at.toggle(key="monitor.follow").set_value(False).run()
+    assert at.slider(key="monitor.scrub").value == 100  # from the iteration on screen
+    assert at.slider(key="monitor.scrub").max == 200  # the run's planned iterations
     at.slider(key="monitor.scrub").set_value(40).run()
     assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 40"
-    assert at.toggle(key="monitor.follow").value is False
     fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=101,
               upto=200, finish=True)
     at.run()
@@ -138,6 +141,7 @@ def test_scrubbed_iteration_survives_a_growing_maximum(live_run):
     np.testing.assert_allclose(decode(bars[1]["y"]), noisy / noisy.sum())
     at.toggle(key="monitor.follow").set_value(True).run()
     assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 200"
+    assert not at.get("slider") or all(s.key != "monitor.scrub" for s in at.slider)
 
 
 def test_a_retried_run_starts_afresh(live_run):
@@ -215,6 +219,7 @@ def test_the_heatmaps_mark_the_chosen_iteration(live_run):
     at = _page(run_id)
     marks = chart(at, "monitor.heatmap")["layout"]["shapes"]
     assert [m["x0"] for m in marks] == [100, 100]  # following the latest, on both panels
+    at.toggle(key="monitor.follow").set_value(False).run()
     at.slider(key="monitor.scrub").set_value(40).run()
     assert [m["x0"] for m in chart(at, "monitor.heatmap")["layout"]["shapes"]] == [40, 40]
     pick = [t for t in chart(at, "monitor.heatmap")["data"] if t["name"] == "pick an iteration"]

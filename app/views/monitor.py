@@ -64,9 +64,6 @@ def live_state(run: RunInfo) -> dict[str, Any]:
     stale = (live is None or live["run_id"] != run.id or run.iteration < live["scalars"].last
              or run.attempt != live["attempt"])
     if stale:
-        if live is None or live["run_id"] != run.id:  # another run: follow its latest iteration
-            st.session_state.pop("monitor.scrub_value", None)
-            st.session_state["monitor.follow"] = True
         # A long run's first read is already on a grid coarse enough for the budget.
         live = {"run_id": run.id, "attempt": run.attempt, "evals": pd.DataFrame(), "fetches": 0,
                 "scalars": LiveScalars(MAX_POINTS, stride_for(run.iteration, MAX_POINTS)),
@@ -166,43 +163,66 @@ def metrics(run: RunInfo, live: dict[str, Any]) -> None:
         st.warning(md(run.error.splitlines()[0][:500]))
 
 
+def iteration_controls(run: RunInfo) -> None:
+    """"Follow the latest iteration", or a slider over the run's planned iterations: which
+    iteration's histograms are shown (and marked on the heatmaps).
+
+    Drawn by the full page run, outside the refreshing fragment: widgets inside a fragment
+    that reruns every few seconds were measured reporting stale values back as the user's
+    (following stopped by itself at the first value shown). The choice is kept under a
+    shadow key (``monitor.scrub_value``) and read by the fragment (``chosen_iteration``).
+    """
+    ss = st.session_state
+    if ss.get("monitor.controls_run") != run.id:  # another run: follow its latest iteration
+        ss["monitor.controls_run"] = run.id
+        ss["monitor.follow"] = True
+        ss.pop("monitor.scrub_value", None)
+    total = int(run.total_iterations or run.config.get("iterations") or max(run.iteration, 1))
+
+    def unfollow() -> None:
+        if ss["monitor.follow"]:
+            ss.pop("monitor.scrub_value", None)
+        else:  # start from the iteration on screen
+            live = ss.get(LIVE)
+            last = live["hist"].last if live and live["run_id"] == run.id else total
+            ss["monitor.scrub_value"] = last or total
+
+    def remember() -> None:
+        ss["monitor.scrub_value"] = ss["monitor.scrub"]
+
+    left, right = st.columns([2, 3], vertical_alignment="bottom")
+    left.toggle("Follow the latest iteration", key="monitor.follow", on_change=unfollow,
+                help="The histograms below show the latest iteration logged.")
+    if not ss["monitor.follow"] and total > 1:
+        ss["monitor.scrub"] = min(max(int(ss.get("monitor.scrub_value") or total), 1), total)
+        right.slider("Iteration", 1, total, key="monitor.scrub", on_change=remember,
+                     help="The histograms of this iteration (or the nearest before it "
+                          "logged); clicking the heatmaps picks one too.")
+
+
 def chosen_iteration(live: dict[str, Any]) -> int:
-    """The iteration whose histograms are shown: the latest while following it, else the
-    user's choice (kept under a shadow key) clamped to what has been read."""
+    """The iteration whose histograms are shown: the latest logged while following, else
+    the user's choice clamped to what has been logged."""
     it = live["hist"].iterations
     lo, hi = int(it[0]), int(it[-1])
     ss = st.session_state
-    ss.setdefault("monitor.follow", True)
     shadow = ss.get("monitor.scrub_value")
-    return hi if ss["monitor.follow"] or shadow is None else min(max(int(shadow), lo), hi)
+    return hi if ss.get("monitor.follow", True) or shadow is None else min(max(int(shadow), lo), hi)
 
 
 def _pick_from_heatmap() -> None:
-    """A click on the heatmaps moves the scrubber there (and stops following the latest)."""
+    """A click on the heatmaps: show that iteration (no longer the latest); the fragment
+    then redraws the whole page, whose controls live outside it."""
     state = st.session_state.get("monitor.heatmap")
     picked = picked_iteration(state.get("selection") if state else None)
     if picked is not None:
         st.session_state["monitor.scrub_value"] = picked
         st.session_state["monitor.follow"] = False
+        st.session_state["monitor.picked"] = True
 
 
-def scrub(run: RunInfo, live: dict[str, Any], edf, chosen: int) -> None:
-    """A slider to pick one iteration (its maximum grows: the value is kept under a shadow
-    key and clamped, docs/architecture.md "Streamlit: sliders whose range grows"), and that
-    iteration's histograms overlaid."""
-    ss = st.session_state
-    it = live["hist"].iterations
-    lo, hi = int(it[0]), int(it[-1])
-    st.toggle("Follow the latest iteration", key="monitor.follow")
-    ss["monitor.scrub"] = chosen
-
-    def remember() -> None:
-        ss["monitor.scrub_value"] = ss["monitor.scrub"]
-        ss["monitor.follow"] = False
-
-    if hi > lo:
-        chosen = st.slider("Iteration", lo, hi, key="monitor.scrub", on_change=remember,
-                           help="Or click the heatmaps above.")
+def bars(run: RunInfo, edf, chosen: int) -> None:
+    """The clean and corrupted histograms of the chosen iteration, with the run's EDF."""
     found = s.histogram_at(run.id, int(chosen))
     if found is None:
         return
@@ -211,13 +231,12 @@ def scrub(run: RunInfo, live: dict[str, Any], edf, chosen: int) -> None:
     st.plotly_chart(fig, key="monitor.bars", theme="streamlit", width="stretch")
 
 
-def charts(run: RunInfo, live: dict[str, Any]) -> None:
+def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
     sc, ev, hist = live["scalars"].frame, live["evals"], live["hist"]
     if not len(sc) and not len(ev):
         st.info("Nothing logged yet: the run is waiting for a worker (`dm worker`, or `dm up`)."
                 if run.status == RunStatus.QUEUED else "Nothing logged yet.")
         return
-    _, style = curve_controls("monitor.curves")
     left, right = st.columns(2)
     with left:
         series = {label: _col(ev, key) for key, label in (
@@ -251,7 +270,7 @@ def charts(run: RunInfo, live: dict[str, Any]) -> None:
     left, right = st.columns(2)
     with left:
         if len(hist.iterations):
-            scrub(run, live, run_edf(run), chosen)
+            bars(run, run_edf(run), chosen)
     with right:
         if len(sc) and "weight_var" in sc:
             series = {"emphasis variance (weight variance)": _col(sc, "weight_var")}
@@ -304,10 +323,15 @@ run_id = st.selectbox("Run", list(labels), key="monitor.run", format_func=labels
 show_params(PAGE, monitor_params(run_id))
 first = next(r for r in runs if r.id == run_id)
 header(first)
+with st.expander("Chart controls: smoothing, log scale, the iteration shown", expanded=True):
+    _, curve_style = curve_controls("monitor.curves")
+    iteration_controls(first)
 
 
 @st.fragment(run_every=REFRESH_S if first.status in ACTIVE else None)
 def live_view() -> None:
+    if st.session_state.pop("monitor.picked", False):
+        st.rerun(scope="app")  # a heatmap click: the controls outside show the new choice
     try:
         run = s.get_run(run_id)
     except RunNotFound:
@@ -316,9 +340,11 @@ def live_view() -> None:
     live = live_state(run)
     fetch_new(s, run, live)
     metrics(run, live)
-    charts(run, live)
-    if first.status in ACTIVE and run.status not in ACTIVE:
-        st.rerun()  # the run ended: redraw the page once, without the timer
+    charts(run, live, curve_style)
+    if run.status != first.status:
+        # It started or ended: redraw the whole page once (the sidebar's counts, the timer,
+        # which stops once the run has ended).
+        st.rerun()
 
 
 live_view()
