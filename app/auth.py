@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlparse
 
 import streamlit as st
 
@@ -54,6 +55,7 @@ ALLOWED_USERS_ENV = "DM_ALLOWED_USERS"
 ALLOWED_EMAILS_KEY = "allowed_emails"
 ALLOWED_DOMAINS_KEY = "allowed_domains"
 SESSION_KEY = "dm_auth.password_ok"  # holds a digest of the password it was granted for
+WANTED_KEY = "dm_auth.wanted"  # (page url path, query params) asked for before signing in
 FREE_FAILURES = 5  # wrong passwords in a row from one address before it has to wait
 FIRST_LOCKOUT_S = 2.0  # the first wait; each further failure doubles it
 MAX_LOCKOUT_S = 900.0
@@ -63,7 +65,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "AuthConfigError", "Allowlist", "LoginThrottle",
            "allowlist_in", "login_required", "login_throttle", "oidc_providers",
-           "oidc_providers_in", "require_login", "shared_password"]
+           "oidc_providers_in", "require_login", "requested_before_sign_in", "shared_password"]
 
 
 class AuthConfigError(ValueError):
@@ -303,8 +305,28 @@ def require_login() -> bool:
     return True
 
 
+def _requested_page() -> str:
+    """The last part of the path this session's page was requested at (``monitor`` for
+    ``http://host/monitor?run=7``; "" for the root)."""
+    try:
+        url = st.context.url or ""
+    except Exception:  # noqa: BLE001 -- outside a session (a bare script run)
+        url = ""
+    return urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def requested_before_sign_in() -> tuple[str, dict[str, str]] | None:
+    """Once signed in: the page (its url path) and query parameters the session asked for
+    before the sign-in page took their place, so a shared link still leads where it
+    pointed; None afterwards, or when nothing was asked for."""
+    wanted = st.session_state.pop(WANTED_KEY, None)
+    return wanted if wanted and wanted[0] else None
+
+
 def _show_sign_in(form: Any) -> None:
     """The sign-in page as the app's only page, then stop."""
+    # The sign-in page replaces the URL's path: remember what was asked for first.
+    st.session_state.setdefault(WANTED_KEY, (_requested_page(), st.query_params.to_dict()))
 
     def sign_in() -> None:
         st.title("DM Studio")

@@ -349,3 +349,28 @@ def test_failures_are_logged_with_the_address_never_the_password(app_db, monkeyp
     assert "locked for 2 s" in records[app.auth.FREE_FAILURES].getMessage()
     assert "refused" in records[-1].getMessage()
     assert not any("hunter2" in r.getMessage() or "hunter2" in str(r.args) for r in caplog.records)
+
+
+def test_a_link_opened_before_signing_in_leads_where_it_pointed(app_db, monkeypatch):
+    """A shared /monitor?run=N link: the sign-in page takes the URL's place, then the
+    session goes on to that page and run (the browser's requested path, st.context.url,
+    stands in for AppTest, which requests no path)."""
+    from test_app_support import fabricate
+
+    from dm_core.store import Store
+
+    run_id = fabricate(Store(app_db), name="shared", iterations=40, eval_every=20)
+    fabricate(Store(app_db), name="newer", iterations=40, eval_every=20)
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    monkeypatch.setattr(app.auth, "_requested_page", lambda: "monitor")
+    at = entry()
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert shows_only_the_sign_in(at)
+    at.text_input[0].input("pw")
+    at.button[0].click().run()
+    assert [t.value for t in at.title] == ["Monitor"]
+    assert at.selectbox(key="monitor.run").value == run_id
+    assert at.query_params == {"run": str(run_id)}
+    at.run()  # only once: the session now goes where the user goes
+    assert [t.value for t in at.title] == ["Monitor"]

@@ -170,7 +170,8 @@ def frame_with(at, column: str):
 
 
 def rendered(markdown: str) -> str:
-    """Markdown source as the reader sees its characters: backslash escapes removed."""
+    """Markdown source as the reader sees its characters: backslash escapes and invisible
+    word joiners (app.text.md puts them into addresses) removed."""
     import re
 
-    return re.sub(r"\\(.)", r"\1", markdown)
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")
