@@ -6,6 +6,7 @@
 #   make lint    ruff check
 #   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
 #   make reliability  the fault and invalid-input tests, written to docs/reliability.md
+#   make screenshots  docs/screenshots/*.png, taken by the browser test (tests/ui/test_e2e.py)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -23,7 +24,7 @@ BENCH_ARGS ?=
 RUN_STAMP := $(VENV)/.dm-installed-run
 DEV_STAMP := $(VENV)/.dm-installed-dev
 
-.PHONY: help run test lint bench reliability ci-system-deps
+.PHONY: help run test lint bench reliability screenshots ci-system-deps
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -68,6 +69,13 @@ bench: $(DEV_STAMP)
 	$(BIN)/python -m dm_core.fused_cpu
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=$${MKL_NUM_THREADS:-1} \
 		$(BIN)/python benchmarks/run_all.py $(BENCH_ARGS)
+
+# The browser test writes its screenshots here only when asked (DM_SCREENSHOTS); `make test`
+# leaves them untouched.
+screenshots: $(DEV_STAMP) ci-system-deps
+	$(BIN)/python -m dm_core.fused_cpu
+	DM_SCREENSHOTS=$(CURDIR)/docs/screenshots OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
+		$(BIN)/python -m pytest -n 0 -q tests/ui/test_e2e.py
 
 # Under CI=true every test must run: install Chromium (browser tests), PostgreSQL (store
 # tests) and a C++ compiler (the losses' fused CPU kernel) when missing. Elsewhere nothing is

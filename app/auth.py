@@ -2,8 +2,13 @@
 
 - **Shared password**: set ``DM_PASSWORD`` in the dashboard's environment. A session is let
   in once it typed the password (compared with ``hmac.compare_digest``, so the time taken
-  does not leak how much of it was right); a wrong one costs a second. Changing
-  ``DM_PASSWORD`` signs every session out.
+  does not leak how much of it was right). Changing ``DM_PASSWORD`` signs every session out.
+  Failed sign-ins are counted per client address across all sessions of the server
+  (``LoginThrottle``): after ``FREE_FAILURES`` in a row, that address must wait, twice as
+  long after each further failure (up to ``MAX_LOCKOUT_S``), and while it waits no password
+  it sends is even checked. Every failure is logged (logger ``app.auth``) with the address
+  and the count, never with what was typed. The address is the connection's peer: behind a
+  reverse proxy every client shares the proxy's, so one guesser locks everyone out.
 - **OIDC** (Google, Microsoft, Okta, Auth0, ...): an ``[auth]`` section in
   ``.streamlit/secrets.toml``, as Streamlit's ``st.login`` documents it: ``redirect_uri``
   (``http://HOST:PORT/oauth2callback``), ``cookie_secret``, and the provider's
@@ -32,27 +37,39 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
+import math
 import os
+import threading
 import time
 import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import streamlit as st
+
+from app.text import md
 
 PASSWORD_ENV = "DM_PASSWORD"
 ALLOWED_USERS_ENV = "DM_ALLOWED_USERS"
 ALLOWED_EMAILS_KEY = "allowed_emails"
 ALLOWED_DOMAINS_KEY = "allowed_domains"
 SESSION_KEY = "dm_auth.password_ok"  # holds a digest of the password it was granted for
-FAILED_LOGIN_DELAY_S = 1.0
+WANTED_KEY = "dm_auth.wanted"  # (page url path, query params) asked for before signing in
+FREE_FAILURES = 5  # wrong passwords in a row from one address before it has to wait
+FIRST_LOCKOUT_S = 2.0  # the first wait; each further failure doubles it
+MAX_LOCKOUT_S = 900.0
+FORGET_AFTER_S = 3600.0  # an address quiet this long starts afresh
 
-__all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "AuthConfigError", "Allowlist", "allowlist_in",
-           "auth_section_for", "exposure_warnings", "is_loopback", "login_required",
-           "oidc_providers", "oidc_providers_in", "require_login", "secrets_files",
-           "shared_password"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "AuthConfigError", "Allowlist", "LoginThrottle",
+           "allowlist_in", "auth_section_for", "exposure_warnings", "is_loopback",
+           "login_required", "login_throttle", "oidc_providers", "oidc_providers_in",
+           "require_login", "requested_before_sign_in", "secrets_files", "shared_password"]
 
 
 class AuthConfigError(ValueError):
@@ -215,6 +232,96 @@ def exposure_warnings(host: str, port: int, section: Any, environ: Mapping[str, 
                         f"{ALLOWED_USERS_ENV} (e.g. ada@example.org,@example.org).")
     return warnings
 
+@dataclass
+class _Failures:
+    count: int  # failures in a row
+    last: float  # clock time of the latest
+    locked_until: float
+
+
+@dataclass
+class LoginThrottle:
+    """Failed sign-ins per client address, for every session of the server at once.
+
+    An address may fail ``free`` times in a row; each failure after that locks it for
+    ``first_s`` seconds, doubled per further failure up to ``max_s``. A success, or
+    ``forget_s`` seconds without a failure, clears its count. ``clock`` (monotonic seconds)
+    is injectable, so the schedule is tested without waiting. Thread-safe: Streamlit runs
+    each session's script in its own thread. At most ``max_addresses`` are remembered (the
+    quietest are forgotten first), so a flood of addresses cannot grow it without bound.
+
+    >>> now = [0.0]
+    >>> t = LoginThrottle(free=2, first_s=2.0, max_s=5.0, clock=lambda: now[0])
+    >>> [t.failed("a") for _ in range(5)], t.wait("a"), t.wait("b")
+    ([0.0, 0.0, 2.0, 4.0, 5.0], 5.0, 0.0)
+    >>> now[0] = 5.0
+    >>> t.wait("a")
+    0.0
+    """
+
+    free: int = FREE_FAILURES
+    first_s: float = FIRST_LOCKOUT_S
+    max_s: float = MAX_LOCKOUT_S
+    forget_s: float = FORGET_AFTER_S
+    clock: Callable[[], float] = time.monotonic
+    max_addresses: int = 10_000
+    _records: dict[str, _Failures] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _current(self, address: str, now: float) -> _Failures | None:
+        record = self._records.get(address)
+        if record is not None and now - record.last >= self.forget_s and now >= record.locked_until:
+            del self._records[address]
+            return None
+        return record
+
+    def wait(self, address: str) -> float:
+        """Seconds ``address`` must still wait before a password of its is checked (0: none)."""
+        with self._lock:
+            now = self.clock()
+            record = self._current(address, now)
+            return max(0.0, record.locked_until - now) if record is not None else 0.0
+
+    def failures(self, address: str) -> int:
+        """Failures in a row from ``address``."""
+        with self._lock:
+            record = self._current(address, self.clock())
+            return record.count if record is not None else 0
+
+    def failed(self, address: str) -> float:
+        """Count a wrong password from ``address``; return the lockout it now has (seconds)."""
+        with self._lock:
+            now = self.clock()
+            record = self._current(address, now) or _Failures(0, now, now)
+            record.count += 1
+            record.last = now
+            extra = record.count - self.free
+            lockout = 0.0 if extra <= 0 else min(self.first_s * 2.0 ** (extra - 1), self.max_s)
+            record.locked_until = now + lockout
+            self._records[address] = record
+            if len(self._records) > self.max_addresses:
+                quietest = min(self._records, key=lambda a: self._records[a].last)
+                del self._records[quietest]
+            return lockout
+
+    def succeeded(self, address: str) -> None:
+        with self._lock:
+            self._records.pop(address, None)
+
+
+@st.cache_resource(show_spinner=False)
+def login_throttle() -> LoginThrottle:
+    """The server's one throttle (``st.cache_resource``: shared by every session)."""
+    return LoginThrottle()
+
+
+def _client_address() -> str:
+    """The client's IP address as the server sees the connection ("unknown" without one)."""
+    try:
+        return st.context.ip_address or "unknown"
+    except Exception:  # noqa: BLE001 -- outside a session (a bare script run)
+        return "unknown"
+
 
 def _digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
@@ -245,7 +352,7 @@ def require_login() -> bool:
     with st.sidebar:
         if providers:
             who = st.user.get("name") or st.user.get("email") or "signed in"
-            st.caption(f"Signed in as **{who}**")
+            st.caption(f"Signed in as **{md(who)}**")
         if st.button("Sign out", key="dm_auth.sign_out", icon=":material/logout:"):
             st.session_state.pop(SESSION_KEY, None)
             if providers:
@@ -254,8 +361,28 @@ def require_login() -> bool:
     return True
 
 
+def _requested_page() -> str:
+    """The last part of the path this session's page was requested at (``monitor`` for
+    ``http://host/monitor?run=7``; "" for the root)."""
+    try:
+        url = st.context.url or ""
+    except Exception:  # noqa: BLE001 -- outside a session (a bare script run)
+        url = ""
+    return urlparse(url).path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def requested_before_sign_in() -> tuple[str, dict[str, str]] | None:
+    """Once signed in: the page (its url path) and query parameters the session asked for
+    before the sign-in page took their place, so a shared link still leads where it
+    pointed; None afterwards, or when nothing was asked for."""
+    wanted = st.session_state.pop(WANTED_KEY, None)
+    return wanted if wanted and wanted[0] else None
+
+
 def _show_sign_in(form: Any) -> None:
     """The sign-in page as the app's only page, then stop."""
+    # The sign-in page replaces the URL's path: remember what was asked for first.
+    st.session_state.setdefault(WANTED_KEY, (_requested_page(), st.query_params.to_dict()))
 
     def sign_in() -> None:
         st.title("DM Studio")
@@ -272,7 +399,7 @@ def _refusal(section: Any) -> str | None:
     try:
         allowlist = allowlist_in(section, os.environ)
     except AuthConfigError as err:  # fail closed: nobody in until it is fixed
-        return f"Sign-in is misconfigured: {err}. Nobody can come in until it is fixed."
+        return f"Sign-in is misconfigured: {md(err)}. Nobody can come in until it is fixed."
     if allowlist is None:
         return None
     email = st.user.get("email")
@@ -280,9 +407,9 @@ def _refusal(section: Any) -> str | None:
         return ("Your identity provider did not share an email address, so this dashboard "
                 "cannot check that you are allowed in (its scope must include `email`).")
     if st.user.get("email_verified") is False:
-        return f"Your identity provider says **{email}** is not verified."
+        return f"Your identity provider says **{md(email)}** is not verified."
     if not allowlist.admits(email):
-        return (f"**{email}** is not allowed to use this dashboard. Ask its administrator to "
+        return (f"**{md(email)}** is not allowed to use this dashboard. Ask its administrator to "
                 f"add you to `{ALLOWED_EMAILS_KEY}` / `{ALLOWED_DOMAINS_KEY}` in `[auth]` or "
                 f"to {ALLOWED_USERS_ENV}.")
     return None
@@ -315,11 +442,23 @@ def _password_form(password: str) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
         return
+    throttle, address = login_throttle(), _client_address()
+    waiting = throttle.wait(address)
+    if waiting > 0:  # locked: what was typed is not even compared
+        logger.warning("sign-in refused for %s: locked for %.0f s more after %d failed "
+                       "sign-ins", address, waiting, throttle.failures(address))
+        st.error(f"Too many failed sign-ins from your address: try again in "
+                 f"{math.ceil(waiting)} s.")
+        return
     if hmac.compare_digest(typed.encode(), password.encode()):
+        throttle.succeeded(address)
         st.session_state[SESSION_KEY] = _digest(password)
         st.rerun()
-    time.sleep(FAILED_LOGIN_DELAY_S)  # a slower guess for whoever tries many
-    st.error("Wrong password.")
+    lockout = throttle.failed(address)
+    logger.warning("failed sign-in from %s (%d in a row)%s", address, throttle.failures(address),
+                   f"; locked for {lockout:.0f} s" if lockout else "")
+    st.error("Wrong password." + (f" Too many failed sign-ins from your address: try again in "
+                                  f"{math.ceil(lockout)} s." if lockout else ""))
 
 
 def _oidc_form(providers: list[str]) -> None:
@@ -329,5 +468,5 @@ def _oidc_form(providers: list[str]) -> None:
             try:
                 st.login(None if name == "default" else name)
             except Exception as err:  # noqa: BLE001 -- e.g. Authlib missing, bad [auth] section
-                st.error(f"Sign-in is misconfigured: {err} (see the [auth] section of "
+                st.error(f"Sign-in is misconfigured: {md(err)} (see the [auth] section of "
                          ".streamlit/secrets.toml; OIDC needs `pip install 'dm-studio[auth]'`)")

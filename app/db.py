@@ -12,6 +12,7 @@ import os
 
 import streamlit as st
 
+from app.text import md
 from dm_core.store import Store, StoreError, mask_url, resolve_url
 
 ENV_URL = "DM_DATABASE_URL"
@@ -41,7 +42,7 @@ def store_or_stop() -> Store:
     try:
         s.queue_counts()
     except StoreError as err:
-        st.error(f"The run database cannot be reached: {err}")
+        st.error(f"The run database cannot be reached: {md(err)}")
         st.caption(f"Database: {mask_url(database_url())} (set {ENV_URL} to change it).")
         st.stop()
     return s

@@ -24,6 +24,7 @@ import streamlit as st
 import yaml
 from pydantic.fields import FieldInfo
 
+from app.text import md
 from dm_core.bounded_load import load_yaml
 from dm_core.registry import ConfigError, Param
 
@@ -103,7 +104,7 @@ class Form:
         for target, messages in by_slot.items():
             with self.slots[target].container():
                 for m in messages:
-                    st.error(m, icon=":material/error:")
+                    st.error(md(m), icon=":material/error:")  # may quote user text
         return unclaimed
 
 

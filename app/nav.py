@@ -34,19 +34,21 @@ PAGES: tuple[PageInfo, ...] = (
 BY_KEY = {p.key: p for p in PAGES}
 
 
-def page_link(key: str, label: str | None = None) -> None:
-    """A link to page ``key``; plain text when the page runs outside the navigation."""
+def page_link(key: str, label: str | None = None, params: dict[str, str] | None = None) -> None:
+    """A link to page ``key`` (with ``params`` in its URL, see ``app.links``); plain text
+    when the page runs outside the navigation."""
     page = BY_KEY[key]
     try:
-        st.page_link(page.path, label=label or page.title, icon=page.icon)
+        st.page_link(page.path, label=label or page.title, icon=page.icon, query_params=params)
     except StreamlitAPIException:
         st.markdown(f"→ **{label or page.title}** (open it from the sidebar)")
 
 
-def go_to(key: str) -> None:
-    """Switch to page ``key``; when that is impossible (a page run on its own), say where to go."""
+def go_to(key: str, params: dict[str, str] | None = None) -> None:
+    """Switch to page ``key`` (with ``params`` in its URL); when that is impossible (a page
+    run on its own), say where to go."""
     page = BY_KEY[key]
     try:
-        st.switch_page(page.path)
+        st.switch_page(page.path, query_params=params)
     except StreamlitAPIException:
         st.info(f"Open the **{page.title}** page to continue.")

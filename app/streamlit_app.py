@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.auth import require_login
+from app.auth import requested_before_sign_in, require_login
 from app.db import database_url, store
-from app.nav import PAGES
+from app.nav import BY_KEY, PAGES
+from app.text import md
 from dm_core.store import StoreError, mask_url
 
 st.set_page_config(page_title="DM Studio", page_icon=":material/tune:", layout="wide")
@@ -27,6 +28,9 @@ require_login()  # st.stop()s with the sign-in page unless this session may come
 pages = [st.Page(p.path, title=p.title, icon=p.icon, default=p.key == "home",
                  url_path="" if p.key == "home" else p.key) for p in PAGES]
 navigation = st.navigation(pages)
+wanted = requested_before_sign_in()
+if wanted is not None and wanted[0] in BY_KEY:  # a link opened before signing in
+    st.switch_page(BY_KEY[wanted[0]].path, query_params=wanted[1])
 
 with st.sidebar:
     st.markdown("**DM Studio** — derivative manipulation workbench")
@@ -34,7 +38,7 @@ with st.sidebar:
         counts = store().queue_counts()
         st.caption(" · ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet")
     except StoreError as err:
-        st.error(f"Database unavailable: {err}")
+        st.error(f"Database unavailable: {md(err)}")
     st.caption(f"Database: `{mask_url(database_url())}`")
 
 navigation.run()

@@ -20,6 +20,7 @@ import math
 import os
 import pickle
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -495,6 +496,71 @@ def _arrays(path: str) -> _Raw:
     if x_tr.ndim == 3:
         x_tr, x_te = x_tr[:, None], x_te[:, None]
     return _Raw(x_tr, arrays["y_train"], x_te, arrays["y_test"], [str(i) for i in range(num_classes)])
+
+
+# ---------------------------------------------------------------------- data present at submit time
+
+def _torchvision_raw_files(cls_name: str) -> Callable[[Path], list[Path]]:
+    """The decompressed files torchvision's ``cls_name`` looks for (``root/<cls>/raw/...``)."""
+
+    def files(root: Path) -> list[Path]:
+        import torchvision
+
+        cls = getattr(torchvision.datasets, cls_name)
+        raw = root / cls_name / "raw"
+        return [raw / Path(url).stem for url, _ in cls.resources]
+
+    return files
+
+
+def _cifar_files(kind: str) -> Callable[[Path], list[Path]]:
+    layout = _CIFAR[kind]
+    return lambda root: [root / layout.folder / f for f in layout.files()]
+
+
+# What a worker will read, for each dataset read from files (the bundled digits need none).
+_DATA_FILES: dict[str, Callable[[Path], list[Path]]] = {
+    "mnist": _torchvision_raw_files("MNIST"),
+    "fashion_mnist": _torchvision_raw_files("FashionMNIST"),
+    "cifar10": _cifar_files("CIFAR10"),
+    "cifar100": _cifar_files("CIFAR100"),
+    "vehicles10": _cifar_files("CIFAR100"),
+    "image_folder": lambda root: [root / "train", root / "test"],
+}
+
+
+def check_data_available(dataset: Mapping[str, Any]) -> None:
+    """Raise ConfigError (naming ``dataset.root`` or ``dataset.path``) unless the files that a
+    run of ``dataset`` (a resolved ``dataset`` config section) reads are there, as seen from
+    this machine; with ``download: true`` only that the folder may be written.
+
+    Called where runs are submitted (the Launch page, ``dm submit``), so that a run whose data
+    is missing is refused before it is queued rather than failing on a worker. Workers that
+    read their data from another filesystem are checked again when they load it.
+
+    >>> check_data_available({"name": "digits"})  # bundled with scikit-learn: nothing to check
+    """
+    name = dataset.get("name")
+    if name == "arrays":
+        path = confine_data_path(str(dataset.get("path")), "dataset.path")
+        if not path.is_file():
+            raise ConfigError(f"dataset.path: {str(path)!r} does not exist")
+        return
+    files = _DATA_FILES.get(str(name))
+    if files is None:
+        return
+    root = str(dataset.get("root"))
+    if dataset.get("download"):
+        confine_data_path(root, "dataset.root")
+        return
+    base = _require_root(root, str(name))
+    missing = [f for f in files(base) if not f.exists()]
+    if missing:
+        shown = ", ".join(str(f.relative_to(base)) for f in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ConfigError(f"dataset.root: no {name} files under {str(base)!r} (missing {shown}"
+                          f"{more}); put them there, point dataset.root at them, or set "
+                          "dataset.download=true")
 
 
 # ---------------------------------------------------------------------- assembling a bundle

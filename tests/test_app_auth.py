@@ -6,12 +6,13 @@ DM_ALLOWED_USERS)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
-from test_app_support import TIMEOUT, app_db_fixture  # noqa: F401
+from test_app_support import TIMEOUT, app_db_fixture, rendered  # noqa: F401
 
 import app.auth
 from app.nav import PAGES
@@ -26,7 +27,9 @@ OIDC = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret":
 def no_login_configured(monkeypatch):
     monkeypatch.delenv("DM_PASSWORD", raising=False)
     monkeypatch.delenv("DM_ALLOWED_USERS", raising=False)
-    monkeypatch.setattr(app.auth, "FAILED_LOGIN_DELAY_S", 0.0)
+    app.auth.login_throttle.clear()  # failed sign-ins of one test never lock out another's
+    yield
+    app.auth.login_throttle.clear()
 
 
 def entry() -> AppTest:
@@ -174,7 +177,7 @@ def test_oidc_misconfiguration_is_explained(app_db, monkeypatch):
 # ---------------------------------------------------------------- OIDC allowlist
 
 def shows_only_a_refusal(at: AppTest, says: str) -> bool:
-    return (any(says in e.value for e in at.error)
+    return (any(says in rendered(e.value) for e in at.error)
             and [b.label for b in at.button] == ["Sign out"]
             and not at.metric and not at.get("plotly_chart") and not at.text_input
             and not any("Database:" in c.value for c in at.sidebar.caption))
@@ -269,3 +272,105 @@ def test_the_login_rule_is_shared_with_dm_up():
     assert app.auth.login_required({}, {"DM_PASSWORD": "pw"})
     assert app.auth.oidc_providers_in({"google": {"client_id": "a"}, "allowed_emails": ["a@b"]}) \
         == ["google"]
+
+
+# ---------------------------------------------------------------- brute force
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sign_in(at: AppTest, password: str) -> AppTest:
+    at.text_input[0].input(password)
+    at.button[0].click().run()
+    return at
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """The server's throttle on a clock the test moves; every session comes from one address
+    unless a test says otherwise."""
+    fake = FakeClock()
+    app.auth.login_throttle().clock = fake
+    monkeypatch.setattr(app.auth, "_client_address", lambda: "203.0.113.7")
+    return fake
+
+
+def test_failed_sign_ins_lock_the_address_out_across_sessions(app_db, monkeypatch, clock):
+    """Many parallel sessions do not multiply the guesses: the count is per address, for
+    the whole server; while locked, not even the right password gets in."""
+    monkeypatch.setenv("DM_PASSWORD", "correct horse")
+    free = app.auth.FREE_FAILURES
+    sessions = [entry().run() for _ in range(free + 1)]  # one guess per fresh session
+    for at in sessions[:free]:
+        _sign_in(at, "wrong")
+        assert [e.value for e in at.error] == ["Wrong password."]
+    last = _sign_in(sessions[free], "still wrong")
+    assert "try again in 2 s" in last.error[0].value
+    # Another session from the same address, with the right password: refused while locked.
+    late = _sign_in(entry().run(), "correct horse")
+    assert shows_only_the_sign_in(late) and "try again in 2 s" in late.error[0].value
+    clock.now += 2.0  # the lockout has passed: the right password gets in
+    _sign_in(late, "correct horse")
+    assert shows_the_home_page(late)
+    assert app.auth.login_throttle().failures("203.0.113.7") == 0  # a success clears the count
+
+
+def test_each_further_failure_doubles_the_wait_up_to_a_cap(app_db, monkeypatch, clock):
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    throttle = app.auth.login_throttle()
+    waits = []
+    at = entry().run()
+    for _ in range(app.auth.FREE_FAILURES + 12):
+        _sign_in(at, "guess")
+        waits.append(throttle.wait("203.0.113.7"))
+        clock.now += waits[-1]  # the guesser waits exactly as long as it must
+    expected = [0.0] * app.auth.FREE_FAILURES + [min(2.0 * 2**k, app.auth.MAX_LOCKOUT_S)
+                                                 for k in range(12)]
+    assert waits == expected
+    assert throttle.wait("198.51.100.1") == 0.0  # another address is not affected
+
+
+def test_failures_are_logged_with_the_address_never_the_password(app_db, monkeypatch, clock,
+                                                                  caplog):
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    caplog.set_level(logging.WARNING, logger="app.auth")
+    at = entry().run()
+    for _ in range(app.auth.FREE_FAILURES + 1):
+        _sign_in(at, "hunter2-guess")
+    _sign_in(at, "hunter2-guess")  # while locked
+    records = [r for r in caplog.records if r.name == "app.auth"]
+    assert len(records) == app.auth.FREE_FAILURES + 2
+    assert all("203.0.113.7" in r.getMessage() for r in records)
+    assert "locked for 2 s" in records[app.auth.FREE_FAILURES].getMessage()
+    assert "refused" in records[-1].getMessage()
+    assert not any("hunter2" in r.getMessage() or "hunter2" in str(r.args) for r in caplog.records)
+
+
+def test_a_link_opened_before_signing_in_leads_where_it_pointed(app_db, monkeypatch):
+    """A shared /monitor?run=N link: the sign-in page takes the URL's place, then the
+    session goes on to that page and run (the browser's requested path, st.context.url,
+    stands in for AppTest, which requests no path)."""
+    from test_app_support import fabricate
+
+    from dm_core.store import Store
+
+    run_id = fabricate(Store(app_db), name="shared", iterations=40, eval_every=20)
+    fabricate(Store(app_db), name="newer", iterations=40, eval_every=20)
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    monkeypatch.setattr(app.auth, "_requested_page", lambda: "monitor")
+    at = entry()
+    at.query_params["run"] = str(run_id)
+    at.run()
+    assert shows_only_the_sign_in(at)
+    at.text_input[0].input("pw")
+    at.button[0].click().run()
+    assert [t.value for t in at.title] == ["Monitor"]
+    assert at.selectbox(key="monitor.run").value == run_id
+    assert at.query_params == {"run": str(run_id)}
+    at.run()  # only once: the session now goes where the user goes
+    assert [t.value for t in at.title] == ["Monitor"]

@@ -8,7 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_support import APP, TIMEOUT, app_db_fixture, chart, decode, fabricate  # noqa: F401
+from test_app_support import (  # noqa: F401
+    APP,
+    TIMEOUT,
+    app_db_fixture,
+    chart,
+    decode,
+    fabricate,
+    frame_with,
+    trace,
+)
 
 from dm_core.store import Store
 
@@ -53,12 +62,41 @@ def test_table_equals_the_stored_summaries(three):
     assert table.loc[ids[2], "source"] == "evaluations so far"
 
 
-def test_paper_layout_pivots_methods_by_noise_rate(three):
-    store, ids = three
-    at = _page(ids[:2])
-    paper = at.dataframe[1].value
-    s = store.get_run(ids[0]).summary
-    assert paper.loc["cce", "r = 0.4"] == f"{s['test_acc_best']:.3f} / {s['test_acc_final']:.3f}"
+def test_mean_over_seeds_pools_only_runs_that_differ_in_nothing_but_the_seed(app_db):
+    """Two seeds of dm λ=1 β=12 at 80 iterations, one at 40 iterations, one at r = 0.2: the
+    pooled rows (and the noise-rate table) never mix the 80- and 40-iteration runs, and
+    every label says what differs (before: all pooled as "dm(lam=1, beta=12)" at r = 0.4)."""
+    store = Store(app_db)
+    loss = {"name": "dm", "lam": 1.0, "beta": 12.0}
+    ids = [fabricate(store, name="a", loss=loss, iterations=80, eval_every=20, seed=0),
+           fabricate(store, name="b", loss=loss, iterations=80, eval_every=20, seed=1,
+                     acc_shift=0.02),
+           fabricate(store, name="c", loss=loss, iterations=40, eval_every=20, seed=0),
+           fabricate(store, name="d", loss=loss, iterations=80, eval_every=20, seed=0,
+                     noise_rate=0.2)]
+    at = _page(ids)
+    assert not at.exception
+    final = {i: store.get_run(i).summary["test_acc_final"] for i in ids}
+    pooled = frame_with(at, "seeds").set_index("setting")
+    assert sorted(pooled.index) == ["dm λ=1 β=12 · r=0.2 · 80 it", "dm λ=1 β=12 · r=0.4 · 40 it",
+                                    "dm λ=1 β=12 · r=0.4 · 80 it"]
+    row = pooled.loc["dm λ=1 β=12 · r=0.4 · 80 it"]
+    assert row["runs"] == 2 and row["seeds"] == "0, 1"
+    assert row["final test acc"] == pytest.approx(np.mean([final[ids[0]], final[ids[1]]]))
+    assert row["final test acc ± std"] == pytest.approx(np.std([final[ids[0]], final[ids[1]]], ddof=1))
+    assert pooled.loc["dm λ=1 β=12 · r=0.4 · 40 it", "final test acc"] == final[ids[2]]
+    # By noise rate: rows say what differs apart from the rate; cells are mean ± std (n).
+    paper = frame_with(at, "r = 0.4")
+    assert list(paper.columns) == ["r = 0.2", "r = 0.4"]
+    mean = np.mean([final[ids[0]], final[ids[1]]])
+    std = np.std([final[ids[0]], final[ids[1]]], ddof=1)
+    assert paper.loc["dm λ=1 β=12 · 80 it", "r = 0.4"] == f"{mean:.3f} ± {std:.3f} (n=2)"
+    assert paper.loc["dm λ=1 β=12 · 80 it", "r = 0.2"] == f"{final[ids[3]]:.3f} (n=1)"
+    assert paper.loc["dm λ=1 β=12 · 40 it", "r = 0.4"] == f"{final[ids[2]]:.3f} (n=1)"
+    # Legends name the setting and, within one, the seed.
+    names = [t["name"] for t in chart(at, "compare.curves")["data"]]
+    assert names == ["dm λ=1 β=12 · r=0.4 · 80 it · seed 0", "dm λ=1 β=12 · r=0.4 · 80 it · seed 1",
+                     "dm λ=1 β=12 · r=0.4 · 40 it", "dm λ=1 β=12 · r=0.2 · 80 it"]
 
 
 @pytest.fixture
@@ -159,3 +197,171 @@ def test_charts_export_as_png_and_html(three):
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download compare-test_acc (HTML)" in labels
     assert "Download compare-histograms-40 (HTML)" in labels
+
+
+# ---------------------------------------------------------------- landscape
+
+LAMS, BETAS, SEEDS = (1.0, 2.0), (4.0, 12.0), (0, 1)
+
+
+@pytest.fixture
+def grid(app_db):
+    """A λ × β grid of 2 seeds in group "sweep"; the (λ=2, β=12) seed 1 run diverged."""
+    store = Store(app_db)
+    ids = {}
+    for lam in LAMS:
+        for beta in BETAS:
+            for seed in SEEDS:
+                ids[lam, beta, seed] = fabricate(
+                    store, name=f"g{lam}-{beta}-{seed}", loss={"name": "dm", "lam": lam, "beta": beta},
+                    iterations=40, eval_every=10, seed=seed, group="sweep", val=True,
+                    acc_shift=0.01 * lam - 0.002 * beta + 0.003 * seed,
+                    diverge=(lam, beta, seed) == (2.0, 12.0, 1))
+    fabricate(store, name="elsewhere", iterations=40, eval_every=10)  # another group
+    return store, ids
+
+
+def _group_page(group, **state):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["group"] = group
+    for k, v in state.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def test_a_grid_of_two_seeds_opens_as_a_heatmap_with_mean_and_std(grid):
+    store, ids = grid
+    at = _group_page("sweep")
+    assert not at.exception
+    fig = chart(at, "compare.landscape")
+    heat = next(t for t in fig["data"] if t["type"] == "heatmap")
+    assert list(heat["x"]) == ["4", "12"] and list(heat["y"]) == ["1", "2"]  # numeric order
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    z = decode(heat["z"])
+    for i, lam in enumerate(LAMS):
+        for j, beta in enumerate(BETAS):
+            finals = [store.get_run(ids[lam, beta, s]).summary for s in SEEDS]
+            values = [f["test_acc_final"] for f in finals if f is not None]  # diverged: none
+            assert z[i, j] == pytest.approx(np.mean(values))
+            if len(values) == 2:
+                assert f"± {np.std(values, ddof=1):.3f} (n=2)" in heat["text"][i][j]
+    assert "✕ 1/2 diverged" in heat["text"][1][1] and "(n=1)" in heat["text"][1][1]
+    marked = trace(fig, "diverged (runs left out of the mean)")
+    assert (list(marked["x"]), list(marked["y"])) == (["12"], ["2"])
+    cells = frame_with(at, "run ids")
+    assert list(zip(cells["λ (loss.lam)"], cells["β (loss.beta)"], strict=True)) == \
+        [(1.0, 4.0), (1.0, 12.0), (2.0, 4.0), (2.0, 12.0)]
+
+
+def test_landscape_of_the_selected_test_accuracy_and_of_divergence(grid):
+    store, ids = grid
+    at = _group_page("sweep", **{"compare.landscape_metric": "test_acc_selected"})
+    heat = next(t for t in chart(at, "compare.landscape")["data"] if t["type"] == "heatmap")
+    ev = store.evals(ids[1.0, 4.0, 0])
+    # The reference selection: the first evaluation with the highest validation accuracy.
+    best = ev.iloc[int(np.argmax(ev["val_acc"].to_numpy()))]
+    ev1 = store.evals(ids[1.0, 4.0, 1])
+    best1 = ev1.iloc[int(np.argmax(ev1["val_acc"].to_numpy()))]
+    assert decode(heat["z"])[0, 0] == pytest.approx((best["test_acc"] + best1["test_acc"]) / 2)
+    assert best["iteration"] < 40  # not the final evaluation
+    at.selectbox(key="compare.landscape_metric").set_value("diverged").run()
+    heat = next(t for t in chart(at, "compare.landscape")["data"] if t["type"] == "heatmap")
+    np.testing.assert_allclose(decode(heat["z"]), [[0.0, 0.0], [0.0, 0.5]])
+
+
+def test_a_grid_with_holes_is_drawn_as_points(grid):
+    store, ids = grid
+    chosen = [i for key, i in ids.items() if key[:2] != (2.0, 4.0)]
+    at = _page(chosen)
+    fig = chart(at, "compare.landscape")
+    assert not any(t["type"] == "heatmap" for t in fig["data"])
+    points = trace(fig, "mean over seeds")
+    got = sorted(zip(decode(points["x"]), decode(points["y"]), strict=True))
+    assert got == [(4.0, 1.0), (12.0, 1.0), (12.0, 2.0)]  # β across, λ up: no interpolation
+
+
+def test_more_than_two_parameters_as_parallel_coordinates(app_db):
+    store = Store(app_db)
+    for lam, beta, iterations in ((1.0, 4.0, 40), (2.0, 12.0, 40), (1.0, 12.0, 60)):
+        fabricate(store, loss={"name": "dm", "lam": lam, "beta": beta}, iterations=iterations,
+                  eval_every=20, group="three")
+    at = _group_page("three")
+    [par] = chart(at, "compare.landscape")["data"]
+    assert par["type"] == "parcoords"
+    labels = [d["label"] for d in par["dimensions"]]
+    assert labels == ["λ (loss.lam)", "β (loss.beta)", "iterations", "mean over seeds"]
+
+
+# ---------------------------------------------------------------- links
+
+def test_the_url_names_the_view_and_reopens_it(grid):
+    store, ids = grid
+    at = _group_page("sweep")
+    table = at.dataframe[0].value
+    assert sorted(table["id"]) == sorted(ids.values())
+    assert at.query_params == {"group": "sweep"}
+    at.selectbox(key="compare.group_pick").set_value(None).run()
+    picked = sorted(ids.values())[:2]
+    at.multiselect(key="compare.runs").set_value(picked).run()
+    assert at.query_params == {"runs": f"{picked[0]},{picked[1]}"}
+    # The same URL in a new session (a reload, a shared link) shows the same runs.
+    again = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    again.query_params["runs"] = at.query_params["runs"]
+    again.run()
+    assert sorted(again.dataframe[0].value["id"]) == picked
+    assert again.multiselect(key="compare.runs").value == picked
+
+
+# ---------------------------------------------------------------- curves and histograms
+
+def test_curves_by_fraction_of_training_and_smoothed(app_db):
+    store = Store(app_db)
+    short = fabricate(store, name="short", iterations=40, eval_every=10)
+    long = fabricate(store, name="long", iterations=80, eval_every=10)
+    at = _page([short, long])
+    at.selectbox(key="compare.metric").set_value("p_clean_mean").run()
+    at.radio(key="compare.curves.align").set_value("fraction").run()
+    fig = chart(at, "compare.curves")
+    for t, run_id, total in zip(fig["data"], (short, long), (40, 80), strict=True):
+        np.testing.assert_allclose(decode(t["x"]), store.scalars(run_id)["iteration"] / total)
+    assert fig["layout"]["xaxis"]["title"]["text"] == "fraction of training"
+    at.slider(key="compare.curves.smoothing").set_value(0.9).run()
+    at.toggle(key="compare.curves.log").set_value(True).run()
+    fig = chart(at, "compare.curves")
+    smoothed = [t for t in fig["data"] if t["meta"]["role"] == "smoothed"]
+    raw = [t for t in fig["data"] if t["meta"]["role"] == "raw"]
+    assert len(smoothed) == len(raw) == 2
+    y = store.scalars(short)["p_clean_mean"].to_numpy()
+    ema, ref = 0.0, []
+    for k, v in enumerate(y, start=1):  # the debiased EMA, written out
+        ema = 0.9 * ema + 0.1 * v
+        ref.append(ema / (1 - 0.9**k))
+    np.testing.assert_allclose(decode(smoothed[0]["y"]), ref)
+    np.testing.assert_allclose(decode(raw[0]["y"]), y)
+    assert fig["layout"]["yaxis"]["type"] == "log"
+
+
+def test_learning_rate_curves_on_a_log_axis(three):
+    _, ids = three
+    at = _page(ids)
+    at.selectbox(key="compare.metric").set_value("lr").run()
+    assert chart(at, "compare.curves")["layout"]["yaxis"]["type"] == "log"
+
+
+def test_histograms_overlaid_and_aligned_by_fraction_of_training(app_db):
+    store = Store(app_db)
+    short = fabricate(store, name="short", iterations=40, eval_every=10)
+    long = fabricate(store, name="long", iterations=80, eval_every=10)
+    at = _page([short, long])
+    at.radio(key="compare.hist_view").set_value("overlaid").run()
+    at.radio(key="compare.hist_align").set_value("fraction").run()
+    at.slider(key="compare.percent").set_value(50).run()
+    fig = chart(at, "compare.hists")
+    assert len(fig["data"]) == 4 and {t.get("xaxis", "x") for t in fig["data"]} == {"x"}  # one axis
+    for k, (run_id, at_it) in enumerate(((short, 20), (long, 40))):
+        _, clean, noisy = store.histogram_at(run_id, at_it)
+        clean_trace, noisy_trace = fig["data"][2 * k], fig["data"][2 * k + 1]
+        assert clean_trace["name"].endswith(f"@ {at_it} · clean")
+        assert noisy_trace["line"]["dash"] == "dash"
+        np.testing.assert_allclose(decode(clean_trace["y"]), clean / clean.sum())
+        np.testing.assert_allclose(decode(noisy_trace["y"]), noisy / noisy.sum())

@@ -110,3 +110,23 @@ def test_use_in_launch_carries_the_scheme(at):
     # Run on its own there is no navigation: the page says where to go instead of failing.
     assert not at.exception
     assert any("Launch" in i.value for i in at.info)
+
+
+def test_a_u_shaped_curve_is_described_as_emphasising_both_ends(at):
+    """DM with β < 0 is U-shaped: w(0) = w(1) = 1 and w < 1 inside. Neither the mode nor the
+    advice may claim one ψ (before: "mode ψ = 0.000 ... hardest examples first (as CCE)",
+    with a ψ ± spread band)."""
+    at.number_input(key="designer.dm.lam.num").set_value(1.1).run()
+    at.number_input(key="designer.dm.beta.num").set_value(-8.6).run()
+    p = np.linspace(0, 1, 2001)
+    w = np.exp(-8.6 * p**1.1 * (1 - p))  # the reference curve: largest at both ends
+    assert w[0] == w[-1] == 1.0 and w[1:-1].max() < 1.0
+    assert _metric(at, "mode ψ") == "both ends (p = 0 and 1)"
+    captions = " ".join(c.value for c in at.caption)
+    assert "hardest examples first" not in captions
+    # Least emphasis where p^λ (1 - p) peaks, at p = λ / (λ + 1).
+    assert "U-shaped" in captions and f"near p ≈ {1.1 / 2.1:.2f} the least" in captions
+    fig = chart(at, "designer.chart")
+    names = {t.get("name") for t in fig["data"]}
+    assert "ψ ± spread" not in names and "ψ" not in names
+    np.testing.assert_allclose(decode(trace(fig, "emphasis peaks")["x"]), [0.0, 1.0])

@@ -99,6 +99,21 @@ def test_grid_queues_one_run_per_lambda_beta_pair(app_db):
     assert all(r.name.startswith("run[loss.lam=") for r in runs)
 
 
+def test_grid_repeated_over_seeds(app_db):
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["L.grid_table"] = pd.DataFrame({"λ": [0.0, 1.0], "β values": ["4, 12", "8"]})
+    at.run()
+    at.radio(key="L.mode").set_value("λ/β grid").run()
+    at.text_input(key="L.grid_seeds").input("0, 1").run()
+    assert at.button(key="L.queue").label == "Queue 6 runs"
+    _queue(at)
+    got = sorted((c["loss"]["lam"], c["loss"]["beta"], c["seed"]) for c in _configs(app_db))
+    assert got == [(lam, beta, seed) for lam, beta in ((0.0, 4.0), (0.0, 12.0), (1.0, 8.0))
+                   for seed in (0, 1)]
+    at.text_input(key="L.grid_seeds").input("0, x").run()
+    assert any("grid seeds" in e.value for e in at.error)
+
+
 def test_grid_with_a_bad_beta_queues_nothing(app_db):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.session_state["L.grid_table"] = pd.DataFrame({"λ": [1.0], "β values": ["8, oops"]})
@@ -278,3 +293,74 @@ def test_classes_per_batch_from_the_form(app_db, at):
     _queue(at)
     [cfg] = _configs(app_db)
     assert cfg["dataset"]["balanced_sampler"] is True and cfg["dataset"]["classes_per_batch"] == 4
+
+
+# ---------------------------------------------------------------- refused before queueing
+
+def test_choosing_symmetric_noise_proposes_a_rate_and_r0_is_refused(app_db, at):
+    """Choosing a noise kind that takes a rate must not leave the rate at 0: "symmetric,
+    r = 0" would queue a clean run under a noisy name."""
+    at.selectbox(key="L.dataset.noise.kind").set_value("symmetric").run()
+    assert at.number_input(key="L.dataset.noise.symmetric.rate").value == 0.4
+    at.number_input(key="L.dataset.noise.symmetric.rate").set_value(0.0).run()
+    messages = errors_under(at, "L.dataset.noise.symmetric.rate")
+    assert messages and "r = 0 corrupts no label" in messages[0], messages
+    _queue(at)
+    assert Store(app_db).list_runs() == []
+    at.number_input(key="L.dataset.noise.symmetric.rate").set_value(0.2).run()
+    assert not errors_under(at, "L.dataset.noise.symmetric.rate")
+    _queue(at)
+    [cfg] = _configs(app_db)
+    assert cfg["dataset"]["noise"] == {**cfg["dataset"]["noise"], "kind": "symmetric", "rate": 0.2}
+
+
+def _cifar_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("DM_DATA_DIRS", str(tmp_path))
+    root = tmp_path / "cifar"
+    root.mkdir()
+    return root
+
+
+def _complete(root):
+    batches = root / "cifar-10-batches-py"
+    batches.mkdir()
+    for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta"]:
+        (batches / name).write_bytes(b"")
+
+
+def test_cifar10_without_its_files_is_refused_at_submit_time(app_db, tmp_path, monkeypatch):
+    root = _cifar_folder(tmp_path, monkeypatch)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT).run()
+    at.selectbox(key="L.dataset.name").set_value("cifar10").run()
+    at.text_input(key="L.dataset.cifar10.root").input(str(root)).run()
+    messages = errors_under(at, "L.dataset.cifar10.root")
+    assert messages and messages[0].startswith("dataset.root: no cifar10 files under"), messages
+    assert "cifar-10-batches-py/data_batch_1" in messages[0]
+    _queue(at)
+    assert Store(app_db).list_runs() == []
+    _complete(root)  # the files a worker reads are there now: queued
+    at.run()
+    assert not errors_under(at, "L.dataset.cifar10.root")
+    _queue(at)
+    [cfg] = _configs(app_db)
+    assert cfg["dataset"]["name"] == "cifar10" and cfg["dataset"]["root"] == str(root)
+
+
+def test_dm_submit_refuses_cifar10_without_its_files(app_db, tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from studio.cli import app as cli
+
+    root = _cifar_folder(tmp_path, monkeypatch)
+    config = tmp_path / "cifar.yaml"
+    config.write_text(json.dumps({"name": "c", "dataset": {"name": "cifar10", "root": str(root)}}))
+    result = CliRunner().invoke(cli, ["submit", str(config), "--db", app_db])
+    assert result.exit_code == 2, result.output
+    assert "dataset.root: no cifar10 files under" in result.output
+    assert Store(app_db).list_runs() == []
+    _complete(root)
+    result = CliRunner().invoke(cli, ["submit", str(config), "--db", app_db])
+    assert result.exit_code == 0, result.output
+    assert len(Store(app_db).list_runs()) == 1

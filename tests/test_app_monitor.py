@@ -9,7 +9,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
-from test_app_support import APP, TIMEOUT, app_db_fixture, chart, decode, fabricate, trace  # noqa: F401
+from test_app_support import (  # noqa: F401
+    APP,
+    TIMEOUT,
+    app_db_fixture,
+    chart,
+    decode,
+    fabricate,
+    rendered,
+    trace,
+)
 
 from dm_core.config import parse_config
 from dm_core.store import Store
@@ -74,16 +83,17 @@ def test_shows_the_science_of_a_running_run(live_run):
     np.testing.assert_allclose(decode(trace(pmean, "corrupted")["y"]), sc["p_noisy_mean"].to_numpy())
     heat = chart(at, "monitor.heatmap")
     hist = store.histograms(run_id)
-    z = decode(heat["data"][0]["z"])
+    z = decode(trace(heat, "clean")["z"])
     assert z.shape == (10, 100)
     np.testing.assert_allclose(z[:, 42], hist.clean[42] / hist.clean[42].sum())
-    z_noisy = decode(heat["data"][1]["z"])
+    z_noisy = decode(trace(heat, "corrupted")["z"])
     np.testing.assert_allclose(z_noisy[:, 7], hist.noisy[7] / hist.noisy[7].sum())
     wvar = chart(at, "monitor.wvar")
     np.testing.assert_allclose(decode(wvar["data"][0]["y"]), sc["weight_var"].to_numpy())
     loss = chart(at, "monitor.loss")
     assert [t["name"] for t in loss["data"]] == [
-        "cross-entropy (training labels)", "loss (the method's own)", "learning rate"]
+        "cross-entropy (training labels)", "dm surrogate (its gradient is the method)",
+        "learning rate"]
     np.testing.assert_allclose(decode(loss["data"][0]["y"]), sc["ce"].to_numpy())
     # One iteration's histograms, with the run's EDF (dm, λ = 1: mode ½) on the right axis.
     bars = chart(at, "monitor.bars")
@@ -91,7 +101,7 @@ def test_shows_the_science_of_a_running_run(live_run):
     edf = next(t for t in bars["data"] if t["name"].startswith("EDF"))
     x, h = decode(edf["x"]), decode(edf["y"])
     assert x[np.argmax(h)] == pytest.approx(0.5)
-    assert "ψ = 0.5" in at.markdown[0].value
+    assert "emphasis ψ = 0.5" in rendered(at.markdown[0].value)
 
 
 def test_polling_reads_only_what_is_new(live_run, reads):
@@ -114,9 +124,12 @@ def test_polling_reads_only_what_is_new(live_run, reads):
 def test_scrubbed_iteration_survives_a_growing_maximum(live_run):
     store, run_id = live_run
     at = _page(run_id)
+    assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 100"
+    at.toggle(key="monitor.follow").set_value(False).run()
+    assert at.slider(key="monitor.scrub").value == 100  # from the iteration on screen
+    assert at.slider(key="monitor.scrub").max == 200  # the run's planned iterations
     at.slider(key="monitor.scrub").set_value(40).run()
     assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 40"
-    assert at.toggle(key="monitor.follow").value is False
     fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=101,
               upto=200, finish=True)
     at.run()
@@ -128,6 +141,7 @@ def test_scrubbed_iteration_survives_a_growing_maximum(live_run):
     np.testing.assert_allclose(decode(bars[1]["y"]), noisy / noisy.sum())
     at.toggle(key="monitor.follow").set_value(True).run()
     assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 200"
+    assert not at.get("slider") or all(s.key != "monitor.scrub" for s in at.slider)
 
 
 def test_a_retried_run_starts_afresh(live_run):
@@ -147,3 +161,67 @@ def test_queued_run_and_empty_database(app_db):
     store.submit([parse_config({"name": "waiting"})])
     at = _page()
     assert any("waiting for a worker" in i.value for i in at.info)
+
+
+def test_the_methods_own_loss_is_explained_beside_the_cross_entropy(app_db):
+    """A scheme loss's value is a surrogate that goes below zero: the chart says what it is
+    (before: "loss (the method's own)" dipping below zero with no word about it)."""
+    store = Store(app_db)
+    dm = fabricate(store, name="dm", iterations=40, eval_every=20)
+    focal = fabricate(store, name="focal", loss={"name": "focal"}, iterations=40, eval_every=20)
+    at = _page(dm)
+    names = [t["name"] for t in chart(at, "monitor.loss")["data"]]
+    assert names[:2] == ["cross-entropy (training labels)", "dm surrogate (its gradient is the method)"]
+    note = " ".join(c.value for c in at.caption)
+    assert "falls below zero" in note and "not comparable between methods" in note
+    at = _page(focal)  # a loss that is a loss: no surrogate to explain
+    names = [t["name"] for t in chart(at, "monitor.loss")["data"]]
+    assert names[1] == "focal loss"
+    assert not any("surrogate" in c.value for c in at.caption)
+
+
+def test_the_url_names_the_run(app_db):
+    store = Store(app_db)
+    first = fabricate(store, name="first", iterations=40, eval_every=20)
+    second = fabricate(store, name="second", iterations=40, eval_every=20, upto=20, finish=False)
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.query_params["run"] = str(first)  # a link to the first run; the default is the running one
+    at.run()
+    assert at.selectbox(key="monitor.run").value == first
+    assert "first" in rendered(at.markdown[0].value)
+    at.selectbox(key="monitor.run").set_value(second).run()
+    assert at.query_params == {"run": str(second)}
+    assert at.selectbox(key="monitor.run").value == second  # the old URL did not win
+    gone = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    gone.query_params["run"] = "999"
+    gone.run()
+    assert any("#999" in w.value and "does not exist" in w.value for w in gone.warning)
+
+
+def test_curves_smoothed_and_on_a_log_scale(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    at.slider(key="monitor.curves.smoothing").set_value(0.5).run()
+    at.toggle(key="monitor.curves.log").set_value(True).run()
+    pmean = chart(at, "monitor.pmean")
+    y = store.scalars(run_id)["p_clean_mean"].to_numpy()
+    smoothed = next(t for t in pmean["data"] if t["name"] == "clean" and t["meta"]["role"] == "smoothed")
+    ref = [sum(0.5 ** (k - j) * 0.5 * y[j] for j in range(k + 1)) / (1 - 0.5 ** (k + 1))
+           for k in range(len(y))]  # the debiased EMA as a weighted sum
+    np.testing.assert_allclose(decode(smoothed["y"]), ref)
+    assert pmean["layout"]["yaxis"]["type"] == "log"
+    assert chart(at, "monitor.loss")["layout"]["yaxis"]["type"] == "log"
+    assert chart(at, "monitor.acc")["layout"]["yaxis"].get("type") != "log"  # accuracies stay
+
+
+def test_the_heatmaps_mark_the_chosen_iteration(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    marks = chart(at, "monitor.heatmap")["layout"]["shapes"]
+    assert [m["x0"] for m in marks] == [100, 100]  # following the latest, on both panels
+    at.toggle(key="monitor.follow").set_value(False).run()
+    at.slider(key="monitor.scrub").set_value(40).run()
+    assert [m["x0"] for m in chart(at, "monitor.heatmap")["layout"]["shapes"]] == [40, 40]
+    pick = [t for t in chart(at, "monitor.heatmap")["data"] if t["name"] == "pick an iteration"]
+    assert len(pick) == 2  # a click target per panel, one per column
+    np.testing.assert_array_equal(decode(pick[0]["x"]), store.histograms(run_id).iterations)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from urllib.parse import urlencode
+
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, app_db_fixture, fabricate  # noqa: F401
@@ -125,18 +129,48 @@ def test_delete_needs_a_confirmation(runs):
     assert any("running" in w.value for w in at.warning)
 
 
-def test_clone_monitor_and_compare_hand_over_to_their_pages(runs):
+ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
+
+
+def _in_the_app(monkeypatch):
+    """The Runs page inside the whole app (its navigation), as a browser sees it."""
+    monkeypatch.delenv("DM_PASSWORD", raising=False)
+    return AppTest.from_file(ENTRY, default_timeout=TIMEOUT).switch_page("views/runs.py").run()
+
+
+def test_clone_monitor_and_compare_open_their_pages_at_their_urls(runs, monkeypatch):
     store, done, running, _ = runs
     at = _select(_page(), [done])
     at.button(key="runs.clone").click().run()
     assert at.session_state["launch.clone"] == store.get_run(done).config
-    at = _select(_page(), [running])
+    at = _select(_in_the_app(monkeypatch), [running])
     at.button(key="runs.monitor").click().run()
-    assert at.session_state["monitor.run_id"] == running
-    at = _select(_page(), [done, running])
+    assert [t.value for t in at.title] == ["Monitor"] and at.query_params == {"run": str(running)}
+    assert at.selectbox(key="monitor.run").value == running
+    at = _select(_in_the_app(monkeypatch), [done, running])
     at.button(key="runs.compare").click().run()
-    assert sorted(at.session_state["compare.run_ids"]) == sorted([done, running])
+    assert [t.value for t in at.title] == ["Compare"]
+    assert at.query_params == {"runs": f"{min(done, running)},{max(done, running)}"}
+    assert sorted(at.dataframe[0].value["id"]) == sorted([done, running])
     assert not at.exception
+
+
+def test_the_table_links_every_run_to_its_monitor_and_group(runs):
+    store, done, running, queued = runs
+    table = _page().dataframe[0].value.set_index("id")
+    assert table.loc[done, "monitor"] == f"monitor?run={done}"
+    group = store.get_run(queued).group
+    assert table.loc[queued, "compare"] == "compare?" + urlencode({"group": group})
+
+
+def test_key_columns_come_first_and_stay_in_view(runs):
+    """Status, ETA and error must not scroll off-screen: first, and pinned."""
+    at = _page()
+    columns = list(at.dataframe[0].value.columns)
+    assert columns[:5] == ["id", "name", "status", "ETA", "error"]
+    config = json.loads(at.dataframe[0].proto.columns)
+    assert all(config[c].get("pinned") for c in ("id", "name", "status", "ETA", "error"))
+    assert not config.get("progress", {}).get("pinned")
 
 
 def test_empty_database(app_db):

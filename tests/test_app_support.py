@@ -78,20 +78,25 @@ def trace(fig: dict[str, Any], name: str) -> dict[str, Any]:
 def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterations: int = 200,
               upto: int | None = None, finish: bool = True, eval_every: int = 50,
               bins: int = 10, seed: int = 0, worker: str = "test-worker",
-              run_id: int | None = None, start_at: int = 1) -> int:
+              run_id: int | None = None, start_at: int = 1, group: str | None = None,
+              noise_rate: float = 0.4, acc_shift: float = 0.0, val: bool = False,
+              diverge: bool = False) -> int:
     """Queue (or continue) a run and write iterations ``start_at..upto`` as a worker would.
 
     p_i of clean examples rises towards 1; of corrupted ones stays low. The summary of a
-    finished run holds exact, checkable numbers.
+    finished run holds exact, checkable numbers. ``acc_shift`` moves every test accuracy
+    (a setting's or a seed's effect), ``val`` logs a validation accuracy that peaks half-way,
+    ``diverge`` ends the run as diverged at its last iteration (no summary).
     """
     rng = np.random.default_rng(seed)
     upto = iterations if upto is None else upto
     if run_id is None:
         cfg = parse_config({"name": name, "seed": seed, "iterations": iterations,
                             "eval_every": eval_every, "histogram_bins": bins,
-                            "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}},
+                            "dataset": {"name": "digits", "val_fraction": 0.1 if val else 0.0,
+                                        "noise": {"kind": "symmetric", "rate": noise_rate}},
                             "loss": loss or {"name": "dm", "lam": 1.0, "beta": 8.0}})
-        run_id = store.submit([cfg]).run_ids[0]
+        run_id = store.submit([cfg], group=group).run_ids[0]
         claimed = store.claim(worker, "cpu")
         assert claimed is not None and claimed.id == run_id
     attempt = store.get_run(run_id).attempt
@@ -108,12 +113,19 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
         noisy = rng.multinomial(40, np.linspace(1, 0.1, bins) / np.linspace(1, 0.1, bins).sum())
         hists.append(HistogramEvent(it, clean.astype(np.int32), noisy.astype(np.int32)))
         if it % eval_every == 0 or it == iterations:
-            evals.append(EvalEvent(it, {"test_acc": round(0.5 + 0.4 * frac, 4),
-                                        "train_acc_corrupted": round(0.3 + 0.1 * frac, 4),
-                                        "train_acc_intact": round(0.5 + 0.3 * frac, 4),
-                                        "fit_corrupted_subset": round(0.05 * frac, 4)}))
+            values = {"test_acc": round(0.5 + 0.4 * frac + acc_shift, 4),
+                      "train_acc_corrupted": round(0.3 + 0.1 * frac, 4),
+                      "train_acc_intact": round(0.5 + 0.3 * frac, 4),
+                      "fit_corrupted_subset": round(0.05 * frac, 4)}
+            if val:
+                values["val_acc"] = round(0.9 - abs(frac - 0.5), 4)
+            evals.append(EvalEvent(it, values))
     store.write_batch(run_id, attempt, scalars=scalars, histograms=hists, evals=evals,
                       worker_id=worker)
+    if diverge:
+        store.finish(run_id, worker, "failed", error=f"diverged at iteration {upto}",
+                     diverged_at=upto, divergence={"max_share": 0.99})
+        return run_id
     if finish and upto == iterations:
         accs = [e.values["test_acc"] for e in evals]
         store.finish(run_id, worker, "succeeded", summary={
@@ -144,3 +156,22 @@ def errors_under(at, key: str) -> list[str]:
             return [str(n.value) for p, n in items[i + 1:]
                     if p[:len(slot)] == slot and getattr(n, "type", None) == "error"]
     raise KeyError(f"no widget with key {key!r}")
+
+
+def frame_with(at, column: str):
+    """The value of the first dataframe on the page with a column (or index) named ``column``
+    (``st.dataframe`` elements carry no key in AppTest)."""
+    for df in at.dataframe:
+        value = df.value
+        if column in value.columns or value.index.name == column:
+            return value
+    raise KeyError(f"no dataframe with a column {column!r}; have "
+                   f"{[list(d.value.columns) for d in at.dataframe]}")
+
+
+def rendered(markdown: str) -> str:
+    """Markdown source as the reader sees its characters: backslash escapes and invisible
+    word joiners (app.text.md puts them into addresses) removed."""
+    import re
+
+    return re.sub(r"\\(.)", r"\1", markdown).replace("\u2060", "")

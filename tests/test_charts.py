@@ -148,8 +148,8 @@ def test_heatmap_columns_are_fractions_per_iteration():
     noisy = rng.integers(0, 20, (50, 12))
     noisy[3] = 0  # an iteration without corrupted examples stays zero, not NaN
     fig = histogram_heatmaps(it, clean, noisy)
-    z_clean = np.asarray(fig.data[0].z)
-    z_noisy = np.asarray(fig.data[1].z)
+    z_clean = np.asarray(_trace(fig, "clean").z)
+    z_noisy = np.asarray(_trace(fig, "corrupted").z)
     assert z_clean.shape == (12, 50)
     np.testing.assert_allclose(z_clean.sum(axis=0), 1.0)
     np.testing.assert_allclose(z_clean[:, 7], clean[7] / clean[7].sum())
@@ -159,7 +159,7 @@ def test_heatmap_columns_are_fractions_per_iteration():
 
 def test_heatmaps_fade_from_transparent_so_both_themes_read_them():
     fig = histogram_heatmaps(np.arange(1, 4), np.ones((3, 5)), np.ones((3, 5)))
-    for trace, colour in ((fig.data[0], charts.CLEAN), (fig.data[1], charts.NOISY)):
+    for trace, colour in ((_trace(fig, "clean"), charts.CLEAN), (_trace(fig, "corrupted"), charts.NOISY)):
         stops = trace.colorscale
         r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
         assert stops[0] == (0.0, f"rgba({r},{g},{b},0)")  # an empty bin: the page's background
@@ -167,13 +167,14 @@ def test_heatmaps_fade_from_transparent_so_both_themes_read_them():
         assert trace.zmin == 0.0
 
 
-def test_learning_rate_axis_leaves_headroom_above_a_constant_rate():
+def test_learning_rate_axis_is_logarithmic():
+    """Schedules step the rate by factors: a log axis, also for a constant rate or a step
+    smaller than a decade (before: linear below a tenfold span)."""
     x = np.arange(1, 101)
-    fig = loss_lr_figure(x, {"loss": 1.0 / x}, np.full(100, 0.1))
-    assert fig.layout.yaxis2.type == "linear"
-    assert tuple(fig.layout.yaxis2.range) == pytest.approx((0.0, 0.115))
-    stepped = loss_lr_figure(x, {"loss": 1.0 / x}, np.where(x < 50, 0.1, 0.001))
-    assert stepped.layout.yaxis2.type == "log" and stepped.layout.yaxis2.range is None
+    for lr in (np.full(100, 0.1), np.where(x < 50, 0.1, 0.05), np.where(x < 50, 0.1, 0.001)):
+        fig = loss_lr_figure(x, {"loss": 1.0 / x}, lr)
+        assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis2.range is None
+        np.testing.assert_allclose(fig.data[-1].y, lr)
 
 
 def test_heatmap_is_thinned_to_its_column_budget():
@@ -214,7 +215,8 @@ def test_formula_latex():
     assert formula_latex("w(p) = p^(-0.5) * (1 - p)^1") == r"w(p) = p^{-0.5} \cdot (1 - p)^{1}"
 
 
-@pytest.mark.parametrize("module", ["app.charts", "app.forms"])
+@pytest.mark.parametrize("module", ["app.charts", "app.forms", "app.runsets", "app.landscape",
+                                    "app.curves", "app.links", "app.text"])
 def test_doctests(module):
     import importlib
 
@@ -239,3 +241,47 @@ def test_extreme_parameters_still_draw():
     edf_figure(c)
     pole = edf_curves("beta", {"alpha": 0.1, "eta": 0.1})  # poles at both ends: NaN there only
     assert np.isnan(pole.weight[[0, -1]]).all() and np.isfinite(pole.weight[1:-1]).all()
+
+
+def _run(run_id, config, status="succeeded", final=0.5, diverged_at=None):
+    from dm_core.store import RunInfo, RunStatus
+
+    return RunInfo(id=run_id, name=f"r{run_id}", group="g", status=RunStatus(status), attempt=1,
+                   max_attempts=3, iteration=10, total_iterations=10, created_at=None,
+                   started_at=None, finished_at=None, heartbeat_at=None, worker_id=None,
+                   device=None, error=None, summary={"test_acc_final": final}, config=config,
+                   last_test_acc=None, cancel_requested=False, diverged_at=diverged_at)
+
+
+def test_a_method_comparison_landscape_has_a_category_axis():
+    """Losses of a comparison differ in their name and in which parameters they have: the
+    name is a category axis, a parameter a loss lacks shows as "–"."""
+    from app.landscape import build_landscape
+
+    runs = [_run(1, {"seed": 0, "loss": {"name": "cce"}}, final=0.7),
+            _run(2, {"seed": 0, "loss": {"name": "dm", "lam": 1.0}}, final=0.8),
+            _run(3, {"seed": 1, "loss": {"name": "dm", "lam": 1.0}}, final=0.9),
+            _run(4, {"seed": 0, "loss": {"name": "dm", "lam": 2.0}}, status="running")]
+    land = build_landscape(runs, {}, "test_acc_final")
+    name_axis, lam_axis = land.axes
+    assert (name_axis.key, name_axis.numeric, name_axis.labels) == ("loss.name", False, ["cce", "dm"])
+    assert lam_axis.labels == ["1", "2", "–"] and not lam_axis.numeric
+    cell = {c.setting.label: c for c in land.cells}
+    assert cell["dm λ=1"].mean == pytest.approx(0.85) and cell["dm λ=1"].n == 2
+    assert cell["dm λ=2"].pending == 1 and np.isnan(cell["dm λ=2"].mean)
+    fig = charts.landscape_figure(land, "t")
+    assert fig.data[0].type == "scatter" and fig.layout.xaxis.type == "category"
+
+
+def test_one_swept_parameter_is_a_line_with_error_bars():
+    from app.landscape import build_landscape
+
+    runs = [_run(i, {"seed": s, "loss": {"name": "dm", "beta": b}}, final=f)
+            for i, (b, s, f) in enumerate(((12.0, 0, 0.6), (4.0, 0, 0.8), (12.0, 1, 0.7),
+                                           (4.0, 1, 0.9)), start=1)]
+    land = build_landscape(runs, {}, "test_acc_final")
+    fig = charts.landscape_figure(land, "t")
+    line = fig.data[0]
+    np.testing.assert_allclose(line.x, [4.0, 12.0])
+    np.testing.assert_allclose(line.y, [0.85, 0.65])
+    np.testing.assert_allclose(line.error_y.array, [np.std([0.8, 0.9], ddof=1)] * 2)

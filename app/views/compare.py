@@ -1,11 +1,21 @@
 """Compare: several runs (or a whole group) side by side.
 
-Curves overlaid (any evaluation or per-iteration scalar), a results table in the paper's
-terms — best and final test accuracy, training accuracy against the corrupted and against
-the intact labels, the fraction of corrupted examples fitted — taken from each finished
-run's stored summary (from its latest evaluation while it still runs), the same numbers
-pivoted by noise rate as in the paper's Table 10, and the p_i histograms of the runs at one
-iteration. The table downloads as CSV and every chart as a self-contained HTML file.
+- **Results**: one row per run, in the paper's terms (best and final test accuracy, training
+  accuracy against the corrupted and against the intact labels, the fraction of corrupted
+  examples fitted), from each finished run's stored summary (from its latest evaluation
+  while it still runs), with the setting each run belongs to; as CSV too.
+- **Mean over seeds**: the same numbers pooled over seed replicates only: runs that differ in
+  anything but their seed are separate rows, labelled by what differs (``app.runsets``); by
+  noise rate, as the paper's Table 10, when the noise rate varies.
+- **Landscape**: a metric over the parameters the runs sweep (``app.landscape``): a heatmap,
+  points, a line or parallel coordinates, with mean ± std over seeds and diverged runs marked.
+- **Curves** of any evaluation or per-iteration scalar overlaid, smoothed or on a log scale,
+  by iteration or by fraction of training.
+- **p_i histograms** of the runs at one point of training, side by side or overlaid.
+
+The URL names the view (``?runs=3,4`` or ``?group=NAME``, ``app.links``): reloading it or
+sharing it opens the same runs. Charts export as HTML (a download button) and PNG (the
+chart's camera button).
 """
 
 from __future__ import annotations
@@ -13,9 +23,28 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from app.charts import histograms_grid, overlay_figure
+from app.charts import (
+    CurveStyle,
+    histogram_overlay,
+    histograms_grid,
+    landscape_figure,
+    overlay_figure,
+)
+from app.curves import ALIGNMENTS, training_fraction
 from app.db import store_or_stop
-from app.tables import SUMMARY_COLUMNS, method_label, paper_layout, results_table
+from app.landscape import METRICS, build_landscape, cells_frame
+from app.links import (
+    compare_params,
+    opened_by_link,
+    read_group,
+    read_runs,
+    show_params,
+)
+from app.runsets import pivot_by, result_columns, run_labels, seed_table, settings
+from app.tables import SUMMARY_COLUMNS, results_table
+from app.text import md
+from app.widgets import curve_controls
+from dm_core.store import RunInfo
 
 EVAL_METRICS = {"test_acc": "test accuracy", "val_acc": "validation accuracy (clean split)",
                 "train_acc_corrupted": "train accuracy vs corrupted labels",
@@ -25,6 +54,7 @@ SCALAR_METRICS = {"p_clean_mean": "mean p_i of clean examples",
                   "p_noisy_mean": "mean p_i of corrupted examples",
                   "loss": "training loss", "weight_var": "emphasis variance", "lr": "learning rate"}
 MAX_RUNS_HIST = 9
+PAGE = "compare"
 
 
 def png_config(name: str) -> dict:
@@ -40,6 +70,207 @@ def html_download(fig, name: str, key: str) -> None:
                        icon=":material/download:", on_click="ignore")
 
 
+def total_iterations(run: RunInfo) -> int:
+    return int(run.total_iterations or run.config.get("iterations") or max(run.iteration, 1))
+
+
+# ----------------------------------------------------------------------------- selection
+
+def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None, list[RunInfo]]:
+    """The group or the runs to compare: from the URL when the page was opened by a link
+    (or a handover from the Runs page), else from the widgets; the URL is then updated to
+    name the selection."""
+    ss = st.session_state
+    labels = {r.id: f"#{r.id} {r.name} ({r.status})" for r in all_runs}
+    if "compare.run_ids" in ss:  # handed over by another page in this session
+        ss["compare.runs"] = [i for i in ss.pop("compare.run_ids") if i in labels]
+        ss["compare.group_pick"] = None
+    elif opened_by_link(PAGE):
+        group, ids = read_group(), read_runs()
+        if group in groups:
+            ss["compare.group_pick"] = group
+        elif ids is not None:
+            ss["compare.runs"] = [i for i in ids if i in labels]
+            ss["compare.group_pick"] = None
+    if ss.get("compare.group") in groups and "compare.group_pick" not in ss:
+        ss["compare.group_pick"] = ss["compare.group"]  # the group the Launch page queued
+    if ss.get("compare.group_pick") not in (None, *groups):
+        ss["compare.group_pick"] = None
+    c1, c2 = st.columns([1, 2])
+    group = c1.selectbox("Group", [None, *groups], key="compare.group_pick",
+                         format_func=lambda g: "pick runs yourself" if g is None else g)
+    if group is not None:
+        chosen = [r for r in all_runs if r.group == group]
+        c2.caption(f"{len(chosen)} runs in group {md(group)}")
+        show_params(PAGE, compare_params(group=group))
+    else:
+        ss["compare.runs"] = [i for i in ss.get("compare.runs", []) if i in labels]
+        ids = c2.multiselect("Runs", list(labels), key="compare.runs", format_func=labels.get)
+        chosen = [r for r in all_runs if r.id in ids]
+        show_params(PAGE, compare_params(ids) if ids else {})
+    return group, sorted(chosen, key=lambda r: r.id)
+
+
+# ----------------------------------------------------------------------------- sections
+
+def results_section(chosen: list[RunInfo], evals: dict) -> None:
+    st.subheader("Results")
+    table = results_table(chosen, evals)
+    labels = run_labels(chosen)
+    table.insert(2, "setting", [labels[i] for i in table["id"]])
+    st.dataframe(table, hide_index=True, width="stretch", key="compare.table",
+                 column_config={v: st.column_config.NumberColumn(v, format="%.4f")
+                                for v in SUMMARY_COLUMNS.values()})
+    st.download_button("Download table (CSV)", data=table.to_csv(index=False).encode(),
+                       file_name="dm-compare.csv", mime="text/csv", key="compare.csv",
+                       icon=":material/download:", on_click="ignore")
+
+    pooled = seed_table(table, chosen)
+    if (pooled["runs"] > 1).any():
+        st.markdown("**Mean over seeds** (only runs that differ in nothing but the seed are "
+                    "pooled; `± std` is the sample standard deviation)")
+        st.dataframe(pooled, hide_index=True, width="stretch", key="compare.seeds",
+                     column_config={c: st.column_config.NumberColumn(c, format="%.4f")
+                                    for c in pooled.columns if c not in ("setting", "runs", "seeds")})
+    if table["noise rate"].nunique() > 1:
+        values = result_columns(table)
+        value = st.selectbox("By noise rate, as the paper's Table 10", values,
+                             index=values.index("final test acc") if "final test acc" in values else 0,
+                             key="compare.pivot_value",
+                             help="Mean ± std over the seeds of each setting at each noise rate.")
+        st.dataframe(pivot_by(table, chosen, value), width="stretch", key="compare.paper")
+
+
+def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> None:
+    if len(settings(chosen)) < 2:
+        return
+    st.subheader("Landscape")
+    metric = st.selectbox("Metric", list(METRICS), key="compare.landscape_metric",
+                          format_func=METRICS.get,
+                          help="Over the parameters these runs sweep, mean ± std over seeds. "
+                               "Selected: test accuracy at the evaluation with the best "
+                               "validation accuracy (needs dataset.val_fraction > 0).")
+    land = build_landscape(chosen, evals, metric)
+    title = METRICS[metric] + (f" — group {group}" if group is not None else "")
+    fig = landscape_figure(land, title)
+    if fig is None:
+        return
+    st.plotly_chart(fig, key="compare.landscape", theme="streamlit", width="stretch",
+                    config=png_config(f"landscape-{metric}"))
+    shape = ("a heatmap (a full grid)" if land.full else
+             "parallel coordinates (one line per setting)" if len(land.axes) > 2 else
+             "points (the grid has holes: nothing is interpolated between them)"
+             if len(land.axes) == 2 else "one line")
+    st.caption(f"{len(land.cells)} settings over {len(land.axes)} parameter(s), drawn as "
+               f"{shape}. ✕ marks settings with diverged runs, which are left out of the mean.")
+    html_download(fig, f"landscape-{metric}", "compare.landscape_html")
+    st.dataframe(cells_frame(land), hide_index=True, width="stretch", key="compare.cells",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.4f")
+                                for c in ("mean", "std")})
+
+
+def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
+    st.subheader("Curves")
+    st.caption("Charts export as self-contained HTML below each one; for a PNG use the camera "
+               "icon in a chart's toolbar (rendered by your browser: no extra software).")
+    options = list(EVAL_METRICS) + list(SCALAR_METRICS)
+    metric = st.selectbox("Metric", options, key="compare.metric",
+                          format_func=lambda m: {**EVAL_METRICS, **SCALAR_METRICS}[m])
+    align, style = curve_controls("compare.curves", align=True)
+    if metric == "lr":
+        style = CurveStyle(style.smoothing, log_y=True)  # schedules step the rate by factors
+    labels = run_labels(chosen)
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for r in chosen:
+        frame = evals[r.id] if metric in EVAL_METRICS else s.scalars(r.id, max_points=2000)
+        if len(frame) and metric in frame:
+            x = frame["iteration"].to_numpy()
+            if align == "fraction":
+                x = training_fraction(x, total_iterations(r))
+            curves[labels[r.id]] = (x, frame[metric].to_numpy(dtype=np.float64))
+    if not curves:
+        st.caption(f"None of these runs has logged {metric} yet.")
+        return
+    label = {**EVAL_METRICS, **SCALAR_METRICS}[metric]
+    bounded = metric in EVAL_METRICS or metric.startswith("p_")
+    fig = overlay_figure(curves, label, label, y_range=(0, 1.02) if bounded else None,
+                         revision=f"compare-{metric}-{align}", x_title=ALIGNMENTS[align],
+                         style=style)
+    st.plotly_chart(fig, key="compare.curves", theme="streamlit", width="stretch",
+                    config=png_config(f"compare-{metric}"))
+    html_download(fig, f"compare-{metric}", "compare.curves_html")
+
+
+def histogram_point(logged: list[RunInfo], align: str) -> dict[int, int] | None:
+    """The iteration to show for each run: one iteration every run has reached, or one
+    fraction of training (each run at that fraction of its own length). The slider's
+    maximum grows while runs train, which resets a keyed slider (docs/architecture.md,
+    Streamlit sliders): the choice lives under a shadow key, clamped before drawing."""
+    ss = st.session_state
+    if align == "iteration":
+        common = min(r.iteration for r in logged)
+        if common <= 1:
+            return {r.id: common for r in logged}
+        shadow = ss.get("compare.iteration_value")
+        ss["compare.iteration"] = common if shadow is None else min(max(int(shadow), 1), common)
+        it = st.slider("Iteration", 1, common, key="compare.iteration",
+                       on_change=lambda: ss.update({"compare.iteration_value": ss["compare.iteration"]}),
+                       help="The latest iteration every chosen run has reached is the maximum.")
+        return {r.id: int(it) for r in logged}
+    reached = min(100 * r.iteration // total_iterations(r) for r in logged)
+    if reached < 2:
+        st.caption("Not every run has reached 2% of its training yet.")
+        return None
+    shadow = ss.get("compare.percent_value")
+    ss["compare.percent"] = reached if shadow is None else min(max(int(shadow), 1), reached)
+    pct = st.slider("Fraction of training (%)", 1, reached, key="compare.percent",
+                    on_change=lambda: ss.update({"compare.percent_value": ss["compare.percent"]}),
+                    help="Each run at this fraction of its own planned iterations; the "
+                         "maximum is the least progress among the chosen runs.")
+    return {r.id: max(1, round(pct / 100 * total_iterations(r))) for r in logged}
+
+
+def histograms_section(s, chosen: list[RunInfo]) -> None:
+    st.subheader("p_i histograms at one point of training")
+    logged = [r for r in chosen if r.iteration > 0]
+    if not logged:
+        st.caption("No histograms yet.")
+        return
+    shown = logged[:MAX_RUNS_HIST]
+    if len(logged) > MAX_RUNS_HIST:
+        st.caption(f"Showing the first {MAX_RUNS_HIST} runs.")
+    c1, c2 = st.columns(2)
+    align = c1.radio("Align runs by", list(ALIGNMENTS), key="compare.hist_align",
+                     horizontal=True, format_func=ALIGNMENTS.get)
+    view = c2.radio("Show", ["side by side", "overlaid"], key="compare.hist_view",
+                    horizontal=True,
+                    help="Overlaid: every run's clean (solid) and corrupted (dashed) examples "
+                         "on one axis.")
+    where = histogram_point(shown, align)
+    if where is None:
+        return
+    labels = run_labels(chosen)
+    items = []
+    for r in shown:
+        found = s.histogram_at(r.id, where[r.id])
+        if found is not None:
+            at, clean, noisy = found
+            items.append((f"{labels[r.id]} @ {at}", clean, noisy))
+    if not items:
+        return
+    name = (f"compare-histograms-{where[shown[0].id]}" if align == "iteration" else
+            f"compare-histograms-{st.session_state.get('compare.percent')}pct")
+    if view == "overlaid":
+        fig = histogram_overlay(items, "p_i of clean (solid) and corrupted (dashed) examples")
+    else:
+        fig = histograms_grid(items)
+    st.plotly_chart(fig, key="compare.hists", theme="streamlit", width="stretch",
+                    config=png_config(name))
+    html_download(fig, name, "compare.hists_html")
+
+
+# ----------------------------------------------------------------------------- page
+
 st.title("Compare")
 s = store_or_stop()
 all_runs = s.list_runs(limit=1000)
@@ -47,97 +278,13 @@ if not all_runs:
     st.info("No runs yet. Queue some on the Launch page (a method comparison, say).")
     st.stop()
 
-ss = st.session_state
-labels = {r.id: f"#{r.id} {r.name} ({r.status})" for r in all_runs}
-if "compare.run_ids" in ss:  # from the runs page
-    ss["compare.runs"] = [i for i in ss.pop("compare.run_ids") if i in labels]
-    ss["compare.group_pick"] = None
-groups = s.groups()
-if ss.get("compare.group") in groups and "compare.group_pick" not in ss:
-    ss["compare.group_pick"] = ss["compare.group"]
-c1, c2 = st.columns([1, 2])
-group = c1.selectbox("Group", [None, *groups], key="compare.group_pick",
-                     format_func=lambda g: "pick runs yourself" if g is None else g)
-if group is not None:
-    chosen = [r for r in all_runs if r.group == group]
-    c2.caption(f"{len(chosen)} runs in group {group}")
-else:
-    ss["compare.runs"] = [i for i in ss.get("compare.runs", []) if i in labels]
-    ids = c2.multiselect("Runs", list(labels), key="compare.runs", format_func=labels.get)
-    chosen = [r for r in all_runs if r.id in ids]
+group, chosen = choose_runs(all_runs, s.groups())
 if not chosen:
     st.info("Choose a group or some runs.")
     st.stop()
-chosen.sort(key=lambda r: r.id)
 
 evals = {r.id: s.evals(r.id) for r in chosen}
-names = {r.id: f"#{r.id} {method_label(r.config)}" for r in chosen}
-
-st.subheader("Results")
-table = results_table(chosen, evals)
-st.dataframe(table, hide_index=True, width="stretch", key="compare.table",
-             column_config={v: st.column_config.NumberColumn(v, format="%.4f")
-                            for v in SUMMARY_COLUMNS.values()})
-st.download_button("Download table (CSV)", data=table.to_csv(index=False).encode(),
-                   file_name="dm-compare.csv", mime="text/csv", key="compare.csv",
-                   icon=":material/download:", on_click="ignore")
-if table["noise rate"].nunique() > 1 or table["method"].nunique() > 1:
-    st.markdown("**Best / final test accuracy by method and noise rate** (mean over seeds), "
-                "as in the paper's Table 10")
-    st.dataframe(paper_layout(table), width="stretch", key="compare.paper")
-
-st.subheader("Curves")
-st.caption("Charts export as self-contained HTML below each one; for a PNG use the camera icon "
-           "in a chart's toolbar (rendered by your browser: no extra software).")
-options = list(EVAL_METRICS) + list(SCALAR_METRICS)
-metric = st.selectbox("Metric", options, key="compare.metric",
-                      format_func=lambda m: {**EVAL_METRICS, **SCALAR_METRICS}[m])
-curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-for r in chosen:
-    frame = evals[r.id] if metric in EVAL_METRICS else s.scalars(r.id, max_points=2000)
-    if len(frame) and metric in frame:
-        curves[names[r.id]] = (frame["iteration"].to_numpy(), frame[metric].to_numpy(dtype=np.float64))
-if curves:
-    label = {**EVAL_METRICS, **SCALAR_METRICS}[metric]
-    fig = overlay_figure(curves, label, label,
-                         y_range=(0, 1.02) if metric in EVAL_METRICS or metric.startswith("p_") else None,
-                         revision=f"compare-{metric}")
-    st.plotly_chart(fig, key="compare.curves", theme="streamlit", width="stretch",
-                    config=png_config(f"compare-{metric}"))
-    html_download(fig, f"compare-{metric}", "compare.curves_html")
-else:
-    st.caption(f"None of these runs has logged {metric} yet.")
-
-st.subheader("p_i histograms at one iteration")
-logged = [r for r in chosen if r.iteration > 0]
-if logged:
-    common = min(r.iteration for r in logged)
-    shown = logged[:MAX_RUNS_HIST]
-    if len(logged) > MAX_RUNS_HIST:
-        st.caption(f"Showing the first {MAX_RUNS_HIST} runs.")
-    if common > 1:
-        # The maximum grows while runs train, which resets a keyed slider (PITFALLS.md 4):
-        # the choice lives under a shadow key, clamped to the range before the slider is drawn.
-        shadow = ss.get("compare.iteration_value")
-        ss["compare.iteration"] = common if shadow is None else min(max(int(shadow), 1), common)
-
-        def remember() -> None:
-            ss["compare.iteration_value"] = ss["compare.iteration"]
-
-        it = st.slider("Iteration", 1, common, key="compare.iteration", on_change=remember,
-                       help="The latest iteration every chosen run has reached is the maximum.")
-    else:
-        it = common
-    items = []
-    for r in shown:
-        found = s.histogram_at(r.id, int(it))
-        if found is not None:
-            at, clean, noisy = found
-            items.append((f"{names[r.id]} @ {at}", clean, noisy))
-    if items:
-        fig = histograms_grid(items)
-        st.plotly_chart(fig, key="compare.hists", theme="streamlit", width="stretch",
-                        config=png_config(f"compare-histograms-{it}"))
-        html_download(fig, f"compare-histograms-{it}", "compare.hists_html")
-else:
-    st.caption("No histograms yet.")
+results_section(chosen, evals)
+landscape_section(group, chosen, evals)
+curves_section(s, chosen, evals)
+histograms_section(s, chosen)

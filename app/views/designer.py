@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.charts import edf_curves, edf_figure, formula_latex
+from app.charts import edf_curves, edf_figure, emphasis_summary, formula_latex
 from app.db import store
 from app.forms import errors_by_field
 from app.nav import go_to
+from app.text import md
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError, Param
 from dm_core.schemes import SCHEMES
@@ -116,7 +117,7 @@ def histogram_input() -> tuple | None:
     try:
         runs = [r for r in store().list_runs(limit=200) if r.iteration > 0]
     except StoreError as err:
-        st.caption(f"Run histograms unavailable: {err}")
+        st.caption(f"Run histograms unavailable: {md(err)}")
         return None
     options = [None] + [r.id for r in runs]
     names = {r.id: f"#{r.id} {r.name} ({r.status}, iteration {r.iteration})" for r in runs}
@@ -169,19 +170,15 @@ if param_errors:
 curves = edf_curves(family, values)
 with text:
     st.latex(formula_latex(curves.formula))
+    emphasis = emphasis_summary(curves)
     m1, m2, m3 = st.columns(3)
-    m1.metric("mode ψ", f"{curves.mode:.3f}",
-              help="ψ = argmax w(p): the p of the examples that get the largest gradient.")
+    m1.metric("mode ψ", f"{curves.peaks[0]:.3f}" if emphasis.single else emphasis.where,
+              help="ψ = argmax w(p): the p of the examples that get the largest gradient "
+                   "(read off the curve: both ends when it is U-shaped).")
     m2.metric("spread", f"{curves.spread:.3f}",
               help="Standard deviation of the density h(p): the emphasis variance.")
     m3.metric("max w", f"{curves.weight_peak:.3g}")
-    if curves.mode <= 0.05:
-        st.caption("ψ ≈ 0: hardest examples first (as CCE) — best on clean data.")
-    elif curves.mode >= 0.95:
-        st.caption("ψ ≈ 1: only well-fitted examples are emphasised.")
-    else:
-        st.caption(f"ψ = {curves.mode:.2f}: examples with p ≈ {curves.mode:.2f} get the most "
-                   "gradient; examples the model finds very hard (often mislabelled) get less.")
+    st.caption(emphasis.advice)
 
 chart_slot = st.container()  # the chart goes above the overlay controls that shape it
 with st.container(border=True):

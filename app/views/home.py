@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.charts import edf_curves, edf_mini_figure
+from app.charts import edf_curves, edf_mini_figure, emphasis_summary
 from app.db import database_url, store
 from app.nav import PAGES, page_link
+from app.text import md
 from dm_core.registry import ConfigError
 from dm_core.schemes import SCHEMES
 from dm_core.store import StoreError, mask_url
@@ -46,14 +47,14 @@ with right:
     except ConfigError:
         curves = edf_curves("dm", SCHEMES.get("dm").defaults())
     st.plotly_chart(edf_mini_figure(curves), key="home.edf", theme="streamlit", width="stretch")
-    st.caption(f"`{curves.formula}` — emphasis mode ψ = {curves.mode:.3g}, "
+    st.caption(f"`{curves.formula}` — emphasis {emphasis_summary(curves).where}, "
                f"spread = {curves.spread:.3g}")
 
 st.subheader("Queue")
 try:
     counts = store().queue_counts()
 except StoreError as err:
-    st.error(f"The run database cannot be reached: {err}")
+    st.error(f"The run database cannot be reached: {md(err)}")
     counts = None
 if counts is not None:
     cols = st.columns(len(counts))

@@ -20,7 +20,7 @@ import pandas as pd
 import streamlit as st
 import yaml
 
-from app.charts import edf_curves
+from app.charts import edf_curves, emphasis_summary
 from app.db import store
 from app.forms import (
     Form,
@@ -30,8 +30,11 @@ from app.forms import (
     param_widget,
     parse_list_text,
 )
+from app.launch_checks import PROPOSED_NOISE_RATE, noise_takes_rate, refusals
+from app.links import compare_params, monitor_params
 from app.nav import page_link
 from app.presets import PAPER_NOTE, all_presets, paper_preset_note
+from app.text import md
 from dm_core.config import (
     ConfigError,
     DatasetConfig,
@@ -158,7 +161,7 @@ def _scheme_caption(scheme: str, params: dict[str, Any]) -> None:
         curves = edf_curves(scheme, params)
     except (ConfigError, TypeError, ValueError):
         return
-    st.caption(f"Weighting scheme `{curves.formula}`: emphasis mode ψ = {curves.mode:.3g}, "
+    st.caption(f"Weighting scheme `{curves.formula}`: emphasis {emphasis_summary(curves).where}, "
                f"spread = {curves.spread:.3g} (see the EDF designer).")
 
 
@@ -167,13 +170,23 @@ def _label(name: str) -> str:
             "eta": "η (eta)", "eps": "ε (eps)", "q": "q"}.get(name, name.replace("_", " "))
 
 
+def _propose_noise_rate() -> None:
+    """A noise kind that takes a rate, chosen while its rate is 0: propose a rate that
+    corrupts something (a rate of 0 would queue a clean run under a noisy name)."""
+    kind = st.session_state[k("dataset.noise.kind")]
+    key = entry_key("dataset.noise", kind, "rate")
+    if noise_takes_rate(kind) and not st.session_state.get(key):
+        st.session_state[key] = PROPOSED_NOISE_RATE
+
+
 def dataset_section(form: Form) -> dict[str, Any]:
     ds = registry_section("dataset", form, "Dataset")
     c1, c2 = st.columns(2)
     with c1:
         kinds = NOISE.names()
         kind = st.selectbox("Label noise", kinds, key=k("dataset.noise.kind"),
-                            format_func=lambda n: f"{n} — {NOISE.get(n).description}"[:80])
+                            format_func=lambda n: f"{n} — {NOISE.get(n).description}"[:80],
+                            on_change=_propose_noise_rate)
         form.slot("dataset.noise.kind")
     noise: dict[str, Any] = {"kind": kind}
     with c2:
@@ -235,8 +248,23 @@ def build_form(form: Form) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- modes
 
-def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form) -> list[RunConfig]:
-    """One run per (λ, β) of the table: each row is a λ with its own list of β values."""
+def grid_seeds(text: str, form: Form) -> list[int]:
+    """The grid's seeds from "0, 1, 2" (empty: the form's own seed only)."""
+    try:
+        seeds = parse_list_text(text)
+    except ValueError as err:
+        form.add("grid", f"grid seeds: {err}")
+        return []
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        form.add("grid", f"grid seeds: {text!r} must be whole numbers ≥ 0, e.g. 0, 1, 2")
+        return []
+    return list(dict.fromkeys(seeds))
+
+
+def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form,
+                 seeds: list[int] | None = None) -> list[RunConfig]:
+    """One run per (λ, β) of the table and seed: each row is a λ with its own list of β
+    values; with several ``seeds``, every point is repeated once per seed."""
     loss = draft["loss"]
     if not {"lam", "beta"} <= set(loss):
         form.add("grid", f"grid: the loss {loss['name']!r} has no λ and β; choose dm for a λ/β grid")
@@ -255,7 +283,8 @@ def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form) -> list
             form.add("grid", f"grid row {i} (λ = {lam:g}): no β values")
             continue
         try:
-            configs += expand_grid(draft, [("loss.lam", [float(lam)]), ("loss.beta", betas)])
+            axes = [("loss.lam", [float(lam)]), ("loss.beta", betas)]
+            configs += expand_grid(draft, axes + ([("seed", seeds)] if seeds else []))
         except ConfigError as err:
             form.add("grid", f"grid row {i} (λ = {lam:g}): {err}")
     return configs
@@ -340,9 +369,13 @@ with st.container(border=True):
                                column_config={
                                    "λ": st.column_config.NumberColumn("λ", min_value=0.0, format="%g"),
                                    "β values": st.column_config.TextColumn("β values")})
+        seeds_text = st.text_input("Seeds", key="L.grid_seeds", placeholder="the form's seed",
+                                   help="Comma-separated, e.g. 0, 1, 2: every (λ, β) once per "
+                                        "seed, so the Compare page's landscape shows mean ± std.")
         form.slot("grid")
         if base_ok:
-            configs = grid_configs(draft, table, form)
+            seeds = grid_seeds(seeds_text, form) if seeds_text.strip() else None
+            configs = grid_configs(draft, table, form, seeds)
     else:
         st.markdown("##### Method comparison")
         losses = st.multiselect("Losses", LOSSES.names(), key="L.compare",
@@ -353,9 +386,12 @@ with st.container(border=True):
         if base_ok:
             configs = comparison_runs(draft, losses, form)
 
+for path, message in refusals(configs):
+    form.add(path, message)
+
 unclaimed = form.render_errors()
 for message in unclaimed:
-    st.error(message, icon=":material/error:")
+    st.error(md(message), icon=":material/error:")
 
 c1, c2 = st.columns([1, 3], vertical_alignment="center")
 group = c2.text_input("Group name (optional)", key="L.group",
@@ -376,14 +412,19 @@ if clicked:
         try:
             result = store().submit(configs, group=check_name(group.strip(), "group") or None)
         except (StoreError, ValueError) as err:
-            st.error(f"Nothing queued: {err}")
+            st.error(f"Nothing queued: {md(err)}")
         else:
             ss["monitor.run_id"] = result.run_ids[0]
             ss["compare.group"] = result.group
             ids = ", ".join(f"#{i}" for i in result.run_ids)
-            st.success(f"Queued {len(result.run_ids)} run(s) in group **{result.group}**: {ids}")
-            c1, c2 = st.columns(2)
+            st.success(f"Queued {len(result.run_ids)} run(s) in group **{md(result.group)}**: "
+                       f"{ids}")
+            c1, c2, c3 = st.columns(3)
             with c1:
-                page_link("monitor", "Watch the first one on Monitor")
+                page_link("monitor", "Watch the first one on Monitor",
+                          monitor_params(result.run_ids[0]))
             with c2:
                 page_link("runs", "See them on Runs")
+            if len(result.run_ids) > 1:
+                with c3:
+                    page_link("compare", "Compare the group", compare_params(group=result.group))

@@ -1,17 +1,21 @@
 """Monitor: one run, live while it trains.
 
 Accuracy on the test set and on the training set against the corrupted and the intact labels
-("meaningful fitting"), loss and learning rate, the mean p_i of clean vs corrupted examples
-(the paper's Figure 2a), the p_i histograms as iteration × bin heatmaps for clean and for
-corrupted examples, one iteration's histograms overlaid with the run's EDF, and the emphasis
-variance over time.
+("meaningful fitting"), loss (the method's own beside the comparable cross-entropy, with
+what the method's value is) and learning rate (log scale), the mean p_i of clean vs
+corrupted examples (the paper's Figure 2a), the p_i histograms as iteration × bin heatmaps
+for clean and for corrupted examples, one iteration's histograms overlaid with the run's
+EDF (chosen with a slider or by clicking the heatmaps, which mark it), and the emphasis
+variance over time. Per-iteration curves can be smoothed and drawn on a log scale.
+
+The URL names the run (``?run=N``, ``app.links``): reloading or sharing it opens the same run.
 
 The live part is a fragment that reruns itself every ``REFRESH_S`` seconds while the run is
 queued or running (``run_every=None`` otherwise). Each tick reads only the rows after the
-last iteration it has (kept in ``st.session_state["monitor.live"]``, PITFALLS.md 3), through
-short-lived store sessions; what accumulates stays within a fixed budget on a uniform
-iteration grid (``app.live``), which the store applies in SQL, so a long run's first read is
-downsampled there.
+last iteration it has (kept in ``st.session_state["monitor.live"]``), through short-lived
+store sessions; what accumulates stays within a fixed budget on a uniform iteration grid
+(``app.live``), which the store applies in SQL, so a long run's first read is downsampled
+there.
 """
 
 from __future__ import annotations
@@ -25,14 +29,20 @@ import streamlit as st
 from app.charts import (
     CLEAN,
     NOISY,
+    CurveStyle,
     edf_curves,
+    emphasis_summary,
     histogram_bars,
     histogram_heatmaps,
     lines_figure,
     loss_lr_figure,
+    picked_iteration,
 )
 from app.db import store_or_stop
+from app.links import monitor_params, opened_by_link, read_run, show_params
 from app.live import LiveHistograms, LiveScalars, stride_for
+from app.text import md
+from app.widgets import curve_controls
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError
 from dm_core.store import RunInfo, RunNotFound, RunStatus
@@ -42,6 +52,7 @@ MAX_POINTS = 3000  # scalar rows kept per run (the grid's stride doubles beyond 
 MAX_HIST = 1000  # histogram rows kept, likewise
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
+PAGE = "monitor"
 
 
 # ----------------------------------------------------------------------------- incremental data
@@ -53,9 +64,6 @@ def live_state(run: RunInfo) -> dict[str, Any]:
     stale = (live is None or live["run_id"] != run.id or run.iteration < live["scalars"].last
              or run.attempt != live["attempt"])
     if stale:
-        if live is None or live["run_id"] != run.id:  # another run: follow its latest iteration
-            st.session_state.pop("monitor.scrub_value", None)
-            st.session_state["monitor.follow"] = True
         # A long run's first read is already on a grid coarse enough for the budget.
         live = {"run_id": run.id, "attempt": run.attempt, "evals": pd.DataFrame(), "fetches": 0,
                 "scalars": LiveScalars(MAX_POINTS, stride_for(run.iteration, MAX_POINTS)),
@@ -100,6 +108,7 @@ def run_edf(run: RunInfo):
 
 
 def header(run: RunInfo) -> None:
+    """What the run is, in one line (its name and config strings as text: ``app.text.md``)."""
     cfg = run.config
     loss = dict(cfg.get("loss") or {})
     noise = (cfg.get("dataset") or {}).get("noise") or {}
@@ -107,10 +116,25 @@ def header(run: RunInfo) -> None:
                        if k not in ("name", "eps") and isinstance(v, int | float))
     edf = run_edf(run)
     st.markdown(
-        f"**{run.name}** · {(cfg.get('dataset') or {}).get('name')} with {noise.get('kind', 'none')} "
-        f"noise r = {noise.get('rate', 0):g} · {(cfg.get('model') or {}).get('name')} · loss "
-        f"**{loss.get('name')}**" + (f" ({params})" if params else "")
-        + (f" · emphasis mode ψ = {edf.mode:.3g}" if edf is not None else ""))
+        f"**{md(run.name)}** · {md((cfg.get('dataset') or {}).get('name'))} with "
+        f"{md(noise.get('kind', 'none'))} noise r = {noise.get('rate', 0):g} · "
+        f"{md((cfg.get('model') or {}).get('name'))} · loss **{md(loss.get('name'))}**"
+        + (f" ({md(params)})" if params else "")
+        + (f" · emphasis {md(emphasis_summary(edf).where)}" if edf is not None else ""))
+
+
+def method_loss(run: RunInfo) -> tuple[str, str | None]:
+    """The name of the run's own loss series, and what its value is when that needs saying:
+    a weighting scheme's loss is a surrogate whose gradient, not value, is designed."""
+    name = str((run.config.get("loss") or {}).get("name"))
+    if name in LOSSES and LOSSES.get(name).extra.get("scheme") is not None:
+        return (f"{name} surrogate (its gradient is the method)",
+                f"The {name} curve is the surrogate the method trains through, "
+                "Σᵢ cᵢ·½(logsumexp_{j≠yᵢ} zᵢⱼ − zᵢ,yᵢ) with each example's weight cᵢ held "
+                "fixed: its gradient is the designed one, its value is no loss. It falls below "
+                "zero once an example's annotated logit exceeds the log-sum-exp of the others, "
+                "and it is not comparable between methods; the cross-entropy beside it is.")
+    return f"{name} loss", None
 
 
 def metrics(run: RunInfo, live: dict[str, Any]) -> None:
@@ -136,30 +160,69 @@ def metrics(run: RunInfo, live: dict[str, Any]) -> None:
             col.metric(label, f"{evals[key].dropna().iloc[-1]:.3f}", help=help_text)
     st.progress(min(live["scalars"].last / total, 1.0) if total else 0.0)
     if run.error:
-        st.warning(run.error.splitlines()[0][:500])
+        st.warning(md(run.error.splitlines()[0][:500]))
 
 
-def scrub(run: RunInfo, live: dict[str, Any], edf) -> None:
-    """A slider to pick one iteration (its maximum grows: the value is kept under a shadow
-    key and clamped, PITFALLS.md 4), and that iteration's histograms overlaid."""
+def iteration_controls(run: RunInfo) -> None:
+    """"Follow the latest iteration", or a slider over the run's planned iterations: which
+    iteration's histograms are shown (and marked on the heatmaps).
+
+    Drawn by the full page run, outside the refreshing fragment: widgets inside a fragment
+    that reruns every few seconds were measured reporting stale values back as the user's
+    (following stopped by itself at the first value shown). The choice is kept under a
+    shadow key (``monitor.scrub_value``) and read by the fragment (``chosen_iteration``).
+    """
     ss = st.session_state
-    it = live["hist"].iterations
-    lo, hi = int(it[0]), int(it[-1])
-    ss.setdefault("monitor.follow", True)
-    follow = st.toggle("Follow the latest iteration", key="monitor.follow")
-    shadow = ss.get("monitor.scrub_value")
-    # The slider's state is set before it is drawn: the latest iteration when following,
-    # else the remembered choice clamped to the current range.
-    ss["monitor.scrub"] = hi if follow or shadow is None else min(max(int(shadow), lo), hi)
+    if ss.get("monitor.controls_run") != run.id:  # another run: follow its latest iteration
+        ss["monitor.controls_run"] = run.id
+        ss["monitor.follow"] = True
+        ss.pop("monitor.scrub_value", None)
+    total = int(run.total_iterations or run.config.get("iterations") or max(run.iteration, 1))
+
+    def unfollow() -> None:
+        if ss["monitor.follow"]:
+            ss.pop("monitor.scrub_value", None)
+        else:  # start from the iteration on screen
+            live = ss.get(LIVE)
+            last = live["hist"].last if live and live["run_id"] == run.id else total
+            ss["monitor.scrub_value"] = last or total
 
     def remember() -> None:
         ss["monitor.scrub_value"] = ss["monitor.scrub"]
-        ss["monitor.follow"] = False
 
-    if hi > lo:
-        chosen = st.slider("Iteration", lo, hi, key="monitor.scrub", on_change=remember)
-    else:
-        chosen = hi
+    left, right = st.columns([2, 3], vertical_alignment="bottom")
+    left.toggle("Follow the latest iteration", key="monitor.follow", on_change=unfollow,
+                help="The histograms below show the latest iteration logged.")
+    if not ss["monitor.follow"] and total > 1:
+        ss["monitor.scrub"] = min(max(int(ss.get("monitor.scrub_value") or total), 1), total)
+        right.slider("Iteration", 1, total, key="monitor.scrub", on_change=remember,
+                     help="The histograms of this iteration (or the nearest before it "
+                          "logged); clicking the heatmaps picks one too.")
+
+
+def chosen_iteration(live: dict[str, Any]) -> int:
+    """The iteration whose histograms are shown: the latest logged while following, else
+    the user's choice clamped to what has been logged."""
+    it = live["hist"].iterations
+    lo, hi = int(it[0]), int(it[-1])
+    ss = st.session_state
+    shadow = ss.get("monitor.scrub_value")
+    return hi if ss.get("monitor.follow", True) or shadow is None else min(max(int(shadow), lo), hi)
+
+
+def _pick_from_heatmap() -> None:
+    """A click on the heatmaps: show that iteration (no longer the latest); the fragment
+    then redraws the whole page, whose controls live outside it."""
+    state = st.session_state.get("monitor.heatmap")
+    picked = picked_iteration(state.get("selection") if state else None)
+    if picked is not None:
+        st.session_state["monitor.scrub_value"] = picked
+        st.session_state["monitor.follow"] = False
+        st.session_state["monitor.picked"] = True
+
+
+def bars(run: RunInfo, edf, chosen: int) -> None:
+    """The clean and corrupted histograms of the chosen iteration, with the run's EDF."""
     found = s.histogram_at(run.id, int(chosen))
     if found is None:
         return
@@ -168,7 +231,7 @@ def scrub(run: RunInfo, live: dict[str, Any], edf) -> None:
     st.plotly_chart(fig, key="monitor.bars", theme="streamlit", width="stretch")
 
 
-def charts(run: RunInfo, live: dict[str, Any]) -> None:
+def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
     sc, ev, hist = live["scalars"].frame, live["evals"], live["hist"]
     if not len(sc) and not len(ev):
         st.info("Nothing logged yet: the run is waiting for a worker (`dm worker`, or `dm up`)."
@@ -182,6 +245,7 @@ def charts(run: RunInfo, live: dict[str, Any]) -> None:
             ("train_acc_intact", "train vs intact labels"))} if len(ev) else {}
         series = {k: v for k, v in series.items() if v is not None}
         if series:
+            # Evaluations are few and exact: drawn as they are, on a linear axis.
             fig = lines_figure(ev["iteration"].to_numpy(), series, "Accuracy", "accuracy",
                                y_range=(0, 1.02), revision=f"acc-{run.id}")
             st.plotly_chart(fig, key="monitor.acc", theme="streamlit", width="stretch")
@@ -195,29 +259,38 @@ def charts(run: RunInfo, live: dict[str, Any]) -> None:
         if pm:
             fig = lines_figure(it, pm, "Mean p_i of clean vs corrupted examples (Figure 2a)",
                                "mean p_i", colours={"clean": CLEAN, "corrupted": NOISY},
-                               y_range=(0, 1.02), revision=f"pmean-{run.id}")
+                               y_range=(0, 1.02), revision=f"pmean-{run.id}", style=style)
             st.plotly_chart(fig, key="monitor.pmean", theme="streamlit", width="stretch")
+    chosen = chosen_iteration(live) if len(hist.iterations) else None
     if len(hist.iterations):
         fig = histogram_heatmaps(hist.iterations, hist.clean, hist.noisy,
-                                 revision=f"heat-{run.id}")
-        st.plotly_chart(fig, key="monitor.heatmap", theme="streamlit", width="stretch")
+                                 revision=f"heat-{run.id}", chosen=chosen)
+        st.plotly_chart(fig, key="monitor.heatmap", theme="streamlit", width="stretch",
+                        on_select=_pick_from_heatmap, selection_mode="points")
     left, right = st.columns(2)
     with left:
         if len(hist.iterations):
-            scrub(run, live, run_edf(run))
+            bars(run, run_edf(run), chosen)
     with right:
         if len(sc) and "weight_var" in sc:
             series = {"emphasis variance (weight variance)": _col(sc, "weight_var")}
             fig = lines_figure(it, series, "Emphasis variance over training", "variance of w_i",
-                               revision=f"wvar-{run.id}")
+                               revision=f"wvar-{run.id}", style=style)
             st.plotly_chart(fig, key="monitor.wvar", theme="streamlit", width="stretch")
         if len(sc) and "loss" in sc:
-            # Cross-entropy against the training labels is comparable across methods; a
-            # scheme's own loss is a surrogate whose gradient, not value, is designed.
-            losses = {"cross-entropy (training labels)": _col(sc, "ce")} if "ce" in sc else {}
-            losses["loss (the method's own)"] = _col(sc, "loss")
-            fig = loss_lr_figure(it, losses, _col(sc, "lr"))
-            st.plotly_chart(fig, key="monitor.loss", theme="streamlit", width="stretch")
+            loss_chart(run, sc, style)
+
+
+def loss_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> None:
+    """Cross-entropy against the training labels (comparable across methods) beside the
+    method's own loss, and the learning rate; what the method's value is, said under it."""
+    name, note = method_loss(run)
+    losses = {"cross-entropy (training labels)": _col(sc, "ce")} if "ce" in sc else {}
+    losses[name] = _col(sc, "loss")
+    fig = loss_lr_figure(sc["iteration"].to_numpy(), losses, _col(sc, "lr"), style=style)
+    st.plotly_chart(fig, key="monitor.loss", theme="streamlit", width="stretch")
+    if note is not None:
+        st.caption(note)
 
 
 # ----------------------------------------------------------------------------- page
@@ -229,20 +302,36 @@ if not runs:
     st.info("No runs yet. Queue one on the Launch page.")
     st.stop()
 
+ss = st.session_state
+wanted = ss.pop("monitor.run_id", None)  # handed over by the Launch page
+linked = read_run() if opened_by_link(PAGE) else None
+if linked is not None and all(r.id != linked for r in runs):
+    try:  # older than the runs listed: add it
+        runs.append(s.get_run(linked))
+    except RunNotFound:
+        st.warning(f"Run #{linked} of this link does not exist (it may have been deleted).")
+        linked = None
 labels = {r.id: f"#{r.id} {r.name}" for r in runs}
-wanted = st.session_state.pop("monitor.run_id", None)
 if wanted in labels:
-    st.session_state["monitor.run"] = wanted
-elif st.session_state.get("monitor.run") not in labels:
+    ss["monitor.run"] = wanted
+elif linked is not None:
+    ss["monitor.run"] = linked
+elif ss.get("monitor.run") not in labels:
     running = [r.id for r in runs if r.status == RunStatus.RUNNING]
-    st.session_state["monitor.run"] = running[0] if running else runs[0].id
+    ss["monitor.run"] = running[0] if running else runs[0].id
 run_id = st.selectbox("Run", list(labels), key="monitor.run", format_func=labels.get)
+show_params(PAGE, monitor_params(run_id))
 first = next(r for r in runs if r.id == run_id)
 header(first)
+with st.expander("Chart controls: smoothing, log scale, the iteration shown", expanded=True):
+    _, curve_style = curve_controls("monitor.curves")
+    iteration_controls(first)
 
 
 @st.fragment(run_every=REFRESH_S if first.status in ACTIVE else None)
 def live_view() -> None:
+    if st.session_state.pop("monitor.picked", False):
+        st.rerun(scope="app")  # a heatmap click: the controls outside show the new choice
     try:
         run = s.get_run(run_id)
     except RunNotFound:
@@ -251,9 +340,11 @@ def live_view() -> None:
     live = live_state(run)
     fetch_new(s, run, live)
     metrics(run, live)
-    charts(run, live)
-    if first.status in ACTIVE and run.status not in ACTIVE:
-        st.rerun()  # the run ended: redraw the page once, without the timer
+    charts(run, live, curve_style)
+    if run.status != first.status:
+        # It started or ended: redraw the whole page once (the sidebar's counts, the timer,
+        # which stops once the run has ended).
+        st.rerun()
 
 
 live_view()

@@ -1,28 +1,45 @@
-"""Runs: every run with its status, progress, device, attempt, elapsed time and ETA; cancel,
-retry, delete, clone into the launch form, open in Monitor or Compare.
+"""Runs: every run with its status, progress, ETA and error first (pinned: they stay in view
+while the table scrolls sideways), then device, attempt, elapsed time; links to each run's
+Monitor view and to its group's Compare view; cancel, retry, delete, clone into the launch
+form, open in Monitor or Compare.
 
 The table lives in a fragment that refreshes itself every few seconds while anything is
-queued or running (a full page rerun only happens for an action).
+queued or running. Everything else on the page (the run picker's labels, the sidebar's
+counts) is drawn by a full run; so when the fragment sees a status differ from the ones the
+full run drew, it reruns the whole page, and nothing offers a finished run as running.
 """
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from app.db import store_or_stop
+from app.links import compare_params, monitor_params, page_url
 from app.nav import go_to
 from app.tables import ACTIVE, runs_frame
+from app.text import md
 from dm_core.store import InvalidTransition, RunInfo, RunNotFound, RunStatus, StoreError
 
 REFRESH_S = 3.0
-
+# What a user looks for first, in this order; pinned so they stay visible when the table
+# scrolls sideways (with "progress" after them), every other column follows.
+KEY_COLUMNS = ("id", "name", "status", "ETA", "error")
+LINKS = ("monitor", "compare")
 
 COLUMNS = {
-    "id": st.column_config.NumberColumn("id", width="small"),
+    "id": st.column_config.NumberColumn("id", width="small", pinned=True),
+    "name": st.column_config.TextColumn("name", pinned=True),
+    "status": st.column_config.TextColumn("status", pinned=True),
+    "ETA": st.column_config.TextColumn("ETA", pinned=True),
+    "error": st.column_config.TextColumn("error", width="medium", pinned=True),
     "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                 format="percent"),
     "test acc": st.column_config.NumberColumn("test acc", format="%.3f"),
-    "error": st.column_config.TextColumn("error", width="medium"),
+    "monitor": st.column_config.LinkColumn("monitor", display_text="open",
+                                           help="This run on the Monitor page (a new tab)."),
+    "compare": st.column_config.LinkColumn("compare", display_text="group",
+                                           help="Its whole group on the Compare page (a new tab)."),
 }
 
 
@@ -30,6 +47,20 @@ def filtered_runs() -> list[RunInfo]:
     runs = s.list_runs(group=st.session_state.get("runs.group") or None)
     statuses = st.session_state.get("runs.status") or []
     return [r for r in runs if not statuses or str(r.status) in statuses]
+
+
+def table(runs: list[RunInfo]) -> pd.DataFrame:
+    """The runs frame with the key columns first and a link per run to its views."""
+    frame = runs_frame(runs, s.db_now())
+    frame["monitor"] = [page_url("monitor", monitor_params(r.id)) for r in runs]
+    frame["compare"] = [page_url("compare", compare_params(group=r.group)) for r in runs]
+    first = [c for c in KEY_COLUMNS if c in frame.columns]
+    rest = [c for c in frame.columns if c not in first and c not in LINKS]
+    return frame[[*first, *rest, *LINKS]]
+
+
+def statuses(runs: list[RunInfo]) -> dict[int, str]:
+    return {r.id: str(r.status) for r in runs}
 
 
 def act(verb: str, ids: list[int], **options) -> None:
@@ -66,20 +97,23 @@ c3.button("Refresh", key="runs.refresh", icon=":material/refresh:")
 
 runs = filtered_runs()
 active = any(r.status in ACTIVE for r in runs)
+st.session_state["runs.drawn"] = statuses(runs)  # what this full run shows outside the table
 
 
 @st.fragment(run_every=REFRESH_S if active else None)
 def run_table() -> None:
     current = filtered_runs()
+    if statuses(current) != st.session_state.get("runs.drawn"):
+        # A run started, finished or appeared since the page was drawn: redraw all of it
+        # (the picker's labels, the sidebar's counts, the refresh timer), not just the table.
+        st.rerun(scope="app")
     if not current:
         st.info("No runs here yet. Queue some on the Launch page.")
         return
     counts = s.queue_counts()
     st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
-    st.dataframe(runs_frame(current, s.db_now()), hide_index=True, width="stretch",
-                 column_config=COLUMNS, key="runs.table")
-    if active and not any(r.status in ACTIVE for r in current):
-        st.rerun()  # everything finished: redraw once (actions, sidebar), and stop the timer
+    st.dataframe(table(current), hide_index=True, width="stretch", column_config=COLUMNS,
+                 key="runs.table")
 
 
 run_table()
@@ -89,7 +123,7 @@ for key in ("runs.flash",):
         kind, message = st.session_state.pop(key)
         getattr(st, kind)(message)
 for message in st.session_state.pop("runs.refused", []):
-    st.warning(message)
+    st.warning(md(message))
 
 if runs:
     labels = {r.id: f"#{r.id} {r.name} ({r.status})" for r in runs}
@@ -105,26 +139,24 @@ if runs:
                    help="Queue again from scratch: everything the run logged is cleared."):
         act("retry", selected)
         st.rerun()
-    if b[6].button("Resume", key="runs.retry_resume", disabled=not selected,
+    if b[2].button("Resume", key="runs.retry_resume", disabled=not selected,
                    icon=":material/play_arrow:",
                    help="Queue again from the run's last checkpoint: the rows up to it are "
                         "kept, training continues from there."):
         act("retry", selected, resume=True)
         st.rerun()
-    if b[2].button("Delete…", key="runs.delete", disabled=not selected, icon=":material/delete:"):
+    if b[3].button("Delete…", key="runs.delete", disabled=not selected, icon=":material/delete:"):
         st.session_state["runs.confirm_delete"] = list(selected)
-    if b[3].button("Clone into Launch", key="runs.clone", disabled=len(selected) != 1,
+    if b[4].button("Clone into Launch", key="runs.clone", disabled=len(selected) != 1,
                    icon=":material/content_copy:"):
         st.session_state["launch.clone"] = s.get_run(selected[0]).config
         go_to("launch")
-    if b[4].button("Monitor", key="runs.monitor", disabled=len(selected) != 1,
+    if b[5].button("Monitor", key="runs.monitor", disabled=len(selected) != 1,
                    icon=":material/monitoring:"):
-        st.session_state["monitor.run_id"] = selected[0]
-        go_to("monitor")
-    if b[5].button("Compare", key="runs.compare", disabled=len(selected) < 1,
+        go_to("monitor", monitor_params(selected[0]))
+    if b[6].button("Compare", key="runs.compare", disabled=len(selected) < 1,
                    icon=":material/compare_arrows:"):
-        st.session_state["compare.run_ids"] = list(selected)
-        go_to("compare")
+        go_to("compare", compare_params(selected))
 
     pending = st.session_state.get("runs.confirm_delete")
     if pending:

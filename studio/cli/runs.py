@@ -118,6 +118,8 @@ def submit(
     db: str | None = db_option(),
 ) -> None:
     """Queue one run, a grid of runs, or a method comparison, for the workers."""
+    from dm_core.data import check_data_available
+
     if compare is not None and grid:
         _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)
     # Everything is validated before anything is stored: one bad grid point queues nothing.
@@ -132,6 +134,8 @@ def submit(
             configs = comparison_configs(base, losses, set_)
         else:
             configs = expand_grid(base, parse_grid(grid), set_)
+        for cfg in configs:  # refused now rather than failing on a worker
+            check_data_available(cfg.dataset.model_dump(mode="json"))
     except ConfigError as err:
         _fail(invalid_config_text(err), 2)
     with _errors():
