@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from streamlit.testing.v1 import AppTest
-from test_app_support import APP, TIMEOUT, app_db_fixture, errors_under  # noqa: F401
+from test_app_support import APP, TIMEOUT, app_db_fixture, errors_under, rendered  # noqa: F401
 
 from app.presets import PAPER_NOTE, all_presets, paper_presets
 from dm_core.config import RunConfig, parse_config
@@ -111,7 +111,7 @@ def test_grid_repeated_over_seeds(app_db):
     assert got == [(lam, beta, seed) for lam, beta in ((0.0, 4.0), (0.0, 12.0), (1.0, 8.0))
                    for seed in (0, 1)]
     at.text_input(key="L.grid_seeds").input("0, x").run()
-    assert any("grid seeds" in e.value for e in at.error)
+    assert any("grid seeds" in rendered(e.value) for e in at.error)
 
 
 def test_grid_with_a_bad_beta_queues_nothing(app_db):
@@ -119,7 +119,7 @@ def test_grid_with_a_bad_beta_queues_nothing(app_db):
     at.session_state["L.grid_table"] = pd.DataFrame({"λ": [1.0], "β values": ["8, oops"]})
     at.run()
     at.radio(key="L.mode").set_value("λ/β grid").run()
-    assert any("loss.beta" in e.value for e in at.error)
+    assert any("loss.beta" in rendered(e.value) for e in at.error)
     _queue(at)
     assert Store(app_db).list_runs() == []
 
@@ -127,7 +127,7 @@ def test_grid_with_a_bad_beta_queues_nothing(app_db):
 def test_grid_needs_a_loss_with_lambda_and_beta(app_db, at):
     at.selectbox(key="L.loss.name").set_value("cce").run()
     at.radio(key="L.mode").set_value("λ/β grid").run()
-    assert any("choose dm" in e.value for e in at.error)
+    assert any("choose dm" in rendered(e.value) for e in at.error)
 
 
 def test_method_comparison_uses_the_same_data_and_seed(app_db, at):
@@ -287,7 +287,7 @@ def test_classes_per_batch_from_the_form(app_db, at):
     at.button(key="L.queue").click().run()
     # Without the balanced sampler the value is refused beside its field, and nothing queued.
     assert _configs(app_db) == []
-    assert any("dataset.classes_per_batch: needs dataset.balanced_sampler=true" in e.value
+    assert any("dataset.classes_per_batch: needs dataset.balanced_sampler=true" in rendered(e.value)
                for e in at.error), [e.value for e in at.error]
     at.checkbox(key="L.dataset.balanced_sampler").check().run()
     _queue(at)

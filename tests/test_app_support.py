@@ -148,12 +148,13 @@ def _walk(node, path=()):
 
 
 def errors_under(at, key: str) -> list[str]:
-    """The error messages drawn in the slot right below the widget ``key`` (same column)."""
+    """The error messages drawn in the slot right below the widget ``key`` (same column), as
+    the reader sees them (they are Markdown with user text escaped: ``rendered``)."""
     items = list(_walk(at._tree))
     for i, (path, node) in enumerate(items):
         if getattr(node, "key", None) == key:
             slot = (*path[:-1], path[-1] + 1)
-            return [str(n.value) for p, n in items[i + 1:]
+            return [rendered(str(n.value)) for p, n in items[i + 1:]
                     if p[:len(slot)] == slot and getattr(n, "type", None) == "error"]
     raise KeyError(f"no widget with key {key!r}")
 
