@@ -1,7 +1,7 @@
 r"""Emphasis density functions (EDFs): every loss as a weighting scheme ``w(p)``.
 
 A scheme gives each example a gradient magnitude ``w(p_i)`` as a function of ``p_i``, the
-probability the model gives to the example's annotated label (DESIGN.md section 1). The
+probability the model gives to the example's annotated label. The
 gradient's direction is always CCE's; only its L1 norm is designed. The families:
 
 - ``dm``: :math:`w = \exp(\beta p^\lambda (1-p))`, mode :math:`\lambda/(\lambda+1)` (Eq. 12)
@@ -284,13 +284,66 @@ class Scheme:
         top = np.max(lw)
         if np.all(np.isfinite(lw)) and top - np.min(lw) <= 1e-12 * max(1.0, abs(top)):
             return 0.5  # flat: every example is emphasised equally
-        k = int(np.argmax(lw))  # first maximum: ties go to the smaller p
-        if k == 0 or k == len(_MODE_GRID) - 1:
-            return float(_MODE_GRID[k])
-        res = optimize.minimize_scalar(lambda t: -float(self._log_w64(t)), method="bounded",
-                                       bounds=(_MODE_GRID[k - 1], _MODE_GRID[k + 1]),
-                                       options={"xatol": 1e-12})
-        return float(res.x) if -res.fun >= lw[k] else float(_MODE_GRID[k])
+        return self._extremum(1.0)[0]
+
+    def _extremum(self, sign: float) -> tuple[float, float]:
+        """``(p, log w(p))`` where ``sign * log w`` is largest on [0, 1] (sign +1: the largest
+        weight, -1: the smallest): the first such point of a dense float64 grid, refined
+        between its two grid neighbours. ``log w`` is ``±inf`` at a pole or a zero."""
+        lw = sign * self._log_w64(_MODE_GRID)
+        k = int(np.argmax(lw))  # the first extremum: ties go to the smaller p
+        p, best = float(_MODE_GRID[k]), float(lw[k])
+        if 0 < k < len(_MODE_GRID) - 1 and math.isfinite(best):
+            res = optimize.minimize_scalar(lambda t: -sign * float(self._log_w64(t)),
+                                           method="bounded",
+                                           bounds=(_MODE_GRID[k - 1], _MODE_GRID[k + 1]),
+                                           options={"xatol": 1e-12})
+            if -res.fun >= best:
+                p, best = float(res.x), float(-res.fun)
+        return p, sign * best
+
+    # -- concentration of a batch's weight ---------------------------------------------------
+
+    @cached_property
+    def log_weight_range(self) -> tuple[float, float]:
+        r"""``(min, max)`` of :math:`\log w(p)` over :math:`p \in [0, 1]`: ``-inf`` where the
+        weight reaches zero (CCE at :math:`p = 1`), ``+inf`` at a pole of the ``beta`` family.
+
+        Example:
+            >>> lo, hi = make_scheme("dm", lam=1.0, beta=8.0).log_weight_range
+            >>> lo, round(hi, 12)  # w = 1 at both ends, exp(8 / 4) at p = 1/2
+            (0.0, 2.0)
+        """
+        hi = max(self._extremum(1.0)[1], float(self._log_w64(self.mode)))
+        return self._extremum(-1.0)[1], hi
+
+    def worst_case_share(self, batch_size: int) -> float:
+        r"""The largest share of a normalised batch's weight one example can take:
+        :math:`\max w / (\max w + (B - 1) \min w)` over :math:`p \in [0, 1]`, reached when one
+        example sits where :math:`w` is largest and the other :math:`B - 1` where it is
+        smallest. Under derivative normalisation that share of the batch's summed gradient
+        magnitude comes from one example. Log space: no overflow for any :math:`\beta`; 1 when
+        the weight reaches zero or has a pole, and for :math:`B = 1`.
+
+        Raises:
+            ValueError: ``batch_size`` is not an integer >= 1.
+
+        Example:
+            >>> round(make_scheme("dm", lam=1.0, beta=8.0).worst_case_share(128), 6)
+            0.054983
+            >>> make_scheme("dm", lam=1.0, beta=0.0).worst_case_share(4)  # flat: 1/B
+            0.25
+            >>> make_scheme("cce").worst_case_share(128)  # w(1) = 0
+            1.0
+        """
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
+                or batch_size < 1:
+            raise ValueError(f"batch_size: must be an integer >= 1, got {batch_size!r}")
+        lo, hi = self.log_weight_range
+        gap = hi - lo  # >= 0; inf when the weight reaches zero or has a pole
+        if batch_size == 1 or math.isnan(gap) or gap == math.inf:
+            return 1.0
+        return 1.0 / (1.0 + (int(batch_size) - 1) * math.exp(-gap))
 
     # -- density and its moments ------------------------------------------------------------
 
@@ -342,7 +395,7 @@ class Scheme:
     def implied_loss(self, p: Tensor, anchor: float = 1.0) -> Tensor:
         r"""The loss this scheme implies: :math:`L(p) = \int_p^{a} \frac{w(t)}{2t(1-t)}\,dt`.
 
-        With the default anchor :math:`a = 1` this is DESIGN.md's :math:`L(p) = \int_p^1`
+        With the default anchor :math:`a = 1` this is the paper's :math:`L(p) = \int_p^1`
         (so :math:`-\log p` for CCE, :math:`1-p` for MAE, :math:`(1-p)^2` for MSE,
         :math:`(1-p^q)/q` for GCE); :math:`dL/dp = -w(p) / (2p(1-p))` for any anchor. Where
         the integral diverges the value is ``inf`` (``-inf`` for ``p`` beyond the anchor):
