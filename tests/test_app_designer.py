@@ -130,3 +130,28 @@ def test_a_u_shaped_curve_is_described_as_emphasising_both_ends(at):
     names = {t.get("name") for t in fig["data"]}
     assert "ψ ± spread" not in names and "ψ" not in names
     np.testing.assert_allclose(decode(trace(fig, "emphasis peaks")["x"]), [0.0, 1.0])
+
+
+def _reference_share(w: np.ndarray, batch_size: int) -> float:
+    """max w / (max w + (B - 1) min w) over a dense float64 grid of p."""
+    return float(w.max() / (w.max() + (batch_size - 1) * w.min()))
+
+
+def test_worst_case_share_of_a_batch_equals_the_brute_force_reference(at):
+    assert at.number_input(key="designer.batch").value == 128  # the Launch default
+    at.number_input(key="designer.dm.lam.num").set_value(2.0).run()
+    at.number_input(key="designer.dm.beta.num").set_value(20.0).run()
+    p = np.linspace(0.0, 1.0, 2_000_001)
+    ref = _reference_share(np.exp(20.0 * p**2 * (1 - p)), 128)
+    assert float(_metric(at, "worst-case share of one example")) == pytest.approx(ref, rel=1e-3)
+    at.number_input(key="designer.batch").set_value(16).run()
+    ref16 = _reference_share(np.exp(20.0 * p**2 * (1 - p)), 16)
+    assert float(_metric(at, "worst-case share of one example")) == pytest.approx(ref16, rel=1e-3)
+    # β < 0: U-shaped, the largest weight at both ends and the smallest at λ/(λ+1).
+    at.number_input(key="designer.dm.beta.num").set_value(-6.0).run()
+    ref_neg = _reference_share(np.exp(-6.0 * p**2 * (1 - p)), 16)
+    assert float(_metric(at, "worst-case share of one example")) == pytest.approx(ref_neg, rel=1e-3)
+    # CCE's weight 2(1 - p) reaches zero: one example can take the whole batch.
+    at.selectbox(key="designer.family").set_value("cce").run()
+    assert float(_metric(at, "worst-case share of one example")) == 1.0
+    assert any("reaches zero" in c.value for c in at.caption)

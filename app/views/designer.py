@@ -5,13 +5,16 @@ and a number input beside it for an exact value (any value the registry allows, 
 outside the slider's range). Three linked charts over p ∈ [0, 1]: the relative weight
 ``w(p)``, the density ``h(p)`` with the emphasis mode ψ and ψ ± spread marked, and the loss
 the scheme implies; the losses CCE, MAE, MSE and GCE(q) can be overlaid, and so can the p_i
-histogram of a run. "Use in Launch" carries the scheme to the launch page.
+histogram of a run. Beside them, the worst-case share of a batch of B one example can take
+(``Scheme.worst_case_share``). "Use in Launch" carries the scheme to the launch page.
 
 State: the exact value of a parameter lives under ``designer.<family>.<param>``; the slider
 and the number input are views of it, kept in sync by their ``on_change`` callbacks.
 """
 
 from __future__ import annotations
+
+import math
 
 import streamlit as st
 
@@ -20,13 +23,16 @@ from app.db import store
 from app.forms import errors_by_field
 from app.nav import go_to
 from app.text import md
+from dm_core.config import RunConfig
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError, Param
-from dm_core.schemes import SCHEMES
+from dm_core.schemes import SCHEMES, make_scheme
 from dm_core.store import StoreError
 
 FAMILY = "designer.family"
 CARRY = "designer.carry"  # read by the launch page
+BATCH = "designer.batch"
+BATCH_FIELD = RunConfig.model_fields["batch_size"]  # the Launch form's default and bounds
 
 
 def value_key(family: str, name: str) -> str:
@@ -135,6 +141,33 @@ def histogram_input() -> tuple | None:
     return clean, noisy, f"#{run_id} @ {iteration}"
 
 
+def concentration(family: str, values: dict[str, float]) -> None:
+    """The worst case of a batch: one example where w is largest, the other B - 1 where it
+    is smallest (``Scheme.worst_case_share``); after normalisation that example's share of
+    the batch's weight is its share of the summed gradient magnitude."""
+    bounds = {type(m).__name__: m for m in BATCH_FIELD.metadata}
+    high = getattr(bounds.get("Le"), "le", 65_536)
+    batch = st.number_input("batch size B", min_value=1, max_value=int(high),
+                            value=int(BATCH_FIELD.default), step=1, key=BATCH,
+                            help="As on the Launch page (its default there too).")
+    scheme = make_scheme(family, **values)
+    share = scheme.worst_case_share(int(batch))
+    lo, hi = scheme.log_weight_range
+    st.metric("worst-case share of one example", f"{share:.4g}",
+              help="max w / (max w + (B − 1) · min w), with the max and the min of w over "
+                   "p ∈ [0, 1].")
+    gap = hi - lo
+    if gap == math.inf:
+        st.caption("w reaches zero (or has a pole) on [0, 1], so in the worst case one "
+                   "example takes the whole batch's weight, and its whole gradient.")
+    else:
+        ratio = f"{math.exp(gap):.4g}" if gap < 700 else f"e^{gap:.4g}"  # exp(709) overflows
+        st.caption(f"max w / min w = {ratio}: one example at the "
+                   f"largest weight against {int(batch) - 1} at the smallest takes "
+                   f"{share:.4g} of the batch's weight ({1 / int(batch):.4g} if all weighed "
+                   "the same), and that share of its gradient under derivative normalisation.")
+
+
 def carry_loss(family: str) -> str | None:
     """The loss that trains with this scheme under derivative normalisation (e.g. dm → dm)."""
     for entry in LOSSES.entries():
@@ -179,6 +212,7 @@ with text:
               help="Standard deviation of the density h(p): the emphasis variance.")
     m3.metric("max w", f"{curves.weight_peak:.3g}")
     st.caption(emphasis.advice)
+    concentration(family, values)
 
 chart_slot = st.container()  # the chart goes above the overlay controls that shape it
 with st.container(border=True):
