@@ -7,9 +7,9 @@ Two kinds of function:
   weight, its normalised density and the loss it implies (cached: the implied loss is a
   numerical integral per point);
 - ``*_figure`` functions turn numpy arrays into ``plotly.graph_objects.Figure`` objects. They
-  pass numpy arrays to plotly (never lists: PITFALLS.md 7), set ``uirevision`` so a user's
-  zoom survives a redraw, and leave the template alone so ``st.plotly_chart(theme=
-  "streamlit")`` follows the light or dark theme.
+  pass numpy arrays to plotly (never lists: docs/architecture.md, "Plotly payloads"), set
+  ``uirevision`` so a user's zoom survives a redraw, and leave the template alone so
+  ``st.plotly_chart(theme="streamlit")`` follows the light or dark theme.
 
 Colours: clean examples blue, corrupted (noisy-label) examples red, in every chart.
 """
@@ -45,7 +45,7 @@ SERIES_COLOURS = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b
 # PNG keeps every entry (at a fixed fraction below the plot it did neither on narrow charts).
 LEGEND_BELOW = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0.0}
 
-MAX_LINE_POINTS = 4000  # per line (PITFALLS.md 7: 2-5k)
+MAX_LINE_POINTS = 4000  # per line: every refresh resends the whole figure (docs/architecture.md)
 MAX_HEATMAP_COLUMNS = 2000
 _HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest number
 

@@ -3,7 +3,8 @@
 ``get_store(url)`` is cached per URL with ``st.cache_resource``: one ``Store`` (one SQLAlchemy
 engine and its pool) shared by every session of this server, and a different one for a
 different URL, so tests that point ``DM_DATABASE_URL`` at a fresh file never see a stale
-engine (PITFALLS.md 2). Pages never build their own engine: they call ``store()``.
+engine (docs/architecture.md, "Streamlit: one engine per database URL"). Pages never build
+their own engine: they call ``store()``.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ Accuracy on the test set and on the training set against the corrupted and the i
 what the method's value is) and learning rate (log scale), the mean p_i of clean vs
 corrupted examples (the paper's Figure 2a), the p_i histograms as iteration × bin heatmaps
 for clean and for corrupted examples, one iteration's histograms overlaid with the run's
-EDF (chosen with a slider or by clicking the heatmaps, which mark it), and the emphasis
-variance over time. Per-iteration curves can be smoothed and drawn on a log scale.
+EDF (chosen with a slider or by clicking the heatmaps, which mark it), the emphasis
+variance over time, and how concentrated each batch's weight is (its effective sample size
+and the largest share one example took). Per-iteration curves can be smoothed and drawn on a
+log scale. A diverged run says at which iteration, with the figures measured then.
 
 The URL names the run (``?run=N``, ``app.links``): reloading or sharing it opens the same run.
 
@@ -53,6 +55,16 @@ MAX_HIST = 1000  # histogram rows kept, likewise
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
 PAGE = "monitor"
+# The batch-concentration scalars the training loop logs, in plain words.
+CONCENTRATION = {"max_share": "one example's share of the batch's weight (max_share)",
+                 "ess_fraction": "effective sample size, fraction of the batch (ess_fraction)"}
+# The figures a diverged run's ``divergence`` may hold (``TrainingDiverged.figures``).
+DIVERGENCE_FIGURES = {"loss": "training loss",
+                      "logit_max": "largest absolute logit in the batch",
+                      "ess_fraction": "effective sample size, fraction of the batch",
+                      "max_share": "one example's share of the batch's weight",
+                      "grad_norm": "gradient norm before clipping",
+                      "lr": "learning rate"}
 
 
 # ----------------------------------------------------------------------------- incremental data
@@ -160,7 +172,33 @@ def metrics(run: RunInfo, live: dict[str, Any]) -> None:
             col.metric(label, f"{evals[key].dropna().iloc[-1]:.3f}", help=help_text)
     st.progress(min(live["scalars"].last / total, 1.0) if total else 0.0)
     if run.error:
-        st.warning(md(run.error.splitlines()[0][:500]))
+        st.warning(md(run.error.splitlines()[0][:1000]))
+
+
+def divergence_frame(divergence: dict[str, Any]) -> pd.DataFrame:
+    """The measured figures of a diverged run, one row each, named in plain words; a value
+    stored as null was not finite (the store keeps no inf or NaN)."""
+    def shown(value: Any) -> str:
+        if value is None:
+            return "not finite (inf or NaN)"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return f"{value:.4g}"
+        return str(value)
+
+    return pd.DataFrame([{"figure": DIVERGENCE_FIGURES.get(k, k), "name": k, "value": shown(v)}
+                         for k, v in divergence.items()])
+
+
+def divergence_box(run: RunInfo) -> None:
+    """Where a diverged run stopped and what was measured there, and nothing more: which
+    figure mattered is for the reader to judge from the numbers."""
+    if run.diverged_at is None:
+        return
+    st.error(f"**Diverged at iteration {int(run.diverged_at)}.** The training loop stopped "
+             "there; the figures it measured are below.", icon=":material/error:")
+    if run.divergence:
+        st.dataframe(divergence_frame(run.divergence), hide_index=True, width="stretch",
+                     key="monitor.divergence")
 
 
 def iteration_controls(run: RunInfo) -> None:
@@ -279,6 +317,25 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
             st.plotly_chart(fig, key="monitor.wvar", theme="streamlit", width="stretch")
         if len(sc) and "loss" in sc:
             loss_chart(run, sc, style)
+        if len(sc):
+            concentration_chart(run, sc, style)
+
+
+def concentration_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> None:
+    """Each batch's effective sample size (Σw)²/Σw² as a fraction of the batch, and the
+    largest share max w/Σw one example took: drawn when the run logged them."""
+    series = {label: _col(sc, key) for key, label in CONCENTRATION.items()
+              if key in sc and sc[key].notna().any()}
+    if not series:
+        return
+    fig = lines_figure(sc["iteration"].to_numpy(), series, "Batch concentration",
+                       "fraction of the batch", y_range=(0, 1.02),
+                       revision=f"conc-{run.id}", style=style)
+    st.plotly_chart(fig, key="monitor.concentration", theme="streamlit", width="stretch")
+    st.caption("Effective sample size: (Σw)² / Σw² over the batch's normalised weights w, "
+               "divided by the batch size (1: every example weighs the same). Share: the "
+               "largest w / Σw, one example's part of the batch's weight (under derivative "
+               "normalisation, of the batch's summed gradient magnitude).")
 
 
 def loss_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> None:
@@ -339,6 +396,7 @@ def live_view() -> None:
         return
     live = live_state(run)
     fetch_new(s, run, live)
+    divergence_box(run)
     metrics(run, live)
     charts(run, live, curve_style)
     if run.status != first.status:

@@ -8,7 +8,8 @@ at another Chromium binary. Playwright's own browser download is not used.
 
 ``dm up`` runs without workers: the test starts a real ``dm worker`` itself, when it wants
 training to start, and can pause it (SIGSTOP/SIGCONT on that process) to look at a run
-half-way (PITFALLS.md 14: hold writers still during UI assertions).
+half-way (docs/architecture.md, "Headless Chromium and Playwright": writers are paused
+during UI assertions).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pytest
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--enable-unsafe-swiftshader",  # WebGL in headless Chromium (PITFALLS.md 8)
+    "--enable-unsafe-swiftshader",  # WebGL in headless Chromium (docs/architecture.md)
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-first-run",
 ]
