@@ -16,13 +16,15 @@ from test_app_support import (  # noqa: F401
     decode,
     fabricate,
     frame_with,
+    rendered,
     trace,
 )
 
 from dm_core.store import Store
 
 PAGE = APP.format("compare")
-COLUMNS = {"test_acc_best": "best test acc", "test_acc_final": "final test acc",
+COLUMNS = {"test_acc_best": "best test acc (optimistic: max over test evaluations)",
+           "test_acc_final": "final test acc",
            "train_acc_corrupted": "train acc (corrupted labels)",
            "train_acc_intact": "train acc (intact labels)",
            "fit_corrupted_subset": "corrupted fitted", "actual_noise_rate": "actual noise rate"}
@@ -60,6 +62,8 @@ def test_table_equals_the_stored_summaries(three):
     ev = store.evals(ids[2])
     assert table.loc[ids[2], "final test acc"] == ev["test_acc"].iloc[-1]
     assert table.loc[ids[2], "source"] == "evaluations so far"
+    # No validation split: nothing to select on, said as such (not a blank "not yet").
+    assert set(table["selected test acc"]) == set(table["selected val acc"]) == {"—"}
 
 
 def test_mean_over_seeds_pools_only_runs_that_differ_in_nothing_but_the_seed(app_db):
@@ -197,6 +201,70 @@ def test_charts_export_as_png_and_html(three):
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download compare-test_acc (HTML)" in labels
     assert "Download compare-histograms-40 (HTML)" in labels
+
+
+# ---------------------------------------------------------------- selection on validation
+
+def _selected(ev: pd.DataFrame) -> tuple[float, float]:
+    """Reference selection: the first evaluation with the highest validation accuracy."""
+    k = int(np.argmax(ev["val_acc"].to_numpy()))
+    return float(ev["val_acc"].iloc[k]), float(ev["test_acc"].iloc[k])
+
+
+@pytest.fixture
+def disagreeing(app_db):
+    """Two settings of two seeds where test and validation disagree: β=4 is ahead on every
+    test evaluation (so on final and on the max over test), β=12 on validation."""
+    store = Store(app_db)
+    ids = {}
+    for beta, acc_shift, val_shift in ((4.0, 0.05, -0.03), (12.0, 0.0, 0.0)):
+        for seed in (0, 1):
+            ids[beta, seed] = fabricate(
+                store, name=f"b{beta}-{seed}", loss={"name": "dm", "lam": 1.0, "beta": beta},
+                iterations=80, eval_every=10, seed=seed, val=True,
+                acc_shift=acc_shift + 0.002 * seed, val_shift=val_shift + 0.001 * seed)
+    return store, ids
+
+
+def test_the_winner_is_named_on_validation_never_on_test(disagreeing):
+    store, ids = disagreeing
+    at = _page(list(ids.values()))
+    assert not at.exception
+    table = at.dataframe[0].value.set_index("id")
+    ref = {key: _selected(store.evals(i)) for key, i in ids.items()}
+    for key, run_id in ids.items():
+        val, test = ref[key]
+        assert float(table.loc[run_id, "selected val acc"]) == pytest.approx(val, abs=5e-5)
+        assert float(table.loc[run_id, "selected test acc"]) == pytest.approx(test, abs=5e-5)
+        ev = store.evals(run_id)
+        assert test != ev["test_acc"].iloc[-1]  # selection is not the final evaluation
+    # The fixture disagrees: the max over test evaluations (and the final one) favour β=4 ...
+    optimistic = table.groupby(table["name"].str[:3])[COLUMNS["test_acc_best"]].mean()
+    assert optimistic["b4."] > optimistic["b12"]
+    # ... validation favours β=12, and the page ranks and names by validation.
+    ranking = next(d.value for d in at.dataframe
+                   if "selected val acc ± std" in d.value.columns and "final test acc" in d.value)
+    assert [s.startswith("dm λ=1 β=12") for s in ranking["setting"]] == [True, False]
+    twelve = [ref[12.0, s] for s in (0, 1)]
+    top = ranking.iloc[0]
+    assert top["selected val acc"] == pytest.approx(np.mean([v for v, _ in twelve]))
+    assert top["selected test acc"] == pytest.approx(np.mean([t for _, t in twelve]))
+    assert top["selected test acc ± std"] == pytest.approx(np.std([t for _, t in twelve], ddof=1))
+    [winner] = [rendered(s.value) for s in at.success]
+    assert "β=12" in winner and "β=4" not in winner
+    assert f"{np.mean([t for _, t in twelve]):.4f}" in winner
+
+
+def test_by_noise_rate_defaults_to_the_selected_test_accuracy(app_db):
+    store = Store(app_db)
+    ids = [fabricate(store, name=f"r{rate}", iterations=40, eval_every=10, val=True,
+                     noise_rate=rate) for rate in (0.2, 0.4)]
+    at = _page(ids)
+    assert at.selectbox(key="compare.pivot_value").value == "selected test acc"
+    paper = frame_with(at, "r = 0.4")
+    for run_id, rate in zip(ids, ("0.2", "0.4"), strict=True):
+        _, test = _selected(store.evals(run_id))
+        assert paper.iloc[0][f"r = {rate}"] == f"{test:.3f} (n=1)"
 
 
 # ---------------------------------------------------------------- landscape

@@ -82,13 +82,13 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
               run_id: int | None = None, start_at: int = 1, group: str | None = None,
               noise_rate: float = 0.4, acc_shift: float = 0.0, val: bool = False,
               diverge: bool = False, divergence: dict | None = None,
-              concentration: bool = False, val_peak: float = 0.5) -> int:
+              concentration: bool = False, val_shift: float = 0.0) -> int:
     """Queue (or continue) a run and write iterations ``start_at..upto`` as a worker would.
 
     p_i of clean examples rises towards 1; of corrupted ones stays low. The summary of a
     finished run holds exact, checkable numbers. ``acc_shift`` moves every test accuracy
-    (a setting's or a seed's effect), ``val`` logs a validation accuracy that peaks at the
-    fraction ``val_peak`` of training (half-way by default), ``diverge`` ends the run as
+    (a setting's or a seed's effect), ``val`` logs a validation accuracy that peaks half-way
+    (moved by ``val_shift``), ``diverge`` ends the run as
     diverged at its last iteration (no summary) with the measured figures ``divergence``,
     ``concentration`` logs the batch's ``ess_fraction`` (falling) and ``max_share`` (rising).
     """
@@ -124,7 +124,7 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
                       "train_acc_intact": round(0.5 + 0.3 * frac, 4),
                       "fit_corrupted_subset": round(0.05 * frac, 4)}
             if val:
-                values["val_acc"] = round(0.9 - abs(frac - val_peak), 4)
+                values["val_acc"] = round(0.9 - abs(frac - 0.5) + val_shift, 4)
             evals.append(EvalEvent(it, values))
     store.write_batch(run_id, attempt, scalars=scalars, histograms=hists, evals=evals,
                       worker_id=worker)

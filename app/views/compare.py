@@ -1,9 +1,15 @@
 """Compare: several runs (or a whole group) side by side.
 
-- **Results**: one row per run, in the paper's terms (best and final test accuracy, training
-  accuracy against the corrupted and against the intact labels, the fraction of corrupted
-  examples fitted), from each finished run's stored summary (from its latest evaluation
-  while it still runs), with the setting each run belongs to; as CSV too.
+- **Results**: one row per run, in the paper's terms under a fair protocol: the test accuracy
+  at the evaluation with the best validation accuracy ("selected", ``dm_core.selection``;
+  ``—`` without a validation split), the final one, and the maximum over test evaluations,
+  labelled optimistic (it picks its iteration on the test set); training accuracy against the
+  corrupted and against the intact labels, the fraction of corrupted examples fitted; from
+  each finished run's stored summary (its evaluations so far while it still runs), with the
+  setting each run belongs to; as CSV too.
+- **Ranked by validation accuracy**: the settings ordered by their mean selected validation
+  accuracy, the top one named with its selected test accuracy. Nothing on this page ranks
+  runs by a test number.
 - **Mean over seeds**: the same numbers pooled over seed replicates only: runs that differ in
   anything but their seed are separate rows, labelled by what differs (``app.runsets``); by
   noise rate, as the paper's Table 10, when the noise rate varies.
@@ -41,7 +47,15 @@ from app.links import (
     show_params,
 )
 from app.runsets import pivot_by, result_columns, run_labels, seed_table, settings
-from app.tables import SUMMARY_COLUMNS, results_table
+from app.tables import (
+    FINAL_TEST,
+    NUMBER_COLUMNS,
+    SELECTED_TEST,
+    SELECTED_VAL,
+    ranked_by_validation,
+    results_table,
+    with_no_validation_marked,
+)
 from app.text import md
 from app.widgets import curve_controls
 from dm_core.store import RunInfo
@@ -115,17 +129,23 @@ def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None,
 
 def results_section(chosen: list[RunInfo], evals: dict) -> None:
     st.subheader("Results")
+    st.caption("Selected: the test accuracy at the evaluation with the best validation "
+               "accuracy (— when the run held out no validation split, dataset.val_fraction "
+               "= 0). Best (optimistic) picks its evaluation on the test set itself: for "
+               "comparison with published tables only.")
     table = results_table(chosen, evals)
     labels = run_labels(chosen)
     table.insert(2, "setting", [labels[i] for i in table["id"]])
-    st.dataframe(table, hide_index=True, width="stretch", key="compare.table",
+    st.dataframe(with_no_validation_marked(table), hide_index=True, width="stretch",
+                 key="compare.table",
                  column_config={v: st.column_config.NumberColumn(v, format="%.4f")
-                                for v in SUMMARY_COLUMNS.values()})
+                                for v in NUMBER_COLUMNS if v not in (SELECTED_VAL, SELECTED_TEST)})
     st.download_button("Download table (CSV)", data=table.to_csv(index=False).encode(),
                        file_name="dm-compare.csv", mime="text/csv", key="compare.csv",
                        icon=":material/download:", on_click="ignore")
 
     pooled = seed_table(table, chosen)
+    ranking_section(pooled)
     if (pooled["runs"] > 1).any():
         st.markdown("**Mean over seeds** (only runs that differ in nothing but the seed are "
                     "pooled; `± std` is the sample standard deviation)")
@@ -134,11 +154,32 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
                                     for c in pooled.columns if c not in ("setting", "runs", "seeds")})
     if table["noise rate"].nunique() > 1:
         values = result_columns(table)
+        default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
         value = st.selectbox("By noise rate, as the paper's Table 10", values,
-                             index=values.index("final test acc") if "final test acc" in values else 0,
-                             key="compare.pivot_value",
+                             index=values.index(default), key="compare.pivot_value",
                              help="Mean ± std over the seeds of each setting at each noise rate.")
         st.dataframe(pivot_by(table, chosen, value), width="stretch", key="compare.paper")
+
+
+def ranking_section(pooled) -> None:
+    """The settings by mean selected validation accuracy (``app.tables.ranked_by_validation``),
+    the top one named: shown when at least two settings have a validation accuracy."""
+    ranked = ranked_by_validation(pooled)
+    if len(ranked) < 2:
+        return
+    top = ranked.iloc[0]
+    spread = top[f"{SELECTED_TEST} ± std"]
+    test = f"{top[SELECTED_TEST]:.4f}" + (f" ± {spread:.4f}" if np.isfinite(spread) else "")
+    st.markdown("**Ranked by validation accuracy** (mean over seeds of each run's best "
+                "validation accuracy; its test accuracy is read at that same evaluation)")
+    st.success(f"Highest validation accuracy: **{md(top['setting'])}**, "
+               f"{top[SELECTED_VAL]:.4f} on validation; selected test accuracy {test} "
+               f"over {int(top['runs'])} run(s).", icon=":material/trophy:")
+    columns = ["setting", "runs", "seeds"] + [c for col in (SELECTED_VAL, SELECTED_TEST, FINAL_TEST)
+                                              for c in (col, f"{col} ± std")]
+    st.dataframe(ranked[columns], hide_index=True, width="stretch", key="compare.ranking",
+                 column_config={c: st.column_config.NumberColumn(c, format="%.4f")
+                                for c in columns[3:]})
 
 
 def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> None:
