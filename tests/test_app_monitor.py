@@ -281,3 +281,19 @@ def test_a_diverged_run_says_where_and_lists_the_measured_figures(app_db):
     # A run that did not diverge has no such box.
     at = _page(fabricate(store, name="fine", iterations=40, eval_every=20))
     assert not [e for e in at.error if "Diverged" in e.value]
+
+
+def test_the_headline_accuracy_is_selected_on_validation(app_db):
+    """With a validation split the page shows the test accuracy where validation accuracy
+    peaked; without one, the maximum over test evaluations, labelled optimistic."""
+    store = Store(app_db)
+    with_val = fabricate(store, name="val", iterations=80, eval_every=10, val=True)
+    ev = store.evals(with_val)
+    k = int(np.argmax(ev["val_acc"].to_numpy()))  # the first best validation accuracy
+    assert ev["test_acc"].iloc[k] != ev["test_acc"].max()
+    metrics = {m.label: m.value for m in _page(with_val).metric}
+    assert metrics["selected test acc"] == f"{ev['test_acc'].iloc[k]:.3f}"
+    assert "best test acc" not in metrics
+    without = fabricate(store, name="no-val", iterations=80, eval_every=10)
+    metrics = {m.label: m.value for m in _page(without).metric}
+    assert metrics["max test acc (optimistic)"] == f"{store.evals(without)['test_acc'].max():.3f}"

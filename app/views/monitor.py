@@ -43,6 +43,7 @@ from app.charts import (
 from app.db import store_or_stop
 from app.links import monitor_params, opened_by_link, read_run, show_params
 from app.live import LiveHistograms, LiveScalars, stride_for
+from app.tables import selected_accuracies
 from app.text import md
 from app.widgets import curve_controls
 from dm_core.losses import LOSSES
@@ -158,7 +159,16 @@ def metrics(run: RunInfo, live: dict[str, Any]) -> None:
     if len(evals) and "test_acc" in evals:
         acc = evals["test_acc"].dropna()
         c[2].metric("test acc", f"{acc.iloc[-1]:.3f}" if len(acc) else "–")
-        c[3].metric("best test acc", f"{acc.max():.3f}" if len(acc) else "–")
+        _, selected = selected_accuracies(evals)
+        if np.isfinite(selected):
+            c[3].metric("selected test acc", f"{selected:.3f}",
+                        help="At the evaluation with the best validation accuracy so far.")
+        else:
+            c[3].metric("max test acc (optimistic)", f"{acc.max():.3f}" if len(acc) else "–",
+                        help="The largest test accuracy of any evaluation: it picks its "
+                             "iteration on the test set, so it overstates what early stopping "
+                             "without test data would reach. Hold out a validation split "
+                             "(dataset.val_fraction) for a fair choice.")
     c = st.columns(4)
     for col, key, label, help_text in (
             (c[0], "train_acc_corrupted", "train acc vs corrupted labels",
