@@ -145,8 +145,7 @@ def concentration(family: str, values: dict[str, float]) -> None:
     """The worst case of a batch: one example where w is largest, the other B - 1 where it
     is smallest (``Scheme.worst_case_share``); after normalisation that example's share of
     the batch's weight is its share of the summed gradient magnitude."""
-    bounds = {type(m).__name__: m for m in BATCH_FIELD.metadata}
-    high = getattr(bounds.get("Le"), "le", 65_536)
+    high = next(m.le for m in BATCH_FIELD.metadata if hasattr(m, "le"))
     batch = st.number_input("batch size B", min_value=1, max_value=int(high),
                             value=int(BATCH_FIELD.default), step=1, key=BATCH,
                             help="As on the Launch page (its default there too).")
@@ -159,7 +158,8 @@ def concentration(family: str, values: dict[str, float]) -> None:
     gap = hi - lo
     if gap == math.inf:
         st.caption("w reaches zero (or has a pole) on [0, 1], so in the worst case one "
-                   "example takes the whole batch's weight, and its whole gradient.")
+                   "example takes the whole batch's weight (under derivative normalisation, the "
+                   "whole gradient).")
     else:
         ratio = f"{math.exp(gap):.4g}" if gap < 700 else f"e^{gap:.4g}"  # exp(709) overflows
         st.caption(f"max w / min w = {ratio}: one example at the "
