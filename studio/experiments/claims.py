@@ -138,7 +138,9 @@ def _claim_b(result: StudyResult) -> Claim | None:
 
 
 def _claim_c(result: StudyResult) -> Claim | None:
-    clean = [t for t in result.tunings if t.method == "dm" and t.noise_rate == 0 and t.chosen]
+    # Only a pure noise study has clean data at r = 0 (a named condition, e.g. imbalance, is not clean).
+    clean = [t for t in result.tunings if t.method == "dm" and t.noise_rate == 0 and t.chosen
+             and t.condition.startswith("r=")]
     if not clean:
         return None
     verdicts, rows = [], []
