@@ -44,6 +44,15 @@ def median_pruner(iterations: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=iterations // 2)
 
 
+class _AskTellGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for an ask-and-tell loop. Its ``after_trial`` only stops the
+    study once the grid is used up, which ``Study.stop`` allows inside ``study.optimize``
+    alone; the tuner stops at its own trial count (never more than the grid) instead."""
+
+    def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+        return None
+
+
 @dataclass
 class TrialRecord:
     number: int
@@ -135,7 +144,7 @@ def _new_tuning(spec: StudySpec, condition: str, rate: float, method: str, stora
                 prefix: str, index: int, pruner: optuna.pruners.BasePruner) -> Tuning:
     axes = axes_of(method)
     space = {a.param: list(a.values) for a in axes}
-    sampler = optuna.samplers.GridSampler(space, seed=index)
+    sampler = _AskTellGridSampler(space, seed=index)
     n_trials = min(spec.budget, grid_size(method))
     name = (f"grid: all {grid_size(method)} settings" if n_trials == grid_size(method)
             else f"grid: {n_trials} of {grid_size(method)} settings, drawn at random")
