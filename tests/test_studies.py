@@ -215,16 +215,22 @@ def test_the_pruner_cancels_through_store_cancel(sqlite_store, monkeypatch):
     reports = []
     queued = QueuedRunner(sqlite_store, poll_seconds=0.05)
     batch = queued.start(runs, "g", lambda step, value: reports.append((step, value)) or True)
-    w = worker(sqlite_store)
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
+    # One worker per seed: the seeds of a trial train side by side, and the pruner is fed
+    # their mean once each has evaluated.
+    workers = [worker(sqlite_store) for _ in runs]
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for t in threads:
+        t.start()
     try:
         outcomes = wait_for(lambda: queued.poll(batch), what="the pruned batch to end")
     finally:
-        w.stop()
-        thread.join(timeout=60)
-    # Only the first seed had started; the pruner's first report stopped the trial.
+        for w in workers:
+            w.stop()
+        for t in threads:
+            t.join(timeout=60)
+    # The pruner's first report stopped the trial, long before the runs' last iteration.
     assert len(reports) == 1 and batch.pruned
+    assert all(sqlite_store.get_run(i).iteration < 3000 for i in batch.run_ids)
     assert sorted(cancelled) == sorted(batch.run_ids)
     assert all(sqlite_store.get_run(i).status == RunStatus.CANCELLED for i in batch.run_ids)
     assert all(o.pruned for o in outcomes)
