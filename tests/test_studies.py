@@ -19,7 +19,7 @@ from dm_core.registry import ConfigError
 from dm_core.store import RunStatus, Store
 from studio.cli import app
 from studio.experiments.report import write_report
-from studio.experiments.results import CSV_COLUMNS, RunOutcome
+from studio.experiments.results import CSV_COLUMNS
 from studio.experiments.runners import Batch, PlannedRun, QueuedRunner
 from studio.experiments.spec import load_study, parse_study
 from studio.experiments.tuner import optuna_storage_url, run_study
