@@ -272,3 +272,26 @@ def test_repro_runs_a_shipped_study_by_name(tmp_path):
     runs = pd.read_csv(tmp_path / "digits-imbalance-runs.csv")
     assert set(runs["condition"]) == {"10:1 r=0", "50:1 r=0"}
     assert set(runs["phase"]) == {"tune", "final"}
+
+
+def test_dm_study_queued_through_the_cli_with_a_worker(tmp_path):
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(db, tmp_path / "artifacts")
+    w = worker(store)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        path = write(tmp_path, study(budget=1, base={**TINY_BASE, "iterations": 20}))
+        result = runner.invoke(app, ["study", str(path), "--db", db, "--out", str(tmp_path / "out")])
+    finally:
+        w.stop()
+        thread.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    groups = store.groups()
+    assert sum(g.endswith("-tune-focal-r=0.4") for g in groups) == 1
+    assert sum(g.endswith("-final") for g in groups) == 1
+    assert (tmp_path / "dm.sqlite.optuna").is_file()  # the Optuna studies, beside the store
+    runs = pd.read_csv(tmp_path / "out" / "tiny-runs.csv")
+    assert sorted(runs["phase"]) == ["final"] * 2 + ["tune"] * 3
+    assert set(runs["run_id"]) == {r.id for r in store.list_runs()}
+    store.dispose()
