@@ -48,6 +48,7 @@ from dm_core.reference import (
     reference_for,
 )
 from dm_core.registry import Registry
+from studio.experiments.catalogue import study_files
 
 EXPERIMENTS = Registry("experiment")
 
@@ -793,12 +794,12 @@ def summary_text(reports_dir: Path, out: Path) -> str:
         raise ValueError(f"no reports in {reports_dir}: run `dm repro NAME --local --out "
                          f"{reports_dir}` (or queue it) first")
     lines += studies
-
-    lines += ["| experiment | runs | seeds | report |", "|---|---|---|---|"]
-    for exp, df, link, _ in ran:
-        lines.append(f"| {exp.name} | {len(df)} final runs | {sorted(df['seed'].unique().tolist())} "
-                     f"| [{exp.name}.md]({link}) |")
-    lines.append("")
+    if ran:
+        lines += ["| experiment | runs | seeds | report |", "|---|---|---|---|"]
+        for exp, df, link, _ in ran:
+            lines.append(f"| {exp.name} | {len(df)} final runs | {sorted(df['seed'].unique().tolist())} "
+                         f"| [{exp.name}.md]({link}) |")
+        lines.append("")
     for exp, table, df in claims:
         lines += [f"## The four claims on {exp.name}", ""]
         for text, holds, numbers in check_claims(table):
@@ -838,12 +839,13 @@ def summary_text(reports_dir: Path, out: Path) -> str:
             lines.append(line)
         lines.append("")
     lines += ["## Regenerate", "", "```sh"]
+    lines += [c for c in (_regenerate_command(reports_dir / f"{n}.md") for n, _ in study_files()) if c]
     for exp, _, _, command in ran:
         lines.append(command or f"dm repro {exp.name} --local --out {reports_dir.as_posix()}")
     lines += [f"dm repro --summary --out {reports_dir.as_posix()} --summary-out {out.as_posix()}", "```", "",
-              "Or queued, on as many workers as there are: `dm repro NAME`, then `dm worker "
-              "--exit-when-idle` on each machine, then `dm repro NAME --report` (once to queue the "
-              "final runs with the β chosen on the clean split, once more for the report).", ""]
+              "`make reproduction` runs the studies and this summary. Queued, on as many workers as "
+              "there are: `dm repro NAME` for a study (it waits for the workers and writes the "
+              "report); `dm repro NAME`, workers, then `dm repro NAME --report` for a GPU preset.", ""]
     if not_ran:
         lines += ["## Not run here", ""]
         for exp in not_ran:
@@ -861,12 +863,17 @@ def summary_text(reports_dir: Path, out: Path) -> str:
     return "\n".join(lines)
 
 
+def _regenerate_command(report: Path) -> str | None:
+    if not report.is_file():
+        return None
+    found = re.search(r"^Regenerate: `([^`]*)`", report.read_text(encoding="utf-8"), re.M)
+    return found.group(1) if found else None
+
+
 def study_sections(reports_dir: Path, out: Path) -> list[str]:
     """For each shipped study (``studies/*.yaml``) with a report in ``reports_dir``: a link to
     it and its claims, as the report states them (judged on the variants chosen on validation)."""
     import os
-
-    from studio.experiments.catalogue import study_files
 
     lines: list[str] = []
     for name, _ in study_files():

@@ -33,8 +33,10 @@ class Claim:
     evidence: list[str]
 
 
-def seed_table(final: pd.DataFrame) -> pd.DataFrame:
-    """Mean and population std over the final seeds per (condition, method)."""
+def seed_table(final: pd.DataFrame, conditions: list[str] | None = None,
+               methods: list[str] | None = None) -> pd.DataFrame:
+    """Mean and population std over the final seeds per (condition, method), in the order of
+    ``conditions`` and ``methods`` (the study's) when given, else as the runs came."""
     metrics = ["test_acc_final", "test_acc_selected", "test_acc_best", "val_acc_selected",
                "train_acc_corrupted", "train_acc_intact", "fit_corrupted_subset", "p_noisy_late"]
     g = final.groupby(["condition", "method"], sort=False)
@@ -46,7 +48,11 @@ def seed_table(final: pd.DataFrame) -> pd.DataFrame:
     out["noise_rate"] = g["noise_rate"].first()
     out["n"] = g.size()
     out["diverged"] = g["diverged"].sum()
-    return out.reset_index()
+    out = out.reset_index()
+    cond_order = {c: i for i, c in enumerate(conditions or dict.fromkeys(final["condition"]))}
+    method_order = {m: i for i, m in enumerate(methods or dict.fromkeys(final["method"]))}
+    out["_c"], out["_m"] = out["condition"].map(cond_order), out["method"].map(method_order)
+    return out.sort_values(["_c", "_m"], kind="stable").drop(columns=["_c", "_m"]).reset_index(drop=True)
 
 
 def compare(a: float, sa: float, b: float, sb: float) -> str:

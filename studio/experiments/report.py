@@ -50,7 +50,8 @@ def unstable_seeds(final: pd.DataFrame, spread: float = 0.15) -> list[str]:
 def render_report(result: StudyResult, command: str, machine: str, pruner: str) -> str:
     frame = runs_frame(result)
     final = frame[frame["phase"] == "final"]
-    table = seed_table(final)
+    spec = result.spec
+    table = seed_table(final, [c for c, _ in spec.condition_labels()], spec.methods)
     rows = [{
         "condition": r["condition"], "method": r["method"], "params": _setting(r["params"]),
         "diverged": int(r["diverged"]), "n": int(r["n"]),
@@ -68,7 +69,6 @@ def render_report(result: StudyResult, command: str, machine: str, pruner: str) 
         "trials": [{"number": r.number, "params": _setting(r.params), "value": trial_value_text(r)}
                    for r in t.trials],
     } for t in result.tunings]
-    spec = result.spec
     return _ENV.get_template("report.md.j2").render(
         spec=spec, command=command, machine=machine, pruner=pruner,
         conditions=[c for c, _ in spec.condition_labels()],
