@@ -101,26 +101,6 @@ def summary_text(reports_dir: Path, out: Path) -> str:
                                                       for exp, n, total in where))
         lines += ["", "A diverged run is kept in the tables as a row of dashes with a count of "
                   "how many seeds diverged, never dropped and never scored as zero.", ""]
-    others = [(exp, df) for exp, df, _, _ in ran if not exp.claims]
-    for exp, df in others:
-        table = summary_table(df)
-        lines += [f"## {exp.name}", "", exp.description, ""]
-        for cond, part in table.groupby("condition", sort=False):
-            ok = part[part["diverged"] == 0]
-            if ok.empty:
-                lines.append(f"- {cond}: every run diverged")
-                continue
-            top = ok.loc[ok["test_acc_final"].idxmax()]
-            dm = ok[ok["method"].str.startswith("DM")]
-            cce = ok[ok["method"] == "CCE"]
-            line = (f"- {cond}: best final test accuracy {top['method']} "
-                    f"{top['test_acc_final'] * 100:.1f}%")
-            if len(dm) and len(cce):
-                best_dm = dm.loc[dm["test_acc_final"].idxmax()]
-                line += (f"; best DM ({best_dm['method']}) {best_dm['test_acc_final'] * 100:.1f}% "
-                         f"vs CCE {cce['test_acc_final'].iloc[0] * 100:.1f}%")
-            lines.append(line)
-        lines.append("")
     lines += ["## Regenerate", "", "```sh"]
     lines += [c for c in (_regenerate_command(reports_dir / f"{n}.md") for n, _ in study_files()) if c]
     for exp, _, _, command in ran:
@@ -129,21 +109,29 @@ def summary_text(reports_dir: Path, out: Path) -> str:
               "`make reproduction` runs the studies and this summary. Queued, on as many workers as "
               "there are: `dm repro NAME` for a study (it waits for the workers and writes the "
               "report); `dm repro NAME`, workers, then `dm repro NAME --report` for a GPU preset.", ""]
-    if not_ran:
-        lines += ["## Not run here", ""]
-        for exp in not_ran:
-            lines.append(f"- `{exp.name}`: {exp.description}"
-                         + (" A ready preset, smoke-tested at tiny size by `tests/test_repro.py`; "
-                            "this repository's machine has neither. On GPU workers: "
-                            f"`dm repro {exp.name}`, then `dm repro {exp.name} --report`."
-                            if exp.needs_gpu else ""))
-            if exp.reference is not None and exp.claims:
-                lines.append(f"  The claims on the published numbers of this setup, the {exp.reference_name} "
-                             "(one run each, so no spread over seeds; no p_i recorded):")
-                for text, holds, numbers in check_claims(reference_table(exp)):
-                    lines.append(f"  - {text}: {_verdict(holds)}. {numbers}")
-        lines.append("")
+    lines += _not_run_lines(not_ran)
     return "\n".join(lines)
+
+
+def _not_run_lines(not_ran: list[Experiment]) -> list[str]:
+    """The presets without a report here, with the claims on their published numbers."""
+    lines: list[str] = []
+    if not not_ran:
+        return lines
+    lines += ["## Not run here", ""]
+    for exp in not_ran:
+        lines.append(f"- `{exp.name}`: {exp.description}"
+                     + (" A ready preset, smoke-tested at tiny size by `tests/test_repro.py`; "
+                        "this repository's machine has neither. On GPU workers: "
+                        f"`dm repro {exp.name}`, then `dm repro {exp.name} --report`."
+                        if exp.needs_gpu else ""))
+        if exp.reference is not None and exp.claims:
+            lines.append(f"  The claims on the published numbers of this setup, the {exp.reference_name} "
+                         "(one run each, so no spread over seeds; no p_i recorded):")
+            for text, holds, numbers in check_claims(reference_table(exp)):
+                lines.append(f"  - {text}: {_verdict(holds)}. {numbers}")
+    lines.append("")
+    return lines
 
 
 def _regenerate_command(report: Path) -> str | None:
