@@ -37,6 +37,7 @@ COPY workers ./workers
 COPY app ./app
 COPY studio ./studio
 COPY configs ./configs
+COPY studies ./studies
 RUN python -m pip install ".[postgres]" && dm --version
 
 # An unprivileged user owns /data: the default SQLite file and the shared artifacts

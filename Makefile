@@ -6,6 +6,7 @@
 #   make lint    ruff check
 #   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
 #   make reliability  the fault and invalid-input tests, written to docs/reliability.md
+#   make reproduction  the digits studies (studies/*.yaml) here, then docs/reproduction.md
 #   make screenshots  docs/screenshots/*.png, taken by the browser test (tests/ui/test_e2e.py)
 
 SHELL := /bin/bash
@@ -24,7 +25,7 @@ BENCH_ARGS ?=
 RUN_STAMP := $(VENV)/.dm-installed-run
 DEV_STAMP := $(VENV)/.dm-installed-dev
 
-.PHONY: help run test lint bench reliability screenshots ci-system-deps
+.PHONY: help run test lint bench reliability reproduction screenshots ci-system-deps
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -72,6 +73,16 @@ bench: $(DEV_STAMP)
 
 # The browser test writes its screenshots here only when asked (DM_SCREENSHOTS); `make test`
 # leaves them untouched.
+# REPRO_ARGS="--budget 1 --iterations 20" runs the same pipeline at toy size.
+REPRO_ARGS ?=
+REPRO_OUT ?= docs/reproduction
+reproduction: $(RUN_STAMP)
+	$(BIN)/python -m dm_core.fused_cpu
+	for study in digits-noise digits-imbalance; do \
+		OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/dm repro $$study --local --out $(REPRO_OUT) $(REPRO_ARGS); \
+	done
+	$(BIN)/dm repro --summary --out $(REPRO_OUT) --summary-out $(dir $(REPRO_OUT))reproduction.md
+
 screenshots: $(DEV_STAMP) ci-system-deps
 	$(BIN)/python -m dm_core.fused_cpu
 	DM_SCREENSHOTS=$(CURDIR)/docs/screenshots OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \

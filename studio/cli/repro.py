@@ -1,16 +1,16 @@
 """``dm repro``: rerun the paper's findings as named experiment grids and write a report.
 
     dm repro --list                                  # the experiments
-    dm repro digits-noise --local                    # everything in this process, then the report
-    dm repro digits-noise                            # queue it for the workers (one group)
-    dm repro digits-noise --report                   # next step of the latest queued group
+    dm repro digits-noise --local                    # a study (studies/*.yaml), as `dm study`
+    dm repro cifar100-table1                         # a GPU preset: queue it for the workers
+    dm repro cifar100-table1 --report                # next step of the latest queued group
     dm repro --summary                               # docs/reproduction.md from the reports
 
-Queued, an experiment takes two steps when it tunes β (digits-noise and digits-imbalance do):
-the first command queues the β-tuning runs and the final runs of every method that tunes
-nothing; ``--report`` then reads the group back and, once the tuning runs are done, queues the
-remaining final runs with the β chosen on the clean split; run it again once those are done
-and it writes the same report as ``--local``, from the stored summaries and scalars.
+The names in ``studies/`` (digits-noise, digits-imbalance) are study files and run exactly as
+``dm study studies/NAME.yaml``: every method tuned alike on the clean validation split (see
+``studio.experiments``). The GPU presets (``studio.repro``) train the published settings, with
+nothing tuned; queued, ``--report`` reads their group back and writes the same report as
+``--local``, from the stored summaries and scalars.
 
 Exit codes: 0 done (runs queued, or the report written); 2 a bad option or experiment name
 (nothing queued); 3 ``--report`` found runs still queued or running; 1 anything else (a run
@@ -77,10 +77,13 @@ def repro_command(
     summary_out: Path = typer.Option(Path("docs/reproduction.md"), "--summary-out",
                                      help="Where --summary writes."),
     list_: bool = typer.Option(False, "--list", help="List the experiments and exit."),
+    budget: int | None = typer.Option(None, "--budget", min=1,
+                                      help="Study experiments: override the tuning budget (smoke test)."),
     db: str | None = db_option(),
 ) -> None:
     """Reproduce one of the paper's findings and write a markdown table with plotly figures."""
     from dm_core.registry import ConfigError
+    from studio.experiments.catalogue import find_study, study_files
     from studio.repro import EXPERIMENTS, get_experiment, plan, write_summary
 
     if summary:
@@ -88,8 +91,17 @@ def repro_command(
             typer.echo(str(write_summary(out, summary_out)))
         return
     if list_ or not name:
+        for study, path in study_files():
+            typer.echo(f"{study:20} study file {path}: tuned alike on the clean validation split")
         for entry in EXPERIMENTS.entries():
             typer.echo(f"{entry.name:20} {entry.description}")
+        return
+    study_path = find_study(name)
+    if study_path is not None:  # a shipped study: `dm study` does it
+        if report or group or seeds:
+            _fail(f"{name} is a study (studies/{name}.yaml): --report, --group and --seeds do not "
+                  "apply; queued, `dm repro NAME` waits for the workers and writes the report itself", 2)
+        _run_study(name, study_path, local, device, out, budget, iterations, db)
         return
     if local and report:
         _fail("--local and --report exclude each other: --local runs everything here, --report "
@@ -118,6 +130,25 @@ def repro_command(
         _advance(p, name, out, group, seeds, iterations, db)
     else:
         _queue(p, name, group, seeds, iterations, db)
+
+
+def _run_study(name: str, path: Path, local: bool, device: str | None, out: Path,
+               budget: int | None, iterations: int | None, db: str | None) -> None:
+    from dm_core.registry import ConfigError
+    from studio.cli.study import run_and_report, shrink
+    from studio.experiments.spec import load_study
+
+    if device and not local:
+        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
+    try:
+        spec = load_study(path)
+        if budget is not None or iterations is not None:
+            spec = shrink(spec, budget, iterations)
+    except ConfigError as err:
+        _fail(f"invalid study {path}: {err}", 2)
+    command = ("dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2
+               and sys.argv[1] == "repro" else f"dm repro {name}" + (" --local" if local else ""))
+    run_and_report(spec, local, device, out, db, command)
 
 
 def _cuda_for(device: str | None) -> bool:

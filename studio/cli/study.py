@@ -1,0 +1,132 @@
+"""``dm study STUDY.yaml``: tune every method alike on the clean validation split, train the
+chosen settings on the final seeds, and write ``DIR/<name>.md`` and ``DIR/<name>-runs.csv``.
+
+    dm study studies/digits-noise.yaml --local            # everything in this process
+    dm study studies/digits-noise.yaml                    # queued: workers train, this waits
+
+Queued, this command drives the search: it queues each trial's runs, feeds the pruner from
+their stored evaluations (cancelling pruned runs as a user would), asks Optuna for the next
+trial, queues the final runs once a search is done, and writes the report when every run has
+ended. Start workers beside it (``dm worker``). The Optuna studies are kept beside the store
+(``studio.experiments.tuner.optuna_storage_url``).
+
+Exit codes: 0 report written; 2 a bad study file or option (nothing queued); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from studio.cli._app import app
+from studio.cli.runs import _errors, _fail, _open_store, db_option
+
+console = Console(stderr=True)
+PRUNER_TEXT = ("median (a trial below the median of the earlier trials at the same step is "
+               "stopped, once two trials are complete and after the first half of a run)")
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
+            f"torch {torch.__version__}")
+
+
+def shrink(spec, budget: int | None, iterations: int | None):
+    """``spec`` with a smaller budget and shorter runs (a smoke test of the whole pipeline)."""
+    from studio.experiments.spec import parse_study
+
+    data = spec.model_dump()
+    if budget is not None:
+        data["budget"] = budget
+    if iterations is not None:
+        base = data["base"]
+        base["iterations"] = iterations
+        base["eval_every"] = max(1, min(base.get("eval_every", 100), iterations))
+        schedule = base.get("schedule") or {}
+        if schedule.get("milestones"):
+            schedule["milestones"] = [m for m in schedule["milestones"] if m <= iterations]
+    return parse_study(data)
+
+
+def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | None,
+                   command: str) -> Path:
+    """Run the study (here, or queued and driven from here) and write its report."""
+    from studio.experiments.report import write_report
+    from studio.experiments.runners import LocalRunner, QueuedRunner, StudyRunFailed
+    from studio.experiments.tuner import optuna_storage_url, run_study
+
+    prefix = f"study-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    total = _count_runs(spec)
+    with _progress() as progress:
+        task = progress.add_task(f"{spec.name}: runs (at most)", total=total)
+        advance = lambda found: progress.advance(task, len(found))  # noqa: E731
+        if local:
+            result = run_study(spec, LocalRunner(device), prefix, on_batch=advance)
+            where = "this process"
+        else:
+            import optuna
+
+            with _errors():
+                store = _open_store(db)
+                storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
+            console.print(f"queued into groups {prefix}-*; start workers: dm worker")
+            try:
+                result = run_study(spec, QueuedRunner(store), prefix, storage, on_batch=advance)
+            except StudyRunFailed as err:
+                _fail(str(err))
+            where = "workers of " + store.masked_url
+    md, csv = write_report(result, out, command, f"{machine()} ({where})", PRUNER_TEXT)
+    typer.echo(str(md))
+    typer.echo(str(csv))
+    return md
+
+
+def _count_runs(spec) -> int:
+    from studio.experiments.spaces import axes_of, grid_size
+
+    per_cond = sum(min(spec.budget, grid_size(m)) * spec.tune_seeds if axes_of(m) else 0
+                   for m in spec.methods) + len(spec.methods) * spec.seeds
+    return per_cond * len(spec.condition_labels())
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+@app.command("study")
+def study_command(
+    path: Path = typer.Argument(..., help="A study file (YAML); see studies/."),
+    local: bool = typer.Option(False, "--local", help="Train every run in this process (Optuna in memory)."),
+    device: str | None = typer.Option(None, "--device", help="With --local: the device of every run."),
+    out: Path = typer.Option(Path("docs/studies"), "--out", help="Folder for the report and the CSV."),
+    budget: int | None = typer.Option(None, "--budget", min=1, help="Override the study's budget."),
+    iterations: int | None = typer.Option(None, "--iterations", min=1,
+                                          help="Shrink every run to this many iterations (smoke test)."),
+    db: str | None = db_option(),
+) -> None:
+    """Compare methods fairly: the same tuning budget on the clean validation split for each."""
+    from dm_core.registry import ConfigError
+    from studio.experiments.spec import load_study
+
+    if device and not local:
+        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
+    try:
+        spec = load_study(path)
+        if budget is not None or iterations is not None:
+            spec = shrink(spec, budget, iterations)
+    except ConfigError as err:
+        _fail(f"invalid study: {err}", 2)
+    command = "dm study " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 \
+        and sys.argv[1] == "study" else f"dm study {path}" + (" --local" if local else "")
+    run_and_report(spec, local, device, out, db, command)

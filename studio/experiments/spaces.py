@@ -1,0 +1,99 @@
+"""What each method tunes in a study, and which of two settings is the simpler.
+
+One registry entry per loss a study may compare (``SEARCH_SPACES``, keyed by the loss's name
+in ``dm_core.losses``). An entry's axes are the loss parameters it tunes, each a finite list of
+values (so a grid sampler can cover it when the budget allows), and the direction in which the
+setting gets simpler: towards the value at which the loss turns into plain cross-entropy (or,
+for DM, into uniform weights and the CCE-like emphasis mode). Losses with no hyperparameter
+have no axes and are trained once per seed, untuned.
+
+Ties in the validation score go to the simpler setting: the one whose axes, compared in the
+order listed, are first nearer their simple end (``simplicity_key``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dm_core.losses import LOSSES
+from dm_core.registry import Registry
+
+SEARCH_SPACES = Registry("search space")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One tuned loss parameter: its candidate values and where the simpler setting lies."""
+
+    param: str
+    values: tuple[float, ...]
+    simpler: Literal["low", "high"] = "low"
+
+    def __post_init__(self) -> None:
+        if not self.values or len(set(self.values)) != len(self.values):
+            raise ValueError(f"axis {self.param!r}: values must be distinct and non-empty")
+
+    def rank(self, value: float) -> float:
+        """Smaller is simpler."""
+        return float(value) if self.simpler == "low" else -float(value)
+
+
+def _space(name: str, why: str, *axes: Axis) -> None:
+    loss = LOSSES.get(name)  # a space for a loss that does not exist is a programming error
+    for axis in axes:
+        loss.param(axis.param)  # KeyError: the loss has no such parameter
+        for v in axis.values:
+            loss.param(axis.param).check(v, name)
+    SEARCH_SPACES.register(name, description=why, axes=tuple(axes))(lambda: tuple(axes))
+
+
+_LOW = "low"
+_HIGH = "high"
+
+for _name in ("cce", "mae", "mse", "cce-dn", "mae-dn", "mse-dn"):
+    _space(_name, "no hyperparameter: trained untuned")
+_space("dm", "λ (emphasis mode) and β (emphasis variance); λ = 0 with β = 0 is uniform weighting",
+       Axis("lam", (0.0, 0.5, 1.0, 2.0), _LOW), Axis("beta", (0.0, 2.0, 4.0, 8.0, 12.0, 16.0), _LOW))
+for _name in ("gce", "gce-dn"):
+    _space(_name, "q; q → 0 is cross-entropy", Axis("q", (0.1, 0.3, 0.5, 0.7, 0.9), _LOW))
+_space("sce", "α (CE term) and β (reverse-CE term); β = 0 is a scaled cross-entropy",
+       Axis("beta", (0.1, 0.5, 1.0), _LOW), Axis("alpha", (0.1, 0.5, 1.0), _LOW))
+_space("label-smoothing", "ε; ε = 0 is cross-entropy", Axis("epsilon", (0.05, 0.1, 0.2, 0.4), _LOW))
+for _name in ("boot-soft", "boot-hard"):
+    _space(_name, "β, the weight of the annotated label; β = 1 is cross-entropy",
+           Axis("beta", (0.95, 0.8, 0.6), _HIGH))
+_space("focal", "γ; γ = 0 is cross-entropy", Axis("gamma", (0.5, 1.0, 2.0, 5.0), _LOW))
+
+
+def axes_of(method: str) -> tuple[Axis, ...]:
+    """The tuned axes of ``method`` (``ConfigError`` naming the allowed methods if it has none
+    registered)."""
+    return SEARCH_SPACES.get(method).extra["axes"]
+
+
+def grid_size(method: str) -> int:
+    size = 1
+    for axis in axes_of(method):
+        size *= len(axis.values)
+    return size
+
+
+def simplicity_key(method: str, params: Mapping[str, Any]) -> tuple[float, ...]:
+    """Sort key of a setting: smaller is simpler (axes compared in their listed order).
+
+    >>> simplicity_key("dm", {"lam": 0.5, "beta": 4.0}) < simplicity_key("dm", {"lam": 1.0, "beta": 2.0})
+    True
+    >>> simplicity_key("boot-soft", {"beta": 0.95}) < simplicity_key("boot-soft", {"beta": 0.8})
+    True
+    """
+    return tuple(axis.rank(params[axis.param]) for axis in axes_of(method))
+
+
+def simplicity_text(method: str) -> str:
+    """How ties are broken for ``method``, in words, for the report."""
+    axes = axes_of(method)
+    if not axes:
+        return "nothing tuned"
+    return ", then ".join(f"{'smaller' if a.simpler == 'low' else 'larger'} {a.param}" for a in axes)

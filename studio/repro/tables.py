@@ -1,0 +1,201 @@
+"""A preset's report: results as a table in the paper's layout, the claims judged without
+choosing anything on test data, and ``write_report``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dm_core.reference import (
+    ReferenceResult,
+)
+from studio.repro.presets import Experiment
+
+# ---------------------------------------------------------------------- the report
+
+COLUMNS = ("test_acc_best", "test_acc_final", "train_acc_corrupted", "train_acc_intact")
+
+
+def results_frame(results: list[Any]) -> pd.DataFrame:
+    """``RunResult``s (``studio.repro.plan``) as rows."""
+    rows = []
+    for r in results:
+        row = {"condition": r.condition, "method": r.method, "seed": r.seed, "beta": r.beta,
+               "p_noisy_late": r.p_noisy_late, "p_clean_late": r.p_clean_late,
+               "fit_corrupted_subset": r.summary["fit_corrupted_subset"],
+               "diverged": r.summary.get("diverged_at") is not None}
+        row.update({k: r.summary[k] for k in COLUMNS})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summary_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and std over seeds per (condition, method), in percent."""
+    metrics = list(COLUMNS) + ["fit_corrupted_subset", "p_noisy_late"]
+    g = df.groupby(["condition", "method"], sort=False)
+    mean, std = g[metrics].mean(), g[metrics].std(ddof=0).fillna(0.0)
+    out = mean.copy()
+    out["beta"] = g["beta"].first()
+    out["n"] = g.size()
+    out["diverged"] = g["diverged"].sum() if "diverged" in df else 0
+    for m in metrics:
+        out[m + "_std"] = std[m]
+    return out.reset_index()
+
+
+def _fmt(mean: float, std: float, pct: bool = True) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    scale = 100.0 if pct else 1.0
+    return f"{mean * scale:.1f} ± {std * scale:.1f}" if pct else f"{mean:.3f} ± {std:.3f}"
+
+
+def markdown_table(table: pd.DataFrame,
+                   reference: Callable[[str, str], ReferenceResult | None] | None = None,
+                   reference_name: str = "authors' run") -> str:
+    """The results in the paper's Table 10 layout; with ``reference``, the published final /
+    best test accuracy of the same setting (and training accuracy on corrupted / intact
+    labels where published) as a last column, headed ``reference_name``."""
+    head = ("| condition | method | β | test best, optimistic: max over training on test data (%) | test final (%) | train acc, corrupted labels (%) "
+            "| train acc, intact labels (%) | fit of corrupted (%) | late mean p_i, corrupted |")
+    cols = 9
+    if reference is not None:
+        head += f" {reference_name}: final / best (%) |"
+        cols += 1
+    lines = [head, "|" + "---|" * cols]
+    for _, r in table.iterrows():
+        beta = "" if r["beta"] is None or (isinstance(r["beta"], float) and math.isnan(r["beta"])) else f"{r['beta']:g}"
+        cells = [
+            str(r["condition"]),
+            str(r["method"]) + (f" ({int(r['diverged'])}/{int(r['n'])} diverged)" if r.get("diverged") else ""),
+            beta,
+            *(_fmt(r[c], r[c + "_std"]) for c in COLUMNS),
+            _fmt(r["fit_corrupted_subset"], r["fit_corrupted_subset_std"]),
+            _fmt(r["p_noisy_late"], r["p_noisy_late_std"], pct=False),
+        ]
+        if reference is not None:
+            cells.append(_reference_cell(reference(str(r["condition"]), str(r["method"]))))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _reference_cell(ref: ReferenceResult | None) -> str:
+    if ref is None:
+        return "–"
+    cell = f"{ref.final * 100:.1f} / {ref.best * 100:.1f}"
+    if ref.beta is not None:
+        cell += f" (β={ref.beta:g})"
+    if ref.train_corrupted is not None and ref.train_intact is not None:
+        cell += f"; train {ref.train_corrupted * 100:.1f} / {ref.train_intact * 100:.1f}"
+    return cell
+
+
+def _lam(method: str) -> float:
+    """λ of a ``DM λ=…`` method label."""
+    return float(method.split("=")[1].split()[0])
+
+
+_NO_VALIDATION = ("not judged: these runs hold out no validation split, and naming the best λ "
+                  "by test accuracy would choose on test data (the studies in studies/ tune λ on "
+                  "a clean validation split)")
+
+
+def check_claims(table: pd.DataFrame) -> list[tuple[str, bool | None, str]]:
+    """The paper's claims against the results of a preset: (claim, holds?, the numbers).
+
+    Nothing is chosen on test accuracy: (a) and (d) compare every DM variant with λ > 0 with
+    CCE (holds when each one wins), and (b) and (c), which ask which λ is best, are not judged
+    here (``None``) since the presets hold out no validation split to choose it on.
+    """
+    out: list[tuple[str, bool | None, str]] = []
+    dm = table[table["method"].str.startswith("DM") & table["test_acc_final"].notna()]
+    dm = dm[dm["method"].map(_lam) > 0]
+    cce = table[table["method"] == "CCE"].set_index("condition")
+    rate = lambda c: float(c.split("=")[1]) if c.startswith("r=") else math.nan  # noqa: E731
+    pairs = [(c, r) for c in table["condition"].unique() if rate(c) > 0 and c in cce.index
+             for _, r in dm[dm["condition"] == c].iterrows()]
+    if pairs:
+        holds = all(r["test_acc_final"] > cce.loc[c, "test_acc_final"] for c, r in pairs)
+        out.append(("(a) under label noise DM with a larger emphasis mode (λ > 0) beats CCE on "
+                    "final test accuracy (every such variant)", holds,
+                    "; ".join(f"{c}: {r['method']} {r['test_acc_final'] * 100:.1f}% vs CCE "
+                              f"{cce.loc[c, 'test_acc_final'] * 100:.1f}%" for c, r in pairs)))
+    if len(dm):
+        out.append(("(b) the best λ grows with the noise rate", None, _NO_VALIDATION))
+        out.append(("(c) on clean data λ = 0 is best among the DM variants", None, _NO_VALIDATION))
+    rows = [(c, r) for c, r in pairs if not math.isnan(cce.loc[c, "p_noisy_late"])
+            and not math.isnan(r["p_noisy_late"])]
+    if rows:
+        holds = all(r["p_noisy_late"] < cce.loc[c, "p_noisy_late"] for c, r in rows)
+        out.append(("(d) noisy examples keep a low p_i under DM while CCE memorises them", holds,
+                    "; ".join(f"{c}: late mean p_i of corrupted examples {r['method']} "
+                              f"{r['p_noisy_late']:.3f} vs CCE {cce.loc[c, 'p_noisy_late']:.3f}"
+                              for c, r in rows)))
+    return out
+
+
+def unstable_seeds(df: pd.DataFrame, spread: float = 0.15) -> list[str]:
+    """(condition, method) whose final test accuracy differs by more than ``spread`` between
+    seeds, with each seed's value: a mean ± std hides that one seed collapsed."""
+    out = []
+    ok = df[~df["diverged"].astype(bool)] if "diverged" in df else df
+    for (cond, method), part in ok.groupby(["condition", "method"], sort=False):
+        accs = part["test_acc_final"]
+        if len(accs) > 1 and accs.max() - accs.min() > spread:
+            out.append(f"{cond} {method}: " + ", ".join(
+                f"seed {int(s)} {a * 100:.1f}%" for s, a in zip(part["seed"], accs, strict=True)))
+    return out
+
+
+def _verdict(holds: bool | None) -> str:
+    return "holds" if holds else ("does not hold" if holds is False else "undecided")
+
+
+def write_report(experiment: Experiment, df: pd.DataFrame, out_dir: Path, command: str,
+                 machine: str) -> Path:
+    """``out_dir/<name>.md`` with the table and claims, and ``out_dir/<name>-*.html`` figures."""
+    import plotly.graph_objects as go
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = summary_table(df)
+    figs = []
+    fig = go.Figure()
+    for method, part in table.groupby("method", sort=False):
+        fig.add_trace(go.Scatter(x=part["condition"], y=part["test_acc_final"] * 100, name=method,
+                                 mode="lines+markers",
+                                 error_y={"type": "data", "array": part["test_acc_final_std"] * 100}))
+    fig.update_layout(title=f"{experiment.name}: final test accuracy", yaxis_title="test accuracy (%)",
+                      xaxis_title="condition")
+    figs.append(("test-accuracy", fig))
+    fig = go.Figure()
+    for method, part in table.groupby("method", sort=False):
+        fig.add_trace(go.Bar(x=part["condition"], y=part["p_noisy_late"], name=method))
+    fig.update_layout(title=f"{experiment.name}: late mean p_i of corrupted examples (lower = not memorised)",
+                      barmode="group", yaxis_title="mean p_i")
+    figs.append(("p-noisy", fig))
+    for slug, f in figs:
+        f.write_html(out_dir / f"{experiment.name}-{slug}.html", include_plotlyjs="cdn")
+
+    lines = [f"# {experiment.name}", "", experiment.description, "",
+             f"Regenerate: `{command}`  ", f"Machine: {machine}  ",
+             f"Seeds: {sorted(df['seed'].unique().tolist())}; mean ± std over seeds.", ""]
+    if experiment.paper_note:
+        lines += [experiment.paper_note, ""]
+    lines += [markdown_table(table, experiment.reference, experiment.reference_name), ""]
+    claims = check_claims(table) if experiment.claims else []
+    if claims:
+        lines += ["## The paper's claims on this data", ""]
+        for text, holds, numbers in claims:
+            lines.append(f"- **{text}: {_verdict(holds)}.** {numbers}")
+        lines.append("")
+    lines += ["Figures: " + ", ".join(f"[{slug}]({experiment.name}-{slug}.html)" for slug, _ in figs), ""]
+    path = out_dir / f"{experiment.name}.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    df.to_csv(out_dir / f"{experiment.name}-runs.csv", index=False)
+    return path
+
+
