@@ -23,6 +23,7 @@ from dm_core.events import (
     StartEvent,
     TrainingDiverged,
     TrainingInterrupted,
+    describe_divergence,
 )
 from dm_core.train import train
 from studio.cli import app
@@ -161,7 +162,7 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(tiny(iterations=10, seed=4), resume_from=tmp_path / "checkpoint.pt")
 
 
-def test_divergence_stops_with_iteration_and_likely_cause():
+def test_divergence_stops_with_iteration_and_the_measured_figures():
     # DM with β = 60 at lr = 10: derivative normalisation bounds each step, so the logits do
     # not overflow; they climb into the thousands (about 2e4 by iteration 4 with seed 0; some
     # seeds wander at chance for many iterations first, which rounding can tip either way).
@@ -173,8 +174,16 @@ def test_divergence_stops_with_iteration_and_likely_cause():
               on_event=events.append)
     msg = str(err.value)
     assert f"diverged at iteration {err.value.iteration}" in msg
-    assert "max_logit 1000" in msg
-    assert "learning rate (10)" in msg and "loss.beta=60" in msg
+    # The message states the measured figures, and only those.
+    figures = err.value.figures
+    assert msg == describe_divergence(err.value.iteration, figures)
+    assert figures["max_abs_logit"] > 1000.0 and figures["max_logit"] == 1000.0
+    assert f"max |logit| {figures['max_abs_logit']:.3g} > max_logit 1000" in msg
+    before = [e for e in events if isinstance(e, ScalarsEvent)][-1]
+    assert figures["previous"] == {"iteration": err.value.iteration - 1, **{
+        k: before.values[k] for k in ("ess_fraction", "max_share", "grad_norm", "lr")}}
+    assert f"one example carried {before.values['max_share']:.2g} of the batch's weight" in msg
+    assert f"lr {before.values['lr']:g}" in msg and "likely" not in msg.lower()
     # Every iteration before the stop was reported, and nothing non-finite was.
     scalars = [e for e in events if isinstance(e, ScalarsEvent)]
     assert [e.iteration for e in scalars] == list(range(1, err.value.iteration))
