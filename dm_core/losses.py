@@ -120,8 +120,10 @@ def concentration(weights: Tensor) -> tuple[Tensor, Tensor]:
     (tensor(0.6667), tensor(0.5000))
     """
     w = weights.detach().float()  # float32: MPS has no float64
-    total = w.sum()
-    return total * total / (w * w).sum() / w.numel(), w.max() / total
+    # Divided by the largest first, so that squaring neither underflows nor overflows.
+    u = w / w.max()
+    total = u.sum()
+    return total * total / (u * u).sum() / u.numel(), 1.0 / total
 
 
 # ---------------------------------------------------------------------------------------
