@@ -124,8 +124,17 @@ def test_dm_resists_memorising_noisy_labels_where_cce_does_not():
     assert dm.train_acc_intact > dm.train_acc_corrupted
 
 
-def test_resume_is_bit_exact(tmp_path):
-    cfg = tiny(iterations=40, eval_every=10, model={"name": "mlp", "hidden": [32], "dropout": 0.2})
+STABILISED = {  # warm-up across the stop and a milestone, clipping on most steps, a val split
+    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "warmup": 30, "clip_grad_norm": 0.2},
+    "schedule": {"milestones": [20, 35], "gamma": 0.1},
+    "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}, "val_fraction": 0.2},
+}
+
+
+@pytest.mark.parametrize("extra", [{}, STABILISED], ids=["plain", "warmup-clip-schedule"])
+def test_resume_is_bit_exact(tmp_path, extra):
+    cfg = tiny(iterations=40, eval_every=10, model={"name": "mlp", "hidden": [32], "dropout": 0.2},
+               **extra)
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     full_events = []
     full = train(cfg, on_event=full_events.append, checkpoint_dir=full_dir)
@@ -149,11 +158,53 @@ def test_resume_is_bit_exact(tmp_path):
 
     stitched = {**{k: v for k, v in losses(first).items() if k <= 25}, **losses(second)}
     assert stitched == losses(full_events)  # exactly equal floats, every iteration once
+
+    def scalars(events):
+        return {e.iteration: e.values for e in events if isinstance(e, ScalarsEvent)}
+
+    stitched_all = {**{k: v for k, v in scalars(first).items() if k <= 25}, **scalars(second)}
+    assert stitched_all == scalars(full_events)  # lr, grad_norm, ess_fraction ... too
     a = torch.load(full_dir / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(part_dir / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.test_acc_final == full.test_acc_final
     assert resumed.test_acc_best == full.test_acc_best
+    assert resumed.to_dict() | {"seconds": 0} == full.to_dict() | {"seconds": 0}
+    if extra:
+        assert full.selected_iteration is not None and full.val_acc_selected is not None
+
+
+def test_warmup_and_schedule_compose_and_clipping_bounds_the_step(monkeypatch):
+    """Iteration t uses lr · min(1, t/warmup) · gamma^(milestones passed); ``grad_norm`` is
+    the norm before clipping, and the optimiser sees the clipped gradient."""
+    import dm_core.train as train_module
+
+    seen = []
+    real = train_module._make_optimizer
+
+    def make_optimizer(config, model):
+        optimizer = real(config, model)
+
+        def before_step(opt, *_):
+            grads = [p.grad for group in opt.param_groups for p in group["params"]]
+            seen.append(float(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.double()) for g in grads]))))
+
+        optimizer.register_step_pre_hook(before_step)
+        return optimizer
+
+    monkeypatch.setattr(train_module, "_make_optimizer", make_optimizer)
+    events = []
+    train(tiny(iterations=30, optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9,
+                                         "warmup": 10, "clip_grad_norm": 0.05},
+               schedule={"milestones": [5, 20], "gamma": 0.5}), on_event=events.append)
+    scalars = [e.values for e in events if isinstance(e, ScalarsEvent)]
+    for t, values in enumerate(scalars, start=1):
+        expected = 0.1 * min(1.0, t / 10) * 0.5 ** sum(t > m for m in (5, 20))
+        assert values["lr"] == pytest.approx(expected, rel=1e-12), t
+    norms = [v["grad_norm"] for v in scalars]
+    assert all(n > 0.05 for n in norms)  # every step was clipped ...
+    assert all(s == pytest.approx(0.05, rel=1e-4) for s in seen)  # ... to 0.05
 
 
 def test_resume_refuses_a_different_config(tmp_path):
