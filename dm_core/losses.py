@@ -69,6 +69,7 @@ __all__ = [
     "LossStats",
     "SchemeLoss",
     "SymmetricCELoss",
+    "concentration",
     "dm_loss",
     "list_losses",
     "make_loss",
@@ -77,8 +78,13 @@ __all__ = [
 
 LOSSES = Registry("loss")
 
+# The margin cap eps. The authors' Caffe layer uses 1e-6 and their PyTorch code (ProSelfLC)
+# 1e-8; the default here is the Caffe layer's. m_i = (1-p_i)/((1-p_i) + eps/2) reaches 1/2
+# where 1 - p_i = eps/2, i.e. at the logit margin z_y - logsumexp_{j != y} z_j =
+# log((1 - eps/2)/(eps/2)) (since 1 - p_i = 1/(1 + exp(margin))): 14.51 for 1e-6 and 19.11
+# for 1e-8, computed with that formula (tests/test_losses.py checks it against the gradient).
 _EPS = Param("eps", 1e-6, low=0.0, ui_low=0.0, ui_high=1e-3,
-             help="Margin cap: examples fitted to within eps (a logit margin of about 14) fade "
+             help="Margin cap: examples fitted to within eps (m_i = 1/2 at a logit margin of 14.5) fade "
                   "out, so a batch's gradient decays as it is fitted. 0 gives the exact Eq. 7.")
 
 
@@ -99,6 +105,25 @@ class LossStats:
 
     p: Tensor
     weight: Tensor
+
+
+def concentration(weights: Tensor) -> tuple[Tensor, Tensor]:
+    r"""How concentrated a batch's example weights are: ``(ess_fraction, max_share)``.
+
+    ``ess_fraction`` is Kish's effective sample size :math:`(\sum_i w_i)^2 / \sum_i w_i^2`
+    as a fraction of the batch size :math:`N` (1 when every example weighs the same,
+    :math:`1/N` when one example carries everything); ``max_share`` is
+    :math:`\max_i w_i / \sum_i w_i`. ``weights`` is ``(N,)`` and non-negative; both are
+    NaN when every weight is 0. Returned as 0-d tensors (no device→host copy).
+
+    >>> concentration(torch.tensor([1.0, 1.0, 2.0, 0.0]))
+    (tensor(0.6667), tensor(0.5000))
+    """
+    w = weights.detach().float()  # float32: MPS has no float64
+    # Divided by the largest first, so that squaring neither underflows nor overflows.
+    u = w / w.max()
+    total = u.sum()
+    return total * total / (u * u).sum() / u.numel(), 1.0 / total
 
 
 # ---------------------------------------------------------------------------------------

@@ -22,10 +22,9 @@ and ``dm train --resume DIR`` do the same from the shell.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,14 +32,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from dm_core import checkpoints
+from dm_core.checkpoints import CHECKPOINT_NAME, load_checkpoint_config
 from dm_core.config import RunConfig
-from dm_core.data import (
-    DataBundle,
-    augment_batch,
-    balanced_batch_indices,
-    batch_indices,
-    load_dataset,
-)
+from dm_core.data import augment_batch, balanced_batch_indices, batch_indices, load_dataset
 from dm_core.devices import resolve_device
 from dm_core.events import (
     CheckpointEvent,
@@ -53,12 +48,20 @@ from dm_core.events import (
     StartEvent,
     TrainingDiverged,
     TrainingInterrupted,
+    describe_divergence,
 )
-from dm_core.losses import make_loss
+from dm_core.losses import concentration, make_loss
 from dm_core.models import create_model
+from dm_core.selection import select_evaluation
 
-CHECKPOINT_NAME = "checkpoint.pt"
+__all__ = ["CHECKPOINT_NAME", "StepStatistics", "load_checkpoint_config", "step_statistics",
+           "train"]
+
 EVAL_CHUNK = 1024  # examples per forward pass when evaluating
+
+_PUBLIC = ("test_acc_final", "test_acc_best", "train_acc_corrupted", "train_acc_intact",
+           "fit_corrupted_subset", "val_acc_best", "val_acc_final", "val_acc_selected",
+           "test_acc_selected", "selected_iteration")
 
 
 @dataclass
@@ -68,6 +71,52 @@ class _Phase:
     name: str
     labels: torch.Tensor  # the labels this phase trains on
     first_iteration: int  # global iteration number of this phase's first step
+
+
+@dataclass
+class _Run:
+    """What every phase of one run shares: the config, the data on the device, the sinks."""
+
+    config: RunConfig
+    data: Any  # dm_core.data.DataBundle
+    device: torch.device
+    augment: bool
+    total: int  # iterations over all phases
+    emit: Callable[[Event], None]
+    should_stop: Callable[[], str | None] | None
+    checkpoint_dir: Path | None
+    phases_done: dict[str, Any]  # finished phases' results, saved with every checkpoint
+    x_train: torch.Tensor = field(init=False)
+    y_clean: torch.Tensor = field(init=False)
+    # Both phases are scored against the original corrupted labels (not against what the
+    # phase trains on, which in the relabel phase is the first model's predictions).
+    y_corrupted: torch.Tensor = field(init=False)
+    is_noisy: torch.Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.x_train = self.data.x_train.to(self.device)
+        self.y_clean = self.data.y_train_clean.to(self.device)
+        self.y_corrupted = self.data.y_train.to(self.device)
+        self.is_noisy = self.data.is_noisy.to(self.device)
+
+
+@dataclass
+class _PhaseState:
+    """Everything one phase changes as it trains, and everything a checkpoint saves."""
+
+    phase: _Phase
+    model: nn.Module
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler  # the step schedule (MultiStepLR)
+    warmup: torch.optim.lr_scheduler.LRScheduler | None  # linear warm-up, chained on top
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    start_step: int = 1  # 1-based step within this phase
+    best: dict[str, float] = field(default_factory=lambda: {"test_acc": -1.0, "val_acc": -1.0})
+    last_eval: dict[str, float] = field(default_factory=dict)
+    evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
+    last_logged: tuple[int, dict[str, float]] | None = None  # the last ScalarsEvent's content
 
 
 def train(
@@ -97,239 +146,315 @@ def train(
     ``fit_corrupted_subset`` against the original corrupted labels (and
     ``train_acc_intact`` against the clean ones), so the two phases are comparable; the
     summary's ``relabel`` also gives ``label_accuracy``, how many predicted labels are right.
-    """
-    emit = on_event or (lambda event: None)
-    started = time.perf_counter()
 
-    # ------------------------------------------------------------------ device and data
+    The summary's ``*_selected`` fields are those of the evaluation with the best
+    validation accuracy (``dm_core.selection.select_evaluation``); None without a
+    validation split.
+    """
+    started = time.perf_counter()
     device = resolve_device(config.device)
     data = load_dataset(
-        config.dataset.name,
-        seed=config.seed,
-        noise_kind=config.dataset.noise.kind,
-        noise_rate=config.dataset.noise.rate,
-        noise_params=config.dataset.noise.extra_params(),
-        val_fraction=config.dataset.val_fraction,
-        **config.dataset.params(),
-    )
-    augment = data.augment if config.dataset.augment is None else config.dataset.augment
-    x_train = data.x_train.to(device)
-    y_clean = data.y_train_clean.to(device)
-    is_noisy = data.is_noisy.to(device)
-
-    # ------------------------------------------------------------------ start or resume
-    checkpoint = _load_checkpoint(resume_from) if resume_from else None
+        config.dataset.name, seed=config.seed, noise_kind=config.dataset.noise.kind,
+        noise_rate=config.dataset.noise.rate, noise_params=config.dataset.noise.extra_params(),
+        val_fraction=config.dataset.val_fraction, **config.dataset.params())
+    checkpoint = checkpoints.load_checkpoint(resume_from) if resume_from else None
     if checkpoint is not None:
-        _check_same_run(config, checkpoint)
-    phases_done: dict[str, Any] = checkpoint["phase_results"] if checkpoint else {}
-    total = config.iterations * (2 if config.relabel else 1)
+        checkpoints.check_same_run(config, checkpoint)
+    run = _Run(config=config, data=data, device=device,
+               augment=data.augment if config.dataset.augment is None else config.dataset.augment,
+               total=config.iterations * (2 if config.relabel else 1),
+               emit=on_event or (lambda event: None), should_stop=should_stop,
+               checkpoint_dir=Path(checkpoint_dir) if checkpoint_dir is not None else None,
+               phases_done=checkpoint["phase_results"] if checkpoint else {})
 
-    phase = _Phase("train", data.y_train.to(device), 1)
-    results = phases_done.get("train")
+    results = run.phases_done.get("train")
     if results is None:
-        results = _run_phase(config, data, phase, x_train, y_clean, is_noisy, augment, device,
-                             total, checkpoint, phases_done, checkpoint_dir, emit, should_stop)
-        phases_done = {"train": results}
+        results = _run_phase(run, _Phase("train", run.y_corrupted, 1), checkpoint)
+        run.phases_done = {"train": results}
         checkpoint = None
 
     relabel_results = None
     if config.relabel:
         # Label correction (the paper's Table 9): train again from scratch on the first
         # model's own predictions of the training set.
-        predicted = torch.as_tensor(phases_done.get("relabel_labels", results["predictions"]),
+        predicted = torch.as_tensor(run.phases_done.get("relabel_labels", results["predictions"]),
                                     dtype=torch.long, device=device)
-        phases_done["relabel_labels"] = predicted.tolist()
-        phase = _Phase("relabel", predicted, config.iterations + 1)
-        relabel_results = _run_phase(config, data, phase, x_train, y_clean, is_noisy, augment,
-                                     device, total, checkpoint, phases_done, checkpoint_dir, emit,
-                                     should_stop)
-        label_acc = float((predicted == y_clean).float().mean())
-        relabel_results = {**_public(relabel_results), "label_accuracy": label_acc,
+        run.phases_done["relabel_labels"] = predicted.tolist()
+        relabel = _run_phase(run, _Phase("relabel", predicted, config.iterations + 1), checkpoint)
+        label_acc = float((predicted == run.y_clean).float().mean())
+        relabel_results = {**_public(relabel), "label_accuracy": label_acc,
                            "noise_rate_after": 1.0 - label_acc}
 
-    return RunSummary(
-        **_public(results),
-        actual_noise_rate=data.actual_noise_rate,
-        iterations=total,
-        seconds=time.perf_counter() - started,
-        device=str(device),
-        relabel=relabel_results,
-    )
+    return RunSummary(**_public(results), actual_noise_rate=data.actual_noise_rate,
+                      iterations=run.total, seconds=time.perf_counter() - started,
+                      device=str(device), relabel=relabel_results)
 
 
 def _public(results: dict[str, Any]) -> dict[str, Any]:
-    keys = ("test_acc_final", "test_acc_best", "train_acc_corrupted", "train_acc_intact",
-            "fit_corrupted_subset", "val_acc_best", "val_acc_final")
-    return {k: results[k] for k in keys}
+    return {k: results.get(k) for k in _PUBLIC}
 
 
-def _run_phase(config: RunConfig, data: DataBundle, phase: _Phase, x_train: torch.Tensor,
-               y_clean: torch.Tensor, is_noisy: torch.Tensor, augment: bool, device: torch.device,
-               total: int, checkpoint: dict[str, Any] | None, phases_done: dict[str, Any],
-               checkpoint_dir: str | Path | None, emit: Callable[[Event], None],
-               should_stop: Callable[[], str | None] | None) -> dict[str, Any]:
-    """Train one phase from scratch (or from ``checkpoint``) and return its final scores."""
-    # ------------------------------------------------------------------ model, loss, optimiser
+def _run_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """Train one phase from scratch (or from ``checkpoint``) and return its final scores.
+
+    Per step, in a fixed order: batch → forward → backward → unscale, measure and clip the
+    gradient → read the step's statistics → divergence check → optimiser step → log →
+    evaluate and checkpoint → stop if asked. The check comes before the step, so a diverged
+    step never reaches the weights, and nothing of the diverged iteration is emitted.
+    """
+    config = run.config
+    state = _build_phase(run, phase, checkpoint)
+    for step in range(state.start_step, config.iterations + 1):
+        iteration = phase.first_iteration + step - 1
+        _train_step(run, state, step, iteration)
+
+        last_step = step == config.iterations
+        if step % config.eval_every == 0 or last_step:
+            _evaluate(run, state, iteration)
+            _save_checkpoint(run, state, iteration)
+
+        reason = run.should_stop() if run.should_stop is not None else None
+        if reason and not last_step:
+            _save_checkpoint(run, state, iteration)
+            path = str(run.checkpoint_dir / CHECKPOINT_NAME) if run.checkpoint_dir else None
+            raise TrainingInterrupted(iteration, reason, path)
+
+    if phase.name == "train":
+        run.phases_done["predictions"] = (_predict(state.model, run.x_train).tolist()
+                                          if config.relabel else None)
+    return _phase_results(run, state)
+
+
+def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) -> _PhaseState:
+    """The phase's model, loss, optimiser and schedules: fresh, or restored from
+    ``checkpoint`` when it was written in this phase. Emits the phase's ``StartEvent``."""
+    config = run.config
     torch.manual_seed(config.seed)  # the same initial weights for every run with this seed
-    model = create_model(config.model.name, data.num_classes, data.input_shape,
-                         **config.model.params()).to(device)
+    model = create_model(config.model.name, run.data.num_classes, run.data.input_shape,
+                         **config.model.params()).to(run.device)
     loss_fn = make_loss(config.loss.name, **config.loss.params())
     optimizer = _make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=config.schedule.milestones, gamma=config.schedule.gamma)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    best = {"test_acc": -1.0, "val_acc": -1.0}
-    last_eval: dict[str, float] = {}
+    warmup = None
+    if config.optimizer.warmup > 1:
+        # Chained on the step schedule (both multiply the current rate): iteration t uses
+        # lr · min(1, t / warmup) times the schedule's factor.
+        warmup = torch.optim.lr_scheduler.LinearLR(
+            optimizer, start_factor=1.0 / config.optimizer.warmup, end_factor=1.0,
+            total_iters=config.optimizer.warmup - 1)
+    use_amp = config.amp and run.device.type == "cuda"
+    state = _PhaseState(phase=phase, model=model, loss_fn=loss_fn, optimizer=optimizer,
+                        scheduler=scheduler, warmup=warmup,
+                        scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp)
 
-    start_step = 1  # 1-based step within this phase
     if checkpoint is not None and checkpoint["phase"] == phase.name:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        best, last_eval = dict(checkpoint["best"]), dict(checkpoint["last_eval"])
+        if warmup is not None:
+            warmup.load_state_dict(checkpoint["warmup"])
+        state.scaler.load_state_dict(checkpoint["scaler"])
+        state.best, state.last_eval = dict(checkpoint["best"]), dict(checkpoint["last_eval"])
+        state.evals = [(int(i), dict(v)) for i, v in checkpoint.get("evals", [])]
         _set_rng_state(checkpoint["rng"])
-        start_step = checkpoint["iteration"] - phase.first_iteration + 2
-        emit(ResumeEvent(iteration=checkpoint["iteration"]))
+        state.start_step = checkpoint["iteration"] - phase.first_iteration + 2
+        run.emit(ResumeEvent(iteration=checkpoint["iteration"]))
 
-    emit(StartEvent(
-        total_iterations=total, device=str(device),
-        resumed_from=phase.first_iteration + start_step - 2 if start_step > 1 else 0,
-        num_train=len(x_train), num_classes=data.num_classes,
-        actual_noise_rate=data.actual_noise_rate,
-        clean_labels=data.y_train_clean.numpy(), noisy_labels=phase.labels.cpu().numpy(),
-        is_noisy=data.is_noisy.numpy(), phase=phase.name))
+    run.emit(StartEvent(
+        total_iterations=run.total, device=str(run.device),
+        resumed_from=phase.first_iteration + state.start_step - 2 if state.start_step > 1 else 0,
+        num_train=len(run.x_train), num_classes=run.data.num_classes,
+        actual_noise_rate=run.data.actual_noise_rate,
+        clean_labels=run.data.y_train_clean.numpy(), noisy_labels=phase.labels.cpu().numpy(),
+        is_noisy=run.data.is_noisy.numpy(), phase=phase.name))
+    return state
 
-    def save_checkpoint(iteration: int) -> None:
-        if checkpoint_dir is None:
-            return
-        state = {
-            "iteration": iteration, "phase": phase.name, "phase_results": phases_done,
-            "config": config.model_dump(mode="json"),
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-            "rng": _get_rng_state(), "best": best, "last_eval": last_eval,
-            "model_args": {"name": config.model.name, "num_classes": data.num_classes,
-                           "input_shape": list(data.input_shape), **config.model.params()},
-        }
-        path = _write_atomically(state, Path(checkpoint_dir))
-        emit(CheckpointEvent(iteration=iteration, path=str(path)))
 
-    # Both phases are scored against the original corrupted labels (not against what the
-    # phase trains on, which in the relabel phase is the first model's predictions).
-    y_corrupted = data.y_train.to(device)
+def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> None:
+    """One optimisation step, its divergence check, and its ScalarsEvent and HistogramEvent."""
+    config = run.config
+    if config.dataset.balanced_sampler:
+        idx = balanced_batch_indices(state.phase.labels.cpu(), config.batch_size, step - 1,
+                                     config.seed, config.dataset.classes_per_batch)
+    else:
+        idx = batch_indices(len(run.x_train), config.batch_size, step - 1, config.seed)
+    idx = idx.to(run.device)
+    x, y = run.x_train[idx], state.phase.labels[idx]
+    if run.augment:
+        x = augment_batch(x)
 
-    def evaluate(iteration: int) -> None:
-        train_pred = _predict(model, x_train)
-        noisy = is_noisy
-        values = {
-            "test_acc": _accuracy(model, data.x_test.to(device), data.y_test.to(device)),
-            "train_acc_corrupted": float((train_pred == y_corrupted).float().mean()),
-            "train_acc_intact": float((train_pred == y_clean).float().mean()),
-            # The paper's "fitting degree": of the corrupted examples, how many the model
-            # predicts as their wrong label.
-            "fit_corrupted_subset": (float((train_pred[noisy] == y_corrupted[noisy]).float().mean())
-                                     if bool(noisy.any()) else 0.0),
-        }
-        if data.x_val is not None and len(data.x_val):
-            values["val_acc"] = _accuracy(model, data.x_val.to(device), data.y_val.to(device))
-            best["val_acc"] = max(best["val_acc"], values["val_acc"])
-        best["test_acc"] = max(best["test_acc"], values["test_acc"])
-        last_eval.clear()
-        last_eval.update(values)
-        emit(EvalEvent(iteration=iteration, values=values))
+    state.model.train()
+    with torch.autocast(device_type=run.device.type, enabled=state.use_amp):
+        logits = state.model(x)
+    loss = state.loss_fn(logits.float(), y)
+    state.optimizer.zero_grad(set_to_none=True)
+    state.scaler.scale(loss).backward()
+    grad_norm = _unscale_and_clip(state, config.optimizer.clip)
 
-    # ------------------------------------------------------------------ the loop
-    # Per step, in a fixed order: batch → forward → backward → read the step's statistics →
-    # divergence check → optimiser step → log → evaluate and checkpoint → stop if asked.
-    # The check comes before the step, so a diverged step never reaches the weights, and
-    # nothing of the diverged iteration is emitted.
-    n = len(x_train)
-    bins = config.histogram_bins
-    for step in range(start_step, config.iterations + 1):
-        iteration = phase.first_iteration + step - 1
+    stats = step_statistics(loss, logits, y, state.loss_fn.last, run.is_noisy[idx],
+                            config.histogram_bins, grad_norm)
+    _check_divergence(run, state, iteration, stats)
 
-        if config.dataset.balanced_sampler:
-            idx = balanced_batch_indices(phase.labels.cpu(), config.batch_size, step - 1, config.seed,
-                                         config.dataset.classes_per_batch)
-        else:
-            idx = batch_indices(n, config.batch_size, step - 1, config.seed)
-        idx = idx.to(device)
-        x, y = x_train[idx], phase.labels[idx]
-        if augment:
-            x = augment_batch(x)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    lr = state.optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule moves it
+    if state.warmup is not None:
+        state.warmup.step()
+    state.scheduler.step()
 
-        model.train()
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            logits = model(x)
-        loss = loss_fn(logits.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+    values = {"lr": lr, **stats.values}
+    state.last_logged = (iteration, values)
+    run.emit(ScalarsEvent(iteration=iteration, values=values))
+    run.emit(HistogramEvent(iteration=iteration, clean=stats.hist_clean, noisy=stats.hist_noisy))
 
-        # Everything logged this step in one device→host copy: this is a sync point (after
-        # the backward pass is queued, so the device is busy while the host waits).
-        stats = loss_fn.last
-        p, weight = stats.p.float(), stats.weight.float() * len(y)
-        noisy_b = is_noisy[idx]
-        clean_b = ~noisy_b
-        bin_of = (p * bins).long().clamp_(0, bins - 1)
-        hist_clean = torch.bincount(bin_of[clean_b], minlength=bins)
-        hist_noisy = torch.bincount(bin_of[noisy_b], minlength=bins)
-        row = torch.stack([
-            loss.detach().float(), logits.detach().abs().max().float(),
-            # Cross-entropy against the training labels, comparable across every method
-            # (a scheme loss's own value is a surrogate whose gradient, not value, is designed).
-            -torch.log(p.clamp(min=1e-12)).mean(),
-            (logits.detach().argmax(1) == y).float().mean(),
-            _masked_mean(p, clean_b), _masked_mean(p, noisy_b),
-            weight.mean(), weight.var(unbiased=False),
-            clean_b.sum().float(), noisy_b.sum().float(),
-        ]).tolist()
-        loss_v, logit_max, ce, batch_acc, p_clean, p_noisy, w_mean, w_var, n_clean, n_noisy = row
 
-        if not math.isfinite(loss_v) or not math.isfinite(logit_max) or logit_max > config.max_logit:
-            raise TrainingDiverged(iteration, _divergence_message(config, iteration, loss_v, logit_max))
+def _unscale_and_clip(state: _PhaseState, clip: float | None) -> torch.Tensor:
+    """The gradient's global L2 norm before clipping (unscaled: AMP's scale divided out),
+    after clipping it to ``clip`` when clipping is on. A 0-d tensor: no device→host copy."""
+    state.scaler.unscale_(state.optimizer)
+    grads = [p.grad for p in state.model.parameters() if p.grad is not None]
+    norm = torch.nn.utils.get_total_norm(grads)
+    if clip is not None:
+        torch.nn.utils.clip_grads_with_norm_(state.model.parameters(), clip, norm)
+    return norm
 
-        scaler.step(optimizer)
-        scaler.update()
-        lr = optimizer.param_groups[0]["lr"]  # the rate this step used, before the schedule moves it
-        scheduler.step()
 
-        values = {"loss": loss_v, "ce": ce, "lr": lr, "batch_acc": batch_acc,
-                  "weight_mean": w_mean, "weight_var": w_var}
-        if n_clean:
-            values["p_clean_mean"] = p_clean
-        if n_noisy:
-            values["p_noisy_mean"] = p_noisy
-        emit(ScalarsEvent(iteration=iteration, values=values))
-        emit(HistogramEvent(iteration=iteration,
-                            clean=hist_clean.cpu().numpy().astype(np.int32),
-                            noisy=hist_noisy.cpu().numpy().astype(np.int32)))
+@dataclass(frozen=True)
+class StepStatistics:
+    """What one step logs: ``values`` (the ScalarsEvent's, without ``lr``), the step's
+    largest ``|logit|`` (for the divergence check) and the histograms of ``p_i``."""
 
-        last_step = step == config.iterations
-        if step % config.eval_every == 0 or last_step:
-            evaluate(iteration)
-            save_checkpoint(iteration)
+    values: dict[str, float]
+    logit_max: float
+    hist_clean: np.ndarray
+    hist_noisy: np.ndarray
 
-        reason = should_stop() if should_stop is not None else None
-        if reason and not last_step:
-            save_checkpoint(iteration)
-            path = str(Path(checkpoint_dir) / CHECKPOINT_NAME) if checkpoint_dir else None
-            raise TrainingInterrupted(iteration, reason, path)
 
-    if phase.name == "train":
-        phases_done["predictions"] = _predict(model, x_train).tolist() if config.relabel else None
-    results = {
+def step_statistics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, stats: Any,
+                    is_noisy: torch.Tensor, bins: int, grad_norm: torch.Tensor) -> StepStatistics:
+    """One step's statistics from its loss, logits, labels ``y``, the loss's ``LossStats``,
+    the batch's noise mask and the pre-clip gradient norm.
+
+    Everything in one device→host copy: this is a sync point (after the backward pass is
+    queued, so the device is busy while the host waits). A value that is not finite (the
+    loss of a diverging step, a concentration of all-zero weights, an AMP overflow's
+    gradient norm) is left out of ``values``: the divergence check reads ``loss`` and
+    ``logit_max`` from the figures it is given.
+    """
+    p, weight = stats.p.float(), stats.weight.float() * len(y)
+    clean = ~is_noisy
+    bin_of = (p * bins).long().clamp_(0, bins - 1)
+    hist_clean = torch.bincount(bin_of[clean], minlength=bins)
+    hist_noisy = torch.bincount(bin_of[is_noisy], minlength=bins)
+    ess_fraction, max_share = concentration(stats.weight)
+    row = torch.stack([
+        loss.detach().float(), logits.detach().abs().max().float(),
+        # Cross-entropy against the training labels, comparable across every method
+        # (a scheme loss's own value is a surrogate whose gradient, not value, is designed).
+        -torch.log(p.clamp(min=1e-12)).mean(),
+        (logits.detach().argmax(1) == y).float().mean(),
+        _masked_mean(p, clean), _masked_mean(p, is_noisy),
+        weight.mean(), weight.var(unbiased=False),
+        clean.sum().float(), is_noisy.sum().float(),
+        ess_fraction, max_share, grad_norm.float(),
+    ]).tolist()
+    (loss_v, logit_max, ce, batch_acc, p_clean, p_noisy, w_mean, w_var, n_clean, n_noisy,
+     ess, share, norm) = row
+    values = {"loss": loss_v, "ce": ce, "batch_acc": batch_acc, "weight_mean": w_mean,
+              "weight_var": w_var, "ess_fraction": ess, "max_share": share, "grad_norm": norm}
+    if n_clean:
+        values["p_clean_mean"] = p_clean
+    if n_noisy:
+        values["p_noisy_mean"] = p_noisy
+    values = {k: v for k, v in values.items() if math.isfinite(v) or k == "loss"}
+    return StepStatistics(values, logit_max, hist_clean.cpu().numpy().astype(np.int32),
+                          hist_noisy.cpu().numpy().astype(np.int32))
+
+
+def _check_divergence(run: _Run, state: _PhaseState, iteration: int, stats: StepStatistics) -> None:
+    """Raise ``TrainingDiverged`` with the measured figures when the step's loss is not
+    finite or its largest ``|logit|`` passed ``max_logit``."""
+    config = run.config
+    loss = stats.values["loss"]
+    if math.isfinite(loss) and math.isfinite(stats.logit_max) and stats.logit_max <= config.max_logit:
+        return
+    figures: dict[str, Any] = {
+        "loss": loss, "max_abs_logit": stats.logit_max, "max_logit": config.max_logit,
+        "grad_norm": stats.values.get("grad_norm"), "ess_fraction": stats.values.get("ess_fraction"),
+        "max_share": stats.values.get("max_share"),
+        "lr": state.optimizer.param_groups[0]["lr"], "batch_size": config.batch_size,
+        "clip_grad_norm": config.optimizer.clip, "warmup": config.optimizer.warmup,
+    }
+    if config.loss.name.startswith("dm") or config.loss.name.endswith("-dn"):
+        figures["loss_eps"] = config.loss.params().get("eps", 1e-6)
+    if state.last_logged is not None:
+        before, values = state.last_logged
+        figures["previous"] = {"iteration": before, **{
+            k: values.get(k) for k in ("ess_fraction", "max_share", "grad_norm", "lr")}}
+    raise TrainingDiverged(iteration, describe_divergence(iteration, figures), figures)
+
+
+@torch.no_grad()
+def _evaluate(run: _Run, state: _PhaseState, iteration: int) -> None:
+    """Score the model on test, training (corrupted and intact) and validation data."""
+    data, device, model = run.data, run.device, state.model
+    train_pred = _predict(model, run.x_train)
+    noisy, y_corrupted = run.is_noisy, run.y_corrupted
+    values = {
+        "test_acc": _accuracy(model, data.x_test.to(device), data.y_test.to(device)),
+        "train_acc_corrupted": float((train_pred == y_corrupted).float().mean()),
+        "train_acc_intact": float((train_pred == run.y_clean).float().mean()),
+        # The paper's "fitting degree": of the corrupted examples, how many the model
+        # predicts as their wrong label.
+        "fit_corrupted_subset": (float((train_pred[noisy] == y_corrupted[noisy]).float().mean())
+                                 if bool(noisy.any()) else 0.0),
+    }
+    if data.x_val is not None and len(data.x_val):
+        values["val_acc"] = _accuracy(model, data.x_val.to(device), data.y_val.to(device))
+        state.best["val_acc"] = max(state.best["val_acc"], values["val_acc"])
+    state.best["test_acc"] = max(state.best["test_acc"], values["test_acc"])
+    state.last_eval = dict(values)
+    state.evals.append((iteration, dict(values)))
+    run.emit(EvalEvent(iteration=iteration, values=values))
+
+
+def _save_checkpoint(run: _Run, state: _PhaseState, iteration: int) -> None:
+    """Write the full state after ``iteration`` (when the run has a checkpoint directory)."""
+    if run.checkpoint_dir is None:
+        return
+    config = run.config
+    payload = {
+        "iteration": iteration, "phase": state.phase.name, "phase_results": run.phases_done,
+        "config": config.model_dump(mode="json"),
+        "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "scheduler": state.scheduler.state_dict(),
+        "warmup": state.warmup.state_dict() if state.warmup is not None else None,
+        "scaler": state.scaler.state_dict(),
+        "rng": _get_rng_state(), "best": state.best, "last_eval": state.last_eval,
+        "evals": state.evals,
+        "model_args": {"name": config.model.name, "num_classes": run.data.num_classes,
+                       "input_shape": list(run.data.input_shape), **config.model.params()},
+    }
+    path = checkpoints.write_atomically(payload, run.checkpoint_dir)
+    run.emit(CheckpointEvent(iteration=iteration, path=str(path)))
+
+
+def _phase_results(run: _Run, state: _PhaseState) -> dict[str, Any]:
+    last_eval, best = state.last_eval, state.best
+    selected = select_evaluation(state.evals)
+    return {
         "test_acc_final": last_eval["test_acc"], "test_acc_best": best["test_acc"],
         "train_acc_corrupted": last_eval["train_acc_corrupted"],
         "train_acc_intact": last_eval["train_acc_intact"],
         "fit_corrupted_subset": last_eval["fit_corrupted_subset"],
         "val_acc_best": best["val_acc"] if best["val_acc"] >= 0 else None,
         "val_acc_final": last_eval.get("val_acc"),
-        "predictions": phases_done.get("predictions"),
+        "val_acc_selected": selected.val_acc if selected else None,
+        "test_acc_selected": selected.test_acc if selected else None,
+        "selected_iteration": selected.iteration if selected else None,
+        "predictions": run.phases_done.get("predictions"),
     }
-    return results
 
 
 # ---------------------------------------------------------------------- helpers
@@ -357,19 +482,6 @@ def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((_predict(model, x) == y).float().mean()) if len(x) else 0.0
 
 
-def _divergence_message(config: RunConfig, iteration: int, loss: float, logit_max: float) -> str:
-    what = ("the loss is not finite" if not math.isfinite(loss)
-            else f"the logits exploded (max |logit| {logit_max:.3g} > max_logit {config.max_logit:g})")
-    hints = [f"the learning rate ({config.optimizer.lr:g}) may be too high"]
-    params = config.loss.params()
-    if params.get("eps", 1e-6) == 0 and config.loss.name.startswith("dm"):
-        hints.insert(0, "with loss.eps=0 DM's batch gradient never decays, so logits grow "
-                        "without bound (DESIGN.md §1): use the default eps=1e-6")
-    if abs(params.get("beta", 0.0)) > 30:
-        hints.append(f"loss.beta={params['beta']:g} gives a very peaked emphasis; try a smaller β")
-    return f"diverged at iteration {iteration}: {what}. Likely cause: " + "; or ".join(hints) + "."
-
-
 def _get_rng_state() -> dict[str, Any]:
     return {"cpu": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -379,50 +491,3 @@ def _set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["cpu"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _write_atomically(state: dict[str, Any], directory: Path) -> Path:
-    # Write then rename, so a crash mid-write never leaves a truncated checkpoint behind. A
-    # failed write (disk full, no permission) removes its partial file -- on a full disk it
-    # would only take more space -- and says which directory could not be written.
-    path = directory / CHECKPOINT_NAME
-    tmp = directory / (CHECKPOINT_NAME + ".tmp")
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        raise OSError(err.errno, f"cannot write a checkpoint in {directory}: "
-                                 f"{err.strerror or err}") from err
-    return path
-
-
-def _load_checkpoint(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"resume_from: checkpoint {str(p)!r} does not exist")
-    # weights_only: a checkpoint is data, never code.
-    return torch.load(p, map_location="cpu", weights_only=True)
-
-
-def _check_same_run(config: RunConfig, checkpoint: dict[str, Any]) -> None:
-    saved = dict(checkpoint["config"])
-    current = config.model_dump(mode="json")
-    for key in ("device", "name"):  # these may differ on the machine that resumes
-        saved.pop(key, None)
-        current.pop(key, None)
-    if saved != current:
-        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
-        raise ValueError(f"resume_from: the checkpoint belongs to a different config (differs in {', '.join(diff)})")
-
-
-def load_checkpoint_config(path: str | Path) -> RunConfig:
-    """The config a checkpoint was written with: enough to resume it anywhere."""
-    return RunConfig.model_validate(_load_checkpoint(path)["config"])

@@ -67,7 +67,21 @@ BAD = [
     ("dataset.val_fraction=0.95", "dataset.val_fraction", "0.9"),
     ("model.hidden=[0]", "model.hidden", "1"),
     ("optimizer.nesterov=true", "optimizer.nesterov", "momentum"),
+    ("optimizer.warmup=-1", "optimizer.warmup", "must be in [0, 10000000] (got -1)"),
+    ("optimizer.warmup=1.5", "optimizer.warmup", "integer"),
+    ("optimizer.clip_grad_norm=-2", "optimizer.clip_grad_norm", "must be in [0, 1000000] (got -2)"),
+    ("optimizer.clip_grad_norm=\"big\"", "optimizer.clip_grad_norm", "big"),
 ]
+
+
+@pytest.mark.parametrize(("overrides", "warmup", "clip"), [
+    (["optimizer.warmup=200", "optimizer.clip_grad_norm=3"], 200, 3.0),
+    (["optimizer.clip_grad_norm=0"], 0, None),  # 0 and null both mean off
+    (["optimizer.clip_grad_norm=null"], 0, None),
+])
+def test_stabilisers_are_optimizer_fields(overrides, warmup, clip):
+    cfg = load_config(PRESET, ["optimizer.warmup=0", *overrides])
+    assert cfg.optimizer.warmup == warmup and cfg.optimizer.clip == clip
 
 
 @pytest.mark.parametrize(("override", "field", "allowed"), BAD, ids=[b[0] for b in BAD])

@@ -508,21 +508,21 @@ def unwritable_artifacts(tmp_path: Path) -> tuple[Path, str]:
 def fill_disk_at(monkeypatch, checkpoint_number: int) -> list[int]:
     """From the ``checkpoint_number``-th checkpoint on (1-based), the disk is full: the
     loop's temporary checkpoint file is a link to /dev/full, so the kernel answers ENOSPC."""
-    import dm_core.train
+    import dm_core.checkpoints
 
-    real = dm_core.train._write_atomically
+    real = dm_core.checkpoints.write_atomically
     calls: list[int] = []
 
     def write(state, directory):
         calls.append(state["iteration"])
         if len(calls) >= checkpoint_number:
             directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / (dm_core.train.CHECKPOINT_NAME + ".tmp")
+            tmp = directory / (dm_core.checkpoints.CHECKPOINT_NAME + ".tmp")
             tmp.unlink(missing_ok=True)
             tmp.symlink_to("/dev/full")
         return real(state, directory)
 
-    monkeypatch.setattr(dm_core.train, "_write_atomically", write)
+    monkeypatch.setattr(dm_core.checkpoints, "write_atomically", write)
     return calls
 
 
@@ -592,8 +592,10 @@ def test_divergence_through_the_worker(db_url, tmp_path, reliability):
         info = store.get_run(run_id)
         assert info.status == RunStatus.FAILED, info
         assert info.error.startswith("diverged at iteration "), info.error
-        assert "loss.beta=60" in info.error  # the likely cause is named
         k = int(info.error.split()[3].rstrip(":"))
+        # The stored figures are what the message states.
+        assert info.diverged_at == k and info.divergence["max_abs_logit"] > 100.0, info
+        assert f"max |logit| {info.divergence['max_abs_logit']:.3g} > max_logit 100" in info.error
         at.append(k)
         got = stored_iterations(store, run_id)
         assert got["scalars"] == got["histograms"] == got["evals"] == list(range(1, k))
@@ -614,7 +616,8 @@ def test_divergence_through_the_worker(db_url, tmp_path, reliability):
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_checkpoint_write_errors_name_the_directory(tmp_path):
     """A failed checkpoint write leaves no partial file and names its directory"""
-    from dm_core.train import CHECKPOINT_NAME, _write_atomically
+    from dm_core.checkpoints import CHECKPOINT_NAME
+    from dm_core.checkpoints import write_atomically as _write_atomically
 
     full = tmp_path / "run"
     full.mkdir()
@@ -1004,7 +1007,7 @@ def disk_fills_at_checkpoint(monkeypatch, number: int, room: int = 500) -> list[
     the training loop writes its checkpoint file. Returns the files opened for writing."""
     import builtins
 
-    import dm_core.train
+    import dm_core.checkpoints
 
     opened: list[str] = []
 
@@ -1015,8 +1018,24 @@ def disk_fills_at_checkpoint(monkeypatch, number: int, room: int = 500) -> list[
         opened.append(str(path))
         return FillingFile(fh, room) if len(opened) >= number else fh
 
-    monkeypatch.setattr(dm_core.train, "open", open_on_a_filling_disk, raising=False)
+    monkeypatch.setattr(dm_core.checkpoints, "open", open_on_a_filling_disk, raising=False)
     return opened
+
+
+def test_checkpoint_write_on_a_full_disk_raises_the_os_error(tmp_path, monkeypatch):
+    """torch's serialiser reports a write that hit a full disk as ``RuntimeError: …
+    unexpected pos …``; the checkpoint writer raises the OSError behind it (ENOSPC, naming
+    the directory) and leaves no partial file."""
+    from dm_core.checkpoints import write_atomically
+
+    disk_fills_at_checkpoint(monkeypatch, 1)
+    with pytest.raises(OSError) as err:
+        write_atomically({"w": torch.zeros(4096)}, tmp_path)
+    assert err.value.errno == errno.ENOSPC
+    assert str(err.value) == (f"[Errno {errno.ENOSPC}] cannot write a checkpoint in {tmp_path}: "
+                              f"{os.strerror(errno.ENOSPC)}")
+    assert isinstance(err.value.__cause__, RuntimeError)  # torch's own report, kept as cause
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_disk_full_mid_checkpoint_says_no_space_left(db_url, tmp_path, monkeypatch, reliability):

@@ -19,6 +19,7 @@ from dm_core.losses import (
     DMLoss,
     LossStats,
     SchemeLoss,
+    concentration,
     dm_loss,
     list_losses,
     make_loss,
@@ -400,3 +401,41 @@ def test_dm_gradient_rows_have_eq7_norm_and_direction(problem):
     np.testing.assert_allclose(got.numpy()[live] / coef[live, None], direction[live],
                                rtol=1e-8, atol=1e-12)
     assert math.isclose(norms.sum(), coef.sum(), rel_tol=1e-9)
+
+
+# ---------------------------------------------------------------------- concentration
+
+@given(st.lists(st.floats(0.0, 1e3, allow_nan=False), min_size=1, max_size=300))
+@example([1.0, 1.0, 2.0, 0.0])
+@example([0.0, 0.0, 5.0])
+def test_concentration_matches_a_float64_reference(weights):
+    given = torch.tensor(weights, dtype=torch.float32)
+    w = given.double().numpy()  # the reference sees the same (float32-rounded) weights
+    if w.sum() == 0:
+        return
+    ess, share = concentration(given)
+    reference_ess = w.sum() ** 2 / (w ** 2).sum() / len(w)
+    assert float(ess) == pytest.approx(reference_ess, rel=1e-5, abs=1e-30)
+    assert float(share) == pytest.approx(w.max() / w.sum(), rel=1e-5, abs=1e-30)
+
+
+def test_concentration_of_equal_weights_and_of_one_example():
+    n = 64
+    assert [float(v) for v in concentration(torch.ones(n))] == [1.0, 1.0 / n]
+    one = torch.zeros(n)
+    one[7] = 0.3
+    assert [float(v) for v in concentration(one)] == [1.0 / n, 1.0]
+
+
+@pytest.mark.parametrize(("eps", "margin"), [(1e-6, 14.5087), (1e-8, 19.1138)])
+def test_margin_cap_halves_the_gradient_at_the_documented_margin(eps, margin):
+    """m_i = 1/2 at the logit margin log((1 - eps/2)/(eps/2)): measured on the gradient of a
+    one-example batch (its normalised weight is 1, so the gradient is m_i times eps=0's)."""
+    assert math.log((1 - eps / 2) / (eps / 2)) == pytest.approx(margin, abs=1e-4)
+    exact = math.log((1 - eps / 2) / (eps / 2))
+    grads = []
+    for cap in (eps, 0.0):
+        logits = torch.tensor([[exact, 0.0]], dtype=torch.float64, requires_grad=True)
+        dm_loss(logits, torch.tensor([0]), lam=1.0, beta=12.0, eps=cap).backward()
+        grads.append(logits.grad.abs().sum().item())
+    assert grads[0] / grads[1] == pytest.approx(0.5, rel=1e-9)

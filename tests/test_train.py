@@ -23,6 +23,7 @@ from dm_core.events import (
     StartEvent,
     TrainingDiverged,
     TrainingInterrupted,
+    describe_divergence,
 )
 from dm_core.train import train
 from studio.cli import app
@@ -123,8 +124,17 @@ def test_dm_resists_memorising_noisy_labels_where_cce_does_not():
     assert dm.train_acc_intact > dm.train_acc_corrupted
 
 
-def test_resume_is_bit_exact(tmp_path):
-    cfg = tiny(iterations=40, eval_every=10, model={"name": "mlp", "hidden": [32], "dropout": 0.2})
+STABILISED = {  # warm-up across the stop and a milestone, clipping on most steps, a val split
+    "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "warmup": 30, "clip_grad_norm": 0.2},
+    "schedule": {"milestones": [20, 35], "gamma": 0.1},
+    "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}, "val_fraction": 0.2},
+}
+
+
+@pytest.mark.parametrize("extra", [{}, STABILISED], ids=["plain", "warmup-clip-schedule"])
+def test_resume_is_bit_exact(tmp_path, extra):
+    cfg = tiny(iterations=40, eval_every=10, model={"name": "mlp", "hidden": [32], "dropout": 0.2},
+               **extra)
     full_dir, part_dir = tmp_path / "full", tmp_path / "part"
     full_events = []
     full = train(cfg, on_event=full_events.append, checkpoint_dir=full_dir)
@@ -148,11 +158,53 @@ def test_resume_is_bit_exact(tmp_path):
 
     stitched = {**{k: v for k, v in losses(first).items() if k <= 25}, **losses(second)}
     assert stitched == losses(full_events)  # exactly equal floats, every iteration once
+
+    def scalars(events):
+        return {e.iteration: e.values for e in events if isinstance(e, ScalarsEvent)}
+
+    stitched_all = {**{k: v for k, v in scalars(first).items() if k <= 25}, **scalars(second)}
+    assert stitched_all == scalars(full_events)  # lr, grad_norm, ess_fraction ... too
     a = torch.load(full_dir / "checkpoint.pt", weights_only=True)["model"]
     b = torch.load(part_dir / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.test_acc_final == full.test_acc_final
     assert resumed.test_acc_best == full.test_acc_best
+    assert resumed.to_dict() | {"seconds": 0} == full.to_dict() | {"seconds": 0}
+    if extra:
+        assert full.selected_iteration is not None and full.val_acc_selected is not None
+
+
+def test_warmup_and_schedule_compose_and_clipping_bounds_the_step(monkeypatch):
+    """Iteration t uses lr · min(1, t/warmup) · gamma^(milestones passed); ``grad_norm`` is
+    the norm before clipping, and the optimiser sees the clipped gradient."""
+    import dm_core.train as train_module
+
+    seen = []
+    real = train_module._make_optimizer
+
+    def make_optimizer(config, model):
+        optimizer = real(config, model)
+
+        def before_step(opt, *_):
+            grads = [p.grad for group in opt.param_groups for p in group["params"]]
+            seen.append(float(torch.linalg.vector_norm(torch.stack(
+                [torch.linalg.vector_norm(g.double()) for g in grads]))))
+
+        optimizer.register_step_pre_hook(before_step)
+        return optimizer
+
+    monkeypatch.setattr(train_module, "_make_optimizer", make_optimizer)
+    events = []
+    train(tiny(iterations=30, optimizer={"name": "sgd", "lr": 0.1, "momentum": 0.9,
+                                         "warmup": 10, "clip_grad_norm": 0.05},
+               schedule={"milestones": [5, 20], "gamma": 0.5}), on_event=events.append)
+    scalars = [e.values for e in events if isinstance(e, ScalarsEvent)]
+    for t, values in enumerate(scalars, start=1):
+        expected = 0.1 * min(1.0, t / 10) * 0.5 ** sum(t > m for m in (5, 20))
+        assert values["lr"] == pytest.approx(expected, rel=1e-12), t
+    norms = [v["grad_norm"] for v in scalars]
+    assert all(n > 0.05 for n in norms)  # every step was clipped ...
+    assert all(s == pytest.approx(0.05, rel=1e-4) for s in seen)  # ... to 0.05
 
 
 def test_resume_refuses_a_different_config(tmp_path):
@@ -161,7 +213,7 @@ def test_resume_refuses_a_different_config(tmp_path):
         train(tiny(iterations=10, seed=4), resume_from=tmp_path / "checkpoint.pt")
 
 
-def test_divergence_stops_with_iteration_and_likely_cause():
+def test_divergence_stops_with_iteration_and_the_measured_figures():
     # DM with β = 60 at lr = 10: derivative normalisation bounds each step, so the logits do
     # not overflow; they climb into the thousands (about 2e4 by iteration 4 with seed 0; some
     # seeds wander at chance for many iterations first, which rounding can tip either way).
@@ -173,8 +225,16 @@ def test_divergence_stops_with_iteration_and_likely_cause():
               on_event=events.append)
     msg = str(err.value)
     assert f"diverged at iteration {err.value.iteration}" in msg
-    assert "max_logit 1000" in msg
-    assert "learning rate (10)" in msg and "loss.beta=60" in msg
+    # The message states the measured figures, and only those.
+    figures = err.value.figures
+    assert msg == describe_divergence(err.value.iteration, figures)
+    assert figures["max_abs_logit"] > 1000.0 and figures["max_logit"] == 1000.0
+    assert f"max |logit| {figures['max_abs_logit']:.3g} > max_logit 1000" in msg
+    before = [e for e in events if isinstance(e, ScalarsEvent)][-1]
+    assert figures["previous"] == {"iteration": err.value.iteration - 1, **{
+        k: before.values[k] for k in ("ess_fraction", "max_share", "grad_norm", "lr")}}
+    assert f"one example carried {before.values['max_share']:.2g} of the batch's weight" in msg
+    assert f"lr {before.values['lr']:g}" in msg and "likely" not in msg.lower()
     # Every iteration before the stop was reported, and nothing non-finite was.
     scalars = [e for e in events if isinstance(e, ScalarsEvent)]
     assert [e.iteration for e in scalars] == list(range(1, err.value.iteration))
