@@ -19,34 +19,18 @@ failed, an unreachable database).
 
 from __future__ import annotations
 
-import platform
 import shlex
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from studio.cli._app import app
 from studio.cli.runs import _errors, _fail, _open_store, db_option
+from studio.cli.study import checked_study, invoked_as, machine, progress_bar, run_and_report
 
 console = Console(stderr=True)
 WAITING = 3
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
-
-
-def _machine() -> str:
-    import torch
-
-    # The torch build matters: another one sums in another order, and over a long run under
-    # noise that moves a run's numbers.
-    return (f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
 
 
 def _options(seeds: str, iterations: int | None) -> str:
@@ -134,21 +118,9 @@ def repro_command(
 
 def _run_study(name: str, path: Path, local: bool, device: str | None, out: Path,
                budget: int | None, iterations: int | None, db: str | None) -> None:
-    from dm_core.registry import ConfigError
-    from studio.cli.study import run_and_report, shrink
-    from studio.experiments.spec import load_study
-
-    if device and not local:
-        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
-    try:
-        spec = load_study(path)
-        if budget is not None or iterations is not None:
-            spec = shrink(spec, budget, iterations)
-    except ConfigError as err:
-        _fail(f"invalid study {path}: {err}", 2)
-    command = ("dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2
-               and sys.argv[1] == "repro" else f"dm repro {name}" + (" --local" if local else ""))
-    run_and_report(spec, local, device, out, db, command)
+    spec = checked_study(path, local, device, budget, iterations)
+    run_and_report(spec, local, device, out, db,
+                   invoked_as("repro", f"dm repro {name}" + (" --local" if local else "")))
 
 
 def _cuda_for(device: str | None) -> bool:
@@ -162,12 +134,11 @@ def _cuda_for(device: str | None) -> bool:
 def _run_local(p, name: str, out: Path, device: str | None) -> None:
     from studio.repro import results_frame, run_local, write_report
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{name}: runs", total=p.total())
         results = run_local(p, on_done=lambda _: progress.advance(task), device=device)
-    command = ("dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2
-               else f"dm repro {name} --local")
-    path = write_report(p.experiment, results_frame(results), out, command, _machine())
+    path = write_report(p.experiment, results_frame(results), out,
+                        invoked_as("repro", f"dm repro {name} --local"), machine())
     typer.echo(str(path))
 
 
@@ -207,11 +178,11 @@ def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations:
                        f"({len(state.done)}/{state.total} done); `dm runs --group {group}` "
                        f"shows them; then: {again.format(group=group)}")
             raise typer.Exit(WAITING)
-        with _progress() as progress:  # every run's late scalars
+        with progress_bar() as progress:  # every run's late scalars
             task = progress.add_task(f"{name}: reading runs", total=state.total)
             results = group_results(store, state, on_read=lambda _: progress.advance(task))
     command = (f"dm repro {name}{_options(seeds, iterations)}, then `dm worker --exit-when-idle` "
                f"and `dm repro {name} --report{_options(seeds, iterations)}`")
-    machine = f"{_machine()}; workers' devices: {', '.join(state.devices) or '?'}"
-    path = write_report(p.experiment, results_frame(results), out, command, machine)
+    where = f"{machine()}; workers' devices: {', '.join(state.devices) or '?'}"
+    path = write_report(p.experiment, results_frame(results), out, command, where)
     typer.echo(str(path))

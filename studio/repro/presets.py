@@ -5,7 +5,6 @@ read-only view (their methods, for the Launch form's defaults)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,7 @@ from dm_core.reference import (
 )
 from dm_core.registry import ConfigError, Registry
 from studio.experiments.catalogue import find_study, study_files
+from studio.experiments.spec import load_study, merge_config
 
 EXPERIMENTS = Registry("experiment")
 
@@ -73,7 +73,7 @@ class Experiment:
                                                   method, self.seeds[0])
 
     def config(self, cond_label: str, overrides: dict[str, Any], method: Method, seed: int) -> RunConfig:
-        data = _merge(self.base, overrides)
+        data = merge_config(self.base, overrides)
         loss = dict(method.loss)
         beta = method.beta_for(cond_label)
         if beta is not None:
@@ -82,13 +82,6 @@ class Experiment:
         data["seed"] = seed
         data["name"] = f"{self.name}/{cond_label}/{method.label}/seed{seed}"
         return parse_config(data)
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(a))
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 _BASELINES = tuple(Method(n.upper() if "-" not in n else n.upper(), {"name": n})
@@ -225,8 +218,6 @@ def get_experiment(name: str) -> Experiment:
         if name not in EXPERIMENTS:
             raise ConfigError(f"experiment: unknown name {name!r}; allowed: {', '.join(known)}")
         return EXPERIMENTS.get(name).extra["experiment"]
-    from studio.experiments.spec import load_study
-
     spec = load_study(find_study(name))
     conditions = tuple((label, spec.config(label, "cce", {}, 0, "final").model_dump(
         mode="json", include={"dataset"})) for label, _ in spec.condition_labels())
