@@ -168,6 +168,25 @@ def test_paper_presets_without_published_values_are_labelled_as_starting_points(
     assert at.selectbox(key="L.model.name").value == "resnet44"
 
 
+def test_paper_presets_are_the_catalogue_runs_they_come_from():
+    """Each paper preset is one run that ``dm repro`` would queue for its experiment (read
+    through ``Experiment.runs``), equal in every field but its name: a number changed in
+    either place alone fails here."""
+    from app.presets import paper_sources
+
+    sources = paper_sources()
+    assert set(sources) == set(paper_presets()) and len(sources) == 4 + 4 + 2
+    for label, preset in paper_presets().items():
+        exp, cond_label, method, _ = sources[label]
+        queued = {(c, m.label, seed): cfg for c, m, seed, cfg in exp.runs()}
+        expected = queued[cond_label, method.label, exp.seeds[0]].model_dump(mode="json")
+        got = parse_config(preset).model_dump(mode="json")
+        assert got.pop("name") == preset["name"] and expected.pop("name").startswith(exp.name + "/")
+        assert got == expected, label
+        assert (got["dataset"]["noise"]["rate"], got["loss"]["name"]) == (
+            dict(exp.conditions)[cond_label]["dataset"]["noise"]["rate"], "dm")
+
+
 def test_cifar10_paper_presets_carry_the_papers_best_lambda_and_beta(at):
     # Table 3 of the ICLR 2020 version (dm_core.reference.PAPER_CIFAR10), best final test
     # accuracy per rate: λ=0.5 β=12 (87.8%), λ=1 β=16 (83.3%), λ=2 β=12 (72.5%), λ=2 β=12 (32.8%).

@@ -193,8 +193,9 @@ def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
 # ---------------------------------------------------------------- queued in the store
 
 def tiny_experiment() -> Experiment:
-    """Two conditions (one where every run diverges), a baseline and a DM method whose β is
-    tuned over two values, two seeds: every branch of the queued path, in seconds."""
+    """Two conditions (one where every run diverges), a baseline and a DM method with a β
+    fixed per condition (as the published presets fix it), two seeds: every branch of the
+    queued path, in seconds."""
     base = {"dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.0}},
             "model": {"name": "mlp", "hidden": [16]},
             "optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4},
@@ -206,7 +207,8 @@ def tiny_experiment() -> Experiment:
         conditions=(("r=0.4", {"dataset": {"noise": {"kind": "symmetric", "rate": 0.4}}}),
                     ("diverges", {"max_logit": 1e-3})),
         methods=(Method("CCE", {"name": "cce"}),
-                 Method("DM λ=1", {"name": "dm", "lam": 1.0, "beta": 8.0}, (2.0, 12.0))),
+                 Method("DM λ=1", {"name": "dm", "lam": 1.0, "beta": 8.0},
+                        beta_by_condition=(("r=0.4", 12.0),))),
         seeds=(0, 1))
 
 
@@ -217,45 +219,31 @@ def drain(store: Store, tmp_path) -> int:
 
 def test_queued_runs_give_the_local_report(db_url, tmp_path):
     p = plan(tiny_experiment())
-    local, local_chosen = run_local(p, device="cpu")
+    local = run_local(p, device="cpu")
 
     store = Store(db_url, tmp_path / "artifacts")
     group, ids = submit_plan(p, store)
-    # First step: 2 conditions × 2 β tuning runs, and 2 conditions × 2 seeds of CCE.
+    # 2 conditions × 2 methods × 2 seeds, all queued at once.
     stored = {r.name: r for r in store.list_runs(group=group)}
-    assert len(ids) == len(stored) == 4 + 4
-    tuning = {n: r for n, r in stored.items() if "/tune-beta" in n}
-    assert sorted(tuning) == sorted(f"tiny/{c}/DM λ=1/seed0/tune-beta{b}" for c in ("r=0.4", "diverges")
-                                    for b in ("2", "12"))
-    for name, run in tuning.items():
-        assert run.config["dataset"]["val_fraction"] == 0.2  # tuned on the clean split
-        assert run.config["loss"]["beta"] == float(name.rsplit("beta", 1)[1])
-    finals = sorted(n for n in stored if n not in tuning)
-    assert finals == sorted(f"tiny/{c}/CCE/seed{s}" for c in ("r=0.4", "diverges") for s in (0, 1))
-    assert all(stored[n].config["dataset"]["val_fraction"] == 0.0 for n in finals)
+    assert len(ids) == len(stored) == 8
+    assert sorted(stored) == sorted(f"tiny/{c}/{m}/seed{s}" for c in ("r=0.4", "diverges")
+                                    for m in ("CCE", "DM λ=1") for s in (0, 1))
+    # β as the method fixes it per condition, else the loss's own.
+    assert {stored[f"tiny/{c}/DM λ=1/seed0"].config["loss"]["beta"] for c in ("r=0.4", "diverges")} \
+        == {12.0, 8.0} and stored["tiny/r=0.4/DM λ=1/seed1"].config["loss"]["beta"] == 12.0
+    assert all(r.config["dataset"]["val_fraction"] == 0.0 for r in stored.values())
     assert stored["tiny/diverges/CCE/seed1"].config["max_logit"] == 1e-3
     assert {r.status for r in stored.values()} == {RunStatus.QUEUED}
 
     state = read_group(p, store, group)
-    assert (state.tuning_done, state.chosen, state.to_submit) == (0, None, [])
-    assert not state.complete and state.waiting == 4 + 8
+    assert (state.total, state.done, state.problems) == (8, [], [])
+    assert not state.complete and state.waiting == 8
     with pytest.raises(ValueError, match="not done yet"):
         group_results(store, state)
 
     assert drain(store, tmp_path) == 8
     state = read_group(p, store, group)
-    # β chosen on the clean split, as the local run chose it; the diverged tuning runs score
-    # -1 each, so the tie goes to the larger β.
-    assert state.chosen == local_chosen and state.chosen[("diverges", "DM λ=1")] == 12.0
-    assert sorted(r.config.name for r in state.to_submit) == sorted(
-        f"tiny/{c}/DM λ=1/seed{s}" for c in ("r=0.4", "diverges") for s in (0, 1))
-    assert all(r.config.loss.params()["beta"] == state.chosen[r.condition, "DM λ=1"]
-               for r in state.to_submit)
-    store.submit([r.config for r in state.to_submit], group=group)
-    assert drain(store, tmp_path) == 4
-
-    state = read_group(p, store, group)
-    assert state.complete and state.to_submit == [] and state.devices == ["cpu"]
+    assert state.complete and state.waiting == 0 and state.devices == ["cpu"]
     queued = group_results(store, state)
     # Trained twice, once here and once by the worker, read back through the store: the same
     # numbers to the last bit.

@@ -3,7 +3,7 @@
     dm repro --list                                  # the experiments
     dm repro digits-noise --local                    # a study (studies/*.yaml), as `dm study`
     dm repro cifar100-table1                         # a GPU preset: queue it for the workers
-    dm repro cifar100-table1 --report                # next step of the latest queued group
+    dm repro cifar100-table1 --report                # report of the latest queued group
     dm repro --summary                               # docs/reproduction.md from the reports
 
 The names in ``studies/`` (digits-noise, digits-imbalance) are study files and run exactly as
@@ -19,34 +19,18 @@ failed, an unreachable database).
 
 from __future__ import annotations
 
-import platform
 import shlex
-import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from studio.cli._app import app
 from studio.cli.runs import _errors, _fail, _open_store, db_option
+from studio.cli.study import checked_study, invoked_as, machine, progress_bar, run_and_report
 
 console = Console(stderr=True)
 WAITING = 3
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
-
-
-def _machine() -> str:
-    import torch
-
-    # The torch build matters: another one sums in another order, and over a long run under
-    # noise that moves a run's numbers.
-    return (f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}")
 
 
 def _options(seeds: str, iterations: int | None) -> str:
@@ -59,8 +43,8 @@ def repro_command(
     name: str = typer.Argument("", help="Experiment name (see --list)."),
     local: bool = typer.Option(False, "--local", help="Run every run in this process, now."),
     report: bool = typer.Option(False, "--report",
-                                help="Read a queued group back: queue the final runs once β is "
-                                     "tuned; write the report once every run is done."),
+                                help="Read a queued group back: write the report once every run "
+                                     "is done."),
     group: str | None = typer.Option(None, "--group",
                                      help="Group to queue into (new) or to read with --report "
                                           "(default: the latest repro-NAME-… group)."),
@@ -134,21 +118,9 @@ def repro_command(
 
 def _run_study(name: str, path: Path, local: bool, device: str | None, out: Path,
                budget: int | None, iterations: int | None, db: str | None) -> None:
-    from dm_core.registry import ConfigError
-    from studio.cli.study import run_and_report, shrink
-    from studio.experiments.spec import load_study
-
-    if device and not local:
-        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
-    try:
-        spec = load_study(path)
-        if budget is not None or iterations is not None:
-            spec = shrink(spec, budget, iterations)
-    except ConfigError as err:
-        _fail(f"invalid study {path}: {err}", 2)
-    command = ("dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2
-               and sys.argv[1] == "repro" else f"dm repro {name}" + (" --local" if local else ""))
-    run_and_report(spec, local, device, out, db, command)
+    spec = checked_study(path, local, device, budget, iterations)
+    run_and_report(spec, local, device, out, db,
+                   invoked_as("repro", f"dm repro {name}" + (" --local" if local else "")))
 
 
 def _cuda_for(device: str | None) -> bool:
@@ -162,12 +134,11 @@ def _cuda_for(device: str | None) -> bool:
 def _run_local(p, name: str, out: Path, device: str | None) -> None:
     from studio.repro import results_frame, run_local, write_report
 
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{name}: runs", total=p.total())
-        results, _ = run_local(p, on_done=lambda _: progress.advance(task), device=device)
-    command = ("dm repro " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2
-               else f"dm repro {name} --local")
-    path = write_report(p.experiment, results_frame(results), out, command, _machine())
+        results = run_local(p, on_done=lambda _: progress.advance(task), device=device)
+    path = write_report(p.experiment, results_frame(results), out,
+                        invoked_as("repro", f"dm repro {name} --local"), machine())
     typer.echo(str(path))
 
 
@@ -178,17 +149,12 @@ def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
     with _errors():
         store = _open_store(db)
         group, ids = submit_plan(p, store, group)
-    tuning = len(p.tuning)
-    later = sum(1 for _ in p.experiment.runs(p.seeds)) - (len(ids) - tuning)
-    typer.echo(f"queued {len(ids)} run(s) of {name} in group {group}"
-               + (f": {tuning} β-tuning run(s) and {len(ids) - tuning} final run(s); the other "
-                  f"{later} final run(s) are queued by --report once β is chosen" if tuning else ""))
+    typer.echo(f"queued {len(ids)} run(s) of {name} in group {group}")
     db_flag = f" --db {shlex.quote(db)}" if db else ""
     typer.echo(f"  train them:  dm worker --exit-when-idle{db_flag}   (one per core or GPU)")
     typer.echo(f"  watch them:  dm runs --group {group}{db_flag}   (or the dashboard: dm up)")
     typer.echo(f"  then:        dm repro {name} --report --group {group}"
-               f"{_options(seeds, iterations)}{db_flag}"
-               + ("   (twice: it first queues the tuned final runs)" if tuning else ""))
+               f"{_options(seeds, iterations)}{db_flag}")
 
 
 def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations: int | None,
@@ -207,24 +173,16 @@ def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations:
         if state.problems:
             _fail(f"group {group}: {len(state.problems)} run(s) did not finish:\n  "
                   + "\n  ".join(state.problems) + "\nthen run again: " + again.format(group=group))
-        if state.to_submit:
-            store.submit([r.config for r in state.to_submit], group=group)
-            betas = ", ".join(f"{c} {m}: β={b:g}" for (c, m), b in state.chosen.items())
-            typer.echo(f"β chosen on the clean validation split: {betas}")
-            typer.echo(f"queued {len(state.to_submit)} final run(s) in group {group}; once the "
-                       f"workers are done: {again.format(group=group)}")
-            return
         if not state.complete:
-            typer.echo(f"group {group}: waiting for {state.waiting} run(s) (tuning "
-                       f"{state.tuning_done}/{state.tuning_total} done, final "
-                       f"{state.finals_done}/{state.finals_total} done); `dm runs --group {group}` "
+            typer.echo(f"group {group}: waiting for {state.waiting} run(s) "
+                       f"({len(state.done)}/{state.total} done); `dm runs --group {group}` "
                        f"shows them; then: {again.format(group=group)}")
             raise typer.Exit(WAITING)
-        with _progress() as progress:  # every final run's late scalars
-            task = progress.add_task(f"{name}: reading runs", total=state.finals_total)
+        with progress_bar() as progress:  # every run's late scalars
+            task = progress.add_task(f"{name}: reading runs", total=state.total)
             results = group_results(store, state, on_read=lambda _: progress.advance(task))
     command = (f"dm repro {name}{_options(seeds, iterations)}, then `dm worker --exit-when-idle` "
-               f"and `dm repro {name} --report{_options(seeds, iterations)}` until it writes this")
-    machine = f"{_machine()}; workers' devices: {', '.join(state.devices) or '?'}"
-    path = write_report(p.experiment, results_frame(results), out, command, machine)
+               f"and `dm repro {name} --report{_options(seeds, iterations)}`")
+    where = f"{machine()}; workers' devices: {', '.join(state.devices) or '?'}"
+    path = write_report(p.experiment, results_frame(results), out, command, where)
     typer.echo(str(path))

@@ -37,6 +37,8 @@ PRUNER_TEXT = ("median (a trial below the median of the earlier trials at the sa
 def machine() -> str:
     import torch
 
+    # The torch build matters: another one sums in another order, and over a long run under
+    # noise that moves a run's numbers.
     return (f"{platform.machine()}, {platform.system()}, Python {platform.python_version()}, "
             f"torch {torch.__version__}")
 
@@ -58,6 +60,36 @@ def shrink(spec, budget: int | None, iterations: int | None):
     return parse_study(data)
 
 
+def progress_bar() -> Progress:
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def invoked_as(verb: str, fallback: str) -> str:
+    """The command line that ran ``dm VERB …`` (for the report), else ``fallback``."""
+    if len(sys.argv) > 2 and sys.argv[1] == verb:
+        return f"dm {verb} " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    return fallback
+
+
+def checked_study(path: Path, local: bool, device: str | None, budget: int | None,
+                  iterations: int | None):
+    """The study file at ``path``, shrunk as asked; a bad file or option exits 2 before
+    anything is queued."""
+    from dm_core.registry import ConfigError
+    from studio.experiments.spec import load_study
+
+    if device and not local:
+        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
+    try:
+        spec = load_study(path)
+        if budget is not None or iterations is not None:
+            spec = shrink(spec, budget, iterations)
+    except ConfigError as err:
+        _fail(f"invalid study {path}: {err}", 2)
+    return spec
+
+
 def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | None,
                    command: str) -> Path:
     """Run the study (here, or queued and driven from here) and write its report."""
@@ -67,7 +99,7 @@ def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | N
 
     prefix = f"study-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     total = _count_runs(spec)
-    with _progress() as progress:
+    with progress_bar() as progress:
         task = progress.add_task(f"{spec.name}: runs (at most)", total=total)
         advance = lambda found: progress.advance(task, len(found))  # noqa: E731
         if local:
@@ -99,11 +131,6 @@ def _count_runs(spec) -> int:
     return per_cond * len(spec.condition_labels())
 
 
-def _progress() -> Progress:
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console)
-
-
 @app.command("study")
 def study_command(
     path: Path = typer.Argument(..., help="A study file (YAML); see studies/."),
@@ -116,17 +143,6 @@ def study_command(
     db: str | None = db_option(),
 ) -> None:
     """Compare methods fairly: the same tuning budget on the clean validation split for each."""
-    from dm_core.registry import ConfigError
-    from studio.experiments.spec import load_study
-
-    if device and not local:
-        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
-    try:
-        spec = load_study(path)
-        if budget is not None or iterations is not None:
-            spec = shrink(spec, budget, iterations)
-    except ConfigError as err:
-        _fail(f"invalid study: {err}", 2)
-    command = "dm study " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 \
-        and sys.argv[1] == "study" else f"dm study {path}" + (" --local" if local else "")
-    run_and_report(spec, local, device, out, db, command)
+    spec = checked_study(path, local, device, budget, iterations)
+    run_and_report(spec, local, device, out, db,
+                   invoked_as("study", f"dm study {path}" + (" --local" if local else "")))

@@ -117,7 +117,7 @@ class StudySpec(BaseModel):
         method with ``params``, the seed, the validation split, and a readable name."""
         cond, rate = dict((c, (c.rsplit(" ", 1)[0] if " " in c else "", r))
                           for c, r in self.condition_labels())[condition]
-        data = _merge(self.base, (self.conditions or {}).get(cond, {}))
+        data = merge_config(self.base, (self.conditions or {}).get(cond, {}))
         dataset = data.setdefault("dataset", {})
         noise = dataset.setdefault("noise", {})
         noise.setdefault("kind", "symmetric")
@@ -136,10 +136,11 @@ class StudySpec(BaseModel):
         return list(range(self.seeds))
 
 
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+def merge_config(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """``a`` with the overrides ``b`` laid over it, section by section (neither is changed)."""
     out = copy.deepcopy(a)
     for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+        out[k] = merge_config(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
 
 

@@ -1,18 +1,17 @@
 """The paper's findings, as named experiment grids that anyone can rerun (``dm repro NAME``).
 
 An experiment is a base config, a list of conditions (e.g. noise rates) and a list of
-methods. A method is a loss; a DM method may tune β on a trusted clean validation split
-first (20% of the training data, as the paper does) and is then retrained on all the
-training data with the chosen β. Every (condition, method) is run for several seeds and
-reported as mean ± std in the paper's Table 10 layout: best and final test accuracy, and
-training accuracy against the corrupted and against the intact labels.
+methods. A method is a loss with its published parameters (a DM method: the β published at
+each noise rate); nothing is tuned here (the studies in ``studies/`` tune every method alike,
+see ``studio.experiments``). Every (condition, method) is run for its seeds and reported as
+mean ± std in the paper's Table 10 layout: best and final test accuracy, and training
+accuracy against the corrupted and against the intact labels.
 
 Two ways to run one, one report: ``run_local`` trains every run in this process;
-``submit_plan`` queues them for the workers (the tuning runs and the methods that tune
-nothing first; ``read_group`` then finds the tuning done, and the remaining final runs are
-queued with the chosen β), and ``group_results`` reads the finished runs back. Both turn each
-run into a ``RunResult`` with the same functions (``choose_betas``, ``run_result``), so the
-report (``results_frame`` → ``write_report``) is the same whichever way the runs were trained.
+``submit_plan`` queues them for the workers, ``read_group`` finds how many are done and
+``group_results`` reads the finished runs back. Both turn each run into a ``RunResult`` with
+the same function (``run_result``), so the report (``results_frame`` → ``write_report``) is
+the same whichever way the runs were trained.
 
 The claims checked on the results (stated honestly, whatever the outcome):
 
@@ -28,7 +27,6 @@ from studio.repro.plan import (
     Plan,
     PlannedRun,
     RunResult,
-    choose_betas,
     group_results,
     latest_group,
     plan,
@@ -50,7 +48,7 @@ from studio.repro.tables import (
 
 __all__ = [
     "COLUMNS", "EXPERIMENTS", "Experiment", "GroupMismatch", "GroupState", "Method", "Plan",
-    "PlannedRun", "RunResult", "check_claims", "choose_betas", "get_experiment",
+    "PlannedRun", "RunResult", "check_claims", "get_experiment",
     "group_results", "latest_group", "markdown_table", "plan", "read_group", "reference_table",
     "results_frame", "results_from_csv", "run_local", "submit_plan", "summary_table",
     "summary_text", "unstable_seeds", "write_report", "write_summary",

@@ -5,7 +5,6 @@ read-only view (their methods, for the Launch form's defaults)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,22 +21,22 @@ from dm_core.reference import (
 )
 from dm_core.registry import ConfigError, Registry
 from studio.experiments.catalogue import find_study, study_files
+from studio.experiments.spec import load_study, merge_config
 
 EXPERIMENTS = Registry("experiment")
 
 
 @dataclass(frozen=True)
 class Method:
-    """One row of the results table: a loss, and optionally a β grid to tune on clean data
-    or a β fixed per condition (as published runs chose it)."""
+    """One row of the results table: a loss, and optionally a β fixed per condition (as
+    published runs chose it)."""
 
     label: str
     loss: dict[str, Any]
-    tune_beta: tuple[float, ...] = ()
     beta_by_condition: tuple[tuple[str, float], ...] = ()
 
     def beta_for(self, cond_label: str) -> float | None:
-        """The β this method trains with under ``cond_label`` before any tuning."""
+        """The β this method trains with under ``cond_label``."""
         return dict(self.beta_by_condition).get(cond_label, self.loss.get("beta"))
 
 
@@ -55,35 +54,34 @@ class Experiment:
     # (condition label, method label) -> the published result, where there is one.
     reference: Callable[[str, str], ReferenceResult | None] | None = None
     reference_name: str = "authors' run"  # what the report's reference column is headed
+    # (condition label, method label): the runs the Launch page offers as this setup's presets.
+    launch: tuple[tuple[str, str], ...] = ()
 
     def runs(self, seeds: tuple[int, ...] | None = None) -> Iterator[tuple[str, Method, int, RunConfig]]:
-        """Every final (not tuning) run: condition × method × seed, with β still untuned."""
+        """Every run: condition × method × seed."""
         for cond_label, overrides in self.conditions:
             for method in self.methods:
                 for seed in seeds or self.seeds:
                     yield cond_label, method, seed, self.config(cond_label, overrides, method, seed)
 
-    def config(self, cond_label: str, overrides: dict[str, Any], method: Method, seed: int,
-               beta: float | None = None, tuning: bool = False) -> RunConfig:
-        data = _merge(self.base, overrides)
+    def launch_configs(self) -> Iterator[tuple[str, Method, RunConfig]]:
+        """The Launch page's presets of this setup: (condition, method, its first-seed run)."""
+        methods = {m.label: m for m in self.methods}
+        for cond_label, method_label in self.launch:
+            method = methods[method_label]
+            yield cond_label, method, self.config(cond_label, dict(self.conditions)[cond_label],
+                                                  method, self.seeds[0])
+
+    def config(self, cond_label: str, overrides: dict[str, Any], method: Method, seed: int) -> RunConfig:
+        data = merge_config(self.base, overrides)
         loss = dict(method.loss)
-        beta = method.beta_for(cond_label) if beta is None else beta
+        beta = method.beta_for(cond_label)
         if beta is not None:
             loss["beta"] = beta
         data["loss"] = loss
         data["seed"] = seed
-        if tuning:
-            data["dataset"] = {**data["dataset"], "val_fraction": 0.2}
-        name = f"{self.name}/{cond_label}/{method.label}/seed{seed}" + (f"/tune-beta{beta:g}" if tuning else "")
-        data["name"] = name
+        data["name"] = f"{self.name}/{cond_label}/{method.label}/seed{seed}"
         return parse_config(data)
-
-
-def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(a))
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 _BASELINES = tuple(Method(n.upper() if "-" not in n else n.upper(), {"name": n})
@@ -128,6 +126,13 @@ def _published_dm(lams: tuple[float, ...], rates: tuple[float, ...],
                  for lam in lams)
 
 
+def _best_final_dm(table: tuple[ReferenceResult, ...], rates: tuple[float, ...]) -> tuple[tuple[str, str], ...]:
+    """At each rate, the published DM row with the best final test accuracy: what the paper
+    itself reports as its result there (chosen by the paper, not by this project)."""
+    return tuple((f"r={r:g}", max((row for row in table if row.rate == r and row.method.startswith("DM")),
+                                  key=lambda row: row.final).method) for r in rates)
+
+
 def _lookup(table: tuple[ReferenceResult, ...]) -> Callable[[str, str], ReferenceResult | None]:
     """(condition label ``r=…``, method label) -> the published result in ``table``."""
     return lambda cond, method: reference_for(float(cond.split("=")[1]), method, table)
@@ -155,19 +160,25 @@ _register(Experiment(
                 "learning-rate step (×0.1 every 5k iterations) but not the end of training: "
                 "this preset stops at 20k."),
     reference=_lookup(PAPER_CIFAR10), reference_name="paper's Table 3 (ICLR 2020 version)",
+    launch=_best_final_dm(PAPER_CIFAR10, _CIFAR10_RATES),
 ))
 
 
 def _gpu_preset(name: str, description: str, dataset: str, model: str, rates: tuple[float, ...],
                 dm: tuple[tuple[float, float], ...], iterations: int, milestones: list[int],
                 kind: str = "symmetric") -> None:
-    methods = (Method("CCE", {"name": "cce"}), Method("GCE", {"name": "gce"}),
-               Method("MAE", {"name": "mae"})) + tuple(
-        Method(f"DM λ={lam:g} β={beta:g}", {"name": "dm", "lam": lam, "beta": beta}) for lam, beta in dm)
+    """A setup without published numbers: CCE, GCE, MAE and one DM row per (λ, β) in ``dm``,
+    which pairs with ``rates`` in order for the Launch page (λ grows with the noise rate)."""
+    dm_methods = tuple(Method(f"DM λ={lam:g} β={beta:g}", {"name": "dm", "lam": lam, "beta": beta})
+                       for lam, beta in dm)
+    conditions = _rate_conditions(rates, kind)
     _register(Experiment(name=name, description=description,
                          base=_gpu_base(dataset, model, kind, iterations, milestones),
-                         conditions=_rate_conditions(rates, kind),
-                         methods=methods, seeds=(0,), needs_gpu=True, paper_note=_GPU_NOTE))
+                         conditions=conditions,
+                         methods=(Method("CCE", {"name": "cce"}), Method("GCE", {"name": "gce"}),
+                                  Method("MAE", {"name": "mae"})) + dm_methods,
+                         seeds=(0,), needs_gpu=True, paper_note=_GPU_NOTE,
+                         launch=tuple((c, m.label) for (c, _), m in zip(conditions, dm_methods, strict=True))))
 
 
 _gpu_preset("vehicles10-table8", "Vehicles-10 (CIFAR-100's vehicles), ResNet-44, symmetric noise "
@@ -176,7 +187,9 @@ _gpu_preset("vehicles10-table8", "Vehicles-10 (CIFAR-100's vehicles), ResNet-44,
 
 # CIFAR-100 with ResNet-44 exactly as the authors' published runs (dm_core.reference): their
 # schedule, batches of 256 as 32 classes × 8 images, and for DM the β they chose at each rate.
+# The Launch page offers λ = ½ at every rate: the authors' best λ at every noisy rate.
 _CIFAR100_RATES = (0.0, 0.2, 0.4, 0.6)
+_CIFAR100_LAUNCH_LAM = 0.5
 _register(Experiment(
     name="cifar100-table1",
     description="CIFAR-100, ResNet-44, symmetric noise r ∈ {0, 0.2, 0.4, 0.6} (the paper's Table 1 "
@@ -186,8 +199,9 @@ _register(Experiment(
     base=_gpu_base("cifar100", "resnet44", "symmetric", 30_000, [15_000, 22_000],
                    batch_size=256, weight_decay=5e-4, balanced_sampler=True, classes_per_batch=32),
     conditions=_rate_conditions(_CIFAR100_RATES),
-    methods=_BASELINES + _published_dm((0.0, 0.5, 1.0), _CIFAR100_RATES, AUTHORS_CIFAR100),
+    methods=_BASELINES + _published_dm((0.0, _CIFAR100_LAUNCH_LAM, 1.0), _CIFAR100_RATES, AUTHORS_CIFAR100),
     seeds=(123,), needs_gpu=True,
+    launch=tuple((f"r={r:g}", f"DM λ={_CIFAR100_LAUNCH_LAM:g}") for r in _CIFAR100_RATES),
     paper_note=("Beside each row, the accuracy of the authors' own published run of the same "
                 f"setting (one run, seed 123; {SOURCES}). Batches as theirs: 32 classes × 8 "
                 "images (dataset.classes_per_batch = 32)."),
@@ -204,8 +218,6 @@ def get_experiment(name: str) -> Experiment:
         if name not in EXPERIMENTS:
             raise ConfigError(f"experiment: unknown name {name!r}; allowed: {', '.join(known)}")
         return EXPERIMENTS.get(name).extra["experiment"]
-    from studio.experiments.spec import load_study
-
     spec = load_study(find_study(name))
     conditions = tuple((label, spec.config(label, "cce", {}, 0, "final").model_dump(
         mode="json", include={"dataset"})) for label, _ in spec.condition_labels())
