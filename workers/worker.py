@@ -56,6 +56,7 @@ the run -- killed attempts' checkpoints included -- is removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -75,6 +76,7 @@ from dm_core.store.artifacts import DEFAULT_ARTIFACTS
 from dm_core.store.errors import RunNotFound
 from workers.backoff import Backoff, DatabaseHealth, Outage, retrying
 from workers.heartbeat import Heartbeat
+from workers.hold import IterationHold
 from workers.signals import StopSignals
 from workers.sink import StoreSink
 
@@ -138,6 +140,8 @@ class Worker:
     ``max_backoff``: the longest wait between two tries while the database is unavailable.
     ``clock``: the metrics sink's clock (batching and its outage bookkeeping); tests pass a
     simulated one so that what they check does not depend on the machine's speed.
+    ``hold_at``: hold each run after this iteration, its metrics written, until SIGCONT
+    (``workers.hold``: a breakpoint for looking at a run half-way); None, the default: never.
     """
 
     def __init__(self, store: Store | str | None, device: str = "auto", poll: float = 1.0,
@@ -145,7 +149,8 @@ class Worker:
                  artifacts_dir: str | Path | None = DEFAULT_ARTIFACTS, *,
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
                  worker_id: str | None = None, max_outage: float = 60.0,
-                 max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic,
+                 hold_at: int | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)
@@ -166,6 +171,7 @@ class Worker:
         self._claim_outage = Outage(self.backoff, health=self.health)
         self._heartbeat: Heartbeat | None = None
         self._next_reap = 0.0
+        self.hold = IterationHold(hold_at) if hold_at is not None else None
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -173,7 +179,7 @@ class Worker:
         """Work until a signal (or, in burst mode, an empty queue). Returns runs processed."""
         log.info("worker %s on %s; database %s; artifacts %s", self.worker_id, self.device,
                  self.store.masked_url, self.artifacts_dir)
-        with self.stops:
+        with self.stops, self.hold or contextlib.nullcontext():
             while not self.stopping:
                 self.record_unrecorded()
                 self.reap_stale()
@@ -290,7 +296,8 @@ class Worker:
                                     reap=self.reap_stale, health=self.health).start()
         try:
             summary = train(config, on_event=sink, resume_from=resume_from,
-                            checkpoint_dir=checkpoint_dir, should_stop=self.should_stop)
+                            checkpoint_dir=checkpoint_dir,
+                            should_stop=self._stop_or_hold(run, sink))
             return Outcome("succeeded", summary=summary.to_dict())
         except TrainingInterrupted as stop:
             kind = {STOP_LOST: "lost", STOP_CANCEL: "cancelled"}.get(stop.reason, "requeue")
@@ -320,6 +327,18 @@ class Worker:
         if self.stopping:
             return STOP_SHUTDOWN
         return None
+
+    def _stop_or_hold(self, run: ClaimedRun, sink: StoreSink) -> Callable[[], str | None]:
+        """``should_stop``, which first holds the run at ``hold_at`` when asked to."""
+        hold = self.hold
+        if hold is None:
+            return self.should_stop
+
+        def stop_or_hold() -> str | None:
+            hold.hold(run.id, sink.last_iteration, sink.flush, self.should_stop)
+            return self.should_stop()
+
+        return stop_or_hold
 
     # -- recording how a run ended ----------------------------------------------------------
 
