@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from held_worker import held_worker_command
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
@@ -90,19 +91,6 @@ def _healthy(url: str) -> bool:
         return False
 
 
-# A worker process built like ``dm worker`` builds it, with ``hold_at`` (which ``dm worker``
-# has no option for): argv is the database URL, the artifacts folder and the iteration.
-HELD_WORKER = """
-import logging, sys
-from dm_core.store import Store
-from workers import Worker
-logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-db, artifacts, hold_at = sys.argv[1], sys.argv[2], int(sys.argv[3])
-store = Store(db, artifacts)
-Worker(store, device="cpu", poll=0.2, artifacts_dir=store.artifacts_dir, hold_at=hold_at).run()
-"""
-
-
 @dataclass
 class Server:
     """A running ``dm up --no-workers``; ``start_worker`` adds a real worker whose process
@@ -118,7 +106,7 @@ class Server:
         artifacts = str(self.tmp / "artifacts")
         command = ([sys.executable, "-m", "studio.cli", "worker", "--device", "cpu", "--poll",
                     "0.2", "--db", self.db, "--artifacts", artifacts] if hold_at is None else
-                   [sys.executable, "-c", HELD_WORKER, self.db, artifacts, str(hold_at)])
+                   held_worker_command(self.db, artifacts, hold_at))
         proc = subprocess.Popen(
             command,
             stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True,
