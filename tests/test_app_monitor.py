@@ -1,6 +1,7 @@
 """Monitor page (app/views/monitor.py) under AppTest.
 
-AppTest runs fragments inline and never fires ``run_every`` (PITFALLS.md 1): polling is
+AppTest runs fragments inline and never fires ``run_every`` (docs/architecture.md,
+"Streamlit: AppTest and fragments"): polling is
 tested by writing rows as a worker would, then running the page again.
 """
 

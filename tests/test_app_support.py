@@ -1,11 +1,12 @@
 """Shared helpers for the dashboard's AppTest tests (imported by tests/test_app_*.py).
 
 - ``app_db`` (import ``app_db_fixture``): a fresh SQLite database per test, exported as ``DM_DATABASE_URL``, with the
-  dashboard's cached stores cleared before and after (PITFALLS.md 2).
+  dashboard's cached stores cleared before and after (docs/architecture.md, "Streamlit: one
+  engine per database URL").
 - ``fabricate``: a run with scalars, histograms and evaluations written through the store's
   worker-side API (claim → write_batch → finish), as a real worker would.
 - ``figures``: the plotly figures of an AppTest page, with numpy arrays decoded
-  (PITFALLS.md 6).
+  (docs/architecture.md, "Plotly payloads").
 """
 
 from __future__ import annotations

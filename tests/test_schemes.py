@@ -212,7 +212,8 @@ def test_implied_loss_derivative_is_minus_w_over_2p1mp(case):
 
 def test_designed_gradient_is_the_gradient_of_the_implied_loss(case):
     """SchemeLoss(normalise=False, eps=0) has logit gradient w(p_i)/N · d_i; that must be the
-    gradient of mean_i L(p_i) with L(p) = ∫_p^1 w(t)/(2t(1-t)) dt (DESIGN.md §1). Reference:
+    gradient of mean_i L(p_i) with L(p) = ∫_p^1 w(t)/(2t(1-t)) dt (a weight w rescales CCE's
+    logit gradient, and dL/dp = -w(p)/(2p(1-p)) is the loss that rescaling implies). Reference:
     central differences of that mean in float64, each difference one scipy quadrature of the
     numpy w from the paper, L(p(z+h)) - L(p(z-h)) = -∫_{p(z-h)}^{p(z+h)} w(t)/(2t(1-t)) dt
     (the integral to 1 diverges when w(1) > 0; a difference of L never needs it)."""
