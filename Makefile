@@ -54,11 +54,15 @@ test: $(DEV_STAMP) ci-system-deps
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The only target that rewrites docs/reliability.md and docs/reliability.json (`make test`
-# runs the same tests without --reliability-report and writes nothing).
+# runs the same tests without --reliability-report and writes nothing): the fault and
+# invalid-input tests, and every regression test the report's issue table names
+# (tests/reliability_report.py, ISSUE_14), each once.
 reliability: $(DEV_STAMP) ci-system-deps
 	$(BIN)/python -m dm_core.fused_cpu
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest tests/test_faults.py \
-		tests/test_invalid_input.py $(PYTEST_ARGS) --reliability-report
+	tests=$$($(BIN)/python tests/reliability_report.py --issue-tests tests/test_faults.py \
+		tests/test_invalid_input.py); \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $$tests $(PYTEST_ARGS) \
+		--reliability-report
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
