@@ -57,7 +57,6 @@ the run -- killed attempts' checkpoints included -- is removed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import secrets
@@ -75,6 +74,7 @@ from dm_core.store import artifacts as run_files
 from dm_core.store.artifacts import DEFAULT_ARTIFACTS
 from dm_core.store.errors import RunNotFound
 from workers.backoff import Backoff, DatabaseHealth, Outage, retrying
+from workers.failures import describe_failure, last_line, remove_partial_files
 from workers.heartbeat import Heartbeat
 from workers.hold import IterationHold
 from workers.signals import StopSignals
@@ -255,7 +255,7 @@ class Worker:
         except StoreError as err:
             outcome, sink = Outcome("db_error", error=str(err)), None
         except Exception as err:  # an invalid config: fails the same way on every attempt
-            outcome, sink = Outcome("failed", error=f"invalid run: {_last_line(err)}"), None
+            outcome, sink = Outcome("failed", error=f"invalid run: {last_line(err)}"), None
         else:
             outcome = self.train(run, config, resume_from, sink)
         self.settle(run, outcome, sink)
@@ -315,7 +315,7 @@ class Worker:
         finally:
             self._heartbeat.stop()
             self._heartbeat = None
-            _remove_partial_files(checkpoint_dir)
+            remove_partial_files(checkpoint_dir)
 
     def should_stop(self) -> str | None:
         """Polled by the loop every iteration: only flag reads, no I/O."""
@@ -453,53 +453,6 @@ class Worker:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def _last_line(err: BaseException) -> str:
-    """``ValueError: message`` -- the traceback's last line."""
-    return traceback.format_exception_only(err)[-1].strip()
-
-
-def _os_error_behind(err: BaseException) -> OSError | None:
-    """The first ``OSError`` with an errno in ``err``'s chain of causes and contexts."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno:
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def describe_failure(err: BaseException, checkpoint_dir: Path) -> str:
-    """The error a failed run records: the traceback's last line, or -- when ``err`` is the
-    follow-up of an ``OSError`` (torch's serialiser reports a write that hit a full disk as
-    ``RuntimeError: … unexpected pos …``) -- that ``OSError``, naming the checkpoint folder
-    when a checkpoint was being written there."""
-    cause = _os_error_behind(err)
-    if cause is None or cause is err:
-        return _last_line(err)
-    if any(p.name.endswith(".pt.tmp") for p in _partial_files(checkpoint_dir)):
-        return (f"OSError: [Errno {cause.errno}] cannot write a checkpoint in {checkpoint_dir}: "
-                f"{cause.strerror or os.strerror(cause.errno or errno.EIO)}")
-    return _last_line(cause)
-
-
-def _partial_files(folder: Path) -> list[Path]:
-    """Files a write left unfinished in ``folder`` (``*.tmp``: renamed into place only
-    once complete)."""
-    try:
-        return [p for p in Path(folder).iterdir() if p.name.endswith(".tmp") and p.is_file()]
-    except OSError:
-        return []
-
-
-def _remove_partial_files(folder: Path) -> None:
-    """An attempt's unfinished writes are never read again; on a full disk they only take
-    the space that is missing."""
-    for path in _partial_files(folder):
-        path.unlink(missing_ok=True)
 
 
 __all__ = ["Heartbeat", "Outcome", "Worker", "attempt_dir", "default_worker_id",
