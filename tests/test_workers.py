@@ -634,7 +634,7 @@ def test_kill_9_after_a_checkpoint_resumes_exactly(db_url, tmp_path, uninterrupt
     held_at = 75
     proc = start_held_worker(db_url, store.artifacts_dir, held_at, stale_after=2.0)
     try:
-        wait_for(lambda: store.get_run(crash).iteration == held_at, timeout=120,
+        wait_for(lambda: store.get_run(crash).iteration == held_at, timeout=300,
                  what=f"the run held at iteration {held_at}")
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -678,8 +678,8 @@ def test_sigterm_requeues_without_an_attempt_and_resumes(db_url, tmp_path, unint
     # where SIGTERM ends the hold and the run stops with a checkpoint.
     first = start_held_worker(db_url, store.artifacts_dir, 60)
     try:
-        wait_for(lambda: store.get_run(run_id).iteration == 60, timeout=120,
-                 what="the run held at iteration 60")
+        wait_for(lambda: store.get_run(run_id).iteration == 60, timeout=300,
+                 what="the run held at iteration 60")  # a bound for a hung test only
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 0, worker_logs(store.artifacts_dir)
     finally:
@@ -691,7 +691,7 @@ def test_sigterm_requeues_without_an_attempt_and_resumes(db_url, tmp_path, unint
 
     second = start_worker(db_url, store.artifacts_dir, "--exit-when-idle")
     try:
-        assert second.wait(timeout=180) == 0, worker_logs(store.artifacts_dir)
+        assert second.wait(timeout=400) == 0, worker_logs(store.artifacts_dir)
     finally:
         stop_all([second])
     info = store.get_run(run_id)
