@@ -5,7 +5,7 @@
 #   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
 #   make lint    ruff check
 #   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
-#   make reliability  the fault and invalid-input tests, written to docs/reliability.md
+#   make reliability  the fault, invalid-input and issue regression tests, written to docs/reliability.md
 #   make screenshots  docs/screenshots/*.png, taken by the browser test (tests/ui/test_e2e.py)
 
 SHELL := /bin/bash
