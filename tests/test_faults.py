@@ -2,7 +2,8 @@
 training diverging. Each test repeats its fault enough times to mean something and counts
 what it did into docs/reliability.md (the ``reliability`` fixture, tests/reliability_report.py).
 
-- kill -9 at random points of 20 runs (two ``dm worker`` processes, replaced as they die):
+- kill -9 at a random iteration of each of 20 runs (two worker processes, each holding its
+  runs at a random iteration -- ``hold_at`` -- where the kill lands, replaced as they die):
   every run succeeds once, every iteration is stored exactly once, and resumed runs match an
   uninterrupted run bit for bit.
 - the PostgreSQL server stopped and started three times under two training workers: they
