@@ -5,7 +5,7 @@
 #   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
 #   make lint    ruff check
 #   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
-#   make reliability  the fault and invalid-input tests, written to docs/reliability.md
+#   make reliability  the fault, invalid-input and issue regression tests, written to docs/reliability.md
 #   make reproduction  the digits studies (studies/*.yaml) here, then docs/reproduction.md
 #   make screenshots  docs/screenshots/*.png, taken by the browser test (tests/ui/test_e2e.py)
 
@@ -55,11 +55,15 @@ test: $(DEV_STAMP) ci-system-deps
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The only target that rewrites docs/reliability.md and docs/reliability.json (`make test`
-# runs the same tests without --reliability-report and writes nothing).
+# runs the same tests without --reliability-report and writes nothing): the fault and
+# invalid-input tests, and every regression test the report's issue table names
+# (tests/reliability_report.py, ISSUE_14), each once.
 reliability: $(DEV_STAMP) ci-system-deps
 	$(BIN)/python -m dm_core.fused_cpu
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest tests/test_faults.py \
-		tests/test_invalid_input.py $(PYTEST_ARGS) --reliability-report
+	tests=$$($(BIN)/python tests/reliability_report.py --issue-tests tests/test_faults.py \
+		tests/test_invalid_input.py); \
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $$tests $(PYTEST_ARGS) \
+		--reliability-report
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .

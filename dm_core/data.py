@@ -9,16 +9,14 @@ exactly the same batches with no saved sampler state (``batch_indices``).
 (torch.Size([1, 8, 8]), 10, 0.2)
 
 Files are read only from the allowed data directories (``DM_DATA_DIRS``, else ``./data``),
-checked where the data is loaded (on the worker, against its own filesystem), and a CIFAR
-batch is unpickled by ``_SafeCifarUnpickler``, which builds numpy arrays and nothing else.
+checked where the data is loaded (on the worker, against its own filesystem:
+``dm_core.data_dirs``), and a CIFAR batch is unpickled by ``dm_core.cifar_files``, which builds
+numpy arrays and nothing else. Batches and augmentation are ``dm_core.batches``.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-import os
-import pickle
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -28,6 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+# Batches live in dm_core.batches; re-exported here, where the training loop imports them.
+from dm_core.batches import augment_batch, balanced_batch_indices, batch_indices  # noqa: F401
+from dm_core.cifar_files import cifar_arrays, cifar_files
+from dm_core.data_dirs import confine_data_path, require_root
 from dm_core.noise import corrupt_labels
 from dm_core.registry import ConfigError, Param, Registry
 
@@ -103,49 +105,8 @@ def _digits_binary(positive: list[int]) -> _Raw:
                 pos[raw.y_test].astype(np.int64), ["negative", "positive"])
 
 
-# ---------------------------------------------------------------------- allowed data directories
-
-DATA_DIRS_ENV = "DM_DATA_DIRS"
-DEFAULT_DATA_DIR = "./data"
-
-
-def allowed_data_dirs() -> list[Path]:
-    """The directories datasets may be read from (or downloaded into), resolved on this
-    machine: ``$DM_DATA_DIRS`` (``os.pathsep``-separated), else ``./data`` of the working
-    directory. A config names a path; the machine that loads it decides what it may reach."""
-    entries = [e for e in os.environ.get(DATA_DIRS_ENV, "").split(os.pathsep) if e.strip()]
-    return [Path(e).expanduser().resolve() for e in entries or [DEFAULT_DATA_DIR]]
-
-
-def confine_data_path(path: str, field: str) -> Path:
-    """``path`` resolved (``~``, ``..`` and every symlink followed) when it lies inside one of
-    ``allowed_data_dirs()``; otherwise a ConfigError naming ``field`` and how to allow it."""
-    allowed = allowed_data_dirs()
-    try:
-        resolved = Path(path).expanduser().resolve()
-    except (OSError, RuntimeError) as err:  # RuntimeError: a symlink loop (Python < 3.13)
-        raise ConfigError(f"{field}: {path!r} cannot be resolved ({err})") from None
-    if any(resolved == d or d in resolved.parents for d in allowed):
-        return resolved
-    shown = ", ".join(repr(str(d)) for d in allowed)
-    raise ConfigError(
-        f"{field}: {path!r} resolves to {str(resolved)!r}, outside the allowed data directories "
-        f"({shown}); put the data under one of them, or allow its directory by adding it to "
-        f"{DATA_DIRS_ENV} ({os.pathsep!r}-separated; default {DEFAULT_DATA_DIR} of the working "
-        "directory) in the environment of the dashboard or worker that loads it")
-
-
-def _require_root(root: str, name: str) -> Path:
-    path = confine_data_path(root, "dataset.root")
-    if not path.is_dir():
-        raise ConfigError(f"dataset.root: folder {str(path)!r} does not exist; put the {name} files "
-                          "there (torchvision layout) or set dataset.download=true on a machine "
-                          "with internet")
-    return path
-
-
 def _torchvision_split(cls: type, root: str, download: bool, name: str, **kw: Any) -> tuple[Any, Any]:
-    path = confine_data_path(root, "dataset.root") if download else _require_root(root, name)
+    path = confine_data_path(root, "dataset.root") if download else require_root(root, name)
     try:
         train = cls(str(path), train=True, download=download, **kw)
         test = cls(str(path), train=False, download=download, **kw)
@@ -175,159 +136,12 @@ DATASETS.register("fashion_mnist", params=[_ROOT, _DOWNLOAD],
                   num_classes=10)(_mnist_like("FashionMNIST", "Fashion-MNIST"))
 
 
-# ---------------------------------------------------------------------- CIFAR python batches
-
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as a protocol-2 pickle of ``bytes`` calls it (Python 3 writes
-    ``encode(text, 'latin1')``): latin-1 only, so no other codec is ever looked up."""
-    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
-        raise pickle.UnpicklingError(f"it calls _codecs.encode with encoding {encoding!r}; "
-                                     "only latin1 is allowed")
-    return text.encode("latin1")
-
-
-@functools.cache
-def _cifar_globals() -> dict[tuple[str, str], Any]:
-    """Every global a CIFAR batch may name, mapped to what it builds: numpy arrays, their
-    dtypes and scalars (the official files, pickled by numpy 1 under Python 2, name
-    ``numpy.core.multiarray``; files pickled by numpy 2 name ``numpy._core``), and latin-1
-    bytes (protocol-2 pickles written by Python 3)."""
-    try:
-        from numpy._core import multiarray, numeric  # numpy >= 2
-    except ImportError:  # numpy 1.26
-        from numpy.core import multiarray, numeric
-
-    out: dict[tuple[str, str], Any] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                       ("_codecs", "encode"): _latin1_encode}
-    for package in ("numpy.core", "numpy._core"):
-        out[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
-        out[(f"{package}.multiarray", "scalar")] = multiarray.scalar
-        out[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer  # protocol 5
-    return out
-
-
-class _SafeCifarUnpickler(pickle.Unpickler):
-    """An unpickler that builds only plain containers and numpy arrays: any other global
-    (``os.system``, ``builtins.eval``, a class ...) is refused before it is looked up, so a
-    crafted file cannot run code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        allowed = _cifar_globals().get((module, name))
-        if allowed is None:
-            raise pickle.UnpicklingError(f"it references {module}.{name}, which a CIFAR batch "
-                                         "never needs (only numpy arrays are allowed)")
-        return allowed
-
-
-def read_cifar_pickle(path: Path) -> dict[str, Any]:
-    """One CIFAR python batch or meta file (a pickled dict), read by ``_SafeCifarUnpickler``.
-
-    Keys come back as ``str`` (the official files were pickled by Python 2, hence latin-1)."""
-    try:
-        with open(path, "rb") as fh:
-            obj = _SafeCifarUnpickler(fh, encoding="latin1").load()
-    except pickle.UnpicklingError as err:
-        raise ConfigError(f"dataset.root: refused to load {str(path)!r}: {err}") from None
-    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
-        raise ConfigError(f"dataset.root: {str(path)!r} is not a readable CIFAR python file "
-                          f"({type(err).__name__}: {err})") from None
-    if not isinstance(obj, dict):
-        raise ConfigError(f"dataset.root: {str(path)!r} must hold a dict, not {type(obj).__name__}")
-    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
-
-
-@dataclass(frozen=True)
-class _CifarLayout:
-    """Where torchvision's CIFAR folders keep their python batches, and their keys."""
-
-    folder: str
-    train: tuple[str, ...]
-    test: tuple[str, ...]
-    meta: str
-    names_key: str
-    labels_key: str
-
-    def files(self) -> tuple[str, ...]:
-        return (*self.train, *self.test, self.meta)
-
-
-_CIFAR = {
-    "CIFAR10": _CifarLayout("cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-                            ("test_batch",), "batches.meta", "label_names", "labels"),
-    "CIFAR100": _CifarLayout("cifar-100-python", ("train",), ("test",), "meta",
-                             "fine_label_names", "fine_labels"),
-}
-
-
-def _cifar_download(name: str, root: Path) -> None:
-    """Fetch the official archive with torchvision's downloader (it checks the archive's md5)
-    unless every file is already there."""
-    import torchvision
-    from torchvision.datasets.utils import download_and_extract_archive
-
-    layout = _CIFAR[name]
-    if all((root / layout.folder / f).is_file() for f in layout.files()):
-        return
-    cls = getattr(torchvision.datasets, name)
-    try:
-        download_and_extract_archive(cls.url, str(root), filename=cls.filename, md5=cls.tgz_md5)
-    except (OSError, RuntimeError) as err:  # no network, a failed md5 check
-        raise ConfigError(f"dataset.download: could not fetch {name} into {str(root)!r} ({err})") from None
-
-
-def _cifar_split(path: Path, files: tuple[str, ...], labels_key: str) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, 32, 32, 3) uint8 and labels (N,) of the named batch files."""
-    xs, ys = [], []
-    for f in files:
-        batch = read_cifar_pickle(confine_data_path(str(path / f), "dataset.root"))
-        data, labels = batch.get("data"), batch.get(labels_key)
-        if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3072 \
-                or data.dtype != np.uint8:
-            raise ConfigError(f"dataset.root: {str(path / f)!r}: 'data' must be a uint8 array of "
-                              "shape (N, 3072)")
-        labels = np.asarray(labels if labels is not None else [])
-        if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
-            raise ConfigError(f"dataset.root: {str(path / f)!r}: {labels_key!r} must be "
-                              f"{len(data)} integer labels")
-        xs.append(data)
-        ys.append(labels.astype(np.int64))
-    x = np.concatenate(xs).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)  # torchvision's HWC
-    return x, np.concatenate(ys)
-
-
-def _cifar_arrays(name: str, root: str, download: bool) -> tuple[Any, Any]:
-    """Train and test splits of CIFAR-10/100 (``.data`` HWC uint8, ``.targets``, ``.classes``),
-    read from torchvision's folder layout with the safe unpickler, never torchvision's own."""
-    from types import SimpleNamespace
-
-    layout = _CIFAR[name]
-    path = confine_data_path(root, "dataset.root") if download else _require_root(root, name)
-    if download:
-        _cifar_download(name, path)
-    base = path / layout.folder
-    missing = [f for f in layout.files() if not (base / f).is_file()]
-    if missing:
-        raise ConfigError(f"dataset.root: no usable {name} files under {str(path)!r} (missing "
-                          f"{layout.folder}/{', '.join(missing)}); set dataset.download=true to "
-                          "fetch them")
-    names = read_cifar_pickle(confine_data_path(str(base / layout.meta), "dataset.root")).get(layout.names_key)
-    if not isinstance(names, list) or not all(isinstance(n, str | bytes) for n in names):
-        raise ConfigError(f"dataset.root: {str(base / layout.meta)!r} lacks the class names "
-                          f"({layout.names_key!r}, a list of strings)")
-    classes = [n.decode("latin1") if isinstance(n, bytes) else n for n in names]
-    splits = []
-    for files in (layout.train, layout.test):
-        x, y = _cifar_split(base, files, layout.labels_key)
-        splits.append(SimpleNamespace(data=x, targets=y, classes=classes))
-    return splits[0], splits[1]
-
-
 def _hwc_to_chw(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32) / 255.0
 
 
 def _cifar_raw(kind: str, root: str, download: bool) -> _Raw:
-    train, test = _cifar_arrays(kind, root, download)
+    train, test = cifar_arrays(kind, root, download)
     return _Raw(_hwc_to_chw(train.data), np.asarray(train.targets), _hwc_to_chw(test.data),
                 np.asarray(test.targets), list(train.classes), augment=True)
 
@@ -367,7 +181,7 @@ def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
     import torchvision
     from torchvision import transforms
 
-    base = _require_root(root, "image folder")
+    base = require_root(root, "image folder")
     tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
     splits = {}
     for split in ("train", "test"):
@@ -513,18 +327,13 @@ def _torchvision_raw_files(cls_name: str) -> Callable[[Path], list[Path]]:
     return files
 
 
-def _cifar_files(kind: str) -> Callable[[Path], list[Path]]:
-    layout = _CIFAR[kind]
-    return lambda root: [root / layout.folder / f for f in layout.files()]
-
-
 # What a worker will read, for each dataset read from files (the bundled digits need none).
 _DATA_FILES: dict[str, Callable[[Path], list[Path]]] = {
     "mnist": _torchvision_raw_files("MNIST"),
     "fashion_mnist": _torchvision_raw_files("FashionMNIST"),
-    "cifar10": _cifar_files("CIFAR10"),
-    "cifar100": _cifar_files("CIFAR100"),
-    "vehicles10": _cifar_files("CIFAR100"),
+    "cifar10": cifar_files("CIFAR10"),
+    "cifar100": cifar_files("CIFAR100"),
+    "vehicles10": cifar_files("CIFAR100"),
     "image_folder": lambda root: [root / "train", root / "test"],
 }
 
@@ -553,7 +362,7 @@ def check_data_available(dataset: Mapping[str, Any]) -> None:
     if dataset.get("download"):
         confine_data_path(root, "dataset.root")
         return
-    base = _require_root(root, str(name))
+    base = require_root(root, str(name))
     missing = [f for f in files(base) if not f.exists()]
     if missing:
         shown = ", ".join(str(f.relative_to(base)) for f in missing[:3])
@@ -633,87 +442,3 @@ def _normalisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if x.dim() == 4:  # one scalar per channel, broadcast over H and W
         mean, std = mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
     return mean, std
-
-
-# ---------------------------------------------------------------------- batches and augmentation
-
-@functools.lru_cache(maxsize=4)
-def _epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=gen)
-
-
-def batch_indices(n: int, batch_size: int, iteration: int, seed: int) -> torch.Tensor:
-    """Example indices of the batch at 0-based ``iteration``: epochs of a fresh seeded
-    permutation, the last partial batch of each epoch dropped (every batch is full).
-    Stateless, so a resumed run sees exactly the batches an uninterrupted one would.
-
-    >>> batch_indices(10, 4, 0, seed=0).tolist() == batch_indices(10, 4, 0, seed=0).tolist()
-    True
-    >>> len(set(batch_indices(10, 5, 0, 1).tolist() + batch_indices(10, 5, 1, 1).tolist()))
-    10
-    """
-    batch_size = min(batch_size, n)
-    per_epoch = n // batch_size
-    epoch, pos = divmod(iteration, per_epoch)
-    return _epoch_permutation(n, seed, epoch)[pos * batch_size:(pos + 1) * batch_size]
-
-
-def balanced_batch_indices(labels: torch.Tensor, batch_size: int, iteration: int, seed: int,
-                           classes_per_batch: int | None = None) -> torch.Tensor:
-    """A class-balanced batch by (noisy) label, stateless like ``batch_indices`` (drawn from a
-    generator seeded by ``seed`` and ``iteration``).
-
-    Without ``classes_per_batch``: ``batch_size // C`` examples of every present class (with
-    replacement), topped up at random. With it, as the authors' CIFAR-100 runs draw batches
-    (32 classes x 8 images): that many classes chosen at random, ``batch_size //
-    classes_per_batch`` distinct examples of each (with replacement only for a class that has
-    fewer), topped up from those classes.
-
-    >>> labels = torch.tensor([0] * 5 + [1] * 5 + [2] * 5 + [3] * 5)
-    >>> idx = balanced_batch_indices(labels, 6, iteration=0, seed=0, classes_per_batch=2)
-    >>> sorted(torch.bincount(labels[idx], minlength=4).tolist())
-    [0, 0, 3, 3]
-    """
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + 7_919 * iteration + 1)
-    classes = torch.unique(labels)
-    if classes_per_batch is not None:
-        classes = classes[torch.randperm(len(classes), generator=gen)[:classes_per_batch]]
-    per_class = max(1, batch_size // len(classes))
-    picks = []
-    for c in classes.tolist():
-        members = torch.nonzero(labels == c).squeeze(1)
-        if classes_per_batch is not None and len(members) >= per_class:
-            picks.append(members[torch.randperm(len(members), generator=gen)[:per_class]])
-        else:
-            picks.append(members[torch.randint(len(members), (per_class,), generator=gen)])
-    out = torch.cat(picks)
-    if len(out) < batch_size:
-        pool = torch.arange(len(labels)) if classes_per_batch is None else torch.nonzero(
-            torch.isin(labels, classes)).squeeze(1)
-        out = torch.cat([out, pool[torch.randint(len(pool), (batch_size - len(out),), generator=gen)]])
-    return out[torch.randperm(len(out), generator=gen)][:batch_size]
-
-
-def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
-    """Standard CIFAR augmentation on a batch: zero-pad ``pad``, random crop back, random
-    horizontal flip. Vectorised and device-agnostic; draws from ``generator`` (or the global
-    RNG, which checkpoints save) so runs are reproducible. Non-image inputs pass unchanged.
-
-    >>> x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
-    >>> augment_batch(x, torch.Generator().manual_seed(0), pad=1).shape
-    torch.Size([2, 1, 4, 4])
-    """
-    if x.dim() != 4:
-        return x
-    b, c, h, w = x.shape
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(x.device)
-    flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
-    rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-    cols = ox[:, None] + torch.arange(w, device=x.device)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)[:, None, None, :]
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    chan = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, chan, rows, cols]

@@ -1,4 +1,4 @@
-"""Synthetic label noise and class imbalance (DESIGN.md §2), deterministic from a seed.
+"""Synthetic label noise and class imbalance, deterministic from a seed.
 
 >>> import numpy as np
 >>> labels = np.arange(10).repeat(100)

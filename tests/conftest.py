@@ -13,7 +13,8 @@ database created in the cluster (dropped afterwards), per test.
 injected faults and lost data into ``docs/reliability.md``.
 
 The cluster itself (initdb + pg_ctl, as the ``postgres`` user through ``runuser`` when run
-as root: PITFALLS.md 16) is ``dm_core.store.testing``, shared with the benchmarks.
+as root: docs/architecture.md, "PostgreSQL in tests, as root") is ``dm_core.store.testing``,
+shared with the benchmarks.
 """
 
 from __future__ import annotations

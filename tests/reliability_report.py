@@ -12,7 +12,10 @@ entry, with that entry's date) and ``docs/reliability.md`` is regenerated from i
 option nothing is written: ``make test`` leaves the tracked reports alone.
 
 ``ISSUE_14`` maps each item of the reliability and security hardening issue to the regression
-tests that cover it; the report lists them with their latest outcome.
+tests that cover it; the report lists them with their latest outcome. Those tests need not use
+the fixture: the outcome of every test named there is recorded too (``regression`` records,
+shown only in the issue table), and ``make reliability`` runs them (``python
+tests/reliability_report.py --issue-tests FILE...`` prints the files and their node ids).
 
 Under pytest-xdist each worker process sends its records to the controller through
 ``workeroutput`` (the channel xdist provides for this) and only the controller writes the
@@ -26,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +59,7 @@ class Record:
     outcome: str = "not finished"
     seconds: float = 0.0
     date: str = ""
+    regression: bool = False  # an ISSUE_14 test that counts nothing: its outcome only
 
     def add(self, trials: int = 0, faults: int = 0, lost: int = 0, **details: Any) -> None:
         """Add to the counts; numeric ``details`` are summed, others replaced."""
@@ -87,6 +92,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     record = _records.get(report.nodeid)
+    if record is None and issue_items(report.nodeid):
+        name = report.nodeid.split("::", 1)[-1]
+        record = _records[report.nodeid] = Record(report.nodeid, name.replace("_", " "),
+                                                  regression=True)
     if record is None:
         return
     if report.when == "call" or report.outcome != "passed":
@@ -157,15 +166,63 @@ ISSUE_14: list[tuple[str, str, list[str]]] = [
           "deleted SQLite file is not recreated by dm runs", [
         "tests/test_faults.py::test_a_run_deleted_while_its_worker_is_frozen_is_dropped",
         "tests/test_faults.py::test_a_deleted_sqlite_database_is_not_recreated"]),
-    ("F", "config inputs: depth, aliases and grid size bounded at submit time", []),
-    ("G", "control characters in run names rejected", []),
-    ("H", ".npz bombs: only the needed keys read, sizes checked first", []),
-    ("I", "password brute force: rate limit, back-off, failed logins logged", []),
-    ("J", "markdown in run names rendered as text", []),
-    ("K", "the Launch form's hidden field bounded like F", []),
+    ("F", "config inputs: depth, aliases and grid size bounded at submit time", [
+        "tests/test_invalid_input.py::test_deeply_nested_files_are_refused_with_the_limit",
+        "tests/test_invalid_input.py::test_a_yaml_alias_bomb_file_is_refused",
+        "tests/test_invalid_input.py::test_alias_bombs_and_deep_values_in_set_or_grid_are_refused",
+        "tests/test_invalid_input.py::test_a_config_file_over_the_size_limit_is_refused",
+        "tests/test_invalid_input.py::test_a_grid_over_the_run_limit_is_refused_before_it_is_"
+        "expanded"]),
+    ("G", "control characters in run and group names rejected (the CLI, the Launch form, "
+          "Store.submit); stored ones shown escaped", [
+        "tests/test_security.py::test_control_characters_in_run_names_are_refused",
+        "tests/test_security.py::test_dm_submit_refuses_control_characters_in_names_and_groups",
+        "tests/test_security.py::test_dm_runs_and_show_escape_control_characters_of_stored_rows",
+        "tests/test_security.py::test_launch_refuses_a_group_name_with_control_characters",
+        "tests/test_store.py::test_submit_refuses_a_bad_group_name_and_queues_nothing"]),
+    ("H", ".npz bombs: only the needed keys read, sizes checked first", [
+        "tests/test_data.py::test_arrays_reads_only_the_four_arrays_it_needs"]),
+    ("I", "password brute force: rate limit, back-off, failed logins logged", [
+        "tests/test_app_auth.py::test_failed_sign_ins_lock_the_address_out_across_sessions"]),
+    ("J", "markdown in run names rendered as text", [
+        "tests/test_app_user_text.py"]),
+    ("K", "the Launch form's hidden field bounded like F", [
+        "tests/test_security.py::test_launch_form_refuses_hostile_yaml_in_its_text_fields"]),
     ("Minor", "a finished run keeps only its recorded checkpoint (killed attempts' files removed)", [
         "tests/test_faults.py::test_a_finished_run_keeps_only_its_recorded_checkpoint"]),
 ]
+
+
+def covers(spec: str, nodeid: str) -> bool:
+    """Whether the ``ISSUE_14`` entry ``spec`` -- a test's node id, or a test file for every
+    test in it -- names the test ``nodeid`` (any of its parameters).
+
+    >>> covers("tests/a.py::test_x", "tests/a.py::test_x[sqlite-1]")
+    True
+    >>> covers("tests/a.py::test_x", "tests/a.py::test_xy")
+    False
+    >>> covers("tests/b.py", "tests/b.py::test_y")
+    True
+    """
+    return nodeid == spec or nodeid.startswith((spec + "[", spec + "::"))
+
+
+def issue_items(nodeid: str) -> list[str]:
+    """The ``ISSUE_14`` items whose regression tests include ``nodeid``."""
+    return [item for item, _, tests in ISSUE_14 if any(covers(t, nodeid) for t in tests)]
+
+
+def issue_tests(files: Sequence[str] = ()) -> list[str]:
+    """``files``, then every test (node id or file) ``ISSUE_14`` names outside them, once
+    each, in order: what ``make reliability`` runs (a test named twice would run twice).
+
+    >>> "tests/test_data.py::test_arrays_reads_only_the_four_arrays_it_needs" in issue_tests()
+    True
+    >>> [t for t in issue_tests(["tests/test_faults.py"]) if t.startswith("tests/test_faults")]
+    ['tests/test_faults.py']
+    """
+    named = (t for _, _, tests in ISSUE_14 for t in tests)
+    return list(dict.fromkeys([*files, *(t for t in named if t.split("::")[0] not in files)]))
 
 
 def _issue_rows(entries: list[dict[str, Any]]) -> list[str]:
@@ -174,8 +231,9 @@ def _issue_rows(entries: list[dict[str, Any]]) -> list[str]:
     for item, what, tests in ISSUE_14:
         cells = []
         for test in tests:
-            runs = [e for e in entries if e["test"] == test or e["test"].startswith(test + "[")]
-            shown = ", ".join(f"{e['test'][len(test):]} {e['outcome']}".strip() for e in runs)
+            runs = [e for e in entries if covers(test, e["test"])]
+            shown = ", ".join(f"{e['test'][len(test):].lstrip(':')} {e['outcome']}".strip()
+                              for e in runs)
             cells.append(f"`{test.split('::', 1)[-1]}` ({shown or 'not in this report yet'})")
         lines.append(f"| {item} | {_cell(what)} | "
                      f"{'; '.join(cells) if cells else 'not listed yet (added with its fix)'} |")
@@ -190,6 +248,7 @@ def _cell(value: Any) -> str:
 
 def render(entries: list[dict[str, Any]]) -> str:
     """The markdown report: a summary line, one table row per test, then each test's details."""
+    issue_entries, entries = entries, [e for e in entries if not e.get("regression")]
     trials = sum(e["trials"] for e in entries)
     faults = sum(e["faults"] for e in entries)
     lost = sum(e["lost"] for e in entries)
@@ -215,7 +274,7 @@ def render(entries: list[dict[str, Any]]) -> str:
                      f"{e['lost']} | {e['outcome']} | {e['seconds']:.1f} | {e['date']} |")
     lines += ["", "## Issue 14: reliability and security hardening", "",
               "Each item and the regression test that failed before its fix.", "",
-              *_issue_rows(entries)]
+              *_issue_rows(issue_entries)]
     lines += ["", "## Details", ""]
     for e in entries:
         if e["details"]:
@@ -224,8 +283,14 @@ def render(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["Record", "reliability", "render", "write_report"]
+__all__ = ["ISSUE_14", "Record", "covers", "issue_items", "issue_tests", "reliability", "render",
+           "write_report"]
 
-if __name__ == "__main__":  # python tests/reliability_report.py: re-render the markdown
-    write_report([])
-    print(f"wrote {REPORT_MD} ({time.strftime('%H:%M:%S')})")
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--issue-tests"]:  # make reliability: these files and the issue tests
+        print("\n".join(issue_tests(sys.argv[2:])))
+    else:  # python tests/reliability_report.py: re-render the markdown
+        write_report([])
+        print(f"wrote {REPORT_MD} ({time.strftime('%H:%M:%S')})")

@@ -2,7 +2,8 @@
 training diverging. Each test repeats its fault enough times to mean something and counts
 what it did into docs/reliability.md (the ``reliability`` fixture, tests/reliability_report.py).
 
-- kill -9 at random points of 20 runs (two ``dm worker`` processes, replaced as they die):
+- kill -9 at a random iteration of each of 20 runs (two worker processes, each holding its
+  runs at a random iteration -- ``hold_at`` -- where the kill lands, replaced as they die):
   every run succeeds once, every iteration is stored exactly once, and resumed runs match an
   uninterrupted run bit for bit.
 - the PostgreSQL server stopped and started three times under two training workers: they
@@ -195,7 +196,7 @@ def fork_worker(store: Store, **options) -> multiprocessing.Process:
 
 @pytest.mark.slow
 def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
-    """kill -9 a worker at a random point of each of 20 runs; replacements resume them"""
+    """kill -9 a worker at a random iteration of each of 20 runs; replacements resume them"""
     store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
     total, every = 400, 40
     configs = [cfg(f"k{i}", seed=i, iterations=total, eval_every=every) for i in range(20)]
@@ -206,7 +207,12 @@ def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
     kills: list[dict] = []  # what each kill interrupted
 
     def start() -> dict:
-        return {"proc": fork_worker(store, stale_after=1.5, flush_every=0.2), "kill_at": None}
+        # Each worker holds every run it trains after a random iteration (``hold_at``, its
+        # rows stored, until SIGCONT): the kill lands there, mid-run, however fast the
+        # machine trains -- the test waits for that state, not for a duration.
+        hold_at = rng.randint(1, total - 1)
+        return {"proc": fork_worker(store, stale_after=1.5, flush_every=0.2, hold_at=hold_at),
+                "hold_at": hold_at}
 
     def held_by(proc, infos) -> object | None:
         for info in infos:
@@ -216,7 +222,7 @@ def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
         return None
 
     lanes = [start(), start()]
-    deadline = time.monotonic() + 240
+    deadline = time.monotonic() + 480  # a bound for a hung test, not a measure of speed
     try:
         while True:
             infos = store.list_runs()
@@ -227,22 +233,22 @@ def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
                 proc = lane["proc"]
                 assert proc.is_alive(), worker_logs(store.artifacts_dir)
                 held = held_by(proc, infos)
-                if lane["kill_at"] is None:  # each run is killed once, on its first attempt
-                    if held is not None and held.id not in killed:
-                        lane["kill_at"] = time.monotonic() + rng.uniform(0.0, 0.6)
-                    continue
-                if time.monotonic() < lane["kill_at"]:
+                if held is None or held.iteration != lane["hold_at"]:
+                    continue  # not at its hold: it cannot pass it without a SIGCONT
+                if held.id in killed:  # each run is killed once, on its first attempt
+                    # (Sent again while the state lasts: a release sent before the hold --
+                    # the rows of a killed attempt not yet truncated -- is forgotten.)
+                    os.kill(proc.pid, signal.SIGCONT)
                     continue
                 proc.kill()  # SIGKILL: no checkpoint, no hand-back, no goodbye
                 proc.join(timeout=30)
-                if held is not None:  # what the database holds is what the resume will use
-                    killed.add(held.id)
-                    held = store.get_run(held.id)
-                kills.append({"run": held.id if held else None,
-                              "at": held.iteration if held else None,
-                              "checkpoint": (held.checkpoint_iteration or 0) if held else None})
+                killed.add(held.id)
+                held = store.get_run(held.id)  # what the resume will use
+                kills.append({"run": held.id, "at": held.iteration, "hold_at": lane["hold_at"],
+                              "attempt": held.attempt,
+                              "checkpoint": held.checkpoint_iteration or 0})
                 lanes[n] = start()
-            time.sleep(0.05)
+            time.sleep(0.05)  # the polling interval
         assert all(lane["proc"].is_alive() for lane in lanes), worker_logs(store.artifacts_dir)
     finally:
         for lane in lanes:
@@ -259,7 +265,11 @@ def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
                     restarted_from_scratch=sum(1 for k in mid_run if not k["checkpoint"]))
     assert lost == [], (lost, worker_logs(store.artifacts_dir))
     assert {r.status for r in infos.values()} == {RunStatus.SUCCEEDED}
-    assert len(mid_run) >= 14, kills  # the kills really interrupted runs
+    # Every run was killed once, mid-run, on its first attempt, at its worker's hold: every
+    # row up to there stored, with the last checkpoint before it.
+    assert sorted(k["run"] for k in kills) == ids, kills
+    assert all(k["at"] == k["hold_at"] and k["attempt"] == 1 for k in kills), kills
+    assert all(k["checkpoint"] == k["at"] // every * every for k in kills), kills
     for run_id in ids:  # each attempt claimed once, attempts numbered 1..n without a gap
         attempts = [c["attempt"] for c in claims if c["run_id"] == run_id]
         assert attempts == list(range(1, infos[run_id].attempt + 1)), (run_id, attempts)

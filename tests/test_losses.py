@@ -55,7 +55,7 @@ def _p_y(z, y):
 FORMULAS = {
     "cce": lambda z, y: F.cross_entropy(z, y),
     "mae": lambda z, y: (1 - _p_y(z, y)).mean(),
-    # the p_i-only MSE of DESIGN.md; see test_full_vector_mse_is_not_a_scheme
+    # the MSE on p_i alone, (1 - p_y)^2: a scheme; see test_full_vector_mse_is_not_a_scheme
     "mse": lambda z, y: ((1 - _p_y(z, y)) ** 2).mean(),
     "gce": lambda z, y: ((1 - _p_y(z, y) ** 0.7) / 0.7).mean(),
 }
@@ -74,7 +74,7 @@ def test_scheme_gradient_equals_formula_gradient(name, seed):
 
 def test_full_vector_mse_is_not_a_scheme():
     """sum_j (p_j - y_j)^2 depends on how the wrong mass is spread, so its gradient is not
-    along CCE's direction; (1 - p_y)^2, DESIGN.md's MSE, is the one with w = 4p(1-p)^2."""
+    along CCE's direction; (1 - p_y)^2, the MSE on p_y alone, is the one with w = 4p(1-p)^2."""
     logits, targets = _batch(seed=3)
     full = lambda z, y: ((torch.softmax(z, 1) - F.one_hot(y, z.shape[1])) ** 2).sum(1).mean()  # noqa: E731
     _, expected = _grad(full, logits, targets)

@@ -21,6 +21,7 @@ from sqlalchemy import event
 
 from dm_core.config import parse_config
 from dm_core.events import CheckpointEvent, EvalEvent, HistogramEvent, ScalarsEvent, StartEvent
+from dm_core.registry import ConfigError
 from dm_core.store import (
     TRANSITIONS,
     InvalidTransition,
@@ -75,6 +76,22 @@ def claimed(store: Store, worker: str = "w1"):
 
 
 # ---------------------------------------------------------------- queue and reads
+
+@pytest.mark.parametrize(("group", "message"), [
+    ("ok\x1b[2J", r"^group: must not contain control characters \(found \\x1b at position 2\)$"),
+    ("line\nbreak", r"^group: must not contain control characters \(found \\n at position 4\)$"),
+    ("\u202eevil", r"^group: must not contain control characters"),
+    ("g" * 201, r"^group: 201 characters \('g+'\.\.\.\); at most 200 characters$"),
+])
+def test_submit_refuses_a_bad_group_name_and_queues_nothing(store, group, message):
+    """Group names are checked like run names (RunConfig.name: printable, at most 200)."""
+    with pytest.raises(ConfigError, match=message) as caught:
+        store.submit([config("a")], group=group)
+    assert caught.value.paths() == ["group"]
+    assert store.list_runs() == [] and store.groups() == []
+    longest = store.submit([config("a")], group="g" * 200)  # the bound itself is allowed
+    assert longest.group == "g" * 200
+
 
 def test_submit_list_get(store):
     first = store.submit([config("a"), config("b")])

@@ -65,7 +65,8 @@ def test_events_are_complete_and_consistent():
         assert all(np.isfinite(v) for v in s.values.values())
         assert {"loss", "ce", "lr", "batch_acc", "weight_mean", "weight_var"} <= set(s.values)
     # DN: the normalised weights times the batch size average to one, less what the margin
-    # cap m_i takes from examples already fitted (DESIGN.md §1).
+    # cap m_i takes from examples already fitted (the cap stops pushing p_i up once an
+    # example's margin is reached, so its weight drops out of the mean).
     assert all(0.5 < s.values["weight_mean"] <= 1.0 + 1e-5 for s in scalars)
     exact = []
     train(tiny(iterations=3, loss={"name": "dm", "lam": 1.0, "beta": 12.0, "eps": 0.0}),
@@ -103,7 +104,8 @@ def test_cross_check_of_evaluation_against_a_separate_computation(tmp_path):
 
 @pytest.mark.slow
 def test_dm_resists_memorising_noisy_labels_where_cce_does_not():
-    """DESIGN.md §1 premise: under 40% symmetric noise, CCE fits the corrupted labels
+    """The premise of derivative manipulation: under 40% symmetric noise, CCE (whose weight
+    grows as p_i falls) fits the corrupted labels
     (their p_i climbs), DM with a high emphasis mode keeps them low and generalises at least
     as well."""
     common = {"iterations": 600, "eval_every": 100, "model": {"name": "mlp", "hidden": [256, 256]},

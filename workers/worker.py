@@ -56,7 +56,7 @@ the run -- killed attempts' checkpoints included -- is removed.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import logging
 import os
 import secrets
@@ -74,7 +74,9 @@ from dm_core.store import artifacts as run_files
 from dm_core.store.artifacts import DEFAULT_ARTIFACTS
 from dm_core.store.errors import RunNotFound
 from workers.backoff import Backoff, DatabaseHealth, Outage, retrying
+from workers.failures import describe_failure, last_line, remove_partial_files
 from workers.heartbeat import Heartbeat
+from workers.hold import IterationHold
 from workers.signals import StopSignals
 from workers.sink import StoreSink
 
@@ -138,6 +140,8 @@ class Worker:
     ``max_backoff``: the longest wait between two tries while the database is unavailable.
     ``clock``: the metrics sink's clock (batching and its outage bookkeeping); tests pass a
     simulated one so that what they check does not depend on the machine's speed.
+    ``hold_at``: hold each run after this iteration, its metrics written, until SIGCONT
+    (``workers.hold``: a breakpoint for looking at a run half-way); None, the default: never.
     """
 
     def __init__(self, store: Store | str | None, device: str = "auto", poll: float = 1.0,
@@ -145,7 +149,8 @@ class Worker:
                  artifacts_dir: str | Path | None = DEFAULT_ARTIFACTS, *,
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
                  worker_id: str | None = None, max_outage: float = 60.0,
-                 max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic,
+                 hold_at: int | None = None) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)
@@ -166,6 +171,7 @@ class Worker:
         self._claim_outage = Outage(self.backoff, health=self.health)
         self._heartbeat: Heartbeat | None = None
         self._next_reap = 0.0
+        self.hold = IterationHold(hold_at) if hold_at is not None else None
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -173,7 +179,7 @@ class Worker:
         """Work until a signal (or, in burst mode, an empty queue). Returns runs processed."""
         log.info("worker %s on %s; database %s; artifacts %s", self.worker_id, self.device,
                  self.store.masked_url, self.artifacts_dir)
-        with self.stops:
+        with self.stops, self.hold or contextlib.nullcontext():
             while not self.stopping:
                 self.record_unrecorded()
                 self.reap_stale()
@@ -249,7 +255,7 @@ class Worker:
         except StoreError as err:
             outcome, sink = Outcome("db_error", error=str(err)), None
         except Exception as err:  # an invalid config: fails the same way on every attempt
-            outcome, sink = Outcome("failed", error=f"invalid run: {_last_line(err)}"), None
+            outcome, sink = Outcome("failed", error=f"invalid run: {last_line(err)}"), None
         else:
             outcome = self.train(run, config, resume_from, sink)
         self.settle(run, outcome, sink)
@@ -290,7 +296,8 @@ class Worker:
                                     reap=self.reap_stale, health=self.health).start()
         try:
             summary = train(config, on_event=sink, resume_from=resume_from,
-                            checkpoint_dir=checkpoint_dir, should_stop=self.should_stop)
+                            checkpoint_dir=checkpoint_dir,
+                            should_stop=self._stop_or_hold(run, sink))
             return Outcome("succeeded", summary=summary.to_dict())
         except TrainingInterrupted as stop:
             kind = {STOP_LOST: "lost", STOP_CANCEL: "cancelled"}.get(stop.reason, "requeue")
@@ -308,7 +315,7 @@ class Worker:
         finally:
             self._heartbeat.stop()
             self._heartbeat = None
-            _remove_partial_files(checkpoint_dir)
+            remove_partial_files(checkpoint_dir)
 
     def should_stop(self) -> str | None:
         """Polled by the loop every iteration: only flag reads, no I/O."""
@@ -320,6 +327,18 @@ class Worker:
         if self.stopping:
             return STOP_SHUTDOWN
         return None
+
+    def _stop_or_hold(self, run: ClaimedRun, sink: StoreSink) -> Callable[[], str | None]:
+        """``should_stop``, which first holds the run at ``hold_at`` when asked to."""
+        hold = self.hold
+        if hold is None:
+            return self.should_stop
+
+        def stop_or_hold() -> str | None:
+            hold.hold(run.id, sink.last_iteration, sink.flush, self.should_stop)
+            return self.should_stop()
+
+        return stop_or_hold
 
     # -- recording how a run ended ----------------------------------------------------------
 
@@ -434,53 +453,6 @@ class Worker:
         deadline = time.monotonic() + seconds
         while not self.stopping and time.monotonic() < deadline:
             sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-
-
-def _last_line(err: BaseException) -> str:
-    """``ValueError: message`` -- the traceback's last line."""
-    return traceback.format_exception_only(err)[-1].strip()
-
-
-def _os_error_behind(err: BaseException) -> OSError | None:
-    """The first ``OSError`` with an errno in ``err``'s chain of causes and contexts."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno:
-            return current
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def describe_failure(err: BaseException, checkpoint_dir: Path) -> str:
-    """The error a failed run records: the traceback's last line, or -- when ``err`` is the
-    follow-up of an ``OSError`` (torch's serialiser reports a write that hit a full disk as
-    ``RuntimeError: … unexpected pos …``) -- that ``OSError``, naming the checkpoint folder
-    when a checkpoint was being written there."""
-    cause = _os_error_behind(err)
-    if cause is None or cause is err:
-        return _last_line(err)
-    if any(p.name.endswith(".pt.tmp") for p in _partial_files(checkpoint_dir)):
-        return (f"OSError: [Errno {cause.errno}] cannot write a checkpoint in {checkpoint_dir}: "
-                f"{cause.strerror or os.strerror(cause.errno or errno.EIO)}")
-    return _last_line(cause)
-
-
-def _partial_files(folder: Path) -> list[Path]:
-    """Files a write left unfinished in ``folder`` (``*.tmp``: renamed into place only
-    once complete)."""
-    try:
-        return [p for p in Path(folder).iterdir() if p.name.endswith(".tmp") and p.is_file()]
-    except OSError:
-        return []
-
-
-def _remove_partial_files(folder: Path) -> None:
-    """An attempt's unfinished writes are never read again; on a full disk they only take
-    the space that is missing."""
-    for path in _partial_files(folder):
-        path.unlink(missing_ok=True)
 
 
 __all__ = ["Heartbeat", "Outcome", "Worker", "attempt_dir", "default_worker_id",

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import String, cast, delete, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from dm_core.registry import ConfigError
 from dm_core.store import artifacts
 from dm_core.store.claims import fence, held_by, refuse
 from dm_core.store.database import Database, utc
@@ -141,6 +142,29 @@ def group_name(configs: Sequence[Any]) -> str:
     return f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def check_group(group: str) -> str:
+    """A group name as ``Store.submit`` takes it: checked like a run name -- printable text
+    (``dm_core.config.check_name``) and no longer than a run name may be -- before anything
+    is queued. ``ConfigError`` naming ``group`` otherwise.
+
+    >>> check_group("λ sweep")
+    'λ sweep'
+    >>> check_group("a\\x1b[2Jb")
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: group: must not contain control characters (found \\x1b at position 1)
+    """
+    from dm_core.config import RunConfig, check_name
+
+    check_name(group, "group")
+    # The run name's own bound (``RunConfig.name``), read from the model: one number.
+    limit = min(m.max_length for m in RunConfig.model_fields["name"].metadata
+                if hasattr(m, "max_length"))
+    if len(group) > limit:
+        raise ConfigError.at("group", f"{len(group)} characters ({group[:24]!r}...); at most "
+                                      f"{limit} characters")
+    return group
+
+
 # ---------------------------------------------------------------------- the runs
 
 class Runs:
@@ -173,6 +197,8 @@ class Runs:
             raise ValueError("submit: no configs given")
         if max_attempts < 1:
             raise ValueError(f"max_attempts: must be at least 1 (got {max_attempts})")
+        if group is not None:
+            check_group(group)
         group = (group or "").strip() or group_name(configs)
         rows = []
         for cfg in configs:

@@ -6,10 +6,11 @@ Without Chromium or the playwright package the tests are SKIPPED with the reason
 under ``CI=true``, where every test must run, and they FAIL instead. ``DM_CHROMIUM`` points
 at another Chromium binary. Playwright's own browser download is not used.
 
-``dm up`` runs without workers: the test starts a real ``dm worker`` itself, when it wants
-training to start, and can pause it (SIGSTOP/SIGCONT on that process) to look at a run
-half-way (docs/architecture.md, "Headless Chromium and Playwright": writers are paused
-during UI assertions).
+``dm up`` runs without workers: the test starts a real worker itself, when it wants training
+to start. To look at a run half-way it starts one with ``hold_at`` (``workers.hold``): the
+worker holds the run after that iteration, every row of it stored, until SIGCONT -- a state
+the test waits for, however fast the machine trains, and in which nothing writes while the
+page is checked (docs/architecture.md, "Headless Chromium and Playwright").
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from held_worker import held_worker_command
 
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-    "--enable-unsafe-swiftshader",  # WebGL in headless Chromium (docs/architecture.md)
+    "--enable-unsafe-swiftshader",  # WebGL for plotly's heatmaps: headless has no GPU
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--no-first-run",
 ]
@@ -91,19 +93,22 @@ def _healthy(url: str) -> bool:
 
 @dataclass
 class Server:
-    """A running ``dm up --no-workers``; ``start_worker`` adds a real ``dm worker`` whose
-    process the test controls (e.g. SIGSTOP it to look at a run half-way)."""
+    """A running ``dm up --no-workers``; ``start_worker`` adds a real worker whose process
+    the test controls (``hold_at``: it holds each run after that iteration until SIGCONT)."""
 
     url: str
     db: str
     tmp: Path
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def start_worker(self) -> subprocess.Popen:
+    def start_worker(self, hold_at: int | None = None) -> subprocess.Popen:
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("w")
+        artifacts = str(self.tmp / "artifacts")
+        command = ([sys.executable, "-m", "studio.cli", "worker", "--device", "cpu", "--poll",
+                    "0.2", "--db", self.db, "--artifacts", artifacts] if hold_at is None else
+                   held_worker_command(self.db, artifacts, hold_at))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "studio.cli", "worker", "--device", "cpu", "--poll", "0.2",
-             "--db", self.db, "--artifacts", str(self.tmp / "artifacts")],
+            command,
             stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp, start_new_session=True,
             env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
         self.workers.append(proc)
@@ -113,7 +118,7 @@ class Server:
 def _stop(proc: subprocess.Popen, timeout: float) -> None:
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGCONT)  # in case a test paused it
+    proc.send_signal(signal.SIGCONT)  # releases a held run
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=timeout)

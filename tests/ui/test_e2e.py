@@ -12,8 +12,8 @@ screenshots`` sets it to docs/screenshots); otherwise to the test's temporary fo
 
 Waiting follows docs/architecture.md ("Headless Chromium and Playwright"): connected, script
 not running, no skeleton left; the slider is moved by clicking its track; chart point counts
-are read from the page. Nothing waits for a duration: the worker is held by SIGSTOP at the
-states the test looks at.
+are read from the page. Nothing waits for a duration: the worker holds the run at the
+iteration the test looks at (``hold_at``, workers.hold) until the test sends SIGCONT.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 VIEWPORT = {"width": 1400, "height": 1800}
 ITERATIONS = 3000  # the live series keeps every point up to 2 × 3,000 (app.views.monitor)
+HELD_AT = 1200  # the worker holds the run there (its rows stored) while the monitor is checked
 HOST = "evil.example"
 HOSTILE_NAME = f"![](http://{HOST}/pixel.png)"
 HOSTILE_GROUP = f"[Session expired: sign in again](http://{HOST}/login)"
@@ -278,7 +279,7 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         shot(page, shots, "designer")
 
         # -- launch a digits run. Choosing symmetric noise proposes a rate (0 would corrupt
-        # nothing); the worker is held by SIGSTOP at the states looked at below.
+        # nothing); the worker holds the run at HELD_AT while the monitor is looked at.
         nav(page, "Launch")
         choose(page, "Label noise", "symmetric")
         rate = widget(page, "stNumberInput", "noise rate r").locator("input").input_value()
@@ -301,11 +302,10 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         wait_ready(page)
         page.get_by_text("waiting for a worker", exact=False).wait_for()
         assert page.url.endswith(f"/monitor?run={first.id}")
-        worker = dm_up.start_worker()
-        wait_for(lambda: store.get_run(first.id).iteration >= 60, 120, "the worker to train")
-        worker.send_signal(signal.SIGSTOP)
-        stored = store.get_run(first.id).iteration
-        assert stored < ITERATIONS, "trained too fast to pause half-way"
+        worker = dm_up.start_worker(hold_at=HELD_AT)
+        # Held: every row up to HELD_AT stored, none after, until SIGCONT (workers.hold).
+        stored = wait_for(lambda: store.get_run(first.id).iteration == HELD_AT and HELD_AT, 600,
+                          "the worker to hold the run at iteration HELD_AT", 0.2)
         half = wait_for(lambda: (point_counts(page, "Mean p_i of clean") or [0])[0] == stored
                         and point_counts(page, "Accuracy"), 30, "the monitor to catch up", 0.2)
         assert half and point_counts(page, "Mean p_i of clean")[0] == stored
@@ -314,7 +314,8 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
                  "acc, p mean, heatmaps, bars, ... to be drawn", 0.2)
         assert point_counts(page, "clean examples: p_i over training")[0] > 0  # heatmap columns
         shot(page, shots, "monitor")
-        worker.send_signal(signal.SIGCONT)
+        assert store.get_run(first.id).iteration == stored  # still held
+        worker.send_signal(signal.SIGCONT)  # releases the hold
         page.wait_for_function("(args) => {" + METRIC_JS + "return metric(args[0]) === args[1]; }",
                                arg=["status", "succeeded"], timeout=180_000)
         wait_ready(page)
@@ -374,9 +375,9 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         nav(page, "Runs")
         page.get_by_text("queued: 1", exact=False).wait_for()
         assert "queued 1" in page.locator("[data-testid=stSidebar]").inner_text()
-        worker = dm_up.start_worker()
-        wait_for(lambda: store.get_run(second.id).status == RunStatus.RUNNING, 120, "the second run")
-        worker.send_signal(signal.SIGSTOP)  # held running while the page is looked at
+        worker = dm_up.start_worker(hold_at=1)  # held running while the page is looked at
+        wait_for(lambda: (r := store.get_run(second.id)).status == RunStatus.RUNNING
+                 and r.iteration == 1, 120, "the second run to be held at iteration 1")
         page.get_by_text("running: 1", exact=False).wait_for()  # the table's own caption
         page.wait_for_function("() => document.querySelector('[data-testid=stSidebar]')"
                                ".innerText.includes('running 1')", timeout=20_000)
@@ -387,7 +388,7 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         assert any(HOSTILE_NAME in label for label in labels)  # shown as typed, as text
         assert hostile_links(page) == []
         shot(page, shots, "runs")
-        worker.send_signal(signal.SIGCONT)
+        worker.send_signal(signal.SIGCONT)  # releases the hold
         wait_for(lambda: store.get_run(second.id).status == RunStatus.SUCCEEDED, 180,
                  "the second run to finish")
         worker.terminate()  # nothing else to train; the grid below is written by the test

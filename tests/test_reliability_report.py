@@ -1,0 +1,39 @@
+"""docs/reliability.md's generator (tests/reliability_report.py): the issue table lists each
+item's regression tests with their recorded outcome, whether or not the test counts faults
+through the ``reliability`` fixture. Written to tmp_path only."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+from reliability_report import ISSUE_14, Record, issue_items, write_report
+
+FAULT = "tests/test_faults.py::test_a_frozen_worker_never_deletes_the_new_owners_rows"
+CONTROL = "tests/test_security.py::test_control_characters_in_run_names_are_refused"
+USER_TEXT = "tests/test_app_user_text.py::test_runs_page"
+
+
+def test_every_issue_item_names_a_regression_test():
+    assert [item for item, _, tests in ISSUE_14 if not tests] == []
+    assert {item for item, _, _ in ISSUE_14} >= set("ABCDEFGHIJK")
+
+
+def test_issue_tests_are_reported_with_their_outcome_but_not_as_fault_tests(tmp_path):
+    fault = Record(FAULT, "a frozen worker", trials=5, faults=5, outcome="passed")
+    control = Record(f"{CONTROL}[\\x1b]", "control", outcome="passed", regression=True)
+    text = Record(USER_TEXT, "runs page", outcome="failed", regression=True)
+    assert issue_items(control.test) == ["G"] and issue_items(text.test) == ["J"]
+    md, js = tmp_path / "reliability.md", tmp_path / "reliability.json"
+    write_report([asdict(r) for r in (fault, control, text)], md=md, js=js)
+
+    lines = md.read_text(encoding="utf-8").splitlines()
+    assert "**1 tests, 5 trials, 5 faults injected, 0 data lost or duplicated; 1 passed.**" \
+        in lines  # the regression records count no trials and are no fault-test rows
+    assert not any(line.startswith("| runs page") for line in lines)
+    rows = {line.split(" | ")[0]: line for line in lines if line.startswith("| ")}
+    assert "`test_control_characters_in_run_names_are_refused` ([\\x1b] passed)" in rows["| G"]
+    assert "`tests/test_app_user_text.py` (test_runs_page failed)" in rows["| J"]
+    assert "not in this report yet" in rows["| H"]
+    # Merged by test id: a later report keeps what this one recorded.
+    assert {e["test"] for e in json.loads(js.read_text())} == {FAULT, control.test, text.test}
