@@ -113,7 +113,7 @@ class _Named(BaseModel):
 
 
 class NoiseConfig(_Strict):
-    """Synthetic label noise applied to the training labels (DESIGN.md §2)."""
+    """Synthetic label noise applied to the training labels (the generators: ``dm_core.noise``)."""
 
     kind: str = "none"
     rate: float = Field(0.0, ge=0.0, lt=1.0, description="requested noise rate r in [0, 1)")

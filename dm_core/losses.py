@@ -1,7 +1,7 @@
 r"""Losses as gradient designs: DM, the other EDF families, CCE/MAE/MSE/GCE (+ DN), baselines.
 
-A scheme loss does not differentiate a formula; it *writes* the gradient of DESIGN.md
-section 1 (the paper's Eq. 7 with the authors' margin cap :math:`\epsilon`):
+A scheme loss does not differentiate a formula; it *writes* the derivative
+manipulation gradient (the paper's Eq. 7 with the authors' margin cap :math:`\epsilon`):
 
 .. math::
     \frac{\partial L}{\partial z_i} = \frac{w_i}{\sum_j w_j}\, m_i\,
