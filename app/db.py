@@ -47,3 +47,12 @@ def store_or_stop() -> Store:
         st.caption(f"Database: {mask_url(database_url())} (set {ENV_URL} to change it).")
         st.stop()
     return s
+
+
+def runs_or_stop(s: Store, limit: int, empty: str) -> list:
+    """The newest ``limit`` runs; with none, ``empty`` as an info box and ``st.stop()``."""
+    runs = s.list_runs(limit=limit)
+    if not runs:
+        st.info(empty)
+        st.stop()
+    return runs

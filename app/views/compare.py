@@ -37,7 +37,7 @@ from app.charts import (
     overlay_figure,
 )
 from app.curves import ALIGNMENTS, training_fraction
-from app.db import store_or_stop
+from app.db import runs_or_stop, store_or_stop
 from app.landscape import METRICS, build_landscape, cells_frame
 from app.links import (
     compare_params,
@@ -314,10 +314,7 @@ def histograms_section(s, chosen: list[RunInfo]) -> None:
 
 st.title("Compare")
 s = store_or_stop()
-all_runs = s.list_runs(limit=1000)
-if not all_runs:
-    st.info("No runs yet. Queue some on the Launch page (a method comparison, say).")
-    st.stop()
+all_runs = runs_or_stop(s, 1000, "No runs yet. Queue some on the Launch page (a method comparison, say).")
 
 group, chosen = choose_runs(all_runs, s.groups())
 if not chosen:

@@ -40,7 +40,7 @@ from app.charts import (
     loss_lr_figure,
     picked_iteration,
 )
-from app.db import store_or_stop
+from app.db import runs_or_stop, store_or_stop
 from app.links import monitor_params, opened_by_link, read_run, show_params
 from app.live import LiveHistograms, LiveScalars, stride_for
 from app.tables import selected_accuracies
@@ -364,10 +364,7 @@ def loss_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> None:
 
 st.title("Monitor")
 s = store_or_stop()
-runs = s.list_runs(limit=500)
-if not runs:
-    st.info("No runs yet. Queue one on the Launch page.")
-    st.stop()
+runs = runs_or_stop(s, 500, "No runs yet. Queue one on the Launch page.")
 
 ss = st.session_state
 wanted = ss.pop("monitor.run_id", None)  # handed over by the Launch page

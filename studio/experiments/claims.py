@@ -81,13 +81,17 @@ def _pct(mean: float, std: float) -> str:
     return "–" if math.isnan(mean) else f"{mean * 100:.1f} ± {std * 100:.1f}%"
 
 
-def _claim_a(table: pd.DataFrame) -> Claim | None:
-    rows, verdicts = [], []
+def _dm_and_cce_under_noise(table: pd.DataFrame):
+    """(condition, DM's row, CCE's row) for every noisy condition where both were run."""
     for cond, part in table[table["noise_rate"] > 0].groupby("condition", sort=False):
         by = part.set_index("method")
-        if "dm" not in by.index or "cce" not in by.index:
-            continue
-        dm, cce = by.loc["dm"], by.loc["cce"]
+        if "dm" in by.index and "cce" in by.index:
+            yield cond, by.loc["dm"], by.loc["cce"]
+
+
+def _claim_a(table: pd.DataFrame) -> Claim | None:
+    rows, verdicts = [], []
+    for cond, dm, cce in _dm_and_cce_under_noise(table):
         for metric, word in (("test_acc_final", "final"), ("test_acc_selected", "selected")):
             v = compare(dm[metric], dm[metric + "_std"], cce[metric], cce[metric + "_std"])
             verdicts.append(v)
@@ -168,11 +172,7 @@ def _claim_c(result: StudyResult) -> Claim | None:
 
 def _claim_d(table: pd.DataFrame) -> Claim | None:
     rows, verdicts = [], []
-    for cond, part in table[table["noise_rate"] > 0].groupby("condition", sort=False):
-        by = part.set_index("method")
-        if "dm" not in by.index or "cce" not in by.index:
-            continue
-        dm, cce = by.loc["dm"], by.loc["cce"]
+    for cond, dm, cce in _dm_and_cce_under_noise(table):
         v = compare(cce["p_noisy_late"], cce["p_noisy_late_std"], dm["p_noisy_late"], dm["p_noisy_late_std"])
         verdicts.append(v)
         rows.append(f"{cond}: late mean p_i of corrupted examples DM {dm['p_noisy_late']:.3f} ± "

@@ -38,7 +38,7 @@ def unstable_seeds(final: pd.DataFrame, spread: float = 0.15) -> list[str]:
     """(condition, method) whose final seeds differ by more than ``spread`` in final test
     accuracy, with each seed's value: a mean ± std hides one collapsed seed."""
     out = []
-    ok = final[~final["diverged"].astype(bool)]
+    ok = final[~final["diverged"].astype(bool)] if "diverged" in final else final
     for (cond, method), part in ok.groupby(["condition", "method"], sort=False):
         accs = part["test_acc_final"]
         if len(accs) > 1 and accs.max() - accs.min() > spread:

@@ -21,6 +21,7 @@ The claims checked on the results (stated honestly, whatever the outcome):
 (d) noisy examples keep a low ``p_i`` under DM while CCE memorises them.
 """
 
+from studio.experiments.report import unstable_seeds
 from studio.repro.plan import (
     GroupMismatch,
     GroupState,
@@ -42,7 +43,6 @@ from studio.repro.tables import (
     markdown_table,
     results_frame,
     summary_table,
-    unstable_seeds,
     write_report,
 )
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from studio.experiments.catalogue import study_files
+from studio.experiments.report import unstable_seeds
 from studio.repro.presets import EXPERIMENTS, Experiment
-from studio.repro.tables import _verdict, check_claims, summary_table, unstable_seeds
+from studio.repro.tables import _verdict, check_claims, summary_table
 
 # ---------------------------------------------------------------------- the summary page
 

@@ -138,19 +138,6 @@ def check_claims(table: pd.DataFrame) -> list[tuple[str, bool | None, str]]:
     return out
 
 
-def unstable_seeds(df: pd.DataFrame, spread: float = 0.15) -> list[str]:
-    """(condition, method) whose final test accuracy differs by more than ``spread`` between
-    seeds, with each seed's value: a mean ± std hides that one seed collapsed."""
-    out = []
-    ok = df[~df["diverged"].astype(bool)] if "diverged" in df else df
-    for (cond, method), part in ok.groupby(["condition", "method"], sort=False):
-        accs = part["test_acc_final"]
-        if len(accs) > 1 and accs.max() - accs.min() > spread:
-            out.append(f"{cond} {method}: " + ", ".join(
-                f"seed {int(s)} {a * 100:.1f}%" for s, a in zip(part["seed"], accs, strict=True)))
-    return out
-
-
 def _verdict(holds: bool | None) -> str:
     return "holds" if holds else ("does not hold" if holds is False else "undecided")
 
