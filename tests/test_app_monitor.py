@@ -17,6 +17,7 @@ from test_app_support import (  # noqa: F401
     chart,
     decode,
     fabricate,
+    frame_with,
     rendered,
     trace,
 )
@@ -226,3 +227,73 @@ def test_the_heatmaps_mark_the_chosen_iteration(live_run):
     pick = [t for t in chart(at, "monitor.heatmap")["data"] if t["name"] == "pick an iteration"]
     assert len(pick) == 2  # a click target per panel, one per column
     np.testing.assert_array_equal(decode(pick[0]["x"]), store.histograms(run_id).iterations)
+
+
+def test_batch_concentration_is_drawn_from_the_stored_scalars(app_db):
+    store = Store(app_db)
+    logged = fabricate(store, name="logged", iterations=40, eval_every=20, concentration=True)
+    at = _page(logged)
+    assert not at.exception
+    fig = chart(at, "monitor.concentration")
+    sc = store.scalars(logged)
+    share = trace(fig, "one example's share of the batch's weight (max_share)")
+    ess = trace(fig, "effective sample size, fraction of the batch (ess_fraction)")
+    np.testing.assert_array_equal(decode(share["x"]), sc["iteration"].to_numpy())
+    np.testing.assert_allclose(decode(share["y"]), sc["max_share"].to_numpy())
+    np.testing.assert_allclose(decode(ess["y"]), sc["ess_fraction"].to_numpy())
+    # The fabricated values, independently of the store: 0.9 - 0.6 t and 0.02 + 0.3 t².
+    t = np.arange(1, 41) / 40
+    np.testing.assert_allclose(decode(ess["y"]), 0.9 - 0.6 * t)
+    np.testing.assert_allclose(decode(share["y"]), 0.02 + 0.3 * t**2)
+    at.toggle(key="monitor.curves.log").set_value(True).run()  # the page's curve controls
+    assert chart(at, "monitor.concentration")["layout"]["yaxis"]["type"] == "log"
+    # A run that logged no concentration has no such chart.
+    plain = fabricate(store, name="plain", iterations=40, eval_every=20)
+    at = _page(plain)
+    assert not any("monitor.concentration" in (el.proto.id or "") for el in at.get("plotly_chart"))
+
+
+def test_a_diverged_run_says_where_and_lists_the_measured_figures(app_db):
+    store = Store(app_db)
+    figures = {"loss": float("inf"), "logit_max": 1.2e4, "ess_fraction": 0.06,
+               "max_share": 0.41, "grad_norm": 38.2, "lr": 0.1}
+    error = "diverged at iteration 30: ![x](http://evil.example/x.png) <b>loss</b>"
+    run_id = fabricate(store, name="blown", iterations=40, eval_every=10, upto=30,
+                       finish=False)
+    store.finish(run_id, "test-worker", "failed", error=error, diverged_at=30,
+                 divergence=figures)
+    at = _page(run_id)
+    assert not at.exception
+    box = [e.value for e in at.error if "Diverged" in e.value]
+    assert len(box) == 1 and "Diverged at iteration 30." in rendered(box[0])
+    table = frame_with(at, "figure").set_index("name")
+    assert list(table.index) == list(figures)
+    assert table.loc["loss", "value"] == "not finite (inf or NaN)"  # stored as null
+    for key in ("logit_max", "ess_fraction", "max_share", "grad_norm", "lr"):
+        assert float(table.loc[key, "value"]) == pytest.approx(figures[key], rel=1e-3)
+    assert table.loc["max_share", "figure"] == "one example's share of the batch's weight"
+    assert table.loc["ess_fraction", "figure"] == "effective sample size, fraction of the batch"
+    assert table.loc["grad_norm", "figure"] == "gradient norm before clipping"
+    # The run's error text is shown as written, never as an image or markup.
+    [warning] = [w.value for w in at.warning]
+    assert rendered(warning) == error
+    assert "![x](http" not in warning and "\\!\\[x\\]" in warning
+    # A run that did not diverge has no such box.
+    at = _page(fabricate(store, name="fine", iterations=40, eval_every=20))
+    assert not [e for e in at.error if "Diverged" in e.value]
+
+
+def test_the_headline_accuracy_is_selected_on_validation(app_db):
+    """With a validation split the page shows the test accuracy where validation accuracy
+    peaked; without one, the maximum over test evaluations, labelled optimistic."""
+    store = Store(app_db)
+    with_val = fabricate(store, name="val", iterations=80, eval_every=10, val=True)
+    ev = store.evals(with_val)
+    k = int(np.argmax(ev["val_acc"].to_numpy()))  # the first best validation accuracy
+    assert ev["test_acc"].iloc[k] != ev["test_acc"].max()
+    metrics = {m.label: m.value for m in _page(with_val).metric}
+    assert metrics["selected test acc"] == f"{ev['test_acc'].iloc[k]:.3f}"
+    assert "best test acc" not in metrics
+    without = fabricate(store, name="no-val", iterations=80, eval_every=10)
+    metrics = {m.label: m.value for m in _page(without).metric}
+    assert metrics["max test acc (optimistic)"] == f"{store.evals(without)['test_acc'].max():.3f}"

@@ -81,13 +81,16 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
               bins: int = 10, seed: int = 0, worker: str = "test-worker",
               run_id: int | None = None, start_at: int = 1, group: str | None = None,
               noise_rate: float = 0.4, acc_shift: float = 0.0, val: bool = False,
-              diverge: bool = False) -> int:
+              diverge: bool = False, divergence: dict | None = None,
+              concentration: bool = False, val_shift: float = 0.0) -> int:
     """Queue (or continue) a run and write iterations ``start_at..upto`` as a worker would.
 
     p_i of clean examples rises towards 1; of corrupted ones stays low. The summary of a
     finished run holds exact, checkable numbers. ``acc_shift`` moves every test accuracy
-    (a setting's or a seed's effect), ``val`` logs a validation accuracy that peaks half-way,
-    ``diverge`` ends the run as diverged at its last iteration (no summary).
+    (a setting's or a seed's effect), ``val`` logs a validation accuracy that peaks half-way
+    (moved by ``val_shift``), ``diverge`` ends the run as
+    diverged at its last iteration (no summary) with the measured figures ``divergence``,
+    ``concentration`` logs the batch's ``ess_fraction`` (falling) and ``max_share`` (rising).
     """
     rng = np.random.default_rng(seed)
     upto = iterations if upto is None else upto
@@ -108,7 +111,9 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
             "loss": float(2.0 * (1 - frac) + 0.1), "ce": float(1.5 * (1 - frac) + 0.2), "lr": 0.1 if frac < 0.5 else 0.01,
             "batch_acc": float(0.5 + 0.4 * frac), "p_clean_mean": float(0.2 + 0.7 * frac),
             "p_noisy_mean": float(0.1 + 0.05 * frac), "weight_mean": 1.0,
-            "weight_var": float(0.5 * (1 - frac))}))
+            "weight_var": float(0.5 * (1 - frac)),
+            **({"ess_fraction": float(0.9 - 0.6 * frac), "max_share": float(0.02 + 0.3 * frac**2)}
+               if concentration else {})}))
         clean = rng.multinomial(60, np.linspace(1 - frac + 0.01, frac + 0.01, bins) /
                                 np.linspace(1 - frac + 0.01, frac + 0.01, bins).sum())
         noisy = rng.multinomial(40, np.linspace(1, 0.1, bins) / np.linspace(1, 0.1, bins).sum())
@@ -119,13 +124,13 @@ def fabricate(store: Store, name: str = "fake", loss: dict | None = None, iterat
                       "train_acc_intact": round(0.5 + 0.3 * frac, 4),
                       "fit_corrupted_subset": round(0.05 * frac, 4)}
             if val:
-                values["val_acc"] = round(0.9 - abs(frac - 0.5), 4)
+                values["val_acc"] = round(0.9 - abs(frac - 0.5) + val_shift, 4)
             evals.append(EvalEvent(it, values))
     store.write_batch(run_id, attempt, scalars=scalars, histograms=hists, evals=evals,
                       worker_id=worker)
     if diverge:
         store.finish(run_id, worker, "failed", error=f"diverged at iteration {upto}",
-                     diverged_at=upto, divergence={"max_share": 0.99})
+                     diverged_at=upto, divergence=divergence or {"max_share": 0.99})
         return run_id
     if finish and upto == iterations:
         accs = [e.values["test_acc"] for e in evals]

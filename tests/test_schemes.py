@@ -312,3 +312,49 @@ def test_implied_loss_of_an_extreme_beta_is_infinite_not_an_error():
     loss = make_scheme("dm", lam=1.0, beta=5000.0).implied_loss(p, anchor=0.001)
     assert torch.isinf(loss[1:]).all() and (loss[1:] < 0).all()
     assert torch.isfinite(loss[0]) and loss[0] > 0
+
+
+# ---------------------------------------------------------------- worst-case share of a batch
+
+SHARE_GRID = np.linspace(0.0, 1.0, 2_000_001)  # brute force: every p on a dense float64 grid
+SHARE_CASES = CASES + [
+    ("dm-lam3-beta40", "dm", {"lam": 3.0, "beta": 40.0}, lambda p: np.exp(40 * p**3 * (1 - p)), 0.75),
+    ("dm-lam0.5-beta-20", "dm", {"lam": 0.5, "beta": -20.0},
+     lambda p: np.exp(-20 * p**0.5 * (1 - p)), 0.0),
+    ("dm-lam2-beta-3", "dm", {"lam": 2.0, "beta": -3.0}, lambda p: np.exp(-3 * p**2 * (1 - p)), 0.0),
+]
+
+
+def _reference_share(fn, batch_size: int) -> float:
+    """max w / (max w + (B - 1) min w) from the numpy formula on the dense grid, as
+    1 / (1 + (B - 1) min/max) so that a pole (max = inf) gives 1 rather than inf/inf."""
+    w = _np_weight(fn, SHARE_GRID)
+    top, bottom = float(np.max(w)), float(np.min(w))
+    return 1.0 / (1.0 + (batch_size - 1) * (bottom / top))
+
+
+@pytest.mark.parametrize("batch_size", [2, 32, 128, 4096])
+@pytest.mark.parametrize("case", SHARE_CASES, ids=[c[0] for c in SHARE_CASES])
+def test_worst_case_share_equals_a_brute_force_grid(case, batch_size):
+    _, name, params, fn, _ = case
+    got = make_scheme(name, **params).worst_case_share(batch_size)
+    assert got == pytest.approx(_reference_share(fn, batch_size), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0, 3.0])
+@pytest.mark.parametrize("beta", [-20.0, -1.0, 0.0, 8.0, 40.0])
+def test_worst_case_share_of_dm_in_closed_form(lam, beta):
+    """DM: p^λ (1 - p) ranges over [0, g] with g = λ^λ / (λ + 1)^(λ+1) (its value at the
+    mode λ/(λ+1); 1 at p = 0 for λ = 0), so log w spans |β| g whatever β's sign."""
+    g = lam**lam / (lam + 1.0) ** (lam + 1.0)
+    expected = 1.0 / (1.0 + 127 * math.exp(-abs(beta) * g))
+    assert make_scheme("dm", lam=lam, beta=beta).worst_case_share(128) == pytest.approx(expected, rel=1e-12)
+
+
+def test_worst_case_share_without_overflow_and_of_bad_batch_sizes():
+    # exp(5000 / 4) overflows float64; the share does not: it is 1 to double precision.
+    assert make_scheme("dm", lam=1.0, beta=5000.0).worst_case_share(128) == 1.0
+    assert make_scheme("dm", lam=1.0, beta=8.0).worst_case_share(1) == 1.0
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size: must be an integer >= 1"):
+            make_scheme("dm").worst_case_share(bad)
