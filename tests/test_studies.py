@@ -295,3 +295,25 @@ def test_dm_study_queued_through_the_cli_with_a_worker(tmp_path):
     assert sorted(runs["phase"]) == ["final"] * 2 + ["tune"] * 3
     assert set(runs["run_id"]) == {r.id for r in store.list_runs()}
     store.dispose()
+
+
+def test_dm_against_every_method_is_judged_with_the_seed_spread():
+    """Claim (e) from a hand-built table of final runs: DM clearly ahead of CCE, within the
+    spread of GCE, so the claim is undecided, and the validation pick is named."""
+    from studio.experiments.claims import HOLDS, UNDECIDED, _claim_e, seed_table
+
+    rows = []
+    accs = {"dm": [0.90, 0.92], "cce": [0.70, 0.72], "gce": [0.89, 0.93]}
+    vals = {"dm": [0.88, 0.90], "cce": [0.60, 0.62], "gce": [0.91, 0.93]}
+    for method, values in accs.items():
+        for seed, acc in enumerate(values):
+            rows.append({"condition": "r=0.4", "method": method, "noise_rate": 0.4, "seed": seed,
+                         "params": "{}", "diverged": False, "test_acc_final": acc,
+                         "test_acc_selected": acc, "test_acc_best": acc,
+                         "val_acc_selected": vals[method][seed], "train_acc_corrupted": 0.5,
+                         "train_acc_intact": 0.5, "fit_corrupted_subset": 0.5, "p_noisy_late": 0.5})
+    claim = _claim_e(seed_table(pd.DataFrame(rows)))
+    assert claim.verdict == UNDECIDED
+    assert f"vs cce 71.0 ± 1.0% → {HOLDS}" in claim.evidence[0]
+    assert f"vs gce 91.0 ± 2.0% → {UNDECIDED}" in claim.evidence[1]
+    assert "best validation accuracy is gce (val 92.0 ± 1.0%)" in claim.evidence[2]

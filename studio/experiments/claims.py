@@ -3,7 +3,9 @@
 (a) under label noise DM beats CCE on test accuracy (final and selected);
 (b) the λ chosen for DM grows with the noise rate (noisy rates only);
 (c) on clean data λ = 0 is the best DM setting;
-(d) noisy examples keep a low p_i under DM while CCE memorises them.
+(d) noisy examples keep a low p_i under DM while CCE memorises them;
+(e) DM beats every other method of the study, in every condition (selected test accuracy);
+    with, per condition, the method the validation split would pick.
 
 Every comparison has the seed-spread check: a difference no larger than the combined spread
 over seeds (√(std_a² + std_b²), population std) is "undecided". (b) "does not hold" whenever the
@@ -185,7 +187,31 @@ def _claim_d(table: pd.DataFrame) -> Claim | None:
     return Claim("(d) corrupted examples keep a lower p_i under DM than under CCE", combine(verdicts), rows)
 
 
+def _claim_e(table: pd.DataFrame) -> Claim | None:
+    rows, verdicts = [], []
+    for cond, part in table.groupby("condition", sort=False):
+        by = part.set_index("method")
+        if "dm" not in by.index or len(by) < 2:
+            continue
+        dm = by.loc["dm"]
+        for method, other in by.drop(index="dm").iterrows():
+            v = compare(dm["test_acc_selected"], dm["test_acc_selected_std"],
+                        other["test_acc_selected"], other["test_acc_selected_std"])
+            verdicts.append(v)
+            rows.append(f"{cond}: DM {_pct(dm['test_acc_selected'], dm['test_acc_selected_std'])} vs "
+                        f"{method} {_pct(other['test_acc_selected'], other['test_acc_selected_std'])} → {v}")
+        val = by["val_acc_selected"].dropna()
+        if len(val):
+            pick = val.idxmax()
+            rows.append(f"{cond}: the method with the best validation accuracy is {pick} "
+                        f"(val {_pct(by.loc[pick, 'val_acc_selected'], by.loc[pick, 'val_acc_selected_std'])})")
+    if not verdicts:
+        return None
+    return Claim("(e) DM beats every other method of the study in every condition (selected test "
+                 "accuracy)", combine(verdicts), rows)
+
+
 def check_claims(result: StudyResult, table: pd.DataFrame) -> list[Claim]:
     """The claims this study's methods and rates can test (others are left out)."""
-    found = [_claim_a(table), _claim_b(result), _claim_c(result), _claim_d(table)]
+    found = [_claim_a(table), _claim_b(result), _claim_c(result), _claim_d(table), _claim_e(table)]
     return [c for c in found if c is not None]
