@@ -1,0 +1,62 @@
+"""Colours, sizes and array helpers shared by every chart."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dm_core.store.downsample import every_kth
+
+CLEAN = "#2563eb"  # blue
+NOISY = "#dc2626"  # red
+SCHEME = "#7c3aed"  # violet: the scheme being designed
+OVERLAY_COLOURS = ("#6b7280", "#059669", "#d97706", "#92400e", "#0891b2", "#db2777")
+OVERLAY_DASHES = ("dash", "dot", "dashdot", "longdash", "longdashdot", "dash")
+SERIES_COLOURS = ("#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777",
+                  "#65a30d", "#92400e", "#4b5563")
+
+# A horizontal legend under the whole figure, placed in the figure's own coordinates: plotly
+# then grows the bottom margin to fit it, so it never covers an axis title and an exported
+# PNG keeps every entry (at a fixed fraction below the plot it did neither on narrow charts).
+LEGEND_BELOW = {"orientation": "h", "yref": "container", "yanchor": "bottom", "y": 0.0, "x": 0.0}
+
+MAX_LINE_POINTS = 4000  # per line: every refresh resends the whole figure (docs/architecture.md)
+MAX_HEATMAP_COLUMNS = 2000
+_HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest number
+
+
+
+
+def downsample(x: np.ndarray, *ys: np.ndarray, max_points: int = MAX_LINE_POINTS
+               ) -> tuple[np.ndarray, ...]:
+    """Every k-th point (and always the last) so that at most about ``max_points`` remain.
+
+    >>> x, y = downsample(np.arange(10), np.arange(10) * 2, max_points=4)
+    >>> x.tolist(), y.tolist()
+    ([0, 3, 6, 9], [0, 6, 12, 18])
+    """
+    x = np.asarray(x)
+    n = len(x)
+    if n <= max_points:
+        return (x, *(np.asarray(y) for y in ys))
+    idx = every_kth(np.arange(n), math.ceil(n / max_points))
+    return (x[idx], *(np.asarray(y)[idx] for y in ys))
+
+
+def bin_centres(bins: int) -> np.ndarray:
+    """Centres of ``bins`` equal bins of [0, 1] (the store's histogram layout)."""
+    return (np.arange(bins) + 0.5) / bins
+
+
+def _fractions(counts: np.ndarray) -> np.ndarray:
+    """Counts per bin → fraction of the group per bin (rows that are all zero stay zero)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum(axis=-1, keepdims=True)
+    return np.divide(counts, total, out=np.zeros_like(counts), where=total > 0)
+
+
+def _finite(a: np.ndarray) -> np.ndarray:
+    a = np.asarray(a, dtype=np.float64).copy()
+    a[~np.isfinite(a) | (np.abs(a) >= _HUGE)] = np.nan
+    return a
