@@ -24,7 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from dm_core.config import load_config
+from dm_core.config import RunConfig, load_config
 from dm_core.events import (
     EvalEvent,
     Event,
@@ -47,6 +47,26 @@ RESUME_HELP = ("Continue from a checkpoint: a checkpoint.pt file, or the --check
                "--checkpoint-dir, or by default next to the checkpoint resumed from.")
 
 
+def _run_to_train(config: Path | None, set_: list[str],
+                  resume: Path | None) -> tuple[RunConfig, Path | None]:
+    """The config to train and the checkpoint file to resume (a directory names its
+    checkpoint); ``ConfigError`` when neither is given or they contradict each other."""
+    from dm_core.train import CHECKPOINT_NAME, load_checkpoint_config
+
+    if resume is not None and resume.is_dir():
+        resume = resume / CHECKPOINT_NAME
+    if config is not None:
+        return load_config(config, set_), resume
+    if resume is None:
+        raise ConfigError("config: give a run config file (see configs/), or --resume a checkpoint")
+    if not resume.is_file():
+        raise ConfigError(f"--resume: checkpoint {str(resume)!r} does not exist")
+    if set_:
+        raise ConfigError("--set: a resumed run keeps its config; give the config file "
+                          "with the same overrides, or leave --set out")
+    return load_checkpoint_config(resume), resume
+
+
 @app.command("train")
 def train_command(
     config: Path | None = typer.Argument(None, help="A run config, YAML or JSON (see configs/); "
@@ -62,26 +82,10 @@ def train_command(
 
     Exit codes: 0 done, 1 diverged or failed, 2 invalid config or input, 130 stopped by Ctrl-C.
     """
-    from dm_core.train import (  # torch is slow to import
-        CHECKPOINT_NAME,
-        load_checkpoint_config,
-        train,
-    )
+    from dm_core.train import train  # torch is slow to import
 
     try:
-        if resume is not None and resume.is_dir():
-            resume = resume / CHECKPOINT_NAME
-        if config is not None:
-            cfg = load_config(config, set_)
-        elif resume is not None:
-            if not resume.is_file():
-                raise ConfigError(f"--resume: checkpoint {str(resume)!r} does not exist")
-            cfg = load_checkpoint_config(resume)
-            if set_:
-                raise ConfigError("--set: a resumed run keeps its config; give the config file "
-                                  "with the same overrides, or leave --set out")
-        else:
-            raise ConfigError("config: give a run config file (see configs/), or --resume a checkpoint")
+        cfg, resume = _run_to_train(config, set_, resume)
     except ConfigError as err:
         err_console.print(f"[red]{escape(invalid_config_text(err))}[/red]", soft_wrap=True,
                           highlight=False)
