@@ -309,7 +309,9 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         half = wait_for(lambda: (point_counts(page, "Mean p_i of clean") or [0])[0] == stored
                         and point_counts(page, "Accuracy"), 30, "the monitor to catch up", 0.2)
         assert half and point_counts(page, "Mean p_i of clean")[0] == stored
-        page.locator("[data-testid=stPlotlyChart]").last.scroll_into_view_if_needed()
+        # The live fragment redraws while we scroll: an element may be replaced under us.
+        wait_for(lambda: scrolled_into_view(page.locator("[data-testid=stPlotlyChart]").last), 60,
+                 "the last chart to scroll into view", 0.2)
         wait_for(lambda: page.locator(".js-plotly-plot").count() >= 5, 30,  # charts load when seen
                  "acc, p mean, heatmaps, bars, ... to be drawn", 0.2)
         assert point_counts(page, "clean examples: p_i over training")[0] > 0  # heatmap columns
@@ -488,3 +490,14 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
             dark.close()
     finally:
         context.close()
+
+
+def scrolled_into_view(locator) -> bool:
+    """Scroll ``locator`` into view; False when a rerun replaced the element meanwhile."""
+    from playwright.sync_api import Error as PlaywrightError  # imported only where installed
+
+    try:
+        locator.scroll_into_view_if_needed(timeout=5000)
+    except PlaywrightError:
+        return False
+    return True
