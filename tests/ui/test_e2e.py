@@ -330,12 +330,23 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         assert overlaps(page) == []
 
         # Smoothing: a smoothed line over each raw one.
-        track = widget(page, "stSlider", "Smoothing").locator("[data-orientation=horizontal]").first
-        boxed = track.bounding_box()
-        page.mouse.click(boxed["x"] + 0.9 * boxed["width"], boxed["y"] + boxed["height"] / 2)
-        page.wait_for_function("() => {" + FIND_PLOT_JS + """
-            const el = findPlot('Mean p_i of clean');
-            return el && el._fullData && el._fullData.length === 4; }""")
+        # A click that lands while the page reruns (the run has just finished) can be lost:
+        # click again until the smoothed lines are there; the same spot sets the same value.
+        def smoothed() -> bool:
+            track = widget(page, "stSlider", "Smoothing").locator("[data-orientation=horizontal]").first
+            boxed = track.bounding_box()
+            if boxed is None:
+                return False
+            page.mouse.click(boxed["x"] + 0.9 * boxed["width"], boxed["y"] + boxed["height"] / 2)
+            try:
+                page.wait_for_function("() => {" + FIND_PLOT_JS + """
+                    const el = findPlot('Mean p_i of clean');
+                    return el && el._fullData && el._fullData.length === 4; }""", timeout=10_000)
+            except Exception:  # playwright's TimeoutError: not yet, click again
+                return False
+            return True
+
+        wait_for(smoothed, 120, "the smoothed lines over the raw ones", 0.5)
         wait_ready(page)
 
         # A click on the heatmaps shows that iteration (no longer the latest); the heatmaps
