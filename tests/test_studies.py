@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from dm_core.registry import ConfigError
 from dm_core.store import RunStatus, Store
 from studio.cli import app
-from studio.experiments.report import write_report
+from studio.experiments.report import render_report, write_report
 from studio.experiments.results import CSV_COLUMNS
 from studio.experiments.runners import Batch, PlannedRun, QueuedRunner
 from studio.experiments.spec import load_study, parse_study
@@ -153,7 +153,29 @@ def test_ties_go_to_the_simpler_setting():
     assert chosen[("r=0.4", "dm")] == {"lam": 0.0, "beta": 0.0}
     assert chosen[("r=0.4", "focal")] == {"gamma": 0.5}
     dm = next(t for t in result.tunings if t.method == "dm")
-    assert len(dm.trials) == 24 and len(dm.tied) == 23  # the whole grid tied; stated in the report
+    # 24 grid points, 21 different losses: β = 0 is uniform weighting whatever λ.
+    assert dm.trained == 21 and len(dm.tied) == 20  # the whole grid tied; stated in the report
+    assert [t.reused for t in dm.trials if t.params["beta"] == 0.0].count(False) == 1
+
+
+def test_settings_that_train_the_same_loss_do_not_spend_the_budget():
+    trained = []
+
+    class Counting(FakeRunner):
+        def start(self, runs, group, report=None):
+            trained.extend((r.params["lam"], r.params["beta"]) for r in runs if r.phase == "tune")
+            return super().start(runs, group, report)
+
+    # Whatever the sampler draws, 21 different settings are trained, each once (per tuning seed).
+    spec = parse_study(study(budget=21, methods=["dm"]))
+    result = run_study(spec, Counting(lambda p: ([0.5, 0.6 + p["beta"] / 100], [0.9, 0.9])), "t")
+    distinct = set(trained)
+    assert len(distinct) == 21 and len(trained) == 21 * 3
+    assert sum(1 for lam, beta in distinct if beta == 0.0) == 1  # uniform weighting trained once
+    assert result.chosen()[("r=0.4", "dm")] == {"lam": 0.0, "beta": 16.0}  # tie over λ: the smallest
+    text = render_report(result, "dm study", "test machine", "none")
+    assert "grid: all 21 settings (24 less repeats)" in text
+    assert "21 of them trained" in text and "(repeat, not retrained)" in text
 
 
 # ---------------------------------------------------------------- local, end to end

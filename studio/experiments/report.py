@@ -63,7 +63,7 @@ def render_report(result: StudyResult, command: str, machine: str, pruner: str) 
     } for _, r in table.iterrows()]
     groups = {v: k for k, v in result.groups.items()}
     tunings = [{
-        "condition": t.condition, "method": t.method, "sampler": t.sampler,
+        "condition": t.condition, "method": t.method, "sampler": t.sampler, "trained": t.trained,
         "group": groups.get(f"tuning of {t.method} at {t.condition}", "") if result.in_store else "",
         "chosen": _setting(t.chosen or {}), "tied": [_setting(p) for p in t.tied],
         "trials": [{"number": r.number, "params": _setting(r.params), "value": trial_value_text(r)}

@@ -9,11 +9,17 @@ have no axes and are trained once per seed, untuned.
 
 Ties in the validation score go to the simpler setting: the one whose axes, compared in the
 order listed, are first nearer their simple end (``simplicity_key``).
+
+Some grids hold settings that train the same loss: DM with β = 0 weighs every example 1,
+whatever λ. An entry may name a ``canonical`` function mapping each setting to the simplest
+one it equals; the tuner trains one of each, so such repeats do not spend a method's budget
+(``distinct_grid_size``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,13 +46,25 @@ class Axis:
         return float(value) if self.simpler == "low" else -float(value)
 
 
-def _space(name: str, why: str, *axes: Axis) -> None:
+Setting = dict[str, float]
+
+
+def _unchanged(params: Mapping[str, float]) -> Setting:
+    return dict(params)
+
+
+def _dm_canonical(params: Mapping[str, float]) -> Setting:
+    """β = 0 makes w(p) = 1 for every λ: all those settings are uniform weighting, λ = 0."""
+    return {**params, "lam": 0.0} if float(params["beta"]) == 0.0 else dict(params)
+
+
+def _space(name: str, why: str, *axes: Axis, canonical: Callable[[Mapping[str, float]], Setting] = _unchanged) -> None:
     loss = LOSSES.get(name)  # a space for a loss that does not exist is a programming error
     for axis in axes:
         loss.param(axis.param)  # KeyError: the loss has no such parameter
         for v in axis.values:
             loss.param(axis.param).check(v, name)
-    SEARCH_SPACES.register(name, description=why, axes=tuple(axes))(lambda: tuple(axes))
+    SEARCH_SPACES.register(name, description=why, axes=tuple(axes), canonical=canonical)(lambda: tuple(axes))
 
 
 _LOW = "low"
@@ -55,7 +73,8 @@ _HIGH = "high"
 for _name in ("cce", "mae", "mse", "cce-dn", "mae-dn", "mse-dn"):
     _space(_name, "no hyperparameter: trained untuned")
 _space("dm", "λ (emphasis mode) and β (emphasis variance); λ = 0 with β = 0 is uniform weighting",
-       Axis("lam", (0.0, 0.5, 1.0, 2.0), _LOW), Axis("beta", (0.0, 2.0, 4.0, 8.0, 12.0, 16.0), _LOW))
+       Axis("lam", (0.0, 0.5, 1.0, 2.0), _LOW), Axis("beta", (0.0, 2.0, 4.0, 8.0, 12.0, 16.0), _LOW),
+       canonical=_dm_canonical)
 for _name in ("gce", "gce-dn"):
     _space(_name, "q; q → 0 is cross-entropy", Axis("q", (0.1, 0.3, 0.5, 0.7, 0.9), _LOW))
 _space("sce", "α (CE term) and β (reverse-CE term); β = 0 is a scaled cross-entropy",
@@ -78,6 +97,25 @@ def grid_size(method: str) -> int:
     for axis in axes_of(method):
         size *= len(axis.values)
     return size
+
+
+def canonical(method: str, params: Mapping[str, float]) -> Setting:
+    """The simplest setting that trains the same loss as ``params``.
+
+    >>> canonical("dm", {"lam": 2.0, "beta": 0.0})
+    {'lam': 0.0, 'beta': 0.0}
+    >>> canonical("dm", {"lam": 2.0, "beta": 4.0})
+    {'lam': 2.0, 'beta': 4.0}
+    """
+    return SEARCH_SPACES.get(method).extra["canonical"](params)
+
+
+def distinct_grid_size(method: str) -> int:
+    """How many settings of the grid train different losses (the most a search can try)."""
+    axes = axes_of(method)
+    grid = [dict(zip([a.param for a in axes], values, strict=True))
+            for values in itertools.product(*(a.values for a in axes))]
+    return len({tuple(sorted(canonical(method, p).items())) for p in grid})
 
 
 def simplicity_key(method: str, params: Mapping[str, Any]) -> tuple[float, ...]:

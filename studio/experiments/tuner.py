@@ -7,8 +7,10 @@ accuracy during training (a diverged seed counts 0). Optuna's grid sampler draws
 settings in random order without repeats: the whole grid when the budget covers it (the
 study stops there, with fewer trials than the budget), else ``budget`` settings of it. (TPE
 on a grid this small keeps proposing settings it has already tried, which spends the budget
-on repeats.) A setting proposed again anyway is not retrained: the trial gets the value the
-setting already has. A pruner (median by default) reads the validation
+on repeats.) A setting proposed again, or one that trains the same loss as an earlier one
+(``spaces.canonical``: DM with β = 0 is uniform weighting for every λ), is not retrained: the
+trial gets the value the setting already has, and it does not count against the budget, which
+is the number of different settings trained. A pruner (median by default) reads the validation
 accuracy as the runs report it and stops trials that fall behind.
 
 The chosen setting is the complete trial with the highest value; ties (equal values) go to
@@ -30,7 +32,7 @@ import optuna
 
 from studio.experiments.results import RunOutcome
 from studio.experiments.runners import Batch, PlannedRun
-from studio.experiments.spaces import axes_of, grid_size, simplicity_key
+from studio.experiments.spaces import axes_of, canonical, distinct_grid_size, grid_size, simplicity_key
 from studio.experiments.spec import StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -83,20 +85,27 @@ class Tuning:
     def done(self) -> bool:
         return self.chosen is not None
 
+    @property
+    def trained(self) -> int:
+        """Trials that trained a setting (the budget counts these, not the repeats)."""
+        return sum(not t.reused for t in self.trials)
+
     def choose(self) -> dict[str, float]:
         complete = [t for t in self.trials if t.state == "complete"]
         if not complete:
             raise RuntimeError(f"{self.condition}, {self.method}: every trial was pruned; raise the "
                                "budget or use a gentler pruner")
         best = max(t.value for t in complete)
-        top = {_key(t.params): t.params for t in complete if t.value == best}
+        top = {_key(self.method, t.params): canonical(self.method, t.params)
+               for t in complete if t.value == best}
         ordered = sorted(top.values(), key=lambda p: simplicity_key(self.method, p))
         self.chosen, self.tied = ordered[0], ordered[1:]
         return self.chosen
 
 
-def _key(params: dict[str, float]) -> tuple[tuple[str, float], ...]:
-    return tuple(sorted(params.items()))
+def _key(method: str, params: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """Settings that train the same loss share a key."""
+    return tuple(sorted(canonical(method, params).items()))
 
 
 @dataclass
@@ -145,9 +154,11 @@ def _new_tuning(spec: StudySpec, condition: str, rate: float, method: str, stora
     axes = axes_of(method)
     space = {a.param: list(a.values) for a in axes}
     sampler = _AskTellGridSampler(space, seed=index)
-    n_trials = min(spec.budget, grid_size(method))
-    name = (f"grid: all {grid_size(method)} settings" if n_trials == grid_size(method)
-            else f"grid: {n_trials} of {grid_size(method)} settings, drawn at random")
+    distinct = distinct_grid_size(method)
+    n_trials = min(spec.budget, distinct)
+    repeats = "" if distinct == grid_size(method) else f" ({grid_size(method)} less repeats)"
+    name = (f"grid: all {distinct} settings{repeats}" if n_trials == distinct
+            else f"grid: {n_trials} of {distinct} settings{repeats}, drawn at random")
     study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, direction="maximize",
                                 study_name=f"{prefix}/{condition}/{method}")
     return Tuning(condition, rate, method, study, n_trials, name)
@@ -157,7 +168,8 @@ def _ask(t: Tuning, spec: StudySpec, runner: Any, group: str) -> list[RunOutcome
     """Start the next trial of ``t``; a repeated setting is told at once (returns [])."""
     trial = t.study.ask()
     params = {a.param: trial.suggest_categorical(a.param, list(a.values)) for a in axes_of(t.method)}
-    earlier = next((r for r in t.trials if r.state == "complete" and _key(r.params) == _key(params)), None)
+    earlier = next((r for r in t.trials
+                    if r.state == "complete" and _key(t.method, r.params) == _key(t.method, params)), None)
     if earlier is not None:
         t.study.tell(trial, earlier.value)
         t.trials.append(TrialRecord(trial.number, params, "complete", earlier.value, earlier.std,
@@ -228,7 +240,7 @@ def run_study(spec: StudySpec, runner: Any, prefix: str, storage: Any = None,
     while True:
         for t in (t for t in tunings if not t.done):
             if t.inflight is None:
-                if len(t.trials) >= t.n_trials:
+                if t.trained >= t.n_trials:
                     start_finals(t.condition, t.noise_rate, t.method, t.choose())
                     continue
                 _ask(t, spec, runner, f"{prefix}-tune-{t.method}-{t.condition}")
