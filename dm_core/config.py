@@ -458,29 +458,30 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON file into a dict, with a clear error for a missing or malformed file."""
+def read_config_file(path: str | Path, kind: str = "config file") -> dict[str, Any]:
+    """Read a YAML or JSON file into a dict, with a clear error for a missing or malformed file
+    (``kind`` names the file in the errors: a config file, a study file)."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    where = f"config file {str(p)!r}: "
+        raise ConfigError(f"{kind} {str(p)!r} does not exist")
+    where = f"{kind} {str(p)!r}: "
     try:
         size = p.stat().st_size
         if size > MAX_CONFIG_BYTES:  # refused before it is read into memory
             raise ConfigError.at("", f"{where}{size} bytes; at most {MAX_CONFIG_BYTES} bytes")
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise ConfigError(f"config file {str(p)!r} is not UTF-8 text (is it a binary file?)") from None
+        raise ConfigError(f"{kind} {str(p)!r} is not UTF-8 text (is it a binary file?)") from None
     except OSError as err:
-        raise ConfigError(f"config file {str(p)!r} cannot be read: {err.strerror}") from None
+        raise ConfigError(f"{kind} {str(p)!r} cannot be read: {err.strerror}") from None
     try:
         data = load_json(text, "", where) if p.suffix.lower() == ".json" else load_yaml(text, "", where)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
-        raise ConfigError(f"config file {str(p)!r} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {err}") from None
+        raise ConfigError(f"{kind} {str(p)!r} is not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {err}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r}: the top level must be a mapping of keys to values")
+        raise ConfigError(f"{kind} {str(p)!r}: the top level must be a mapping of keys to values")
     return data
 
 

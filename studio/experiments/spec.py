@@ -25,10 +25,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dm_core.bounded_load import MAX_CONFIG_BYTES, load_yaml
 from dm_core.config import RunConfig, check_name, parse_config, read_config_file
 from dm_core.registry import ConfigError
 from studio.experiments.spaces import SEARCH_SPACES
@@ -212,19 +210,4 @@ def _check_every_config(spec: StudySpec) -> None:
 def load_study(path: str | Path) -> StudySpec:
     """Read and validate a study file; ``ConfigError`` for a missing, unreadable, malformed
     or invalid one."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"study file {str(p)!r} does not exist")
-    try:
-        if p.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"study file {str(p)!r}: larger than {MAX_CONFIG_BYTES} bytes")
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"study file {str(p)!r} is not UTF-8 text") from None
-    except OSError as err:
-        raise ConfigError(f"study file {str(p)!r} cannot be read: {err.strerror}") from None
-    try:
-        data = load_yaml(text, "", f"study file {str(p)!r}: ")
-    except yaml.YAMLError as err:
-        raise ConfigError(f"study file {str(p)!r} is not valid YAML: {err}") from None
-    return parse_study(data, p)
+    return parse_study(read_config_file(path, "study file"), Path(path))
