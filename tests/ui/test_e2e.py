@@ -18,6 +18,7 @@ iteration the test looks at (``hold_at``, workers.hold) until the test sends SIG
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -330,14 +331,18 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         assert overlaps(page) == []
 
         # Smoothing: a smoothed line over each raw one.
-        # A click that lands while the page reruns (the run has just finished) can be lost:
-        # click again until the smoothed lines are there; the same spot sets the same value.
+        # A click that lands while the page reruns (the run has just finished) can be lost, and
+        # a mouse click at coordinates outside the viewport goes nowhere (the slider sits at
+        # the top of the page, the test last scrolled to the charts): scroll the slider into
+        # view, click, and click again until the smoothed lines are there, each time at another
+        # spot, so that every click changes the value and makes the page rerun.
+        spots = itertools.cycle((0.9, 0.8))
+
         def smoothed() -> bool:
             track = widget(page, "stSlider", "Smoothing").locator("[data-orientation=horizontal]").first
-            boxed = track.bounding_box()
-            if boxed is None:
+            if not scrolled_into_view(track) or (boxed := track.bounding_box()) is None:
                 return False
-            page.mouse.click(boxed["x"] + 0.9 * boxed["width"], boxed["y"] + boxed["height"] / 2)
+            page.mouse.click(boxed["x"] + next(spots) * boxed["width"], boxed["y"] + boxed["height"] / 2)
             try:
                 page.wait_for_function("() => {" + FIND_PLOT_JS + """
                     const el = findPlot('Mean p_i of clean');
@@ -357,7 +362,9 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         assert set(page.evaluate(marks_js)) == {ITERATIONS}
         heat = page.evaluate_handle("() => {" + FIND_PLOT_JS +
                                     "return findPlot('clean examples: p_i over training'); }")
-        area = heat.as_element().query_selector(".nsewdrag").bounding_box()
+        drag = heat.as_element().query_selector(".nsewdrag")
+        drag.scroll_into_view_if_needed()  # a mouse click outside the viewport goes nowhere
+        area = drag.bounding_box()
         x, y = area["x"] + 0.25 * area["width"], area["y"] + 0.5 * area["height"]
         page.mouse.move(x, y)
         page.mouse.click(x, y)
