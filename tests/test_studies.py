@@ -258,33 +258,52 @@ def test_the_pruner_cancels_through_store_cancel(sqlite_store, monkeypatch):
     assert all(o.pruned for o in outcomes)
 
 
-def test_queued_study_with_a_real_worker(sqlite_store, tmp_path):
+@pytest.fixture
+def any_store(db_url, tmp_path):
+    """A store on each backend (SQLite file, PostgreSQL database)."""
+    store = Store(db_url, tmp_path / "artifacts")
+    yield store
+    store.dispose()
+
+
+def test_queued_study_with_a_real_worker(any_store, tmp_path):
+    # On PostgreSQL the Optuna studies live in the schema "optuna" of the store's database,
+    # on SQLite in a file beside it: both keep a table named alembic_version.
     import optuna
 
+    store = any_store
     spec = parse_study(study(budget=1, base={**TINY_BASE, "iterations": 20}))
-    storage = optuna.storages.RDBStorage(optuna_storage_url(sqlite_store.url))
-    w = worker(sqlite_store)
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
+    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
     try:
-        result = run_study(spec, QueuedRunner(sqlite_store, poll_seconds=0.05), "q", storage)
+        w = worker(store)
+        thread = threading.Thread(target=w.run, daemon=True)
+        thread.start()
+        try:
+            result = run_study(spec, QueuedRunner(store, poll_seconds=0.05), "q", storage)
+        finally:
+            w.stop()
+            thread.join(timeout=60)
+        tune = store.list_runs(group="q-tune-focal-r=0.4")
+        assert len(tune) == 3 and all(r.status == RunStatus.SUCCEEDED for r in tune)
+        assert {r.config["seed"] for r in tune} == {1000, 1001, 1002}
+        assert len({r.config["loss"]["gamma"] for r in tune}) == 1  # the swept param is in the config
+        final = store.list_runs(group="q-final")
+        assert sorted(r.config["loss"]["name"] for r in final) == ["cce", "focal"]
+        studies = optuna.get_all_study_names(storage)
+        assert studies == ["q/r=0.4/focal"]
+        trial = optuna.load_study(study_name=studies[0], storage=storage).trials[0]
+        assert sorted(trial.user_attrs["run_ids"]) == sorted(r.id for r in tune)
+        md, csv = write_report(result, tmp_path / "out", "cmd", "here", "median")
+        assert "`q-tune-focal-r=0.4`" in md.read_text()
+        rows = pd.read_csv(csv)
+        assert rows["run_id"].notna().all() and len(rows) == 3 + 2
     finally:
-        w.stop()
-        thread.join(timeout=60)
-    tune = sqlite_store.list_runs(group="q-tune-focal-r=0.4")
-    assert len(tune) == 3 and all(r.status == RunStatus.SUCCEEDED for r in tune)
-    assert {r.config["seed"] for r in tune} == {1000, 1001, 1002}
-    assert len({r.config["loss"]["gamma"] for r in tune}) == 1  # the swept param is in the config
-    final = sqlite_store.list_runs(group="q-final")
-    assert sorted(r.config["loss"]["name"] for r in final) == ["cce", "focal"]
-    studies = optuna.get_all_study_names(storage)
-    assert studies == ["q/r=0.4/focal"]
-    trial = optuna.load_study(study_name=studies[0], storage=storage).trials[0]
-    assert sorted(trial.user_attrs["run_ids"]) == sorted(r.id for r in tune)
-    md, csv = write_report(result, tmp_path / "out", "cmd", "here", "median")
-    assert "`q-tune-focal-r=0.4`" in md.read_text()
-    rows = pd.read_csv(csv)
-    assert rows["run_id"].notna().all() and len(rows) == 3 + 2
+        storage.engine.dispose()  # (a PostgreSQL test database is dropped afterwards)
+    again = Store(store.url, tmp_path / "artifacts")  # the store's own schema version untouched
+    try:
+        assert len(again.list_runs()) == 3 + 2
+    finally:
+        again.dispose()
 
 
 def test_repro_runs_a_shipped_study_by_name(tmp_path):

@@ -333,24 +333,22 @@ def test_cancel_stops_a_running_run_and_keeps_its_metrics(store):
     assert its == list(range(1, len(its) + 1)) and its[-1] == info.iteration > 0
 
 
-def test_cancel_with_default_timings_stops_within_two_seconds(store):
-    # Heartbeats every 5 s (the default for stale_after=30): the cancel is still seen within
-    # a second, by the heartbeat thread's cheap cancel_requested read between beats.
+def test_a_cancel_is_seen_between_heartbeats(store):
+    # Heartbeats are seconds apart (every 5 s by default, for stale_after=30); a cancel must not
+    # wait for the next one. With heartbeats an hour apart, none falls inside this test: the
+    # run can only stop through the heartbeat thread's cheap cancel_requested read between
+    # beats (every CANCEL_POLL_S), however fast or slow the machine.
+    assert worker(store, heartbeat_every=None, stale_after=30.0).heartbeat_every == 5.0
     [run_id] = store.submit([cfg("long", iterations=100_000, eval_every=50)]).run_ids
-    w = worker(store, heartbeat_every=None, stale_after=30.0)
-    assert w.heartbeat_every == 5.0
+    w = worker(store, heartbeat_every=3600.0, stale_after=30.0)
     thread = run_in_thread(w)
-    # The first scalars arrive about 1 s into the run, 4 s before its first heartbeat.
     wait_for(lambda: store.get_run(run_id).iteration > 0, what="first metrics")
-    asked = time.monotonic()
     result = cli(store.url, "cancel", str(run_id))
     assert result.exit_code == 0 and "cancel requested" in result.output, result.output
     info = wait_for(lambda: (i := store.get_run(run_id)).status == RunStatus.CANCELLED and i,
-                    timeout=20, every=0.02, what="the cancel")
-    stopped_after = time.monotonic() - asked
+                    timeout=120, every=0.02, what="the cancel, seen between heartbeats")
     thread.join(timeout=60)
     assert not thread.is_alive()
-    assert stopped_after < 2.5, f"the cancel took {stopped_after:.1f} s"
     its = iterations(store, run_id)
     assert its == list(range(1, len(its) + 1)) and its[-1] == info.iteration > 0  # kept
 
