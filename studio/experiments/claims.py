@@ -83,6 +83,14 @@ def _pct(mean: float, std: float) -> str:
     return "–" if math.isnan(mean) else f"{mean * 100:.1f} ± {std * 100:.1f}%"
 
 
+def _versus(dm_label: str, dm: pd.Series, other_label: str, other: pd.Series,
+            metric: str) -> tuple[str, str]:
+    """DM's row against another on ``metric``: the verdict, and the evidence line that states it."""
+    v = compare(dm[metric], dm[metric + "_std"], other[metric], other[metric + "_std"])
+    return v, (f"{dm_label} {_pct(dm[metric], dm[metric + '_std'])} vs "
+               f"{other_label} {_pct(other[metric], other[metric + '_std'])} → {v}")
+
+
 def _dm_and_cce_under_noise(table: pd.DataFrame):
     """(condition, DM's row, CCE's row) for every noisy condition where both were run."""
     for cond, part in table[table["noise_rate"] > 0].groupby("condition", sort=False):
@@ -95,10 +103,9 @@ def _claim_a(table: pd.DataFrame) -> Claim | None:
     rows, verdicts = [], []
     for cond, dm, cce in _dm_and_cce_under_noise(table):
         for metric, word in (("test_acc_final", "final"), ("test_acc_selected", "selected")):
-            v = compare(dm[metric], dm[metric + "_std"], cce[metric], cce[metric + "_std"])
+            v, row = _versus(f"{cond}, {word}: DM ({_setting(dm['params'])})", dm, "CCE", cce, metric)
             verdicts.append(v)
-            rows.append(f"{cond}, {word}: DM ({_setting(dm['params'])}) {_pct(dm[metric], dm[metric + '_std'])} vs "
-                        f"CCE {_pct(cce[metric], cce[metric + '_std'])} → {v}")
+            rows.append(row)
     if not rows:
         return None
     return Claim("(a) under label noise DM (its setting chosen on validation) beats CCE on test "
@@ -195,11 +202,9 @@ def _claim_e(table: pd.DataFrame) -> Claim | None:
             continue
         dm = by.loc["dm"]
         for method, other in by.drop(index="dm").iterrows():
-            v = compare(dm["test_acc_selected"], dm["test_acc_selected_std"],
-                        other["test_acc_selected"], other["test_acc_selected_std"])
+            v, row = _versus(f"{cond}: DM", dm, method, other, "test_acc_selected")
             verdicts.append(v)
-            rows.append(f"{cond}: DM {_pct(dm['test_acc_selected'], dm['test_acc_selected_std'])} vs "
-                        f"{method} {_pct(other['test_acc_selected'], other['test_acc_selected_std'])} → {v}")
+            rows.append(row)
         val = by["val_acc_selected"].dropna()
         if len(val):
             pick = val.idxmax()
