@@ -5,6 +5,7 @@ through the store, and the report and CSV come out of a local and of a queued st
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from dm_core.store import RunStatus, Store
 from studio.cli import app
 from studio.experiments.report import render_report, write_report
 from studio.experiments.results import CSV_COLUMNS
-from studio.experiments.runners import Batch, PlannedRun, QueuedRunner
+from studio.experiments.runners import Batch, PlannedRun, QueuedRunner, config_key
 from studio.experiments.spec import load_study, parse_study
 from studio.experiments.tuner import optuna_storage_url, run_study
 from workers import Worker
@@ -306,6 +307,56 @@ def test_queued_study_with_a_real_worker(any_store, tmp_path):
         again.dispose()
 
 
+class Interrupted(Exception):
+    """The driving process of a study stopping (a closed terminal, a crash)."""
+
+
+def test_a_queued_study_resumes_without_queueing_anything_twice(sqlite_store, tmp_path):
+    import optuna
+
+    store = sqlite_store
+    spec = parse_study(study(budget=2, base={**TINY_BASE, "iterations": 20}))
+    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
+    w = worker(store)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+
+    def stop_after_first_batch(found):
+        raise Interrupted
+
+    try:
+        with pytest.raises(Interrupted):
+            run_study(spec, QueuedRunner(store, poll_seconds=0.05), "r", storage,
+                      on_batch=stop_after_first_batch)
+        before = {r.id for r in store.list_runs()}
+        assert before  # the first trial (and CCE's final runs) were queued
+        again = QueuedRunner(store, poll_seconds=0.05, reuse=True)
+        result = run_study(spec, again, "r", storage)
+    finally:
+        w.stop()
+        thread.join(timeout=60)
+        storage.engine.dispose()
+    runs = store.list_runs()
+    # Every run of the stopped attempt was taken again; the whole study has as many runs as
+    # one that never stopped (2 trials × 3 tuning seeds, 2 methods × 1 final seed), no config twice.
+    assert again.reused == len(before) and before <= {r.id for r in runs}
+    assert len(runs) == 2 * 3 + 2 == len({config_key(r.config) for r in runs})
+    assert all(r.status == RunStatus.SUCCEEDED for r in runs)
+    [name] = optuna.get_all_study_names(storage)
+    assert len(optuna.load_study(study_name=name, storage=storage).trials) == 2
+    assert sorted(o.run_id for o in result.outcomes) == sorted(r.id for r in runs)
+
+
+def test_dm_study_resume_checks_its_prefix(tmp_path):
+    db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    Store(db, tmp_path / "artifacts").dispose()
+    path = write(tmp_path, study())
+    result = runner.invoke(app, ["study", str(path), "--db", db, "--resume", "study-tiny-nope"])
+    assert result.exit_code == 2 and "no group of this store starts with study-tiny-nope-" in result.output
+    result = runner.invoke(app, ["study", str(path), "--local", "--resume", "study-tiny-x"])
+    assert result.exit_code == 2 and "--resume applies to a queued study" in result.output
+
+
 def test_repro_runs_a_shipped_study_by_name(tmp_path):
     result = runner.invoke(app, ["repro", "digits-imbalance", "--local", "--budget", "1",
                                  "--iterations", "10", "--out", str(tmp_path)])
@@ -335,6 +386,16 @@ def test_dm_study_queued_through_the_cli_with_a_worker(tmp_path):
     runs = pd.read_csv(tmp_path / "out" / "tiny-runs.csv")
     assert sorted(runs["phase"]) == ["final"] * 2 + ["tune"] * 3
     assert set(runs["run_id"]) == {r.id for r in store.list_runs()}
+    # Resuming a study that had ended: every run is taken from the store, none queued, and
+    # the report is written again from them.
+    [prefix] = re.findall(r"--resume (\S+)", result.output)
+    (tmp_path / "out" / "tiny-runs.csv").unlink()
+    again = runner.invoke(app, ["study", str(path), "--db", db, "--out", str(tmp_path / "out"),
+                                "--resume", prefix])
+    assert again.exit_code == 0, again.output
+    assert "5 run(s) taken from the store" in again.output
+    assert len(store.list_runs()) == 5
+    assert set(pd.read_csv(tmp_path / "out" / "tiny-runs.csv")["run_id"]) == set(runs["run_id"])
     store.dispose()
 
 

@@ -91,13 +91,16 @@ def checked_study(path: Path, local: bool, device: str | None, budget: int | Non
 
 
 def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | None,
-                   command: str) -> Path:
-    """Run the study (here, or queued and driven from here) and write its report."""
+                   command: str, resume: str | None = None) -> Path:
+    """Run the study (here, or queued and driven from here) and write its report.
+
+    ``resume``: the prefix of a queued study whose driving process stopped; its runs in the
+    store are taken again (``QueuedRunner(reuse=True)``), only the rest is queued."""
     from studio.experiments.report import write_report
     from studio.experiments.runners import LocalRunner, QueuedRunner, StudyRunFailed
     from studio.experiments.tuner import optuna_storage_url, run_study
 
-    prefix = f"study-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    prefix = resume or f"study-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     total = _count_runs(spec)
     with progress_bar() as progress:
         task = progress.add_task(f"{spec.name}: runs (at most)", total=total)
@@ -110,12 +113,20 @@ def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | N
 
             with _errors():
                 store = _open_store(db)
+                if resume and not any(g.startswith(f"{resume}-") for g in store.groups()):
+                    _fail(f"--resume: no group of this store starts with {resume}-; the prefix is "
+                          "the one `dm study` printed (queued into groups PREFIX-*)", 2)
                 storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
-            console.print(f"queued into groups {prefix}-*; start workers: dm worker")
+            queued = QueuedRunner(store, reuse=bool(resume))
+            console.print(f"{'resuming' if resume else 'queued into'} groups {prefix}-*; start "
+                          f"workers: dm worker. If this command stops, go on with: "
+                          f"dm study STUDY.yaml --resume {prefix}", soft_wrap=True)  # one line to copy
             try:
-                result = run_study(spec, QueuedRunner(store), prefix, storage, on_batch=advance)
+                result = run_study(spec, queued, prefix, storage, on_batch=advance)
             except StudyRunFailed as err:
                 _fail(str(err))
+            if resume:
+                console.print(f"{queued.reused} run(s) taken from the store, not queued again")
             where = "workers of " + store.masked_url
     md, csv = write_report(result, out, command, f"{machine()} ({where})", PRUNER_TEXT)
     typer.echo(str(md))
@@ -124,9 +135,9 @@ def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | N
 
 
 def _count_runs(spec) -> int:
-    from studio.experiments.spaces import axes_of, grid_size
+    from studio.experiments.spaces import axes_of, distinct_grid_size
 
-    per_cond = sum(min(spec.budget, grid_size(m)) * spec.tune_seeds if axes_of(m) else 0
+    per_cond = sum(min(spec.budget, distinct_grid_size(m)) * spec.tune_seeds if axes_of(m) else 0
                    for m in spec.methods) + len(spec.methods) * spec.seeds
     return per_cond * len(spec.condition_labels())
 
@@ -140,9 +151,15 @@ def study_command(
     budget: int | None = typer.Option(None, "--budget", min=1, help="Override the study's budget."),
     iterations: int | None = typer.Option(None, "--iterations", min=1,
                                           help="Shrink every run to this many iterations (smoke test)."),
+    resume: str | None = typer.Option(
+        None, "--resume", metavar="PREFIX",
+        help="Go on with a queued study whose command stopped: PREFIX as it printed "
+             "(queued into groups PREFIX-*). Its stored runs are reused; the rest is queued."),
     db: str | None = db_option(),
 ) -> None:
     """Compare methods fairly: the same tuning budget on the clean validation split for each."""
+    if resume and local:
+        _fail("--resume applies to a queued study; a --local study keeps nothing to resume", 2)
     spec = checked_study(path, local, device, budget, iterations)
     run_and_report(spec, local, device, out, db,
-                   invoked_as("study", f"dm study {path}" + (" --local" if local else "")))
+                   invoked_as("study", f"dm study {path}" + (" --local" if local else "")), resume)

@@ -13,6 +13,7 @@ cancel takes, and its runs end as cancelled.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,16 +107,36 @@ class LocalRunner:
         """Nothing to wait for: ``poll`` trains the batch before it returns."""
 
 
-class QueuedRunner:
-    """Queues each batch in the store as part of ``group``; workers train it."""
+def config_key(config: dict[str, Any]) -> str:
+    """A run config as stored (``model_dump(mode="json")``), as one comparable string."""
+    return json.dumps(config, sort_keys=True)
 
-    def __init__(self, store: Any, poll_seconds: float = 2.0) -> None:
+
+class QueuedRunner:
+    """Queues each batch in the store as part of ``group``; workers train it.
+
+    With ``reuse`` (resuming a study whose driving process stopped), a planned run whose
+    config is already in ``group`` is not queued again: the batch takes the stored run, ended
+    or not. The tuner replays its choices from the stored results (its sampler is seeded and
+    its pruner reads the same evaluations), so it plans the same runs in the same groups, and
+    only what was never queued is queued now. A run whose config changed (an edited study
+    file) matches nothing and is queued afresh."""
+
+    def __init__(self, store: Any, poll_seconds: float = 2.0, reuse: bool = False) -> None:
         self.store = store
         self.poll_seconds = poll_seconds
+        self.reuse = reuse
+        self.reused = 0  # runs taken from the store instead of queued
 
     def start(self, runs: list[PlannedRun], group: str, report: Report | None = None) -> Batch:
-        ids = self.store.submit([r.config for r in runs], group=group).run_ids
-        return Batch(list(runs), group, report, run_ids=list(ids))
+        stored = ({config_key(info.config): info.id for info in self.store.list_runs(group=group)}
+                  if self.reuse else {})
+        found = [stored.get(config_key(r.config.model_dump(mode="json"))) for r in runs]
+        missing = [r.config for r, run_id in zip(runs, found, strict=True) if run_id is None]
+        new_ids = iter(self.store.submit(missing, group=group).run_ids if missing else [])
+        self.reused += sum(run_id is not None for run_id in found)
+        ids = [run_id if run_id is not None else next(new_ids) for run_id in found]
+        return Batch(list(runs), group, report, run_ids=ids)
 
     def poll(self, batch: Batch) -> list[RunOutcome] | None:
         """The outcomes once every run of the batch has ended; None while any is queued or

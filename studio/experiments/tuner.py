@@ -157,11 +157,16 @@ def _new_tuning(spec: StudySpec, condition: str, rate: float, method: str, stora
     distinct = distinct_grid_size(method)
     n_trials = min(spec.budget, distinct)
     repeats = "" if distinct == grid_size(method) else f" ({grid_size(method)} less repeats)"
-    name = (f"grid: all {distinct} settings{repeats}" if n_trials == distinct
-            else f"grid: {n_trials} of {distinct} settings{repeats}, drawn at random")
+    sampled = (f"grid: all {distinct} settings{repeats}" if n_trials == distinct
+               else f"grid: {n_trials} of {distinct} settings{repeats}, drawn at random")
+    name = f"{prefix}/{condition}/{method}"
+    if name in optuna.get_all_study_names(storage):
+        # Resuming: the search is replayed from the stored runs, trial by trial, into a new
+        # study of the same name (the old one may end with a trial that was never told).
+        optuna.delete_study(study_name=name, storage=storage)
     study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner, direction="maximize",
-                                study_name=f"{prefix}/{condition}/{method}")
-    return Tuning(condition, rate, method, study, n_trials, name)
+                                study_name=name)
+    return Tuning(condition, rate, method, study, n_trials, sampled)
 
 
 def _ask(t: Tuning, spec: StudySpec, runner: Any, group: str) -> list[RunOutcome]:
