@@ -32,7 +32,13 @@ import optuna
 
 from studio.experiments.results import RunOutcome
 from studio.experiments.runners import Batch, PlannedRun
-from studio.experiments.spaces import axes_of, canonical, distinct_grid_size, grid_size, simplicity_key
+from studio.experiments.spaces import (
+    axes_of,
+    canonical,
+    distinct_grid_size,
+    grid_size,
+    simplicity_key,
+)
 from studio.experiments.spec import StudySpec
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
