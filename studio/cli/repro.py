@@ -119,7 +119,7 @@ def repro_command(
 def _run_study(name: str, path: Path, local: bool, device: str | None, out: Path,
                budget: int | None, iterations: int | None, db: str | None) -> None:
     spec = checked_study(path, local, device, budget, iterations)
-    run_and_report(spec, local, device, out, db,
+    run_and_report(spec, path, local, device, out, db,
                    invoked_as("repro", f"dm repro {name}" + (" --local" if local else "")))
 
 

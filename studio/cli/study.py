@@ -90,7 +90,7 @@ def checked_study(path: Path, local: bool, device: str | None, budget: int | Non
     return spec
 
 
-def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | None,
+def run_and_report(spec, path: Path, local: bool, device: str | None, out: Path, db: str | None,
                    command: str, resume: str | None = None) -> Path:
     """Run the study (here, or queued and driven from here) and write its report.
 
@@ -120,7 +120,7 @@ def run_and_report(spec, local: bool, device: str | None, out: Path, db: str | N
             queued = QueuedRunner(store, reuse=bool(resume))
             console.print(f"{'resuming' if resume else 'queued into'} groups {prefix}-*; start "
                           f"workers: dm worker. If this command stops, go on with: "
-                          f"dm study STUDY.yaml --resume {prefix}", soft_wrap=True)  # one line to copy
+                          f"dm study {shlex.quote(str(path))} --resume {prefix}", soft_wrap=True)  # one line to copy
             try:
                 result = run_study(spec, queued, prefix, storage, on_batch=advance)
             except StudyRunFailed as err:
@@ -161,5 +161,5 @@ def study_command(
     if resume and local:
         _fail("--resume applies to a queued study; a --local study keeps nothing to resume", 2)
     spec = checked_study(path, local, device, budget, iterations)
-    run_and_report(spec, local, device, out, db,
+    run_and_report(spec, path, local, device, out, db,
                    invoked_as("study", f"dm study {path}" + (" --local" if local else "")), resume)
