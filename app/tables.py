@@ -132,13 +132,13 @@ def results_table(runs: list[RunInfo], evals: dict[int, pd.DataFrame]) -> pd.Dat
 
 
 def with_no_validation_marked(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
-    """The table as shown: the selected accuracies as text, ``—`` where a run held out no
-    validation split (a blank cell would read as "not yet")."""
+    """The table as shown: the selected accuracies (and, in a seed-pooled table, their
+    ``± std``) as text, ``—`` where a run held out no validation split (a blank cell, or
+    Streamlit's "None", would read as "not yet")."""
     shown = table.copy()
-    for column in (SELECTED_VAL, SELECTED_TEST):
-        if column in shown:
-            shown[column] = [f"{v:.{digits}f}" if np.isfinite(v) else NO_VALIDATION
-                             for v in shown[column].to_numpy(dtype=np.float64)]
+    for column in [c for c in shown.columns if c.startswith((SELECTED_VAL, SELECTED_TEST))]:
+        shown[column] = [f"{v:.{digits}f}" if np.isfinite(v) else NO_VALIDATION
+                         for v in pd.to_numeric(shown[column], errors="coerce").to_numpy(dtype=np.float64)]
     return shown
 
 

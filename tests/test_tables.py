@@ -57,3 +57,7 @@ def test_selection_is_the_first_best_validation_accuracy():
     shown = with_no_validation_marked(pd.DataFrame({SELECTED_VAL: [0.8, np.nan],
                                                     SELECTED_TEST: [0.6, np.nan]}))
     assert shown[SELECTED_TEST].tolist() == ["0.6000", "—"]
+    pooled = with_no_validation_marked(pd.DataFrame({f"{SELECTED_VAL} ± std": [0.01, np.nan],
+                                                     "final test acc": [0.9, 0.8]}))
+    assert pooled[f"{SELECTED_VAL} ± std"].tolist() == ["0.0100", "—"]
+    assert pooled["final test acc"].tolist() == [0.9, 0.8]  # numbers stay numbers

@@ -149,9 +149,11 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
     if (pooled["runs"] > 1).any():
         st.markdown("**Mean over seeds** (only runs that differ in nothing but the seed are "
                     "pooled; `± std` is the sample standard deviation)")
-        st.dataframe(pooled, hide_index=True, width="stretch", key="compare.seeds",
+        st.dataframe(with_no_validation_marked(pooled), hide_index=True, width="stretch",
+                     key="compare.seeds",
                      column_config={c: st.column_config.NumberColumn(c, format="%.4f")
-                                    for c in pooled.columns if c not in ("setting", "runs", "seeds")})
+                                    for c in pooled.columns if c not in ("setting", "runs", "seeds")
+                                    and not c.startswith((SELECTED_VAL, SELECTED_TEST))})
     if table["noise rate"].nunique() > 1:
         values = result_columns(table)
         default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
