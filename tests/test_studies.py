@@ -21,7 +21,7 @@ from dm_core.store import RunStatus, Store
 from studio.cli import app
 from studio.experiments.report import render_report, write_report
 from studio.experiments.results import CSV_COLUMNS
-from studio.experiments.runners import Batch, PlannedRun, QueuedRunner, config_key
+from studio.experiments.runners import Batch, PlannedRun, QueuedRunner, StudyRunFailed, config_key
 from studio.experiments.spec import load_study, parse_study
 from studio.experiments.tuner import optuna_storage_url, run_study
 from workers import Worker
@@ -345,6 +345,45 @@ def test_a_queued_study_resumes_without_queueing_anything_twice(sqlite_store, tm
     [name] = optuna.get_all_study_names(storage)
     assert len(optuna.load_study(study_name=name, storage=storage).trials) == 2
     assert sorted(o.run_id for o in result.outcomes) == sorted(r.id for r in runs)
+
+
+def test_a_failed_run_stops_the_study_and_after_a_retry_resume_goes_on(sqlite_store):
+    import optuna
+
+    class FailsOnce(Worker):
+        """Fails the first tuning run of seed 1001 as a broken data mount would."""
+
+        failed: list[int] = []
+
+        def prepare(self, run):
+            if run.config["seed"] == 1001 and not self.failed:
+                self.failed.append(run.id)
+                raise ValueError("broken data mount")
+            return super().prepare(run)
+
+    store = sqlite_store
+    spec = parse_study(study(budget=1, base={**TINY_BASE, "iterations": 20}))
+    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
+    w = FailsOnce(store, device="cpu", poll=0.1, stale_after=5.0, exit_when_idle=False,
+                  artifacts_dir=store.artifacts_dir, heartbeat_every=0.2)
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(StudyRunFailed) as err:
+            run_study(spec, QueuedRunner(store, poll_seconds=0.05), "f", storage)
+        [broken] = FailsOnce.failed
+        assert f"dm retry {broken}" in str(err.value) and "--resume PREFIX" in str(err.value)
+        assert "broken data mount" in str(err.value)
+        store.retry(broken)
+        again = QueuedRunner(store, poll_seconds=0.05, reuse=True)
+        result = run_study(spec, again, "f", storage)
+    finally:
+        w.stop()
+        thread.join(timeout=60)
+        storage.engine.dispose()
+    runs = store.list_runs()
+    assert len(runs) == 3 + 2 and all(r.status == RunStatus.SUCCEEDED for r in runs)
+    assert broken in {o.run_id for o in result.outcomes}  # the retried run, not a new one
 
 
 def test_dm_study_resume_checks_its_prefix(tmp_path):

@@ -182,7 +182,8 @@ class QueuedRunner:
             return run.outcome(evals=evals, summary=None, pruned=True, run_id=info.id)
         raise StudyRunFailed(f"run {info.id} ({info.name}) is {info.status}"
                              + (f": {info.error}" if info.error else "")
-                             + f"; queue it again with `dm retry {info.id}` and rerun the study")
+                             + f"; queue it again with `dm retry {info.id}` and go on with the study's "
+                             "command plus --resume PREFIX (the prefix it printed): its other runs are kept")
 
     def wait(self) -> None:
         time.sleep(self.poll_seconds)
