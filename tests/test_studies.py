@@ -8,6 +8,7 @@ import json
 import re
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -204,11 +205,37 @@ def test_local_study_through_the_cli_writes_report_and_csv(tmp_path):
 
 # ---------------------------------------------------------------- queued, through the store
 
-def worker(store: Store, **kwargs) -> Worker:
+def worker(store: Store, kind: type[Worker] = Worker, **kwargs) -> Worker:
     options = {"device": "cpu", "poll": 0.1, "stale_after": 5.0, "exit_when_idle": False,
                "artifacts_dir": store.artifacts_dir, "heartbeat_every": 0.2}
     options.update(kwargs)
-    return Worker(store, **options)
+    return kind(store, **options)
+
+
+@contextmanager
+def working(w: Worker):
+    """``w`` claiming and training runs in a thread for the length of the block."""
+    thread = threading.Thread(target=w.run, daemon=True)
+    thread.start()
+    try:
+        yield w
+    finally:
+        w.stop()
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+
+
+@contextmanager
+def optuna_beside(store: Store):
+    """The Optuna storage of a queued study on ``store``, closed after the block (a
+    PostgreSQL test database is dropped afterwards)."""
+    import optuna
+
+    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
+    try:
+        yield storage
+    finally:
+        storage.engine.dispose()
 
 
 def wait_for(predicate, timeout: float = 120.0, what: str = "condition"):
@@ -274,16 +301,9 @@ def test_queued_study_with_a_real_worker(any_store, tmp_path):
 
     store = any_store
     spec = parse_study(study(budget=1, base={**TINY_BASE, "iterations": 20}))
-    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
-    try:
-        w = worker(store)
-        thread = threading.Thread(target=w.run, daemon=True)
-        thread.start()
-        try:
+    with optuna_beside(store) as storage:
+        with working(worker(store)):
             result = run_study(spec, QueuedRunner(store, poll_seconds=0.05), "q", storage)
-        finally:
-            w.stop()
-            thread.join(timeout=60)
         tune = store.list_runs(group="q-tune-focal-r=0.4")
         assert len(tune) == 3 and all(r.status == RunStatus.SUCCEEDED for r in tune)
         assert {r.config["seed"] for r in tune} == {1000, 1001, 1002}
@@ -298,8 +318,6 @@ def test_queued_study_with_a_real_worker(any_store, tmp_path):
         assert "`q-tune-focal-r=0.4`" in md.read_text()
         rows = pd.read_csv(csv)
         assert rows["run_id"].notna().all() and len(rows) == 3 + 2
-    finally:
-        storage.engine.dispose()  # (a PostgreSQL test database is dropped afterwards)
     again = Store(store.url, tmp_path / "artifacts")  # the store's own schema version untouched
     try:
         assert len(again.list_runs()) == 3 + 2
@@ -316,15 +334,11 @@ def test_a_queued_study_resumes_without_queueing_anything_twice(sqlite_store, tm
 
     store = sqlite_store
     spec = parse_study(study(budget=2, base={**TINY_BASE, "iterations": 20}))
-    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
-    w = worker(store)
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
 
     def stop_after_first_batch(found):
         raise Interrupted
 
-    try:
+    with optuna_beside(store) as storage, working(worker(store)):
         with pytest.raises(Interrupted):
             run_study(spec, QueuedRunner(store, poll_seconds=0.05), "r", storage,
                       on_batch=stop_after_first_batch)
@@ -332,24 +346,18 @@ def test_a_queued_study_resumes_without_queueing_anything_twice(sqlite_store, tm
         assert before  # the first trial (and CCE's final runs) were queued
         again = QueuedRunner(store, poll_seconds=0.05, reuse=True)
         result = run_study(spec, again, "r", storage)
-    finally:
-        w.stop()
-        thread.join(timeout=60)
-        storage.engine.dispose()
+        [name] = optuna.get_all_study_names(storage)
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == 2
     runs = store.list_runs()
     # Every run of the stopped attempt was taken again; the whole study has as many runs as
     # one that never stopped (2 trials × 3 tuning seeds, 2 methods × 1 final seed), no config twice.
     assert again.reused == len(before) and before <= {r.id for r in runs}
     assert len(runs) == 2 * 3 + 2 == len({config_key(r.config) for r in runs})
     assert all(r.status == RunStatus.SUCCEEDED for r in runs)
-    [name] = optuna.get_all_study_names(storage)
-    assert len(optuna.load_study(study_name=name, storage=storage).trials) == 2
     assert sorted(o.run_id for o in result.outcomes) == sorted(r.id for r in runs)
 
 
 def test_a_failed_run_stops_the_study_and_after_a_retry_resume_goes_on(sqlite_store):
-    import optuna
-
     class FailsOnce(Worker):
         """Fails the first tuning run of seed 1001 as a broken data mount would."""
 
@@ -363,12 +371,7 @@ def test_a_failed_run_stops_the_study_and_after_a_retry_resume_goes_on(sqlite_st
 
     store = sqlite_store
     spec = parse_study(study(budget=1, base={**TINY_BASE, "iterations": 20}))
-    storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
-    w = FailsOnce(store, device="cpu", poll=0.1, stale_after=5.0, exit_when_idle=False,
-                  artifacts_dir=store.artifacts_dir, heartbeat_every=0.2)
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
-    try:
+    with optuna_beside(store) as storage, working(worker(store, FailsOnce)):
         with pytest.raises(StudyRunFailed) as err:
             run_study(spec, QueuedRunner(store, poll_seconds=0.05), "f", storage)
         [broken] = FailsOnce.failed
@@ -377,10 +380,6 @@ def test_a_failed_run_stops_the_study_and_after_a_retry_resume_goes_on(sqlite_st
         store.retry(broken)
         again = QueuedRunner(store, poll_seconds=0.05, reuse=True)
         result = run_study(spec, again, "f", storage)
-    finally:
-        w.stop()
-        thread.join(timeout=60)
-        storage.engine.dispose()
     runs = store.list_runs()
     assert len(runs) == 3 + 2 and all(r.status == RunStatus.SUCCEEDED for r in runs)
     assert broken in {o.run_id for o in result.outcomes}  # the retried run, not a new one
@@ -408,15 +407,9 @@ def test_repro_runs_a_shipped_study_by_name(tmp_path):
 def test_dm_study_queued_through_the_cli_with_a_worker(tmp_path):
     db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(db, tmp_path / "artifacts")
-    w = worker(store)
-    thread = threading.Thread(target=w.run, daemon=True)
-    thread.start()
-    try:
-        path = write(tmp_path, study(budget=1, base={**TINY_BASE, "iterations": 20}))
+    path = write(tmp_path, study(budget=1, base={**TINY_BASE, "iterations": 20}))
+    with working(worker(store)):
         result = runner.invoke(app, ["study", str(path), "--db", db, "--out", str(tmp_path / "out")])
-    finally:
-        w.stop()
-        thread.join(timeout=60)
     assert result.exit_code == 0, result.output
     groups = store.groups()
     assert sum(g.endswith("-tune-focal-r=0.4") for g in groups) == 1
