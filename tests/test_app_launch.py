@@ -60,6 +60,28 @@ def test_form_is_built_from_the_registries(at):
     assert at.number_input(key="L.model.cnn.channels").value == 32
 
 
+def test_the_loss_caption_states_one_examples_worst_case_share(at):
+    # Checked against the formula max w / (max w + (B - 1) min w), in float64, at the form's
+    # batch size: DM's weight lies in [1, exp(β max p^λ (1-p))].
+    import math
+
+    at.number_input(key="L.loss.dm.lam").set_value(1.0).run()
+    at.number_input(key="L.loss.dm.beta").set_value(8.0).run()
+    at.number_input(key="L.batch_size").set_value(64).run()
+    top = math.exp(8.0 * 0.25)  # p^λ (1-p) is largest at p = 1/2 for λ = 1
+    expected = top / (top + 63 * 1.0)
+    assert any(f"up to {expected:.3g} of a batch's gradient (worst case at batch size 64"
+               in c.value for c in at.caption), [c.value for c in at.caption]
+    assert not any("reaches zero" in i.value for i in at.info)
+    # dm-beta's default weight p(1-p) vanishes at both ends: one example can take it all.
+    at.selectbox(key="L.loss.name").set_value("dm-beta").run()
+    assert any("up to 1 of a batch's gradient" in c.value for c in at.caption)
+    assert any("reaches zero on [0, 1]" in i.value for i in at.info)
+    # Without derivative normalisation the share is not a share of the gradient: not shown.
+    at.selectbox(key="L.loss.name").set_value("gce").run()
+    assert not any("of a batch's gradient" in c.value for c in at.caption)
+
+
 @pytest.mark.parametrize("key,value,path", [
     ("L.dataset.noise.symmetric.rate", 1.5, "dataset.noise.rate"),
     ("L.optimizer.lr", 0.0, "optimizer.lr"),

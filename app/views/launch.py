@@ -51,6 +51,7 @@ from dm_core.devices import visible_gpus
 from dm_core.losses import LOSSES
 from dm_core.models import MODELS
 from dm_core.noise import NOISE
+from dm_core.schemes import make_scheme
 from dm_core.store import StoreError
 from studio.repro import get_experiment
 
@@ -152,18 +153,41 @@ def registry_section(section: str, form: Form, title: str) -> dict[str, Any]:
                                            form, label=_label(p.name))
     scheme = entry.extra.get("scheme")
     if section == "loss" and scheme is not None:
-        _scheme_caption(scheme, {k: v for k, v in out.items() if k not in ("name", "eps")})
+        _scheme_caption(scheme, {k: v for k, v in out.items() if k not in ("name", "eps")},
+                        normalised=bool(entry.extra.get("normalise")))
     return out
 
 
-def _scheme_caption(scheme: str, params: dict[str, Any]) -> None:
-    """The emphasis mode and spread of the chosen loss's weighting scheme."""
+def _scheme_caption(scheme: str, params: dict[str, Any], normalised: bool) -> None:
+    """The emphasis mode and spread of the chosen loss's weighting scheme and, for a loss
+    with derivative normalisation, the largest share of a batch's gradient one example can
+    take (``Scheme.worst_case_share``, at the form's batch size)."""
     try:
         curves = edf_curves(scheme, params)
+        share = make_scheme(scheme, **params).worst_case_share(_batch_size()) if normalised else None
     except (ConfigError, TypeError, ValueError):
         return
-    st.caption(f"Weighting scheme `{curves.formula}`: emphasis {emphasis_summary(curves).where}, "
-               f"spread = {curves.spread:.3g} (see the EDF designer).")
+    text = (f"Weighting scheme `{curves.formula}`: emphasis {emphasis_summary(curves).where}, "
+            f"spread = {curves.spread:.3g} (see the EDF designer).")
+    if share is not None:
+        text += (f" Under derivative normalisation one example can take up to {share:.3g} of a "
+                 f"batch's gradient (worst case at batch size {_batch_size()}; "
+                 f"{1 / _batch_size():.3g} if all weighed the same).")
+    st.caption(text)
+    if share == 1.0 and _batch_size() > 1:
+        # A fact of the formula, not a forecast: cce-dn's weight reaches zero too and trained
+        # stably with clipping in the stability benchmark, mae-dn and dm-beta did not.
+        st.info("This weighting reaches zero on [0, 1], so a whole step can land on a single "
+                "example. The Monitor's concentration chart shows how much it does during a run; "
+                "docs/benchmarks.md lists which losses of this kind diverged on digits.",
+                icon=":material/info:")
+
+
+def _batch_size() -> int:
+    """The form's batch size (its default before the Run section is first drawn)."""
+    value = st.session_state.get(k("batch_size"))
+    return int(value) if isinstance(value, int | float) and value >= 1 else int(
+        RunConfig.model_fields["batch_size"].default)
 
 
 def _label(name: str) -> str:
