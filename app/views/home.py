@@ -32,9 +32,12 @@ an *emphasis density function* (EDF):
         """
 λ moves the emphasis mode ψ (0: hardest examples first, as CCE; larger: easier ones),
 β sets the emphasis variance. Within a batch the weights are normalised to one unit of total
-gradient. Mislabelled examples keep a small p_i because networks learn shared patterns
-first — so with more label noise ψ should move up. The per-iteration **p_i histograms of
-clean and corrupted examples** on the Monitor page show this happen.
+gradient. The paper's premise: networks fit patterns shared by many examples first, so
+mislabelled examples keep a small p_i for a while, and with more label noise ψ should move up.
+Whether that holds on your data is for you to measure: the per-iteration **p_i histograms of
+clean and corrupted examples** on the Monitor show it run by run, and `dm study` compares
+the methods tuned alike (the verdicts of the shipped digits studies, holding or not, are in
+`docs/reproduction.md`).
 """)
 with right:
     # The designer's current DM values if it has been used in this session, else the defaults.
