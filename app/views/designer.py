@@ -179,7 +179,9 @@ def carry_loss(family: str) -> str | None:
 st.title("EDF designer")
 st.caption("An emphasis density function (EDF) gives every example a gradient magnitude "
            "w(p) as a function of p, the probability the model gives to its annotated label. "
-           "Noisy labels sit at small p: moving the emphasis mode ψ up ignores them.")
+           "The paper's idea: mislabelled examples sit at small p early in training, so "
+           "moving the emphasis mode ψ up gives them less gradient (the Monitor's p_i "
+           "histograms show where they sit in a run).")
 
 names = SCHEMES.names()
 if FAMILY not in st.session_state:
