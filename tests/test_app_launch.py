@@ -136,6 +136,16 @@ def test_grid_repeated_over_seeds(app_db):
     assert any("grid seeds" in rendered(e.value) for e in at.error)
 
 
+def test_a_grid_without_a_validation_split_is_told_it_will_not_be_ranked(app_db, at):
+    at.radio(key="L.mode").set_value("λ/β grid").run()
+    assert any("name no winner" in i.value for i in at.info)
+    at.number_input(key="L.dataset.val_fraction").set_value(0.1).run()
+    assert not any("name no winner" in i.value for i in at.info)
+    at.radio(key="L.mode").set_value("one run").run()
+    at.number_input(key="L.dataset.val_fraction").set_value(0.0).run()
+    assert not any("name no winner" in i.value for i in at.info)  # one run: nothing to rank
+
+
 def test_grid_with_a_bad_beta_queues_nothing(app_db):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.session_state["L.grid_table"] = pd.DataFrame({"λ": [1.0], "β values": ["8, oops"]})

@@ -411,6 +411,12 @@ with st.container(border=True):
         if base_ok:
             configs = comparison_runs(draft, losses, form)
 
+if mode != MODES[0] and configs and all(c.dataset.val_fraction == 0 for c in configs):
+    st.info("These runs hold out no validation split (val fraction 0). The Compare page ranks "
+            "settings on validation accuracy only, never on test accuracy, so it will show their "
+            "test accuracies but name no winner. Set val fraction (e.g. 0.1) to choose on a "
+            "clean held-out split.", icon=":material/info:")
+
 for path, message in refusals(configs):
     form.add(path, message)
 
