@@ -180,6 +180,28 @@ def test_settings_that_train_the_same_loss_do_not_spend_the_budget():
     assert "21 of them trained" in text and "(repeat, not retrained)" in text
 
 
+def test_claims_read_a_beta_zero_trial_as_the_uniform_setting_it_trained():
+    """A trial named (λ=2, β=0) trained uniform weighting, i.e. λ = 0: claim (b) must read it
+    so, both for the chosen setting and for "the best other λ"."""
+    from studio.experiments.claims import HOLDS, _claim_b
+    from studio.experiments.tuner import StudyResult, TrialRecord, Tuning
+
+    def tuning(rate, trials):
+        t = Tuning(f"r={rate:g}", rate, "dm", None, len(trials), "grid",
+                   [TrialRecord(i, params, "complete", value, 0.001, 3)
+                    for i, (params, value) in enumerate(trials)])
+        t.choose()
+        return t
+
+    low = tuning(0.2, [({"lam": 2.0, "beta": 0.0}, 0.90), ({"lam": 1.0, "beta": 4.0}, 0.80)])
+    high = tuning(0.4, [({"lam": 0.5, "beta": 0.0}, 0.70), ({"lam": 2.0, "beta": 8.0}, 0.85)])
+    assert low.chosen == {"lam": 0.0, "beta": 0.0}
+    claim = _claim_b(StudyResult(parse_study(study(methods=["dm"])), [low, high], [], {}))
+    assert claim.verdict == HOLDS, claim.evidence
+    assert "r=0.2: chosen λ=0 val 90.0 ± 0.1% vs best other λ=1 val 80.0 ± 0.1%" in claim.evidence
+    assert "r=0.4: chosen λ=2 val 85.0 ± 0.1% vs best other λ=0 val 70.0 ± 0.1%" in claim.evidence
+
+
 # ---------------------------------------------------------------- local, end to end
 
 def test_local_study_through_the_cli_writes_report_and_csv(tmp_path):

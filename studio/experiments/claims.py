@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from studio.experiments.spaces import canonical
 from studio.experiments.tuner import StudyResult, TrialRecord, Tuning
 
 HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
@@ -117,17 +118,23 @@ def _trial_best(t: Tuning, keep) -> TrialRecord | None:
     return max(done, key=lambda r: r.value) if done else None
 
 
+def _trained(r: TrialRecord) -> dict[str, float]:
+    """The DM setting a trial trained: with β = 0 the weights are 1 whatever λ it names, so
+    its λ is 0 (``spaces.canonical``)."""
+    return canonical("dm", r.params)
+
+
 def _lam_margin(t: Tuning) -> tuple[str, str]:
     """Whether the chosen λ's validation score beats the best trial with another λ beyond
     the spread over tuning seeds, and the numbers."""
     lam = t.chosen["lam"]
-    mine = _trial_best(t, lambda r: r.params == t.chosen)
-    other = _trial_best(t, lambda r: r.params["lam"] != lam)
+    mine = _trial_best(t, lambda r: _trained(r) == t.chosen)
+    other = _trial_best(t, lambda r: _trained(r)["lam"] != lam)
     if other is None:
         return UNDECIDED, f"λ={lam:g} val {mine.value * 100:.2f}% (no other λ was tried)"
     v = compare(mine.value, mine.std, other.value, other.std)
-    return v, (f"chosen λ={lam:g} val {_pct(mine.value, mine.std)} vs best other λ={other.params['lam']:g} "
-               f"val {_pct(other.value, other.std)}")
+    return v, (f"chosen λ={lam:g} val {_pct(mine.value, mine.std)} vs best other "
+               f"λ={_trained(other)['lam']:g} val {_pct(other.value, other.std)}")
 
 
 def _claim_b(result: StudyResult) -> Claim | None:
@@ -164,8 +171,8 @@ def _claim_c(result: StudyResult) -> Claim | None:
         return None
     verdicts, rows = [], []
     for t in clean:
-        zero = _trial_best(t, lambda r: r.params["lam"] == 0)
-        chosen = _trial_best(t, lambda r, want=t.chosen: r.params == want)
+        zero = _trial_best(t, lambda r: _trained(r)["lam"] == 0)
+        chosen = _trial_best(t, lambda r, want=t.chosen: _trained(r) == want)
         if t.chosen["lam"] == 0:
             v, text = _lam_margin(t)
         elif zero is None:
