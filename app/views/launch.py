@@ -162,19 +162,20 @@ def _scheme_caption(scheme: str, params: dict[str, Any], normalised: bool) -> No
     """The emphasis mode and spread of the chosen loss's weighting scheme and, for a loss
     with derivative normalisation, the largest share of a batch's gradient one example can
     take (``Scheme.worst_case_share``, at the form's batch size)."""
+    batch = _batch_size()
     try:
         curves = edf_curves(scheme, params)
-        share = make_scheme(scheme, **params).worst_case_share(_batch_size()) if normalised else None
+        share = make_scheme(scheme, **params).worst_case_share(batch) if normalised else None
     except (ConfigError, TypeError, ValueError):
         return
     text = (f"Weighting scheme `{curves.formula}`: emphasis {emphasis_summary(curves).where}, "
             f"spread = {curves.spread:.3g} (see the EDF designer).")
     if share is not None:
         text += (f" Under derivative normalisation one example can take up to {share:.3g} of a "
-                 f"batch's gradient (worst case at batch size {_batch_size()}; "
-                 f"{1 / _batch_size():.3g} if all weighed the same).")
+                 f"batch's gradient (worst case at batch size {batch}; "
+                 f"{1 / batch:.3g} if all weighed the same).")
     st.caption(text)
-    if share == 1.0 and _batch_size() > 1:
+    if share == 1.0 and batch > 1:
         # A fact of the formula, not a forecast: cce-dn's weight reaches zero too and trained
         # stably with clipping in the stability benchmark, mae-dn and dm-beta did not.
         st.info("This weighting reaches zero on [0, 1], so a whole step can land on a single "

@@ -49,16 +49,12 @@ class Axis:
 Setting = dict[str, float]
 
 
-def _unchanged(params: Mapping[str, float]) -> Setting:
-    return dict(params)
-
-
 def _dm_canonical(params: Mapping[str, float]) -> Setting:
     """β = 0 makes w(p) = 1 for every λ: all those settings are uniform weighting, λ = 0."""
     return {**params, "lam": 0.0} if float(params["beta"]) == 0.0 else dict(params)
 
 
-def _space(name: str, why: str, *axes: Axis, canonical: Callable[[Mapping[str, float]], Setting] = _unchanged) -> None:
+def _space(name: str, why: str, *axes: Axis, canonical: Callable[[Mapping[str, float]], Setting] = dict) -> None:
     loss = LOSSES.get(name)  # a space for a loss that does not exist is a programming error
     for axis in axes:
         loss.param(axis.param)  # KeyError: the loss has no such parameter
@@ -110,12 +106,17 @@ def canonical(method: str, params: Mapping[str, float]) -> Setting:
     return SEARCH_SPACES.get(method).extra["canonical"](params)
 
 
+def setting_key(method: str, params: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
+    """A hashable key that settings training the same loss share."""
+    return tuple(sorted(canonical(method, params).items()))
+
+
 def distinct_grid_size(method: str) -> int:
     """How many settings of the grid train different losses (the most a search can try)."""
     axes = axes_of(method)
     grid = [dict(zip([a.param for a in axes], values, strict=True))
             for values in itertools.product(*(a.values for a in axes))]
-    return len({tuple(sorted(canonical(method, p).items())) for p in grid})
+    return len({setting_key(method, p) for p in grid})
 
 
 def simplicity_key(method: str, params: Mapping[str, Any]) -> tuple[float, ...]:

@@ -37,6 +37,7 @@ from studio.experiments.spaces import (
     canonical,
     distinct_grid_size,
     grid_size,
+    setting_key,
     simplicity_key,
 )
 from studio.experiments.spec import StudySpec
@@ -102,16 +103,11 @@ class Tuning:
             raise RuntimeError(f"{self.condition}, {self.method}: every trial was pruned; raise the "
                                "budget or use a gentler pruner")
         best = max(t.value for t in complete)
-        top = {_key(self.method, t.params): canonical(self.method, t.params)
+        top = {setting_key(self.method, t.params): canonical(self.method, t.params)
                for t in complete if t.value == best}
         ordered = sorted(top.values(), key=lambda p: simplicity_key(self.method, p))
         self.chosen, self.tied = ordered[0], ordered[1:]
         return self.chosen
-
-
-def _key(method: str, params: dict[str, float]) -> tuple[tuple[str, float], ...]:
-    """Settings that train the same loss share a key."""
-    return tuple(sorted(canonical(method, params).items()))
 
 
 @dataclass
@@ -180,7 +176,7 @@ def _ask(t: Tuning, spec: StudySpec, runner: Any, group: str) -> list[RunOutcome
     trial = t.study.ask()
     params = {a.param: trial.suggest_categorical(a.param, list(a.values)) for a in axes_of(t.method)}
     earlier = next((r for r in t.trials
-                    if r.state == "complete" and _key(t.method, r.params) == _key(t.method, params)), None)
+                    if r.state == "complete" and setting_key(t.method, r.params) == setting_key(t.method, params)), None)
     if earlier is not None:
         t.study.tell(trial, earlier.value)
         t.trials.append(TrialRecord(trial.number, params, "complete", earlier.value, earlier.std,
