@@ -177,7 +177,7 @@ def test_settings_that_train_the_same_loss_do_not_spend_the_budget():
     assert result.chosen()[("r=0.4", "dm")] == {"lam": 0.0, "beta": 16.0}  # tie over λ: the smallest
     text = render_report(result, "dm study", "test machine", "none")
     assert "grid: all 21 settings (24 less repeats)" in text
-    assert "21 of them trained" in text and "(repeat, not retrained)" in text
+    assert "21 tried (21 completed, 0 pruned)" in text and "(repeat, not retrained)" in text
 
 
 def test_claims_read_a_beta_zero_trial_as_the_uniform_setting_it_trained():

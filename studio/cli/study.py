@@ -1,5 +1,6 @@
-"""``dm study STUDY.yaml``: tune every method alike on the clean validation split, train the
-chosen settings on the final seeds, and write ``DIR/<name>.md`` and ``DIR/<name>-runs.csv``.
+"""``dm study STUDY.yaml``: tune every method on the clean validation split (each search trains
+up to the study's budget of settings), train the chosen settings on the final seeds, and write
+``DIR/<name>.md`` and ``DIR/<name>-runs.csv``.
 
     dm study studies/digits-noise.yaml --local            # everything in this process
     dm study studies/digits-noise.yaml                    # queued: workers train, this waits
@@ -10,7 +11,8 @@ trial, queues the final runs once a search is done, and writes the report when e
 ended. Start workers beside it (``dm worker``). The Optuna studies are kept beside the store
 (``studio.experiments.tuner.optuna_storage_url``).
 
-Exit codes: 0 report written; 2 a bad study file or option (nothing queued); 1 anything else.
+Exit codes: 0 report written; 2 a bad study file or option, missing data files included
+(nothing trained or queued); 1 anything else.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from studio.cli._app import app
 from studio.cli.runs import _errors, _fail, _open_store, db_option
 
 console = Console(stderr=True)
-PRUNER_TEXT = ("median (a trial below the median of the earlier trials at the same step is "
-               "stopped, once two trials are complete and after the first half of a run)")
 
 
 def machine() -> str:
@@ -98,7 +98,7 @@ def run_and_report(spec, path: Path, local: bool, device: str | None, out: Path,
     store are taken again (``QueuedRunner(reuse=True)``), only the rest is queued."""
     from studio.experiments.report import write_report
     from studio.experiments.runners import LocalRunner, QueuedRunner, StudyRunFailed
-    from studio.experiments.tuner import optuna_storage_url, run_study
+    from studio.experiments.tuner import PRUNER_TEXT, optuna_storage_url, run_study
 
     prefix = resume or f"study-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     total = _count_runs(spec)
@@ -157,7 +157,7 @@ def study_command(
              "(queued into groups PREFIX-*). Its stored runs are reused; the rest is queued."),
     db: str | None = db_option(),
 ) -> None:
-    """Compare methods fairly: the same tuning budget on the clean validation split for each."""
+    """Compare methods: each tuned on the clean validation split with up to the study's budget."""
     if resume and local:
         _fail("--resume applies to a queued study; a --local study keeps nothing to resume", 2)
     spec = checked_study(path, local, device, budget, iterations)

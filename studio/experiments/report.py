@@ -13,8 +13,8 @@ import pandas as pd
 
 from studio.experiments.claims import check_claims, seed_table
 from studio.experiments.results import CSV_COLUMNS
-from studio.experiments.spaces import simplicity_text
-from studio.experiments.tuner import StudyResult, trial_value_text
+from studio.experiments.spaces import axes_of, simplicity_text, untuned_text
+from studio.experiments.tuner import StudyResult, random_start_size, trial_value_text
 
 _ENV = jinja2.Environment(loader=jinja2.PackageLoader("studio.experiments", "templates"),
                           autoescape=False, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
@@ -25,9 +25,39 @@ def runs_frame(result: StudyResult) -> pd.DataFrame:
     return pd.DataFrame([o.row() for o in result.outcomes], columns=list(CSV_COLUMNS))
 
 
-def _setting(params: Any) -> str:
+def _setting(params: Any, method: str | None = None) -> str:
     params = json.loads(params) if isinstance(params, str) else params
-    return ", ".join(f"{k}={v:g}" for k, v in params.items()) or "(none to tune)"
+    shown = ", ".join(f"{k}={v:g}" for k, v in params.items())
+    if shown or method is None:
+        return shown or "(none to tune)"
+    return f"({untuned_text(method) or 'none to tune'})"
+
+
+def budget_text(result: StudyResult) -> str:
+    """The budget and what each method's searches tried, as the tunings counted it: the
+    methods' counts differ when a grid is smaller than the budget, and the text says so."""
+    spec = result.spec
+    parts, counts = [], set()
+    for method in spec.methods:
+        searches = [t for t in result.tunings if t.method == method]
+        if not searches:
+            continue
+        tried = sorted({t.trained for t in searches})
+        counts.update(tried)
+        shown = str(tried[0]) if len(tried) == 1 else f"{tried[0]}–{tried[-1]}"
+        grid = searches[0].grid
+        parts.append(f"{method}: all {shown} of its {grid} settings (its whole grid)" if tried == [grid]
+                     else f"{method}: {shown} of its {grid} settings")
+    untuned = [f"{m} ({untuned_text(m)})" for m in spec.methods if not axes_of(m)]
+    text = f"budget {spec.budget} settings per (condition, method)"
+    if parts:
+        text += "; " + "; ".join(parts)
+        text += ("; every tuned method tried as many settings" if len(counts) == 1 else
+                 "; the tuned methods did not all try as many settings (a grid smaller than the "
+                 "budget is tried whole)")
+    if untuned:
+        text += "; untuned: " + ", ".join(untuned)
+    return text
 
 
 def _pct(mean: float, std: float) -> str:
@@ -53,7 +83,7 @@ def render_report(result: StudyResult, command: str, machine: str, pruner: str) 
     spec = result.spec
     table = seed_table(final, [c for c, _ in spec.condition_labels()], spec.methods)
     rows = [{
-        "condition": r["condition"], "method": r["method"], "params": _setting(r["params"]),
+        "condition": r["condition"], "method": r["method"], "params": _setting(r["params"], r["method"]),
         "diverged": int(r["diverged"]), "n": int(r["n"]),
         **{c: _pct(r[c], r[c + "_std"]) for c in ("test_acc_final", "test_acc_selected",
                                                    "val_acc_selected", "test_acc_best",
@@ -64,6 +94,8 @@ def render_report(result: StudyResult, command: str, machine: str, pruner: str) 
     groups = {v: k for k, v in result.groups.items()}
     tunings = [{
         "condition": t.condition, "method": t.method, "sampler": t.sampler, "trained": t.trained,
+        "grid": t.grid, "completed": t.completed, "pruned": t.pruned, "repeats": t.repeats,
+        "iterations": t.iterations,
         "group": groups.get(f"tuning of {t.method} at {t.condition}", "") if result.in_store else "",
         "chosen": _setting(t.chosen or {}), "tied": [_setting(p) for p in t.tied],
         "trials": [{"number": r.number, "params": _setting(r.params), "value": trial_value_text(r)}
@@ -73,7 +105,14 @@ def render_report(result: StudyResult, command: str, machine: str, pruner: str) 
         spec=spec, command=command, machine=machine, pruner=pruner,
         conditions=[c for c, _ in spec.condition_labels()],
         tie_rules=[(m, simplicity_text(m)) for m in spec.methods if simplicity_text(m) != "nothing tuned"],
-        rows=rows, claims=check_claims(result, table), unstable=unstable_seeds(final), tunings=tunings)
+        rows=rows, claims=check_claims(result, table), unstable=unstable_seeds(final), tunings=tunings,
+        budget=budget_text(result), start_rule=_start_rule(spec.budget))
+
+
+def _start_rule(budget: int) -> str:
+    start = random_start_size(budget)
+    return (f"{start} settings drawn at random, then TPE (Optuna's tree-structured Parzen "
+            f"estimator) proposing the other {budget - start}")
 
 
 def write_report(result: StudyResult, out_dir: Path, command: str, machine: str,

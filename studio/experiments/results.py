@@ -82,6 +82,16 @@ class RunOutcome:
             "run_id": self.run_id,
         }
 
+    def iterations_reached(self) -> int:
+        """The iterations this run trained: all of them when it finished (the summary's count),
+        up to the divergence, or, for a pruned run, up to its last evaluation (what the
+        outcome keeps of where it stopped)."""
+        if self.summary is not None and self.summary.get("iterations") is not None:
+            return int(self.summary["iterations"])
+        if self.diverged_at is not None:
+            return int(self.diverged_at)
+        return max((iteration for iteration, _ in self.evals), default=0)
+
     def tuning_score(self) -> float:
         """This seed's share of a trial's value: the best validation accuracy over training;
         0 for a run that diverged (a setting that blows up is not one to choose)."""

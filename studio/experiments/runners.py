@@ -57,7 +57,9 @@ class Batch:
 
 
 class LocalRunner:
-    """Trains each batch in this process when it is polled."""
+    """Trains each batch in this process when it is polled, one seed after another."""
+
+    sequential_seeds = True  # the tuner lets the pruner judge a trial only past its first seed
 
     def __init__(self, device: str | None = None, on_done: Callable[[PlannedRun], None] | None = None) -> None:
         self.device = device
@@ -121,6 +123,8 @@ class QueuedRunner:
     its pruner reads the same evaluations), so it plans the same runs in the same groups, and
     only what was never queued is queued now. A run whose config changed (an edited study
     file) matches nothing and is queued afresh."""
+
+    sequential_seeds = False  # a batch's seeds train side by side; the pruner reads their mean
 
     def __init__(self, store: Any, poll_seconds: float = 2.0, reuse: bool = False) -> None:
         self.store = store

@@ -1,11 +1,22 @@
 """What each method tunes in a study, and which of two settings is the simpler.
 
-One registry entry per loss a study may compare (``SEARCH_SPACES``, keyed by the loss's name
-in ``dm_core.losses``). An entry's axes are the loss parameters it tunes, each a finite list of
+One registry entry per loss a study tunes (``SEARCH_SPACES``, keyed by the loss's name in
+``dm_core.losses``). An entry's axes are the loss parameters it tunes, each a finite list of
 values (so a grid sampler can cover it when the budget allows), and the direction in which the
 setting gets simpler: towards the value at which the loss turns into plain cross-entropy (or,
 for DM, into uniform weights and the CCE-like emphasis mode). Losses with no hyperparameter
 have no axes and are trained once per seed, untuned.
+
+A study may name any registered loss (``dm_core.losses.list_losses()``). One with no entry here
+(``dm-normal``, ``dm-exponential``) is trained untuned at its registered defaults, and the
+report says so (``untuned_text``); a name that is not a registered loss is refused with the
+allowed names.
+
+``dm-beta``, w(p) = p^(α−1)·(1−p)^(η−1) with derivative normalisation, tunes α and η over
+values ≥ 1 (so w stays bounded on [0, 1]); both are simpler low. α = 1 puts the emphasis on the
+hardest examples, as cross-entropy does, and a larger α moves it towards easy ones; η = 1 is
+flat in 1 − p, so α = η = 1 is uniform weighting (as DM's β = 0), and a larger η concentrates
+the weight (α = 1, η = 2 is cross-entropy's own weighting, α = η = 2 MAE's).
 
 Ties in the validation score go to the simpler setting: the one whose axes, compared in the
 order listed, are first nearer their simple end (``simplicity_key``).
@@ -13,7 +24,7 @@ order listed, are first nearer their simple end (``simplicity_key``).
 Some grids hold settings that train the same loss: DM with β = 0 weighs every example 1,
 whatever λ. An entry may name a ``canonical`` function mapping each setting to the simplest
 one it equals; the tuner trains one of each, so such repeats do not spend a method's budget
-(``distinct_grid_size``).
+(``distinct_settings``).
 """
 
 from __future__ import annotations
@@ -80,12 +91,48 @@ for _name in ("boot-soft", "boot-hard"):
     _space(_name, "β, the weight of the annotated label; β = 1 is cross-entropy",
            Axis("beta", (0.95, 0.8, 0.6), _HIGH))
 _space("focal", "γ; γ = 0 is cross-entropy", Axis("gamma", (0.5, 1.0, 2.0, 5.0), _LOW))
+_space("dm-beta", "α (emphasis towards easy examples as it grows) and η (concentration); "
+       "α = 1 with η = 1 is uniform weighting, with η = 2 cross-entropy's weighting",
+       Axis("alpha", (1.0, 2.0, 3.0, 4.0), _LOW), Axis("eta", (1.0, 2.0, 3.0, 4.0), _LOW))
+
+
+def check_method(method: str, where: str = "methods") -> None:
+    """``ConfigError`` at ``where`` naming the registered losses unless ``method`` is one."""
+    LOSSES.get(method, where=where)
+
+
+def _entry_extra(method: str) -> dict[str, Any] | None:
+    """The search-space entry of ``method``; None for a registered loss with none."""
+    if method in SEARCH_SPACES:
+        return SEARCH_SPACES.get(method).extra
+    check_method(method, "method")
+    return None
 
 
 def axes_of(method: str) -> tuple[Axis, ...]:
-    """The tuned axes of ``method`` (``ConfigError`` naming the allowed methods if it has none
-    registered)."""
-    return SEARCH_SPACES.get(method).extra["axes"]
+    """The tuned axes of ``method``: none for a loss without hyperparameters or without a
+    search space (trained untuned); ``ConfigError`` naming the registered losses for a name
+    that is not one."""
+    extra = _entry_extra(method)
+    return extra["axes"] if extra is not None else ()
+
+
+def untuned_text(method: str) -> str | None:
+    """Why ``method`` is trained untuned, for the report; None when it is tuned.
+
+    >>> untuned_text("cce")
+    'no hyperparameter'
+    >>> untuned_text("dm-exponential")
+    'no search space: trained at its defaults beta=2, eps=1e-06'
+    >>> untuned_text("dm") is None
+    True
+    """
+    if axes_of(method):
+        return None
+    if method in SEARCH_SPACES:
+        return "no hyperparameter"
+    defaults = ", ".join(f"{p.name}={p.default:g}" for p in LOSSES.get(method).params)
+    return "no search space: trained at its defaults" + (f" {defaults}" if defaults else "")
 
 
 def grid_size(method: str) -> int:
@@ -103,7 +150,8 @@ def canonical(method: str, params: Mapping[str, float]) -> Setting:
     >>> canonical("dm", {"lam": 2.0, "beta": 4.0})
     {'lam': 2.0, 'beta': 4.0}
     """
-    return SEARCH_SPACES.get(method).extra["canonical"](params)
+    extra = _entry_extra(method)
+    return extra["canonical"](params) if extra is not None else dict(params)
 
 
 def setting_key(method: str, params: Mapping[str, float]) -> tuple[tuple[str, float], ...]:
@@ -111,12 +159,24 @@ def setting_key(method: str, params: Mapping[str, float]) -> tuple[tuple[str, fl
     return tuple(sorted(canonical(method, params).items()))
 
 
+def distinct_settings(method: str) -> list[Setting]:
+    """One setting per different loss of the grid (the canonical one), in grid order: what a
+    search may try.
+
+    >>> len(distinct_settings("dm")), distinct_settings("dm")[0]
+    (21, {'lam': 0.0, 'beta': 0.0})
+    """
+    axes = axes_of(method)
+    found: dict[tuple[tuple[str, float], ...], Setting] = {}
+    for values in itertools.product(*(a.values for a in axes)):
+        params = dict(zip([a.param for a in axes], values, strict=True))
+        found.setdefault(setting_key(method, params), canonical(method, params))
+    return list(found.values()) if axes else []
+
+
 def distinct_grid_size(method: str) -> int:
     """How many settings of the grid train different losses (the most a search can try)."""
-    axes = axes_of(method)
-    grid = [dict(zip([a.param for a in axes], values, strict=True))
-            for values in itertools.product(*(a.values for a in axes))]
-    return len({setting_key(method, p) for p in grid})
+    return len(distinct_settings(method))
 
 
 def simplicity_key(method: str, params: Mapping[str, Any]) -> tuple[float, ...]:

@@ -5,17 +5,24 @@
       dataset: {name: arrays, path: ./data/mine.npz}
       iterations: 2000
     noise_rates: [0.0, 0.2, 0.4]   # symmetric noise unless base.dataset.noise.kind says otherwise
-    methods: [cce, gce, dm]        # loss names (dm_core.losses); see spaces.SEARCH_SPACES
+    methods: [cce, gce, dm]        # registered loss names (dm_core.losses.list_losses())
     seeds: 3                       # seeds of the final runs (0, 1, ...)
-    budget: 8                      # tuning trials per (method, noise rate)
+    budget: 8                      # settings trained per (method, condition) search
     val_fraction: 0.2              # the trusted clean validation split tuning and selection use
 
 Optional: ``description``, ``tune_seeds`` (≥ 3, default 3: the seeds each trial averages
 over, distinct from the final seeds), ``conditions`` (label → overrides of ``base``, crossed
-with the noise rates: e.g. imbalance ratios).
+with the noise rates: e.g. imbalance ratios), ``seed`` (default 0: seeds the searches; each
+(condition, method) search draws from a seed derived from it and the two names, so the order
+of the file changes nothing and another study seed tries other settings; see ``tuner``).
+
+A method with a search space (``spaces.SEARCH_SPACES``) is tuned; a registered loss without
+one is trained untuned at its defaults (``spaces.untuned_text``).
 
 Everything is checked at load, before anything is queued: every run config the study will
-train is built and validated, so a bad value fails here with its field and allowed values.
+train is built and validated, and every data file its runs read exists under an allowed data
+directory (``dm_core.data.check_data_available``, the check ``dm submit`` and the Launch form
+make), so a bad value fails here with its field (``base.dataset.path``) and allowed values.
 """
 
 from __future__ import annotations
@@ -29,13 +36,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dm_core.config import RunConfig, check_name, parse_config, read_config_file
 from dm_core.registry import ConfigError
-from studio.experiments.spaces import SEARCH_SPACES
+from studio.experiments.spaces import axes_of, check_method
 
 # Tuning seeds start here, far from the final seeds (0, 1, ...): a setting is never chosen
 # on the runs that then report it.
 TUNE_SEED_BASE = 1000
 MAX_BUDGET = 500
 MAX_SEEDS = 20
+MAX_STUDY_SEED = 2**31 - 1
 
 # field -> the allowed values, as every error about it says them
 _ALLOWED = {
@@ -49,6 +57,7 @@ _ALLOWED = {
     "tune_seeds": f"an integer in [3, {MAX_SEEDS}]",
     "budget": f"an integer in [1, {MAX_BUDGET}]",
     "val_fraction": "a number in (0, 0.9]",
+    "seed": f"an integer in [0, {MAX_STUDY_SEED}]",
 }
 
 
@@ -65,6 +74,7 @@ class StudySpec(BaseModel):
     tune_seeds: int = Field(3, ge=3, le=MAX_SEEDS)
     budget: int = Field(ge=1, le=MAX_BUDGET)
     val_fraction: float = Field(gt=0.0, le=0.9)
+    seed: int = Field(0, ge=0, le=MAX_STUDY_SEED)
 
     @field_validator("noise_rates", mode="before")
     @classmethod
@@ -87,7 +97,7 @@ class StudySpec(BaseModel):
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
         for i, m in enumerate(v):
-            SEARCH_SPACES.get(m, where=f"methods[{i}]")
+            check_method(m, where=f"methods[{i}]")
         if len(set(v)) != len(v):
             raise ValueError("methods: a method is listed twice")
         return v
@@ -192,9 +202,8 @@ def parse_study(data: Any, where: Path | None = None) -> StudySpec:
 
 def _check_every_config(spec: StudySpec) -> None:
     """Build one config per (condition, method) at each extreme of its axes: the values the
-    tuner may pick are then known to be valid for this base."""
-    from studio.experiments.spaces import axes_of
-
+    tuner may pick are then known to be valid for this base. Then check the data files of each
+    distinct dataset the runs read."""
     for condition, _ in spec.condition_labels():
         for method in spec.methods:
             axes = axes_of(method)
@@ -205,6 +214,34 @@ def _check_every_config(spec: StudySpec) -> None:
                 except ConfigError as err:
                     raise ConfigError(errors=[(p, f"{m} (in the runs of {condition}, {method})")
                                               for p, m in err.errors]) from None
+    _check_data(spec)
+
+
+def _check_data(spec: StudySpec) -> None:
+    """Every data file a run of the study reads exists and lies in an allowed data directory,
+    with the check ``dm submit`` and the Launch form make before queueing. The error names the
+    field of the study file that set the path: the condition's override, else ``base``."""
+    from dm_core.data import check_data_available
+
+    seen: set[str] = set()
+    for condition, _ in spec.condition_labels():
+        cfg = spec.config(condition, spec.methods[0], {}, 0, "tune")
+        dataset = cfg.dataset.model_dump(mode="json")
+        key = json.dumps({k: dataset.get(k) for k in ("name", "path", "root", "download")}, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            check_data_available(dataset)
+        except ConfigError as err:
+            label = condition.rsplit(" ", 1)[0] if " " in condition else ""
+            overrides = (spec.conditions or {}).get(label, {}).get("dataset", {})
+            errors = []
+            for path, message in err.errors:
+                key_name = path.removeprefix("dataset.")
+                owner = f"conditions.{label}" if isinstance(overrides, dict) and key_name in overrides else "base"
+                errors.append((f"{owner}.{path}" if path else owner, f"{message} (read by the runs of {condition})"))
+            raise ConfigError(errors=errors) from None
 
 
 def load_study(path: str | Path) -> StudySpec:
