@@ -7,7 +7,7 @@
     dm repro --summary                               # docs/reproduction.md from the reports
 
 The names in ``studies/`` (digits-noise, digits-imbalance) are study files and run exactly as
-``dm study studies/NAME.yaml``: every method tuned alike on the clean validation split (see
+``dm study studies/NAME.yaml``: every method tuned on the clean validation split (see
 ``studio.experiments``). The GPU presets (``studio.repro``) train the published settings, with
 nothing tuned; queued, ``--report`` reads their group back and writes the same report as
 ``--local``, from the stored summaries and scalars.
@@ -76,7 +76,7 @@ def repro_command(
         return
     if list_ or not name:
         for study, path in study_files():
-            typer.echo(f"{study:20} study file {path}: tuned alike on the clean validation split")
+            typer.echo(f"{study:20} study file {path}: each method tuned on the clean validation split")
         for entry in EXPERIMENTS.entries():
             typer.echo(f"{entry.name:20} {entry.description}")
         return

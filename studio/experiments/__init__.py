@@ -2,8 +2,8 @@
 
 A study crosses noise rates (and, optionally, named conditions such as imbalance ratios) with
 methods (losses). Every method with a hyperparameter is tuned by an Optuna study per (method,
-condition) with the same budget of trials, on the trusted clean validation split, each trial
-averaged over its own tuning seeds; the chosen setting is then trained on the study's final
+condition) that trains up to the study's budget of different settings (a smaller grid whole),
+on the trusted clean validation split, each trial averaged over its own tuning seeds; the chosen setting is then trained on the study's final
 seeds and reported with the test accuracy at the end and at the evaluation chosen on
 validation accuracy. Test data never take part in a choice.
 
