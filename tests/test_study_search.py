@@ -127,6 +127,35 @@ def test_the_order_of_the_study_file_does_not_move_the_search():
     assert tried(again, "dm", "r=0.4") == tried(one, "dm", "r=0.4")
 
 
+class Interrupted(Exception):
+    """The driving process of a study stopping."""
+
+
+def test_a_replay_after_an_interruption_tries_the_same_settings(tmp_path):
+    """What ``--resume`` relies on: the search, rebuilt in the same storage from the same
+    results, proposes what it proposed before, TPE's proposals and repeats included."""
+    spec = parse_study(study(budget=8))
+    whole = run_study(spec, Fake(), "w", pruner=no_pruning)
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'optuna.sqlite'}")
+    batches = []
+
+    def stop_after_five(found):
+        batches.append(found)
+        if len(batches) == 5:
+            raise Interrupted
+
+    try:
+        with pytest.raises(Interrupted):
+            run_study(spec, Fake(), "w", storage, pruner=no_pruning, on_batch=stop_after_five)
+        replay = run_study(spec, Fake(), "w", storage, pruner=no_pruning)
+        [name] = optuna.get_all_study_names(storage)
+        [t] = replay.tunings
+        assert len(optuna.load_study(study_name=name, storage=storage).trials) == len(t.trials)
+    finally:
+        storage.engine.dispose()
+    assert [(r.params, r.reused) for r in t.trials] == [(r.params, r.reused) for r in whole.tunings[0].trials]
+
+
 def test_the_study_seed_changes_the_settings_tried():
     first = tried(run_study(parse_study(study(seed=0)), Fake(), "s"))
     second = tried(run_study(parse_study(study(seed=1)), Fake(), "s"))

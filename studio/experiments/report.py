@@ -110,9 +110,13 @@ def render_report(result: StudyResult, command: str, machine: str, pruner: str) 
 
 
 def _start_rule(budget: int) -> str:
+    """How a grid larger than ``budget`` is searched, in words."""
     start = random_start_size(budget)
-    return (f"{start} settings drawn at random, then TPE (Optuna's tree-structured Parzen "
-            f"estimator) proposing the other {budget - start}")
+    drawn = f"{start} setting{'s' if start > 1 else ''} drawn at random"
+    if start == budget:
+        return drawn
+    return (f"{drawn}, then TPE (Optuna's tree-structured Parzen estimator) proposing the "
+            f"other {budget - start}")
 
 
 def write_report(result: StudyResult, out_dir: Path, command: str, machine: str,
