@@ -63,18 +63,32 @@ def _row(cond, method, acc, seed=0, std_seed=0.0, p_noisy=0.3):
 
 
 def test_preset_claims_choose_nothing_on_test_data():
-    rows = [_row("r=0", "CCE", 0.95), _row("r=0", "DM λ=0", 0.96), _row("r=0", "DM λ=1", 0.965),
-            _row("r=0.4", "CCE", 0.70, p_noisy=0.9), _row("r=0.4", "DM λ=0", 0.75, p_noisy=0.8),
-            _row("r=0.4", "DM λ=0.5", 0.85, p_noisy=0.2), _row("r=0.4", "DM λ=1", 0.80, p_noisy=0.1)]
-    judged = {t[:3]: (h, d) for t, h, d in check_claims(summary_table(pd.DataFrame(rows)))}
+    # Three seeds each (jittered by ±1 point), so the rule of studio.experiments.verdicts can test.
+    jitter = (-0.01, 0.0, 0.01)
+    settings = [("r=0", "CCE", 0.95, 0.3), ("r=0", "DM λ=0", 0.96, 0.3), ("r=0", "DM λ=1", 0.965, 0.3),
+                ("r=0.4", "CCE", 0.70, 0.9), ("r=0.4", "DM λ=0", 0.75, 0.8),
+                ("r=0.4", "DM λ=0.5", 0.85, 0.2), ("r=0.4", "DM λ=1", 0.80, 0.1)]
+
+    def judge(settings):
+        rows = [_row(c, m, acc, seed=s, std_seed=d, p_noisy=p + d)
+                for c, m, acc, p in settings for s, d in enumerate(jitter)]
+        return {t[:3]: (h, d) for t, h, d in check_claims(summary_table(pd.DataFrame(rows)))}
+
+    judged = judge(settings)
     # (a) and (d): every DM variant with λ > 0 against CCE, no variant picked on test accuracy.
-    assert judged["(a)"] == (True, "r=0.4: DM λ=0.5 85.0% vs CCE 70.0%; r=0.4: DM λ=1 80.0% vs CCE 70.0%")
-    assert judged["(d)"][0] is True and "DM λ=1 0.100 vs CCE 0.900" in judged["(d)"][1]
+    assert judged["(a)"] == (True, "r=0.4: DM λ=0.5 85.0 ± 1.0% (n=3) vs CCE 70.0 ± 1.0% (n=3): "
+                                   "p = 5.2e-05 (Holm 0.0001) → holds; r=0.4: DM λ=1 80.0 ± 1.0% (n=3) "
+                                   "vs CCE 70.0 ± 1.0% (n=3): p = 0.00026 (Holm 0.00026) → holds")
+    assert judged["(d)"][0] is True
+    assert "DM λ=1 0.100 ± 0.010 (n=3) vs CCE 0.900 ± 0.010 (n=3): p = " in judged["(d)"][1]
     # (b) and (c) ask which λ is best: without a validation split they are not judged.
     assert judged["(b)"][0] is None and "would choose on test data" in judged["(b)"][1]
     assert judged["(c)"][0] is None
-    worse = [*rows[:-1], _row("r=0.4", "DM λ=1", 0.65, p_noisy=0.1)]
-    assert {t[:3]: h for t, h, _ in check_claims(summary_table(pd.DataFrame(worse)))}["(a)"] is False
+    worse = judge([*settings[:-1], ("r=0.4", "DM λ=1", 0.65, 0.1)])
+    assert worse["(a)"][0] is False and "p = 0.0036 (Holm 0.0036) → does not hold" in worse["(a)"][1]
+    # A mean ahead by half a point, inside the seeds' spread: undecided, not a win.
+    close = judge([*settings[:-1], ("r=0.4", "DM λ=1", 0.705, 0.1)])
+    assert close["(a)"][0] is None and "p = 0.57 (Holm 0.57) → undecided" in close["(a)"][1]
 
 
 def test_unstable_seeds_are_named():
@@ -105,9 +119,11 @@ def test_cifar100_preset_is_the_authors_setting_with_their_numbers_beside(tmp_pa
     assert "authors' run: final / best (%)" in lines[[i for i, x in enumerate(lines) if x.startswith("| condition")][0]]
     assert any(x.startswith("| r=0.4 | DM λ=0.5 |") and x.endswith("| 59.9 / 61.0 (β=8) |") for x in lines)
     assert any(x.startswith("| r=0.4 | CCE |") and x.endswith("| 50.8 / 53.1 |") for x in lines)
-    # And the claims on the authors' own runs: λ = 0.5 beats CCE at every noise rate.
+    # And the claims on the authors' own runs: one run each, so no test and no verdict.
     ref = {t[:3]: (h, d) for t, h, d in check_claims(reference_table(exp))}
-    assert ref["(a)"][0] is True and "r=0.6: DM λ=0.5 50.8% vs CCE 38.7%" in ref["(a)"][1]
+    assert ref["(a)"][0] is None
+    assert ("r=0.6: DM λ=0.5 50.8% (n=1) vs CCE 38.7% (n=1): one seed: no test possible → "
+            "undecided") in ref["(a)"][1]
     assert "(d)" not in ref  # no p_i was published
 
 
@@ -133,7 +149,7 @@ def test_cifar10_preset_is_the_papers_table_with_its_numbers_beside(tmp_path):
     # Checked on the paper's numbers, every λ > 0 variant against CCE; which λ is best is
     # not judged (that would be chosen on test accuracy).
     ref = {t[:3]: (h, d) for t, h, d in check_claims(reference_table(exp))}
-    assert "r=0.8: DM λ=2 32.8% vs CCE 16.1%" in ref["(a)"][1]
+    assert "r=0.8: DM λ=2 32.8% (n=1) vs CCE 16.1% (n=1): one seed: no test possible" in ref["(a)"][1]
     assert ref["(b)"][0] is None and "(d)" not in ref  # no p_i published
     table = reference_table(exp).set_index(["condition", "method"])
     assert table.loc[("r=0.2", "CCE"), "train_acc_corrupted"] == pytest.approx(0.957)
@@ -340,7 +356,9 @@ def test_summary_counts_diverged_runs_and_offers_no_unmeasured_explanation(tmp_p
     text = summary_text(reports, tmp_path / "summary.md")
     assert "- MAE-DN: 2/2 runs of cifar100-table1" in text
     assert "Why" not in text  # the counts are measured; a reason for them is not
-    assert "DM λ=1 90.0% vs CCE 70.0%" in text  # claim (a), from the rows above
+    # Claim (a), from the rows above: both seeds of each equal, so nothing to test the gap against.
+    assert ("DM λ=1 90.0 ± 0.0% (n=2) vs CCE 70.0 ± 0.0% (n=2): every seed gave the same value "
+            "on both sides: no spread to test the gap against → undecided") in text
     assert "- `cifar10-table10`:" in text.split("## Not run here")[1]
 
 

@@ -198,8 +198,10 @@ def test_claims_read_a_beta_zero_trial_as_the_uniform_setting_it_trained():
     assert low.chosen == {"lam": 0.0, "beta": 0.0}
     claim = _claim_b(StudyResult(parse_study(study(methods=["dm"])), [low, high], [], {}))
     assert claim.verdict == HOLDS, claim.evidence
-    assert "r=0.2: chosen λ=0 val 90.0 ± 0.1% vs best other λ=1 val 80.0 ± 0.1%" in claim.evidence
-    assert "r=0.4: chosen λ=2 val 85.0 ± 0.1% vs best other λ=0 val 70.0 ± 0.1%" in claim.evidence
+    assert ("r=0.2: chosen λ=0 val 90.0 ± 0.1% (n=3) vs best other λ=1 val 80.0 ± 0.1% (n=3): "
+            "p = 6e-08 (Holm 6e-08) → holds") in claim.evidence
+    assert ("r=0.4: chosen λ=2 val 85.0 ± 0.1% (n=3) vs best other λ=0 val 70.0 ± 0.1% (n=3): "
+            "p = 1.2e-08 (Holm 2.4e-08) → holds") in claim.evidence
 
 
 # ---------------------------------------------------------------- local, end to end
@@ -455,7 +457,8 @@ def test_dm_study_queued_through_the_cli_with_a_worker(tmp_path):
 
 def test_dm_against_every_method_is_judged_with_the_seed_spread():
     """Claim (e) from a hand-built table of final runs: DM clearly ahead of CCE, within the
-    spread of GCE, so the claim is undecided, and the validation pick is named."""
+    spread of GCE, so the claim is undecided; GCE's validation lead over DM is not significant
+    over two seeds, so no validation pick is named."""
     from studio.experiments.claims import HOLDS, UNDECIDED, _claim_e, seed_table
 
     rows = []
@@ -470,6 +473,7 @@ def test_dm_against_every_method_is_judged_with_the_seed_spread():
                          "train_acc_intact": 0.5, "fit_corrupted_subset": 0.5, "p_noisy_late": 0.5})
     claim = _claim_e(seed_table(pd.DataFrame(rows)))
     assert claim.verdict == UNDECIDED
-    assert f"vs cce 71.0 ± 1.0% → {HOLDS}" in claim.evidence[0]
-    assert f"vs gce 91.0 ± 2.0% → {UNDECIDED}" in claim.evidence[1]
-    assert "best validation accuracy is gce (val 92.0 ± 1.0%)" in claim.evidence[2]
+    assert f"vs cce 71.0 ± 1.4% (n=2): p = 0.005 (Holm 0.0099) → {HOLDS}" in claim.evidence[0]
+    assert f"vs gce 91.0 ± 2.8% (n=2): p = 1 (Holm 1) → {UNDECIDED}" in claim.evidence[1]
+    assert ("best validation accuracy is undecided: gce 92.0 ± 1.4% (n=2), dm 89.0 ± 1.4% (n=2) "
+            "not distinguishable (p = 0.17, Holm 0.17)") in claim.evidence[2]

@@ -7,26 +7,42 @@
 (e) DM beats every other method of the study, in every condition (selected test accuracy);
     with, per condition, the method the validation split would pick.
 
-Every comparison has the seed-spread check: a difference no larger than the combined spread
-over seeds (√(std_a² + std_b²), population std) is "undecided". (b) "does not hold" whenever the
-chosen λ does not increase from the lowest to the highest noisy rate. (b) and (c) are about
-which setting is best, which is a validation question: they read the tuning trials'
-validation scores (mean ± std over the tuning seeds), never test accuracy. Each claim carries
-the numbers it was judged on and nothing else: no prose that the numbers do not show.
+Every comparison goes through ``studio.experiments.verdicts``: Welch's test over the seeds,
+Holm-corrected across the comparisons of each claim, undecided unless significant at
+``verdicts.ALPHA`` (and always with a single seed). (a), (d) and (e) test the final runs'
+per-seed values (``seed_table`` keeps them); "the method with the best validation accuracy"
+is named only when it beats every other one (``verdicts.best_of``). (b) "does not hold"
+whenever the chosen λ does not increase from the lowest to the highest noisy rate. (b) and
+(c) are about which setting is best, which is a validation question: they read the tuning
+trials' validation scores (mean and std over the tuning seeds), never test accuracy. Each
+claim carries the numbers it was judged on, with n and p, and nothing else: no prose that the
+numbers do not show.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from studio.experiments.spaces import canonical
 from studio.experiments.tuner import StudyResult, TrialRecord, Tuning
+from studio.experiments.verdicts import (
+    FAILS,
+    HOLDS,
+    UNDECIDED,
+    Sample,
+    best_of,
+    combine,
+    compare_all,
+    spread_text,
+)
 
-HOLDS, FAILS, UNDECIDED = "holds", "does not hold", "undecided"
+__all__ = ["FAILS", "HOLDS", "UNDECIDED", "Claim", "check_claims", "seed_table"]
+
+METRICS = ("test_acc_final", "test_acc_selected", "test_acc_best", "val_acc_selected",
+           "train_acc_corrupted", "train_acc_intact", "fit_corrupted_subset", "p_noisy_late")
 
 
 @dataclass(frozen=True)
@@ -38,15 +54,17 @@ class Claim:
 
 def seed_table(final: pd.DataFrame, conditions: list[str] | None = None,
                methods: list[str] | None = None) -> pd.DataFrame:
-    """Mean and population std over the final seeds per (condition, method), in the order of
-    ``conditions`` and ``methods`` (the study's) when given, else as the runs came."""
-    metrics = ["test_acc_final", "test_acc_selected", "test_acc_best", "val_acc_selected",
-               "train_acc_corrupted", "train_acc_intact", "fit_corrupted_subset", "p_noisy_late"]
+    """Mean and sample std (ddof = 1; NaN with one seed) over the final seeds per (condition,
+    method), and each metric's per-seed values as a tuple (``<metric>_seeds``: what the claims
+    test), in the order of ``conditions`` and ``methods`` (the study's) when given, else as
+    the runs came."""
+    metrics = list(METRICS)
     g = final.groupby(["condition", "method"], sort=False)
     out = g[metrics].mean()
-    std = g[metrics].std(ddof=0).fillna(0.0)
+    std = g[metrics].std(ddof=1)
     for m in metrics:
         out[m + "_std"] = std[m]
+        out[m + "_seeds"] = g[m].agg(tuple)
     out["params"] = g["params"].first()
     out["noise_rate"] = g["noise_rate"].first()
     out["n"] = g.size()
@@ -58,38 +76,12 @@ def seed_table(final: pd.DataFrame, conditions: list[str] | None = None,
     return out.sort_values(["_c", "_m"], kind="stable").drop(columns=["_c", "_m"]).reset_index(drop=True)
 
 
-def compare(a: float, sa: float, b: float, sb: float) -> str:
-    """HOLDS when a > b beyond the spread, FAILS when a < b beyond it, else UNDECIDED."""
-    if any(math.isnan(x) for x in (a, b)):
-        return UNDECIDED
-    spread = math.hypot(sa, sb)
-    if abs(a - b) <= spread:
-        return UNDECIDED
-    return HOLDS if a > b else FAILS
-
-
-def combine(verdicts: list[str]) -> str:
-    if not verdicts:
-        return UNDECIDED
-    if FAILS in verdicts:
-        return FAILS
-    return HOLDS if all(v == HOLDS for v in verdicts) else UNDECIDED
+def _seeds(row: pd.Series, metric: str) -> Sample:
+    return Sample.of(row[metric + "_seeds"])
 
 
 def _setting(params: str) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in json.loads(params).items())
-
-
-def _pct(mean: float, std: float) -> str:
-    return "–" if math.isnan(mean) else f"{mean * 100:.1f} ± {std * 100:.1f}%"
-
-
-def _versus(dm_label: str, dm: pd.Series, other_label: str, other: pd.Series,
-            metric: str) -> tuple[str, str]:
-    """DM's row against another on ``metric``: the verdict, and the evidence line that states it."""
-    v = compare(dm[metric], dm[metric + "_std"], other[metric], other[metric + "_std"])
-    return v, (f"{dm_label} {_pct(dm[metric], dm[metric + '_std'])} vs "
-               f"{other_label} {_pct(other[metric], other[metric + '_std'])} → {v}")
 
 
 def _dm_and_cce_under_noise(table: pd.DataFrame):
@@ -101,16 +93,15 @@ def _dm_and_cce_under_noise(table: pd.DataFrame):
 
 
 def _claim_a(table: pd.DataFrame) -> Claim | None:
-    rows, verdicts = [], []
-    for cond, dm, cce in _dm_and_cce_under_noise(table):
-        for metric, word in (("test_acc_final", "final"), ("test_acc_selected", "selected")):
-            v, row = _versus(f"{cond}, {word}: DM ({_setting(dm['params'])})", dm, "CCE", cce, metric)
-            verdicts.append(v)
-            rows.append(row)
-    if not rows:
+    pairs = [(f"{cond}, {word}: DM ({_setting(dm['params'])})", _seeds(dm, metric), "CCE",
+              _seeds(cce, metric))
+             for cond, dm, cce in _dm_and_cce_under_noise(table)
+             for metric, word in (("test_acc_final", "final"), ("test_acc_selected", "selected"))]
+    if not pairs:
         return None
+    found = compare_all(pairs)
     return Claim("(a) under label noise DM (its setting chosen on validation) beats CCE on test "
-                 "accuracy", combine(verdicts), rows)
+                 "accuracy", combine([c.verdict for c in found]), [c.text() for c in found])
 
 
 def _trial_best(t: Tuning, keep) -> TrialRecord | None:
@@ -124,17 +115,30 @@ def _trained(r: TrialRecord) -> dict[str, float]:
     return canonical("dm", r.params)
 
 
-def _lam_margin(t: Tuning) -> tuple[str, str]:
-    """Whether the chosen λ's validation score beats the best trial with another λ beyond
-    the spread over tuning seeds, and the numbers."""
+def _trial_sample(r: TrialRecord) -> Sample:
+    """A trial's validation score over its tuning seeds (it records a population std)."""
+    return Sample.from_population_std(r.value, r.std, r.seeds)
+
+
+def _lam_pair(t: Tuning) -> tuple[str, Sample, str, Sample] | str:
+    """The chosen λ's validation score against the best trial with another λ, or, when no
+    other λ was tried, the line that says so."""
     lam = t.chosen["lam"]
     mine = _trial_best(t, lambda r: _trained(r) == t.chosen)
     other = _trial_best(t, lambda r: _trained(r)["lam"] != lam)
     if other is None:
-        return UNDECIDED, f"λ={lam:g} val {mine.value * 100:.2f}% (no other λ was tried)"
-    v = compare(mine.value, mine.std, other.value, other.std)
-    return v, (f"chosen λ={lam:g} val {_pct(mine.value, mine.std)} vs best other "
-               f"λ={_trained(other)['lam']:g} val {_pct(other.value, other.std)}")
+        return f"λ={lam:g} val {spread_text(_trial_sample(mine))} (no other λ was tried) → {UNDECIDED}"
+    return (f"chosen λ={lam:g} val", _trial_sample(mine),
+            f"best other λ={_trained(other)['lam']:g} val", _trial_sample(other))
+
+
+def _judged(items: dict[str, tuple[str, Sample, str, Sample] | str]) -> dict[str, tuple[str, str]]:
+    """Per key, (verdict, evidence line): the pairs compared under the rule with Holm across
+    all of them, a line without a pair undecided."""
+    keys = [k for k, v in items.items() if not isinstance(v, str)]
+    found = dict(zip(keys, compare_all([items[k] for k in keys]), strict=True))
+    return {k: (found[k].verdict, found[k].text()) if k in found else (UNDECIDED, v)
+            for k, v in items.items()}
 
 
 def _claim_b(result: StudyResult) -> Claim | None:
@@ -144,12 +148,13 @@ def _claim_b(result: StudyResult) -> Claim | None:
     families: dict[str, list[Tuning]] = {}
     for t in dm:  # one family per named condition (imbalance ratio, …), ordered by rate
         families.setdefault(t.condition.rsplit("r=", 1)[0], []).append(t)
-    verdicts, rows = [], []
     for fam in families.values():
         fam.sort(key=lambda t: t.noise_rate)
+    margins = _judged({t.condition: _lam_pair(t) for fam in families.values() for t in fam})
+    verdicts, rows = [], []
+    for fam in families.values():
         lams = [t.chosen["lam"] for t in fam]
-        margins = [_lam_margin(t) for t in fam]
-        rows += [f"{t.condition}: {text}" for t, (_, text) in zip(fam, margins, strict=True)]
+        rows += [f"{t.condition}: {margins[t.condition][1]}" for t in fam]
         if len(fam) < 2:
             verdicts.append(UNDECIDED)
             rows.append("only one noisy rate: a trend needs two")
@@ -157,10 +162,23 @@ def _claim_b(result: StudyResult) -> Claim | None:
             verdicts.append(FAILS)
             rows.append("chosen λ by rate: " + ", ".join(f"{x:g}" for x in lams) + " (does not increase)")
         else:
-            verdicts.append(HOLDS if all(v == HOLDS for v, _ in margins) else UNDECIDED)
+            verdicts.append(HOLDS if all(margins[t.condition][0] == HOLDS for t in fam) else UNDECIDED)
             rows.append("chosen λ by rate: " + ", ".join(f"{x:g}" for x in lams))
     return Claim("(b) the λ chosen on validation grows with the noise rate (noisy rates only)",
                  combine(verdicts), rows)
+
+
+def _zero_against_chosen(t: Tuning) -> tuple[str, Sample, str, Sample] | str:
+    """Claim (c) at one clean condition: λ = 0 against the best other λ when λ = 0 was chosen,
+    else the best λ = 0 trial against the chosen setting."""
+    if t.chosen["lam"] == 0:
+        return _lam_pair(t)
+    zero = _trial_best(t, lambda r: _trained(r)["lam"] == 0)
+    if zero is None:
+        return f"chosen λ={t.chosen['lam']:g}; λ = 0 was not among the tried settings → {UNDECIDED}"
+    chosen = _trial_best(t, lambda r: _trained(r) == t.chosen)
+    return ("best λ=0 val", _trial_sample(zero), f"chosen λ={t.chosen['lam']:g} val",
+            _trial_sample(chosen))
 
 
 def _claim_c(result: StudyResult) -> Claim | None:
@@ -169,58 +187,49 @@ def _claim_c(result: StudyResult) -> Claim | None:
              and t.condition.startswith("r=")]
     if not clean:
         return None
-    verdicts, rows = [], []
-    for t in clean:
-        zero = _trial_best(t, lambda r: _trained(r)["lam"] == 0)
-        chosen = _trial_best(t, lambda r, want=t.chosen: _trained(r) == want)
-        if t.chosen["lam"] == 0:
-            v, text = _lam_margin(t)
-        elif zero is None:
-            v, text = UNDECIDED, f"chosen λ={t.chosen['lam']:g}; λ = 0 was not among the tried settings"
-        else:
-            v = compare(zero.value, zero.std, chosen.value, chosen.std)
-            text = (f"best λ=0 val {_pct(zero.value, zero.std)} vs chosen λ={t.chosen['lam']:g} "
-                    f"val {_pct(chosen.value, chosen.std)}")
-        verdicts.append(v)
-        rows.append(f"{t.condition}: {text} → {v}")
-    return Claim("(c) on clean data λ = 0 is the best DM setting (validation)", combine(verdicts), rows)
+    judged = _judged({t.condition: _zero_against_chosen(t) for t in clean})
+    return Claim("(c) on clean data λ = 0 is the best DM setting (validation)",
+                 combine([v for v, _ in judged.values()]),
+                 [f"{cond}: {line}" for cond, (_, line) in judged.items()])
 
 
 def _claim_d(table: pd.DataFrame) -> Claim | None:
-    rows, verdicts = [], []
-    for cond, dm, cce in _dm_and_cce_under_noise(table):
-        v = compare(cce["p_noisy_late"], cce["p_noisy_late_std"], dm["p_noisy_late"], dm["p_noisy_late_std"])
-        verdicts.append(v)
-        rows.append(f"{cond}: late mean p_i of corrupted examples DM {dm['p_noisy_late']:.3f} ± "
-                    f"{dm['p_noisy_late_std']:.3f} vs CCE {cce['p_noisy_late']:.3f} ± "
-                    f"{cce['p_noisy_late_std']:.3f}; fit of corrupted labels DM "
-                    f"{_pct(dm['fit_corrupted_subset'], dm['fit_corrupted_subset_std'])} vs CCE "
-                    f"{_pct(cce['fit_corrupted_subset'], cce['fit_corrupted_subset_std'])} → {v}")
-    if not rows:
+    found = list(_dm_and_cce_under_noise(table))
+    if not found:
         return None
-    return Claim("(d) corrupted examples keep a lower p_i under DM than under CCE", combine(verdicts), rows)
+    # The claim is that DM's p_i is the lower one.
+    tested = compare_all([("DM", _seeds(dm, "p_noisy_late"), "CCE", _seeds(cce, "p_noisy_late"))
+                          for _, dm, cce in found], lower=True)
+    rows = [f"{cond}: fit of corrupted labels DM {spread_text(_seeds(dm, 'fit_corrupted_subset'))} vs "
+            f"CCE {spread_text(_seeds(cce, 'fit_corrupted_subset'))}; late mean p_i of corrupted "
+            f"examples {c.text(percent=False)}"
+            for (cond, dm, cce), c in zip(found, tested, strict=True)]
+    return Claim("(d) corrupted examples keep a lower p_i under DM than under CCE",
+                 combine([c.verdict for c in tested]), rows)
 
 
 def _claim_e(table: pd.DataFrame) -> Claim | None:
-    rows, verdicts = [], []
+    conditions = []
     for cond, part in table.groupby("condition", sort=False):
         by = part.set_index("method")
-        if "dm" not in by.index or len(by) < 2:
-            continue
-        dm = by.loc["dm"]
-        for method, other in by.drop(index="dm").iterrows():
-            v, row = _versus(f"{cond}: DM", dm, method, other, "test_acc_selected")
-            verdicts.append(v)
-            rows.append(row)
-        val = by["val_acc_selected"].dropna()
-        if len(val):
-            pick = val.idxmax()
-            rows.append(f"{cond}: the method with the best validation accuracy is {pick} "
-                        f"(val {_pct(by.loc[pick, 'val_acc_selected'], by.loc[pick, 'val_acc_selected_std'])})")
-    if not verdicts:
+        if "dm" in by.index and len(by) > 1:
+            conditions.append((cond, by))
+    if not conditions:
         return None
+    pairs = [(f"{cond}: DM", _seeds(by.loc["dm"], "test_acc_selected"), method,
+              _seeds(other, "test_acc_selected"))
+             for cond, by in conditions for method, other in by.drop(index="dm").iterrows()]
+    tested = compare_all(pairs)  # Holm across every comparison of the claim
+    rows, at = [], 0
+    for cond, by in conditions:
+        rows += [c.text() for c in tested[at:at + len(by) - 1]]
+        at += len(by) - 1
+        val = {method: _seeds(row, "val_acc_selected") for method, row in by.iterrows()}
+        if any(s.n for s in val.values()):
+            rows.append(f"{cond}: the method with the best validation accuracy is "
+                        f"{best_of(val).text()}")
     return Claim("(e) DM beats every other method of the study in every condition (selected test "
-                 "accuracy)", combine(verdicts), rows)
+                 "accuracy)", combine([c.verdict for c in tested]), rows)
 
 
 def check_claims(result: StudyResult, table: pd.DataFrame) -> list[Claim]:
