@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from dm_core.store import RunInfo
+from studio.experiments.verdicts import MISSING
 
 IGNORED_KEYS = ("name", "seed")  # what replicates may differ in
 SYMBOLS = {"lam": "λ", "beta": "β", "psi": "ψ", "alpha": "α", "eta": "η", "eps": "ε",
@@ -35,10 +36,11 @@ SYMBOLS = {"lam": "λ", "beta": "β", "psi": "ψ", "alpha": "α", "eta": "η", "
 MAX_TERM = 40  # characters of one "key=value" in a label (a matrix would fill a legend)
 _MISSING = object()
 
-__all__ = ["IGNORED_KEYS", "Setting", "difference_label", "flat_config", "format_value",
-           "key_title", "pivot_by", "result_columns", "run_labels", "seed_table", "settings",
-           "varying_keys"]
+__all__ = ["IGNORED_KEYS", "NO_VALUE", "Setting", "difference_label", "flat_config",
+           "format_value", "key_title", "pivot_by", "result_columns", "run_labels", "seed_table",
+           "seed_values", "settings", "varying_keys"]
 NOT_RESULTS = ("id", "seed", "iterations", "noise rate")  # numeric columns that are no result
+NO_VALUE = MISSING  # a table cell without a value, as every verdict prints it
 
 
 def _hashable(value: Any) -> Any:
@@ -245,24 +247,39 @@ def result_columns(table: pd.DataFrame) -> list[str]:
             and not pd.api.types.is_bool_dtype(table[c])]
 
 
+def seed_values(table: pd.DataFrame, runs: Sequence[RunInfo], column: str) -> dict[str, list[float]]:
+    """Per setting (``settings``, by label), the finite values of ``column`` of the per-run
+    ``table`` (one row per run, an ``id`` column), one per run: what a mean over seeds pools
+    and what a test over seeds compares."""
+    return _values_by_setting(table.set_index("id"), settings(runs), column)
+
+
+def _values_by_setting(by_id: pd.DataFrame, sets: Sequence[Setting], column: str) -> dict[str, list[float]]:
+    out = {}
+    for s in sets:
+        ids = [r.id for r in s.runs if r.id in by_id.index]
+        values = by_id.loc[ids, column].to_numpy(dtype=np.float64) if column in by_id else np.array([])
+        out[s.label] = [float(v) for v in values if np.isfinite(v)]
+    return out
+
+
 def seed_table(table: pd.DataFrame, runs: Sequence[RunInfo]) -> pd.DataFrame:
     """The per-run ``table`` (one row per run, an ``id`` column) pooled over seeds: one row
     per setting, its label, how many runs and which seeds, then the mean and the sample std
-    of every numeric result column (NaN values skipped; std NaN below two values).
+    (ddof = 1, the spread of every verdict: ``studio.experiments.verdicts``) of every numeric
+    result column (NaN values skipped; std NaN below two values).
 
     Only replicates are pooled (``settings``): runs that differ in anything but their name
     and seed are separate rows.
     """
-    results = result_columns(table)
-    by_id = table.set_index("id")
+    sets, by_id = settings(runs), table.set_index("id")
+    results = {column: _values_by_setting(by_id, sets, column) for column in result_columns(table)}
     rows = []
-    for s in settings(runs):
-        ids = [r.id for r in s.runs if r.id in by_id.index]
+    for s in sets:
         row: dict[str, Any] = {"setting": s.label, "runs": len(s.runs),
                                "seeds": ", ".join(format_value(x) for x in s.seeds)}
-        for column in results:
-            values = by_id.loc[ids, column].to_numpy(dtype=np.float64)
-            values = values[np.isfinite(values)]
+        for column, by_setting in results.items():
+            values = np.asarray(by_setting[s.label], dtype=np.float64)
             row[column] = float(values.mean()) if values.size else np.nan
             row[f"{column} ± std"] = float(values.std(ddof=1)) if values.size > 1 else np.nan
         rows.append(row)
@@ -292,7 +309,7 @@ def pivot_by(table: pd.DataFrame, runs: Sequence[RunInfo], value: str,
         for at, values in cells.items():
             arr = np.asarray(values)
             if not arr.size:
-                text = "–"
+                text = NO_VALUE
             elif arr.size == 1:
                 text = f"{arr[0]:.3f} (n=1)"
             else:
@@ -300,6 +317,6 @@ def pivot_by(table: pd.DataFrame, runs: Sequence[RunInfo], value: str,
             out[s.label][f"{title} = {format_value(at)}"] = text
     order = sorted(columns, key=lambda v: (not isinstance(v, int | float), v if isinstance(v, int | float) else 0, format_value(v)))
     frame = pd.DataFrame.from_dict(out, orient="index")
-    frame = frame.reindex(columns=[f"{title} = {format_value(v)}" for v in order]).fillna("–")
+    frame = frame.reindex(columns=[f"{title} = {format_value(v)}" for v in order]).fillna(NO_VALUE)
     frame.index.name = "setting"
     return frame

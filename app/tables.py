@@ -4,14 +4,19 @@ runs is chosen on validation data, never on test data."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from dm_core.selection import select_evaluation
 from dm_core.store import RunInfo, RunStatus
+from studio.experiments.verdicts import MISSING
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
 
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 
@@ -73,7 +78,7 @@ SUMMARY_COLUMNS = {"test_acc_final": FINAL_TEST, "test_acc_best": OPTIMISTIC_TES
                    "fit_corrupted_subset": "corrupted fitted",
                    "actual_noise_rate": "actual noise rate"}
 NUMBER_COLUMNS = (SELECTED_VAL, SELECTED_TEST, *SUMMARY_COLUMNS.values())
-NO_VALIDATION = "—"  # shown for a run that held out no validation split
+NO_VALIDATION = MISSING  # shown for a run that held out no validation split
 
 
 def method_label(cfg: dict[str, Any]) -> str:
@@ -140,6 +145,19 @@ def with_no_validation_marked(table: pd.DataFrame, digits: int = 4) -> pd.DataFr
         shown[column] = [f"{v:.{digits}f}" if np.isfinite(v) else NO_VALIDATION
                          for v in pd.to_numeric(shown[column], errors="coerce").to_numpy(dtype=np.float64)]
     return shown
+
+
+def shown(table: pd.DataFrame, numbers: Iterable[str], digits: int = 4) -> Styler:
+    """The table as a page shows it: the ``numbers`` columns to ``digits`` decimals, other
+    float columns as ``:g``, and a missing value as ``—`` in every column (Streamlit would
+    print "None"). Only the display changes: the frame underneath, which a download or a
+    test reads, keeps its numbers."""
+    numbers = [c for c in numbers if c in table]
+    floats = [c for c in table.columns
+              if c not in numbers and pd.api.types.is_float_dtype(table[c])]
+    return (table.style.format(na_rep=MISSING)
+            .format(precision=digits, na_rep=MISSING, subset=numbers)
+            .format(lambda v: f"{v:g}", na_rep=MISSING, subset=floats))
 
 
 def ranked_by_validation(pooled: pd.DataFrame) -> pd.DataFrame:

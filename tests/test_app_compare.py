@@ -252,7 +252,57 @@ def test_the_winner_is_named_on_validation_never_on_test(disagreeing):
     assert top["selected test acc ± std"] == pytest.approx(np.std([t for _, t in twelve], ddof=1))
     [winner] = [rendered(s.value) for s in at.success]
     assert "β=12" in winner and "β=4" not in winner
-    assert f"{np.mean([t for _, t in twelve]):.4f}" in winner
+    tests = [t for _, t in twelve]
+    assert f"{np.mean(tests) * 100:.2f} ± {np.std(tests, ddof=1) * 100:.2f}% (n=2)" in winner
+
+
+def _ranking_page(app_db, shifts):
+    """Settings (a DM β each) with one run per validation shift: the page and the run ids."""
+    store = Store(app_db)
+    ids = [fabricate(store, name=f"b{beta}-{seed}", loss={"name": "dm", "lam": 1.0, "beta": beta},
+                     iterations=40, eval_every=10, seed=seed, val=True, val_shift=shift)
+           for beta, values in shifts.items() for seed, shift in enumerate(values)]
+    at = _page(ids)
+    assert not at.exception
+    return at
+
+
+def _displayed_ranking(at) -> pd.DataFrame:
+    """The cells of the ranking (the first table with a ``± std`` column: the mean over seeds
+    comes after it) as the reader sees them: its Styler's display values."""
+    import pyarrow as pa
+
+    el = next(d for d in at.dataframe if "selected val acc ± std" in d.value.columns)
+    return pa.ipc.open_stream(el.proto.arrow_data.styler.display_values).read_pandas()
+
+
+@pytest.mark.parametrize("shifts, why", [
+    ({4.0: [0.0], 12.0: [0.0]}, "one seed: no test possible"),  # equal, one seed each
+    ({4.0: [0.02], 12.0: [0.0]}, "one seed: no test possible"),  # apart, but one seed each
+    ({4.0: [0.0, 0.004, 0.002], 12.0: [0.002, 0.0, 0.004]}, "(p = 1)"),  # the same values
+])
+def test_no_winner_with_one_seed_or_a_tie(app_db, shifts, why):
+    at = _ranking_page(app_db, shifts)
+    assert not at.success  # no trophy
+    [info] = [rendered(i.value) for i in at.info]
+    assert info.startswith("No winner: on validation, ") and why in info
+    assert "not distinguishable" in info and f"(n={len(shifts[4.0])})" in info
+    # With one seed the ± std columns are empty, and say so with a dash, never "None".
+    shown = _displayed_ranking(at)
+    if len(shifts[4.0]) == 1:
+        assert set(shown["selected val acc ± std"]) == {"—"}
+    assert not shown.isin(["None", "nan"]).any().any()
+
+
+def test_a_winner_when_three_seeds_clearly_separate_the_settings(app_db):
+    at = _ranking_page(app_db, {4.0: [-0.05, -0.048, -0.046], 8.0: [-0.02, -0.018, -0.016],
+                                12.0: [0.0, 0.002, 0.004]})
+    assert not at.info
+    [winner] = [rendered(s.value) for s in at.success]
+    assert winner.startswith("Highest validation accuracy: **dm λ=1 β=12**, 90.20 ± 0.20% (n=3) "
+                             "on validation, ahead of every other setting (largest p = ")
+    ranking = frame_with(at, "selected val acc ± std")
+    assert [s.split()[-1] for s in ranking["setting"]] == ["β=12", "β=8", "β=4"]
 
 
 def test_by_noise_rate_defaults_to_the_selected_test_accuracy(app_db):

@@ -8,8 +8,11 @@
   each finished run's stored summary (its evaluations so far while it still runs), with the
   setting each run belongs to; as CSV too.
 - **Ranked by validation accuracy**: the settings ordered by their mean selected validation
-  accuracy, the top one named with its selected test accuracy. Nothing on this page ranks
-  runs by a test number.
+  accuracy. The top one is named the winner, with its selected test accuracy, only when it
+  beats every other setting under the studio's one rule for verdicts
+  (``studio.experiments.verdicts.best_of``: Welch's test over seeds, Holm-corrected, α =
+  0.05); with one seed, a tie or an overlap the page says which settings it cannot tell
+  apart, with n and p. Nothing on this page ranks runs by a test number.
 - **Mean over seeds**: the same numbers pooled over seed replicates only: runs that differ in
   anything but their seed are separate rows, labelled by what differs (``app.runsets``); by
   noise rate, as the paper's Table 10, when the noise rate varies.
@@ -46,7 +49,7 @@ from app.links import (
     read_runs,
     show_params,
 )
-from app.runsets import pivot_by, result_columns, run_labels, seed_table, settings
+from app.runsets import pivot_by, result_columns, run_labels, seed_table, seed_values, settings
 from app.tables import (
     FINAL_TEST,
     NUMBER_COLUMNS,
@@ -54,11 +57,13 @@ from app.tables import (
     SELECTED_VAL,
     ranked_by_validation,
     results_table,
+    shown,
     with_no_validation_marked,
 )
 from app.text import md
 from app.widgets import curve_controls
 from dm_core.store import RunInfo
+from studio.experiments.verdicts import ALPHA, Sample, best_of, spread_text
 
 EVAL_METRICS = {"test_acc": "test accuracy", "val_acc": "validation accuracy (clean split)",
                 "train_acc_corrupted": "train accuracy vs corrupted labels",
@@ -136,24 +141,21 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
     table = results_table(chosen, evals)
     labels = run_labels(chosen)
     table.insert(2, "setting", [labels[i] for i in table["id"]])
-    st.dataframe(with_no_validation_marked(table), hide_index=True, width="stretch",
-                 key="compare.table",
-                 column_config={v: st.column_config.NumberColumn(v, format="%.4f")
-                                for v in NUMBER_COLUMNS if v not in (SELECTED_VAL, SELECTED_TEST)})
+    st.dataframe(shown(with_no_validation_marked(table), NUMBER_COLUMNS), hide_index=True,
+                 width="stretch", key="compare.table")
     st.download_button("Download table (CSV)", data=table.to_csv(index=False).encode(),
                        file_name="dm-compare.csv", mime="text/csv", key="compare.csv",
                        icon=":material/download:", on_click="ignore")
 
     pooled = seed_table(table, chosen)
-    ranking_section(pooled)
+    ranking_section(pooled, seed_values(table, chosen, SELECTED_VAL),
+                    seed_values(table, chosen, SELECTED_TEST))
     if (pooled["runs"] > 1).any():
         st.markdown("**Mean over seeds** (only runs that differ in nothing but the seed are "
-                    "pooled; `± std` is the sample standard deviation)")
-        st.dataframe(with_no_validation_marked(pooled), hide_index=True, width="stretch",
-                     key="compare.seeds",
-                     column_config={c: st.column_config.NumberColumn(c, format="%.4f")
-                                    for c in pooled.columns if c not in ("setting", "runs", "seeds")
-                                    and not c.startswith((SELECTED_VAL, SELECTED_TEST))})
+                    "pooled; `± std` is the sample standard deviation, — below two seeds)")
+        st.dataframe(shown(with_no_validation_marked(pooled),
+                           [c for c in pooled.columns if c not in ("setting", "runs", "seeds")]),
+                     hide_index=True, width="stretch", key="compare.seeds")
     if table["noise rate"].nunique() > 1:
         values = result_columns(table)
         default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
@@ -163,25 +165,33 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
         st.dataframe(pivot_by(table, chosen, value), width="stretch", key="compare.paper")
 
 
-def ranking_section(pooled) -> None:
+def ranking_section(pooled, validation: dict[str, list[float]], test: dict[str, list[float]]) -> None:
     """The settings by mean selected validation accuracy (``app.tables.ranked_by_validation``),
-    the top one named: shown when at least two settings have a validation accuracy."""
+    shown when at least two settings have a validation accuracy. ``validation`` and ``test``
+    hold each setting's per-seed selected accuracies (``app.runsets.seed_values``): the top
+    setting is named the winner only when ``best_of`` says it beats every other one on them;
+    otherwise the page says which settings it cannot tell apart, and why."""
     ranked = ranked_by_validation(pooled)
     if len(ranked) < 2:
         return
-    top = ranked.iloc[0]
-    spread = top[f"{SELECTED_TEST} ± std"]
-    test = f"{top[SELECTED_TEST]:.4f}" + (f" ± {spread:.4f}" if np.isfinite(spread) else "")
+    best = best_of({label: Sample.of(validation[label]) for label in ranked["setting"]})
+    rule = (f"Welch's t-test over seeds, Holm-corrected across the settings, α = {ALPHA:g}: a "
+            "setting is named only when it beats every other one")
     st.markdown("**Ranked by validation accuracy** (mean over seeds of each run's best "
                 "validation accuracy; its test accuracy is read at that same evaluation)")
-    st.success(f"Highest validation accuracy: **{md(top['setting'])}**, "
-               f"{top[SELECTED_VAL]:.4f} on validation; selected test accuracy {test} "
-               f"over {int(top['runs'])} run(s).", icon=":material/trophy:")
+    if best.name is not None:
+        st.success(f"Highest validation accuracy: **{md(best.name)}**, "
+                   f"{spread_text(best.sample, digits=2)} on validation, ahead of every other "
+                   f"setting ({best.lead_text(nested=True)}); selected test accuracy "
+                   f"{spread_text(Sample.of(test[best.name]), digits=2)}. {rule}.",
+                   icon=":material/trophy:")
+    else:
+        st.info(f"No winner: on validation, {md(best.tie_text(digits=2))}. {rule}; more seeds "
+                "make the test sharper.", icon=":material/balance:")
     columns = ["setting", "runs", "seeds"] + [c for col in (SELECTED_VAL, SELECTED_TEST, FINAL_TEST)
                                               for c in (col, f"{col} ± std")]
-    st.dataframe(ranked[columns], hide_index=True, width="stretch", key="compare.ranking",
-                 column_config={c: st.column_config.NumberColumn(c, format="%.4f")
-                                for c in columns[3:]})
+    st.dataframe(shown(ranked[columns], columns[3:]), hide_index=True, width="stretch",
+                 key="compare.ranking")
 
 
 def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> None:
@@ -207,9 +217,8 @@ def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> 
     st.caption(f"{len(land.cells)} settings over {len(land.axes)} parameter(s), drawn as "
                f"{shape}. ✕ marks settings with diverged runs, which are left out of the mean.")
     html_download(fig, f"landscape-{metric}", "compare.landscape_html")
-    st.dataframe(cells_frame(land), hide_index=True, width="stretch", key="compare.cells",
-                 column_config={c: st.column_config.NumberColumn(c, format="%.4f")
-                                for c in ("mean", "std")})
+    st.dataframe(shown(cells_frame(land), ("mean", "std")), hide_index=True, width="stretch",
+                 key="compare.cells")
 
 
 def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:

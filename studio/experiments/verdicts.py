@@ -223,24 +223,37 @@ class Best:
     sample: Sample
     comparisons: list[Comparison]  # the top against each other one, Holm across them
 
-    def text(self, percent: bool = True, digits: int | None = None) -> str:
-        """``A 84.5 ± 0.9% (n=3), ahead of B …: p = 0.01``, or ``undecided: A …, B … not
-        distinguishable (p = 0.16)``."""
-        top = f"{self.top} {spread_text(self.sample, percent, digits)}"
-        if self.name is not None:
-            if not self.comparisons:
-                return f"{top}, the only one with a value"
-            if len(self.comparisons) == 1:
-                c = self.comparisons[0]
-                return f"{top}, ahead of {c.b_label} {spread_text(c.b, percent, digits)}: {c.test_text()}"
-            worst = max(self.comparisons, key=lambda c: c.p)
-            return (f"{top}, ahead of each of the {len(self.comparisons)} others: largest "
-                    f"{worst.test_text()}")
+    def lead_text(self, nested: bool = False) -> str:
+        """How clearly the top one is ahead: ``p = 0.01`` against a single other one, the
+        largest p against several (``nested``: as ``Comparison.test_text``)."""
+        if not self.comparisons:
+            return "the only one with a value"
+        if len(self.comparisons) == 1:
+            return self.comparisons[0].test_text(nested)
+        return "largest " + max(self.comparisons, key=lambda c: c.p).test_text(nested)
+
+    def tie_text(self, percent: bool = True, digits: int | None = None) -> str:
+        """``A 84.5 ± 0.9% (n=3), B 84.1 ± 1.2% (n=3) not distinguishable (p = 0.71)``: the
+        top one and those it does not beat, and why (p, or why there was no test)."""
         open_ = [c for c in self.comparisons if c.verdict != HOLDS]
-        names = ", ".join([top] + [f"{c.b_label} {spread_text(c.b, percent, digits)}" for c in open_])
+        names = ", ".join([f"{self.top} {spread_text(self.sample, percent, digits)}"]
+                          + [f"{c.b_label} {spread_text(c.b, percent, digits)}" for c in open_])
         detail = (open_[0].test_text(nested=True) if len(open_) == 1 else
                   "; ".join(f"vs {c.b_label}: {c.test_text(nested=True)}" for c in open_))
-        return f"{UNDECIDED}: {names} not distinguishable ({detail})"
+        return f"{names} not distinguishable ({detail})"
+
+    def text(self, percent: bool = True, digits: int | None = None) -> str:
+        """``A 84.5 ± 0.9% (n=3), ahead of B 80.1 ± 1.0% (n=3): p = 0.01``, or ``undecided:``
+        and ``tie_text``."""
+        if self.name is None:
+            return f"{UNDECIDED}: {self.tie_text(percent, digits)}"
+        top = f"{self.top} {spread_text(self.sample, percent, digits)}"
+        if len(self.comparisons) == 1:
+            c = self.comparisons[0]
+            return f"{top}, ahead of {c.b_label} {spread_text(c.b, percent, digits)}: {self.lead_text()}"
+        if not self.comparisons:
+            return f"{top}, {self.lead_text()}"
+        return f"{top}, ahead of each of the {len(self.comparisons)} others: {self.lead_text()}"
 
 
 def best_of(samples: Mapping[str, Sample]) -> Best:
