@@ -16,7 +16,7 @@ that A is lower):
   one value says nothing about how much a seed moves the result). Both sides without any
   spread (every seed gave the same value): equal means are a tie; different means are
   undecided too, not a certain difference: Welch's statistic is then infinite (scipy returns
-  p = 0), but nothing measured how far a seed moves the result, so the gap has no yardstick,
+  p ≈ 0), but nothing measured how far a seed moves the result, so the gap has no yardstick,
   and identical values on every seed mostly mean the seed changed nothing that was run.
   Comparisons without a test do not count in Holm's number of comparisons.
 - **Spread.** Always the sample standard deviation over seeds (ddof = 1); a population std
