@@ -600,6 +600,15 @@ _SCHEME_LOSSES: dict[str, tuple[str, bool, str]] = {
 }
 
 
+# The DN losses whose weight vanishes at both ends of p (MAE's 2p(1-p), MSE's, GCE's and the
+# beta family's at its defaults): when a batch's examples sit near p = 0 or 1, its whole unit of
+# gradient lands on the few in between, the gradient norm jumps a hundredfold and a relative clip
+# only slows the climb. They diverged within a few hundred steps at lr 0.1 under clipping
+# relative to the running norm and at a fixed norm of 2 and 3, and trained at 1
+# (benchmarks/bench_stability.py, docs/benchmarks.md): their default fixed clip.
+_VANISHING_WEIGHT_CLIP = {"mae-dn": 1.0, "mse-dn": 1.0, "gce-dn": 1.0, "dm-beta": 1.0}
+
+
 def _scheme_loss_factory(scheme_name: str, normalise: bool) -> Callable[..., nn.Module]:
     def create(eps: float = 0.0, **params: Any) -> nn.Module:
         if scheme_name == "dm":
@@ -618,6 +627,7 @@ for _name, (_scheme, _normalise, _description) in _SCHEME_LOSSES.items():
         equation=_entry.equation + ("; weights / Σ_batch w (DN), Eq. 7 gradient" if _normalise
                                     else "; weights / N: the loss's own gradient"),
         family="scheme", scheme=_scheme, normalise=_normalise,
+        **({"clip_grad_norm": _VANISHING_WEIGHT_CLIP[_name]} if _name in _VANISHING_WEIGHT_CLIP else {}),
     )(_scheme_loss_factory(_scheme, _normalise))
 
 _UNIT = {"low": 0.0, "high": 1.0, "ui_low": 0.0, "ui_high": 1.0}

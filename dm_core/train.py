@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dm_core import checkpoints
+from dm_core import checkpoints, clipping
 from dm_core.checkpoints import CHECKPOINT_NAME, load_checkpoint_config
 from dm_core.config import RunConfig
 from dm_core.data import augment_batch, balanced_batch_indices, batch_indices, load_dataset
@@ -117,6 +117,7 @@ class _PhaseState:
     last_eval: dict[str, float] = field(default_factory=dict)
     evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     last_logged: tuple[int, dict[str, float]] | None = None  # the last ScalarsEvent's content
+    clip_reference: torch.Tensor | None = None  # relative clipping's running norm (dm_core.clipping)
 
 
 def train(
@@ -246,7 +247,8 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
     use_amp = config.amp and run.device.type == "cuda"
     state = _PhaseState(phase=phase, model=model, loss_fn=loss_fn, optimizer=optimizer,
                         scheduler=scheduler, warmup=warmup,
-                        scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp)
+                        scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
+                        clip_reference=clipping.initial_reference(run.device))
 
     if checkpoint is not None and checkpoint["phase"] == phase.name:
         model.load_state_dict(checkpoint["model"])
@@ -257,6 +259,8 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
         state.scaler.load_state_dict(checkpoint["scaler"])
         state.best, state.last_eval = dict(checkpoint["best"]), dict(checkpoint["last_eval"])
         state.evals = [(int(i), dict(v)) for i, v in checkpoint.get("evals", [])]
+        if checkpoint.get("clip_reference") is not None:  # older checkpoints have none
+            state.clip_reference = torch.tensor(float(checkpoint["clip_reference"]), device=run.device)
         _set_rng_state(checkpoint["rng"])
         state.start_step = checkpoint["iteration"] - phase.first_iteration + 2
         run.emit(ResumeEvent(iteration=checkpoint["iteration"]))
@@ -290,10 +294,10 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     loss = state.loss_fn(logits.float(), y)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
-    grad_norm = _unscale_and_clip(state, config.optimizer.clip)
+    grad_norm, clip_scale = _unscale_and_clip(state, config.optimizer)
 
     stats = step_statistics(loss, logits, y, state.loss_fn.last, run.is_noisy[idx],
-                            config.histogram_bins, grad_norm)
+                            config.histogram_bins, grad_norm, clip_scale)
     _check_divergence(run, state, iteration, stats)
 
     state.scaler.step(state.optimizer)
@@ -309,15 +313,17 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     run.emit(HistogramEvent(iteration=iteration, clean=stats.hist_clean, noisy=stats.hist_noisy))
 
 
-def _unscale_and_clip(state: _PhaseState, clip: float | None) -> torch.Tensor:
-    """The gradient's global L2 norm before clipping (unscaled: AMP's scale divided out),
-    after clipping it to ``clip`` when clipping is on. A 0-d tensor: no device→host copy."""
+def _unscale_and_clip(state: _PhaseState, opt: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient's global L2 norm before clipping (unscaled: AMP's scale divided out) and
+    the factor clipping scaled it by (1: not clipped), after clipping at the fixed and the
+    relative threshold in force (``dm_core.clipping``). 0-d tensors: no device→host copy."""
     state.scaler.unscale_(state.optimizer)
     grads = [p.grad for p in state.model.parameters() if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads)
-    if clip is not None:
-        torch.nn.utils.clip_grads_with_norm_(state.model.parameters(), clip, norm)
-    return norm
+    tau = clipping.threshold(opt.clip, opt.clip_factor, state.clip_reference)
+    scale = clipping.clip_(grads, norm, tau)
+    state.clip_reference = clipping.updated_reference(state.clip_reference, norm, tau)
+    return norm, scale
 
 
 @dataclass(frozen=True)
@@ -332,9 +338,11 @@ class StepStatistics:
 
 
 def step_statistics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, stats: Any,
-                    is_noisy: torch.Tensor, bins: int, grad_norm: torch.Tensor) -> StepStatistics:
+                    is_noisy: torch.Tensor, bins: int, grad_norm: torch.Tensor,
+                    clip_scale: torch.Tensor | None = None) -> StepStatistics:
     """One step's statistics from its loss, logits, labels ``y``, the loss's ``LossStats``,
-    the batch's noise mask and the pre-clip gradient norm.
+    the batch's noise mask, the pre-clip gradient norm and the factor clipping scaled the
+    step by (logged as ``clip_scale``: 1 when clipping did not bind).
 
     Everything in one device→host copy: this is a sync point (after the backward pass is
     queued, so the device is busy while the host waits). A value that is not finite (the
@@ -358,11 +366,13 @@ def step_statistics(loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, s
         weight.mean(), weight.var(unbiased=False),
         clean.sum().float(), is_noisy.sum().float(),
         ess_fraction, max_share, grad_norm.float(),
+        (clip_scale if clip_scale is not None else torch.ones((), device=p.device)).float(),
     ]).tolist()
     (loss_v, logit_max, ce, batch_acc, p_clean, p_noisy, w_mean, w_var, n_clean, n_noisy,
-     ess, share, norm) = row
+     ess, share, norm, scale) = row
     values = {"loss": loss_v, "ce": ce, "batch_acc": batch_acc, "weight_mean": w_mean,
-              "weight_var": w_var, "ess_fraction": ess, "max_share": share, "grad_norm": norm}
+              "weight_var": w_var, "ess_fraction": ess, "max_share": share, "grad_norm": norm,
+              "clip_scale": scale}
     if n_clean:
         values["p_clean_mean"] = p_clean
     if n_noisy:
@@ -384,7 +394,8 @@ def _check_divergence(run: _Run, state: _PhaseState, iteration: int, stats: Step
         "grad_norm": stats.values.get("grad_norm"), "ess_fraction": stats.values.get("ess_fraction"),
         "max_share": stats.values.get("max_share"),
         "lr": state.optimizer.param_groups[0]["lr"], "batch_size": config.batch_size,
-        "clip_grad_norm": config.optimizer.clip, "warmup": config.optimizer.warmup,
+        "clip_grad_norm": config.optimizer.clip, "clip_relative": config.optimizer.clip_factor,
+        "warmup": config.optimizer.warmup,
     }
     if config.loss.name.startswith("dm") or config.loss.name.endswith("-dn"):
         figures["loss_eps"] = config.loss.params().get("eps", 1e-6)
@@ -432,7 +443,7 @@ def _save_checkpoint(run: _Run, state: _PhaseState, iteration: int) -> None:
         "warmup": state.warmup.state_dict() if state.warmup is not None else None,
         "scaler": state.scaler.state_dict(),
         "rng": _get_rng_state(), "best": state.best, "last_eval": state.last_eval,
-        "evals": state.evals,
+        "evals": state.evals, "clip_reference": float(state.clip_reference),
         "model_args": {"name": config.model.name, "num_classes": run.data.num_classes,
                        "input_shape": list(run.data.input_shape), **config.model.params()},
     }
