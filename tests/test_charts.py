@@ -215,8 +215,8 @@ def test_formula_latex():
     assert formula_latex("w(p) = p^(-0.5) * (1 - p)^1") == r"w(p) = p^{-0.5} \cdot (1 - p)^{1}"
 
 
-@pytest.mark.parametrize("module", ["app.charts", "app.forms", "app.runsets", "app.landscape",
-                                    "app.curves", "app.links", "app.text"])
+@pytest.mark.parametrize("module", ["app.charts", "app.charts.style", "app.forms", "app.runsets",
+                                    "app.landscape", "app.curves", "app.links", "app.text"])
 def test_doctests(module):
     import importlib
 
@@ -285,3 +285,45 @@ def test_one_swept_parameter_is_a_line_with_error_bars():
     np.testing.assert_allclose(line.x, [4.0, 12.0])
     np.testing.assert_allclose(line.y, [0.85, 0.65])
     np.testing.assert_allclose(line.error_y.array, [np.std([0.8, 0.9], ddof=1)] * 2)
+
+
+def _log_axes(fig) -> list:
+    return [axis for name in fig.layout if name.startswith("yaxis")
+            for axis in [fig.layout[name]] if axis.type == "log"]
+
+
+def test_every_log_axis_labels_its_ticks_with_whole_values():
+    """Without a tick format plotly labels the ticks between decades with their leading digit
+    alone (an axis from 0.05 to 2 read "5, 0.1, 2, 5, 1, 2"); a tick format makes it print
+    each tick's value (0.05, 0.1, 0.2, 0.5, 1, 2)."""
+    x = np.arange(1, 101)
+    log = charts.CurveStyle(log_y=True)
+    figures = [lines_figure(x, {"loss": 2.0 / x}, "t", style=log),
+               charts.overlay_figure({"a": (x, 2.0 / x)}, "t", style=log),
+               loss_lr_figure(x, {"loss": 2.0 / x}, np.where(x < 50, 0.1, 0.01), style=log)]
+    for fig in figures:
+        axes = _log_axes(fig)
+        assert axes and all(axis.tickformat == "~g" for axis in axes)
+    assert len(_log_axes(figures[-1])) == 2  # the loss and the learning rate
+
+
+def _alpha_at(scale, position: float) -> float:
+    """The opacity plotly draws at ``position`` of a colour scale (linear between stops)."""
+    stops = np.array([s for s, _ in scale])
+    alphas = np.array([float(c.rsplit(",", 1)[1].rstrip(")")) for _, c in scale])
+    return float(np.interp(position, stops, alphas))
+
+
+def test_sparse_heatmap_bins_stay_visible_and_the_colour_bar_reads_real_fractions():
+    """Most bins hold a small fraction of a group: on a linear fade a bin with 1% of the
+    largest fraction was drawn at about 1% opacity, i.e. not at all."""
+    counts = np.array([[990, 10, 0, 0]] * 3)  # one bin with 1% of the examples, two empty
+    fig = histogram_heatmaps(np.arange(1, 4), counts, counts)
+    heat = _trace(fig, "clean")
+    z = np.asarray(heat.z)
+    np.testing.assert_allclose(z[:, 0], [0.99, 0.01, 0.0, 0.0])  # real fractions underneath
+    top = z.max()
+    assert _alpha_at(heat.colorscale, 0.01 / top) > 0.15
+    assert _alpha_at(heat.colorscale, 0.0) == 0.0  # empty bins stay the page's background
+    assert _alpha_at(heat.colorscale, 0.5) > 0.5 * _alpha_at(heat.colorscale, 1.0)
+    assert heat.colorbar.title.text == "fraction"

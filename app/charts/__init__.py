@@ -53,6 +53,7 @@ from app.charts.run_curves import (  # noqa: F401
 from app.charts.style import (  # noqa: F401
     CLEAN,
     LEGEND_BELOW,
+    LOG_AXIS,
     MAX_HEATMAP_COLUMNS,
     MAX_LINE_POINTS,
     NOISY,
@@ -62,4 +63,5 @@ from app.charts.style import (  # noqa: F401
     SERIES_COLOURS,
     bin_centres,
     downsample,
+    emphasised_fade,
 )

@@ -21,21 +21,9 @@ from app.charts.style import (
     _fractions,
     bin_centres,
     downsample,
+    emphasised_fade,
 )
 from app.text import plotly_text
-
-
-def _fade_scale(colour: str) -> list[list[Any]]:
-    """A colour scale from transparent to ``colour``: empty bins show the page's own
-    background, so the heatmaps read the same in the light and the dark theme.
-
-    >>> _fade_scale("#2563eb")[0], _fade_scale("#2563eb")[-1]
-    ([0.0, 'rgba(37,99,235,0)'], [1.0, 'rgba(37,99,235,1)'])
-    """
-    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
-    # Most bins hold small fractions: a steep start keeps them visible against the background.
-    return [[stop, f"rgba({r},{g},{b},{alpha:g})"] for stop, alpha in ((0.0, 0), (0.1, 0.3), (1.0, 1))]
-
 
 PICK = "pick an iteration"  # the click targets' trace name
 
@@ -65,13 +53,16 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=("clean examples: p_i over training",
                                         "corrupted examples: p_i over training"))
-    for row, counts, scale in ((1, clean, _fade_scale(CLEAN)), (2, noisy, _fade_scale(NOISY))):
+    for row, counts, colour in ((1, clean, CLEAN), (2, noisy, NOISY)):
         z = _fractions(counts).T if counts.size else np.zeros((bins, 0))
+        # z stays the real fraction (the colour bar and the hover read it); the colour scale
+        # is what stretches the small fractions most bins hold (``emphasised_fade``).
         fig.add_trace(go.Heatmap(
-            x=iterations, y=centres, z=z, colorscale=scale, zmin=0.0,
-            colorbar={"title": "fraction", "len": 0.42, "y": 0.79 if row == 1 else 0.21},
+            x=iterations, y=centres, z=z, colorscale=emphasised_fade(colour), zmin=0.0,
+            colorbar={"title": "fraction", "len": 0.42, "y": 0.79 if row == 1 else 0.21,
+                      "tickformat": "~g"},
             name="clean" if row == 1 else "corrupted",
-            hovertemplate="iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3f}<extra></extra>"),
+            hovertemplate="iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3g}<extra></extra>"),
             row=row, col=1)
         fig.add_trace(go.Scatter(
             x=iterations, y=np.full(len(iterations), 0.5), mode="markers", name=PICK,

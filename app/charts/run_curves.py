@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 
 from app.charts.style import (
     LEGEND_BELOW,
+    LOG_AXIS,
     SERIES_COLOURS,
     downsample,
 )
@@ -49,7 +50,7 @@ def _add_curve(fig: go.Figure, x: np.ndarray, y: np.ndarray, name: str, line: di
 
 def _y_axis(fig: go.Figure, style: CurveStyle, y_range: Sequence[float] | None) -> None:
     if style.log_y:  # a range in data units would be wrong on a log axis: let plotly fit it
-        fig.update_yaxes(type="log")
+        fig.update_yaxes(**LOG_AXIS)
     elif y_range is not None:
         fig.update_yaxes(range=list(y_range))
 
@@ -101,12 +102,12 @@ def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray 
         xs, rs = downsample(np.asarray(x), np.asarray(lr, dtype=np.float64))
         fig.add_trace(go.Scatter(x=xs, y=rs, mode="lines", name="learning rate",
                                  line={"color": SERIES_COLOURS[3], "shape": "hv"}), secondary_y=True)
-        fig.update_yaxes(type="log", title_text="learning rate", secondary_y=True,
-                         showgrid=False, tickformat=".2g")
+        fig.update_yaxes(**LOG_AXIS, title_text="learning rate", secondary_y=True,
+                         showgrid=False)
     fig.update_layout(title="Training loss and learning rate", height=height,
                       xaxis_title="iteration", margin={"l": 10, "r": 10, "t": 40, "b": 10},
                       uirevision="loss-lr", legend=LEGEND_BELOW)
     fig.update_yaxes(title_text="loss", secondary_y=False)
     if style.log_y:
-        fig.update_yaxes(type="log", secondary_y=False)
+        fig.update_yaxes(**LOG_AXIS, secondary_y=False)
     return fig

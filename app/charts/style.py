@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,10 @@ MAX_LINE_POINTS = 4000  # per line: every refresh resends the whole figure (docs
 MAX_HEATMAP_COLUMNS = 2000
 _HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest number
 
-
+# A log axis labels every tick with its whole value (0.1, 0.2, 0.5, 1, 2, 5, 10). Without a
+# tick format plotly labels the ticks between decades with their leading digit alone, so an
+# axis from 0.05 to 2 read "5, 0.1, 2, 5, 1, 2": a tick format makes it format every value.
+LOG_AXIS = {"type": "log", "tickformat": "~g"}
 
 
 def downsample(x: np.ndarray, *ys: np.ndarray, max_points: int = MAX_LINE_POINTS
@@ -47,6 +51,27 @@ def downsample(x: np.ndarray, *ys: np.ndarray, max_points: int = MAX_LINE_POINTS
 def bin_centres(bins: int) -> np.ndarray:
     """Centres of ``bins`` equal bins of [0, 1] (the store's histogram layout)."""
     return (np.arange(bins) + 0.5) / bins
+
+
+def emphasised_fade(colour: str, floor: float = 0.12, stops: int = 16) -> list[list[Any]]:
+    """A colour scale from transparent to ``colour`` whose opacity grows as the square root
+    of the value (``floor + (1 - floor) * sqrt(v)`` for v > 0 on the normalised scale, 0 at
+    0): a bin holding 1% of the largest value is drawn at about a fifth of full opacity
+    instead of 1%, so sparse bins stay visible while the colour bar still reads the values
+    themselves. Plotly interpolates linearly between stops, so the curve is sampled at
+    ``stops`` points spaced as squares (dense near zero, where the root is steep).
+
+    >>> scale = emphasised_fade("#2563eb")
+    >>> scale[0], scale[1], scale[-1]
+    ([0.0, 'rgba(37,99,235,0)'], [0.00390625, 'rgba(37,99,235,0.175)'], [1.0, 'rgba(37,99,235,1)'])
+    """
+    r, g, b = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    scale: list[list[Any]] = [[0.0, f"rgba({r},{g},{b},0)"]]
+    for k in range(1, stops + 1):
+        root = k / stops
+        alpha = floor + (1.0 - floor) * root
+        scale.append([root * root, f"rgba({r},{g},{b},{alpha:.4g})"])
+    return scale
 
 
 def _fractions(counts: np.ndarray) -> np.ndarray:
