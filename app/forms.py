@@ -149,6 +149,35 @@ def parse_list_text(text: str) -> Any:
     return value
 
 
+MATRIX_EXAMPLE = "[[0.6, 0.4], [0.4, 0.6]]"
+
+
+def parse_matrix_text(text: str) -> Any:
+    """A matrix written as JSON, one list per row: ``"[[0.6, 0.4], [0.4, 0.6]]"`` →
+    ``[[0.6, 0.4], [0.4, 0.6]]``; ``""`` → ``[]``. Read by the same bounded loader as
+    ``parse_list_text`` (JSON is a subset of what it reads).
+
+    Raises ``ValueError`` saying which format is expected, with an example.
+
+    >>> parse_matrix_text("[[0.6, 0.4], [0.4, 0.6]]"), parse_matrix_text("")
+    ([[0.6, 0.4], [0.4, 0.6]], [])
+    >>> parse_matrix_text("0.6, 0.4")
+    Traceback (most recent call last):
+    ValueError: cannot read '0.6, 0.4' as a JSON matrix: write one list per row, e.g. [[0.6, 0.4], [0.4, 0.6]]
+    """
+    text = (text or "").strip()
+    if not text:
+        return []
+    expected = f"cannot read {text!r} as a JSON matrix: write one list per row, e.g. {MATRIX_EXAMPLE}"
+    try:
+        value = load_yaml(text, "")
+    except yaml.YAMLError:
+        raise ValueError(expected) from None
+    if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
+        raise ValueError(expected)
+    return value
+
+
 # ----------------------------------------------------------------------------- registry params
 
 def _is_list(kind: str) -> bool:
@@ -174,6 +203,8 @@ def param_value(param: Param, state_value: Any, path: str, form: Form) -> Any:
         if not (state_value or "").strip() and param.default is None:
             return None
         try:
+            if param.kind == "matrix":
+                return parse_matrix_text(state_value)
             return parse_list_text(state_value)
         except ValueError as err:
             form.add(path, f"{path}: {err}")
@@ -219,7 +250,7 @@ def param_widget(param: Param, key: str, path: str, form: Form, label: str | Non
     elif param.kind == "str":
         st.text_input(label, key=key, help=param.help or None)
     elif param.kind == "matrix":
-        st.text_area(label, key=key, help=help_text + " JSON, e.g. [[0.6, 0.4], [0.4, 0.6]];"
+        st.text_area(label, key=key, help=help_text + f" JSON, one list per row, e.g. {MATRIX_EXAMPLE};"
                      " empty for none.", height=80)
     else:
         st.text_input(label, key=key, help=help_text + " Comma-separated, e.g. 256, 256.")
