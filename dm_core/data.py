@@ -16,8 +16,6 @@ numpy arrays and nothing else. Batches and augmentation are ``dm_core.batches``.
 
 from __future__ import annotations
 
-import math
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ import torch
 # Batches live in dm_core.batches; re-exported here, where the training loop imports them.
 from dm_core.batches import augment_batch, balanced_batch_indices, batch_indices  # noqa: F401
 from dm_core.cifar_files import cifar_arrays, cifar_files
-from dm_core.data_dirs import confine_data_path, require_root
+from dm_core.data_dirs import confine_data_path, read_npz, require_root
 from dm_core.noise import corrupt_labels
 from dm_core.registry import ConfigError, Param, Registry
 
@@ -202,74 +200,7 @@ def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
 # More classes than this in an .npz is a corrupt label column, not a dataset: the model's
 # output layer would be sized by it.
 MAX_ARRAY_CLASSES = 100_000
-# The four arrays of an .npz together hold at most this many values: 2 GiB as float32, the
-# dtype the inputs are trained in (CIFAR-10's 60,000 images are 184 million values).
-MAX_ARRAYS_ELEMENTS = 1 << 29
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
-# Room for an .npy member's own header beyond its values.
-_NPY_HEADER_SLACK = 1 << 16
-
-
-def _read_npz(p: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read only ``keys`` from the .npz at ``p``, after checking the sizes they declare.
-
-    Every member's uncompressed size (its zip header) and every array's shape and dtype (its
-    .npy header) are read before any data is decompressed: a file that inflates beyond
-    ``MAX_ARRAYS_ELEMENTS`` values is refused from its headers. Other members are never
-    opened. Object arrays (pickles) are refused (``allow_pickle=False``).
-    """
-    where = f"dataset.path: {str(p)!r}"
-    try:
-        with zipfile.ZipFile(p) as zf:
-            infos = {name.removesuffix(".npy"): zf.getinfo(name) for name in zf.namelist()
-                     if name.removesuffix(".npy") in keys}
-            missing = [k for k in keys if k not in infos]
-            if missing:
-                raise ConfigError(f"{where}: the .npz lacks {', '.join(missing)}")
-            total = 0
-            for key, info in infos.items():
-                if info.file_size > MAX_ARRAYS_ELEMENTS * 8 + _NPY_HEADER_SLACK:
-                    raise ConfigError(f"{where}: {key} inflates to {info.file_size:,} bytes; its "
-                                      f"arrays may hold at most {MAX_ARRAYS_ELEMENTS:,} values in all")
-                with zf.open(info) as member:
-                    shape, dtype = _npy_header(member)
-                count = math.prod(shape)
-                if dtype.hasobject:
-                    raise ConfigError(f"{where}: {key} holds object arrays (pickled Python objects), "
-                                      "which are never loaded")
-                if count > MAX_ARRAYS_ELEMENTS:
-                    raise ConfigError(f"{where}: {key} declares {count:,} values ({shape} {dtype}); "
-                                      f"at most {MAX_ARRAYS_ELEMENTS:,}")
-                if info.file_size > count * dtype.itemsize + _NPY_HEADER_SLACK:
-                    raise ConfigError(f"{where}: {key} inflates to {info.file_size:,} bytes, more "
-                                      f"than its {shape} {dtype} values need")
-                total += count
-            if total > MAX_ARRAYS_ELEMENTS:
-                raise ConfigError(f"{where}: {', '.join(keys)} hold {total:,} values in all; at "
-                                  f"most {MAX_ARRAYS_ELEMENTS:,}")
-            arrays = {}
-            for key in keys:
-                with zf.open(infos[key]) as member:
-                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
-            return arrays
-    except ConfigError:
-        raise
-    except ValueError as err:
-        raise ConfigError(f"{where} holds object arrays or is not a valid .npz ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise ConfigError(f"{where} is not a readable .npz file ({err})") from None
-
-
-def _npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
-    """(shape, dtype) from the header of an .npy stream, reading nothing else."""
-    version = np.lib.format.read_magic(member)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
-    else:
-        raise ValueError(f".npy format version {version} is not supported (1.0 or 2.0)")
-    return tuple(shape), dtype
 
 
 @DATASETS.register("arrays", params=[
@@ -280,7 +211,7 @@ def _arrays(path: str) -> _Raw:
     p = confine_data_path(path, "dataset.path")
     if not p.is_file():
         raise ConfigError(f"dataset.path: {str(p)!r} does not exist")
-    arrays = _read_npz(p, ARRAY_KEYS)
+    arrays = read_npz(p, ARRAY_KEYS)
     for split in ("train", "test"):
         x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
         # Real numbers only: bool, int, uint or float ("c" complex would lose its imaginary part).

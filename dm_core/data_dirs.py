@@ -1,13 +1,21 @@
-"""Where datasets may be read from: the allowed data directories of the machine that loads
-them (``DM_DATA_DIRS``, else ``./data``). A config names a path; the dashboard or worker that
-reads it decides what it may reach, and every dataset file is resolved through
-``confine_data_path`` before it is opened.
+"""Where datasets may be read from, and how their array files are read within bounds.
+
+The allowed data directories are those of the machine that loads the data (``DM_DATA_DIRS``,
+else ``./data``). A config names a path; the dashboard or worker that reads it decides what it
+may reach, and every dataset file is resolved through ``confine_data_path`` before it is
+opened. Arrays are read from ``.npz`` and ``.npy`` files by ``read_npz`` and ``read_npy``, which
+check the sizes a file declares before reading its data and never unpickle.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import zipfile
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from dm_core.registry import ConfigError
 
@@ -50,5 +58,110 @@ def require_root(root: str, name: str) -> Path:
     return path
 
 
-__all__ = ["DATA_DIRS_ENV", "DEFAULT_DATA_DIR", "allowed_data_dirs", "confine_data_path",
-           "require_root"]
+# The arrays read from one file together hold at most this many values: 2 GiB as float32, the
+# dtype the inputs are trained in (CIFAR-10's 60,000 images are 184 million values).
+MAX_ARRAYS_ELEMENTS = 1 << 29
+# Room for an .npy member's own header beyond its values.
+_NPY_HEADER_SLACK = 1 << 16
+
+
+def read_npz(p: Path, keys: tuple[str, ...], field: str = "dataset.path") -> dict[str, np.ndarray]:
+    """Read only ``keys`` from the .npz at ``p``, after checking the sizes they declare.
+
+    Every member's uncompressed size (its zip header) and every array's shape and dtype (its
+    .npy header) are read before any data is decompressed: a file that inflates beyond
+    ``MAX_ARRAYS_ELEMENTS`` values is refused from its headers. Other members are never
+    opened. Object arrays (pickles) are refused (``allow_pickle=False``). Errors name ``field``,
+    the config field that gave the path.
+    """
+    where = f"{field}: {str(p)!r}"
+    try:
+        with zipfile.ZipFile(p) as zf:
+            infos = {name.removesuffix(".npy"): zf.getinfo(name) for name in zf.namelist()
+                     if name.removesuffix(".npy") in keys}
+            missing = [k for k in keys if k not in infos]
+            if missing:
+                raise ConfigError(f"{where}: the .npz lacks {', '.join(missing)}")
+            total = 0
+            for key, info in infos.items():
+                if info.file_size > MAX_ARRAYS_ELEMENTS * 8 + _NPY_HEADER_SLACK:
+                    raise ConfigError(f"{where}: {key} inflates to {info.file_size:,} bytes; its "
+                                      f"arrays may hold at most {MAX_ARRAYS_ELEMENTS:,} values in all")
+                with zf.open(info) as member:
+                    shape, dtype = npy_header(member)
+                count = _checked_count(where, key, shape, dtype)
+                if info.file_size > count * dtype.itemsize + _NPY_HEADER_SLACK:
+                    raise ConfigError(f"{where}: {key} inflates to {info.file_size:,} bytes, more "
+                                      f"than its {shape} {dtype} values need")
+                total += count
+            if total > MAX_ARRAYS_ELEMENTS:
+                raise ConfigError(f"{where}: {', '.join(keys)} hold {total:,} values in all; at "
+                                  f"most {MAX_ARRAYS_ELEMENTS:,}")
+            arrays = {}
+            for key in keys:
+                with zf.open(infos[key]) as member:
+                    arrays[key] = np.lib.format.read_array(member, allow_pickle=False)
+            return arrays
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"{where} holds object arrays or is not a valid .npz ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ConfigError(f"{where} is not a readable .npz file ({err})") from None
+
+
+def npz_names(p: Path, field: str) -> list[str]:
+    """The names of the arrays in the .npz at ``p`` (its members, without ``.npy``), read from
+    the zip's directory alone."""
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return [name.removesuffix(".npy") for name in zf.namelist()]
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ConfigError(f"{field}: {str(p)!r} is not a readable .npz file ({err})") from None
+
+
+def read_npy(p: Path, field: str) -> np.ndarray:
+    """The array in the .npy file at ``p``, after checking the shape and dtype its header
+    declares; object arrays (pickles) are refused. Errors name ``field``."""
+    where = f"{field}: {str(p)!r}"
+    try:
+        with p.open("rb") as f:
+            shape, dtype = npy_header(f)
+            _checked_count(where, "its array", shape, dtype)
+            f.seek(0)
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except ConfigError:
+        raise
+    except ValueError as err:
+        raise ConfigError(f"{where} holds object arrays or is not a valid .npy file ({err})") from None
+    except (OSError, EOFError) as err:
+        raise ConfigError(f"{where} is not a readable .npy file ({err})") from None
+
+
+def _checked_count(where: str, key: str, shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """The number of values an array header declares, once it is known to be plain numbers
+    within ``MAX_ARRAYS_ELEMENTS``."""
+    if dtype.hasobject:
+        raise ConfigError(f"{where}: {key} holds object arrays (pickled Python objects), "
+                          "which are never loaded")
+    count = math.prod(shape)
+    if count > MAX_ARRAYS_ELEMENTS:
+        raise ConfigError(f"{where}: {key} declares {count:,} values ({shape} {dtype}); "
+                          f"at most {MAX_ARRAYS_ELEMENTS:,}")
+    return count
+
+
+def npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from the header of an .npy stream, reading nothing else."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+    else:
+        raise ValueError(f".npy format version {version} is not supported (1.0 or 2.0)")
+    return tuple(shape), dtype
+
+
+__all__ = ["DATA_DIRS_ENV", "DEFAULT_DATA_DIR", "MAX_ARRAYS_ELEMENTS", "allowed_data_dirs",
+           "confine_data_path", "npy_header", "npz_names", "read_npy", "read_npz", "require_root"]

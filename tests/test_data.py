@@ -357,7 +357,7 @@ def test_arrays_reads_only_the_four_arrays_it_needs(tmp_path):
 def test_arrays_refuses_declared_sizes_over_the_limit_before_reading(tmp_path, key, shape, dtype):
     """A member whose .npy header declares terabytes is refused from its header, naming the
     file and the key, before any memory is set aside for it."""
-    from dm_core.data import MAX_ARRAYS_ELEMENTS
+    from dm_core.data_dirs import MAX_ARRAYS_ELEMENTS
 
     path = tmp_path / "bomb.npz"
     members = {f"{k}.npy": _npy(v) for k, v in SMALL.items()}
@@ -375,9 +375,9 @@ def test_arrays_refuses_a_member_that_inflates_beyond_the_limit(tmp_path, monkey
     of zeros that inflates far beyond its arrays' limit is refused from it."""
     import zipfile
 
-    from dm_core import data
+    from dm_core import data_dirs
 
-    monkeypatch.setattr(data, "MAX_ARRAYS_ELEMENTS", 1000)
+    monkeypatch.setattr(data_dirs, "MAX_ARRAYS_ELEMENTS", 1000)
     path = tmp_path / "zeros.npz"
     members = {f"{k}.npy": _npy(v) for k, v in SMALL.items()}
     members["x_train.npy"] = _npy(np.zeros((4, 3))) + b"\0" * 1_000_000  # trailing bytes
@@ -389,14 +389,14 @@ def test_arrays_refuses_a_member_that_inflates_beyond_the_limit(tmp_path, monkey
 
 
 def test_arrays_total_over_the_limit_is_refused(tmp_path, monkeypatch):
-    from dm_core import data
+    from dm_core import data_dirs
 
-    monkeypatch.setattr(data, "MAX_ARRAYS_ELEMENTS", 20)  # the arrays hold 4*3 + 4 + 2*3 + 2 = 24
+    monkeypatch.setattr(data_dirs, "MAX_ARRAYS_ELEMENTS", 20)  # the arrays hold 4*3 + 4 + 2*3 + 2 = 24
     path = tmp_path / "small.npz"
     np.savez(path, **SMALL)
     with pytest.raises(ConfigError, match="24 values in all; at most 20"):
         load_dataset("arrays", seed=0, path=str(path))
-    monkeypatch.setattr(data, "MAX_ARRAYS_ELEMENTS", 24)
+    monkeypatch.setattr(data_dirs, "MAX_ARRAYS_ELEMENTS", 24)
     assert len(load_dataset("arrays", seed=0, path=str(path)).x_train) == 4
 
 
