@@ -32,13 +32,24 @@ wanted = requested_before_sign_in()
 if wanted is not None and wanted[0] in BY_KEY:  # a link opened before signing in
     st.switch_page(BY_KEY[wanted[0]].path, query_params=wanted[1])
 
-with st.sidebar:
-    st.markdown("**DM Studio** — derivative manipulation workbench")
+
+def show_queue_counts(slot) -> None:
+    """How many runs are in each status, into the sidebar's ``slot``."""
     try:
         counts = store().queue_counts()
-        st.caption(" · ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet")
+        slot.caption(" · ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet")
     except StoreError as err:
-        st.error(f"Database unavailable: {md(err)}")
+        slot.error(f"Database unavailable: {md(err)}")
+
+
+with st.sidebar:
+    st.markdown("**DM Studio** — derivative manipulation workbench")
+    counts_slot = st.empty()
     st.caption(f"Database: `{mask_url(database_url())}`")
 
-navigation.run()
+try:
+    navigation.run()
+finally:
+    # Counted after the page has run (also when it stopped or asked for a rerun): a run it
+    # just queued, cancelled, retried or deleted is in the counts at once, not one click later.
+    show_queue_counts(counts_slot)

@@ -70,8 +70,15 @@ def test_cancel_then_retry_a_queued_run(runs):
     assert store.get_run(queued).status == RunStatus.CANCELLED
     assert any("Cancelled" in s.value for s in at.success)
     at = _select(at, [queued])
-    at.button(key="runs.retry").click().run()
+    _retry(at)
     assert store.get_run(queued).status == RunStatus.QUEUED
+
+
+def _retry(at):
+    """Retry from scratch: the button, then its confirmation."""
+    at.button(key="runs.retry").click().run()
+    at.button(key="runs.retry_confirm").click().run()
+    return at
 
 
 def test_retry_offers_resume_from_the_checkpoint(runs):
@@ -96,7 +103,7 @@ def test_retry_offers_resume_from_the_checkpoint(runs):
     assert any(f"run {queued} has no checkpoint to resume from" in w.value for w in at.warning)
     assert store.get_run(queued).status == RunStatus.CANCELLED
     at = _select(at, [queued])
-    at.button(key="runs.retry").click().run()
+    _retry(at)
     assert store.get_run(queued).status == RunStatus.QUEUED
     assert any(f"Re-queued from scratch: #{queued}." in m.value for m in at.success)
     assert not at.exception
@@ -112,7 +119,7 @@ def test_cancel_a_running_run_requests_it(runs):
 def test_refused_actions_are_explained(runs):
     store, done, _, _ = runs
     at = _select(_page(), [done])
-    at.button(key="runs.retry").click().run()
+    _retry(at)
     assert any("cannot retry" in w.value for w in at.warning)
     assert store.get_run(done).status == RunStatus.SUCCEEDED
 
@@ -129,6 +136,37 @@ def test_delete_needs_a_confirmation(runs):
     assert any("running" in w.value for w in at.warning)
 
 
+def test_retry_from_scratch_asks_first_as_delete_does(runs):
+    """Retry from scratch clears everything a run logged: like Delete, it asks first, and
+    nothing is cleared until the confirmation (before: one click wiped the run's logs)."""
+    store, _, running, _ = runs
+    store.finish(running, "test-worker", "failed", error="boom")
+    logged = len(store.scalars(running))
+    assert logged == 20
+    at = _select(_page(), [running])
+    at.button(key="runs.retry").click().run()
+    assert store.get_run(running).status == RunStatus.FAILED
+    assert len(store.scalars(running)) == logged  # nothing cleared yet
+    assert any(f"#{running} again from scratch" in w.value and "cannot be undone" in w.value
+               for w in at.warning)
+    at.button(key="runs.retry_abort").click().run()  # "Keep them"
+    assert store.get_run(running).status == RunStatus.FAILED
+    assert len(store.scalars(running)) == logged
+    assert not any("from scratch" in w.value for w in at.warning)
+    at = _select(at, [running])
+    at.button(key="runs.delete").click().run()
+    at.button(key="runs.retry").click().run()  # asking for one action withdraws the other
+    assert not _has_button(at, "runs.delete_confirm") and _has_button(at, "runs.retry_confirm")
+    at.button(key="runs.retry_confirm").click().run()
+    assert store.get_run(running).status == RunStatus.QUEUED
+    assert len(store.scalars(running)) == 0
+    assert any(f"Re-queued from scratch: #{running}." in m.value for m in at.success)
+
+
+def _has_button(at, key: str) -> bool:
+    return any(b.key == key for b in at.button)
+
+
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
 
 
@@ -136,6 +174,31 @@ def _in_the_app(monkeypatch):
     """The Runs page inside the whole app (its navigation), as a browser sees it."""
     monkeypatch.delenv("DM_PASSWORD", raising=False)
     return AppTest.from_file(ENTRY, default_timeout=TIMEOUT).switch_page("views/runs.py").run()
+
+
+def _sidebar_counts(at) -> str:
+    return at.sidebar.caption[0].value
+
+
+def test_the_sidebar_counts_follow_every_action_at_once(runs, monkeypatch):
+    """The sidebar's counts were read before the page ran, so a run the page had just
+    queued was not counted until the next click."""
+    store, done, running, queued = runs
+    at = _in_the_app(monkeypatch)
+    assert _sidebar_counts(at) == "queued 1 · running 1 · succeeded 1"
+    _select(at, [queued]).button(key="runs.cancel").click().run()
+    assert _sidebar_counts(at) == "running 1 · succeeded 1 · cancelled 1"
+    _retry(_select(at, [queued]))
+    assert _sidebar_counts(at) == "queued 1 · running 1 · succeeded 1"
+    _select(at, [done]).button(key="runs.delete").click().run()
+    at.button(key="runs.delete_confirm").click().run()
+    assert _sidebar_counts(at) == "queued 1 · running 1"
+    launch = AppTest.from_file(ENTRY, default_timeout=TIMEOUT).switch_page("views/launch.py").run()
+    assert _sidebar_counts(launch) == "queued 1 · running 1"
+    launch.button(key="L.queue").click().run()  # the Launch page queues without a rerun
+    assert len(store.list_runs(status="queued")) == 2
+    assert _sidebar_counts(launch) == "queued 2 · running 1"
+    assert not at.exception and not launch.exception
 
 
 def test_clone_monitor_and_compare_open_their_pages_at_their_urls(runs, monkeypatch):

@@ -1,7 +1,8 @@
 """Runs: every run with its status, progress, ETA and error first (pinned: they stay in view
 while the table scrolls sideways), then device, attempt, elapsed time; links to each run's
 Monitor view and to its group's Compare view; cancel, retry, delete, clone into the launch
-form, open in Monitor or Compare.
+form, open in Monitor or Compare. Retry from scratch and Delete clear what a run logged, so
+both ask for a confirmation first; Resume keeps it.
 
 The table lives in a fragment that refreshes itself every few seconds while anything is
 queued or running. Everything else on the page (the run picker's labels, the sidebar's
@@ -86,6 +87,41 @@ def act(verb: str, ids: list[int], **options) -> None:
         st.session_state["runs.refused"] = refused
 
 
+# The actions that destroy what a run logged, and how each is confirmed: (question, the
+# confirming button's label). Each verb's pending run ids wait under "runs.confirm_<verb>".
+DESTRUCTIVE = {
+    "retry": ("Queue {ids} again from scratch? Everything they logged (metrics, histograms, "
+              "evaluations, checkpoints) is cleared first. This cannot be undone; Resume keeps "
+              "it and continues from the last checkpoint.", "Retry from scratch"),
+    "delete": ("Delete {ids} and everything they logged? This cannot be undone.",
+               "Delete for good"),
+}
+
+
+def ask_to_confirm(verb: str, ids: list[int]) -> None:
+    """Hold ``verb`` on ``ids`` until confirmed; asking for one action withdraws the other."""
+    for other in DESTRUCTIVE:
+        st.session_state.pop(f"runs.confirm_{other}", None)
+    st.session_state[f"runs.confirm_{verb}"] = list(ids)
+
+
+def confirmation() -> None:
+    """The pending destructive action's question, with a button to do it and one not to."""
+    for verb, (question, label) in DESTRUCTIVE.items():
+        pending = st.session_state.get(f"runs.confirm_{verb}")
+        if not pending:
+            continue
+        st.warning(question.format(ids=", ".join(f"#{i}" for i in pending)))
+        y, n, _ = st.columns([1, 1, 4])
+        if y.button(label, key=f"runs.{verb}_confirm", type="primary"):
+            del st.session_state[f"runs.confirm_{verb}"]
+            act(verb, pending)
+            st.rerun()
+        if n.button("Keep them", key=f"runs.{verb}_abort"):
+            del st.session_state[f"runs.confirm_{verb}"]
+            st.rerun()
+
+
 st.title("Runs")
 s = store_or_stop()
 
@@ -135,10 +171,10 @@ if runs:
     if b[0].button("Cancel", key="runs.cancel", disabled=not selected, icon=":material/stop:"):
         act("cancel", selected)
         st.rerun()
-    if b[1].button("Retry", key="runs.retry", disabled=not selected, icon=":material/replay:",
-                   help="Queue again from scratch: everything the run logged is cleared."):
-        act("retry", selected)
-        st.rerun()
+    if b[1].button("Retry…", key="runs.retry", disabled=not selected, icon=":material/replay:",
+                   help="Queue again from scratch: everything the run logged is cleared "
+                        "(you are asked to confirm)."):
+        ask_to_confirm("retry", selected)
     if b[2].button("Resume", key="runs.retry_resume", disabled=not selected,
                    icon=":material/play_arrow:",
                    help="Queue again from the run's last checkpoint: the rows up to it are "
@@ -146,7 +182,7 @@ if runs:
         act("retry", selected, resume=True)
         st.rerun()
     if b[3].button("Delete…", key="runs.delete", disabled=not selected, icon=":material/delete:"):
-        st.session_state["runs.confirm_delete"] = list(selected)
+        ask_to_confirm("delete", selected)
     if b[4].button("Clone into Launch", key="runs.clone", disabled=len(selected) != 1,
                    icon=":material/content_copy:"):
         st.session_state["launch.clone"] = s.get_run(selected[0]).config
@@ -158,15 +194,4 @@ if runs:
                    icon=":material/compare_arrows:"):
         go_to("compare", compare_params(selected))
 
-    pending = st.session_state.get("runs.confirm_delete")
-    if pending:
-        st.warning(f"Delete {', '.join(f'#{i}' for i in pending)} and everything they logged? "
-                   "This cannot be undone.")
-        y, n, _ = st.columns([1, 1, 4])
-        if y.button("Delete for good", key="runs.delete_confirm", type="primary"):
-            del st.session_state["runs.confirm_delete"]
-            act("delete", pending)
-            st.rerun()
-        if n.button("Keep them", key="runs.delete_abort"):
-            del st.session_state["runs.confirm_delete"]
-            st.rerun()
+    confirmation()
