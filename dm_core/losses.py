@@ -64,6 +64,7 @@ __all__ = [
     "BootstrapHardLoss",
     "BootstrapSoftLoss",
     "DMLoss",
+    "ELRLoss",
     "FocalLoss",
     "LabelSmoothingLoss",
     "LossStats",
@@ -579,6 +580,75 @@ class FocalLoss(_FormulaLoss):
         return -focus * log_p
 
 
+class ELRLoss(_FormulaLoss):
+    r"""Early-learning regularisation (Liu et al. 2020): cross-entropy plus
+    :math:`\lambda \log(1 - \langle t_i, p_i \rangle)`, where :math:`t_i` is a running average
+    of the model's own predictions for example :math:`i`:
+
+    .. math::
+        t_i \leftarrow \beta\, t_i + (1 - \beta)\, \frac{\hat p_i}{\sum_k \hat p_{ik}},
+        \qquad \hat p_i = \operatorname{clamp}(p_i, 10^{-4}, 1 - 10^{-4}),
+
+    updated before the loss is taken (the authors' order) on training steps (autograd on; a
+    call under ``no_grad`` reads :math:`t` without moving it), :math:`t_i = 0` before the
+    example's first batch. The regulariser pulls :math:`p_i` towards what the model predicted early in
+    training, when it still fits the clean patterns, so a memorised wrong label costs more.
+
+    It keeps one row of :math:`t` per training example, so it needs each example's index in the
+    training set: :meth:`bind_examples` sizes the table, and ``forward`` takes ``index``. The
+    table is a buffer, saved with the module's ``state_dict`` (and so with a checkpoint).
+
+    Args:
+        lam: :math:`\lambda \ge 0`, the regulariser's weight (0 gives CCE).
+        momentum: :math:`\beta \in [0, 1)`, the running average's momentum.
+
+    Example:
+        >>> loss_fn = ELRLoss(lam=3.0, momentum=0.7)
+        >>> loss_fn.bind_examples(num_examples=4, num_classes=2)
+        >>> logits = torch.tensor([[2.0, 0.0], [0.0, 1.0]])
+        >>> round(float(loss_fn(logits, torch.tensor([0, 1]), index=torch.tensor([3, 0]))), 4)
+        -0.4871
+        >>> loss_fn.target[1].tolist()  # example 1 was not in the batch
+        [0.0, 0.0]
+    """
+
+    def __init__(self, lam: float = 3.0, momentum: float = 0.7) -> None:
+        super().__init__()
+        checked = _checked("elr", lam=lam, momentum=momentum)
+        self.lam, self.momentum = checked["lam"], checked["momentum"]
+        self.register_buffer("target", torch.zeros(0, 0))
+
+    def bind_examples(self, num_examples: int, num_classes: int) -> None:
+        """Size the table of running predictions: one row per training example (zeros)."""
+        self.target = torch.zeros(num_examples, num_classes, device=self.target.device)
+
+    def forward(self, logits: Tensor, targets: Tensor, index: Tensor | None = None) -> Tensor:
+        z, targets = _check_inputs(logits, targets)
+        if index is None or self.target.numel() == 0:
+            raise ValueError("elr: needs each example's index in the training set (index=...) "
+                             "and bind_examples(num_examples, num_classes) first")
+        if self.target.shape[1] != z.shape[1]:
+            raise ValueError(f"elr: bound to {self.target.shape[1]} classes, got logits with {z.shape[1]}")
+        index = index.to(self.target.device)
+        # The running average moves on training steps only: a call under no_grad (evaluation)
+        # reads it without changing it.
+        if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
+            with torch.no_grad():
+                p = torch.softmax(z.detach(), dim=1).clamp(1e-4, 1.0 - 1e-4)
+                self.target[index] = (self.momentum * self.target[index]
+                                      + (1.0 - self.momentum) * (p / p.sum(dim=1, keepdim=True)).to(self.target))
+        self._batch_target = self.target[index].to(z)
+        return super().forward(z, targets)
+
+    def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
+        p = torch.softmax(z, dim=1).clamp(1e-4, 1.0 - 1e-4)
+        target = self._batch_target
+        if target.is_inference():  # read under inference_mode; the stats' gradient copy needs a normal one
+            target = target.clone()
+        agreement = (target * p).sum(dim=1)
+        return F.cross_entropy(z, targets, reduction="none") + self.lam * torch.log1p(-agreement)
+
+
 # ---------------------------------------------------------------------------------------
 # The registry.
 # ---------------------------------------------------------------------------------------
@@ -675,6 +745,16 @@ LOSSES.register(
                   help="Focusing parameter; 0 gives CCE.")],
     family="baseline",
 )(FocalLoss)
+
+LOSSES.register(
+    "elr", description="Early-learning regularisation (Liu et al. 2020): CE plus λ·log(1 − ⟨t_i, p_i⟩), "
+                       "t_i a running average of the model's predictions for example i.",
+    equation="L = CE(z, y) + λ·log(1 − ⟨t_i, p_i⟩),  t_i ← β t_i + (1 − β) p_i",
+    params=[Param("lam", 3.0, low=0.0, ui_low=0.0, ui_high=10.0, help="Weight of the regulariser (0 gives CCE)."),
+            Param("momentum", 0.7, low=0.0, high=1.0, high_inclusive=False, ui_low=0.0, ui_high=0.99,
+                  help="Momentum β of each example's running average of predictions.")],
+    family="baseline", per_example_state=True,
+)(ELRLoss)
 
 
 def make_loss(name: str, **params: Any) -> nn.Module:

@@ -50,7 +50,7 @@ from dm_core.events import (
     TrainingInterrupted,
     describe_divergence,
 )
-from dm_core.losses import concentration, make_loss
+from dm_core.losses import LOSSES, concentration, make_loss
 from dm_core.models import create_model
 from dm_core.selection import select_evaluation
 
@@ -118,6 +118,7 @@ class _PhaseState:
     evals: list[tuple[int, dict[str, float]]] = field(default_factory=list)
     last_logged: tuple[int, dict[str, float]] | None = None  # the last ScalarsEvent's content
     clip_reference: torch.Tensor | None = None  # relative clipping's running norm (dm_core.clipping)
+    loss_takes_index: bool = False  # the loss keeps per-example state: it is given each batch's indices
 
 
 def train(
@@ -233,7 +234,10 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
     torch.manual_seed(config.seed)  # the same initial weights for every run with this seed
     model = create_model(config.model.name, run.data.num_classes, run.data.input_shape,
                          **config.model.params()).to(run.device)
-    loss_fn = make_loss(config.loss.name, **config.loss.params())
+    loss_fn = make_loss(config.loss.name, **config.loss.params()).to(run.device)
+    takes_index = bool(LOSSES.get(config.loss.name).extra.get("per_example_state"))
+    if takes_index:  # a table with a row per training example (ELR's running predictions)
+        loss_fn.bind_examples(len(run.x_train), run.data.num_classes)
     optimizer = _make_optimizer(config, model)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=config.schedule.milestones, gamma=config.schedule.gamma)
@@ -248,11 +252,13 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
     state = _PhaseState(phase=phase, model=model, loss_fn=loss_fn, optimizer=optimizer,
                         scheduler=scheduler, warmup=warmup,
                         scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
-                        clip_reference=clipping.initial_reference(run.device))
+                        clip_reference=clipping.initial_reference(run.device),
+                        loss_takes_index=takes_index)
 
     if checkpoint is not None and checkpoint["phase"] == phase.name:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+        loss_fn.load_state_dict(checkpoint.get("loss", {}))  # older checkpoints: stateless losses only
         scheduler.load_state_dict(checkpoint["scheduler"])
         if warmup is not None:
             warmup.load_state_dict(checkpoint["warmup"])
@@ -291,7 +297,9 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     state.model.train()
     with torch.autocast(device_type=run.device.type, enabled=state.use_amp):
         logits = state.model(x)
-    loss = state.loss_fn(logits.float(), y)
+    # Each example's index in the training set reaches the loss that keeps per-example state.
+    loss = (state.loss_fn(logits.float(), y, index=idx) if state.loss_takes_index
+            else state.loss_fn(logits.float(), y))
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     grad_norm, clip_scale = _unscale_and_clip(state, config.optimizer)
@@ -439,6 +447,7 @@ def _save_checkpoint(run: _Run, state: _PhaseState, iteration: int) -> None:
         "iteration": iteration, "phase": state.phase.name, "phase_results": run.phases_done,
         "config": config.model_dump(mode="json"),
         "model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+        "loss": state.loss_fn.state_dict(),
         "scheduler": state.scheduler.state_dict(),
         "warmup": state.warmup.state_dict() if state.warmup is not None else None,
         "scaler": state.scaler.state_dict(),

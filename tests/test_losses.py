@@ -39,9 +39,19 @@ def _batch(n=16, c=7, dtype=torch.float64, seed=0, scale=3.0):
     return logits, targets
 
 
+def _call(loss_fn, logits, targets):
+    """A loss that keeps per-example state (ELR) is given a table sized to the batch and each
+    example's index, as the training loop does; the others take logits and targets."""
+    if not hasattr(loss_fn, "bind_examples"):
+        return loss_fn(logits, targets)
+    if tuple(loss_fn.target.shape) != tuple(logits.shape):
+        loss_fn.bind_examples(*logits.shape)
+    return loss_fn(logits, targets, index=torch.arange(len(targets)))
+
+
 def _grad(loss_fn, logits, targets):
     z = logits.detach().clone().requires_grad_(True)
-    out = loss_fn(z, targets)
+    out = _call(loss_fn, z, targets)
     out.backward()
     return out, z.grad
 
@@ -280,7 +290,7 @@ def test_evaluation_without_autograd_still_records_stats(name, mode):
     _, got = _grad(loss_fn, logits, targets)
     expected = loss_fn.last.weight
     with getattr(torch, mode)():
-        out = loss_fn(logits, targets)
+        out = _call(loss_fn, logits, targets)
     assert torch.isfinite(out)
     torch.testing.assert_close(loss_fn.last.weight.clone(), expected)
 
@@ -288,7 +298,7 @@ def test_evaluation_without_autograd_still_records_stats(name, mode):
 def test_registry_names_and_metadata():
     assert ALL_LOSSES == ["cce", "mae", "mse", "gce", "cce-dn", "mae-dn", "mse-dn", "gce-dn", "dm",
                           "dm-normal", "dm-exponential", "dm-beta", "label-smoothing", "boot-soft",
-                          "boot-hard", "sce", "focal"]
+                          "boot-hard", "sce", "focal", "elr"]
     assert LOSSES.get("dm").defaults() == {"lam": 0.5, "beta": 8.0, "eps": 1e-6}
     assert LOSSES.get("dm-beta").extra["scheme"] == "beta"
     assert LOSSES.get("sce").defaults() == {"alpha": 0.1, "beta": 1.0, "A": -4.0}
