@@ -120,6 +120,8 @@ class NoiseConfig(_Strict):
     classes: list[int] | None = Field(None, description="imbalance: the classes to subsample")
     keep_fraction: float | None = Field(None, gt=0.0, le=1.0, description="imbalance: fraction kept")
     transition: list[list[float]] | None = Field(None, description="asymmetric: a C×C row-stochastic matrix")
+    path: str | None = Field(None, description="file: the labels file (.npy, or .npz/.pt of named arrays)")
+    key: str | None = Field(None, description="file: the named array of a .npz or .pt labels file")
 
     @field_validator("kind")
     @classmethod
@@ -139,7 +141,8 @@ class NoiseConfig(_Strict):
 
     def extra_params(self) -> dict[str, Any]:
         return {k: v for k, v in (("classes", self.classes), ("keep_fraction", self.keep_fraction),
-                                   ("transition", self.transition)) if v is not None}
+                                   ("transition", self.transition), ("path", self.path),
+                                   ("key", self.key)) if v is not None}
 
 
 class DatasetConfig(_Named):

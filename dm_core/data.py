@@ -28,7 +28,7 @@ import torch
 from dm_core.batches import augment_batch, balanced_batch_indices, batch_indices  # noqa: F401
 from dm_core.cifar_files import cifar_arrays, cifar_files
 from dm_core.data_dirs import confine_data_path, read_npz, require_root
-from dm_core.noise import corrupt_labels
+from dm_core.noise import NOISE, corrupt_labels
 from dm_core.registry import ConfigError, Param, Registry
 
 DATASETS = Registry("dataset")
@@ -79,7 +79,7 @@ _DOWNLOAD = Param("download", False, "bool", help="download into root if missing
 
 @DATASETS.register("digits", description="scikit-learn's bundled 8×8 handwritten digits "
                    "(1,797 images, 10 classes; 1,297 train / 500 test). Needs no network.",
-                   num_classes=10)
+                   num_classes=10, num_train=1297)
 def _digits() -> _Raw:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -95,7 +95,7 @@ def _digits() -> _Raw:
     Param("positive", [0, 2, 4, 6, 8], "list[int]", 0, 9, help="digits labelled positive (1); the rest are 0"),
 ], description="Binary digits: the chosen digits (default even) against the rest, for imbalance "
                "studies like the paper's IMDB one (subsample class 0 with imbalance noise).",
-   num_classes=2)
+   num_classes=2, num_train=1297)
 def _digits_binary(positive: list[int]) -> _Raw:
     raw = _digits()
     pos = np.isin(np.arange(10), positive)
@@ -128,10 +128,10 @@ def _mnist_like(cls_name: str, name: str) -> Any:
 
 DATASETS.register("mnist", params=[_ROOT, _DOWNLOAD],
                   description="MNIST handwritten digits (28×28, 60k/10k) from a torchvision folder.",
-                  num_classes=10)(_mnist_like("MNIST", "MNIST"))
+                  num_classes=10, num_train=60000)(_mnist_like("MNIST", "MNIST"))
 DATASETS.register("fashion_mnist", params=[_ROOT, _DOWNLOAD],
                   description="Fashion-MNIST (28×28, 60k/10k) from a torchvision folder.",
-                  num_classes=10)(_mnist_like("FashionMNIST", "Fashion-MNIST"))
+                  num_classes=10, num_train=60000)(_mnist_like("FashionMNIST", "Fashion-MNIST"))
 
 
 def _hwc_to_chw(x: np.ndarray) -> np.ndarray:
@@ -146,21 +146,21 @@ def _cifar_raw(kind: str, root: str, download: bool) -> _Raw:
 
 @DATASETS.register("cifar10", params=[_ROOT, _DOWNLOAD],
                    description="CIFAR-10 (32×32 colour, 50k/10k) from a torchvision folder.",
-                   num_classes=10)
+                   num_classes=10, num_train=50000)
 def _cifar10(root: str, download: bool) -> _Raw:
     return _cifar_raw("CIFAR10", root, download)
 
 
 @DATASETS.register("cifar100", params=[_ROOT, _DOWNLOAD],
                    description="CIFAR-100 (32×32 colour, 100 classes, 50k/10k) from a torchvision folder.",
-                   num_classes=100)
+                   num_classes=100, num_train=50000)
 def _cifar100(root: str, download: bool) -> _Raw:
     return _cifar_raw("CIFAR100", root, download)
 
 
 @DATASETS.register("vehicles10", params=[_ROOT, _DOWNLOAD],
                    description="Vehicles-10: the ten vehicle classes of CIFAR-100 (5,000 train / 1,000 test).",
-                   num_classes=10)
+                   num_classes=10, num_train=5000)
 def _vehicles10(root: str, download: bool) -> _Raw:
     raw = _cifar100(root, download)
     remap = np.full(100, -1)
@@ -219,13 +219,7 @@ def _arrays(path: str) -> _Raw:
             raise ConfigError(f"dataset.path: x_{split} must be a real numeric array of shape "
                               f"(N,D), (N,H,W) or (N,C,H,W) with D, H, W, C ≥ 1; got {x.dtype} "
                               f"{x.shape}")
-        if y.ndim != 1 or len(y) != len(x) or y.dtype.kind not in "iu":
-            raise ConfigError(f"dataset.path: y_{split} must be integer labels of shape ({len(x)},); "
-                              f"got {y.dtype} {y.shape}")
-        if len(y) == 0 or y.min() < 0 or y.max() >= MAX_ARRAY_CLASSES:
-            raise ConfigError(f"dataset.path: y_{split} must be non-empty class indices in "
-                              f"[0, {MAX_ARRAY_CLASSES}); got values in [{y.min() if len(y) else '-'}, "
-                              f"{y.max() if len(y) else '-'}]")
+        _check_array_labels(y, split, len(x))
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise ConfigError("dataset.path: x_train and x_test must have the same per-example shape")
     num_classes = int(arrays["y_train"].max()) + 1
@@ -241,6 +235,17 @@ def _arrays(path: str) -> _Raw:
     if x_tr.ndim == 3:
         x_tr, x_te = x_tr[:, None], x_te[:, None]
     return _Raw(x_tr, arrays["y_train"], x_te, arrays["y_test"], [str(i) for i in range(num_classes)])
+
+
+def _check_array_labels(y: np.ndarray, split: str, n: int | None) -> None:
+    """``y_<split>`` of an ``arrays`` file holds ``n`` class indices (any number if None)."""
+    if y.ndim != 1 or (n is not None and len(y) != n) or y.dtype.kind not in "iu":
+        raise ConfigError(f"dataset.path: y_{split} must be integer labels of shape "
+                          f"({'N' if n is None else n},); got {y.dtype} {y.shape}")
+    if len(y) == 0 or y.min() < 0 or y.max() >= MAX_ARRAY_CLASSES:
+        raise ConfigError(f"dataset.path: y_{split} must be non-empty class indices in "
+                          f"[0, {MAX_ARRAY_CLASSES}); got values in [{y.min() if len(y) else '-'}, "
+                          f"{y.max() if len(y) else '-'}]")
 
 
 # ---------------------------------------------------------------------- data present at submit time
@@ -270,9 +275,11 @@ _DATA_FILES: dict[str, Callable[[Path], list[Path]]] = {
 
 
 def check_data_available(dataset: Mapping[str, Any]) -> None:
-    """Raise ConfigError (naming ``dataset.root`` or ``dataset.path``) unless the files that a
-    run of ``dataset`` (a resolved ``dataset`` config section) reads are there, as seen from
-    this machine; with ``download: true`` only that the folder may be written.
+    """Raise ConfigError (naming ``dataset.root``, ``dataset.path`` or ``dataset.noise.path``)
+    unless the files that a run of ``dataset`` (a resolved ``dataset`` config section) reads
+    are there, as seen from this machine; with ``download: true`` only that the folder may be
+    written. A labels file (noise kind ``file``) is read and checked against the dataset: one
+    class index in range per training example.
 
     Called where runs are submitted (the Launch page, ``dm submit``), so that a run whose data
     is missing is refused before it is queued rather than failing on a worker. Workers that
@@ -280,6 +287,19 @@ def check_data_available(dataset: Mapping[str, Any]) -> None:
 
     >>> check_data_available({"name": "digits"})  # bundled with scikit-learn: nothing to check
     """
+    _check_dataset_files(dataset)
+    noise = dataset.get("noise") or {}
+    if noise.get("kind") == "file":
+        from dm_core.noise import check_noise_settings, read_label_file
+
+        check_noise_settings("file", float(noise.get("rate") or 0.0),
+                             {k: noise.get(k) for k in ("path", "key")})
+        num_train, num_classes = _training_size(dataset)
+        read_label_file(str(noise["path"]), noise.get("key"), num_train, num_classes,
+                        str(dataset.get("name")))
+
+
+def _check_dataset_files(dataset: Mapping[str, Any]) -> None:
     name = dataset.get("name")
     if name == "arrays":
         path = confine_data_path(str(dataset.get("path")), "dataset.path")
@@ -301,6 +321,33 @@ def check_data_available(dataset: Mapping[str, Any]) -> None:
         raise ConfigError(f"dataset.root: no {name} files under {str(base)!r} (missing {shown}"
                           f"{more}); put them there, point dataset.root at them, or set "
                           "dataset.download=true")
+
+
+def _training_size(dataset: Mapping[str, Any]) -> tuple[int, int]:
+    """(examples, classes) of the training set of ``dataset`` as loaded, before the validation
+    split: registered for the datasets of fixed size, counted from the labels of an ``arrays``
+    file or the files of an image folder, and otherwise read by loading the dataset."""
+    name = str(dataset.get("name"))
+    entry = DATASETS.get(name, where="dataset.name")
+    if "num_train" in entry.extra:
+        return entry.extra["num_train"], entry.extra["num_classes"]
+    if name == "arrays":
+        y = read_npz(confine_data_path(str(dataset.get("path")), "dataset.path"), ("y_train",))["y_train"]
+        _check_array_labels(y, "train", None)
+        return len(y), int(y.max()) + 1
+    if name == "image_folder":
+        import torchvision
+
+        train = require_root(str(dataset.get("root")), "image folder") / "train"
+        try:  # lists the files and class folders; reads no image
+            folder = torchvision.datasets.ImageFolder(str(train))
+        except (FileNotFoundError, OSError) as err:
+            raise ConfigError(f"dataset.root: no images under {str(train)!r} ({err})") from None
+        return len(folder.samples), len(folder.classes)
+    checked = DATASETS.validate_params(name, {p.name: dataset.get(p.name) for p in entry.params},
+                                       where="dataset")
+    raw = entry.factory(**checked)
+    return len(raw.y_train), _num_classes(raw)
 
 
 # ---------------------------------------------------------------------- assembling a bundle
@@ -325,25 +372,45 @@ def load_dataset(name: str, *, seed: int, noise_kind: str = "none", noise_rate: 
     The clean validation split (``val_fraction`` of every class) is taken *before* the noise
     is applied, as the paper's β tuning on 20% clean training data needs. Inputs are
     normalised with statistics of the training split (per channel for images).
+
+    Instance-dependent noise (``instance``) reads the training split's inputs, flattened and
+    normalised as the model sees them. A labels file (``file``) holds one label per example of
+    the dataset's whole training set, in its order: the split is drawn from the clean labels,
+    the training examples take their file labels and the validation examples keep their clean
+    ones, so a file serves every ``val_fraction`` alike.
     """
     entry = DATASETS.get(name, where="dataset.name")
     checked = DATASETS.validate_params(name, params, where="dataset")
     if not 0.0 <= val_fraction <= 0.9:
         raise ConfigError(f"dataset.val_fraction: {val_fraction!r} is out of range; must be in [0, 0.9]")
+    noise = NOISE.get(noise_kind, where="dataset.noise.kind")
     raw = entry.factory(**checked)
     y_all = np.asarray(raw.y_train, dtype=np.int64)
-    num_classes = max(int(y_all.max()), int(np.max(raw.y_test))) + 1
-    num_classes = max(num_classes, len(raw.class_names))
+    num_classes = _num_classes(raw)
 
     train_idx, val_idx = _stratified_split(y_all, val_fraction, seed)
     y_clean = y_all[train_idx]
+    x_train = torch.from_numpy(np.ascontiguousarray(raw.x_train[train_idx], dtype=np.float32))
     kw = dict(noise_params or {})
     kw.setdefault("dataset", name)
-    noisy, is_noisy = corrupt_labels(y_clean, noise_kind, noise_rate, num_classes, seed, **kw)
+    if noise.extra.get("whole_training_set"):
+        # A labels file is numbered by the dataset's own training order: every example takes
+        # its file label, and the validation split, held out by the clean labels, keeps them.
+        noisy_all, is_noisy_all = corrupt_labels(y_all, noise_kind, noise_rate, num_classes, seed, **kw)
+        noisy, is_noisy = noisy_all[train_idx], is_noisy_all[train_idx]
+    else:
+        features = None
+        if noise.extra.get("needs_features"):
+            # The inputs as the model sees them: normalised with this split's statistics
+            # (these kinds remove no example, so they are the statistics used below).
+            mean, std = _normalisation(x_train)
+            features = ((x_train - mean) / std).flatten(1).numpy()
+        noisy, is_noisy = corrupt_labels(y_clean, noise_kind, noise_rate, num_classes, seed,
+                                         features=features, **kw)
     kept = noisy >= 0  # class imbalance removes examples
     train_idx, y_clean, noisy, is_noisy = train_idx[kept], y_clean[kept], noisy[kept], is_noisy[kept]
-
-    x_train = torch.from_numpy(np.ascontiguousarray(raw.x_train[train_idx], dtype=np.float32))
+    if not kept.all():
+        x_train = x_train[torch.from_numpy(kept)]
     mean, std = _normalisation(x_train)
     norm = lambda a: (torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) - mean) / std  # noqa: E731
     x_val = norm(raw.x_train[val_idx]) if len(val_idx) else None
@@ -363,6 +430,12 @@ def load_dataset(name: str, *, seed: int, noise_kind: str = "none", noise_rate: 
         augment=raw.augment,
         actual_noise_rate=float(is_noisy.mean()) if len(is_noisy) else 0.0,
     )
+
+
+def _num_classes(raw: _Raw) -> int:
+    """Classes of a loaded dataset: enough for every label of both splits and every name."""
+    labels = max(int(np.max(raw.y_train)), int(np.max(raw.y_test))) + 1
+    return max(labels, len(raw.class_names))
 
 
 def _normalisation(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,15 +15,17 @@ A setting the chosen kind would ignore is an error, never a silently clean run:
 >>> corrupt_labels(labels, "none", 0.4, 10, seed=0)
 Traceback (most recent call last):
 ...
-dm_core.registry.ConfigError: dataset.noise.rate: kind 'none' takes no rate (got 0.4); leave it at 0, or choose a kind that takes one: symmetric, pairflip, asymmetric
+dm_core.registry.ConfigError: dataset.noise.rate: kind 'none' takes no rate (got 0.4); leave it at 0, or choose a kind that takes one: symmetric, pairflip, asymmetric, instance
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from dm_core.data_dirs import confine_data_path, npz_names, read_npy, read_npz
 from dm_core.registry import ConfigError, Param, Registry
 
 NOISE = Registry("noise")
@@ -151,6 +153,191 @@ def _imbalance(labels: np.ndarray, rate: float, num_classes: int, rng: np.random
     return out
 
 
+# The spread of the per-example flip rates around the requested rate (Xia et al. 2020).
+INSTANCE_RATE_STD = 0.1
+# Rows of inputs turned into float64 scores at once: bounds the scores' working memory
+# (1024 × 3072 float64 inputs of CIFAR are 25 MB) whatever the dataset's size.
+_INSTANCE_BLOCK = 1024
+
+
+def instance_transition(labels: np.ndarray, features: np.ndarray, rate: float, num_classes: int,
+                        rng: np.random.Generator) -> np.ndarray:
+    """Each example's label distribution under instance-dependent noise: an (N, C) float64
+    array whose row i sums to 1 (Xia et al. 2020, "Part-dependent label noise", the generator
+    of their code).
+
+    Draws, in this order from ``rng``: the flip rates q_i ~ N(rate, 0.1²) truncated to [0, 1]
+    (``scipy.stats.truncnorm``); then W ~ N(0, 1) of shape C × d × C, one class's d × C slice
+    at a time (the same values as one C × d × C draw, with at most d × C of them in memory:
+    CIFAR-100's whole W would be 245 MB). With x_i the flattened inputs, the scores
+    s = x_i · W[y_i] get -inf at the true class, and p_i = q_i · softmax(s), then
+    p_i[y_i] += 1 - q_i: example i keeps its label with probability 1 - q_i and otherwise
+    moves to the classes its inputs score highest. A rate of 0 keeps every label (rather than
+    drawing q from the half-normal that truncating N(0, 0.1²) at 0 would give).
+
+    >>> rng = np.random.default_rng(0)
+    >>> p = instance_transition(np.array([0, 1]), np.eye(2), 0.3, 3, rng)
+    >>> p.shape, bool(np.allclose(p.sum(1), 1))
+    ((2, 3), True)
+    """
+    from scipy.stats import truncnorm
+
+    x = np.asarray(features)
+    n = len(labels)
+    if x.ndim < 2 or len(x) != n or x.dtype.kind not in "biuf" or 0 in x.shape[1:]:
+        raise ConfigError(f"features: instance noise needs each example's inputs, a real array of "
+                          f"{n} rows of at least one value each; got {x.dtype} {x.shape}")
+    if num_classes < 2:
+        raise ConfigError(f"dataset.noise.kind: instance noise moves labels to other classes, so it "
+                          f"needs at least 2 classes (got {num_classes})")
+    p = np.zeros((n, num_classes))
+    p[np.arange(n), labels] = 1.0
+    if rate == 0:
+        return p
+    x = x.reshape(n, -1)
+    spread = INSTANCE_RATE_STD
+    q = truncnorm((0 - rate) / spread, (1 - rate) / spread, loc=rate, scale=spread).rvs(
+        size=n, random_state=rng)
+    for k in range(num_classes):
+        w = rng.standard_normal((x.shape[1], num_classes))  # W[k]
+        rows = np.flatnonzero(labels == k)
+        for start in range(0, len(rows), _INSTANCE_BLOCK):
+            r = rows[start:start + _INSTANCE_BLOCK]
+            scores = x[r].astype(np.float64) @ w
+            scores[:, k] = -np.inf
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            p[r] = q[r, None] * e / e.sum(axis=1, keepdims=True)
+            p[r, k] += 1 - q[r]
+    return p
+
+
+def draw_labels(p: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One label per row of ``p`` (rows of class probabilities), by inverting each row's
+    cumulative sum at a uniform u in (0, 1]: a class of probability 0 is never drawn."""
+    cum = np.cumsum(p, axis=1)
+    u = (1.0 - rng.random(len(p)))[:, None] * cum[:, -1:]
+    return (cum < u).sum(axis=1).astype(np.int64)
+
+
+@NOISE.register("instance", params=[_RATE], needs_features=True,
+                description="Instance-dependent noise (Xia et al. 2020): each example flips with its "
+                            "own probability q ~ N(r, 0.1²) in [0, 1], to the classes a random "
+                            "projection of its inputs scores highest.")
+def _instance(labels: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator,
+              features: np.ndarray | None = None) -> np.ndarray:
+    if features is None:
+        raise ConfigError("dataset.noise.kind: instance noise depends on each example's inputs; "
+                          "corrupt_labels needs them as features=")
+    return draw_labels(instance_transition(labels, features, rate, num_classes, rng), rng)
+
+
+# Label files are read whole: this bounds a .pt (CIFAR-10N's is under 3 MB; 256 MiB holds 32
+# million int64 labels). .npy and .npz files are bounded by their declared sizes instead.
+MAX_LABEL_FILE_BYTES = 1 << 28
+LABEL_FILE_TYPES = (".npy", ".npz", ".pt")
+
+
+def _torch_file_arrays(p: Path) -> dict[str, np.ndarray]:
+    """The named arrays of the torch file at ``p``: a dict of numpy arrays or tensors, loaded
+    with ``weights_only=True`` and only numpy's plain number arrays allowed besides tensors, so
+    no other Python object is ever built from the file."""
+    import torch
+
+    where = f"dataset.noise.path: {str(p)!r}"
+    if p.stat().st_size > MAX_LABEL_FILE_BYTES:
+        raise ConfigError(f"{where} is {p.stat().st_size:,} bytes; a labels file may be at most "
+                          f"{MAX_LABEL_FILE_BYTES:,}")
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
+    plain = [type(np.dtype(code)) for code in "?bhilqBHILQefd"]
+    try:
+        with torch.serialization.safe_globals([reconstruct, np.ndarray, np.dtype, *plain]):
+            loaded = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any failure to unpickle is the file's fault
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{where} is not a torch file of named label arrays: it holds pickled "
+                          "Python objects beyond tensors and number arrays (never loaded), or is "
+                          f"damaged ({first[:200]})") from None
+    if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
+        raise ConfigError(f"{where} holds a {type(loaded).__name__}; a .pt labels file must hold a "
+                          "dict of named label arrays, e.g. CIFAR-10N's aggre_label, worse_label")
+    arrays = {}
+    for name, value in loaded.items():
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        if not isinstance(value, np.ndarray):
+            raise ConfigError(f"{where}: {name!r} holds a {type(value).__name__}; a labels file "
+                              "holds arrays or tensors only")
+        arrays[name] = value
+    return arrays
+
+
+def _pick(names: list[str], key: str | None, p: Path) -> str:
+    if key is None:
+        raise ConfigError(f"dataset.noise.key: {str(p)!r} holds named label arrays; pick one with "
+                          f"dataset.noise.key: {', '.join(names) or '(none)'}")
+    if key not in names:
+        raise ConfigError(f"dataset.noise.key: {key!r} is not in {str(p)!r}; it holds: "
+                          f"{', '.join(names) or '(nothing)'}")
+    return key
+
+
+def read_label_file(path: str, key: str | None, num_examples: int, num_classes: int,
+                    dataset: str | None = None) -> np.ndarray:
+    """The labels of the file at ``path`` (named ``key`` in a file of named arrays), checked
+    to be one class index in [0, ``num_classes``) for each of ``num_examples`` examples.
+
+    A ``.npy`` holds one integer array. A ``.npz`` or a ``.pt`` (a torch file, as CIFAR-10N
+    ships) holds named arrays, one of which ``key`` picks. Nothing is unpickled beyond tensors
+    and numpy number arrays. The path must lie in the allowed data directories. Errors name
+    ``dataset.noise.path`` or ``dataset.noise.key`` and what is allowed.
+    """
+    p = confine_data_path(path, "dataset.noise.path")
+    if not p.is_file():
+        raise ConfigError(f"dataset.noise.path: {str(p)!r} does not exist")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        if key is not None:
+            raise ConfigError(f"dataset.noise.key: {str(p)!r} holds one label array, not named "
+                              "arrays; leave dataset.noise.key empty")
+        labels, field = read_npy(p, "dataset.noise.path"), "dataset.noise.path"
+    elif suffix == ".npz":
+        name = _pick(npz_names(p, "dataset.noise.path"), key, p)
+        labels, field = read_npz(p, (name,), "dataset.noise.path")[name], "dataset.noise.key"
+    elif suffix == ".pt":
+        arrays = _torch_file_arrays(p)
+        labels, field = arrays[_pick(list(arrays), key, p)], "dataset.noise.key"
+    else:
+        raise ConfigError(f"dataset.noise.path: {str(p)!r} is not a labels file; must end in "
+                          f"{', '.join(LABEL_FILE_TYPES)}")
+    what = f"{str(p)!r}" + (f" [{key!r}]" if key is not None else "")
+    data = f"{dataset} has" if dataset else "the dataset has"
+    if labels.ndim != 1 or labels.dtype.kind not in "iu":
+        raise ConfigError(f"{field}: {what} must hold one integer class index per example, of "
+                          f"shape ({num_examples},); got {labels.dtype} {labels.shape}")
+    if len(labels) != num_examples:
+        raise ConfigError(f"{field}: {what} holds {len(labels):,} labels; {data} {num_examples:,} "
+                          "training examples (counted before dataset.val_fraction holds any out), "
+                          "and the file needs one label for each, in the dataset's order")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ConfigError(f"{field}: {what} holds labels in [{labels.min()}, {labels.max()}]; "
+                          f"{data} {num_classes} classes, so labels must be in "
+                          f"[0, {num_classes - 1}]")
+    return labels.astype(np.int64)
+
+
+@NOISE.register(
+    "file",
+    params=[Param("path", None, "str", help="a .npy of one label per training example, or a .npz "
+                                            "or .pt of named label arrays (e.g. CIFAR-10N's)"),
+            Param("key", None, "str", help="which named array of a .npz or .pt, e.g. worse_label")],
+    whole_training_set=True,
+    description="Labels from a file, e.g. human annotations (CIFAR-10N, CIFAR-100N): the examples "
+                "whose file label differs from the dataset's are the corrupted ones.")
+def _from_file(labels: np.ndarray, rate: float, num_classes: int, rng: np.random.Generator,
+               path: str = "", key: str | None = None, dataset: str | None = None) -> np.ndarray:
+    return read_label_file(path, key, len(labels), num_classes, dataset)
+
+
 def check_noise_settings(kind: str, rate: float, params: dict[str, Any], dataset: str | None = None,
                          where: str = "dataset.noise") -> None:
     """Reject noise settings that ``kind`` would ignore, naming the field and what is allowed.
@@ -186,16 +373,27 @@ def check_noise_settings(kind: str, rate: float, params: dict[str, Any], dataset
     if (kind == "asymmetric" and params.get("transition") is None and dataset is not None
             and dataset not in ASYMMETRIC_BUILTIN):
         raise ConfigError(_needs_transition(dataset))
+    if kind == "file" and not params.get("path"):
+        raise ConfigError(f"{where}.path: kind 'file' needs the labels file: a .npy of one label "
+                          f"per training example, or a .npz or .pt of named label arrays (with "
+                          f"{where}.key)")
 
 
 def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int, seed: int,
+                   *, features: np.ndarray | None = None,
                    **kw: Any) -> tuple[np.ndarray, np.ndarray]:
     """Corrupt ``labels`` and return ``(noisy_labels, is_noisy)``; deterministic from ``seed``.
 
     Kinds: see ``NOISE``. For ``imbalance`` the removed examples get label ``-1`` (and
     ``is_noisy`` False): the data layer drops them. ``kw`` holds the kind's other settings
-    (``transition``, ``classes``, ``keep_fraction``) and the ``dataset`` name; a setting the
-    kind would ignore raises ``ConfigError`` (see ``check_noise_settings``).
+    (``transition``, ``classes``, ``keep_fraction``, ``path``, ``key``) and the ``dataset``
+    name; a setting the kind would ignore raises ``ConfigError`` (see ``check_noise_settings``).
+
+    ``features`` are the examples' inputs, one row each, for the kinds whose registry entry
+    says ``needs_features`` (``instance``); the other kinds never read them, so their labels
+    for a seed are the same with or without. ``file`` reads one label per example of
+    ``labels``, in order (the data layer passes the whole training set: registry entry
+    ``whole_training_set``).
 
     >>> import numpy as np
     >>> noisy, is_noisy = corrupt_labels(np.zeros(1000, dtype=int), "symmetric", 0.3, 4, seed=1)
@@ -219,6 +417,11 @@ def corrupt_labels(labels: np.ndarray, kind: str, rate: float, num_classes: int,
     elif kind == "imbalance":
         noisy = _imbalance(labels, rate, num_classes, rng, classes=kw.get("classes"),
                            keep_fraction=kw.get("keep_fraction", 0.1))
+    elif kind == "instance":
+        noisy = _instance(labels, rate, num_classes, rng, features=features)
+    elif kind == "file":
+        noisy = _from_file(labels, rate, num_classes, rng, path=kw["path"], key=kw.get("key"),
+                           dataset=kw.get("dataset"))
     else:
         noisy = NOISE.get(kind).factory(labels, rate, num_classes, rng)
     is_noisy = (noisy != labels) & (noisy >= 0)

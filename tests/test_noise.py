@@ -107,7 +107,8 @@ def test_symmetric_majority_bound():
 def test_unknown_kind_lists_allowed():
     with pytest.raises(ConfigError, match="symmetric"):
         corrupt_labels(labels_for(3), "gaussian", 0.1, 3, seed=0)
-    assert set(NOISE.names()) == {"none", "symmetric", "pairflip", "asymmetric", "imbalance"}
+    assert set(NOISE.names()) == {"none", "symmetric", "pairflip", "asymmetric", "imbalance",
+                                  "instance", "file"}
 
 
 # -- property tests: every kind is deterministic from its seed, and its actual rate is the
