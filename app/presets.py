@@ -8,6 +8,11 @@ the λ with the paper's best final test accuracy, with its β), CIFAR-100 with R
 could be read, the table is an image, so its λ, β are STARTING POINTS that follow the
 paper's premise, and the UI says so). This module only labels them and says where their λ, β
 come from. Tune β on a clean split (``dataset.val_fraction = 0.2``).
+
+The form and its presets hold out ``FORM_VAL_FRACTION`` of the training data as a clean
+validation split where a config holds out none: the Compare page ranks settings on validation
+accuracy only, so without one it names no winner. ``RunConfig``'s own default (no split, every
+example trained on, as the paper's runs) is what ``dm submit`` and the config files keep.
 """
 
 from __future__ import annotations
@@ -20,13 +25,17 @@ from dm_core.config import ConfigError, RunConfig, parse_config, read_config_fil
 from dm_core.reference import CIFAR10_SOURCE, SOURCES
 from studio.repro import Experiment, Method, get_experiment
 
+FORM_VAL_FRACTION = 0.2
 PAPER_NOTE = ("Paper setups: datasets, models, noise rates and optimisation as in the paper "
               "(the `dm repro` experiments). CIFAR-10: at each noise rate the λ with the "
               "paper's best final test accuracy, with its β. CIFAR-100: the λ, β of the "
               "authors' own published runs at each noise rate. Vehicles-10: λ, β are starting "
               "points chosen by the paper's premise (λ grows with the noise rate), not its "
               "table values, which are published only as an image. Tune β on a clean "
-              "validation split.")
+              "validation split: every preset holds out "
+              f"{FORM_VAL_FRACTION:.0%} of the training data as one (dataset.val_fraction), "
+              "so Compare can name a winner; set it to 0 to train on every example as the "
+              "paper does.")
 STARTING_POINT_WARNING = ("λ and β of this paper setup are starting points, not the paper's "
                           "table values.")
 AUTHORS_NOTE = "λ and β of this setup are those of the authors' published run ({source})."
@@ -108,12 +117,34 @@ def paper_preset_note(label: str) -> tuple[str, str] | None:
     return _note(PAPER_SETUPS[exp.name][2], exp, cond_label, method)
 
 
+def with_validation_split(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config dict with ``dataset.val_fraction`` = ``FORM_VAL_FRACTION`` where it
+    holds out none (a config's own split is kept).
+
+    >>> with_validation_split({"dataset": {"name": "digits", "val_fraction": 0.0}})["dataset"]
+    {'name': 'digits', 'val_fraction': 0.2}
+    >>> with_validation_split({"dataset": {"val_fraction": 0.1}})["dataset"]["val_fraction"]
+    0.1
+    """
+    dataset = dict(cfg.get("dataset") or {})
+    if not dataset.get("val_fraction"):
+        dataset["val_fraction"] = FORM_VAL_FRACTION
+    return {**cfg, "dataset": dataset}
+
+
+def form_defaults() -> dict[str, Any]:
+    """What the Launch form starts from: ``RunConfig``'s defaults with a validation split."""
+    return with_validation_split(RunConfig().model_dump(mode="json"))
+
+
 def all_presets() -> dict[str, dict[str, Any]]:
-    """Every preset, validated and resolved (defaults filled in); invalid ones are left out."""
+    """Every preset, validated and resolved (defaults filled in), with a validation split
+    (``with_validation_split``); invalid ones are left out."""
     out = {}
     for label, data in {**yaml_presets(), **paper_presets()}.items():
         try:
-            out[label] = parse_config(data).model_dump(mode="json")
+            out[label] = parse_config(with_validation_split(
+                parse_config(data).model_dump(mode="json"))).model_dump(mode="json")
         except ConfigError:
             continue
     return out

@@ -39,8 +39,10 @@ def test_one_run_with_the_default_form(app_db, at):
     at.number_input(key="L.loss.dm.lam").set_value(2.0).run()
     _queue(at)
     [cfg] = _configs(app_db)
+    # The form holds out a validation split, which RunConfig's own default does not.
     expected = RunConfig.model_validate({"iterations": 300, "model": {"name": "mlp", "hidden": [32]},
-                                         "loss": {"name": "dm", "lam": 2.0}})
+                                         "loss": {"name": "dm", "lam": 2.0},
+                                         "dataset": {"val_fraction": 0.2}})
     assert cfg == expected.model_dump(mode="json")
     assert at.session_state["monitor.run_id"] == Store(app_db).list_runs()[0].id
 
@@ -136,8 +138,22 @@ def test_grid_repeated_over_seeds(app_db):
     assert any("grid seeds" in rendered(e.value) for e in at.error)
 
 
+def test_the_form_and_its_presets_hold_out_a_validation_split(at):
+    """RunConfig holds out nothing by default, so Compare would name no winner: the form
+    starts at 0.2, and so does every preset that held out nothing."""
+    assert RunConfig().dataset.val_fraction == 0.0
+    assert at.number_input(key="L.dataset.val_fraction").value == 0.2
+    presets = all_presets()
+    assert presets and all(p["dataset"]["val_fraction"] == 0.2 for p in presets.values())
+    at.selectbox(key="L.preset").set_value("digits-symmetric-40-dm.yaml").run()
+    at.button(key="L.load").click().run()
+    assert at.number_input(key="L.dataset.val_fraction").value == 0.2
+
+
 def test_a_grid_without_a_validation_split_is_told_it_will_not_be_ranked(app_db, at):
     at.radio(key="L.mode").set_value("λ/β grid").run()
+    assert not any("name no winner" in i.value for i in at.info)  # the form holds one out
+    at.number_input(key="L.dataset.val_fraction").set_value(0.0).run()
     assert any("name no winner" in i.value for i in at.info)
     at.number_input(key="L.dataset.val_fraction").set_value(0.1).run()
     assert not any("name no winner" in i.value for i in at.info)
@@ -169,6 +185,7 @@ def test_method_comparison_uses_the_same_data_and_seed(app_db, at):
     at.number_input(key="L.loss.dm.lam").set_value(1.0).run()
     at.radio(key="L.mode").set_value("method comparison").run()
     at.multiselect(key="L.compare").set_value(["cce", "gce-dn", "dm"]).run()
+    at.number_input(key="L.compare_seeds").set_value(1).run()
     _queue(at)
     configs = _configs(app_db)
     assert [c["loss"]["name"] for c in configs] == ["cce", "gce-dn", "dm"]
@@ -178,6 +195,36 @@ def test_method_comparison_uses_the_same_data_and_seed(app_db, at):
     assert configs[2]["loss"]["lam"] == 1.0  # the form's own loss keeps its parameters
     assert configs[1]["loss"] == {"name": "gce-dn", **LOSSES.get("gce-dn").defaults()}
     assert len({r.group for r in Store(app_db).list_runs()}) == 1
+
+
+def test_method_comparison_queues_each_method_on_three_seeds_by_default(app_db, at):
+    """One seed per method gives Compare nothing to test a winner with: the comparison
+    queues each method on the form's seed and the next two, as ``dm submit --compare
+    --seeds 3`` does (same configs, same names, same order)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from studio.cli import app as cli
+
+    at.number_input(key="L.seed").set_value(4).run()
+    at.radio(key="L.mode").set_value("method comparison").run()
+    assert at.number_input(key="L.compare_seeds").value == 3
+    at.multiselect(key="L.compare").set_value(["cce", "dm"]).run()
+    assert at.button(key="L.queue").label == "Queue 6 runs"
+    _queue(at)
+    form = _configs(app_db)
+    assert [(c["loss"]["name"], c["seed"]) for c in form] == [
+        ("cce", 4), ("dm", 4), ("cce", 5), ("dm", 5), ("cce", 6), ("dm", 6)]
+    assert form[0]["name"] == "run[cce,seed=4]"
+    base = dict(form[1], name="run", seed=4)
+    config = app_db.replace("sqlite:///", "") + ".json"
+    with open(config, "w") as f:
+        json.dump(base, f)
+    result = CliRunner().invoke(cli, ["submit", config, "--compare", "cce,dm", "--seeds", "3",
+                                      "--db", app_db])
+    assert result.exit_code == 0, result.output
+    assert _configs(app_db)[6:] == form
 
 
 def test_preset_fills_the_form(app_db, at):
@@ -415,3 +462,51 @@ def test_dm_submit_refuses_cifar10_without_its_files(app_db, tmp_path, monkeypat
     result = CliRunner().invoke(cli, ["submit", str(config), "--db", app_db])
     assert result.exit_code == 0, result.output
     assert len(Store(app_db).list_runs()) == 1
+
+
+def _submit(app_db, tmp_path, *args):
+    import json
+
+    from typer.testing import CliRunner
+
+    from studio.cli import app as cli
+
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps({"name": "r", "iterations": 50}))
+    return CliRunner().invoke(cli, ["submit", str(config), *args, "--db", app_db])
+
+
+def test_the_form_and_dm_submit_refuse_noise_at_rate_zero_in_the_same_words(app_db, at, tmp_path):
+    at.selectbox(key="L.dataset.noise.kind").set_value("pairflip").run()
+    at.number_input(key="L.dataset.noise.pairflip.rate").set_value(0.0).run()
+    [form] = errors_under(at, "L.dataset.noise.pairflip.rate")
+    result = _submit(app_db, tmp_path, "--set", "dataset.noise.kind=pairflip",
+                     "--set", "dataset.noise.rate=0")
+    assert result.exit_code == 2, result.output
+    assert form.startswith("dataset.noise.rate: pairflip noise at r = 0 corrupts no label")
+    assert form in result.output
+    assert Store(app_db).list_runs() == []
+    assert _submit(app_db, tmp_path, "--set", "dataset.noise.kind=pairflip",
+                   "--set", "dataset.noise.rate=0.2").exit_code == 0
+
+
+def test_the_form_and_dm_submit_refuse_a_degenerate_beta_in_the_same_words(app_db, at, tmp_path):
+    """β = 10⁶ puts a whole batch's gradient on one example (and overflows float32): refused
+    by both, naming loss.beta and the range allowed at this λ and batch size; β at the
+    bound is queued."""
+    from studio.submission import beta_bound
+
+    at.number_input(key="L.loss.dm.lam").set_value(1.0).run()
+    at.number_input(key="L.loss.dm.beta").set_value(1e6).run()
+    [form] = errors_under(at, "L.loss.dm.beta")
+    bound = beta_bound("dm", {"lam": 1.0}, 128)
+    assert form.startswith("loss.beta: β = 1e+06 is degenerate for dm with λ=1 at batch size 128")
+    assert f"allowed here: {-bound:.4g} ≤ β ≤ {bound:.4g}" in form and "overflow float32" in form
+    _queue(at)
+    assert Store(app_db).list_runs() == []
+    result = _submit(app_db, tmp_path, "--set", "loss.lam=1", "--set", "loss.beta=1e6")
+    assert result.exit_code == 2 and form in " ".join(result.output.split()), result.output
+    assert Store(app_db).list_runs() == []
+    at.number_input(key="L.loss.dm.beta").set_value(80.0).run()  # under the bound of 83.15
+    assert not errors_under(at, "L.loss.dm.beta")
+    assert _submit(app_db, tmp_path, "--set", "loss.lam=1", "--set", "loss.beta=80").exit_code == 0

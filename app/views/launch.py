@@ -33,16 +33,16 @@ from app.forms import (
 from app.launch_checks import PROPOSED_NOISE_RATE, noise_takes_rate, refusals
 from app.links import compare_params, monitor_params
 from app.nav import page_link
-from app.presets import PAPER_NOTE, all_presets, paper_preset_note
+from app.presets import PAPER_NOTE, all_presets, form_defaults, paper_preset_note
 from app.text import md
 from dm_core.config import (
+    MAX_RUNS_PER_SUBMIT,
     ConfigError,
     DatasetConfig,
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
     check_name,
-    comparison_configs,
     expand_grid,
     parse_config,
 )
@@ -54,6 +54,7 @@ from dm_core.noise import NOISE
 from dm_core.schemes import make_scheme
 from dm_core.store import StoreError
 from studio.repro import get_experiment
+from studio.submission import comparison_on_seeds
 
 MODES = ("one run", "λ/β grid", "method comparison")
 SECTIONS = ("dataset", "model", "loss", "optimizer", "schedule")
@@ -66,6 +67,9 @@ PLAIN_SECTIONS = {"optimizer": OptimizerConfig, "schedule": ScheduleConfig}
 COMPARISON_DEFAULT = tuple(dict.fromkeys(m.loss["name"] for m in get_experiment("digits-noise").methods))
 GRID_DEFAULT = pd.DataFrame({"λ": [0.0, 0.5, 1.0, 2.0],
                              "β values": ["1, 2, 4", "4, 8, 12", "8, 12, 16", "12, 16, 20"]})
+# Seeds per method of a comparison: Compare's winner is a test over seeds, which one seed
+# cannot pass; three is the fewest the studies train a final setting on.
+COMPARISON_SEEDS = 3
 CLONE = "launch.clone"  # a run's config, set by the runs page
 CARRY = "designer.carry"  # {"name": loss, **params}, set by the designer
 DRAFT = "L.draft"
@@ -84,7 +88,7 @@ def entry_key(section: str, entry: str, param: str) -> str:
 def state_from_config(cfg: dict[str, Any]) -> None:
     """Fill every widget of the form from a config dict (a resolved RunConfig dump)."""
     ss = st.session_state
-    defaults = RunConfig().model_dump(mode="json")
+    defaults = form_defaults()
     for f in TOP_FIELDS:
         ss[k(f)] = field_state_value(RunConfig.model_fields[f], cfg.get(f, defaults[f]))
     for section, model in PLAIN_SECTIONS.items():
@@ -118,7 +122,7 @@ def apply_pending() -> None:
         ss["L.mode"] = MODES[0]
         ss["L.flash"] = ("info", "Form filled from the cloned run: change what you like, then queue.")
     elif k("name") not in ss:
-        state_from_config(ss.get(DRAFT) or RunConfig().model_dump(mode="json"))
+        state_from_config(ss.get(DRAFT) or form_defaults())
     if CARRY in ss:
         carry = dict(ss.pop(CARRY))
         name = carry.pop("name")
@@ -316,17 +320,26 @@ def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form,
     return configs
 
 
-def comparison_runs(draft: dict[str, Any], losses: list[str], form: Form) -> list[RunConfig]:
-    """``comparison_configs``, with each loss's error shown under the comparison field."""
+def comparison_runs(draft: dict[str, Any], losses: list[str], form: Form,
+                    seeds: int = 1) -> list[RunConfig]:
+    """Every loss on ``seeds`` seeds, in the order ``dm submit --compare --seeds`` queues
+    them (``studio.submission.comparison_on_seeds``: seed by seed), with each loss's error
+    shown under the comparison field."""
     if not losses:
         form.add("compare", "compare: choose at least one loss")
-    configs = []
+    per_loss = []
     for name in losses:
         try:
-            configs += comparison_configs(draft, [name])
+            per_loss.append(comparison_on_seeds(draft, [name], seeds))
         except ConfigError as err:
             form.add_config_error(err)
-    return configs
+    if len(per_loss) != len(losses) or not losses:
+        return []
+    if seeds * len(losses) > MAX_RUNS_PER_SUBMIT:
+        form.add("compare", f"compare: {seeds} seeds × {len(losses)} losses = "
+                            f"{seeds * len(losses)} runs; at most {MAX_RUNS_PER_SUBMIT} per submit")
+        return []
+    return [runs[i] for i in range(seeds) for runs in per_loss]
 
 
 def preview(configs: list[RunConfig]) -> None:
@@ -408,16 +421,22 @@ with st.container(border=True):
                                 default=[n for n in COMPARISON_DEFAULT if n in LOSSES],
                                 help="Each with its registered defaults, except the loss chosen "
                                      "above, which keeps the form's parameters.")
+        seeds = st.number_input("Seeds", min_value=1, max_value=100, value=COMPARISON_SEEDS,
+                                step=1, key="L.compare_seeds",
+                                help="Every loss on this many seeds: the form's seed and the "
+                                     "next ones. Compare names a winner only when it beats "
+                                     "the others over their seeds, which one seed cannot show.")
         form.slot("compare")
         if base_ok:
-            configs = comparison_runs(draft, losses, form)
+            configs = comparison_runs(draft, losses, form, int(seeds))
 
 if mode != MODES[0] and configs and all(c.dataset.val_fraction == 0 for c in configs):
     st.info("These runs hold out no validation split (val fraction 0). The Compare page ranks "
             "settings on validation accuracy only, never on test accuracy, so it will show their "
-            "test accuracies but name no winner. Set val fraction (e.g. 0.1) to choose on a "
+            "test accuracies but name no winner. Set val fraction (e.g. 0.2) to choose on a "
             "clean held-out split.", icon=":material/info:")
 
+# The checks dm submit makes too (studio.submission): the same configs refused, in the same words.
 for path, message in refusals(configs):
     form.add(path, message)
 

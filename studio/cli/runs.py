@@ -2,7 +2,7 @@
 ``dm delete``, ``dm export``, ``dm worker`` and ``dm db upgrade``.
 
     dm submit configs/digits-symmetric-40-dm.yaml --grid loss.lam=0,0.5,1 --grid loss.beta=4,8,12
-    dm submit configs/digits-symmetric-40-dm.yaml --compare cce,gce,mae,dm
+    dm submit configs/digits-symmetric-40-dm.yaml --compare cce,gce,mae,dm --seeds 3
     dm runs --status running
     dm show 7 --json
     dm export 7 --what histograms --format parquet -o hist.parquet
@@ -40,7 +40,6 @@ from rich.text import Text
 
 from dm_core.config import (
     check_name,
-    comparison_configs,
     expand_grid,
     parse_grid,
     read_config_file,
@@ -111,17 +110,25 @@ def submit(
     compare: str | None = typer.Option(None, "--compare", help="A method comparison: the same run "
                                        "with each loss, --compare cce,gce,dm (the config's own "
                                        "loss keeps its parameters; others their defaults)."),
+    seeds: int | None = typer.Option(None, "--seeds", min=1, help="With --compare: every loss on "
+                                     "this many seeds (the config's seed and the next ones), so "
+                                     "Compare can test the methods over seeds."),
     group: str | None = typer.Option(None, "--group", help="Group name (default: generated)."),
     max_attempts: int = typer.Option(3, "--max-attempts", min=1, max=100,
                                      help="Lost workers a run survives before it fails."),
     json_out: bool = typer.Option(False, "--json", help='Print {"group": ..., "runs": [ids]}.'),
     db: str | None = db_option(),
 ) -> None:
-    """Queue one run, a grid of runs, or a method comparison, for the workers."""
-    from dm_core.data import check_data_available
+    """Queue one run, a grid of runs, or a method comparison, for the workers.
+
+    Before anything is queued, every config passes the checks the Launch form makes
+    (``studio.submission.refusals``): noise at r = 0, a degenerate β, missing data files."""
+    from studio.submission import comparison_on_seeds, refusals
 
     if compare is not None and grid:
         _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)
+    if seeds is not None and compare is None:
+        _fail("--seeds: only with --compare (a grid repeats over seeds with --grid seed=0,1,2)", 2)
     # Everything is validated before anything is stored: one bad grid point queues nothing.
     try:
         if group is not None:
@@ -131,11 +138,12 @@ def submit(
             losses = [name.strip() for name in compare.split(",") if name.strip()]
             if not losses:
                 raise ConfigError(f"--compare {compare!r}: expected loss names, e.g. cce,gce,dm")
-            configs = comparison_configs(base, losses, set_)
+            configs = comparison_on_seeds(base, losses, seeds or 1, set_)
         else:
             configs = expand_grid(base, parse_grid(grid), set_)
-        for cfg in configs:  # refused now rather than failing on a worker
-            check_data_available(cfg.dataset.model_dump(mode="json"))
+        found = refusals(configs)  # refused now rather than failing on a worker
+        if found:
+            raise ConfigError(errors=[("", message) for _, message in found])
     except ConfigError as err:
         _fail(invalid_config_text(err), 2)
     with _errors():
