@@ -20,6 +20,9 @@ dm_core.registry.ConfigError: dataset.noise.rate: kind 'none' takes no rate (got
 
 from __future__ import annotations
 
+import pickle
+import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -231,8 +234,9 @@ def _instance(labels: np.ndarray, rate: float, num_classes: int, rng: np.random.
     return draw_labels(instance_transition(labels, features, rate, num_classes, rng), rng)
 
 
-# Label files are read whole: this bounds a .pt (CIFAR-10N's is under 3 MB; 256 MiB holds 32
-# million int64 labels). .npy and .npz files are bounded by their declared sizes instead.
+# A .pt is read whole: this bounds its size on disk and, for the zip format torch writes, the
+# sizes its members inflate to (CIFAR-10N's file is under 3 MB; 256 MiB holds 32 million int64
+# labels). .npy and .npz files are bounded by the sizes their headers declare instead.
 MAX_LABEL_FILE_BYTES = 1 << 28
 LABEL_FILE_TYPES = (".npy", ".npz", ".pt")
 
@@ -244,19 +248,31 @@ def _torch_file_arrays(p: Path) -> dict[str, np.ndarray]:
     import torch
 
     where = f"dataset.noise.path: {str(p)!r}"
-    if p.stat().st_size > MAX_LABEL_FILE_BYTES:
-        raise ConfigError(f"{where} is {p.stat().st_size:,} bytes; a labels file may be at most "
-                          f"{MAX_LABEL_FILE_BYTES:,}")
+    size = p.stat().st_size
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as zf:
+            size = max(size, sum(info.file_size for info in zf.infolist()))
+    if size > MAX_LABEL_FILE_BYTES:
+        raise ConfigError(f"{where} is (or inflates to) {size:,} bytes; a labels file may be at "
+                          f"most {MAX_LABEL_FILE_BYTES:,}")
     reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]
     plain = [type(np.dtype(code)) for code in "?bhilqBHILQefd"]
     try:
         with torch.serialization.safe_globals([reconstruct, np.ndarray, np.dtype, *plain]):
             loaded = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any failure to unpickle is the file's fault
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{where} is not a torch file of named label arrays: it holds pickled "
-                          "Python objects beyond tensors and number arrays (never loaded), or is "
-                          f"damaged ({first[:200]})") from None
+    except pickle.UnpicklingError as err:
+        # torch's message suggests loading the file unsafely; only what it refused is passed on.
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        if found:
+            raise ConfigError(f"{where} holds pickled Python objects ({found.group(1)}) besides "
+                              "tensors and number arrays; they are never loaded. Save the labels as "
+                              "a dict of arrays or tensors, or as .npy/.npz") from None
+        reason = str(err).partition("WeightsUnpickler error:")[2]
+        raise ConfigError(f"{where} is not a torch file of named label arrays; its pickle was "
+                          f"refused ({_first_line(reason) or 'unreadable'})") from None
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise ConfigError(f"{where} is not a readable torch file ({type(err).__name__}: "
+                          f"{_first_line(str(err))})") from None
     if not isinstance(loaded, dict) or not all(isinstance(k, str) for k in loaded):
         raise ConfigError(f"{where} holds a {type(loaded).__name__}; a .pt labels file must hold a "
                           "dict of named label arrays, e.g. CIFAR-10N's aggre_label, worse_label")
@@ -269,6 +285,12 @@ def _torch_file_arrays(p: Path) -> dict[str, np.ndarray]:
                               "holds arrays or tensors only")
         arrays[name] = value
     return arrays
+
+
+def _first_line(text: str) -> str:
+    """The first non-empty line of a library's message, printable characters only, short."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return "".join(c for c in line if c.isprintable())[:200]
 
 
 def _pick(names: list[str], key: str | None, p: Path) -> str:
@@ -309,7 +331,7 @@ def read_label_file(path: str, key: str | None, num_examples: int, num_classes: 
     else:
         raise ConfigError(f"dataset.noise.path: {str(p)!r} is not a labels file; must end in "
                           f"{', '.join(LABEL_FILE_TYPES)}")
-    what = f"{str(p)!r}" + (f" [{key!r}]" if key is not None else "")
+    what = f"{key!r} of {str(p)!r}" if key is not None else repr(str(p))
     data = f"{dataset} has" if dataset else "the dataset has"
     if labels.ndim != 1 or labels.dtype.kind not in "iu":
         raise ConfigError(f"{field}: {what} must hold one integer class index per example, of "
