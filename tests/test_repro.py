@@ -1,38 +1,48 @@
-"""``dm repro``: experiments expand to the right runs, run end to end (in this process, or
-queued for a worker and read back from the store), and report claims."""
+"""``dm repro``: a paper preset is a study with a fixed grid and no tuning. Its runs expand
+to the studies' planned runs, train through their runners (in this process, or queued for a
+worker and read back from the store), and go through the studies' claims and report."""
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 from typer.testing import CliRunner
 
 from dm_core.store import RunStatus, Store
 from dm_core.train import train
 from studio.cli import app
+from studio.experiments.claims import FAILS, HOLDS, UNDECIDED, check_claims, seed_table
+from studio.experiments.report import (
+    outcomes_frame,
+    render_preset_report,
+    render_report,
+    unstable_seeds,
+    write_preset_report,
+)
+from studio.experiments.results import RunOutcome
+from studio.experiments.spec import parse_study
+from studio.experiments.tuner import StudyResult
 from studio.repro import (
     EXPERIMENTS,
     Experiment,
     GroupMismatch,
     Method,
-    check_claims,
     get_experiment,
-    group_results,
-    markdown_table,
+    group_outcomes,
     plan,
     read_group,
     reference_table,
-    results_frame,
-    run_local,
+    run_here,
     submit_plan,
-    summary_table,
     summary_text,
-    unstable_seeds,
-    write_report,
 )
 from workers import Worker
 
@@ -54,46 +64,103 @@ def test_the_digits_experiments_are_study_files():
     assert (cfg.dataset.noise.kind, cfg.dataset.noise.keep_fraction) == ("imbalance", 0.02)
 
 
-def _row(cond, method, acc, seed=0, std_seed=0.0, p_noisy=0.3):
-    return {"condition": cond, "method": method, "seed": seed, "beta": None,
-            "test_acc_best": acc + std_seed, "test_acc_final": acc + std_seed,
-            "train_acc_corrupted": 0.5, "train_acc_intact": 0.5, "fit_corrupted_subset": p_noisy,
-            "p_noisy_late": p_noisy if cond != "r=0" else np.nan, "p_clean_late": 0.9,
-            "diverged": False}
+def outcome(cond, method, acc, seed=0, p_noisy=0.3, params=None, val=None, diverged=False):
+    """A finished final run as a runner returns it; ``val``: a validation accuracy evaluated
+    beside the test accuracy (a study's split), else no evaluation (a preset's)."""
+    rate = float(cond.split("=")[1])
+    if diverged:
+        return RunOutcome(method, params or {}, cond, rate, seed, "final", evals=[], summary=None,
+                          diverged_at=5)
+    summary = {"test_acc_best": acc, "test_acc_final": acc, "train_acc_corrupted": 0.5,
+               "train_acc_intact": 0.5, "fit_corrupted_subset": p_noisy, "iterations": 10}
+    evals = [(10, {"val_acc": val, "test_acc": acc})] if val is not None else []
+    late = [{"p_noisy_mean": p_noisy, "p_clean_mean": 0.9}] if rate > 0 else [{"p_clean_mean": 0.9}]
+    return RunOutcome(method, params or {}, cond, rate, seed, "final", evals=evals, summary=summary,
+                      late=late)
+
+
+def claims_of(outcomes):
+    return {c.text[:3]: c for c in check_claims(seed_table(outcomes_frame(outcomes)))}
+
+
+JITTER = (-0.01, 0.0, 0.01)  # three seeds each, so the rule of verdicts.py can test
+SETTINGS = [("r=0", "CCE", 0.95, 0.3), ("r=0", "DM λ=0", 0.96, 0.3), ("r=0", "DM λ=1", 0.965, 0.3),
+            ("r=0.4", "CCE", 0.70, 0.9), ("r=0.4", "DM λ=0", 0.75, 0.8),
+            ("r=0.4", "DM λ=0.5", 0.85, 0.2), ("r=0.4", "DM λ=1", 0.80, 0.1)]
+
+
+def about(claim, label: str) -> str:
+    """The one evidence line of ``claim`` on ``label``."""
+    (line,) = [e for e in claim.evidence if f" {label} " in e]
+    return line
+
+
+def jittered(settings, **kw):
+    return [outcome(c, m, acc + d, seed=s, p_noisy=p + d, **kw)
+            for c, m, acc, p in settings for s, d in enumerate(JITTER)]
 
 
 def test_preset_claims_choose_nothing_on_test_data():
-    # Three seeds each (jittered by ±1 point), so the rule of studio.experiments.verdicts can test.
-    jitter = (-0.01, 0.0, 0.01)
-    settings = [("r=0", "CCE", 0.95, 0.3), ("r=0", "DM λ=0", 0.96, 0.3), ("r=0", "DM λ=1", 0.965, 0.3),
-                ("r=0.4", "CCE", 0.70, 0.9), ("r=0.4", "DM λ=0", 0.75, 0.8),
-                ("r=0.4", "DM λ=0.5", 0.85, 0.2), ("r=0.4", "DM λ=1", 0.80, 0.1)]
-
-    def judge(settings):
-        rows = [_row(c, m, acc, seed=s, std_seed=d, p_noisy=p + d)
-                for c, m, acc, p in settings for s, d in enumerate(jitter)]
-        return {t[:3]: (h, d) for t, h, d in check_claims(summary_table(pd.DataFrame(rows)))}
-
-    judged = judge(settings)
-    # (a) and (d): every DM variant with λ > 0 against CCE, no variant picked on test accuracy.
-    assert judged["(a)"] == (True, "r=0.4: DM λ=0.5 85.0 ± 1.0% (n=3) vs CCE 70.0 ± 1.0% (n=3): "
-                                   "p = 5.2e-05 (Holm 0.0001) → holds; r=0.4: DM λ=1 80.0 ± 1.0% (n=3) "
-                                   "vs CCE 70.0 ± 1.0% (n=3): p = 0.00026 (Holm 0.00026) → holds")
-    assert judged["(d)"][0] is True
-    assert "DM λ=1 0.100 ± 0.010 (n=3) vs CCE 0.900 ± 0.010 (n=3): p = " in judged["(d)"][1]
+    judged = claims_of(jittered(SETTINGS))
+    # (a) and (d): every DM variant with λ > 0 against CCE, no variant picked on test accuracy;
+    # no validation split, so final test accuracy only.
+    a = judged["(a)"]
+    assert a.verdict == HOLDS and sorted(a.evidence) == [
+        "r=0.4, final: DM λ=0.5 85.0 ± 1.0% (n=3) vs CCE 70.0 ± 1.0% (n=3): p = 5.2e-05 (Holm 0.0001) → holds",
+        "r=0.4, final: DM λ=1 80.0 ± 1.0% (n=3) vs CCE 70.0 ± 1.0% (n=3): p = 0.00026 (Holm 0.00026) → holds"]
+    # The p-value is Welch's, from scipy directly.
+    p = stats.ttest_ind([0.79, 0.80, 0.81], [0.69, 0.70, 0.71], equal_var=False).pvalue
+    assert f"p = {p:.2g}" in about(a, "DM λ=1")
+    assert judged["(d)"].verdict == HOLDS
+    assert "DM λ=1 0.100 ± 0.010 (n=3) vs CCE 0.900 ± 0.010 (n=3): p = " in about(judged["(d)"], "DM λ=1")
     # (b) and (c) ask which λ is best: without a validation split they are not judged.
-    assert judged["(b)"][0] is None and "would choose on test data" in judged["(b)"][1]
-    assert judged["(c)"][0] is None
-    worse = judge([*settings[:-1], ("r=0.4", "DM λ=1", 0.65, 0.1)])
-    assert worse["(a)"][0] is False and "p = 0.0036 (Holm 0.0036) → does not hold" in worse["(a)"][1]
+    assert judged["(b)"].verdict == UNDECIDED and "would choose on test data" in judged["(b)"].evidence[0]
+    assert judged["(c)"].verdict == UNDECIDED
+    assert "(e)" not in judged  # which method is best overall is a validation question too
+    worse = claims_of(jittered([*SETTINGS[:-1], ("r=0.4", "DM λ=1", 0.65, 0.1)]))
+    assert worse["(a)"].verdict == FAILS and "p = 0.0036 (Holm 0.0036) → does not hold" in about(worse["(a)"], "DM λ=1")
     # A mean ahead by half a point, inside the seeds' spread: undecided, not a win.
-    close = judge([*settings[:-1], ("r=0.4", "DM λ=1", 0.705, 0.1)])
-    assert close["(a)"][0] is None and "p = 0.57 (Holm 0.57) → undecided" in close["(a)"][1]
+    close = claims_of(jittered([*SETTINGS[:-1], ("r=0.4", "DM λ=1", 0.705, 0.1)]))
+    assert close["(a)"].verdict == UNDECIDED and "p = 0.57 (Holm 0.57) → undecided" in about(close["(a)"], "DM λ=1")
+
+
+def _claim_lines(text: str) -> list[str]:
+    """A report's claims: each bullet and its evidence lines."""
+    section = text.split("claims", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith(("- **", "  - "))]
+
+
+def test_repro_and_study_give_the_same_verdicts_on_the_same_runs():
+    # The same final runs, with a validation split: DM ahead at r=0.4, within the spread at r=0.2.
+    dm = {"lam": 1.0, "beta": 8.0}
+    settings = [("r=0.2", "cce", 0.80, 0.6), ("r=0.2", "dm", 0.805, 0.5),
+                ("r=0.4", "cce", 0.70, 0.9), ("r=0.4", "dm", 0.85, 0.2)]
+    outcomes = [outcome(c, m, acc + d, seed=s, p_noisy=p + d, val=acc + d,
+                        params=dm if m == "dm" else {})
+                for c, m, acc, p in settings for s, d in enumerate(JITTER)]
+    spec = parse_study({"name": "same", "base": {"dataset": {"name": "digits"}, "model": {"name": "mlp"}},
+                        "noise_rates": [0.2, 0.4], "methods": ["cce", "dm"], "seeds": 3, "budget": 1,
+                        "val_fraction": 0.2})
+    study = render_report(StudyResult(spec, [], outcomes, {}), "dm study", "m", "none")
+    preset = Experiment(name="same", description="", base={}, conditions=(("r=0.2", {}), ("r=0.4", {})),
+                        methods=(Method("cce", {"name": "cce"}), Method("dm", {"name": "dm", **dm})),
+                        seeds=(0, 1, 2))
+    repro = render_preset_report(preset, outcomes_frame(outcomes), "dm repro same", "m")
+    assert _claim_lines(study) == _claim_lines(repro)
+    verdicts = dict(re.findall(r"^- \*\*\((\w)\).*: ([a-z ]+)\.\*\*$", repro, re.M))
+    # Accuracy at r=0.2 is within the spread, so (a) and (e) are not wins at every rate; p_i is
+    # ten points lower under DM at both rates, so (d) holds. Nothing was chosen on validation.
+    assert verdicts == {"a": UNDECIDED, "b": UNDECIDED, "c": UNDECIDED, "d": HOLDS, "e": UNDECIDED}
+    assert "r=0.4, selected: DM (beta=8, lam=1) 85.0 ± 1.0% (n=3) vs CCE 70.0 ± 1.0% (n=3)" in repro
+    # Both reports state the rule the verdicts follow.
+    for text in (study, repro):
+        assert "Welch's two-sided t-test over the seeds, Holm-corrected" in text and "α = 0.05" in text
+        assert "within the spread" not in text
 
 
 def test_unstable_seeds_are_named():
-    df = pd.DataFrame([_row("r=0.4", "DM λ=0.5", a, seed=s) for s, a in enumerate((0.94, 0.89, 0.354))]
-                      + [_row("r=0.4", "CCE", a, seed=s) for s, a in enumerate((0.70, 0.72, 0.69))])
+    df = outcomes_frame([outcome("r=0.4", "DM λ=0.5", a, seed=s) for s, a in enumerate((0.94, 0.89, 0.354))]
+                        + [outcome("r=0.4", "CCE", a, seed=s) for s, a in enumerate((0.70, 0.72, 0.69))])
     assert unstable_seeds(df) == ["r=0.4 DM λ=0.5: seed 0 94.0%, seed 1 89.0%, seed 2 35.4%"]
 
 
@@ -111,19 +178,27 @@ def test_cifar100_preset_is_the_authors_setting_with_their_numbers_beside(tmp_pa
     assert betas["r=0.2", "DM λ=0.5"] == 6.0 and betas["r=0.4", "DM λ=0.5"] == 8.0
     assert betas["r=0", "DM λ=0"] == 2.0 and betas["r=0.6", "DM λ=0"] == 1.0
     assert betas["r=0.6", "DM λ=1"] == 2.0 and betas["r=0.2", "DM λ=1"] == 8.0
+    # The plan is the studies' planned runs: the published β as the run's fixed setting.
+    planned = {(r.condition, r.method): r for r in plan(exp).runs()}
+    assert planned["r=0.4", "DM λ=0.5"].params == {"beta": 8.0} and planned["r=0.4", "CCE"].params == {}
+    assert planned["r=0.4", "DM λ=0.5"].noise_rate == 0.4 and planned["r=0.4", "CCE"].phase == "final"
     # A report of this experiment carries the authors' accuracy beside each row.
-    df = pd.DataFrame([_row("r=0.4", "DM λ=0.5", 0.61), _row("r=0.4", "CCE", 0.52),
-                       _row("r=0.4", "MAE", 0.07)])
-    path = write_report(exp, df, tmp_path, "dm repro cifar100-table1", "test machine")
+    outcomes = [outcome("r=0.4", "DM λ=0.5", 0.61, params={"beta": 8.0}), outcome("r=0.4", "CCE", 0.52),
+                outcome("r=0.4", "MAE", 0.07)]
+    path = write_preset_report(exp, outcomes, tmp_path, "dm repro cifar100-table1", "test machine")
     lines = path.read_text(encoding="utf-8").splitlines()
     assert "authors' run: final / best (%)" in lines[[i for i, x in enumerate(lines) if x.startswith("| condition")][0]]
+    # One seed: the sample std is undefined, shown as —, never "nan".
+    assert "| r=0.4 | DM λ=0.5 | 8 | 61.0 ± — | 61.0 ± — |" in path.read_text(encoding="utf-8")
+    assert "nan" not in path.read_text(encoding="utf-8")
     assert any(x.startswith("| r=0.4 | DM λ=0.5 |") and x.endswith("| 59.9 / 61.0 (β=8) |") for x in lines)
     assert any(x.startswith("| r=0.4 | CCE |") and x.endswith("| 50.8 / 53.1 |") for x in lines)
+    assert (tmp_path / "cifar100-table1-test-accuracy.html").is_file()
     # And the claims on the authors' own runs: one run each, so no test and no verdict.
-    ref = {t[:3]: (h, d) for t, h, d in check_claims(reference_table(exp))}
-    assert ref["(a)"][0] is None
-    assert ("r=0.6: DM λ=0.5 50.8% (n=1) vs CCE 38.7% (n=1): one seed: no test possible → "
-            "undecided") in ref["(a)"][1]
+    ref = {c.text[:3]: c for c in check_claims(reference_table(exp))}
+    assert ref["(a)"].verdict == UNDECIDED
+    assert ("r=0.6, final: DM λ=0.5 50.8% (n=1) vs CCE 38.7% (n=1): one seed: no test possible → "
+            "undecided") in ref["(a)"].evidence
     assert "(d)" not in ref  # no p_i was published
 
 
@@ -139,8 +214,9 @@ def test_cifar10_preset_is_the_papers_table_with_its_numbers_beside(tmp_path):
     # β as printed beside each row of Table 3: GR (β = 16) at λ = 1, r = 40%; β = 24 at λ = 2, r = 20%.
     assert cfg.loss.beta == 16.0 and runs["r=0.2", "DM λ=2"].loss.beta == 24.0
     assert runs["r=0.8", "DM λ=0"].loss.beta == 0.5 and runs["r=0.6", "Uniform (β=0)"].loss.beta == 0.0
-    df = pd.DataFrame([_row("r=0.4", "DM λ=1", 0.80), _row("r=0.4", "CCE", 0.60)])
-    lines = write_report(exp, df, tmp_path, "dm repro cifar10-table10", "m").read_text(encoding="utf-8").splitlines()
+    outcomes = [outcome("r=0.4", "DM λ=1", 0.80, params={"beta": 16.0}), outcome("r=0.4", "CCE", 0.60)]
+    lines = write_preset_report(exp, outcomes, tmp_path, "dm repro cifar10-table10", "m").read_text(
+        encoding="utf-8").splitlines()
     assert any(x.startswith("| condition") and x.endswith("paper's Table 3 (ICLR 2020 version): final / best (%) |")
                for x in lines)
     assert any(x.startswith("| r=0.4 | DM λ=1 |") and x.endswith("| 83.3 / 84.7 (β=16); train 60.3 / 88.9 |")
@@ -148,9 +224,10 @@ def test_cifar10_preset_is_the_papers_table_with_its_numbers_beside(tmp_path):
     assert any(x.startswith("| r=0.4 | CCE |") and x.endswith("| 60.9 / 82.8; train 83.0 / 64.4 |") for x in lines)
     # Checked on the paper's numbers, every λ > 0 variant against CCE; which λ is best is
     # not judged (that would be chosen on test accuracy).
-    ref = {t[:3]: (h, d) for t, h, d in check_claims(reference_table(exp))}
-    assert "r=0.8: DM λ=2 32.8% (n=1) vs CCE 16.1% (n=1): one seed: no test possible" in ref["(a)"][1]
-    assert ref["(b)"][0] is None and "(d)" not in ref  # no p_i published
+    ref = {c.text[:3]: c for c in check_claims(reference_table(exp))}
+    assert ("r=0.8, final: DM λ=2 32.8% (n=1) vs CCE 16.1% (n=1): one seed: no test possible → "
+            "undecided") in ref["(a)"].evidence
+    assert ref["(b)"].verdict == UNDECIDED and "(d)" not in ref  # no p_i published
     table = reference_table(exp).set_index(["condition", "method"])
     assert table.loc[("r=0.2", "CCE"), "train_acc_corrupted"] == pytest.approx(0.957)
 
@@ -235,7 +312,7 @@ def drain(store: Store, tmp_path) -> int:
 
 def test_queued_runs_give_the_local_report(db_url, tmp_path):
     p = plan(tiny_experiment())
-    local = run_local(p, device="cpu")
+    local = run_here(p, device="cpu")
 
     store = Store(db_url, tmp_path / "artifacts")
     group, ids = submit_plan(p, store)
@@ -252,23 +329,59 @@ def test_queued_runs_give_the_local_report(db_url, tmp_path):
     assert {r.status for r in stored.values()} == {RunStatus.QUEUED}
 
     state = read_group(p, store, group)
-    assert (state.total, state.done, state.problems) == (8, [], [])
+    assert (state.total, state.done, state.problems) == (8, 0, [])
     assert not state.complete and state.waiting == 8
     with pytest.raises(ValueError, match="not done yet"):
-        group_results(store, state)
+        group_outcomes(store, state)
 
     assert drain(store, tmp_path) == 8
     state = read_group(p, store, group)
     assert state.complete and state.waiting == 0 and state.devices == ["cpu"]
-    queued = group_results(store, state)
+    queued = group_outcomes(store, state)
     # Trained twice, once here and once by the worker, read back through the store: the same
-    # numbers to the last bit.
-    local_df, queued_df = results_frame(local), results_frame(queued)
+    # numbers to the last bit (the run ids aside: the local runs have none).
+    local_df, queued_df = (outcomes_frame(o).drop(columns="run_id") for o in (local, queued))
     pd.testing.assert_frame_equal(local_df, queued_df, check_exact=True)
-    assert markdown_table(summary_table(local_df)) == markdown_table(summary_table(queued_df))
+    # A diverged run is what the store's diverged_at column says, whatever its error text.
+    by_id = {i: store.get_run(i) for i in ids}
+    assert [o.diverged_at is not None for o in queued] == [by_id[o.run_id].diverged_at is not None for o in queued]
     assert queued_df.loc[queued_df["condition"] == "diverges", "diverged"].all()
     assert not queued_df.loc[queued_df["condition"] == "r=0.4", "diverged"].any()
     assert queued_df.loc[queued_df["condition"] == "r=0.4", "p_noisy_late"].between(0, 1).all()
+    exp = tiny_experiment()
+    assert render_preset_report(exp, local_df, "c", "m") == render_preset_report(exp, queued_df, "c", "m")
+
+
+def test_repro_cli_runs_a_preset_here_and_queued_with_one_report(db_url, tmp_path, monkeypatch):
+    import studio.repro
+
+    exp = tiny_experiment()
+    monkeypatch.setattr(studio.repro, "get_experiment", lambda name: exp)
+    local = runner.invoke(app, ["repro", "tiny", "--local", "--device", "cpu", "--iterations", "6",
+                                "--seeds", "0", "--out", str(tmp_path / "here")])
+    assert local.exit_code == 0, local.output
+    queued = runner.invoke(app, ["repro", "tiny", "--iterations", "6", "--seeds", "0", "--db", db_url])
+    assert queued.exit_code == 0, queued.output
+    assert "queued 4 run(s) of tiny" in queued.output
+    assert "dm repro tiny --report --group repro-tiny-" in queued.output
+    early = runner.invoke(app, ["repro", "tiny", "--report", "--iterations", "6", "--seeds", "0",
+                                "--db", db_url, "--out", str(tmp_path / "queued")])
+    assert early.exit_code == 3 and "waiting for 4 run(s)" in early.output
+    assert drain(Store(db_url, tmp_path / "artifacts"), tmp_path) == 4
+    done = runner.invoke(app, ["repro", "tiny", "--report", "--iterations", "6", "--seeds", "0",
+                               "--db", db_url, "--out", str(tmp_path / "queued")])
+    assert done.exit_code == 0, done.output
+
+    def body(folder):  # the report without its Regenerate and Machine lines
+        text = (tmp_path / folder / "tiny.md").read_text(encoding="utf-8")
+        return [x for x in text.splitlines() if not x.startswith(("Regenerate:", "Machine:"))]
+
+    assert body("here") == body("queued")
+    text = "\n".join(body("here"))
+    assert "| r=0.4 | DM λ=1 | 12 |" in text and "| diverges | CCE (1/1 diverged) |  |" in text
+    runs = pd.read_csv(tmp_path / "queued" / "tiny-runs.csv")
+    assert runs["run_id"].notna().all() and set(runs["phase"]) == {"final"}
+    assert [json.loads(x) for x in runs["params"]] == [{}, {"beta": 12.0}, {}, {"beta": 8.0}]
 
 
 def test_read_group_refuses_a_group_queued_with_other_options(tmp_path):
@@ -336,29 +449,23 @@ def test_committed_summary_is_up_to_date_and_quotes_the_reports(monkeypatch):
         assert f"- `{name}`:" in text.split("## Not run here")[1]
 
 
-def _preset_rows(methods):
-    return [{"condition": "r=0.4", "method": method, "seed": seed, "beta": beta,
-             "p_noisy_late": 0.5, "p_clean_late": 0.9, "fit_corrupted_subset": 0.5,
-             "diverged": diverged, "test_acc_best": acc, "test_acc_final": acc,
-             "train_acc_corrupted": acc, "train_acc_intact": acc}
-            for method, beta, acc, diverged in methods for seed in (0, 1)]
-
-
 def test_summary_counts_diverged_runs_and_offers_no_unmeasured_explanation(tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()
     with pytest.raises(ValueError, match="no reports in"):
         summary_text(reports, tmp_path / "summary.md")
-    rows = _preset_rows((("CCE", np.nan, 0.7, False), ("CCE-DN", np.nan, 0.7, False),
-                         ("MAE-DN", np.nan, np.nan, True), ("DM λ=0", 8.0, 0.8, False),
-                         ("DM λ=1", 16.0, 0.9, False)))
-    pd.DataFrame(rows).to_csv(reports / "cifar100-table1-runs.csv", index=False)
+    outcomes = [outcome("r=0.4", method, acc, seed=seed, p_noisy=0.5, diverged=math.isnan(acc),
+                        params={} if beta is None else {"beta": beta})
+                for method, beta, acc in (("CCE", None, 0.7), ("CCE-DN", None, 0.7), ("MAE-DN", None, math.nan),
+                                          ("DM λ=0", 8.0, 0.8), ("DM λ=1", 16.0, 0.9))
+                for seed in (0, 1)]
+    outcomes_frame(outcomes).to_csv(reports / "cifar100-table1-runs.csv", index=False)
     text = summary_text(reports, tmp_path / "summary.md")
     assert "- MAE-DN: 2/2 runs of cifar100-table1" in text
     assert "Why" not in text  # the counts are measured; a reason for them is not
     # Claim (a), from the rows above: both seeds of each equal, so nothing to test the gap against.
-    assert ("DM λ=1 90.0 ± 0.0% (n=2) vs CCE 70.0 ± 0.0% (n=2): every seed gave the same value "
-            "on both sides: no spread to test the gap against → undecided") in text
+    assert ("r=0.4, final: DM λ=1 90.0 ± 0.0% (n=2) vs CCE 70.0 ± 0.0% (n=2): every seed gave the "
+            "same value on both sides: no spread to test the gap against → undecided") in text
     assert "- `cifar10-table10`:" in text.split("## Not run here")[1]
 
 

@@ -184,7 +184,7 @@ def test_claims_read_a_beta_zero_trial_as_the_uniform_setting_it_trained():
     """A trial named (λ=2, β=0) trained uniform weighting, i.e. λ = 0: claim (b) must read it
     so, both for the chosen setting and for "the best other λ"."""
     from studio.experiments.claims import HOLDS, _claim_b
-    from studio.experiments.tuner import StudyResult, TrialRecord, Tuning
+    from studio.experiments.tuner import TrialRecord, Tuning
 
     def tuning(rate, trials):
         t = Tuning(f"r={rate:g}", rate, "dm", None, len(trials), "grid",
@@ -196,7 +196,7 @@ def test_claims_read_a_beta_zero_trial_as_the_uniform_setting_it_trained():
     low = tuning(0.2, [({"lam": 2.0, "beta": 0.0}, 0.90), ({"lam": 1.0, "beta": 4.0}, 0.80)])
     high = tuning(0.4, [({"lam": 0.5, "beta": 0.0}, 0.70), ({"lam": 2.0, "beta": 8.0}, 0.85)])
     assert low.chosen == {"lam": 0.0, "beta": 0.0}
-    claim = _claim_b(StudyResult(parse_study(study(methods=["dm"])), [low, high], [], {}))
+    claim = _claim_b([low, high])
     assert claim.verdict == HOLDS, claim.evidence
     assert ("r=0.2: chosen λ=0 val 90.0 ± 0.1% (n=3) vs best other λ=1 val 80.0 ± 0.1% (n=3): "
             "p = 6e-08 (Holm 6e-08) → holds") in claim.evidence

@@ -15,7 +15,7 @@ import pytest
 from scipy import special, stats
 
 from studio.experiments.claims import check_claims, seed_table
-from studio.experiments.tuner import StudyResult, TrialRecord, Tuning
+from studio.experiments.tuner import TrialRecord, Tuning
 from studio.experiments.verdicts import (
     ALPHA,
     FAILS,
@@ -213,8 +213,7 @@ def test_every_comparison_of_the_claims_states_n_and_p():
                _tuning("r=0.2", 0.2, [({"lam": 0.5, "beta": 4.0}, 0.90), ({"lam": 0.0, "beta": 4.0}, 0.85)]),
                _tuning("r=0.4", 0.4, [({"lam": 1.0, "beta": 8.0}, 0.85), ({"lam": 0.0, "beta": 4.0}, 0.70)])]
     # The claims read only the tunings and the final table, not the study file.
-    result = StudyResult(None, tunings, [], {})
-    claims = check_claims(result, seed_table(_final_runs()))
+    claims = check_claims(seed_table(_final_runs()), tunings)
     assert [c.text[:3] for c in claims] == ["(a)", "(b)", "(c)", "(d)", "(e)"]
     compared = [line for c in claims for line in c.evidence if " vs " in line]
     assert len(compared) == 2 + 2 + 1 + 1 + 4  # (a) final and selected, (b) per rate, (c), (d), (e)

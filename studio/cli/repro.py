@@ -9,8 +9,9 @@
 The names in ``studies/`` (digits-noise, digits-imbalance) are study files and run exactly as
 ``dm study studies/NAME.yaml``: every method tuned on the clean validation split (see
 ``studio.experiments``). The GPU presets (``studio.repro``) train the published settings, with
-nothing tuned; queued, ``--report`` reads their group back and writes the same report as
-``--local``, from the stored summaries and scalars.
+nothing tuned: a study with a fixed grid, run by the studies' runners and reported by their
+report writer and claims. Queued, ``--report`` reads their group back and writes the same
+report as ``--local``, from the stored summaries, evaluations and scalars.
 
 Exit codes: 0 done (runs queued, or the report written); 2 a bad option or experiment name
 (nothing queued); 3 ``--report`` found runs still queued or running; 1 anything else (a run
@@ -132,13 +133,14 @@ def _cuda_for(device: str | None) -> bool:
 
 
 def _run_local(p, name: str, out: Path, device: str | None) -> None:
-    from studio.repro import results_frame, run_local, write_report
+    from studio.experiments.report import write_preset_report
+    from studio.repro import run_here
 
     with progress_bar() as progress:
         task = progress.add_task(f"{name}: runs", total=p.total())
-        results = run_local(p, on_done=lambda _: progress.advance(task), device=device)
-    path = write_report(p.experiment, results_frame(results), out,
-                        invoked_as("repro", f"dm repro {name} --local"), machine())
+        outcomes = run_here(p, on_done=lambda _: progress.advance(task), device=device)
+    path = write_preset_report(p.experiment, outcomes, out,
+                               invoked_as("repro", f"dm repro {name} --local"), machine())
     typer.echo(str(path))
 
 
@@ -159,7 +161,8 @@ def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
 
 def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations: int | None,
              db: str | None) -> None:
-    from studio.repro import group_results, latest_group, read_group, results_frame, write_report
+    from studio.experiments.report import write_preset_report
+    from studio.repro import group_outcomes, latest_group, read_group
 
     again = f"dm repro {name} --report --group {{group}}{_options(seeds, iterations)}" + (
         f" --db {shlex.quote(db)}" if db else "")
@@ -175,14 +178,12 @@ def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations:
                   + "\n  ".join(state.problems) + "\nthen run again: " + again.format(group=group))
         if not state.complete:
             typer.echo(f"group {group}: waiting for {state.waiting} run(s) "
-                       f"({len(state.done)}/{state.total} done); `dm runs --group {group}` "
+                       f"({state.done}/{state.total} done); `dm runs --group {group}` "
                        f"shows them; then: {again.format(group=group)}")
             raise typer.Exit(WAITING)
-        with progress_bar() as progress:  # every run's late scalars
-            task = progress.add_task(f"{name}: reading runs", total=state.total)
-            results = group_results(store, state, on_read=lambda _: progress.advance(task))
+        outcomes = group_outcomes(store, state)
     command = (f"dm repro {name}{_options(seeds, iterations)}, then `dm worker --exit-when-idle` "
                f"and `dm repro {name} --report{_options(seeds, iterations)}`")
     where = f"{machine()}; workers' devices: {', '.join(state.devices) or '?'}"
-    path = write_report(p.experiment, results_frame(results), out, command, where)
+    path = write_preset_report(p.experiment, outcomes, out, command, where)
     typer.echo(str(path))

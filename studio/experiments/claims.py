@@ -1,6 +1,9 @@
-"""The paper's claims, judged on the variants chosen on validation, with their evidence.
+"""The paper's claims, with their evidence, for a study (DM's setting chosen on validation)
+and for a paper preset (a fixed grid of published settings, nothing tuned), by one set of
+functions: the same runs give the same verdicts whichever command trained them.
 
-(a) under label noise DM beats CCE on test accuracy (final and selected);
+(a) under label noise DM beats CCE on test accuracy (final, and selected where a validation
+    split was held out); a preset's every ``DM λ=…`` variant with λ > 0 is a DM side;
 (b) the λ chosen for DM grows with the noise rate (noisy rates only);
 (c) on clean data λ = 0 is the best DM setting;
 (d) noisy examples keep a low p_i under DM while CCE memorises them;
@@ -16,7 +19,8 @@ whenever the chosen λ does not increase from the lowest to the highest noisy ra
 (c) are about which setting is best, which is a validation question: they read the tuning
 trials' validation scores (mean and std over the tuning seeds), never test accuracy. Each
 claim carries the numbers it was judged on, with n and p, and nothing else: no prose that the
-numbers do not show.
+numbers do not show. A preset holds out no validation split and tunes nothing, so (b) and
+(c) are stated there as not judged (naming a best λ would choose on test data).
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from studio.experiments.spaces import canonical
-from studio.experiments.tuner import StudyResult, TrialRecord, Tuning
+from studio.experiments.tuner import TrialRecord, Tuning
 from studio.experiments.verdicts import (
     FAILS,
     HOLDS,
@@ -39,7 +43,7 @@ from studio.experiments.verdicts import (
     spread_text,
 )
 
-__all__ = ["FAILS", "HOLDS", "UNDECIDED", "Claim", "check_claims", "seed_table"]
+__all__ = ["FAILS", "HOLDS", "NO_VALIDATION", "UNDECIDED", "Claim", "check_claims", "dm_variants", "seed_table"]
 
 METRICS = ("test_acc_final", "test_acc_selected", "test_acc_best", "val_acc_selected",
            "train_acc_corrupted", "train_acc_intact", "fit_corrupted_subset", "p_noisy_late")
@@ -84,24 +88,44 @@ def _setting(params: str) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in json.loads(params).items())
 
 
+def dm_variants(by: pd.DataFrame) -> list[tuple[str, pd.Series]]:
+    """The DM rows of one condition (rows indexed by method) with the label the claims give
+    them: a study's one ``dm``, its setting chosen on validation, or each of a preset's
+    published ``DM λ=…`` variants with λ > 0 (λ = 0 is the uniform-emphasis baseline the
+    claim sets DM's larger emphasis mode against)."""
+    out = []
+    for method, row in by.iterrows():
+        if method == "dm":
+            out.append((f"DM ({_setting(row['params'])})", row))
+        elif str(method).startswith("DM λ=") and float(str(method).split("=")[1].split()[0]) > 0:
+            out.append((str(method), row))
+    return out
+
+
 def _dm_and_cce_under_noise(table: pd.DataFrame):
-    """(condition, DM's row, CCE's row) for every noisy condition where both were run."""
+    """(condition, DM label, DM's row, CCE's row) for every DM variant of every noisy
+    condition where CCE was run too."""
     for cond, part in table[table["noise_rate"] > 0].groupby("condition", sort=False):
         by = part.set_index("method")
-        if "dm" in by.index and "cce" in by.index:
-            yield cond, by.loc["dm"], by.loc["cce"]
+        cce = next((m for m in by.index if str(m).lower() == "cce"), None)
+        if cce is not None:
+            for label, dm in dm_variants(by):
+                yield cond, label, dm, by.loc[cce]
 
 
 def _claim_a(table: pd.DataFrame) -> Claim | None:
-    pairs = [(f"{cond}, {word}: DM ({_setting(dm['params'])})", _seeds(dm, metric), "CCE",
-              _seeds(cce, metric))
-             for cond, dm, cce in _dm_and_cce_under_noise(table)
-             for metric, word in (("test_acc_final", "final"), ("test_acc_selected", "selected"))]
+    found = list(_dm_and_cce_under_noise(table))
+    # Selected test accuracy exists only where a validation split was held out (not a preset's).
+    metrics = [(m, w) for m, w in (("test_acc_final", "final"), ("test_acc_selected", "selected"))
+               if table[m].notna().any()]
+    pairs = [(f"{cond}, {word}: {label}", _seeds(dm, metric), "CCE", _seeds(cce, metric))
+             for cond, label, dm, cce in found for metric, word in metrics]
     if not pairs:
         return None
     found = compare_all(pairs)
-    return Claim("(a) under label noise DM (its setting chosen on validation) beats CCE on test "
-                 "accuracy", combine([c.verdict for c in found]), [c.text() for c in found])
+    return Claim("(a) under label noise DM beats CCE on test accuracy (a study's DM as chosen on "
+                 "validation; every preset variant with λ > 0)", combine([c.verdict for c in found]),
+                 [c.text() for c in found])
 
 
 def _trial_best(t: Tuning, keep) -> TrialRecord | None:
@@ -141,8 +165,20 @@ def _judged(items: dict[str, tuple[str, Sample, str, Sample] | str]) -> dict[str
             for k, v in items.items()}
 
 
-def _claim_b(result: StudyResult) -> Claim | None:
-    dm = [t for t in result.tunings if t.method == "dm" and t.noise_rate > 0 and t.chosen]
+NO_VALIDATION = ("not judged: these runs hold out no validation split, and naming the best λ "
+                 "by test accuracy would choose on test data (a study tunes λ on a clean "
+                 "validation split)")
+
+
+def _unjudged(table: pd.DataFrame, text: str) -> Claim | None:
+    """Which λ is best asked of runs with no choice made on validation (a preset): DM's runs
+    are there, but naming a best one would read test data, so the claim stays open."""
+    found = any(dm_variants(part.set_index("method")) for _, part in table.groupby("condition", sort=False))
+    return Claim(text, UNDECIDED, [NO_VALIDATION]) if found else None
+
+
+def _claim_b(tunings: list[Tuning]) -> Claim | None:
+    dm = [t for t in tunings if t.method == "dm" and t.noise_rate > 0 and t.chosen]
     if not dm:
         return None
     families: dict[str, list[Tuning]] = {}
@@ -181,9 +217,9 @@ def _zero_against_chosen(t: Tuning) -> tuple[str, Sample, str, Sample] | str:
             _trial_sample(chosen))
 
 
-def _claim_c(result: StudyResult) -> Claim | None:
+def _claim_c(tunings: list[Tuning]) -> Claim | None:
     # Only a pure noise study has clean data at r = 0 (a named condition, e.g. imbalance, is not clean).
-    clean = [t for t in result.tunings if t.method == "dm" and t.noise_rate == 0 and t.chosen
+    clean = [t for t in tunings if t.method == "dm" and t.noise_rate == 0 and t.chosen
              and t.condition.startswith("r=")]
     if not clean:
         return None
@@ -194,16 +230,18 @@ def _claim_c(result: StudyResult) -> Claim | None:
 
 
 def _claim_d(table: pd.DataFrame) -> Claim | None:
-    found = list(_dm_and_cce_under_noise(table))
+    # Only where both sides recorded p_i (published numbers hold none).
+    found = [f for f in _dm_and_cce_under_noise(table)
+             if _seeds(f[2], "p_noisy_late").n and _seeds(f[3], "p_noisy_late").n]
     if not found:
         return None
     # The claim is that DM's p_i is the lower one.
-    tested = compare_all([("DM", _seeds(dm, "p_noisy_late"), "CCE", _seeds(cce, "p_noisy_late"))
-                          for _, dm, cce in found], lower=True)
-    rows = [f"{cond}: fit of corrupted labels DM {spread_text(_seeds(dm, 'fit_corrupted_subset'))} vs "
+    tested = compare_all([(label, _seeds(dm, "p_noisy_late"), "CCE", _seeds(cce, "p_noisy_late"))
+                          for _, label, dm, cce in found], lower=True)
+    rows = [f"{cond}: fit of corrupted labels {label} {spread_text(_seeds(dm, 'fit_corrupted_subset'))} vs "
             f"CCE {spread_text(_seeds(cce, 'fit_corrupted_subset'))}; late mean p_i of corrupted "
             f"examples {c.text(percent=False)}"
-            for (cond, dm, cce), c in zip(found, tested, strict=True)]
+            for (cond, label, dm, cce), c in zip(found, tested, strict=True)]
     return Claim("(d) corrupted examples keep a lower p_i under DM than under CCE",
                  combine([c.verdict for c in tested]), rows)
 
@@ -232,7 +270,14 @@ def _claim_e(table: pd.DataFrame) -> Claim | None:
                  "accuracy)", combine([c.verdict for c in tested]), rows)
 
 
-def check_claims(result: StudyResult, table: pd.DataFrame) -> list[Claim]:
-    """The claims this study's methods and rates can test (others are left out)."""
-    found = [_claim_a(table), _claim_b(result), _claim_c(result), _claim_d(table), _claim_e(table)]
-    return [c for c in found if c is not None]
+def check_claims(table: pd.DataFrame, tunings: list[Tuning] | None = None) -> list[Claim]:
+    """The claims the runs in ``table`` (``seed_table``) can test, others left out. ``tunings``:
+    a study's searches, on whose validation scores (b) and (c) are judged; without them (a
+    preset, nothing tuned) (b) and (c) are stated as not judged."""
+    if tunings:
+        b, c = _claim_b(tunings), _claim_c(tunings)
+    else:
+        b = _unjudged(table, "(b) the best λ grows with the noise rate")
+        c = _unjudged(table, "(c) on clean data λ = 0 is best among the DM variants")
+    found = [_claim_a(table), b, c, _claim_d(table), _claim_e(table)]
+    return [x for x in found if x is not None]

@@ -3,6 +3,7 @@ the runs that diverged, and the presets not run here."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -10,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 
 from studio.experiments.catalogue import study_files
-from studio.experiments.report import unstable_seeds
+from studio.experiments.claims import Claim, check_claims
+from studio.experiments.report import preset_table, unstable_seeds
+from studio.experiments.results import CSV_COLUMNS
 from studio.repro.presets import EXPERIMENTS, Experiment
-from studio.repro.tables import _verdict, check_claims, summary_table
 
 # ---------------------------------------------------------------------- the summary page
 
@@ -25,15 +27,19 @@ def _claims_context(table: pd.DataFrame) -> list[str]:
     if len(fell):
         out.append("DM runs whose final test accuracy is more than 5 points below their best "
                    "(optimistic: the maximum over training picks the iteration on test data): " + "; ".join(
-                       f"{r['condition']} {r['method']} (β={r['beta']:g}) best "
+                       f"{r['condition']} {r['method']} (β={json.loads(r['params'])['beta']:g}) best "
                        f"{r['test_acc_best'] * 100:.1f}% → final {r['test_acc_final'] * 100:.1f}%"
                        for _, r in fell.iterrows()) + ".")
     return out
 
 
 def results_from_csv(path: Path) -> pd.DataFrame:
-    """A report's per-run CSV (``write_report`` writes it) back as ``results_frame`` gives it."""
-    return pd.read_csv(path, dtype={"condition": str, "method": str})
+    """A report's per-run CSV back as ``studio.experiments.report.outcomes_frame`` gave it."""
+    return pd.read_csv(path, dtype={"condition": str, "method": str, "params": str})
+
+
+def _claim_line(claim: Claim, indent: str = "") -> str:
+    return f"{indent}- **{claim.text}: {claim.verdict}.** " + "; ".join(claim.evidence)
 
 
 def write_summary(reports_dir: Path, out: Path) -> Path:
@@ -63,7 +69,7 @@ def summary_text(reports_dir: Path, out: Path) -> str:
             not_ran.append(exp)
             continue
         df = results_from_csv(csv)
-        table = summary_table(df)
+        table = preset_table(exp, df)
         report = reports_dir / f"{exp.name}.md"
         text = report.read_text(encoding="utf-8") if report.is_file() else ""
         command = re.search(r"^Regenerate: `([^`]*)`", text, re.M)
@@ -86,8 +92,7 @@ def summary_text(reports_dir: Path, out: Path) -> str:
         lines.append("")
     for exp, table, df in claims:
         lines += [f"## The four claims on {exp.name}", ""]
-        for text, holds, numbers in check_claims(table):
-            lines.append(f"- **{text}: {_verdict(holds)}.** {numbers}")
+        lines += [_claim_line(c) for c in check_claims(table)]
         context = _claims_context(table)
         unstable = unstable_seeds(df)
         if unstable:
@@ -129,8 +134,7 @@ def _not_run_lines(not_ran: list[Experiment]) -> list[str]:
         if exp.reference is not None and exp.claims:
             lines.append(f"  The claims on the published numbers of this setup, the {exp.reference_name} "
                          "(one run each, so no spread over seeds; no p_i recorded):")
-            for text, holds, numbers in check_claims(reference_table(exp)):
-                lines.append(f"  - {text}: {_verdict(holds)}. {numbers}")
+            lines += [_claim_line(c, "  ") for c in check_claims(reference_table(exp))]
     lines.append("")
     return lines
 
@@ -161,18 +165,24 @@ def study_sections(reports_dir: Path, out: Path) -> list[str]:
 
 
 def reference_table(experiment: Experiment) -> pd.DataFrame:
-    """The published results of ``experiment`` shaped as ``summary_table`` gives a report's
-    results (one run each: std 0; no p_i, and training accuracy only where published)."""
+    """The published results of ``experiment`` as ``preset_table`` gives a report's results
+    (one run each, so no spread; no p_i, and training accuracy only where published)."""
     rows = []
-    for cond, _ in experiment.conditions:
+    for cond, overrides in experiment.conditions:
         for method in experiment.methods:
             ref = experiment.reference(cond, method.label) if experiment.reference else None
             if ref is not None:
-                rows.append({"condition": cond, "method": method.label, "seed": 123,
-                             "beta": ref.beta, "test_acc_best": ref.best, "test_acc_final": ref.final,
-                             "train_acc_corrupted": math.nan if ref.train_corrupted is None else ref.train_corrupted,
-                             "train_acc_intact": math.nan if ref.train_intact is None else ref.train_intact,
-                             "fit_corrupted_subset": math.nan, "p_noisy_late": math.nan,
-                             "diverged": False})
-    return summary_table(pd.DataFrame(rows))
+                row = dict.fromkeys(CSV_COLUMNS, math.nan)
+                row.update({"condition": cond, "method": method.label, "seed": 123, "phase": "final",
+                            "params": json.dumps({} if ref.beta is None else {"beta": ref.beta}),
+                            "noise_rate": float(overrides["dataset"]["noise"]["rate"]),
+                            "test_acc_best": ref.best, "test_acc_final": ref.final,
+                            "train_acc_corrupted": _or_nan(ref.train_corrupted),
+                            "train_acc_intact": _or_nan(ref.train_intact),
+                            "diverged": False, "pruned": False})
+                rows.append(row)
+    return preset_table(experiment, pd.DataFrame(rows, columns=list(CSV_COLUMNS)))
 
+
+def _or_nan(x: float | None) -> float:
+    return math.nan if x is None else x
