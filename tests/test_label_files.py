@@ -12,6 +12,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_app_support import app_db_fixture  # noqa: F401
 from typer.testing import CliRunner
 
 from dm_core.config import parse_config
@@ -317,3 +318,27 @@ def test_dm_submit_refuses_a_bad_label_file_and_queues_nothing(tmp_path):
     [run] = Store(f"sqlite:///{db}").list_runs()
     assert run.config["dataset"]["noise"] == {**run.config["dataset"]["noise"], "kind": "file",
                                                "path": str(labels), "key": None}
+
+
+def test_the_launch_form_offers_both_kinds_and_queues_only_a_good_file(app_db, tmp_path):
+    from streamlit.testing.v1 import AppTest
+    from test_app_support import APP, TIMEOUT, errors_under
+
+    at = AppTest.from_file(APP.format("launch"), default_timeout=TIMEOUT).run()
+    at.selectbox(key="L.dataset.noise.kind").set_value("instance").run()
+    assert at.number_input(key="L.dataset.noise.instance.rate").value == 0.4  # proposed, not 0
+    at.selectbox(key="L.dataset.noise.kind").set_value("file").run()
+    assert errors_under(at, "L.dataset.noise.file.path")[0].startswith("dataset.noise.path: kind 'file' needs")
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros(5, dtype=np.int64))
+    at.text_input(key="L.dataset.noise.file.path").input(str(labels)).run()
+    [message] = errors_under(at, "L.dataset.noise.file.path")
+    assert "holds 5 labels; digits has 1,297 training examples" in message
+    at.button(key="L.queue").click().run()
+    assert Store(app_db).list_runs() == []
+    np.save(labels, np.zeros(1297, dtype=np.int64))
+    at.run()
+    assert not errors_under(at, "L.dataset.noise.file.path")
+    at.button(key="L.queue").click().run()
+    [run] = Store(app_db).list_runs()
+    assert (run.config["dataset"]["noise"]["kind"], run.config["dataset"]["noise"]["path"]) == ("file", str(labels))
