@@ -1,15 +1,23 @@
 """EDF designer: shape an emphasis density function and see what it does.
 
 Pick a family from ``SCHEMES``; every parameter gets a slider (its registered ``ui`` range)
-and a number input beside it for an exact value (any value the registry allows, also
-outside the slider's range). Three linked charts over p ∈ [0, 1]: the relative weight
-``w(p)``, the density ``h(p)`` with the emphasis mode ψ and ψ ± spread marked, and the loss
-the scheme implies; the losses CCE, MAE, MSE and GCE(q) can be overlaid, and so can the p_i
-histogram of a run. Beside them, the worst-case share of a batch of B one example can take
+and a number input beside it for an exact value (any value the registry allows). A value
+typed beyond the slider's range widens the slider to it, so the two always show the same
+value. Three linked charts over p ∈ [0, 1]: the relative weight ``w(p)``, the density
+``h(p)`` with the emphasis mode ψ and ψ ± spread marked, and the loss the scheme implies; the
+losses CCE, MAE, MSE and GCE(q) can be overlaid with a tick, any registered scheme (a second
+DM curve, say) added beside them, and the p_i histogram of any run at any logged iteration
+drawn underneath. Beside them, the worst-case share of a batch of B one example can take
 (``Scheme.worst_case_share``). "Use in Launch" carries the scheme to the launch page.
 
+The URL names the view (``?family=dm&lam=0.5&beta=8&curves=…``, ``app.designer_url``): a
+copied link opens the same curves; a link's invalid parts are refused with a warning naming
+them, and the defaults shown instead.
+
 State: the exact value of a parameter lives under ``designer.<family>.<param>``; the slider
-and the number input are views of it, kept in sync by their ``on_change`` callbacks.
+and the number input are views of it, kept in sync by their ``on_change`` callbacks, and the
+slider's range (the registered one, widened to a value typed beyond it) under
+``designer.<family>.<param>.range``. The added schemes are ``designer.extras``.
 """
 
 from __future__ import annotations
@@ -18,9 +26,11 @@ import math
 
 import streamlit as st
 
-from app.charts import edf_curves, edf_figure, emphasis_summary, formula_latex
+from app.charts import edf_curves, edf_figure, emphasis_summary, formula_latex, scheme_label
 from app.db import store
+from app.designer_url import read_view, view_params
 from app.forms import errors_by_field
+from app.links import opened_by_link, show_params
 from app.nav import go_to
 from app.text import md
 from dm_core.config import RunConfig
@@ -29,10 +39,14 @@ from dm_core.registry import ConfigError, Param
 from dm_core.schemes import SCHEMES, make_scheme
 from dm_core.store import StoreError
 
+PAGE = "designer"
 FAMILY = "designer.family"
 CARRY = "designer.carry"  # read by the launch page
 BATCH = "designer.batch"
+EXTRAS = "designer.extras"  # [(scheme name, {param: value})] drawn beside the main curve
 BATCH_FIELD = RunConfig.model_fields["batch_size"]  # the Launch form's default and bounds
+LABELS = {"lam": "λ (lam)", "beta": "β (beta)", "psi": "ψ (psi)", "alpha": "α (alpha)",
+          "eta": "η (eta)"}
 
 
 def value_key(family: str, name: str) -> str:
@@ -47,18 +61,36 @@ def slider_range(param: Param) -> tuple[float, float]:
     return lo, hi
 
 
+def set_value(family: str, name: str, value: float) -> None:
+    """Make ``value`` the exact value of a parameter, as its number input does."""
+    key = value_key(family, name)
+    st.session_state[key] = float(value)
+    st.session_state[key + ".num"] = float(value)
+    st.session_state.pop(key + ".range", None)  # back to the registered range, widened to it
+
+
 def _sync_from_slider(family: str, name: str) -> None:
     value = float(st.session_state[value_key(family, name) + ".slider"])
     st.session_state[value_key(family, name)] = value
     st.session_state[value_key(family, name) + ".num"] = value
 
 
-def _sync_from_number(family: str, name: str, lo: float, hi: float) -> None:
+def _sync_from_number(family: str, name: str) -> None:
     value = st.session_state[value_key(family, name) + ".num"]
-    if value is None:
-        return
-    st.session_state[value_key(family, name)] = float(value)
-    st.session_state[value_key(family, name) + ".slider"] = min(max(float(value), lo), hi)
+    if value is not None:
+        set_value(family, name, float(value))
+
+
+def shown_range(param: Param, key: str, value: float) -> tuple[float, float]:
+    """The slider's range: the registered one, widened to the last value typed beyond it
+    (so dragging back from 100 keeps 100 within reach), and always to ``value``.
+
+    A keyed slider whose bounds change is a new widget (docs/architecture.md, "Streamlit:
+    sliders whose range grows"): its value is set from the exact value before it is drawn."""
+    lo, hi = st.session_state.get(key + ".range") or slider_range(param)
+    lo, hi = min(lo, value), max(hi, value)
+    st.session_state[key + ".range"] = (lo, hi)
+    return lo, hi
 
 
 def parameter_inputs(family: str) -> tuple[dict[str, float], dict[str, list[str]]]:
@@ -67,23 +99,25 @@ def parameter_inputs(family: str) -> tuple[dict[str, float], dict[str, list[str]
     values: dict[str, float] = {}
     for param in entry.params:
         key = value_key(family, param.name)
-        lo, hi = slider_range(param)
+        ui_lo, ui_hi = slider_range(param)
         if key not in st.session_state:
             st.session_state[key] = float(param.default)
         value = float(st.session_state[key])
-        # The widgets show the exact value (the slider clamped to its range).
-        if key + ".slider" not in st.session_state:
-            st.session_state[key + ".slider"] = min(max(value, lo), hi)
+        lo, hi = shown_range(param, key, value)
+        st.session_state[key + ".slider"] = value
         if key + ".num" not in st.session_state:
             st.session_state[key + ".num"] = value
-        label = {"lam": "λ (lam)", "beta": "β (beta)", "psi": "ψ (psi)", "alpha": "α (alpha)",
-                 "eta": "η (eta)"}.get(param.name, param.name)
+        widened = (lo, hi) != (ui_lo, ui_hi)
+        help_text = (param.help or "") + (f" Widened from [{ui_lo:g}, {ui_hi:g}] to the exact "
+                                          "value typed beside it." if widened else "")
         left, right = st.columns([3, 1], vertical_alignment="bottom")
-        left.slider(label, min_value=lo, max_value=hi, step=(hi - lo) / 200, key=key + ".slider",
-                    help=param.help or None, on_change=_sync_from_slider, args=(family, param.name))
-        right.number_input(f"{param.name} exact", key=key + ".num", format="%g", step=(hi - lo) / 200,
+        left.slider(LABELS.get(param.name, param.name), min_value=lo, max_value=hi,
+                    step=(ui_hi - ui_lo) / 200, key=key + ".slider", help=help_text.strip() or None,
+                    on_change=_sync_from_slider, args=(family, param.name))
+        right.number_input(f"{param.name} exact", key=key + ".num", format="%g",
+                           step=(ui_hi - ui_lo) / 200,
                            help=f"Any value allowed by the registry: {param.range_text()}.",
-                           on_change=_sync_from_number, args=(family, param.name, lo, hi))
+                           on_change=_sync_from_number, args=(family, param.name))
         values[param.name] = value
     errors: dict[str, list[str]] = {}
     try:
@@ -93,7 +127,7 @@ def parameter_inputs(family: str) -> tuple[dict[str, float], dict[str, list[str]
     return values, errors
 
 
-def overlay_inputs(family: str) -> list[tuple[str, dict[str, float]]]:
+def overlay_inputs() -> list[tuple[str, dict[str, float]]]:
     """Toggles for the plain losses' schemes (those registered as non-normalised losses)."""
     candidates = [e for e in SCHEMES.entries()
                   if e.name in LOSSES and not LOSSES.get(e.name).extra.get("normalise")]
@@ -118,27 +152,82 @@ def overlay_inputs(family: str) -> list[tuple[str, dict[str, float]]]:
     return chosen
 
 
+def _remove_extra(index: int) -> None:
+    extras = list(st.session_state.get(EXTRAS, []))
+    if 0 <= index < len(extras):
+        del extras[index]
+    st.session_state[EXTRAS] = extras
+
+
+def extra_inputs(family: str, values: dict[str, float]) -> list[tuple[str, dict[str, float]]]:
+    """Any registered scheme with parameters of one's choice, added to the chart beside the
+    main curve (a second DM curve, say); each can be removed again."""
+    extras: list[tuple[str, dict[str, float]]] = list(st.session_state.get(EXTRAS, []))
+    names = SCHEMES.names()
+    if "designer.extra.family" not in st.session_state:
+        st.session_state["designer.extra.family"] = family
+    cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    name = cols[0].selectbox("Add a scheme", names, key="designer.extra.family",
+                             help="Any registered scheme, drawn dashed beside the one above.")
+    params: dict[str, float] = {}
+    for col, param in zip(cols[1:3], SCHEMES.get(name).params, strict=False):
+        key = f"designer.extra.{name}.{param.name}"
+        if key not in st.session_state:  # the same family starts from the designed values
+            st.session_state[key] = float(values.get(param.name, param.default)
+                                          if name == family else param.default)
+        params[param.name] = float(col.number_input(param.name, key=key, format="%g",
+                                                    help=param.range_text()))
+    if cols[3].button("Add", key="designer.extra.add", icon=":material/add:"):
+        try:
+            SCHEMES.validate_params(name, params)
+        except ConfigError as err:
+            for messages in errors_by_field(err).values():
+                for m in messages:
+                    st.error(m, icon=":material/error:")
+        else:
+            if (name, params) not in extras:
+                extras.append((name, params))
+            st.session_state[EXTRAS] = extras
+    for i, (extra, extra_params) in enumerate(extras):
+        label, remove = st.columns([5, 1], vertical_alignment="center")
+        label.caption(f"Drawn beside it: {scheme_label(extra, extra_params)}")
+        remove.button("Remove", key=f"designer.extra.remove.{i}", on_click=_remove_extra,
+                      args=(i,), icon=":material/close:")
+    return extras
+
+
 def histogram_input() -> tuple | None:
-    """Optionally, the latest p_i histogram of a run, to see where its examples sit."""
+    """Optionally, the p_i histogram of any run that has logged one, at any logged
+    iteration (its latest by default), to see where its examples sit."""
     try:
-        runs = [r for r in store().list_runs(limit=200) if r.iteration > 0]
+        runs = [r for r in store().list_runs() if r.iteration > 0]
     except StoreError as err:
         st.caption(f"Run histograms unavailable: {md(err)}")
         return None
-    options = [None] + [r.id for r in runs]
-    names = {r.id: f"#{r.id} {r.name} ({r.status}, iteration {r.iteration})" for r in runs}
-    run_id = st.selectbox("Overlay the p_i histogram of a run", options, key="designer.run",
-                          format_func=lambda i: "none" if i is None else names[i],
-                          help="Its latest histogram, split into clean and corrupted examples.")
+    by_id = {r.id: r for r in runs}
+    if st.session_state.get("designer.run") not in (None, *by_id):
+        st.session_state["designer.run"] = None  # a run deleted since
+    left, right = st.columns([3, 1], vertical_alignment="bottom")
+    run_id = left.selectbox(
+        "Overlay the p_i histogram of a run", [None, *by_id], key="designer.run",
+        format_func=lambda i: "none" if i is None else
+        f"#{i} {by_id[i].name} ({by_id[i].status}, iteration {by_id[i].iteration})",
+        help="Every run that has logged a histogram; type to search by id or name.")
     if run_id is None:
         return None
-    run = next(r for r in runs if r.id == run_id)
-    found = store().histogram_at(run_id, run.iteration)
+    run = by_id[run_id]
+    wanted = right.number_input("at iteration", min_value=1, value=None, step=1,
+                                key="designer.run_iteration", placeholder=f"latest ({run.iteration})",
+                                help="Any iteration the run has reached: its histogram logged "
+                                     "there, or the last one before it. Empty: the latest.")
+    iteration = run.iteration if wanted is None else min(int(wanted), run.iteration)
+    found = store().histogram_at(run_id, iteration)
     if found is None:
-        st.caption("That run has no histogram yet.")
+        st.caption(f"That run has no histogram at or before iteration {iteration}.")
         return None
-    iteration, clean, noisy = found
-    return clean, noisy, f"#{run_id} @ {iteration}"
+    shown, clean, noisy = found
+    st.caption(f"Showing #{run_id} at iteration {shown} (it has reached {run.iteration}).")
+    return clean, noisy, f"#{run_id} @ {shown}"
 
 
 def concentration(family: str, values: dict[str, float]) -> None:
@@ -168,6 +257,49 @@ def concentration(family: str, values: dict[str, float]) -> None:
                    "the same), and that share of its gradient under derivative normalisation.")
 
 
+def restore_from_link() -> list[str]:
+    """Open the view the URL names when it was set from outside (a link opened, the page
+    reloaded): its family, parameters and added schemes. Returns a warning for each part of
+    the link that was refused (the page shows the defaults for those)."""
+    if not opened_by_link(PAGE):
+        return []
+    view = read_view(st.query_params.to_dict(), st.session_state[FAMILY])
+    st.session_state[FAMILY] = view.family
+    for name, value in view.values.items():
+        set_value(view.family, name, value)
+    if view.curves is not None:
+        st.session_state[EXTRAS] = list(view.curves)
+    return list(view.warnings)
+
+
+def mode_metric(peaks: tuple[float, ...], where: str) -> tuple[str, str]:
+    """The mode metric's value, short enough for its column (a long one is cut to "both …"),
+    and its help, which says the whole of it."""
+    explain = "ψ = argmax w(p): the p of the examples that get the largest gradient."
+    if len(peaks) == 1:
+        return f"{peaks[0]:.3f}", explain
+    value = "none" if not peaks else "0 & 1" if peaks == (0.0, 1.0) else f"{len(peaks)} peaks"
+    return value, f"{explain} Read off the curve: {where}."
+
+
+def compact_number(x: float) -> str:
+    """A number in at most 7 characters, so a metric shows it whole (``5.23e+17`` was cut
+    to "5.2e…"): three significant digits below 1000, else one decimal and a power of ten.
+
+    >>> compact_number(7.389), compact_number(523.4), compact_number(5.234e17)
+    ('7.39', '523', '5.2e17')
+    >>> compact_number(999.6), compact_number(0.000123), compact_number(math.inf)
+    ('1.0e3', '1.2e-4', '∞')
+    """
+    if math.isinf(x):
+        return "∞" if x > 0 else "-∞"
+    short = f"{x:.3g}"
+    if x == 0 or (abs(x) >= 1e-3 and "e" not in short):
+        return short
+    mantissa, exponent = f"{x:.1e}".split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
 def carry_loss(family: str) -> str | None:
     """The loss that trains with this scheme under derivative normalisation (e.g. dm → dm)."""
     for entry in LOSSES.entries():
@@ -186,6 +318,8 @@ st.caption("An emphasis density function (EDF) gives every example a gradient ma
 names = SCHEMES.names()
 if FAMILY not in st.session_state:
     st.session_state[FAMILY] = names[0]
+for warning in restore_from_link():
+    st.warning(md(warning), icon=":material/link_off:")
 family = st.selectbox("Family", names, key=FAMILY,
                       format_func=lambda n: f"{n} — {SCHEMES.get(n).description}")
 entry = SCHEMES.get(family)
@@ -207,21 +341,23 @@ with text:
     st.latex(formula_latex(curves.formula))
     emphasis = emphasis_summary(curves)
     m1, m2, m3 = st.columns(3)
-    m1.metric("mode ψ", f"{curves.peaks[0]:.3f}" if emphasis.single else emphasis.where,
-              help="ψ = argmax w(p): the p of the examples that get the largest gradient "
-                   "(read off the curve: both ends when it is U-shaped).")
+    mode, mode_help = mode_metric(curves.peaks, emphasis.where)
+    m1.metric("mode ψ", mode, help=mode_help)
     m2.metric("spread", f"{curves.spread:.3f}",
               help="Standard deviation of the density h(p): the emphasis variance.")
-    m3.metric("max w", f"{curves.weight_peak:.3g}")
+    m3.metric("max w", compact_number(curves.weight_peak),
+              help=f"The largest weight over p ∈ [0, 1]: {curves.weight_peak:.6g}.")
     st.caption(emphasis.advice)
     concentration(family, values)
 
 chart_slot = st.container()  # the chart goes above the overlay controls that shape it
 with st.container(border=True):
-    overlays = [edf_curves(n, p) for n, p in overlay_inputs(family)]
+    added = overlay_inputs() + extra_inputs(family, values)
+    overlays = [edf_curves(n, p) for n, p in added]
     histogram = histogram_input()
 fig = edf_figure(curves, overlays, histogram=histogram)
 chart_slot.plotly_chart(fig, key="designer.chart", theme="streamlit", width="stretch")
+show_params(PAGE, view_params(family, values, st.session_state.get(EXTRAS, [])))
 
 loss_name = carry_loss(family)
 if loss_name is not None:
