@@ -63,11 +63,13 @@ __all__ = [
     "LOSSES",
     "BootstrapHardLoss",
     "BootstrapSoftLoss",
+    "CoTeachingLoss",
     "DMLoss",
     "ELRLoss",
     "FocalLoss",
     "LabelSmoothingLoss",
     "LossStats",
+    "NetworkPair",
     "SchemeLoss",
     "SymmetricCELoss",
     "concentration",
@@ -649,6 +651,90 @@ class ELRLoss(_FormulaLoss):
         return F.cross_entropy(z, targets, reduction="none") + self.lam * torch.log1p(-agreement)
 
 
+class NetworkPair(nn.Module):
+    """Two networks trained side by side (co-teaching). In training mode the forward pass
+    returns both networks' logits stacked, shape ``(2, N, C)``; in evaluation mode the first
+    network's alone, so evaluation, prediction and checkpoints treat the pair as one model."""
+
+    def __init__(self, first: nn.Module, second: nn.Module) -> None:
+        super().__init__()
+        self.first, self.second = first, second
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return self.first(x)
+        return torch.stack([self.first(x), self.second(x)])
+
+
+def forget_rate(epoch: float, tau: float, gradual_epochs: float) -> float:
+    r"""Co-teaching's share of each batch left out at ``epoch`` (Han et al. 2018):
+    :math:`R = \min(\tau\, e / T_k,\; \tau)`, rising linearly to :math:`\tau` over the first
+    :math:`T_k` epochs (the network first fits the easy, mostly clean, examples).
+
+    >>> forget_rate(0.0, 0.4, 10), forget_rate(5.0, 0.4, 10), forget_rate(30.0, 0.4, 10)
+    (0.0, 0.2, 0.4)
+    """
+    return tau if gradual_epochs <= 0 else min(tau * epoch / gradual_epochs, tau)
+
+
+class CoTeachingLoss(nn.Module):
+    r"""Co-teaching (Han et al. 2018): two networks; each keeps the :math:`(1-R)` fraction of
+    the batch with the smallest cross-entropy under it, and the *other* network is trained on
+    those examples (mean cross-entropy over them). :math:`R` is :func:`forget_rate`.
+
+    Takes the pair's stacked logits ``(2, N, C)`` (see :class:`NetworkPair`) and the epoch
+    (``epoch=``, fractional: iterations × batch / training examples). ``last`` describes the
+    first network: :math:`p_i`, and the weight it gave each example (the L1 norm of that
+    example's logit gradient, 0 for an example left out).
+
+    Args:
+        forget_rate: :math:`\tau \in [0, 1)`, the share finally left out (set it to the noise
+            rate, as the paper does, or tune it).
+        gradual_epochs: :math:`T_k`, the epochs over which the share rises to :math:`\tau`.
+
+    Example:
+        >>> loss_fn = CoTeachingLoss(forget_rate=0.5, gradual_epochs=0)
+        >>> pair = torch.tensor([[[3.0, 0.0], [0.0, 3.0]], [[0.0, 3.0], [3.0, 0.0]]])
+        >>> round(float(loss_fn(pair, torch.tensor([0, 0]), epoch=1.0)), 4)  # each learns its peer's pick
+        6.0972
+        >>> loss_fn.selected  # kept by the first network, kept by the second
+        (tensor([ True, False]), tensor([False,  True]))
+    """
+
+    def __init__(self, forget_rate: float = 0.2, gradual_epochs: float = 10.0) -> None:
+        super().__init__()
+        checked = _checked("co-teaching", forget_rate=forget_rate, gradual_epochs=gradual_epochs)
+        self.tau, self.gradual_epochs = checked["forget_rate"], checked["gradual_epochs"]
+        self.last: LossStats | None = None
+        self.selected: tuple[Tensor, Tensor] | None = None
+
+    def forward(self, logits: Tensor, targets: Tensor, epoch: float = 0.0) -> Tensor:
+        if logits.dim() != 3 or logits.shape[0] != 2:
+            raise ValueError("co-teaching: expected the pair's logits of shape (2, batch, classes) "
+                             f"(NetworkPair in training mode), got {tuple(logits.shape)}")
+        z1, targets = _check_inputs(logits[0], targets)
+        z2, _ = _check_inputs(logits[1], targets)
+        ce1 = F.cross_entropy(z1, targets, reduction="none")
+        ce2 = F.cross_entropy(z2, targets, reduction="none")
+        n = len(targets)
+        keep = max(1, int(round((1.0 - forget_rate(epoch, self.tau, self.gradual_epochs)) * n)))
+        # stable sort: equal losses keep the batch's order, so the choice is deterministic
+        small1 = torch.zeros(n, dtype=torch.bool, device=z1.device)
+        small2 = torch.zeros_like(small1)
+        small1[torch.sort(ce1.detach(), stable=True).indices[:keep]] = True
+        small2[torch.sort(ce2.detach(), stable=True).indices[:keep]] = True
+        self.selected = (small1, small2)
+        # Each network learns from the examples its peer found easy.
+        loss = ce1[small2].mean() + ce2[small1].mean()
+        with torch.no_grad():
+            p = torch.softmax(z1.detach(), dim=1)
+            onehot = F.one_hot(targets, p.shape[1]).to(p)
+            # d CE_i / d z_i = p_i - e_y, scaled by 1/keep for the kept examples
+            weight = (p - onehot).abs().sum(dim=1) * small2.to(p) / keep
+        self.last = LossStats(p=p.gather(1, targets[:, None]).squeeze(1), weight=weight)
+        return loss
+
+
 # ---------------------------------------------------------------------------------------
 # The registry.
 # ---------------------------------------------------------------------------------------
@@ -745,6 +831,18 @@ LOSSES.register(
                   help="Focusing parameter; 0 gives CCE.")],
     family="baseline",
 )(FocalLoss)
+
+LOSSES.register(
+    "co-teaching", description="Co-teaching (Han et al. 2018): two networks, each trained on the "
+                               "examples with the smallest loss under the other.",
+    equation="L = CE₁ over the (1 − R) easiest under net 2 + CE₂ over the (1 − R) easiest under net 1,  "
+             "R = min(τ·epoch/T_k, τ)",
+    params=[Param("forget_rate", 0.2, low=0.0, high=1.0, high_inclusive=False, ui_low=0.0, ui_high=0.8,
+                  help="τ: the share of each batch finally left out (the noise rate, if known)."),
+            Param("gradual_epochs", 10.0, low=0.0, ui_low=0.0, ui_high=50.0,
+                  help="T_k: epochs over which the left-out share rises from 0 to τ.")],
+    family="method", two_networks=True,
+)(CoTeachingLoss)
 
 LOSSES.register(
     "elr", description="Early-learning regularisation (Liu et al. 2020): CE plus λ·log(1 − ⟨t_i, p_i⟩), "

@@ -50,7 +50,7 @@ from dm_core.events import (
     TrainingInterrupted,
     describe_divergence,
 )
-from dm_core.losses import LOSSES, concentration, make_loss
+from dm_core.losses import LOSSES, NetworkPair, concentration, make_loss
 from dm_core.models import create_model
 from dm_core.selection import select_evaluation
 
@@ -119,6 +119,7 @@ class _PhaseState:
     last_logged: tuple[int, dict[str, float]] | None = None  # the last ScalarsEvent's content
     clip_reference: torch.Tensor | None = None  # relative clipping's running norm (dm_core.clipping)
     loss_takes_index: bool = False  # the loss keeps per-example state: it is given each batch's indices
+    two_networks: bool = False  # co-teaching: the model is a NetworkPair, the loss takes the epoch
 
 
 def train(
@@ -234,8 +235,15 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
     torch.manual_seed(config.seed)  # the same initial weights for every run with this seed
     model = create_model(config.model.name, run.data.num_classes, run.data.input_shape,
                          **config.model.params()).to(run.device)
+    loss_entry = LOSSES.get(config.loss.name)
+    if loss_entry.extra.get("two_networks"):
+        # Co-teaching: a second network of the same architecture, initialised from the RNG
+        # where the first left it (so differently), trained beside the first as one module.
+        second = create_model(config.model.name, run.data.num_classes, run.data.input_shape,
+                              **config.model.params()).to(run.device)
+        model = NetworkPair(model, second)
     loss_fn = make_loss(config.loss.name, **config.loss.params()).to(run.device)
-    takes_index = bool(LOSSES.get(config.loss.name).extra.get("per_example_state"))
+    takes_index = bool(loss_entry.extra.get("per_example_state"))
     if takes_index:  # a table with a row per training example (ELR's running predictions)
         loss_fn.bind_examples(len(run.x_train), run.data.num_classes)
     optimizer = _make_optimizer(config, model)
@@ -253,7 +261,8 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
                         scheduler=scheduler, warmup=warmup,
                         scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
                         clip_reference=clipping.initial_reference(run.device),
-                        loss_takes_index=takes_index)
+                        loss_takes_index=takes_index,
+                        two_networks=bool(loss_entry.extra.get("two_networks")))
 
     if checkpoint is not None and checkpoint["phase"] == phase.name:
         model.load_state_dict(checkpoint["model"])
@@ -297,9 +306,15 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     state.model.train()
     with torch.autocast(device_type=run.device.type, enabled=state.use_amp):
         logits = state.model(x)
-    # Each example's index in the training set reaches the loss that keeps per-example state.
-    loss = (state.loss_fn(logits.float(), y, index=idx) if state.loss_takes_index
-            else state.loss_fn(logits.float(), y))
+    # Each example's index in the training set reaches the loss that keeps per-example state;
+    # a two-network method gets both networks' logits and the (fractional) epoch.
+    if state.loss_takes_index:
+        loss = state.loss_fn(logits.float(), y, index=idx)
+    elif state.two_networks:
+        loss = state.loss_fn(logits.float(), y, epoch=(step - 1) * config.batch_size / len(run.x_train))
+        logits = logits[0]  # the first network's: what the statistics and the check describe
+    else:
+        loss = state.loss_fn(logits.float(), y)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
     grad_norm, clip_scale = _unscale_and_clip(state, config.optimizer)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from dm_core.losses import (
     LOSSES,
+    CoTeachingLoss,
     DMLoss,
     LossStats,
     SchemeLoss,
@@ -40,8 +41,13 @@ def _batch(n=16, c=7, dtype=torch.float64, seed=0, scale=3.0):
 
 
 def _call(loss_fn, logits, targets):
-    """A loss that keeps per-example state (ELR) is given a table sized to the batch and each
-    example's index, as the training loop does; the others take logits and targets."""
+    """Call a loss as the training loop does: a loss that keeps per-example state (ELR) gets a
+    table sized to the batch and each example's index; a two-network method (co-teaching) gets
+    ``logits`` as its first network's and a fixed other batch as its second's (its statistics
+    describe the first); the others take logits and targets."""
+    if isinstance(loss_fn, CoTeachingLoss):
+        second = torch.flip(logits.detach(), dims=[0]) * 0.5
+        return loss_fn(torch.stack([logits, second]), targets, epoch=100.0)
     if not hasattr(loss_fn, "bind_examples"):
         return loss_fn(logits, targets)
     if tuple(loss_fn.target.shape) != tuple(logits.shape):
@@ -262,7 +268,7 @@ def test_half_precision_logits_are_computed_in_float32(dtype):
 def test_registry_loss_defaults_backward_and_stats(name):
     entry = LOSSES.get(name)
     assert entry.description and entry.equation
-    assert entry.extra["family"] in {"scheme", "baseline"}
+    assert entry.extra["family"] in {"scheme", "baseline", "method"}
     if entry.extra["family"] == "scheme":
         assert entry.extra["scheme"] in SCHEMES
     for prm in entry.params:
@@ -298,7 +304,7 @@ def test_evaluation_without_autograd_still_records_stats(name, mode):
 def test_registry_names_and_metadata():
     assert ALL_LOSSES == ["cce", "mae", "mse", "gce", "cce-dn", "mae-dn", "mse-dn", "gce-dn", "dm",
                           "dm-normal", "dm-exponential", "dm-beta", "label-smoothing", "boot-soft",
-                          "boot-hard", "sce", "focal", "elr"]
+                          "boot-hard", "sce", "focal", "co-teaching", "elr"]
     assert LOSSES.get("dm").defaults() == {"lam": 0.5, "beta": 8.0, "eps": 1e-6}
     assert LOSSES.get("dm-beta").extra["scheme"] == "beta"
     assert LOSSES.get("sce").defaults() == {"alpha": 0.1, "beta": 1.0, "A": -4.0}
@@ -352,7 +358,7 @@ def test_out_of_range_targets_raise_value_error(name, bad):
     logits, targets = _batch(n=4, c=6, dtype=torch.float32)
     targets[2] = bad
     with pytest.raises(ValueError, match=rf"class index {bad} is out of range; must be in \[0, 5\]"):
-        make_loss(name)(logits, targets)
+        _call(make_loss(name), logits, targets)
 
 
 @pytest.mark.parametrize(("logits", "targets", "message"), [
