@@ -164,20 +164,23 @@ def extra_inputs(family: str, values: dict[str, float]) -> list[tuple[str, dict[
     main curve (a second DM curve, say); each can be removed again."""
     extras: list[tuple[str, dict[str, float]]] = list(st.session_state.get(EXTRAS, []))
     names = SCHEMES.names()
-    if "designer.extra.family" not in st.session_state:
+    if st.session_state.get("designer.extra.family") not in names:
         st.session_state["designer.extra.family"] = family
-    cols = st.columns([2, 1, 1, 1], vertical_alignment="bottom")
+    # One column per parameter of the scheme picked (its selectbox's value, read before it
+    # is drawn): a scheme registered with more parameters gets a field for each.
+    entry = SCHEMES.get(st.session_state["designer.extra.family"])
+    cols = st.columns([2, *([1] * len(entry.params)), 1], vertical_alignment="bottom")
     name = cols[0].selectbox("Add a scheme", names, key="designer.extra.family",
                              help="Any registered scheme, drawn dashed beside the one above.")
     params: dict[str, float] = {}
-    for col, param in zip(cols[1:3], SCHEMES.get(name).params, strict=False):
+    for col, param in zip(cols[1:-1], entry.params, strict=True):
         key = f"designer.extra.{name}.{param.name}"
         if key not in st.session_state:  # the same family starts from the designed values
             st.session_state[key] = float(values.get(param.name, param.default)
                                           if name == family else param.default)
         params[param.name] = float(col.number_input(param.name, key=key, format="%g",
                                                     help=param.range_text()))
-    if cols[3].button("Add", key="designer.extra.add", icon=":material/add:"):
+    if cols[-1].button("Add", key="designer.extra.add", icon=":material/add:"):
         try:
             SCHEMES.validate_params(name, params)
         except ConfigError as err:
