@@ -1,4 +1,5 @@
-"""Synthetic label noise and class imbalance, deterministic from a seed.
+"""Label noise and class imbalance: synthetic kinds, deterministic from a seed (one of them,
+``instance``, reads each example's inputs), and labels read from a file (``file``).
 
 >>> import numpy as np
 >>> labels = np.arange(10).repeat(100)
@@ -199,7 +200,7 @@ def instance_transition(labels: np.ndarray, features: np.ndarray, rate: float, n
         return p
     x = x.reshape(n, -1)
     spread = INSTANCE_RATE_STD
-    q = truncnorm((0 - rate) / spread, (1 - rate) / spread, loc=rate, scale=spread).rvs(
+    q = truncnorm(-rate / spread, (1 - rate) / spread, loc=rate, scale=spread).rvs(
         size=n, random_state=rng)
     for k in range(num_classes):
         w = rng.standard_normal((x.shape[1], num_classes))  # W[k]
