@@ -14,6 +14,7 @@ import pandas as pd
 from dm_core.selection import select_evaluation
 from dm_core.store import RunInfo, RunStatus
 from studio.experiments.verdicts import MISSING
+from studio.run_facts import loss_params, noise_text, seed_text, selected_test_acc
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -31,7 +32,9 @@ def _fmt_seconds(seconds: float | None) -> str:
 
 
 def runs_frame(runs: list[RunInfo], now: datetime) -> pd.DataFrame:
-    """One row per run: what the table shows (times from the database clock)."""
+    """One row per run: what the table shows (times from the database clock), what tells
+    runs apart first (``studio.run_facts``): status, name, test accuracy (the final one, and
+    the one selected on validation data), then loss, its parameters, noise and seed."""
     rows = []
     for r in runs:
         total = r.total_iterations or r.config.get("iterations") or 0
@@ -44,21 +47,23 @@ def runs_frame(runs: list[RunInfo], now: datetime) -> pd.DataFrame:
             elapsed = max((end - r.started_at).total_seconds(), 0.0)
             if r.status == RunStatus.RUNNING and r.iteration > 0 and total:
                 eta = elapsed / r.iteration * max(total - r.iteration, 0)
-        loss = r.config.get("loss") or {}
-        noise = (r.config.get("dataset") or {}).get("noise") or {}
         summary = r.summary or {}
+        test_acc = summary.get("test_acc_final", r.last_test_acc)
+        selected = selected_test_acc(summary)
         rows.append({
-            "id": r.id, "name": r.name,
             "status": str(r.status)
                       + (" (cancelling)" if r.cancel_requested and r.status == RunStatus.RUNNING else ""),
+            "name": r.name,
+            "test acc": np.nan if test_acc is None else float(test_acc),
+            SELECTED_TEST: np.nan if selected is None else selected,
+            "loss": str((r.config.get("loss") or {}).get("name", "")),
+            "loss params": loss_params(r.config), "noise": noise_text(r.config),
+            "seed": seed_text(r.config), "id": r.id,
             "progress": progress, "iteration": f"{r.iteration}/{total}",
-            "test acc": summary.get("test_acc_final", r.last_test_acc),
-            "loss": loss.get("name", ""),
-            "noise": f"{noise.get('kind', 'none')} {noise.get('rate', 0):g}",
-            "device": r.device or "",
+            "ETA": _fmt_seconds(eta), "error": (r.error or "").splitlines()[0][:200] if r.error else "",
+            "elapsed": _fmt_seconds(elapsed), "device": r.device or "",
             "attempt": f"{r.attempt}/{r.max_attempts}" + (f" (retry {r.retries})" if r.retries else ""),
-            "elapsed": _fmt_seconds(elapsed), "ETA": _fmt_seconds(eta), "group": r.group,
-            "error": (r.error or "").splitlines()[0][:200] if r.error else "",
+            "group": r.group,
         })
     return pd.DataFrame(rows)
 

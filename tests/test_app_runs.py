@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from urllib.parse import urlencode
 
+import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, app_db_fixture, fabricate  # noqa: F401
@@ -227,13 +228,48 @@ def test_the_table_links_every_run_to_its_monitor_and_group(runs):
 
 
 def test_key_columns_come_first_and_stay_in_view(runs):
-    """Status, ETA and error must not scroll off-screen: first, and pinned."""
+    """Status, name, test accuracy and the Monitor link must not scroll off-screen: first,
+    and pinned; what tells runs apart follows them."""
     at = _page()
     columns = list(at.dataframe[0].value.columns)
-    assert columns[:5] == ["id", "name", "status", "ETA", "error"]
+    key = ["status", "name", "test acc", "selected test acc", "monitor"]
+    assert columns[:5] == key
+    assert columns[5:9] == ["loss", "loss params", "noise", "seed"]
     config = json.loads(at.dataframe[0].proto.columns)
-    assert all(config[c].get("pinned") for c in ("id", "name", "status", "ETA", "error"))
+    assert all(config[c].get("pinned") for c in key)
     assert not config.get("progress", {}).get("pinned")
+
+
+def _finished(store, name, loss, seed, rate, selected):
+    run = fabricate(store, name=name, loss=loss, seed=seed, noise_rate=rate, iterations=20,
+                    eval_every=10, finish=False)
+    store.finish(run, "test-worker", "succeeded",
+                 summary={"test_acc_final": 0.8, "test_acc_selected": selected})
+    return run
+
+
+def test_the_table_tells_runs_apart_and_filters_by_loss(app_db):
+    """Loss, its parameters, noise, seed and the selected accuracy are columns of their
+    own; the loss filter keeps the runs of the chosen losses."""
+    store = Store(app_db)
+    dm = _finished(store, "grid[loss.lam=1,loss.beta=12]", {"name": "dm", "lam": 1.0, "beta": 12.0},
+                   seed=2, rate=0.4, selected=0.8123)
+    cce = _finished(store, "grid[cce]", {"name": "cce"}, seed=0, rate=0.2, selected=None)
+    at = _page()
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[dm, ["loss", "loss params", "noise", "seed"]].tolist() == [
+        "dm", "λ=1 β=12", "symmetric 0.4", "2"]
+    assert table.loc[cce, ["loss", "loss params", "noise", "seed"]].tolist() == [
+        "cce", "", "symmetric 0.2", "0"]
+    assert table.loc[dm, "selected test acc"] == 0.8123
+    assert table.loc[cce, "selected test acc"] != table.loc[cce, "selected test acc"]  # NaN
+    shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_pandas()
+    assert shown["selected test acc"].tolist() == ["—", "0.8123"]  # as drawn: never "None"
+    at.multiselect(key="runs.loss").set_value(["cce"]).run()
+    assert list(at.dataframe[0].value["id"]) == [cce]
+    at.multiselect(key="runs.loss").set_value([]).run()
+    at.multiselect(key="runs.status").set_value(["queued"]).run()
+    assert any("No runs" in i.value for i in at.info)
 
 
 def test_empty_database(app_db):

@@ -120,10 +120,6 @@ def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
 
 # ---------------------------------------------------------------- dm runs in a terminal
 
-ALL_RUN_COLUMNS = ("id", "name", "group", "status", "attempt", "progress", "test acc", "device",
-                   "heartbeat")
-
-
 @pytest.fixture
 def listed_runs(tmp_path):
     """Three runs (one running with a long name, one queued, one cancelled) and the database URL."""
@@ -156,7 +152,9 @@ def test_dm_runs_fits_the_terminal(listed_runs, columns):
     out = _runs_at(columns, url)
     lines = out.splitlines()
     assert all(len(line) <= columns for line in lines), out
-    header = lines[0].split()
+    # What every run shares (here loss, λ/β, noise, seed) is said once, above the table.
+    assert lines[0].startswith("every run listed: loss dm")
+    header = next(line for line in lines if line.startswith("id ")).split()
     for key in ("id", "status", "progress", "name"):
         assert key in header, out
     rows = {int(line.split()[0]): line for line in lines if line.split() and line.split()[0].isdigit()}
@@ -171,10 +169,43 @@ def test_dm_runs_fits_the_terminal(listed_runs, columns):
 def test_dm_runs_wide_shows_every_column_whole(listed_runs):
     url, ids, long_name = listed_runs
     out = _runs_at(80, url, "--wide")
-    assert out.splitlines()[0].split() == ["id", "name", "group", "status", "attempt", "progress",
-                                           "test", "acc", "device", "heartbeat"]
+    assert out.splitlines()[0].split() == ["id", "name", "status", "test", "acc", "sel", "acc",
+                                           "loss", "params", "noise", "seed", "progress",
+                                           "attempt", "group", "device", "heartbeat"]
     assert long_name in out and "a-rather-long-group-name-20261204" in out and "cuda:0" in out
     assert "…" not in out
+
+
+def test_dm_runs_at_80_columns_keeps_what_tells_grid_runs_apart(tmp_path):
+    """A grid's names share a long start: it is said once, and each row keeps the end of
+    its name, its λ and β, its final and selected accuracy; what every run shares (loss,
+    noise, seed) is said once instead of taking a column."""
+    from dm_core.config import expand_grid
+    from dm_core.store import Store
+
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    base = {"name": "digits-symmetric-40-dm", "dataset": {"noise": {"kind": "symmetric", "rate": 0.4}}}
+    configs = expand_grid(base, ["loss.lam=0.5,1", "loss.beta=4,12"])
+    ids = store.submit(configs, group="digits-symmetric-40-dm-20261206-120000-abcd").run_ids
+    store.claim("worker-1", "cpu")
+    store.finish(ids[0], "worker-1", "succeeded", summary={"test_acc_final": 0.9012,
+                                                          "test_acc_selected": 0.8876})
+    store.dispose()
+    out = _runs_at(80, url)
+    lines = out.splitlines()
+    assert all(len(line) <= 80 for line in lines), out
+    assert "names: digits-symmetric-40-dm[…" in out
+    assert "every run listed: loss dm · noise symmetric 0.4 · seed 0" in out
+    header = lines[[i for i, line in enumerate(lines) if line.startswith("id")][0]]
+    assert header.split()[:8] == ["id", "name", "status", "test", "acc", "sel", "acc", "params"]
+    rows = {int(line.split()[0]): line for line in lines if line.split() and line.split()[0].isdigit()}
+    for run_id, cfg in zip(ids, configs, strict=True):
+        lam, beta = cfg.loss.params()["lam"], cfg.loss.params()["beta"]
+        assert f"λ={lam:g} β={beta:g}" in rows[run_id], out
+        assert f"beta={beta:g}]" in rows[run_id], out  # the name's end is kept
+        assert "digits-symmetri" not in rows[run_id]
+    assert "0.9012" in rows[ids[0]] and "0.8876" in rows[ids[0]]
 
 
 def test_dm_runs_in_a_wide_terminal_needs_no_wide(listed_runs):

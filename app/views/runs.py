@@ -18,36 +18,47 @@ import streamlit as st
 from app.db import store_or_stop
 from app.links import compare_params, monitor_params, page_url
 from app.nav import go_to
-from app.tables import ACTIVE, runs_frame
+from app.tables import ACTIVE, SELECTED_TEST, runs_frame
 from app.text import md
+from dm_core.losses import LOSSES
 from dm_core.store import InvalidTransition, RunInfo, RunNotFound, RunStatus, StoreError
+from studio.experiments.verdicts import MISSING
 
 REFRESH_S = 3.0
 # What a user looks for first, in this order; pinned so they stay visible when the table
-# scrolls sideways (with "progress" after them), every other column follows.
-KEY_COLUMNS = ("id", "name", "status", "ETA", "error")
-LINKS = ("monitor", "compare")
+# scrolls sideways. The columns that tell runs apart follow, then everything else.
+KEY_COLUMNS = ("status", "name", "test acc", SELECTED_TEST, "monitor")
+ACCURACIES = ("test acc", SELECTED_TEST)
 
 COLUMNS = {
-    "id": st.column_config.NumberColumn("id", width="small", pinned=True),
-    "name": st.column_config.TextColumn("name", pinned=True),
-    "status": st.column_config.TextColumn("status", pinned=True),
-    "ETA": st.column_config.TextColumn("ETA", pinned=True),
-    "error": st.column_config.TextColumn("error", width="medium", pinned=True),
-    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                format="percent"),
-    "test acc": st.column_config.NumberColumn("test acc", format="%.3f"),
-    "monitor": st.column_config.LinkColumn("monitor", display_text="open",
+    "status": st.column_config.TextColumn("status", width="small", pinned=True),
+    "name": st.column_config.TextColumn("name", width="medium", pinned=True,
+                                        help="Hover a cell for a name too long to show whole."),
+    "test acc": st.column_config.NumberColumn(
+        "test acc", width="small", pinned=True,
+        help="The final test accuracy (the last evaluation's while the run trains)."),
+    SELECTED_TEST: st.column_config.NumberColumn(
+        "selected test acc", width="small", pinned=True,
+        help="Test accuracy at the evaluation with the best validation accuracy; "
+             f"{MISSING} while the run trains or without a validation split."),
+    "monitor": st.column_config.LinkColumn("monitor", display_text="open", width="small",
+                                           pinned=True,
                                            help="This run on the Monitor page (a new tab)."),
+    "loss params": st.column_config.TextColumn("λ/β (loss params)", width="small"),
+    "id": st.column_config.NumberColumn("id", width="small"),
+    "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                format="percent", width="small"),
     "compare": st.column_config.LinkColumn("compare", display_text="group",
                                            help="Its whole group on the Compare page (a new tab)."),
 }
 
 
 def filtered_runs() -> list[RunInfo]:
-    runs = s.list_runs(group=st.session_state.get("runs.group") or None)
-    statuses = st.session_state.get("runs.status") or []
-    return [r for r in runs if not statuses or str(r.status) in statuses]
+    ss = st.session_state
+    runs = s.list_runs(group=ss.get("runs.group") or None)
+    statuses, losses = ss.get("runs.status") or [], ss.get("runs.loss") or []
+    return [r for r in runs if (not statuses or str(r.status) in statuses)
+            and (not losses or (r.config.get("loss") or {}).get("name") in losses)]
 
 
 def table(runs: list[RunInfo]) -> pd.DataFrame:
@@ -56,8 +67,13 @@ def table(runs: list[RunInfo]) -> pd.DataFrame:
     frame["monitor"] = [page_url("monitor", monitor_params(r.id)) for r in runs]
     frame["compare"] = [page_url("compare", compare_params(group=r.group)) for r in runs]
     first = [c for c in KEY_COLUMNS if c in frame.columns]
-    rest = [c for c in frame.columns if c not in first and c not in LINKS]
-    return frame[[*first, *rest, *LINKS]]
+    return frame[[*first, *(c for c in frame.columns if c not in first)]]
+
+
+def styled(frame: pd.DataFrame):
+    """Accuracies to four decimals and a missing one as —, the numbers underneath kept (the
+    column still sorts by them)."""
+    return frame.style.format(precision=4, na_rep=MISSING, subset=list(ACCURACIES))
 
 
 def statuses(runs: list[RunInfo]) -> dict[int, str]:
@@ -125,11 +141,12 @@ def confirmation() -> None:
 st.title("Runs")
 s = store_or_stop()
 
-c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
 c1.multiselect("Status", [str(x) for x in RunStatus], key="runs.status", placeholder="all")
 c2.selectbox("Group", [None, *s.groups()], key="runs.group",
              format_func=lambda g: "all groups" if g is None else g)
-c3.button("Refresh", key="runs.refresh", icon=":material/refresh:")
+c3.multiselect("Loss", LOSSES.names(), key="runs.loss", placeholder="all")
+c4.button("Refresh", key="runs.refresh", icon=":material/refresh:")
 
 runs = filtered_runs()
 active = any(r.status in ACTIVE for r in runs)
@@ -148,8 +165,8 @@ def run_table() -> None:
         return
     counts = s.queue_counts()
     st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
-    st.dataframe(table(current), hide_index=True, width="stretch", column_config=COLUMNS,
-                 key="runs.table")
+    st.dataframe(styled(table(current)), hide_index=True, width="stretch",
+                 column_config=COLUMNS, key="runs.table")
 
 
 run_table()

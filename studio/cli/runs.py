@@ -48,6 +48,14 @@ from dm_core.config import (
 from dm_core.registry import ConfigError
 from dm_core.store import RunNotFound, RunStatus, Store, StoreError
 from studio.cli._app import app, invalid_config_text
+from studio.run_facts import (
+    loss_params,
+    middle_ellipsis,
+    noise_text,
+    seed_text,
+    selected_test_acc,
+    shared_name_prefix,
+)
 
 
 class ExportTable(enum.StrEnum):
@@ -174,45 +182,69 @@ STATUS_STYLE = {RunStatus.QUEUED: "cyan", RunStatus.RUNNING: "yellow", RunStatus
 
 
 # The columns of ``dm runs`` in display order, and the order in which they are kept when the
-# terminal is narrow: id, status and progress always; the name shrinks (…) before anything
-# after it is dropped; ``--wide`` shows them all, whole.
-RUN_COLUMNS = (("id", "right"), ("name", "left"), ("group", "left"), ("status", "left"),
-               ("attempt", "right"), ("progress", "right"), ("test acc", "right"),
+# terminal is narrow: id, status and progress always; the name shrinks (… in its middle) before
+# anything after it is dropped; ``--wide`` shows them all, whole.
+RUN_COLUMNS = (("id", "right"), ("name", "left"), ("status", "left"), ("test acc", "right"),
+               ("sel acc", "right"), ("loss", "left"), ("params", "left"), ("noise", "left"),
+               ("seed", "right"), ("progress", "right"), ("attempt", "right"), ("group", "left"),
                ("device", "left"), ("heartbeat", "right"))
-KEPT_FIRST = ("id", "status", "progress", "name", "test acc", "heartbeat", "attempt", "group",
-              "device")
+KEPT_FIRST = ("id", "status", "progress", "name", "test acc", "params", "loss", "noise", "seed",
+              "sel acc", "heartbeat", "attempt", "group", "device")
 ALWAYS_KEPT = ("id", "status", "progress", "name")
+# What tells runs apart in their configs: where every listed run has the same value, the
+# value is said once above the table instead of filling a column.
+CONFIG_COLUMNS = ("loss", "params", "noise", "seed")
 NAME_MIN_WIDTH = 16
 COLUMN_GAP = 3  # a space of padding either side of the (blank) column rule
 
 
-def _run_cells(info: Any, now: datetime) -> dict[str, Text]:
-    """One row of ``dm runs`` as plain text cells (stored text with its controls spelt out)."""
+def _accuracy(value: float | None) -> Text:
+    return Text("-" if value is None else f"{value:.4f}")
+
+
+def _run_cells(info: Any, now: datetime, prefix: str = "") -> dict[str, Text]:
+    """One row of ``dm runs`` as plain text cells (stored text with its controls spelt out);
+    ``prefix``, shared by every listed name, is left out of the name (shown as …)."""
     status = str(info.status) + (" (cancelling)" if info.cancel_requested
                                  and info.status == RunStatus.RUNNING else "")
+    name = visible_controls(info.name)
     return {
         "id": Text(str(info.id)),
-        "name": Text(visible_controls(info.name)),
+        "name": Text("…" + name[len(prefix):] if prefix else name),
         "group": Text(visible_controls(info.group)),
         "status": Text(status, style=STATUS_STYLE.get(info.status, "white")),
+        "test acc": _accuracy((info.summary or {}).get("test_acc_final", info.last_test_acc)),
+        "sel acc": _accuracy(selected_test_acc(info.summary)),
+        "loss": Text(visible_controls(str((info.config.get("loss") or {}).get("name", "-")))),
+        "params": Text(visible_controls(loss_params(info.config)) or "-"),
+        "noise": Text(visible_controls(noise_text(info.config))),
+        "seed": Text(seed_text(info.config)),
         "attempt": Text(f"{info.attempt}/{info.max_attempts}"),
         "progress": Text(f"{info.iteration}/{info.total_iterations or '?'}"),
-        "test acc": Text("-" if info.last_test_acc is None else f"{info.last_test_acc:.4f}"),
         "device": Text(visible_controls(info.device or "-")),
         "heartbeat": Text(_ago(info.heartbeat_at, now) if info.status == RunStatus.RUNNING else "-"),
     }
 
 
-def _fit_columns(rows: list[dict[str, Text]], width: int | None) -> tuple[list[str], int, int]:
+def _shared_values(rows: list[dict[str, Text]]) -> dict[str, str]:
+    """The config columns in which every one of two or more rows holds the same value."""
+    if len(rows) < 2:
+        return {}
+    return {c: rows[0][c].plain for c in CONFIG_COLUMNS
+            if len({r[c].plain for r in rows}) == 1}
+
+
+def _fit_columns(rows: list[dict[str, Text]], width: int | None,
+                 candidates: tuple[str, ...] = KEPT_FIRST) -> tuple[list[str], int, int]:
     """The columns to show within ``width`` terminal cells (all of them, whole, when None),
-    in ``KEPT_FIRST`` order until one does not fit; the width left for the name; the
+    in ``candidates`` order until one does not fit; the width left for the name; the
     table's width."""
     natural = {c: max([cell_len(c), *(r[c].cell_len for r in rows)]) for c, _ in RUN_COLUMNS}
     if width is None:
         total = sum(natural.values()) + COLUMN_GAP * (len(natural) - 1)
         return [c for c, _ in RUN_COLUMNS], natural["name"], total
     shown: list[str] = []
-    for column in KEPT_FIRST:
+    for column in candidates:
         need = min(natural[column], NAME_MIN_WIDTH) if column == "name" else natural[column]
         used = sum(natural[c] for c in shown if c != "name") + COLUMN_GAP * len(shown)
         used += min(natural["name"], NAME_MIN_WIDTH) if "name" in shown else 0
@@ -232,7 +264,10 @@ def _runs_table(rows: list[dict[str, Text]], columns: list[str], name_width: int
                              overflow="ellipsis" if column == "name" else "fold",
                              width=name_width if column == "name" else None)
     for row in rows:
-        table.add_row(*(row[c] for c in columns))
+        # The end of a name (its grid point, its method) tells it from its neighbours: a name
+        # too long loses its middle, not its end.
+        name = Text(middle_ellipsis(row["name"].plain, name_width))
+        table.add_row(*(name if c == "name" else row[c] for c in columns))
     return table
 
 
@@ -246,7 +281,12 @@ def runs(
     json_out: bool = typer.Option(False, "--json", help="Print a JSON list of run objects."),
     db: str | None = db_option(),
 ) -> None:
-    """List runs, newest first, with their status and progress."""
+    """List runs, newest first: status, accuracy, loss, λ/β, noise, seed and progress.
+
+    "test acc" is the final test accuracy, "sel acc" the one at the evaluation with the best
+    validation accuracy. To fit the terminal, a name loses the start every listed name shares (said once above the
+    table) and then its middle, and a loss, parameter, noise or seed that every listed run
+    shares is said once above the table instead of taking a column."""
     with _errors():
         store = _open_store(db, create=False)
         infos = store.list_runs(status=status, group=group, limit=limit)
@@ -259,13 +299,20 @@ def runs(
                    "`dm submit CONFIG`")
         return
     out = Console()
-    rows = [_run_cells(i, now) for i in infos]
-    columns, name_width, table_width = _fit_columns(rows, None if wide else out.width)
-    table = _runs_table(rows, columns, name_width)
+    prefix = "" if wide else shared_name_prefix([visible_controls(i.name) for i in infos])
+    rows = [_run_cells(i, now, prefix) for i in infos]
+    shared = {} if wide else _shared_values(rows)
+    candidates = tuple(c for c in KEPT_FIRST if c not in shared)
+    columns, name_width, table_width = _fit_columns(rows, None if wide else out.width, candidates)
     if wide:  # as wide as the table: the terminal wraps, a pager (less -S) scrolls
         out = Console(width=max(out.width, table_width))
-    out.print(table)
-    hidden = [c for c, _ in RUN_COLUMNS if c not in columns]
+    if prefix:
+        out.print(Text(f"names: {prefix}…"), style="dim", highlight=False)
+    if shared:
+        out.print(Text("every run listed: " + " · ".join(
+            f"{c} {v}" for c, v in shared.items())), style="dim", highlight=False)
+    out.print(_runs_table(rows, columns, name_width))
+    hidden = [c for c, _ in RUN_COLUMNS if c not in columns and c not in shared]
     if hidden:
         out.print(f"not shown at {out.width} columns: {', '.join(hidden)} (dm runs --wide shows "
                   "every column)", style="dim", highlight=False)
