@@ -281,6 +281,29 @@ def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
         summary = train(cfg)
         assert 0.0 <= summary.test_acc_final <= 1.0 and summary.iterations == 2, method.label
     assert p.total() == len(runs)
+    # Through `dm repro --local --iterations 2`: the preset itself, cut to its last condition,
+    # its first baseline and first DM method, and batches a CPU trains in a moment.
+    import dataclasses
+
+    import studio.repro
+
+    dm_method = next(m for m in exp.methods if m.label.startswith("DM"))
+    base = json.loads(json.dumps(exp.base)) | {"batch_size": 8}
+    if base["dataset"].get("classes_per_batch"):
+        base["dataset"]["classes_per_batch"] = 4
+    small = dataclasses.replace(exp, base=base, conditions=exp.conditions[-1:],
+                                methods=(exp.methods[0], dm_method))
+    monkeypatch.setattr(studio.repro, "get_experiment", lambda _: small)
+    result = runner.invoke(app, ["repro", name, "--local", "--iterations", "2", "--device", "cpu",
+                                 "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    cond = exp.conditions[-1][0]
+    text = (tmp_path / "out" / f"{name}.md").read_text(encoding="utf-8")
+    beta = dm_method.beta_for(cond)
+    assert f"| {cond} | {dm_method.label} | {beta:g} |" in text and "nan" not in text
+    csv = pd.read_csv(tmp_path / "out" / f"{name}-runs.csv")
+    assert list(csv["method"]) == [exp.methods[0].label, dm_method.label]
+    assert csv["test_acc_final"].between(0, 1).all() and not csv["diverged"].any()
 
 
 # ---------------------------------------------------------------- queued in the store

@@ -224,6 +224,9 @@ def test_local_study_through_the_cli_writes_report_and_csv(tmp_path):
         assert trials.max() == trials[json.dumps(params, sort_keys=True)]
     text = (tmp_path / "out" / "tiny.md").read_text()
     assert "test best, optimistic" in text and "| r=0.4 | dm |" in text
+    # One final seed: no sample std, shown as — (never "± nan").
+    assert re.search(r"\| r=0\.4 \| cce \| \(no hyperparameter\) \| \d+\.\d ± — \|", text), text
+    assert "nan" not in text.lower()
     assert "(b) the λ chosen on validation grows with the noise rate (noisy rates only): undecided" in text
 
 
