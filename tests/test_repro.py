@@ -407,6 +407,36 @@ def test_repro_cli_runs_a_preset_here_and_queued_with_one_report(db_url, tmp_pat
     assert [json.loads(x) for x in runs["params"]] == [{}, {"beta": 12.0}, {}, {"beta": 8.0}]
 
 
+def test_divergence_is_read_from_the_stores_column_not_from_error_text(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
+    p = plan(tiny_experiment(), seeds=(0,), iterations=4)
+    group, ids = submit_plan(p, store)
+    summary = {"test_acc_final": 0.5, "test_acc_best": 0.6, "iterations": 4}
+
+    def end(run_id, **kw):
+        claimed = store.claim("w", "cpu")
+        assert claimed.id == run_id
+        store.finish(run_id, "w", **kw, attempt=claimed.attempt)
+
+    end(ids[0], status=RunStatus.SUCCEEDED, summary=summary)
+    # Diverged by the store's column, whatever the error says.
+    end(ids[1], status=RunStatus.FAILED, error="the loss went non-finite", diverged_at=2)
+    # An error worded like a divergence, without the column: a failure to retry.
+    end(ids[2], status=RunStatus.FAILED, error="diverged at iteration 3: out of memory")
+    end(ids[3], status=RunStatus.SUCCEEDED, summary=summary)
+    state = read_group(p, store, group)
+    assert state.done == 3 and not state.complete
+    assert state.problems == [f"run {ids[2]} (tiny/diverges/CCE/seed0) is failed: diverged at iteration 3: "
+                              f"out of memory; queue it again with `dm retry {ids[2]}`"]
+    store.retry(ids[2])
+    end(ids[2], status=RunStatus.SUCCEEDED, summary=summary)
+    outcomes = group_outcomes(store, read_group(p, store, group))
+    assert [o.diverged_at for o in outcomes] == [None, 2, None, None]
+    rows = outcomes_frame(outcomes)
+    assert list(rows["diverged"]) == [False, True, False, False]
+    assert math.isnan(rows["test_acc_final"][1]) and rows["test_acc_final"][2] == 0.5
+
+
 def test_read_group_refuses_a_group_queued_with_other_options(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
     group, _ = submit_plan(plan(tiny_experiment(), iterations=4), store)

@@ -10,5 +10,7 @@ validation accuracy. Test data never take part in a choice.
 Modules: ``spec`` (the study file), ``spaces`` (what each method tunes, and which setting is
 simpler), ``tuner`` (the Optuna loop), ``runners`` (in this process, or queued in the store),
 ``results`` (a run's outcome as a row), ``claims`` (the paper's claims on the selected
-variants), ``report`` (markdown and CSV).
+variants), ``report`` (markdown and CSV). A paper preset of ``dm repro`` (``studio.repro``) is
+a study with a fixed grid and no tuning: its runs go through the same runners, outcomes,
+claims and report.
 """
