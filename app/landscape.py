@@ -8,6 +8,11 @@ numbers as numbers. What is drawn depends on the shape (``app.charts``): a heatm
 parameters on a full grid, points coloured by the metric where the grid has holes (nothing
 interpolated between them), a line over one parameter, parallel coordinates for more.
 
+A **method comparison** (the runs differ in their loss, ``loss.name``) is no grid: its losses
+have unrelated parameters, so its "axes" would pair λ of DM with q of GCE and leave holes
+wherever a loss lacks one. It is drawn as one point per method (``method_points``: the
+method's mean over seeds with its sample std, per noise rate when the runs span several).
+
 Which runs count: finished ones (succeeded), and diverged ones (``RunInfo.diverged_at``),
 which are marked and kept out of the metric's mean (a run stopped at its divergence has no
 final accuracy comparable with the others'). Runs still queued or running, cancelled, or
@@ -26,9 +31,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.runsets import Setting, format_value, key_title, settings
+from app.runsets import Setting, format_value, key_title, settings, spread_cell
 from dm_core.selection import select_evaluation
 from dm_core.store import RunInfo, RunStatus
+from studio.experiments.verdicts import Sample
 
 METRICS = {
     "test_acc_final": "final test accuracy",
@@ -37,8 +43,11 @@ METRICS = {
     "diverged": "share of runs that diverged",
 }
 
-__all__ = ["METRICS", "Axis", "Cell", "Landscape", "build_landscape", "cells_frame",
-           "grid_arrays", "run_metric"]
+METHOD_KEY = "loss.name"
+RATE_KEY = "dataset.noise.rate"
+
+__all__ = ["METHOD_KEY", "METRICS", "RATE_KEY", "Axis", "Cell", "Landscape", "MethodPoint",
+           "build_landscape", "cells_frame", "grid_arrays", "method_points", "run_metric"]
 
 
 def _last(evals: pd.DataFrame, column: str) -> float | None:
@@ -91,16 +100,16 @@ class Cell:
     def runs(self) -> int:
         return len(self.setting.runs)
 
+    @property
+    def spread(self) -> str:
+        """``0.8120 ± 0.0040 (n=2)``: the page's one notation (``app.runsets.spread_cell``)."""
+        return spread_cell(Sample(self.mean, self.std, self.n))
+
     def text(self) -> str:
-        """``0.812 ± 0.004 (n=2)``, and what else holds for the cell.
+        """``0.8120 ± 0.0040 (n=2)``, and what else holds for the cell.
 
         Diverged runs are named in the text and left out of ``n``."""
-        if math.isnan(self.mean):
-            parts = ["no value"]
-        elif self.n > 1:
-            parts = [f"{self.mean:.3f} ± {self.std:.3f} (n={self.n})"]
-        else:
-            parts = [f"{self.mean:.3f} (n=1)"]
+        parts = ["no value" if math.isnan(self.mean) else self.spread]
         if self.diverged:
             parts.append(f"✕ {self.diverged}/{self.runs} diverged")
         if self.pending:
@@ -150,6 +159,11 @@ class Landscape:
     metric: str
     axes: tuple[Axis, ...]
     cells: tuple[Cell, ...]
+
+    @property
+    def compares_methods(self) -> bool:
+        """The runs differ in their loss: a method comparison, not a parameter grid."""
+        return any(a.key == METHOD_KEY for a in self.axes)
 
     @property
     def full(self) -> bool:
@@ -205,18 +219,52 @@ def grid_arrays(landscape: Landscape) -> dict[str, np.ndarray]:
     return out
 
 
+@dataclass(frozen=True)
+class MethodPoint:
+    """One method of a comparison at one noise rate: its label (the loss and its parameters,
+    and anything else that differs, but not the noise rate), the rate (None when every run
+    has the same one) and the cell of its seeds."""
+
+    method: str
+    rate: float | None
+    cell: Cell
+
+
+def method_points(landscape: Landscape) -> list[MethodPoint]:
+    """The cells of a method comparison as (method, noise rate) points, methods in the order
+    of their first run, rates ascending within a method."""
+    runs = [r for c in landscape.cells for r in c.setting.runs]
+    method = {r.id: s.label for s in settings(runs, ignore=(RATE_KEY,)) for r in s.runs}
+    varies = any(a.key == RATE_KEY for a in landscape.axes)
+    order = list(dict.fromkeys(method[r.id] for r in sorted(runs, key=lambda r: r.id)))
+    points = [MethodPoint(method[c.setting.runs[0].id],
+                          c.setting.values.get(RATE_KEY) if varies else None, c)
+              for c in landscape.cells]
+    return sorted(points, key=lambda p: (order.index(p.method),
+                                         -1.0 if p.rate is None else float(p.rate)))
+
+
 def cells_frame(landscape: Landscape) -> pd.DataFrame:
-    """One row per cell, sorted by the axes' value order: the parameters, runs, n, mean,
-    std, diverged, pending, and the setting's label and run ids."""
+    """One row per cell: its parameters (for a method comparison, the method and the noise
+    rate instead), the setting's label, ``mean ± std (n)`` (``Cell.spread``), runs, diverged,
+    pending and the run ids; sorted by the axes' value order."""
+    if landscape.compares_methods:
+        rates = any(a.key == RATE_KEY for a in landscape.axes)
+        return pd.DataFrame([{"method": p.method, **({"noise rate": p.rate} if rates else {}),
+                              **_cell_row(p.cell)} for p in method_points(landscape)])
     rows = []
     for c in landscape.cells:
         row: dict[str, Any] = {a.title: c.setting.values[a.key] for a in landscape.axes}
-        row.update({"setting": c.setting.label, "runs": c.runs, "n": c.n, "mean": c.mean,
-                    "std": c.std, "diverged": c.diverged, "pending": c.pending,
-                    "run ids": ", ".join(f"#{r.id}" for r in c.setting.runs)})
+        row.update(_cell_row(c))
         row["_order"] = tuple(a.index(c.setting.values[a.key]) for a in landscape.axes)
         rows.append(row)
     frame = pd.DataFrame(rows)
     if len(frame):
         frame = frame.sort_values("_order", kind="stable").drop(columns="_order")
     return frame.reset_index(drop=True)
+
+
+def _cell_row(c: Cell) -> dict[str, Any]:
+    return {"setting": c.setting.label, "mean ± std (n)": c.spread, "runs": c.runs,
+            "diverged": c.diverged, "pending": c.pending,
+            "run ids": ", ".join(f"#{r.id}" for r in c.setting.runs)}

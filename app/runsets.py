@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from dm_core.store import RunInfo
-from studio.experiments.verdicts import MISSING
+from studio.experiments.verdicts import MISSING, Sample, spread_text
 
 IGNORED_KEYS = ("name", "seed")  # what replicates may differ in
 SYMBOLS = {"lam": "λ", "beta": "β", "psi": "ψ", "alpha": "α", "eta": "η", "eps": "ε",
@@ -36,11 +36,26 @@ SYMBOLS = {"lam": "λ", "beta": "β", "psi": "ψ", "alpha": "α", "eta": "η", "
 MAX_TERM = 40  # characters of one "key=value" in a label (a matrix would fill a legend)
 _MISSING = object()
 
-__all__ = ["IGNORED_KEYS", "NO_VALUE", "Setting", "difference_label", "flat_config",
-           "format_value", "key_title", "pivot_by", "result_columns", "run_labels", "seed_table",
-           "seed_values", "settings", "varying_keys"]
+__all__ = ["IGNORED_KEYS", "NO_VALUE", "SPREAD_DIGITS", "Setting", "difference_label",
+           "flat_config", "format_value", "key_title", "pivot_by", "result_columns", "run_labels",
+           "seed_spread_table", "seed_table", "seed_values", "settings", "spread_cell",
+           "varying_keys"]
 NOT_RESULTS = ("id", "seed", "iterations", "noise rate")  # numeric columns that are no result
 NO_VALUE = MISSING  # a table cell without a value, as every verdict prints it
+SPREAD_DIGITS = 4  # accuracies are fractions: 4 decimals tell 0.9615 from 0.9610
+
+
+def spread_cell(sample: Sample | Sequence[float]) -> str:
+    """A value over seeds as every table, chart and verdict of the Compare page writes it:
+    mean ± sample std (ddof = 1) with n (``studio.experiments.verdicts.spread_text``).
+
+    >>> spread_cell([0.9575, 0.9615, 0.9655])
+    '0.9615 ± 0.0040 (n=3)'
+    >>> spread_cell([0.9615]), spread_cell([])
+    ('0.9615 (n=1)', '—')
+    """
+    found = sample if isinstance(sample, Sample) else Sample.of(sample)
+    return spread_text(found, percent=False, digits=SPREAD_DIGITS)
 
 
 def _hashable(value: Any) -> Any:
@@ -286,6 +301,23 @@ def seed_table(table: pd.DataFrame, runs: Sequence[RunInfo]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def seed_spread_table(table: pd.DataFrame, runs: Sequence[RunInfo],
+                      columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """``seed_table`` as the page shows it: one row per setting, its label and seeds, and
+    each of ``columns`` (default: every numeric result column) as one ``spread_cell``
+    (mean ± sample std (n=k), ``—`` where no seed has a value)."""
+    sets, by_id = settings(runs), table.set_index("id")
+    columns = result_columns(table) if columns is None else list(columns)
+    values = {column: _values_by_setting(by_id, sets, column) for column in columns}
+    rows = []
+    for s in sets:
+        row: dict[str, Any] = {"setting": s.label,
+                               "seeds": ", ".join(format_value(x) for x in s.seeds)}
+        row.update({column: spread_cell(values[column][s.label]) for column in columns})
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["setting", "seeds", *columns])
+
+
 def pivot_by(table: pd.DataFrame, runs: Sequence[RunInfo], value: str,
              key: str = "dataset.noise.rate", title: str = "r") -> pd.DataFrame:
     """``value`` (a numeric column of the per-run ``table``) as settings × the values of
@@ -307,14 +339,7 @@ def pivot_by(table: pd.DataFrame, runs: Sequence[RunInfo], value: str,
                 cells.setdefault(at, [])
         out[s.label] = {}
         for at, values in cells.items():
-            arr = np.asarray(values)
-            if not arr.size:
-                text = NO_VALUE
-            elif arr.size == 1:
-                text = f"{arr[0]:.3f} (n=1)"
-            else:
-                text = f"{arr.mean():.3f} ± {arr.std(ddof=1):.3f} (n={arr.size})"
-            out[s.label][f"{title} = {format_value(at)}"] = text
+            out[s.label][f"{title} = {format_value(at)}"] = spread_cell(values)
     order = sorted(columns, key=lambda v: (not isinstance(v, int | float), v if isinstance(v, int | float) else 0, format_value(v)))
     frame = pd.DataFrame.from_dict(out, orient="index")
     frame = frame.reindex(columns=[f"{title} = {format_value(v)}" for v in order]).fillna(NO_VALUE)

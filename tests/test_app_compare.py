@@ -85,18 +85,19 @@ def test_mean_over_seeds_pools_only_runs_that_differ_in_nothing_but_the_seed(app
     assert sorted(pooled.index) == ["dm λ=1 β=12 · r=0.2 · 80 it", "dm λ=1 β=12 · r=0.4 · 40 it",
                                     "dm λ=1 β=12 · r=0.4 · 80 it"]
     row = pooled.loc["dm λ=1 β=12 · r=0.4 · 80 it"]
-    assert row["runs"] == 2 and row["seeds"] == "0, 1"
-    assert row["final test acc"] == pytest.approx(np.mean([final[ids[0]], final[ids[1]]]))
-    assert row["final test acc ± std"] == pytest.approx(np.std([final[ids[0]], final[ids[1]]], ddof=1))
-    assert pooled.loc["dm λ=1 β=12 · r=0.4 · 40 it", "final test acc"] == final[ids[2]]
-    # By noise rate: rows say what differs apart from the rate; cells are mean ± std (n).
-    paper = frame_with(at, "r = 0.4")
-    assert list(paper.columns) == ["r = 0.2", "r = 0.4"]
+    assert row["seeds"] == "0, 1"
+    # One notation in every table: mean ± sample std (n), to four decimals.
     mean = np.mean([final[ids[0]], final[ids[1]]])
     std = np.std([final[ids[0]], final[ids[1]]], ddof=1)
-    assert paper.loc["dm λ=1 β=12 · 80 it", "r = 0.4"] == f"{mean:.3f} ± {std:.3f} (n=2)"
-    assert paper.loc["dm λ=1 β=12 · 80 it", "r = 0.2"] == f"{final[ids[3]]:.3f} (n=1)"
-    assert paper.loc["dm λ=1 β=12 · 40 it", "r = 0.4"] == f"{final[ids[2]]:.3f} (n=1)"
+    assert row["final test acc"] == f"{mean:.4f} ± {std:.4f} (n=2)"
+    assert pooled.loc["dm λ=1 β=12 · r=0.4 · 40 it", "final test acc"] == f"{final[ids[2]]:.4f} (n=1)"
+    assert set(pooled["selected test acc"]) == {"—"}  # no validation split: — as everywhere
+    # By noise rate: rows say what differs apart from the rate; cells in the same notation.
+    paper = frame_with(at, "r = 0.4")
+    assert list(paper.columns) == ["r = 0.2", "r = 0.4"]
+    assert paper.loc["dm λ=1 β=12 · 80 it", "r = 0.4"] == f"{mean:.4f} ± {std:.4f} (n=2)"
+    assert paper.loc["dm λ=1 β=12 · 80 it", "r = 0.2"] == f"{final[ids[3]]:.4f} (n=1)"
+    assert paper.loc["dm λ=1 β=12 · 40 it", "r = 0.4"] == f"{final[ids[2]]:.4f} (n=1)"
     # Legends name the setting and, within one, the seed.
     names = [t["name"] for t in chart(at, "compare.curves")["data"]]
     assert names == ["dm λ=1 β=12 · r=0.4 · 80 it · seed 0", "dm λ=1 β=12 · r=0.4 · 80 it · seed 1",
@@ -242,18 +243,18 @@ def test_the_winner_is_named_on_validation_never_on_test(disagreeing):
     optimistic = table.groupby(table["name"].str[:3])[COLUMNS["test_acc_best"]].mean()
     assert optimistic["b4."] > optimistic["b12"]
     # ... validation favours β=12, and the page ranks and names by validation.
-    ranking = next(d.value for d in at.dataframe
-                   if "selected val acc ± std" in d.value.columns and "final test acc" in d.value)
+    ranking = _ranking(at)
     assert [s.startswith("dm λ=1 β=12") for s in ranking["setting"]] == [True, False]
     twelve = [ref[12.0, s] for s in (0, 1)]
     top = ranking.iloc[0]
-    assert top["selected val acc"] == pytest.approx(np.mean([v for v, _ in twelve]))
-    assert top["selected test acc"] == pytest.approx(np.mean([t for _, t in twelve]))
-    assert top["selected test acc ± std"] == pytest.approx(np.std([t for _, t in twelve], ddof=1))
+    vals, tests = [v for v, _ in twelve], [t for _, t in twelve]
+    assert top["selected val acc"] == f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f} (n=2)"
+    assert top["selected test acc"] == f"{np.mean(tests):.4f} ± {np.std(tests, ddof=1):.4f} (n=2)"
     [winner] = [rendered(s.value) for s in at.success]
     assert "β=12" in winner and "β=4" not in winner
-    tests = [t for _, t in twelve]
-    assert f"{np.mean(tests) * 100:.2f} ± {np.std(tests, ddof=1) * 100:.2f}% (n=2)" in winner
+    # The message writes a value over seeds as the tables do.
+    assert f"{np.mean(tests):.4f} ± {np.std(tests, ddof=1):.4f} (n=2)" in winner
+    assert f"{np.mean(vals):.4f} ± {np.std(vals, ddof=1):.4f} (n=2) on validation" in winner
 
 
 def _ranking_page(app_db, shifts):
@@ -267,12 +268,23 @@ def _ranking_page(app_db, shifts):
     return at
 
 
+RANKING_COLUMNS = ["setting", "seeds", "selected val acc", "selected test acc", "final test acc"]
+
+
+def _ranking_element(at):
+    return next(d for d in at.dataframe if list(d.value.columns) == RANKING_COLUMNS)
+
+
+def _ranking(at) -> pd.DataFrame:
+    """The ranking table (its columns are only its own: the mean over seeds has more)."""
+    return _ranking_element(at).value
+
+
 def _displayed_ranking(at) -> pd.DataFrame:
-    """The cells of the ranking (the first table with a ``± std`` column: the mean over seeds
-    comes after it) as the reader sees them: its Styler's display values."""
+    """The cells of the ranking as the reader sees them: its Styler's display values."""
     import pyarrow as pa
 
-    el = next(d for d in at.dataframe if "selected val acc ± std" in d.value.columns)
+    el = _ranking_element(at)
     return pa.ipc.open_stream(el.proto.arrow_data.styler.display_values).read_pandas()
 
 
@@ -287,10 +299,12 @@ def test_no_winner_with_one_seed_or_a_tie(app_db, shifts, why):
     [info] = [rendered(i.value) for i in at.info]
     assert info.startswith("No winner: on validation, ") and why in info
     assert "not distinguishable" in info and f"(n={len(shifts[4.0])})" in info
-    # With one seed the ± std columns are empty, and say so with a dash, never "None".
+    assert "%" not in info  # the tables' notation (fractions), not percent
+    # With one seed a cell is its value and n, no spread; never "None".
     shown = _displayed_ranking(at)
     if len(shifts[4.0]) == 1:
-        assert set(shown["selected val acc ± std"]) == {"—"}
+        assert all(c.endswith("(n=1)") and "±" not in c for c in shown["selected val acc"])
+    assert all(c.endswith(f"(n={len(shifts[4.0])})") for c in shown["selected val acc"])
     assert not shown.isin(["None", "nan"]).any().any()
 
 
@@ -299,9 +313,9 @@ def test_a_winner_when_three_seeds_clearly_separate_the_settings(app_db):
                                 12.0: [0.0, 0.002, 0.004]})
     assert not at.info
     [winner] = [rendered(s.value) for s in at.success]
-    assert winner.startswith("Highest validation accuracy: **dm λ=1 β=12**, 90.20 ± 0.20% (n=3) "
+    assert winner.startswith("Highest validation accuracy: **dm λ=1 β=12**, 0.9020 ± 0.0020 (n=3) "
                              "on validation, ahead of every other setting (largest p = ")
-    ranking = frame_with(at, "selected val acc ± std")
+    ranking = _ranking(at)
     assert [s.split()[-1] for s in ranking["setting"]] == ["β=12", "β=8", "β=4"]
 
 
@@ -314,7 +328,7 @@ def test_by_noise_rate_defaults_to_the_selected_test_accuracy(app_db):
     paper = frame_with(at, "r = 0.4")
     for run_id, rate in zip(ids, ("0.2", "0.4"), strict=True):
         _, test = _selected(store.evals(run_id))
-        assert paper.iloc[0][f"r = {rate}"] == f"{test:.3f} (n=1)"
+        assert paper.iloc[0][f"r = {rate}"] == f"{test:.4f} (n=1)"
 
 
 # ---------------------------------------------------------------- landscape
@@ -362,7 +376,7 @@ def test_a_grid_of_two_seeds_opens_as_a_heatmap_with_mean_and_std(grid):
             values = [f["test_acc_final"] for f in finals if f is not None]  # diverged: none
             assert z[i, j] == pytest.approx(np.mean(values))
             if len(values) == 2:
-                assert f"± {np.std(values, ddof=1):.3f} (n=2)" in heat["text"][i][j]
+                assert f"± {np.std(values, ddof=1):.4f} (n=2)" in heat["text"][i][j]
     assert "✕ 1/2 diverged" in heat["text"][1][1] and "(n=1)" in heat["text"][1][1]
     marked = trace(fig, "diverged (runs left out of the mean)")
     assert (list(marked["x"]), list(marked["y"])) == (["12"], ["2"])
@@ -408,6 +422,43 @@ def test_more_than_two_parameters_as_parallel_coordinates(app_db):
     assert par["type"] == "parcoords"
     labels = [d["label"] for d in par["dimensions"]]
     assert labels == ["λ (loss.lam)", "β (loss.beta)", "iterations", "mean over seeds"]
+
+
+def test_a_method_comparison_is_one_point_per_method_with_its_error_bar(app_db):
+    """Methods have unrelated parameters: no parallel coordinates over λ and q with "–"
+    holes, but one point per method and noise rate at its mean over seeds, the sample std
+    as its error bar and n in the hover; the table beside it in the same notation."""
+    store = Store(app_db)
+    losses = {"cce": {"name": "cce"}, "gce": {"name": "gce", "q": 0.7},
+              "dm": {"name": "dm", "lam": 1.0, "beta": 8.0}}
+    finals: dict[tuple[str, float], list[float]] = {}
+    for rate in (0.2, 0.4):
+        for shift, name in enumerate(losses):
+            for seed in (0, 1, 2):
+                run = fabricate(store, name=f"{name}-{rate}-{seed}", loss=losses[name],
+                                iterations=20, eval_every=10, seed=seed, noise_rate=rate,
+                                group="methods", acc_shift=0.01 * shift + 0.003 * seed - rate / 10)
+                finals.setdefault((name, rate), []).append(store.get_run(run).summary["test_acc_final"])
+    at = _group_page("methods")
+    assert not at.exception
+    fig = chart(at, "compare.landscape")
+    assert [t["type"] for t in fig["data"]] == ["scatter", "scatter"]
+    assert [t["name"] for t in fig["data"]] == ["noise rate r = 0.2", "noise rate r = 0.4"]
+    assert fig["layout"]["xaxis"]["type"] == "category"
+    assert list(fig["layout"]["xaxis"]["categoryarray"]) == ["cce", "gce q=0.7", "dm λ=1 β=8"]
+    for trace_, rate in zip(fig["data"], (0.2, 0.4), strict=True):
+        assert list(trace_["x"]) == ["cce", "gce q=0.7", "dm λ=1 β=8"]
+        values = [finals[name, rate] for name in losses]
+        np.testing.assert_allclose(decode(trace_["y"]), [np.mean(v) for v in values])
+        np.testing.assert_allclose(decode(trace_["error_y"]["array"]),
+                                   [np.std(v, ddof=1) for v in values])
+        assert [t.endswith("(n=3)") for t in trace_["text"]] == [True] * 3
+    cells = frame_with(at, "run ids")
+    assert list(cells.columns[:4]) == ["method", "noise rate", "setting", "mean ± std (n)"]
+    dm = cells[(cells["method"] == "dm λ=1 β=8") & (cells["noise rate"] == 0.4)].iloc[0]
+    v = finals["dm", 0.4]
+    assert dm["mean ± std (n)"] == f"{np.mean(v):.4f} ± {np.std(v, ddof=1):.4f} (n=3)"
+    assert not cells.isin(["–", "None"]).any().any()
 
 
 # ---------------------------------------------------------------- links

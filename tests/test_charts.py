@@ -272,6 +272,14 @@ def test_a_method_comparison_landscape_has_a_category_axis():
     assert cell["dm λ=2"].pending == 1 and np.isnan(cell["dm λ=2"].mean)
     fig = charts.landscape_figure(land, "t")
     assert fig.data[0].type == "scatter" and fig.layout.xaxis.type == "category"
+    # Drawn as one point per method with its error bar, not over the λ axis a CCE run lacks.
+    assert land.compares_methods and len(fig.data) == 1
+    assert list(fig.layout.xaxis.categoryarray) == ["cce", "dm λ=1", "dm λ=2"]
+    points = fig.data[0]
+    assert list(points.x) == ["cce", "dm λ=1"]  # dm λ=2 has no value yet
+    np.testing.assert_allclose(points.y, [0.7, 0.85])
+    np.testing.assert_allclose(points.error_y.array, [0.0, np.std([0.8, 0.9], ddof=1)])
+    assert list(points.text) == ["0.7000 (n=1)", "0.8500 ± 0.0707 (n=2)"]
 
 
 def test_one_swept_parameter_is_a_line_with_error_bars():

@@ -1,4 +1,5 @@
-"""A sweep's landscape: a heatmap, points, a line or parallel coordinates of a metric over the swept parameters."""
+"""A sweep's landscape: a heatmap, points, a line or parallel coordinates of a metric over the
+swept parameters; for a method comparison, one point per method with its spread over seeds."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from app.charts.style import (
     NOISY,
     SERIES_COLOURS,
 )
-from app.landscape import Axis, Landscape, grid_arrays
+from app.landscape import Axis, Landscape, grid_arrays, method_points
 from app.runsets import format_value
 from app.text import plotly_text
 
@@ -38,12 +39,15 @@ def _axis_layout(axis: Axis) -> dict[str, Any]:
 
 
 def landscape_figure(land: Landscape, title: str, height: int = 460) -> go.Figure | None:
-    """The landscape as the shape of its sweep asks: a line over one parameter, a heatmap
+    """The landscape as the shape of its sweep asks: for a method comparison one point per
+    method and noise rate with its error bar; else a line over one parameter, a heatmap
     over two on a full grid, points over two where the grid has holes, parallel coordinates
     over more; None when nothing varies (one setting: a table says it all)."""
     if not land.axes:
         return None
-    if len(land.axes) == 1:
+    if land.compares_methods:
+        fig = _landscape_methods(land)
+    elif len(land.axes) == 1:
         fig = _landscape_line(land)
     elif len(land.axes) == 2 and land.full:
         fig = _landscape_heatmap(land)
@@ -53,6 +57,38 @@ def landscape_figure(land: Landscape, title: str, height: int = 460) -> go.Figur
         fig = _landscape_parallel(land)
     fig.update_layout(title=plotly_text(title), height=height, uirevision=f"landscape-{land.metric}",
                       margin={"l": 10, "r": 10, "t": 50, "b": 10}, legend=LEGEND_BELOW)
+    return fig
+
+
+def _landscape_methods(land: Landscape) -> go.Figure:
+    """x = method (a category), y = its mean over seeds with the sample std as an error bar
+    (none below two seeds), n in the hover; one colour per noise rate, side by side within a
+    method. A method with diverged runs is drawn as ⊗, those runs left out of its mean."""
+    points = [p for p in method_points(land) if np.isfinite(p.cell.mean)]
+    methods = [plotly_text(m) for m in dict.fromkeys(p.method for p in method_points(land))]
+    rates = list(dict.fromkeys(p.rate for p in points))
+    fig = go.Figure()
+    for i, rate in enumerate(rates):
+        mine = [p for p in points if p.rate == rate]
+        label = "mean ± std over seeds" if rate is None else f"noise rate r = {rate:g}"
+        fig.add_trace(go.Scatter(
+            x=np.asarray([plotly_text(p.method) for p in mine], dtype=object),
+            y=np.asarray([p.cell.mean for p in mine], dtype=np.float64),
+            error_y={"type": "data", "visible": True, "thickness": 2, "width": 6,
+                     "array": np.nan_to_num(np.asarray([p.cell.std for p in mine], dtype=np.float64))},
+            text=np.asarray([p.cell.text() for p in mine], dtype=object),
+            mode="markers", name=plotly_text(label),
+            marker={"size": 12, "color": SERIES_COLOURS[i % len(SERIES_COLOURS)],
+                    "symbol": np.asarray(["circle-x" if p.cell.diverged else "circle"
+                                          for p in mine], dtype=object)},
+            hovertemplate="%{x}" + ("" if rate is None else f", r = {rate:g}")
+                          + "<br>%{text}<extra></extra>"))
+    fig.update_layout(scattermode="group", scattergap=0.6 if len(rates) > 1 else 0.0,
+                      showlegend=len(rates) > 1,
+                      xaxis={"title": {"text": "method"}, "type": "category",
+                             "categoryorder": "array", "categoryarray": methods,
+                             "automargin": True},
+                      yaxis={"title": {"text": "mean over seeds ± sample std"}, "automargin": True})
     return fig
 
 

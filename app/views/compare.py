@@ -7,6 +7,9 @@
   corrupted and against the intact labels, the fraction of corrupted examples fitted; from
   each finished run's stored summary (its evaluations so far while it still runs), with the
   setting each run belongs to; as CSV too.
+- **One notation** for every value over seeds, in tables, messages and charts alike: mean ±
+  sample std with n, ``0.9615 ± 0.0054 (n=3)`` (``app.runsets.spread_cell``); a missing value
+  is ``—`` in every table.
 - **Ranked by validation accuracy**: the settings ordered by their mean selected validation
   accuracy. The top one is named the winner, with its selected test accuracy, only when it
   beats every other setting under the studio's one rule for verdicts
@@ -17,7 +20,9 @@
   anything but their seed are separate rows, labelled by what differs (``app.runsets``); by
   noise rate, as the paper's Table 10, when the noise rate varies.
 - **Landscape**: a metric over the parameters the runs sweep (``app.landscape``): a heatmap,
-  points, a line or parallel coordinates, with mean ± std over seeds and diverged runs marked.
+  points, a line or parallel coordinates, with mean ± std over seeds and diverged runs marked;
+  for a method comparison, one point per method (per noise rate when the runs span several)
+  with its sample std as an error bar.
 - **Curves** of any evaluation or per-iteration scalar overlaid, smoothed or on a log scale,
   by iteration or by fraction of training.
 - **p_i histograms** of the runs at one point of training, side by side or overlaid.
@@ -41,7 +46,7 @@ from app.charts import (
 )
 from app.curves import ALIGNMENTS, training_fraction
 from app.db import runs_or_stop, store_or_stop
-from app.landscape import METRICS, build_landscape, cells_frame
+from app.landscape import METRICS, RATE_KEY, build_landscape, cells_frame
 from app.links import (
     compare_params,
     opened_by_link,
@@ -49,7 +54,17 @@ from app.links import (
     read_runs,
     show_params,
 )
-from app.runsets import pivot_by, result_columns, run_labels, seed_table, seed_values, settings
+from app.runsets import (
+    SPREAD_DIGITS,
+    pivot_by,
+    result_columns,
+    run_labels,
+    seed_spread_table,
+    seed_table,
+    seed_values,
+    settings,
+    spread_cell,
+)
 from app.tables import (
     FINAL_TEST,
     NUMBER_COLUMNS,
@@ -63,7 +78,7 @@ from app.tables import (
 from app.text import md
 from app.widgets import curve_controls
 from dm_core.store import RunInfo
-from studio.experiments.verdicts import ALPHA, Sample, best_of, spread_text
+from studio.experiments.verdicts import ALPHA, Sample, best_of
 
 EVAL_METRICS = {"test_acc": "test accuracy", "val_acc": "validation accuracy (clean split)",
                 "train_acc_corrupted": "train accuracy vs corrupted labels",
@@ -148,14 +163,13 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
                        icon=":material/download:", on_click="ignore")
 
     pooled = seed_table(table, chosen)
-    ranking_section(pooled, seed_values(table, chosen, SELECTED_VAL),
-                    seed_values(table, chosen, SELECTED_TEST))
+    ranking_section(table, chosen, pooled)
     if (pooled["runs"] > 1).any():
         st.markdown("**Mean over seeds** (only runs that differ in nothing but the seed are "
-                    "pooled; `± std` is the sample standard deviation, — below two seeds)")
-        st.dataframe(shown(with_no_validation_marked(pooled),
-                           [c for c in pooled.columns if c not in ("setting", "runs", "seeds")]),
-                     hide_index=True, width="stretch", key="compare.seeds")
+                    "pooled; each cell: mean ± sample standard deviation (n = seeds with a "
+                    "value), the std left out below two seeds)")
+        st.dataframe(shown(seed_spread_table(table, chosen), ()), hide_index=True,
+                     width="stretch", key="compare.seeds")
     if table["noise rate"].nunique() > 1:
         values = result_columns(table)
         default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
@@ -165,32 +179,36 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
         st.dataframe(pivot_by(table, chosen, value), width="stretch", key="compare.paper")
 
 
-def ranking_section(pooled, validation: dict[str, list[float]], test: dict[str, list[float]]) -> None:
-    """The settings by mean selected validation accuracy (``app.tables.ranked_by_validation``),
-    shown when at least two settings have a validation accuracy. ``validation`` and ``test``
-    hold each setting's per-seed selected accuracies (``app.runsets.seed_values``): the top
-    setting is named the winner only when ``best_of`` says it beats every other one on them;
+def ranking_section(table, chosen: list[RunInfo], pooled) -> None:
+    """The settings by mean selected validation accuracy (``app.tables.ranked_by_validation``
+    over the seed-pooled ``pooled``), shown when at least two settings have a validation
+    accuracy. The top setting is named the winner only when ``best_of`` says it beats every
+    other one on its seeds' selected validation accuracies (``app.runsets.seed_values``);
     otherwise the page says which settings it cannot tell apart, and why."""
     ranked = ranked_by_validation(pooled)
     if len(ranked) < 2:
         return
+    validation = seed_values(table, chosen, SELECTED_VAL)
+    test = seed_values(table, chosen, SELECTED_TEST)
     best = best_of({label: Sample.of(validation[label]) for label in ranked["setting"]})
     rule = (f"Welch's t-test over seeds, Holm-corrected across the settings, α = {ALPHA:g}: a "
             "setting is named only when it beats every other one")
     st.markdown("**Ranked by validation accuracy** (mean over seeds of each run's best "
-                "validation accuracy; its test accuracy is read at that same evaluation)")
+                "validation accuracy; its test accuracy is read at that same evaluation; each "
+                "cell: mean ± sample standard deviation (n = seeds))")
     if best.name is not None:
         st.success(f"Highest validation accuracy: **{md(best.name)}**, "
-                   f"{spread_text(best.sample, digits=2)} on validation, ahead of every other "
+                   f"{spread_cell(best.sample)} on validation, ahead of every other "
                    f"setting ({best.lead_text(nested=True)}); selected test accuracy "
-                   f"{spread_text(Sample.of(test[best.name]), digits=2)}. {rule}.",
+                   f"{spread_cell(test[best.name])}. {rule}.",
                    icon=":material/trophy:")
     else:
-        st.info(f"No winner: on validation, {md(best.tie_text(digits=2))}. {rule}; more seeds "
-                "make the test sharper.", icon=":material/balance:")
-    columns = ["setting", "runs", "seeds"] + [c for col in (SELECTED_VAL, SELECTED_TEST, FINAL_TEST)
-                                              for c in (col, f"{col} ± std")]
-    st.dataframe(shown(ranked[columns], columns[3:]), hide_index=True, width="stretch",
+        st.info(f"No winner: on validation, "
+                f"{md(best.tie_text(percent=False, digits=SPREAD_DIGITS))}. {rule}; more "
+                "seeds make the test sharper.", icon=":material/balance:")
+    spread = seed_spread_table(table, chosen, (SELECTED_VAL, SELECTED_TEST, FINAL_TEST))
+    shown_ranked = spread.set_index("setting").loc[list(ranked["setting"])].reset_index()
+    st.dataframe(shown(shown_ranked, ()), hide_index=True, width="stretch",
                  key="compare.ranking")
 
 
@@ -210,14 +228,23 @@ def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> 
         return
     st.plotly_chart(fig, key="compare.landscape", theme="streamlit", width="stretch",
                     config=png_config(f"landscape-{metric}"))
-    shape = ("a heatmap (a full grid)" if land.full else
-             "parallel coordinates (one line per setting)" if len(land.axes) > 2 else
-             "points (the grid has holes: nothing is interpolated between them)"
-             if len(land.axes) == 2 else "one line")
-    st.caption(f"{len(land.cells)} settings over {len(land.axes)} parameter(s), drawn as "
-               f"{shape}. ✕ marks settings with diverged runs, which are left out of the mean.")
+    if land.compares_methods:
+        rates = any(a.key == RATE_KEY for a in land.axes)
+        st.caption(f"{len(land.cells)} settings: one point per method"
+                   + (", coloured by noise rate" if rates else "")
+                   + ", at its mean over seeds, the error bar its sample standard deviation "
+                     "(none below two seeds; n in the hover and the table). ⊗ marks a method "
+                     "with diverged runs, which are left out of its mean.")
+    else:
+        shape = ("a heatmap (a full grid)" if land.full else
+                 "parallel coordinates (one line per setting)" if len(land.axes) > 2 else
+                 "points (the grid has holes: nothing is interpolated between them)"
+                 if len(land.axes) == 2 else "one line")
+        st.caption(f"{len(land.cells)} settings over {len(land.axes)} parameter(s), drawn as "
+                   f"{shape}. ✕ marks settings with diverged runs, which are left out of the "
+                   "mean.")
     html_download(fig, f"landscape-{metric}", "compare.landscape_html")
-    st.dataframe(shown(cells_frame(land), ("mean", "std")), hide_index=True, width="stretch",
+    st.dataframe(shown(cells_frame(land), ()), hide_index=True, width="stretch",
                  key="compare.cells")
 
 
