@@ -27,10 +27,16 @@ def _claims_context(table: pd.DataFrame) -> list[str]:
     if len(fell):
         out.append("DM runs whose final test accuracy is more than 5 points below their best "
                    "(optimistic: the maximum over training picks the iteration on test data): " + "; ".join(
-                       f"{r['condition']} {r['method']} (β={json.loads(r['params'])['beta']:g}) best "
+                       f"{r['condition']} {r['method']}{_beta_text(r['params'])} best "
                        f"{r['test_acc_best'] * 100:.1f}% → final {r['test_acc_final'] * 100:.1f}%"
                        for _, r in fell.iterrows()) + ".")
     return out
+
+
+def _beta_text(params: str) -> str:
+    """`` (β=…)`` for a row that trained with a published β, else nothing."""
+    beta = json.loads(params).get("beta")
+    return "" if beta is None else f" (β={beta:g})"
 
 
 def results_from_csv(path: Path) -> pd.DataFrame:
