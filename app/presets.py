@@ -24,6 +24,7 @@ from typing import Any
 from dm_core.config import ConfigError, RunConfig, parse_config, read_config_file
 from dm_core.reference import CIFAR10_SOURCE, SOURCES
 from studio.repro import Experiment, Method, get_experiment
+from studio.submission import noise_takes_rate
 
 FORM_VAL_FRACTION = 0.2
 PAPER_NOTE = ("Paper setups: datasets, models, noise rates and optimisation as in the paper "
@@ -132,6 +133,23 @@ def with_validation_split(cfg: dict[str, Any]) -> dict[str, Any]:
     return {**cfg, "dataset": dataset}
 
 
+def with_clean_labels_named(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A resolved config dict whose noise takes a rate but is at r = 0 (the paper's clean
+    column, which ``dm repro`` trains as symmetric noise at 0) with the noise kind ``none``:
+    the same labels, under the name the form accepts (it refuses a noisy kind at r = 0).
+
+    >>> with_clean_labels_named({"dataset": {"noise": {"kind": "symmetric", "rate": 0.0}}})
+    {'dataset': {'noise': {'kind': 'none', 'rate': 0.0}}}
+    """
+    dataset = dict(cfg.get("dataset") or {})
+    noise = dict(dataset.get("noise") or {})
+    if noise_takes_rate(str(noise.get("kind"))) and noise.get("rate") == 0 \
+            and not noise.get("transition"):
+        dataset["noise"] = {**noise, "kind": "none"}
+        return {**cfg, "dataset": dataset}
+    return cfg
+
+
 def form_defaults() -> dict[str, Any]:
     """What the Launch form starts from: ``RunConfig``'s defaults with a validation split."""
     return with_validation_split(RunConfig().model_dump(mode="json"))
@@ -139,12 +157,14 @@ def form_defaults() -> dict[str, Any]:
 
 def all_presets() -> dict[str, dict[str, Any]]:
     """Every preset, validated and resolved (defaults filled in), with a validation split
-    (``with_validation_split``); invalid ones are left out."""
+    (``with_validation_split``) and clean labels named as such (``with_clean_labels_named``);
+    invalid ones are left out."""
     out = {}
     for label, data in {**yaml_presets(), **paper_presets()}.items():
         try:
-            out[label] = parse_config(with_validation_split(
-                parse_config(data).model_dump(mode="json"))).model_dump(mode="json")
+            resolved = parse_config(data).model_dump(mode="json")
+            out[label] = parse_config(with_clean_labels_named(
+                with_validation_split(resolved))).model_dump(mode="json")
         except ConfigError:
             continue
     return out
