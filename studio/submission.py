@@ -169,16 +169,17 @@ def comparison_on_seeds(base: dict[str, Any], losses: list[str], seeds: int,
     """``dm_core.config.comparison_configs`` on ``seeds`` seeds: the base's seed and the
     next ``seeds − 1``, each with every loss (seed by seed, so the queue completes one
     whole comparison before it starts the next). With one seed, exactly
-    ``comparison_configs``; with more, each run is named ``name[loss,seed=S]``.
+    ``comparison_configs``; with more, each run is named ``name[loss,seed=S]``. Too many
+    runs is an error about ``--seeds`` (the form caps its field below the limit).
 
     >>> runs = comparison_on_seeds({"name": "cmp", "seed": 4}, ["cce", "dm"], 2)
     >>> [(c.name, c.seed) for c in runs]
     [('cmp[cce,seed=4]', 4), ('cmp[dm,seed=4]', 4), ('cmp[cce,seed=5]', 5), ('cmp[dm,seed=5]', 5)]
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError.at("seeds", f"{seeds!r}: must be a whole number ≥ 1")
+        raise ConfigError.at("--seeds", f"{seeds!r}: must be a whole number ≥ 1")
     if seeds * len(losses) > MAX_RUNS_PER_SUBMIT:
-        raise ConfigError.at("seeds", f"{seeds} seeds × {len(losses)} losses = "
+        raise ConfigError.at("--seeds", f"{seeds} seeds × {len(losses)} losses = "
                                       f"{seeds * len(losses)} runs; at most "
                                       f"{MAX_RUNS_PER_SUBMIT} runs per submit")
     base = apply_overrides(base, overrides or [])

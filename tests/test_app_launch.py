@@ -518,3 +518,16 @@ def test_the_form_and_dm_submit_refuse_a_degenerate_beta_in_the_same_words(app_d
     at.number_input(key="L.loss.dm.beta").set_value(80.0).run()  # under the bound of 83.15
     assert not errors_under(at, "L.loss.dm.beta")
     assert _submit(app_db, tmp_path, "--set", "loss.lam=1", "--set", "loss.beta=80").exit_code == 0
+
+
+def test_dm_submit_seeds_belongs_to_a_comparison_and_is_bounded(app_db, tmp_path):
+    result = _submit(app_db, tmp_path, "--seeds", "3")
+    assert result.exit_code == 2 and "--seeds: only with --compare" in result.output, result.output
+    result = _submit(app_db, tmp_path, "--compare", "cce,dm", "--seeds", "501")
+    assert result.exit_code == 2, result.output
+    assert "--seeds: 501 seeds × 2 losses = 1002 runs; at most 1000" in result.output
+    assert Store(app_db).list_runs() == []
+    result = _submit(app_db, tmp_path, "--compare", "cce,dm", "--seeds", "2", "--set", "seed=9")
+    assert result.exit_code == 0, result.output
+    assert sorted(r.name for r in Store(app_db).list_runs()) == [
+        "r[cce,seed=10]", "r[cce,seed=9]", "r[dm,seed=10]", "r[dm,seed=9]"]
