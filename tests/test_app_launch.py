@@ -508,6 +508,8 @@ def test_the_form_and_dm_submit_refuse_a_degenerate_beta_in_the_same_words(app_d
     at.number_input(key="L.loss.dm.beta").set_value(1e6).run()
     [form] = errors_under(at, "L.loss.dm.beta")
     bound = beta_bound("dm", {"lam": 1.0}, 128)
+    # The form says the allowed range beside the loss before any value is refused.
+    assert any(f"−{bound:.4g} ≤ β ≤ {bound:.4g} at batch size 128" in c.value for c in at.caption)
     assert form.startswith("loss.beta: β = 1e+06 is degenerate for dm with λ=1 at batch size 128")
     assert f"allowed here: {-bound:.4g} ≤ β ≤ {bound:.4g}" in form and "overflow float32" in form
     _queue(at)

@@ -54,7 +54,7 @@ from dm_core.noise import NOISE
 from dm_core.schemes import make_scheme
 from dm_core.store import StoreError
 from studio.repro import get_experiment
-from studio.submission import comparison_on_seeds
+from studio.submission import beta_bound, comparison_on_seeds
 
 MODES = ("one run", "λ/β grid", "method comparison")
 SECTIONS = ("dataset", "model", "loss", "optimizer", "schedule")
@@ -159,7 +159,21 @@ def registry_section(section: str, form: Form, title: str) -> dict[str, Any]:
     if section == "loss" and scheme is not None:
         _scheme_caption(scheme, {k: v for k, v in out.items() if k not in ("name", "eps")},
                         normalised=bool(entry.extra.get("normalise")))
+        _beta_caption(name, out)
     return out
+
+
+def _beta_caption(loss: str, params: dict[str, Any]) -> None:
+    """The β the checks before queueing allow (``studio.submission.beta_bound``) at the
+    form's other parameters and batch size, said before a value past it is refused."""
+    try:
+        bound = beta_bound(loss, params, _batch_size())
+    except (ConfigError, TypeError, ValueError):
+        return
+    if bound is not None:
+        st.caption(f"β may be at most {bound:.4g} in size here (−{bound:.4g} ≤ β ≤ {bound:.4g} "
+                   f"at batch size {_batch_size()}): beyond it one example takes all of a "
+                   "batch's gradient, to float32 precision.")
 
 
 def _scheme_caption(scheme: str, params: dict[str, Any], normalised: bool) -> None:
