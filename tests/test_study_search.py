@@ -409,3 +409,16 @@ def test_dm_study_trains_dm_beta_and_an_untuned_registered_loss(tmp_path):
     assert "dm-beta: 1 of its 16 settings" in text
     assert "dm-exponential (no search space: trained at its defaults beta=2, eps=1e-06)" in text
     assert "### r=0.4, dm-beta" in text
+
+
+def test_dm_study_tunes_elr_and_co_teaching_through_the_real_loop(tmp_path):
+    """The per-example (ELR) and two-network (co-teaching) methods are study methods like any
+    loss: tuned over their own axes, trained by the loop at toy size, reported."""
+    path = write(tmp_path, study(methods=["elr", "co-teaching"], budget=1,
+                                 base={**TINY_BASE, "iterations": 10, "eval_every": 10}))
+    result = runner.invoke(app, ["study", str(path), "--local", "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "tiny.md").read_text()
+    assert "elr: 1 of its 12 settings" in text
+    assert "co-teaching: 1 of its 4 settings" in text
+    assert "### r=0.4, co-teaching" in text

@@ -94,6 +94,10 @@ _space("focal", "γ; γ = 0 is cross-entropy", Axis("gamma", (0.5, 1.0, 2.0, 5.0
 _space("dm-beta", "α (emphasis towards easy examples as it grows) and η (concentration); "
        "α = 1 with η = 1 is uniform weighting, with η = 2 cross-entropy's weighting",
        Axis("alpha", (1.0, 2.0, 3.0, 4.0), _LOW), Axis("eta", (1.0, 2.0, 3.0, 4.0), _LOW))
+_space("elr", "λ (weight of the early-learning term) and its momentum; λ = 0 is cross-entropy",
+       Axis("lam", (1.0, 3.0, 5.0, 7.0), _LOW), Axis("momentum", (0.5, 0.7, 0.9), _LOW))
+_space("co-teaching", "τ, the share of each batch left out once the schedule is done; τ = 0 "
+       "trains both networks on every example", Axis("forget_rate", (0.1, 0.2, 0.4, 0.6), _LOW))
 
 
 def check_method(method: str, where: str = "methods") -> None:
