@@ -1,7 +1,10 @@
-"""Runs: every run with its status, progress, ETA and error first (pinned: they stay in view
-while the table scrolls sideways), then device, attempt, elapsed time; links to each run's
-Monitor view and to its group's Compare view; cancel, retry, delete, clone into the launch
-form, open in Monitor or Compare. Retry from scratch and Delete clear what a run logged, so
+"""Runs: every run with its status, name, test accuracy (final, and selected on validation
+data) and a link to its Monitor view first (pinned: they stay in view while the table scrolls
+sideways, and fit in 1,400 pixels), then what tells runs apart (loss, its parameters, noise,
+seed), progress, ETA and error, then id, device, attempt, elapsed time and a link to the
+group's Compare view. Every column sorts (click its header); the status, group and loss
+filters narrow the list. Cancel, retry, delete, clone into the launch form, open in Monitor
+or Compare. Retry from scratch and Delete clear what a run logged, so
 both ask for a confirmation first; Resume keeps it.
 
 The table lives in a fragment that refreshes itself every few seconds while anything is
