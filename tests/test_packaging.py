@@ -163,7 +163,9 @@ def test_dm_runs_fits_the_terminal(listed_runs, columns):
     assert "queued" in rows[ids[1]] and "short" in rows[ids[1]]
     assert "cancelled" in rows[ids[2]]
     assert long_name not in out and "…" in rows[ids[0]]  # shortened to fit
-    assert "--wide" in out  # the columns left out are named, with how to see them
+    # The columns left out are named, with how to see them.
+    flat = " ".join(out.split())
+    assert f"hidden at {columns} columns: " in flat and flat.endswith("(--wide shows them)")
 
 
 def test_dm_runs_wide_shows_every_column_whole(listed_runs):

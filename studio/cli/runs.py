@@ -314,8 +314,8 @@ def runs(
     out.print(_runs_table(rows, columns, name_width))
     hidden = [c for c, _ in RUN_COLUMNS if c not in columns and c not in shared]
     if hidden:
-        out.print(f"not shown at {out.width} columns: {', '.join(hidden)} (dm runs --wide shows "
-                  "every column)", style="dim", highlight=False)
+        out.print(f"hidden at {out.width} columns: {', '.join(hidden)} (--wide shows them)",
+                  style="dim", highlight=False)
 
 
 @app.command("show")
