@@ -206,7 +206,11 @@ def test_cifar10_preset_is_the_papers_table_with_its_numbers_beside(tmp_path):
     exp = get_experiment("cifar10-table10")
     assert [c for c, _ in exp.conditions] == ["r=0.2", "r=0.4", "r=0.6", "r=0.8"]
     runs = {(c, m.label): cfg for c, m, _, cfg in exp.runs()}
-    assert sorted({m for _, m in runs}) == ["CCE", "DM λ=0", "DM λ=0.5", "DM λ=1", "DM λ=2", "Uniform (β=0)"]
+    assert sorted({m for _, m in runs}) == ["CCE", "Co-teaching", "DM λ=0", "DM λ=0.5", "DM λ=1", "DM λ=2",
+                                            "ELR", "Uniform (β=0)"]
+    # The stronger baselines at their papers' settings: co-teaching forgets the noise rate.
+    assert runs["r=0.6", "Co-teaching"].loss.forget_rate == 0.6
+    assert (runs["r=0.2", "ELR"].loss.lam, runs["r=0.2", "ELR"].loss.momentum) == (3.0, 0.7)
     cfg = runs["r=0.4", "DM λ=1"]
     # Its Section 4.1: lr 0.1 times 0.1 every 5k iterations, batch 128, weight decay 1e-4.
     assert cfg.model.name == "resnet56" and cfg.schedule.milestones == [5_000, 10_000, 15_000]
@@ -239,7 +243,7 @@ def test_gpu_setup_run_locally_on_a_cpu_warns_first(monkeypatch, tmp_path):
     monkeypatch.setattr(cli_repro, "_run_local", lambda p, *a: ran.append(p.total()))
     monkeypatch.setattr(cli_repro, "_cuda_for", lambda device: False)
     result = runner.invoke(app, ["repro", "cifar10-table10", "--local", "--out", str(tmp_path)])
-    assert result.exit_code == 0 and ran == [24]
+    assert result.exit_code == 0 and ran == [32]  # 4 rates × 8 rows
     assert "GPU setup" in result.output and "takes days" in result.output
 
 

@@ -35,7 +35,10 @@ class Plan:
         out = []
         for cond_label, method, seed, cfg in self.experiment.runs(self.seeds):
             beta = method.beta_for(cond_label)
-            out.append(PlannedRun(method.label, {} if beta is None else {"beta": float(beta)},
+            params = {} if beta is None else {"beta": float(beta)}
+            if method.noise_rate_param:
+                params[method.noise_rate_param] = float(cfg.dataset.noise.rate)
+            out.append(PlannedRun(method.label, params,
                                   cond_label, float(cfg.dataset.noise.rate), seed, PHASE,
                                   _shrink(cfg, self.iterations)))
         return out

@@ -34,6 +34,9 @@ class Method:
     label: str
     loss: dict[str, Any]
     beta_by_condition: tuple[tuple[str, float], ...] = ()
+    # A loss parameter set to each condition's noise rate: co-teaching's forget rate, which its
+    # paper sets to the (known) noise rate.
+    noise_rate_param: str | None = None
 
     def beta_for(self, cond_label: str) -> float | None:
         """The β this method trains with under ``cond_label``."""
@@ -78,6 +81,8 @@ class Experiment:
         beta = method.beta_for(cond_label)
         if beta is not None:
             loss["beta"] = beta
+        if method.noise_rate_param:
+            loss[method.noise_rate_param] = float(data["dataset"]["noise"]["rate"])
         data["loss"] = loss
         data["seed"] = seed
         data["name"] = f"{self.name}/{cond_label}/{method.label}/seed{seed}"
@@ -86,6 +91,11 @@ class Experiment:
 
 _BASELINES = tuple(Method(n.upper() if "-" not in n else n.upper(), {"name": n})
                    for n in ("cce", "gce", "mae", "mse", "cce-dn", "gce-dn", "mae-dn", "mse-dn"))
+# The stronger baselines at their papers' settings: ELR's CIFAR-10 λ = 3 and momentum 0.7;
+# co-teaching with the forget rate at the noise rate and T_k = 10 epochs.
+_STRONGER = (Method("ELR", {"name": "elr", "lam": 3.0, "momentum": 0.7}),
+             Method("Co-teaching", {"name": "co-teaching", "gradual_epochs": 10.0},
+                    noise_rate_param="forget_rate"))
 
 
 def _register(exp: Experiment) -> None:
@@ -148,13 +158,13 @@ _CIFAR10_RATES = (0.2, 0.4, 0.6, 0.8)
 _register(Experiment(
     name="cifar10-table10",
     description="CIFAR-10, ResNet-56, symmetric noise r ∈ {0.2, 0.4, 0.6, 0.8} (the paper's Table 10 "
-                "setup): CCE, uniform weights (β = 0) and DM λ ∈ {0, ½, 1, 2} with the paper's β "
-                "at each rate; the paper's numbers beside each row. Needs a GPU and the CIFAR-10 "
+                "setup): CCE, uniform weights (β = 0), ELR and co-teaching at their papers' settings, "
+                "and DM λ ∈ {0, ½, 1, 2} with the paper's β at each rate; the paper's numbers beside each row. Needs a GPU and the CIFAR-10 "
                 "files under ./data.",
     base=_gpu_base("cifar10", "resnet56", "symmetric", 20_000, [5_000, 10_000, 15_000]),
     conditions=_rate_conditions(_CIFAR10_RATES),
     methods=(Method("CCE", {"name": "cce"}), Method("Uniform (β=0)", {"name": "dm", "lam": 0.0, "beta": 0.0}))
-    + _published_dm((0.0, 0.5, 1.0, 2.0), _CIFAR10_RATES, PAPER_CIFAR10),
+    + _STRONGER + _published_dm((0.0, 0.5, 1.0, 2.0), _CIFAR10_RATES, PAPER_CIFAR10),
     seeds=(0,), needs_gpu=True,
     paper_note=(f"Beside each row, the paper's own numbers for the same setting ({CIFAR10_SOURCE}; "
                 "the same layout as Table 10 of the later versions): final / best test accuracy, "
@@ -169,7 +179,7 @@ _register(Experiment(
 def _gpu_preset(name: str, description: str, dataset: str, model: str, rates: tuple[float, ...],
                 dm: tuple[tuple[float, float], ...], iterations: int, milestones: list[int],
                 kind: str = "symmetric") -> None:
-    """A setup without published numbers: CCE, GCE, MAE and one DM row per (λ, β) in ``dm``,
+    """A setup without published numbers: CCE, GCE, MAE, ELR, co-teaching and one DM row per (λ, β) in ``dm``,
     which pairs with ``rates`` in order for the Launch page (λ grows with the noise rate)."""
     dm_methods = tuple(Method(f"DM λ={lam:g} β={beta:g}", {"name": "dm", "lam": lam, "beta": beta})
                        for lam, beta in dm)
@@ -178,7 +188,7 @@ def _gpu_preset(name: str, description: str, dataset: str, model: str, rates: tu
                          base=_gpu_base(dataset, model, kind, iterations, milestones),
                          conditions=conditions,
                          methods=(Method("CCE", {"name": "cce"}), Method("GCE", {"name": "gce"}),
-                                  Method("MAE", {"name": "mae"})) + dm_methods,
+                                  Method("MAE", {"name": "mae"})) + _STRONGER + dm_methods,
                          seeds=(0,), needs_gpu=True, paper_note=_GPU_NOTE,
                          launch=tuple((c, m.label) for (c, _), m in zip(conditions, dm_methods, strict=True))))
 
@@ -196,12 +206,13 @@ _register(Experiment(
     name="cifar100-table1",
     description="CIFAR-100, ResNet-44, symmetric noise r ∈ {0, 0.2, 0.4, 0.6} (the paper's Table 1 "
                 "setup, as the authors' reference code ran it): CCE, GCE, MAE, MSE, their DN "
-                "variants and DM λ ∈ {0, ½, 1} with the authors' β; their published accuracy "
+                "variants, ELR and co-teaching at their papers' settings, and DM λ ∈ {0, ½, 1} with the authors' β; their published accuracy "
                 "beside each row. Needs a GPU and the CIFAR-100 files under ./data.",
     base=_gpu_base("cifar100", "resnet44", "symmetric", 30_000, [15_000, 22_000],
                    batch_size=256, weight_decay=5e-4, balanced_sampler=True, classes_per_batch=32),
     conditions=_rate_conditions(_CIFAR100_RATES),
-    methods=_BASELINES + _published_dm((0.0, _CIFAR100_LAUNCH_LAM, 1.0), _CIFAR100_RATES, AUTHORS_CIFAR100),
+    methods=_BASELINES + _STRONGER
+    + _published_dm((0.0, _CIFAR100_LAUNCH_LAM, 1.0), _CIFAR100_RATES, AUTHORS_CIFAR100),
     seeds=(123,), needs_gpu=True,
     launch=tuple((f"r={r:g}", f"DM λ={_CIFAR100_LAUNCH_LAM:g}") for r in _CIFAR100_RATES),
     paper_note=("Beside each row, the accuracy of the authors' own published run of the same "
