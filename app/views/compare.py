@@ -46,6 +46,7 @@ from app.charts import (
 )
 from app.curves import ALIGNMENTS, training_fraction
 from app.db import runs_or_stop, store_or_stop
+from app.downloads import csv_download
 from app.landscape import METRICS, RATE_KEY, build_landscape, cells_frame
 from app.links import (
     compare_params,
@@ -158,9 +159,7 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
     table.insert(2, "setting", [labels[i] for i in table["id"]])
     st.dataframe(shown(with_no_validation_marked(table), NUMBER_COLUMNS), hide_index=True,
                  width="stretch", key="compare.table")
-    st.download_button("Download table (CSV)", data=table.to_csv(index=False).encode(),
-                       file_name="dm-compare.csv", mime="text/csv", key="compare.csv",
-                       icon=":material/download:", on_click="ignore")
+    csv_download(table, "dm-compare", "compare.csv")
 
     pooled = seed_table(table, chosen)
     ranking_section(table, chosen, pooled)
@@ -168,8 +167,9 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
         st.markdown("**Mean over seeds** (only runs that differ in nothing but the seed are "
                     "pooled; each cell: mean ± sample standard deviation (n = seeds with a "
                     "value), the std left out below two seeds)")
-        st.dataframe(shown(seed_spread_table(table, chosen), ()), hide_index=True,
-                     width="stretch", key="compare.seeds")
+        spread = seed_spread_table(table, chosen)
+        st.dataframe(shown(spread, ()), hide_index=True, width="stretch", key="compare.seeds")
+        csv_download(spread, "dm-compare-seeds", "compare.seeds_csv", "Download mean over seeds (CSV)")
     if table["noise rate"].nunique() > 1:
         values = result_columns(table)
         default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
@@ -244,8 +244,9 @@ def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> 
                    f"{shape}. ✕ marks settings with diverged runs, which are left out of the "
                    "mean.")
     html_download(fig, f"landscape-{metric}", "compare.landscape_html")
-    st.dataframe(shown(cells_frame(land), ()), hide_index=True, width="stretch",
-                 key="compare.cells")
+    cells = cells_frame(land)
+    st.dataframe(shown(cells, ()), hide_index=True, width="stretch", key="compare.cells")
+    csv_download(cells, f"landscape-{metric}", "compare.cells_csv", "Download landscape table (CSV)")
 
 
 def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
