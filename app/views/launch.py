@@ -194,12 +194,14 @@ def _scheme_caption(scheme: str, params: dict[str, Any], normalised: bool) -> No
                  f"{1 / batch:.3g} if all weighed the same).")
     st.caption(text)
     if share == 1.0 and batch > 1:
-        # A fact of the formula, not a forecast: cce-dn's weight reaches zero too and trained
-        # stably with clipping in the stability benchmark, mae-dn and dm-beta did not.
+        # A fact of the formula, not a forecast; which losses carry their own fixed clip is
+        # read from the registry, where it was set from the stability benchmark's figures.
+        clipped = [e.name for e in LOSSES.entries() if e.extra.get("clip_grad_norm")]
         st.info("This weighting reaches zero on [0, 1], so a whole step can land on a single "
-                "example. The Monitor's concentration chart shows how much it does during a run; "
-                "docs/benchmarks.md lists which losses of this kind diverged on digits.",
-                icon=":material/info:")
+                "example. The Monitor's concentration chart shows how much it does during a run. "
+                f"The losses that diverged that way in the stability benchmark ({', '.join(clipped)}) "
+                "clip the gradient at a fixed norm by default: leave optimizer.clip_grad_norm "
+                "empty for the loss's own default, 0 for none.", icon=":material/info:")
 
 
 def _batch_size() -> int:
