@@ -78,7 +78,8 @@ def test_the_loss_caption_states_one_examples_worst_case_share(at):
     # dm-beta's default weight p(1-p) vanishes at both ends: one example can take it all.
     at.selectbox(key="L.loss.name").set_value("dm-beta").run()
     assert any("up to 1 of a batch's gradient" in c.value for c in at.caption)
-    assert any("reaches zero on [0, 1]" in i.value for i in at.info)
+    [note] = [i.value for i in at.info if "reaches zero on [0, 1]" in i.value]
+    assert "mae-dn, mse-dn, gce-dn, dm-beta" in note and "optimizer.clip_grad_norm" in note
     # Without derivative normalisation the share is not a share of the gradient: not shown.
     at.selectbox(key="L.loss.name").set_value("gce").run()
     assert not any("of a batch's gradient" in c.value for c in at.caption)
