@@ -10,6 +10,12 @@ multiples of ``2k`` are a subset of those of ``k``, old and new rows stay evenly
 store applies the same grid in SQL (``Store.scalars(..., stride=k)``), so only those rows
 cross the wire.
 
+A page that fell behind (a burst of rows, a page opened half-way through a run) must not
+replay the backlog in order: each read covers everything up to the newest row, on a stride
+coarse enough that at most a budget of rows comes back (``window_stride``). The kept rows
+are thinned to that stride as well, so the grid stays uniform and the work of one read is
+bounded however far behind the page was.
+
 Plain data and numpy; no Streamlit, so the logic is tested on its own.
 """
 
@@ -23,7 +29,8 @@ import pandas as pd
 
 from dm_core.store.downsample import every_kth
 
-__all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "stride_for"]
+__all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "paced_interval", "rearm", "stride_for",
+           "window_stride"]
 
 
 def stride_for(count: int, limit: int) -> int:
@@ -36,6 +43,42 @@ def stride_for(count: int, limit: int) -> int:
         raise ValueError(f"limit: must be at least 1, got {limit}")
     ratio = math.ceil(max(count, 0) / limit)
     return 1 if ratio <= 1 else 1 << (ratio - 1).bit_length()
+
+
+def window_stride(stride: int, count: int, budget: int) -> int:
+    """The stride for reading ``count`` new rows in one go, at most ``budget`` of them (and
+    the newest): the current ``stride``, or a coarser power of two when the backlog is large.
+    Both are powers of two, so the multiples of the larger are a subset of the smaller's.
+
+    >>> window_stride(1, 500, 3000), window_stride(1, 5000, 3000), window_stride(8, 5000, 3000)
+    (1, 2, 8)
+    """
+    return max(stride, stride_for(count, budget))
+
+
+def paced_interval(tick_s: float, shortest: float, longest: float, pace: float) -> float:
+    """Seconds between two ticks of a live page: ``pace`` times the last tick's duration,
+    rounded up to ``shortest`` times a power of two, at most ``longest``. Rounding keeps small
+    changes in a tick's cost from changing the interval.
+
+    >>> [paced_interval(t, 2.0, 16.0, 3.0) for t in (0.1, 0.7, 1.0, 2.5, 60.0)]
+    [2.0, 4.0, 4.0, 8.0, 16.0]
+    """
+    interval = shortest
+    while interval < min(pace * tick_s, longest):
+        interval *= 2
+    return min(interval, longest)
+
+
+def rearm(wanted: float, armed: float) -> bool:
+    """Whether a timer running every ``armed`` seconds must be replaced by one of ``wanted``:
+    at once when it is too short (ticks would queue behind one another), only when it is
+    four times too long otherwise (so the interval does not swing back and forth).
+
+    >>> rearm(4.0, 2.0), rearm(2.0, 4.0), rearm(2.0, 8.0)
+    (True, False, True)
+    """
+    return wanted > armed or wanted * 4 <= armed
 
 
 def grid_indices(iterations: np.ndarray, stride: int, limit: int) -> tuple[np.ndarray, int]:
@@ -67,10 +110,12 @@ class LiveScalars:
         """The newest iteration held (0 before the first read)."""
         return int(self.frame["iteration"].iloc[-1]) if len(self.frame) else 0
 
-    def append(self, new: pd.DataFrame) -> None:
-        """Add rows read after :attr:`last` (read with ``stride=self.stride``)."""
+    def append(self, new: pd.DataFrame, stride: int | None = None) -> None:
+        """Add rows read after :attr:`last`, read with ``stride`` (default: :attr:`stride`;
+        a coarser one from ``window_stride`` thins the kept rows to it too)."""
         if not len(new):
             return
+        self.stride = max(self.stride, stride or 1)
         frame = pd.concat([self.frame, new], ignore_index=True) if len(self.frame) else new
         idx, self.stride = grid_indices(frame["iteration"].to_numpy(), self.stride, self.limit)
         self.frame = frame.iloc[idx].reset_index(drop=True)
@@ -90,10 +135,13 @@ class LiveHistograms:
     def last(self) -> int:
         return int(self.iterations[-1]) if len(self.iterations) else 0
 
-    def append(self, iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray) -> None:
-        """Add histograms read after :attr:`last`; a different bin count starts afresh."""
+    def append(self, iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
+               stride: int | None = None) -> None:
+        """Add histograms read after :attr:`last` with ``stride`` (as ``LiveScalars.append``);
+        a different bin count starts afresh."""
         if not len(iterations):
             return
+        self.stride = max(self.stride, stride or 1)
         if self.clean is None or self.clean.shape[1] != clean.shape[1]:
             it, c, n = iterations, clean, noisy
         else:

@@ -11,7 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from app.live import LiveHistograms, LiveScalars, grid_indices, stride_for
+from app.live import (
+    LiveHistograms,
+    LiveScalars,
+    grid_indices,
+    paced_interval,
+    rearm,
+    stride_for,
+    window_stride,
+)
 
 
 def read_after(total: np.ndarray, after: int, stride: int) -> np.ndarray:
@@ -81,3 +89,30 @@ def test_stride_and_grid_rules():
     assert grid_indices(np.zeros(0, dtype=int), 4, 10)[0].tolist() == []
     with pytest.raises(ValueError, match="limit"):
         stride_for(5, 0)
+
+
+def test_a_burst_is_read_as_one_thinned_window_up_to_the_newest_row():
+    limit = 100
+    live = LiveScalars(limit)
+    first = read_after(np.arange(1, 51), 0, 1)
+    live.append(pd.DataFrame({"iteration": first}))
+    newest = 5_050
+    k = window_stride(live.stride, newest - live.last, limit)
+    assert k == 64
+    burst = read_after(np.arange(1, newest + 1), live.last, k)
+    assert len(burst) <= limit + 1 and burst[-1] == newest
+    live.append(pd.DataFrame({"iteration": burst}), stride=k)
+    kept = live.frame["iteration"].to_numpy()
+    assert live.stride == k and kept[-1] == newest
+    assert kept[:-1].tolist() == list(range(k, newest, k))  # the old rows thinned to it too
+    assert window_stride(8, 10, limit) == 8  # a small backlog keeps the grid it has
+
+
+def test_ticks_are_paced_by_their_own_cost():
+    """A tick that takes longer lengthens the interval (never shorter than three of its
+    durations, so ticks cannot queue behind one another); a faster one shortens it again only
+    once the interval is four times too long."""
+    intervals = [paced_interval(t, 2.0, 16.0, 3.0) for t in (0.0, 0.5, 1.0, 2.0, 3.0, 100.0)]
+    assert intervals == [2.0, 2.0, 4.0, 8.0, 16.0, 16.0]
+    assert all(i >= min(3.0 * t, 16.0) for i, t in zip(intervals, (0.0, 0.5, 1.0, 2.0, 3.0, 100.0), strict=True))
+    assert rearm(8.0, 4.0) and not rearm(4.0, 8.0) and rearm(2.0, 8.0) and not rearm(2.0, 2.0)

@@ -297,3 +297,44 @@ def test_the_headline_accuracy_is_selected_on_validation(app_db):
     without = fabricate(store, name="no-val", iterations=80, eval_every=10)
     metrics = {m.label: m.value for m in _page(without).metric}
     assert metrics["max test acc (optimistic)"] == f"{store.evals(without)['test_acc'].max():.3f}"
+
+
+def test_a_backlog_is_jumped_not_replayed(app_db, reads):
+    """5,000 rows stored between two ticks (a busy machine, a page that fell behind): the
+    second tick reads a thinned window that ends at the newest iteration, and no more rows
+    than one tick's budget, instead of every row in order."""
+    store = Store(app_db)
+    run_id = fabricate(store, name="burst", iterations=6000, eval_every=500, bins=10, upto=100,
+                       finish=False)
+    at = _page(run_id)
+    assert len(_points(at, "monitor.pmean", "clean")) == 100
+    assert "as of iteration 100," in " ".join(c.value for c in at.caption)
+    fabricate(store, run_id=run_id, iterations=6000, eval_every=500, bins=10, start_at=101,
+              upto=5100, finish=False)
+    at.run()
+    assert reads["scalars"][-1] == 100 and reads["histograms"][-1] == 101  # after the last seen
+    live = at.session_state["monitor.live"]
+    assert live["scalars"].last == 5100 and live["hist"].last == 5100  # the newest row
+    scalar_rows, hist_rows = live["read"]
+    # A tick's budget is twice the page's kept budget (monitor.TICK_ROWS = 2 * MAX_POINTS).
+    budget, hist_budget = 2 * live["scalars"].limit, 2 * live["hist"].limit
+    assert scalar_rows <= budget + 1 and hist_rows <= hist_budget + 1
+    kept = live["scalars"].frame["iteration"].to_numpy()
+    k = live["scalars"].stride
+    assert k > 1 and set(np.diff(kept[:-1]).tolist()) == {k}  # one uniform grid, old and new
+    x = _points(at, "monitor.pmean", "clean")
+    assert x[-1] == 5100 and len(x) <= budget + 1
+    assert decode(chart(at, "monitor.heatmap")["data"][0]["x"])[-1] == 5100
+    assert {m.label: m.value for m in at.metric}["iteration"] == "5100/6000"
+    assert "as of iteration 5100," in " ".join(c.value for c in at.caption)
+
+
+def test_the_page_says_what_it_shows(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    [line] = [c.value for c in at.caption if "as of iteration" in c.value]
+    assert line.startswith("Live: as of iteration 100, ") and " s ago (refreshed every " in line
+    fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=101,
+              upto=200, finish=True)
+    at.run()
+    assert any(c.value == "Iteration 200: the run is succeeded." for c in at.caption)

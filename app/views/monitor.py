@@ -12,16 +12,22 @@ log scale. A diverged run says at which iteration, with the figures measured the
 
 The URL names the run (``?run=N``, ``app.links``): reloading or sharing it opens the same run.
 
-The live part is a fragment that reruns itself every ``REFRESH_S`` seconds while the run is
-queued or running (``run_every=None`` otherwise). Each tick reads only the rows after the
-last iteration it has (kept in ``st.session_state["monitor.live"]``), through short-lived
-store sessions; what accumulates stays within a fixed budget on a uniform iteration grid
-(``app.live``), which the store applies in SQL, so a long run's first read is downsampled
-there.
+The live part is a fragment that reruns itself while the run is queued or running
+(``run_every=None`` otherwise). Each tick reads only the rows after the last iteration it
+has (kept in ``st.session_state["monitor.live"]``), through short-lived store sessions;
+what accumulates stays within a fixed budget on a uniform iteration grid (``app.live``),
+which the store applies in SQL. A tick never replays a backlog: when many rows arrived since
+the last one (a busy machine, a page opened half-way through a run), it reads a thinned
+window that ends at the newest row, so the page jumps to the present and one tick's work is
+bounded. The ticks are paced by their own cost: the interval is a few times the last tick's
+duration (at least ``REFRESH_S``), so ticks never queue behind one another on a loaded
+machine (docs/architecture.md, "Streamlit: pacing a live fragment"). A line above the
+charts says which iteration the page shows and how long ago it was the newest.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -42,7 +48,7 @@ from app.charts import (
 )
 from app.db import runs_or_stop, store_or_stop
 from app.links import monitor_params, opened_by_link, read_run, show_params
-from app.live import LiveHistograms, LiveScalars, stride_for
+from app.live import LiveHistograms, LiveScalars, paced_interval, rearm, stride_for, window_stride
 from app.tables import selected_accuracies
 from app.text import md
 from app.widgets import curve_controls
@@ -50,9 +56,13 @@ from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError
 from dm_core.store import RunInfo, RunNotFound, RunStatus
 
-REFRESH_S = 2.0
-MAX_POINTS = 3000  # scalar rows kept per run (the grid's stride doubles beyond twice this)
-MAX_HIST = 1000  # histogram rows kept, likewise
+REFRESH_S = 2.0  # the shortest interval between two ticks
+MAX_REFRESH_S = 16.0  # the longest, however slow the machine
+PACE = 3.0  # the interval is at least this many times the last tick's duration
+MAX_POINTS = 1500  # scalar rows kept per run (the grid's stride doubles beyond twice this)
+MAX_HIST = 500  # histogram rows kept, likewise
+TICK_ROWS = 2 * MAX_POINTS  # at most this many scalar rows read by one tick (and the newest)
+TICK_HIST = 2 * MAX_HIST  # histogram rows, likewise
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
 PAGE = "monitor"
@@ -80,22 +90,58 @@ def live_state(run: RunInfo) -> dict[str, Any]:
         # A long run's first read is already on a grid coarse enough for the budget.
         live = {"run_id": run.id, "attempt": run.attempt, "evals": pd.DataFrame(), "fetches": 0,
                 "scalars": LiveScalars(MAX_POINTS, stride_for(run.iteration, MAX_POINTS)),
-                "hist": LiveHistograms(MAX_HIST, stride_for(run.iteration, MAX_HIST))}
+                "hist": LiveHistograms(MAX_HIST, stride_for(run.iteration, MAX_HIST)),
+                "read": (0, 0), "newest_at": time.time()}
         st.session_state[LIVE] = live
     return live
 
 
 def fetch_new(s, run: RunInfo, live: dict[str, Any]) -> None:
     """Append what the store has after the last iteration seen (scalars, histograms, evals),
-    read on the accumulated series' own iteration grid (``app.live``)."""
+    up to the newest row, on the accumulated series' iteration grid, coarsened for this read
+    when the backlog is larger than one tick's budget (``app.live.window_stride``).
+    ``live["read"]`` keeps how many scalar and histogram rows this read returned."""
     live["fetches"] += 1
     scalars, hist = live["scalars"], live["hist"]
-    new = s.scalars(run.id, after=scalars.last, stride=scalars.stride)
-    scalars.append(new)
+    before = scalars.last
+    k = window_stride(scalars.stride, run.iteration - scalars.last, TICK_ROWS)
+    new = s.scalars(run.id, after=scalars.last, stride=k)
+    scalars.append(new, stride=k)
     if len(new) or live["fetches"] == 1:
         live["evals"] = s.evals(run.id)  # one row per evaluation: small
-    series = s.histograms(run.id, start=hist.last + 1, max_rows=None, stride=hist.stride)
-    hist.append(series.iterations, series.clean, series.noisy)
+    k = window_stride(hist.stride, run.iteration - hist.last, TICK_HIST)
+    series = s.histograms(run.id, start=hist.last + 1, max_rows=None, stride=k)
+    hist.append(series.iterations, series.clean, series.noisy, stride=k)
+    live["read"] = (len(new), len(series.iterations))
+    if scalars.last != before:
+        live["newest_at"] = time.time()
+
+
+# ----------------------------------------------------------------------------- pacing
+
+def refresh_interval() -> float:
+    """Seconds between ticks, from the last tick's duration (``app.live.paced_interval``)."""
+    return paced_interval(float(st.session_state.get("monitor.tick_s", 0.0)), REFRESH_S,
+                          MAX_REFRESH_S, PACE)
+
+
+def record_tick(took: float, armed: float | None) -> None:
+    """Remember how long this tick took; when the timer that is running (``armed``) is now
+    too short for it, or four times longer than needed, rerun the page so that the fragment
+    is armed with a new interval (its ``run_every`` is read only when the page draws it)."""
+    st.session_state["monitor.tick_s"] = took
+    if armed is not None and rearm(refresh_interval(), armed):
+        st.rerun(scope="app")
+
+
+def status_line(run: RunInfo, live: dict[str, Any], armed: float | None) -> None:
+    """Which iteration the page shows, and how long ago it was the newest one stored."""
+    last = live["scalars"].last
+    if armed is None:
+        st.caption(f"Iteration {last}: the run is {run.status}.")
+        return
+    age = max(0, round(time.time() - live["newest_at"]))
+    st.caption(f"Live: as of iteration {last}, {age} s ago (refreshed every {armed:g} s).")
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -392,8 +438,12 @@ with st.expander("Chart controls: smoothing, log scale, the iteration shown", ex
     iteration_controls(first)
 
 
-@st.fragment(run_every=REFRESH_S if first.status in ACTIVE else None)
+armed = refresh_interval() if first.status in ACTIVE else None
+
+
+@st.fragment(run_every=armed)
 def live_view() -> None:
+    started = time.monotonic()
     if st.session_state.pop("monitor.picked", False):
         st.rerun(scope="app")  # a heatmap click: the controls outside show the new choice
     try:
@@ -403,6 +453,7 @@ def live_view() -> None:
         return
     live = live_state(run)
     fetch_new(s, run, live)
+    status_line(run, live, armed)
     divergence_box(run)
     metrics(run, live)
     charts(run, live, curve_style)
@@ -410,6 +461,7 @@ def live_view() -> None:
         # It started or ended: redraw the whole page once (the sidebar's counts, the timer,
         # which stops once the run has ended).
         st.rerun()
+    record_tick(time.monotonic() - started, armed)
 
 
 live_view()

@@ -34,7 +34,7 @@ from dm_core.store import RunStatus, Store
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 
 VIEWPORT = {"width": 1400, "height": 1800}
-ITERATIONS = 3000  # the live series keeps every point up to 2 × 3,000 (app.views.monitor)
+ITERATIONS = 3000  # the live series keeps every point up to 2 × 1,500 (app.views.monitor)
 HELD_AT = 1200  # the worker holds the run there (its rows stored) while the monitor is checked
 HOST = "evil.example"
 HOSTILE_NAME = f"![](http://{HOST}/pixel.png)"
