@@ -111,7 +111,19 @@ class RunSummary:
         return out
 
 
-Event = StartEvent | ScalarsEvent | HistogramEvent | EvalEvent | CheckpointEvent | ResumeEvent
+@dataclass(frozen=True)
+class ExamplesEvent:
+    """At every evaluation: a snapshot of each training example's statistics so far
+    (``dm_core.example_stats``: confidence, variability, aum, forgetting, first_learned,
+    last_p, share, and cleanlab's ``label_quality`` of the model's predictions at this
+    evaluation when cleanlab is installed), one compact array each, in training-set order."""
+
+    iteration: int
+    arrays: dict[str, np.ndarray]
+
+
+Event = (StartEvent | ScalarsEvent | HistogramEvent | EvalEvent | ExamplesEvent | CheckpointEvent
+         | ResumeEvent)
 
 
 class TrainingInterrupted(Exception):

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dm_core import checkpoints, clipping
+from dm_core import checkpoints, clipping, example_stats
 from dm_core.checkpoints import CHECKPOINT_NAME, load_checkpoint_config
 from dm_core.config import RunConfig
 from dm_core.data import augment_batch, balanced_batch_indices, batch_indices, load_dataset
@@ -41,6 +41,7 @@ from dm_core.events import (
     CheckpointEvent,
     EvalEvent,
     Event,
+    ExamplesEvent,
     HistogramEvent,
     ResumeEvent,
     RunSummary,
@@ -120,6 +121,7 @@ class _PhaseState:
     clip_reference: torch.Tensor | None = None  # relative clipping's running norm (dm_core.clipping)
     loss_takes_index: bool = False  # the loss keeps per-example state: it is given each batch's indices
     two_networks: bool = False  # co-teaching: the model is a NetworkPair, the loss takes the epoch
+    examples: example_stats.ExampleStatistics | None = None  # per-example statistics of this phase
 
 
 def train(
@@ -262,7 +264,8 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
                         scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
                         clip_reference=clipping.initial_reference(run.device),
                         loss_takes_index=takes_index,
-                        two_networks=bool(loss_entry.extra.get("two_networks")))
+                        two_networks=bool(loss_entry.extra.get("two_networks")),
+                        examples=example_stats.ExampleStatistics(len(run.x_train), run.device))
 
     if checkpoint is not None and checkpoint["phase"] == phase.name:
         model.load_state_dict(checkpoint["model"])
@@ -274,6 +277,8 @@ def _build_phase(run: _Run, phase: _Phase, checkpoint: dict[str, Any] | None) ->
         state.scaler.load_state_dict(checkpoint["scaler"])
         state.best, state.last_eval = dict(checkpoint["best"]), dict(checkpoint["last_eval"])
         state.evals = [(int(i), dict(v)) for i, v in checkpoint.get("evals", [])]
+        if checkpoint.get("examples") is not None:  # older checkpoints have none
+            state.examples.load_state_dict(checkpoint["examples"])
         if checkpoint.get("clip_reference") is not None:  # older checkpoints have none
             state.clip_reference = torch.tensor(float(checkpoint["clip_reference"]), device=run.device)
         _set_rng_state(checkpoint["rng"])
@@ -322,6 +327,9 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     stats = step_statistics(loss, logits, y, state.loss_fn.last, run.is_noisy[idx],
                             config.histogram_bins, grad_norm, clip_scale)
     _check_divergence(run, state, iteration, stats)
+    # Each example of the batch, by its index in the training set: from this forward pass.
+    margin, correct, share = example_stats.batch_example_inputs(logits, y, state.loss_fn.last.weight)
+    state.examples.update(idx, state.loss_fn.last.p, margin, correct, share, iteration)
 
     state.scaler.step(state.optimizer)
     state.scaler.update()
@@ -433,7 +441,8 @@ def _check_divergence(run: _Run, state: _PhaseState, iteration: int, stats: Step
 def _evaluate(run: _Run, state: _PhaseState, iteration: int) -> None:
     """Score the model on test, training (corrupted and intact) and validation data."""
     data, device, model = run.data, run.device, state.model
-    train_pred = _predict(model, run.x_train)
+    train_prob = _probabilities(model, run.x_train)
+    train_pred = train_prob.argmax(1)
     noisy, y_corrupted = run.is_noisy, run.y_corrupted
     values = {
         "test_acc": _accuracy(model, data.x_test.to(device), data.y_test.to(device)),
@@ -451,6 +460,11 @@ def _evaluate(run: _Run, state: _PhaseState, iteration: int) -> None:
     state.last_eval = dict(values)
     state.evals.append((iteration, dict(values)))
     run.emit(EvalEvent(iteration=iteration, values=values))
+    arrays = state.examples.snapshot()
+    quality = example_stats.label_quality(state.phase.labels, train_prob)
+    if quality is not None:
+        arrays["label_quality"] = quality
+    run.emit(ExamplesEvent(iteration=iteration, arrays=arrays))
 
 
 def _save_checkpoint(run: _Run, state: _PhaseState, iteration: int) -> None:
@@ -468,6 +482,7 @@ def _save_checkpoint(run: _Run, state: _PhaseState, iteration: int) -> None:
         "scaler": state.scaler.state_dict(),
         "rng": _get_rng_state(), "best": state.best, "last_eval": state.last_eval,
         "evals": state.evals, "clip_reference": float(state.clip_reference),
+        "examples": state.examples.state_dict(),
         "model_args": {"name": config.model.name, "num_classes": run.data.num_classes,
                        "input_shape": list(run.data.input_shape), **config.model.params()},
     }
@@ -505,6 +520,14 @@ def _make_optimizer(config: RunConfig, model: nn.Module) -> torch.optim.Optimize
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # Without a branch: a mean over an empty group is 0 here and is not logged.
     return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def _probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's softmax over ``x`` (float32), in chunks, in evaluation mode."""
+    model.eval()
+    return torch.cat([torch.softmax(model(x[i:i + EVAL_CHUNK]).float(), dim=1)
+                      for i in range(0, len(x), EVAL_CHUNK)])
 
 
 @torch.no_grad()

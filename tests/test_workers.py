@@ -125,12 +125,13 @@ class FakeStore:
         self.fail_with: Exception | None = None
 
     def write_batch(self, run_id, attempt, scalars, histograms, evals, checkpoint=None,
-                    start=None, worker_id=None):
+                    start=None, worker_id=None, examples=()):
         if self.fail_with is not None:
             raise self.fail_with
         self.writes.append({"scalars": [e.iteration for e in scalars],
                             "histograms": [e.iteration for e in histograms],
                             "evals": [e.iteration for e in evals],
+                            "examples": [e.iteration for e in examples],
                             "checkpoint": checkpoint, "start": start is not None})
 
 
@@ -861,7 +862,9 @@ def test_runs_show_cancel_retry_delete(db_url, config_file):
     assert [r["id"] for r in json.loads(cli(db_url, "runs", "--json", "--status",
                                              "running").stdout)] == [run.id]
     table = cli(db_url, "runs")
-    assert table.exit_code == 0 and "tiny[seed=2]" in table.output and "running" in table.output
+    # The start every listed name shares is said once; each row keeps the part that differs.
+    assert table.exit_code == 0 and "names: tiny[" in table.output and "seed=2]" in table.output
+    assert "running" in table.output
     assert cli(db_url, "runs", "--status", "bogus").exit_code == 2
 
     shown = json.loads(cli(db_url, "show", "1", "--json").stdout)
@@ -926,7 +929,7 @@ def test_export_tidy_tables(db_url, config_file, tmp_path, monkeypatch):
 
 def test_db_upgrade_and_worker_options(db_url, tmp_path):
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0003" in result.output
+    assert result.exit_code == 0 and "revision 0004" in result.output
     result = cli("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "db", "upgrade")
     assert result.exit_code == 1 and "hunter2" not in result.output and "***" in result.output
     result = cli(db_url, "worker", "--device", "cuda:7", "--exit-when-idle")
@@ -956,7 +959,7 @@ def test_db_upgrade_brings_a_0001_database_to_retry_counters(db_url):
         conn.execute(text("INSERT INTO claims (run_id, attempt, worker_id) VALUES (1, 2, 'w')"))
     old.dispose()
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0003" in result.output, result.output
+    assert result.exit_code == 0 and "revision 0004" in result.output, result.output
     store = Store(db_url)
     assert (store.get_run(1).attempt, store.get_run(1).retries) == (2, 0)
     assert [(c["retry"], c["attempt"]) for c in store.claims(1)] == [(0, 2)]

@@ -34,6 +34,7 @@ from dm_core.events import (
     CheckpointEvent,
     EvalEvent,
     Event,
+    ExamplesEvent,
     HistogramEvent,
     ResumeEvent,
     ScalarsEvent,
@@ -94,6 +95,7 @@ class StoreSink:
         self._scalars: list[ScalarsEvent] = []
         self._histograms: list[HistogramEvent] = []
         self._evals: list[EvalEvent] = []
+        self._examples: list[ExamplesEvent] = []
         self._start: StartEvent | None = None
         self._pending_checkpoint: CheckpointEvent | None = None
 
@@ -107,6 +109,8 @@ class StoreSink:
             self._histograms.append(event)
         elif isinstance(event, EvalEvent):
             self._evals.append(event)
+        elif isinstance(event, ExamplesEvent):
+            self._examples.append(event)
         elif isinstance(event, CheckpointEvent):
             self._checkpoint(event)
         elif isinstance(event, StartEvent):
@@ -130,13 +134,14 @@ class StoreSink:
         self._scalars = [e for e in self._scalars if e.iteration <= iteration]
         self._histograms = [e for e in self._histograms if e.iteration <= iteration]
         self._evals = [e for e in self._evals if e.iteration <= iteration]
+        self._examples = [e for e in self._examples if e.iteration <= iteration]
 
     # -- writing -------------------------------------------------------------------------
 
     @property
     def pending(self) -> int:
         """Events buffered and not yet written."""
-        return len(self._scalars) + len(self._histograms) + len(self._evals)
+        return len(self._scalars) + len(self._histograms) + len(self._evals) + len(self._examples)
 
     def flush(self, *, final: bool = False) -> bool:
         """Write everything buffered (and a pending checkpoint) in one transaction.
@@ -146,13 +151,14 @@ class StoreSink:
         ``final=True`` it is raised at once (the caller retries). Any other error is raised.
         """
         checkpoint = self._pending_checkpoint
-        if not (self._scalars or self._histograms or self._evals or self._start or checkpoint):
+        if not (self._scalars or self._histograms or self._evals or self._examples or self._start
+                or checkpoint):
             self._last_flush = self._clock()
             return False
         try:
             self.store.write_batch(self.run_id, self.attempt, self._scalars, self._histograms,
                                    self._evals, checkpoint=checkpoint, start=self._start,
-                                   worker_id=self.worker_id)
+                                   worker_id=self.worker_id, examples=self._examples)
         except StoreUnavailable as err:
             down_for = self._outage.down_for()
             wait = self._outage.failed()
@@ -171,6 +177,7 @@ class StoreSink:
             log.warning("run %d: metrics written again after %.1f s without the database",
                         self.run_id, lasted[0])
         self._scalars, self._histograms, self._evals, self._start = [], [], [], None
+        self._examples = []
         self._pending_checkpoint = None
         self._last_flush = self._clock()
         self.transactions += 1

@@ -30,6 +30,7 @@ from dm_core.store.frames import records_frame, scalars_frame
 from dm_core.store.models import (
     COUNT_DTYPE,
     EVALS,
+    EXAMPLES,
     FLAG_DTYPE,
     HISTOGRAMS,
     LABEL_DTYPE,
@@ -117,8 +118,10 @@ class Metrics:
     def write_batch(self, run_id: int, attempt: int, scalars: Sequence[Any] = (),
                     histograms: Sequence[Any] = (), evals: Sequence[Any] = (),
                     checkpoint: Any | None = None, start: Any | None = None, *,
-                    worker_id: str | None = None) -> None:
+                    worker_id: str | None = None, examples: Sequence[Any] = ()) -> None:
         """Append what the training loop reported, in ONE transaction (see ``Store``)."""
+        from dm_core.example_stats import pack as pack_snapshot
+
         values: dict[str, Any] = {"heartbeat_at": self.db.now()}
         if scalars:
             values["last_iteration"] = max(e.iteration for e in scalars)
@@ -139,6 +142,8 @@ class Metrics:
                          for e in histograms],
             EVALS: [{"run_id": run_id, "iteration": int(e.iteration), "data": jsonable(e.values)}
                     for e in evals],
+            EXAMPLES: [{"run_id": run_id, "iteration": int(e.iteration), "data": pack_snapshot(e.arrays)}
+                       for e in examples],
         }
         labels = None
         if start is not None:
@@ -182,6 +187,22 @@ class Metrics:
                                     SCALARS.c.extra).where(*cond)
                              .order_by(SCALARS.c.iteration)).all()
         return scalars_frame(rows)
+
+    def example_iterations(self, run_id: int) -> list[int]:
+        with self.db.session(readonly=True) as s:
+            return list(s.execute(select(EXAMPLES.c.iteration).where(EXAMPLES.c.run_id == run_id)
+                                  .order_by(EXAMPLES.c.iteration)).scalars())
+
+    def examples(self, run_id: int, iteration: int | None = None) -> tuple[int, dict[str, np.ndarray]] | None:
+        from dm_core.example_stats import unpack
+
+        cond = [EXAMPLES.c.run_id == run_id]
+        if iteration is not None:
+            cond.append(EXAMPLES.c.iteration <= iteration)
+        with self.db.session(readonly=True) as s:
+            row = s.execute(select(EXAMPLES.c.iteration, EXAMPLES.c.data).where(*cond)
+                            .order_by(EXAMPLES.c.iteration.desc()).limit(1)).first()
+        return None if row is None else (int(row[0]), unpack(row[1]))
 
     def evals(self, run_id: int) -> pd.DataFrame:
         with self.db.session(readonly=True) as s:

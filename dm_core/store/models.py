@@ -151,6 +151,16 @@ class Eval(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
+class ExampleSnapshot(Base):
+    """One row per evaluation: every training example's statistics at that point
+    (``dm_core.example_stats``), the arrays of one ``.npz`` blob (no pickles)."""
+
+    __tablename__ = "example_snapshots"
+    run_id: Mapped[int] = mapped_column(Integer, _run_fk(), primary_key=True)
+    iteration: Mapped[int] = mapped_column(Integer, primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class RunLabels(Base):
     """The training labels a run used: clean, corrupted and the is-noisy flags (per phase:
     ``train``; ``relabel`` holds the predicted labels of the label-correction phase)."""
@@ -182,9 +192,10 @@ RUNS = Run.__table__
 SCALARS = Scalar.__table__
 HISTOGRAMS = Histogram.__table__
 EVALS = Eval.__table__
+EXAMPLES = ExampleSnapshot.__table__
 LABELS = RunLabels.__table__
 CLAIMS = Claim.__table__
-PER_ITERATION = (SCALARS, HISTOGRAMS, EVALS)
+PER_ITERATION = (SCALARS, HISTOGRAMS, EVALS, EXAMPLES)
 
 
 # ---------------------------------------------------------------------- storage formats

@@ -203,6 +203,16 @@ class Store:
         """The stored histogram nearest at or before ``iteration``: (iteration, clean, noisy)."""
         return self._metrics.histogram_at(run_id, iteration)
 
+    def example_iterations(self, run_id: int) -> list[int]:
+        """The evaluations that stored a snapshot of every training example's statistics."""
+        return self._metrics.example_iterations(run_id)
+
+    def examples(self, run_id: int, iteration: int | None = None
+                 ) -> tuple[int, dict[str, np.ndarray]] | None:
+        """The snapshot of every training example's statistics (``dm_core.example_stats``) at
+        or before ``iteration`` (None: the latest): (its iteration, name → array), or None."""
+        return self._metrics.examples(run_id, iteration)
+
     def labels(self, run_id: int, phase: str = "train"
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """The run's training labels: (clean int64, noisy int64, is_noisy bool), or None."""
@@ -230,11 +240,12 @@ class Store:
     def write_batch(self, run_id: int, attempt: int, scalars: Sequence[Any] = (),
                     histograms: Sequence[Any] = (), evals: Sequence[Any] = (),
                     checkpoint: Any | None = None, start: Any | None = None, *,
-                    worker_id: str | None = None) -> None:
+                    worker_id: str | None = None, examples: Sequence[Any] = ()) -> None:
         """Append what the training loop reported, in ONE transaction.
 
         ``scalars``/``histograms``/``evals`` are ``ScalarsEvent``/``HistogramEvent``/
-        ``EvalEvent`` lists; ``checkpoint`` a ``CheckpointEvent`` whose iteration and path are
+        ``EvalEvent`` lists, ``examples`` ``ExamplesEvent``s (one snapshot per evaluation);
+        ``checkpoint`` a ``CheckpointEvent`` whose iteration and path are
         recorded with the rows (so rows ≤ the checkpoint and the checkpoint commit together);
         ``start`` a ``StartEvent`` (labels, total iterations, device). The first statement is
         the fence (also a heartbeat): a worker that lost the run gets ``LostClaim`` and
@@ -246,7 +257,7 @@ class Store:
         already committed and its answer lost, when it replaces the rows with themselves.
         """
         self._metrics.write_batch(run_id, attempt, scalars, histograms, evals, checkpoint,
-                                  start, worker_id=worker_id)
+                                  start, worker_id=worker_id, examples=examples)
 
     def truncate_after(self, run_id: int, iteration: int, *, attempt: int | None = None,
                        worker_id: str | None = None) -> None:
