@@ -341,17 +341,22 @@ def read_label_file(path: str, key: str | None, num_examples: int, num_classes: 
         raise ConfigError(f"{field}: {what} holds {len(labels):,} labels; {data} {num_examples:,} "
                           "training examples (counted before dataset.val_fraction holds any out), "
                           "and the file needs one label for each, in the dataset's order")
-    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+    # -1 leaves an example out, as class imbalance does (the data layer drops it): a labels
+    # file from ``dm examples --drop-top`` retrains without the suspects it ranked.
+    if len(labels) and (labels.min() < -1 or labels.max() >= num_classes):
         raise ConfigError(f"{field}: {what} holds labels in [{labels.min()}, {labels.max()}]; "
                           f"{data} {num_classes} classes, so labels must be in "
-                          f"[0, {num_classes - 1}]")
+                          f"[0, {num_classes - 1}], or -1 to leave an example out")
+    if len(labels) and (labels < 0).all():
+        raise ConfigError(f"{field}: {what} leaves every example out (all labels are -1)")
     return labels.astype(np.int64)
 
 
 @NOISE.register(
     "file",
-    params=[Param("path", None, "str", help="a .npy of one label per training example, or a .npz "
-                                            "or .pt of named label arrays (e.g. CIFAR-10N's)"),
+    params=[Param("path", None, "str", help="a .npy of one label per training example (-1 leaves "
+                                            "it out), or a .npz or .pt of named label arrays "
+                                            "(e.g. CIFAR-10N's)"),
             Param("key", None, "str", help="which named array of a .npz or .pt, e.g. worse_label")],
     whole_training_set=True,
     description="Labels from a file, e.g. human annotations (CIFAR-10N, CIFAR-100N): the examples "

@@ -114,7 +114,7 @@ def _write(tmp_path, name):
     elif kind == "range":
         np.save(path, np.where(MOVED, CLASSES, CLEAN))
     elif kind == "negative":
-        np.save(path, np.where(MOVED, -1, CLEAN))
+        np.save(path, np.where(MOVED, -2, CLEAN))  # -1 leaves an example out
     elif kind == "floats":
         np.save(path, FILE_LABELS.astype(float))
     elif kind == "2d":
@@ -145,7 +145,7 @@ BAD_FILES = {
     "missing": ("absent.npy:none", None, "dataset.noise.path", "does not exist"),
     "wrong length": ("labels.npy:short", None, "dataset.noise.path", f"holds 39 labels; arrays has {N} training"),
     "out of range": ("labels.npy:range", None, "dataset.noise.path", f"must be in [0, {CLASSES - 1}]"),
-    "negative": ("labels.npy:negative", None, "dataset.noise.path", "[-1, 3]"),
+    "negative": ("labels.npy:negative", None, "dataset.noise.path", "[-2, 3]"),
     "float labels": ("labels.npy:floats", None, "dataset.noise.path", "integer class index"),
     "2-d labels": ("labels.npy:2d", None, "dataset.noise.path", f"shape ({N},)"),
     "pickled npy": ("labels.npy:pickled", None, "dataset.noise.path", "object arrays"),
@@ -342,3 +342,17 @@ def test_the_launch_form_offers_both_kinds_and_queues_only_a_good_file(app_db, t
     at.button(key="L.queue").click().run()
     [run] = Store(app_db).list_runs()
     assert (run.config["dataset"]["noise"]["kind"], run.config["dataset"]["noise"]["path"]) == ("file", str(labels))
+
+
+def test_minus_one_in_a_labels_file_leaves_the_example_out(arrays, tmp_path):
+    """``dm examples --drop-top`` writes -1 for the examples a retrain should not see."""
+    dropped = np.arange(N) % 7 == 3
+    np.save(tmp_path / "labels.npy", np.where(dropped, -1, FILE_LABELS))
+    b = load(arrays, path=str(tmp_path / "labels.npy"))
+    kept = ~dropped
+    assert len(b.x_train) == kept.sum()
+    assert np.array_equal(b.y_train.numpy(), FILE_LABELS[kept])
+    assert np.array_equal(b.is_noisy.numpy(), MOVED[kept])
+    np.save(tmp_path / "labels.npy", np.full(N, -1))
+    with pytest.raises(ConfigError, match="leaves every example out"):
+        load(arrays, path=str(tmp_path / "labels.npy"))

@@ -1,5 +1,6 @@
 """The ``dm`` command line. Each submodule registers its commands on the one Typer app."""
 
+from studio.cli import examples as _examples  # noqa: F401
 from studio.cli import repro as _repro  # noqa: F401
 from studio.cli import runs as _runs  # noqa: F401
 from studio.cli import study as _study  # noqa: F401

@@ -64,6 +64,7 @@ class ExportTable(enum.StrEnum):
     SCALARS = "scalars"
     HISTOGRAMS = "histograms"
     EVALS = "evals"
+    EXAMPLES = "examples"
 
 
 class ExportFormat(enum.StrEnum):
@@ -483,7 +484,8 @@ def export(
                                              "(default: the root)."),
     db: str | None = db_option(),
 ) -> None:
-    """Write a run's scalars, histograms or evals to CSV or Parquet."""
+    """Write a run's scalars, histograms, evals or examples (each training example's labels and
+    statistics at the latest snapshot) to CSV or Parquet."""
     with _errors():
         target = _output_path(run_id, what, fmt, output, out_dir)
         store = _open_store(db, create=False)
@@ -492,6 +494,10 @@ def export(
             frame = store.scalars(run_id)
         elif what == "evals":
             frame = store.evals(run_id)
+        elif what == "examples":  # one row per training example, at the latest snapshot
+            from dm_core.suspects import load_examples
+
+            frame = load_examples(store, run_id).frame()
         else:
             frame = _histograms_frame(store.histograms(run_id, max_rows=None))
     try:
