@@ -30,6 +30,8 @@ PAGES: tuple[PageInfo, ...] = (
              "One run live: accuracy, mean p_i, p_i histograms."),
     PageInfo("compare", "views/compare.py", "Compare", ":material/compare_arrows:",
              "Several runs side by side, as the paper's tables."),
+    PageInfo("examples", "views/examples.py", "Examples", ":material/scatter_plot:",
+             "One run's training examples: what its scheme emphasises, and the likely mislabelled."),
 )
 BY_KEY = {p.key: p for p in PAGES}
 
