@@ -29,7 +29,7 @@ import pandas as pd
 
 from dm_core.store.downsample import every_kth
 
-__all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "paced_interval", "rearm", "stride_for",
+__all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "lateness", "paced_interval", "rearm", "stride_for",
            "window_stride"]
 
 
@@ -56,18 +56,36 @@ def window_stride(stride: int, count: int, budget: int) -> int:
     return max(stride, stride_for(count, budget))
 
 
-def paced_interval(tick_s: float, shortest: float, longest: float, pace: float) -> float:
-    """Seconds between two ticks of a live page: ``pace`` times the last tick's duration,
-    rounded up to ``shortest`` times a power of two, at most ``longest``. Rounding keeps small
-    changes in a tick's cost from changing the interval.
+def paced_interval(tick_s: float, shortest: float, longest: float, pace: float,
+                   late_s: float = 0.0) -> float:
+    """Seconds between two ticks of a live page: ``pace`` times the last tick's duration on
+    the server, and at least ``late_s`` (what the browser needs, ``lateness``), rounded up to
+    ``shortest`` times a power of two, at most ``longest``. Rounding keeps small changes in a
+    tick's cost from changing the interval.
 
     >>> [paced_interval(t, 2.0, 16.0, 3.0) for t in (0.1, 0.7, 1.0, 2.5, 60.0)]
     [2.0, 4.0, 4.0, 8.0, 16.0]
+    >>> paced_interval(0.1, 2.0, 16.0, 3.0, late_s=5.0)
+    8.0
     """
     interval = shortest
-    while interval < min(pace * tick_s, longest):
+    while interval < min(max(pace * tick_s, late_s), longest):
         interval *= 2
     return min(interval, longest)
+
+
+def lateness(gap: float, armed: float, previous: float) -> float:
+    """How long the browser needs between two ticks, judged from the ``gap`` between the
+    last two ticks of a timer armed every ``armed`` seconds. The browser's timer cannot fire
+    while the page is busy drawing, so a gap well past ``armed`` means the browser took
+    that long: a quarter more than it is needed. A tick on time lets the estimate decay.
+
+    >>> lateness(5.0, 2.0, 0.0), lateness(2.1, 2.0, 6.25), lateness(2.1, 2.0, 0.0)
+    (6.25, 5.0, 0.0)
+    """
+    if gap > 1.25 * armed:
+        return max(1.25 * gap, 0.8 * previous)
+    return 0.8 * previous
 
 
 def rearm(wanted: float, armed: float) -> bool:

@@ -1,5 +1,6 @@
-"""The dashboard's pages in one list, and links between them that also work when a page runs
-on its own (``AppTest.from_file("app/views/x.py")``, where no navigation exists)."""
+"""The dashboard's pages in one list, links between them that also work when a page runs
+on its own (``AppTest.from_file("app/views/x.py")``, where no navigation exists), and the
+group viewed last, which the sidebar keeps as a link back to its Compare view."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
+
+from app.links import compare_params
+from app.text import md
+
+LAST_GROUP = "nav.last_group"
 
 
 @dataclass(frozen=True)
@@ -54,3 +60,16 @@ def go_to(key: str, params: dict[str, str] | None = None) -> None:
         st.switch_page(page.path, query_params=params)
     except StreamlitAPIException:
         st.info(f"Open the **{page.title}** page to continue.")
+
+
+def remember_group(group: str) -> None:
+    """The group on screen, kept for the sidebar's link (``last_group_link``): a key of its
+    own, since the session drops a widget's value once a page without it has run."""
+    st.session_state[LAST_GROUP] = group
+
+
+def last_group_link() -> None:
+    """A link to the Compare view of the group viewed last in this session, if any."""
+    group = st.session_state.get(LAST_GROUP)
+    if group is not None:
+        page_link("compare", f"Last group viewed: {md(group)}", compare_params(group=group))

@@ -18,7 +18,7 @@ import streamlit as st
 
 from app.auth import requested_before_sign_in, require_login
 from app.db import database_url, store
-from app.nav import BY_KEY, PAGES
+from app.nav import BY_KEY, PAGES, last_group_link
 from app.text import md
 from dm_core.store import StoreError, mask_url
 
@@ -45,6 +45,7 @@ def show_queue_counts(slot) -> None:
 with st.sidebar:
     st.markdown("**DM Studio** — derivative manipulation workbench")
     counts_slot = st.empty()
+    group_slot = st.empty()
     st.caption(f"Database: `{mask_url(database_url())}`")
 
 try:
@@ -53,3 +54,5 @@ finally:
     # Counted after the page has run (also when it stopped or asked for a rerun): a run it
     # just queued, cancelled, retried or deleted is in the counts at once, not one click later.
     show_queue_counts(counts_slot)
+    with group_slot.container():  # the group the page just showed, if it showed one
+        last_group_link()

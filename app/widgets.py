@@ -20,8 +20,10 @@ def curve_controls(key: str, align: bool = False) -> tuple[str, CurveStyle]:
             "x axis", list(ALIGNMENTS), key=f"{key}.align", horizontal=True,
             format_func=ALIGNMENTS.get,
             help="Fraction of training puts runs of different lengths side by side.")
+    # No explicit value (it starts at the minimum, 0): a page may set the key from its URL
+    # first, and Streamlit warns when a widget has both.
     smoothing = cols[-2].slider(
-        "Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}.smoothing",
+        "Smoothing", 0.0, 0.99, step=0.01, key=f"{key}.smoothing",
         help="Exponential moving average (bias-corrected, as TensorBoard's) over the points "
              "read; the raw values stay drawn faintly behind. 0: raw.")
     log_y = cols[-1].toggle("log y", key=f"{key}.log", help="A logarithmic y axis.")

@@ -484,6 +484,58 @@ def test_the_url_names_the_view_and_reopens_it(grid):
     assert again.multiselect(key="compare.runs").value == picked
 
 
+def test_the_histograms_view_is_in_the_url_and_a_copied_link_opens_it(three):
+    store, ids = three
+    at = _page(ids)
+    runs = ",".join(str(i) for i in sorted(ids))
+    assert at.query_params == {"runs": runs}  # the controls at their defaults
+    at.radio(key="compare.hist_view").set_value("overlaid").run()
+    at.slider(key="compare.iteration").set_value(25).run()
+    url = dict(at.query_params)
+    assert url == {"runs": runs, "mode": "overlaid", "it": "25"}
+    copied = AppTest.from_file(PAGE, default_timeout=TIMEOUT)  # another session, same link
+    for key, value in url.items():
+        copied.query_params[key] = value
+    copied.run()
+    assert not copied.exception and not copied.warning
+    assert copied.radio(key="compare.hist_view").value == "overlaid"
+    assert copied.slider(key="compare.iteration").value == 25
+    fig = chart(copied, "compare.hists")
+    assert all(t["name"].split(" · ")[0].endswith("@ 25") for t in fig["data"])
+    assert dict(copied.query_params) == url
+    copied.radio(key="compare.hist_align").set_value("fraction").run()
+    copied.slider(key="compare.percent").set_value(30).run()
+    assert dict(copied.query_params) == {"runs": runs, "mode": "overlaid", "align": "fraction",
+                                         "pct": "30"}
+
+
+def test_a_link_with_invalid_controls_is_refused_with_warnings_naming_them(three):
+    _, ids = three
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for key, value in {"runs": ",".join(map(str, ids)), "mode": "stacked", "it": "x",
+                       "pct": "400", "colour": "red"}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception
+    warnings = rendered(" ".join(w.value for w in at.warning))
+    for part in ("link's mode", "link's it", "link's pct", "link's 'colour'"):
+        assert part in warnings
+    assert at.radio(key="compare.hist_view").value == "side by side"  # the defaults instead
+    assert at.slider(key="compare.iteration").value == 40
+    assert dict(at.query_params) == {"runs": ",".join(str(i) for i in sorted(ids))}
+
+
+def test_the_group_viewed_last_is_kept_for_the_sidebar_and_the_page(grid):
+    at = _group_page("sweep")
+    assert at.session_state["nav.last_group"] == "sweep"
+    # Opened again without parameters (from the sidebar), the page shows the view it showed.
+    at.query_params.clear()
+    at.session_state["compare.group_pick"] = None  # as if the widget had been dropped
+    at.run()
+    assert at.selectbox(key="compare.group_pick").value == "sweep"
+    assert at.query_params == {"group": "sweep"}
+
+
 # ---------------------------------------------------------------- curves and histograms
 
 def test_curves_by_fraction_of_training_and_smoothed(app_db):

@@ -15,6 +15,7 @@ from app.live import (
     LiveHistograms,
     LiveScalars,
     grid_indices,
+    lateness,
     paced_interval,
     rearm,
     stride_for,
@@ -116,3 +117,14 @@ def test_ticks_are_paced_by_their_own_cost():
     assert intervals == [2.0, 2.0, 4.0, 8.0, 16.0, 16.0]
     assert all(i >= min(3.0 * t, 16.0) for i, t in zip(intervals, (0.0, 0.5, 1.0, 2.0, 3.0, 100.0), strict=True))
     assert rearm(8.0, 4.0) and not rearm(4.0, 8.0) and rearm(2.0, 8.0) and not rearm(2.0, 2.0)
+
+
+def test_a_late_timer_lengthens_the_interval_and_the_estimate_decays():
+    """The browser's timer cannot fire while the page is busy drawing: a tick that came 5 s
+    after the previous one on a 2 s timer means the browser needs about that long, so the
+    interval grows past it; ticks on time let it shrink back, slowly."""
+    late = lateness(5.0, 2.0, 0.0)
+    assert late > 5.0 and paced_interval(0.1, 2.0, 16.0, 3.0, late) == 8.0
+    for _ in range(10):
+        late = lateness(8.0, 8.0, late)  # on time
+    assert paced_interval(0.1, 2.0, 16.0, 3.0, late) == 2.0

@@ -338,3 +338,46 @@ def test_the_page_says_what_it_shows(live_run):
               upto=200, finish=True)
     at.run()
     assert any(c.value == "Iteration 200: the run is succeeded." for c in at.caption)
+
+
+def test_the_url_holds_the_controls_and_a_copied_link_opens_the_same_view(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    assert at.query_params == {"run": str(run_id)}  # every control at its default
+    at.slider(key="monitor.curves.smoothing").set_value(0.6).run()
+    at.toggle(key="monitor.curves.log").set_value(True).run()
+    at.toggle(key="monitor.follow").set_value(False).run()
+    at.slider(key="monitor.scrub").set_value(40).run()
+    url = dict(at.query_params)
+    assert url == {"run": str(run_id), "smooth": "0.6", "log": "1", "it": "40"}
+    copied = AppTest.from_file(PAGE, default_timeout=TIMEOUT)  # another session, same link
+    for key, value in url.items():
+        copied.query_params[key] = value
+    copied.run()
+    assert not copied.exception and not copied.warning
+    assert copied.slider(key="monitor.curves.smoothing").value == 0.6
+    assert copied.toggle(key="monitor.curves.log").value is True
+    assert copied.toggle(key="monitor.follow").value is False
+    assert copied.slider(key="monitor.scrub").value == 40
+    assert chart(copied, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 40"
+    assert chart(copied, "monitor.pmean")["layout"]["yaxis"]["type"] == "log"
+    assert dict(copied.query_params) == url  # nothing lost on the way
+    copied.toggle(key="monitor.follow").set_value(True).run()  # following again: no `it`
+    assert dict(copied.query_params) == {"run": str(run_id), "smooth": "0.6", "log": "1"}
+
+
+def test_a_link_with_invalid_controls_is_refused_with_warnings_naming_them(live_run):
+    _, run_id = live_run
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    for key, value in {"run": str(run_id), "smooth": "7", "log": "yes", "it": "-3",
+                       "zoom": "2"}.items():
+        at.query_params[key] = value
+    at.run()
+    assert not at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    for part in ("smooth", "log", "it", "zoom"):
+        assert f"link's {part}" in rendered(warnings) or f"link's '{part}'" in rendered(warnings)
+    assert at.slider(key="monitor.curves.smoothing").value == 0.0  # the defaults instead
+    assert at.toggle(key="monitor.curves.log").value is False
+    assert at.toggle(key="monitor.follow").value is True
+    assert dict(at.query_params) == {"run": str(run_id)}  # the URL names what is shown

@@ -27,8 +27,10 @@
   by iteration or by fraction of training.
 - **p_i histograms** of the runs at one point of training, side by side or overlaid.
 
-The URL names the view (``?runs=3,4`` or ``?group=NAME``, ``app.links``): reloading it or
-sharing it opens the same runs. Charts export as HTML (a download button) and PNG (the
+The URL names the view (``?runs=3,4`` or ``?group=NAME``, and the histograms' controls:
+``&mode=overlaid&align=fraction&pct=40`` or ``&it=400``, ``app.links``): reloading it or
+sharing it opens the same view; a link's invalid value is refused with a warning. The group
+shown last stays linked in the sidebar. Charts export as HTML (a download button) and PNG (the
 chart's camera button).
 """
 
@@ -50,11 +52,14 @@ from app.downloads import csv_download
 from app.landscape import METRICS, RATE_KEY, build_landscape, cells_frame
 from app.links import (
     compare_params,
+    linked_view,
     opened_by_link,
+    read_compare_view,
     read_group,
     read_runs,
     show_params,
 )
+from app.nav import remember_group
 from app.runsets import (
     SPREAD_DIGITS,
     pivot_by,
@@ -111,22 +116,52 @@ def total_iterations(run: RunInfo) -> int:
 
 # ----------------------------------------------------------------------------- selection
 
+def open_link(query: dict[str, str]) -> None:
+    """Set the histograms' controls as a link (or the view last shown here) asks for; a
+    refused part of the link is named in a warning."""
+    view = read_compare_view(query)
+    for warning in view.warnings:
+        st.warning(md(warning))
+    ss = st.session_state
+    ss["compare.hist_view"] = "overlaid" if view.overlaid else "side by side"
+    ss["compare.hist_align"] = "fraction" if view.fraction else "iteration"
+    for key, value in (("compare.iteration_value", view.iteration),
+                       ("compare.percent_value", view.percent)):
+        if value is None:
+            ss.pop(key, None)
+        else:
+            ss[key] = value
+
+
+def view_params(group: str | None, chosen: list[RunInfo]) -> dict[str, str]:
+    """The URL of the view on screen: the group or the runs, and the histograms' controls
+    (an iteration or a percentage only once the user picked one; else the latest)."""
+    ss = st.session_state
+    fraction = ss.get("compare.hist_align") == "fraction"
+    return compare_params([r.id for r in chosen], group,
+                          overlaid=ss.get("compare.hist_view") == "overlaid", fraction=fraction,
+                          iteration=ss.get("compare.iteration_value"),
+                          percent=ss.get("compare.percent_value"))
+
+
 def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None, list[RunInfo]]:
     """The group or the runs to compare: from the URL when the page was opened by a link
-    (or a handover from the Runs page), else from the widgets; the URL is then updated to
-    name the selection."""
+    (or, opened from the sidebar, the view it last showed; or a handover from the Runs
+    page), else from the widgets."""
     ss = st.session_state
     labels = {r.id: f"#{r.id} {r.name} ({r.status})" for r in all_runs}
     if "compare.run_ids" in ss:  # handed over by another page in this session
         ss["compare.runs"] = [i for i in ss.pop("compare.run_ids") if i in labels]
         ss["compare.group_pick"] = None
     elif opened_by_link(PAGE):
-        group, ids = read_group(), read_runs()
+        query = linked_view(PAGE)
+        group, ids = read_group(query), read_runs(query)
         if group in groups:
             ss["compare.group_pick"] = group
         elif ids is not None:
             ss["compare.runs"] = [i for i in ids if i in labels]
             ss["compare.group_pick"] = None
+        open_link(query)
     if ss.get("compare.group") in groups and "compare.group_pick" not in ss:
         ss["compare.group_pick"] = ss["compare.group"]  # the group the Launch page queued
     if ss.get("compare.group_pick") not in (None, *groups):
@@ -137,12 +172,11 @@ def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None,
     if group is not None:
         chosen = [r for r in all_runs if r.group == group]
         c2.caption(f"{len(chosen)} runs in group {md(group)}")
-        show_params(PAGE, compare_params(group=group))
+        remember_group(group)
     else:
         ss["compare.runs"] = [i for i in ss.get("compare.runs", []) if i in labels]
         ids = c2.multiselect("Runs", list(labels), key="compare.runs", format_func=labels.get)
         chosen = [r for r in all_runs if r.id in ids]
-        show_params(PAGE, compare_params(ids) if ids else {})
     return group, sorted(chosen, key=lambda r: r.id)
 
 
@@ -357,6 +391,7 @@ all_runs = runs_or_stop(s, 1000, "No runs yet. Queue some on the Launch page (a 
 
 group, chosen = choose_runs(all_runs, s.groups())
 if not chosen:
+    show_params(PAGE, {})
     st.info("Choose a group or some runs.")
     st.stop()
 
@@ -365,3 +400,4 @@ results_section(chosen, evals)
 landscape_section(group, chosen, evals)
 curves_section(s, chosen, evals)
 histograms_section(s, chosen)
+show_params(PAGE, view_params(group, chosen))  # after the controls it names were drawn

@@ -10,7 +10,8 @@ variance over time, and how concentrated each batch's weight is (its effective s
 and the largest share one example took). Per-iteration curves can be smoothed and drawn on a
 log scale. A diverged run says at which iteration, with the figures measured then.
 
-The URL names the run (``?run=N``, ``app.links``): reloading or sharing it opens the same run.
+The URL names the run and the controls (``?run=N&smooth=0.6&log=1&it=400``, ``app.links``):
+reloading or sharing it opens the same view; a link's invalid value is refused with a warning.
 
 The live part is a fragment that reruns itself while the run is queued or running
 (``run_every=None`` otherwise). Each tick reads only the rows after the last iteration it
@@ -27,6 +28,7 @@ charts says which iteration the page shows and how long ago it was the newest.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -47,14 +49,30 @@ from app.charts import (
     picked_iteration,
 )
 from app.db import runs_or_stop, store_or_stop
-from app.links import monitor_params, opened_by_link, read_run, show_params
-from app.live import LiveHistograms, LiveScalars, paced_interval, rearm, stride_for, window_stride
+from app.links import (
+    MonitorView,
+    linked_view,
+    monitor_params,
+    opened_by_link,
+    read_monitor_view,
+    show_params,
+)
+from app.live import (
+    LiveHistograms,
+    LiveScalars,
+    lateness,
+    paced_interval,
+    rearm,
+    stride_for,
+    window_stride,
+)
 from app.tables import selected_accuracies
 from app.text import md
 from app.widgets import curve_controls
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError
 from dm_core.store import RunInfo, RunNotFound, RunStatus
+from dm_core.store.downsample import every_kth
 
 REFRESH_S = 2.0  # the shortest interval between two ticks
 MAX_REFRESH_S = 16.0  # the longest, however slow the machine
@@ -63,6 +81,11 @@ MAX_POINTS = 1500  # scalar rows kept per run (the grid's stride doubles beyond 
 MAX_HIST = 500  # histogram rows kept, likewise
 TICK_ROWS = 2 * MAX_POINTS  # at most this many scalar rows read by one tick (and the newest)
 TICK_HIST = 2 * MAX_HIST  # histogram rows, likewise
+# While the run trains every tick sends each chart again and the browser draws it again: a
+# line has no use for more points than a chart is pixels wide, nor the heatmaps for more
+# columns. A finished run is drawn once, from every row kept.
+LIVE_POINTS = 1000
+LIVE_COLUMNS = 400
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
 PAGE = "monitor"
@@ -120,15 +143,28 @@ def fetch_new(s, run: RunInfo, live: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- pacing
 
 def refresh_interval() -> float:
-    """Seconds between ticks, from the last tick's duration (``app.live.paced_interval``)."""
-    return paced_interval(float(st.session_state.get("monitor.tick_s", 0.0)), REFRESH_S,
-                          MAX_REFRESH_S, PACE)
+    """Seconds between ticks, from the last tick's duration on the server and how late the
+    browser's timer fired (``app.live.paced_interval``)."""
+    ss = st.session_state
+    return paced_interval(float(ss.get("monitor.tick_s", 0.0)), REFRESH_S, MAX_REFRESH_S, PACE,
+                          float(ss.get("monitor.late_s", 0.0)))
+
+
+def tick_started(armed: float | None, by_timer: bool) -> float:
+    """The tick's start; a tick the browser's timer asked for also measures how late it
+    came (``app.live.lateness``): the browser was busy drawing the ticks before it."""
+    ss = st.session_state
+    now = time.monotonic()
+    previous, ss["monitor.tick_at"] = ss.get("monitor.tick_at"), now
+    if by_timer and armed is not None and previous is not None:
+        ss["monitor.late_s"] = lateness(now - previous, armed, float(ss.get("monitor.late_s", 0.0)))
+    return now
 
 
 def record_tick(took: float, armed: float | None) -> None:
     """Remember how long this tick took; when the timer that is running (``armed``) is now
-    too short for it, or four times longer than needed, rerun the page so that the fragment
-    is armed with a new interval (its ``run_every`` is read only when the page draws it)."""
+    too short, or four times longer than needed, rerun the page so that the fragment is
+    armed with a new interval (its ``run_every`` is read only when the page draws it)."""
     st.session_state["monitor.tick_s"] = took
     if armed is not None and rearm(refresh_interval(), armed):
         st.rerun(scope="app")
@@ -325,8 +361,22 @@ def bars(run: RunInfo, edf, chosen: int) -> None:
     st.plotly_chart(fig, key="monitor.bars", theme="streamlit", width="stretch")
 
 
+def drawn(count: int, limit: int | None) -> np.ndarray:
+    """Indices of the rows drawn: every one, or evenly spaced ones (the newest always) when
+    more than ``limit``."""
+    if limit is None or count <= limit:
+        return np.arange(count)
+    return every_kth(np.arange(count), math.ceil(count / limit))
+
+
 def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
-    sc, ev, hist = live["scalars"].frame, live["evals"], live["hist"]
+    active = run.status in ACTIVE
+    sc, ev, kept = live["scalars"].frame, live["evals"], live["hist"]
+    sc = sc.iloc[drawn(len(sc), LIVE_POINTS if active else None)].reset_index(drop=True)
+    columns = drawn(len(kept.iterations), LIVE_COLUMNS if active else None)
+    hist = LiveHistograms(kept.limit, kept.stride, kept.iterations[columns],
+                          None if kept.clean is None else kept.clean[columns],
+                          None if kept.noisy is None else kept.noisy[columns])
     if not len(sc) and not len(ev):
         st.info("Nothing logged yet: the run is waiting for a worker (`dm worker`, or `dm up`)."
                 if run.status == RunStatus.QUEUED else "Nothing logged yet.")
@@ -412,9 +462,26 @@ st.title("Monitor")
 s = store_or_stop()
 runs = runs_or_stop(s, 500, "No runs yet. Queue one on the Launch page.")
 
+def open_link(view: MonitorView, run_id: int) -> None:
+    """Set the controls as a link (or the view last shown here) asks for: the curves'
+    smoothing and axis, and the iteration shown (or following the latest)."""
+    ss = st.session_state
+    for warning in view.warnings:
+        st.warning(md(warning))
+    ss["monitor.curves.smoothing"] = view.smoothing
+    ss["monitor.curves.log"] = view.log_y
+    ss["monitor.controls_run"] = run_id  # not a change of run: keep what the link says
+    ss["monitor.follow"] = view.iteration is None
+    if view.iteration is None:
+        ss.pop("monitor.scrub_value", None)
+    else:
+        ss["monitor.scrub_value"] = view.iteration
+
+
 ss = st.session_state
 wanted = ss.pop("monitor.run_id", None)  # handed over by the Launch page
-linked = read_run() if opened_by_link(PAGE) else None
+view = read_monitor_view(linked_view(PAGE)) if opened_by_link(PAGE) else None
+linked = view.run if view is not None else None
 if linked is not None and all(r.id != linked for r in runs):
     try:  # older than the runs listed: add it
         runs.append(s.get_run(linked))
@@ -430,12 +497,16 @@ elif ss.get("monitor.run") not in labels:
     running = [r.id for r in runs if r.status == RunStatus.RUNNING]
     ss["monitor.run"] = running[0] if running else runs[0].id
 run_id = st.selectbox("Run", list(labels), key="monitor.run", format_func=labels.get)
-show_params(PAGE, monitor_params(run_id))
+if view is not None:
+    open_link(view, run_id)
 first = next(r for r in runs if r.id == run_id)
 header(first)
 with st.expander("Chart controls: smoothing, log scale, the iteration shown", expanded=True):
     _, curve_style = curve_controls("monitor.curves")
     iteration_controls(first)
+show_params(PAGE, monitor_params(
+    run_id, curve_style.smoothing, curve_style.log_y,
+    None if ss["monitor.follow"] else ss.get("monitor.scrub_value")))
 
 
 armed = refresh_interval() if first.status in ACTIVE else None
@@ -443,7 +514,8 @@ armed = refresh_interval() if first.status in ACTIVE else None
 
 @st.fragment(run_every=armed)
 def live_view() -> None:
-    started = time.monotonic()
+    # The page's own run sets the flag; a rerun of the fragment alone is the timer's tick.
+    started = tick_started(armed, by_timer=not st.session_state.pop("monitor.page_run", False))
     if st.session_state.pop("monitor.picked", False):
         st.rerun(scope="app")  # a heatmap click: the controls outside show the new choice
     try:
@@ -464,4 +536,5 @@ def live_view() -> None:
     record_tick(time.monotonic() - started, armed)
 
 
+ss["monitor.page_run"] = True
 live_view()

@@ -1,0 +1,238 @@
+"""The live Monitor in a real browser while a worker trains: how far the page is behind the database (median and worst, in seconds), how often it is greyed out or missing a chart, and how long a direct load of a running run takes to settle. Targets: median lag ≤ 5 s, worst ≤ 12 s, no sample with a chart missing, at most 10% greyed, a direct load settled within 6 s.
+
+    python benchmarks/bench_monitor_live.py [--iterations 6000] [--workers 2] [--every 4]
+
+``dm up --no-workers`` serves the dashboard on a free port over a throw-away SQLite
+database; ``--workers`` real worker processes (one torch thread each) train digits runs of
+``--iterations`` iterations, so that both cores of a 2-core machine are busy; the first run
+is the one watched. Debian's Chromium, driven by Playwright, opens the Monitor by its URL
+while the run trains (the time until it has settled is the direct-load figure), then reads
+the page every ``--every`` seconds until the run ends.
+
+The lag of a sample is read against a record of the database: a thread polls the run's
+newest stored iteration every 0.1 s, and a page that shows iteration X at time t is t - t_X
+behind, where t_X is when the database first held X. "Greyed" counts samples in which some
+element of the page was visibly faded as stale (its opacity below 0.9); "missing" those in
+which fewer charts were drawn than the page had shown before, or a loading placeholder stood
+in for one. A direct load has settled when the page is connected, its script is not
+running, no placeholder is left, the line "as of iteration ..." is shown and the charts are
+drawn. Nothing here waits for a fixed duration except the sampling period itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from bisect import bisect_left
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dm_core.config import parse_config  # noqa: E402
+from dm_core.store import RunStatus, Store  # noqa: E402
+
+MEDIAN_TARGET_S = 5.0
+WORST_TARGET_S = 12.0
+SETTLE_TARGET_S = 6.0
+GREYED_TARGET = 0.1  # share of samples with an element faded as stale
+CHARTS = 5  # accuracy, mean p_i, heatmaps, one iteration's bars, loss: at least these
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--enable-unsafe-swiftshader", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+AS_OF = re.compile(r"as of iteration (\d+), (\d+) s ago")
+
+# One sample of the page: the iteration it says it shows, how many charts are drawn, whether
+# a loading placeholder is left, and how many elements are faded as stale.
+SAMPLE_JS = """() => {
+    const text = document.body.innerText;
+    const m = text.match(/as of iteration (\\d+), (\\d+) s ago/);
+    const drawn = [...document.querySelectorAll('.js-plotly-plot')]
+        .filter(el => el._fullData && el._fullData.length).length;
+    const greyed = [...document.querySelectorAll('[data-testid=stElementContainer][data-stale=true]')]
+        .filter(el => parseFloat(getComputedStyle(el).opacity) < 0.9).length;
+    return {iteration: m ? parseInt(m[1]) : null, drawn,
+            skeletons: document.querySelectorAll('[data-testid=stSkeleton]').length, greyed,
+            ended: /Iteration \\d+: the run is/.test(text)};
+}"""
+SETTLED_JS = """(charts) => {
+    const app = document.querySelector('[data-testid=stApp]');
+    return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
+        && app.getAttribute('data-test-script-state') === 'notRunning'
+        && document.querySelectorAll('[data-testid=stSkeleton]').length === 0
+        && /as of iteration \\d+/.test(document.body.innerText)
+        && [...document.querySelectorAll('.js-plotly-plot')]
+            .filter(el => el._fullData && el._fullData.length).length >= charts;
+}"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:  # noqa: S310
+            return r.read().strip() == b"ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start(command: list[str], log: Path, cwd: Path, threads: bool) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": "1"} if threads else {})}
+    return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=cwd,
+                            start_new_session=True, env=env)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+class DatabaseClock:
+    """When the database first held each iteration of a run (polled every 0.1 s)."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store, self.run_id = store, run_id
+        self.times: list[float] = []
+        self.iterations: list[int] = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+
+    def _poll(self) -> None:
+        while not self.done.is_set():
+            run = self.store.get_run(self.run_id)
+            if not self.iterations or run.iteration > self.iterations[-1]:
+                self.times.append(time.monotonic())
+                self.iterations.append(run.iteration)
+            if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                self.done.set()
+            time.sleep(0.1)
+
+    def reached(self, iteration: int) -> float | None:
+        """When the database first held ``iteration`` or a later one."""
+        i = bisect_left(self.iterations, iteration)
+        return self.times[i] if i < len(self.iterations) else None
+
+    def newest(self) -> int:
+        return self.iterations[-1] if self.iterations else 0
+
+
+def direct_load(browser, url: str, run_id: int) -> tuple[float, object, object]:
+    """Open the Monitor of ``run_id`` by its URL in a fresh session: (seconds to settle,
+    the context, the page)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 3200})
+    page = context.new_page()
+    t0 = time.monotonic()
+    page.goto(f"{url}/monitor?run={run_id}")
+    page.wait_for_function(SETTLED_JS, arg=CHARTS, timeout=180_000, polling=100)
+    return time.monotonic() - t0, context, page
+
+
+def verdict(name: str, value: float, target: float, unit: str = " s") -> str:
+    return f"verdict: {name} {value:.1f}{unit} ≤ {target:g}{unit}: {'met' if value <= target else 'MISSED'}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=6000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--every", type=float, default=4.0, help="seconds between samples")
+    parser.add_argument("--chromium", default=os.environ.get("DM_CHROMIUM", "/usr/bin/chromium"))
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
+    db = f"sqlite:///{tmp / 'dm.sqlite'}"
+    store = Store(db, tmp / "artifacts")
+    cfg = {"iterations": args.iterations, "eval_every": 200, "histogram_bins": 20,
+           "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}}}
+    ids = store.submit([parse_config({**cfg, "name": f"live-{k}", "seed": k})
+                        for k in range(args.workers)]).run_ids
+    watched = ids[0]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    procs = [start([sys.executable, "-m", "studio.cli", "up", "--port", str(port), "--db", db,
+                    "--artifacts", str(tmp / "artifacts"), "--no-workers"], tmp / "up.log", tmp,
+                   threads=False)]
+    try:
+        while not healthy(url):
+            if procs[0].poll() is not None:
+                raise SystemExit((tmp / "up.log").read_text()[-3000:])
+            time.sleep(0.5)
+        for k in range(args.workers):
+            procs.append(start([sys.executable, "-m", "studio.cli", "worker", "--device", "cpu",
+                                "--poll", "0.2", "--db", db, "--artifacts", str(tmp / "artifacts")],
+                               tmp / f"worker-{k}.log", tmp, threads=True))
+        while store.get_run(watched).iteration < args.iterations // 5:  # a fifth trained
+            time.sleep(0.2)
+        clock = DatabaseClock(store, watched)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
+            settle, context, page = direct_load(browser, url, watched)
+            at_load = clock.newest()
+            samples = []
+            most = 0
+            while True:
+                t = time.monotonic()
+                sample = page.evaluate(SAMPLE_JS)
+                if sample["ended"]:
+                    break
+                most = max(most, sample["drawn"])
+                reached = clock.reached(sample["iteration"]) if sample["iteration"] else None
+                samples.append({**sample, "lag": None if reached is None else max(0.0, t - reached),
+                                "db": clock.newest(),
+                                "missing": sample["skeletons"] > 0 or sample["drawn"] < most})
+                time.sleep(max(0.0, args.every - (time.monotonic() - t)))
+            context.close()
+            browser.close()
+        clock.done.set()
+    finally:
+        for proc in reversed(procs):
+            stop(proc)
+    shown = [s for s in samples if s["lag"] is not None]
+    lags = [s["lag"] for s in shown] or [float("inf")]
+    greyed = sum(s["greyed"] > 0 for s in samples)
+    missing = sum(s["missing"] for s in samples)
+    print(f"{args.workers} workers training {args.iterations}-iteration digits runs on "
+          f"{os.cpu_count()} cores; one watched, sampled every {args.every:g} s")
+    print(f"direct load of the running run (at iteration {at_load}): settled in {settle:.1f} s")
+    print(f"{'t (s)':>6} {'page it':>8} {'db it':>7} {'lag (s)':>8} {'charts':>6} {'greyed':>6}")
+    for i, s in enumerate(samples):
+        lag = "—" if s["lag"] is None else f"{s['lag']:.1f}"
+        print(f"{i * args.every:6.0f} {s['iteration'] or 0:8d} {s['db']:7d} {lag:>8} "
+              f"{s['drawn']:6d} {s['greyed']:6d}")
+    print(f"samples {len(samples)}: lag median {statistics.median(lags):.1f} s, worst "
+          f"{max(lags):.1f} s; greyed in {greyed} ({greyed / max(len(samples), 1):.0%}), a chart "
+          f"missing in {missing} ({missing / max(len(samples), 1):.0%})")
+    print(verdict("Monitor lag median", statistics.median(lags), MEDIAN_TARGET_S))
+    print(verdict("Monitor lag worst", max(lags), WORST_TARGET_S))
+    print(f"verdict: samples with a chart missing {missing} of {len(samples)} (target 0): "
+          f"{'met' if missing == 0 else 'MISSED'}")
+    share = greyed / max(len(samples), 1)
+    print(f"verdict: samples greyed {share:.0%} ≤ {GREYED_TARGET:.0%}: "
+          f"{'met' if share <= GREYED_TARGET else 'MISSED'}")
+    print(verdict("direct load of a running run settled in", settle, SETTLE_TARGET_S))
+
+
+if __name__ == "__main__":
+    main()

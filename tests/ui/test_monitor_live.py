@@ -1,0 +1,140 @@
+"""The live Monitor and the views' URLs in a real headless Chromium, with a real worker.
+
+- While a worker trains, the Monitor says which iteration it shows ("as of iteration X, N s
+  ago"), its charts end at that iteration, and it follows the run to its end with every chart
+  drawn; a direct load of the running run settles.
+- A Monitor URL with its controls (smoothing, log y, the iteration shown) opens that view in
+  a new session, and the address bar follows the controls.
+- A Compare URL with the histograms' mode and iteration opens that view; the sidebar keeps a
+  link to the group viewed last, across pages.
+
+Nothing waits for a duration: the worker holds the run at ``HELD_AT`` (``workers.hold``) until
+SIGCONT, so the page is checked in a state the test has waited for however fast the machine
+trains (docs/architecture.md, "Headless Chromium and Playwright"). How far behind the page is
+while the run trains is measured by benchmarks/bench_monitor_live.py, not asserted here.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from urllib.parse import parse_qs, urlencode, urlparse
+
+import pytest
+from test_app_support import fabricate
+from test_e2e import FIND_PLOT_JS, last_x, slider_value, wait_for, wait_ready, widget
+
+from dm_core.config import parse_config
+from dm_core.store import RunStatus, Store
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
+
+VIEWPORT = {"width": 1400, "height": 3000}  # every chart in view: plotly loads when seen
+ITERATIONS = 1500
+HELD_AT = 400
+TITLES = ("Accuracy", "Mean p_i of clean", "clean examples: p_i over training", "p_i at iteration",
+          "Emphasis variance", "Training loss")
+
+
+def titles_drawn(page) -> list[str]:
+    """Which of ``TITLES`` are drawn on the page now (their charts have data)."""
+    return page.evaluate("(titles) => {" + FIND_PLOT_JS + """
+        return titles.filter(t => { const el = findPlot(t); return el && el._fullData
+                                    && el._fullData.length > 0; }); }""", list(TITLES))
+
+
+def shown_iteration(page) -> int | None:
+    found = re.search(r"as of iteration (\d+), \d+ s ago", page.inner_text("body"))
+    return int(found.group(1)) if found else None
+
+
+def query(page) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+def test_the_live_monitor_follows_a_training_run_and_its_url_reopens_the_view(browser, dm_up):
+    store = Store(dm_up.db)
+    [run_id] = store.submit([parse_config({
+        "name": "live", "iterations": ITERATIONS, "eval_every": 100, "model": {"hidden": [32]},
+        "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}}})]).run_ids
+    worker = dm_up.start_worker(hold_at=HELD_AT)
+    wait_for(lambda: store.get_run(run_id).iteration == HELD_AT, 600,
+             "the worker to hold the run at HELD_AT", 0.2)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        # A direct load of the running run (held: nothing new arrives while it is checked).
+        page.goto(f"{dm_up.url}/monitor?{urlencode({'run': run_id, 'smooth': '0.5', 'log': '1'})}")
+        wait_ready(page, timeout=120_000)
+        page.get_by_text(f"as of iteration {HELD_AT},", exact=False).wait_for()
+        wait_for(lambda: set(titles_drawn(page)) == set(TITLES), 60, "every chart drawn", 0.2)
+        assert last_x(page, "Mean p_i of clean") == HELD_AT
+        assert widget(page, "stCheckbox", "log y").locator("input").is_checked()
+        assert query(page) == {"run": str(run_id), "smooth": "0.5", "log": "1"}
+        assert page.evaluate("() => {" + FIND_PLOT_JS + """
+            const el = findPlot('Mean p_i of clean');
+            return [el._fullLayout.yaxis.type, el._fullData.length]; }""") == ["log", 4]
+
+        # Released: the page follows the run to its end, every chart drawn at every look.
+        worker.send_signal(signal.SIGCONT)
+        wait_for(lambda: (shown_iteration(page) or 0) > HELD_AT, 120,
+                 "the page to show an iteration past the hold", 0.2)
+        assert set(titles_drawn(page)) == set(TITLES)
+        page.get_by_text("the run is succeeded", exact=False).wait_for(timeout=300_000)
+        wait_ready(page)
+        assert store.get_run(run_id).status == RunStatus.SUCCEEDED
+        assert last_x(page, "Mean p_i of clean") == ITERATIONS
+        assert set(titles_drawn(page)) == set(TITLES)
+
+        # Stop following: the URL names the iteration shown, and opens it in a new session.
+        widget(page, "stCheckbox", "Follow the latest iteration").locator("label").click()
+        wait_for(lambda: "it" in query(page), 30, "the URL to name the iteration shown", 0.2)
+        wait_ready(page)
+        link = page.url
+        chosen = int(query(page)["it"])
+        other = browser.new_context(viewport=VIEWPORT).new_page()
+        other.goto(link)
+        wait_ready(other, timeout=120_000)
+        other.get_by_text(f"p_i at iteration {chosen}").wait_for()
+        assert slider_value(other, "Iteration") == chosen
+        assert not widget(other, "stCheckbox", "Follow the latest iteration").locator("input").is_checked()
+        assert widget(other, "stCheckbox", "log y").locator("input").is_checked()
+        assert query(other) == query(page)
+        other.context.close()
+    finally:
+        context.close()
+
+
+def test_a_compare_url_opens_its_view_and_the_sidebar_keeps_the_group(browser, dm_up):
+    store = Store(dm_up.db)
+    ids = [fabricate(store, name=f"g{k}", iterations=60, eval_every=20, seed=k, group="sweep",
+                     worker="ui-fabricator") for k in range(2)]
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        runs = ",".join(map(str, ids))
+        page.goto(f"{dm_up.url}/compare?{urlencode({'runs': runs, 'mode': 'overlaid', 'it': 30})}")
+        wait_ready(page, timeout=120_000)
+        page.get_by_text("p_i histograms at one point of training").scroll_into_view_if_needed()
+        page.get_by_text("@ 30 · clean", exact=False).first.wait_for()  # overlaid, at 30
+        assert slider_value(page, "Iteration") == 30
+        assert query(page) == {"runs": runs, "mode": "overlaid", "it": "30"}
+        # A link with a value the page cannot show is refused, with a warning naming it.
+        page.goto(f"{dm_up.url}/compare?{urlencode({'runs': runs, 'mode': 'sideways'})}")
+        wait_ready(page)
+        page.get_by_text("The link's mode = 'sideways' is refused", exact=False).wait_for()
+        # The group's view by its URL; the sidebar keeps it while other pages are visited.
+        page.goto(f"{dm_up.url}/compare?{urlencode({'group': 'sweep'})}")
+        wait_ready(page)
+        sidebar = page.locator("[data-testid=stSidebar]")
+        sidebar.get_by_text("Last group viewed: sweep").wait_for()
+        sidebar.locator("[data-testid=stSidebarNav] a", has_text="Runs").first.click()
+        wait_ready(page)
+        sidebar.get_by_text("Last group viewed: sweep").click()
+        page.wait_for_url(re.compile(r"/compare\?group=sweep$"))
+        wait_ready(page)
+        assert widget(page, "stSelectbox", "Group").inner_text().strip().endswith("sweep")
+    finally:
+        context.close()
