@@ -146,3 +146,19 @@ def test_errors_say_what_is_wrong_and_exit_2(run_db, args, says):
     assert result.exit_code == 2, result.output
     assert says in result.output
     assert "Traceback" not in result.output
+
+
+def test_labels_for_a_run_that_itself_left_examples_out_are_placed_by_its_file(tmp_path, monkeypatch):
+    from dm_core.suspects import ExamplesUnavailable, RunExamples, retrain_labels
+
+    monkeypatch.setenv("DM_DATA_DIRS", str(tmp_path))
+    previous = np.array([3, -1, 4, 1, -1, 5])  # the run trained on examples 0, 2, 3, 5
+    np.save(tmp_path / "previous.npy", previous)
+    run = RunExamples(1, 10, {}, label=np.array([3, 4, 1, 5]), original_label=np.array([3, 4, 2, 5]),
+                      corrupted=np.array([False, False, True, False]))
+    config = {"dataset": {"noise": {"kind": "file", "path": str(tmp_path / "previous.npy")}}}
+    assert retrain_labels(run, np.array([2]), config).tolist() == [3, -1, 4, -1, -1, 5]
+    with pytest.raises(ExamplesUnavailable, match="validation split"):
+        retrain_labels(run, np.array([2]), {"dataset": {"val_fraction": 0.2, "noise": {}}})
+    with pytest.raises(ExamplesUnavailable, match="class imbalance"):
+        retrain_labels(run, np.array([2]), {"dataset": {"noise": {"kind": "imbalance"}}})
