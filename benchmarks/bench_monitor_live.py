@@ -13,8 +13,8 @@ The lag of a sample is read against a record of the database: a thread polls the
 newest stored iteration every 0.1 s, and a page that shows iteration X at time t is t - t_X
 behind, where t_X is when the database first held X. "Greyed" counts samples in which some
 element of the page was visibly faded as stale (its opacity below 0.9); "missing" those in
-which fewer charts were drawn than the page had shown before, or a loading placeholder stood
-in for one. A direct load has settled when the page is connected, its script is not
+which a chart the page had drawn before was not drawn (by its title), or a loading
+placeholder stood in for one. A direct load has settled when the page is connected, its script is not
 running, no placeholder is left, the line "as of iteration ..." is shown and the charts are
 drawn. Nothing here waits for a fixed duration except the sampling period itself.
 """
@@ -58,8 +58,11 @@ AS_OF = re.compile(r"as of iteration (\d+), (\d+) s ago")
 SAMPLE_JS = """() => {
     const text = document.body.innerText;
     const m = text.match(/as of iteration (\\d+), (\\d+) s ago/);
-    const drawn = [...document.querySelectorAll('.js-plotly-plot')]
-        .filter(el => el._fullData && el._fullData.length).length;
+    const drawn = [...new Set([...document.querySelectorAll('.js-plotly-plot')]
+        .filter(el => el._fullData && el._fullData.length && el.layout)
+        .map(el => { const t = el.layout.title; const a = el.layout.annotations || [];
+                     return ((t && (t.text || t)) || (a[0] && a[0].text) || '')
+                         .replace(/<[^>]*>/g, '').replace(/\\d+/g, 'N'); }))];
     const greyed = [...document.querySelectorAll('[data-testid=stElementContainer][data-stale=true]')]
         .filter(el => parseFloat(getComputedStyle(el).opacity) < 0.9).length;
     return {iteration: m ? parseInt(m[1]) : null, drawn,
@@ -191,17 +194,18 @@ def main() -> None:
             settle, context, page = direct_load(browser, url, watched)
             at_load = clock.newest()
             samples = []
-            most = 0
+            seen: set[str] = set()
             while True:
                 t = time.monotonic()
                 sample = page.evaluate(SAMPLE_JS)
                 if sample["ended"]:
                     break
-                most = max(most, sample["drawn"])
+                drawn = set(sample["drawn"])
+                seen |= drawn
                 reached = clock.reached(sample["iteration"]) if sample["iteration"] else None
                 samples.append({**sample, "lag": None if reached is None else max(0.0, t - reached),
-                                "db": clock.newest(),
-                                "missing": sample["skeletons"] > 0 or sample["drawn"] < most})
+                                "db": clock.newest(), "drawn": len(drawn),
+                                "missing": sample["skeletons"] > 0 or bool(seen - drawn)})
                 time.sleep(max(0.0, args.every - (time.monotonic() - t)))
             context.close()
             browser.close()

@@ -589,3 +589,12 @@ def test_histograms_overlaid_and_aligned_by_fraction_of_training(app_db):
         assert noisy_trace["line"]["dash"] == "dash"
         np.testing.assert_allclose(decode(clean_trace["y"]), clean / clean.sum())
         np.testing.assert_allclose(decode(noisy_trace["y"]), noisy / noisy.sum())
+
+
+def test_a_link_back_to_the_view_this_page_wrote_reopens_it(grid):
+    """The sidebar's link names the URL the page wrote last; by then the session has dropped
+    the page's widget values (other pages ran): the view comes back from the URL."""
+    # The URL is the one the page wrote; no widget value is left in the session.
+    at = _group_page("sweep", **{"compare.url": {"group": "sweep"}})
+    assert at.selectbox(key="compare.group_pick").value == "sweep"
+    assert at.query_params == {"group": "sweep"}

@@ -381,3 +381,18 @@ def test_a_link_with_invalid_controls_is_refused_with_warnings_naming_them(live_
     assert at.toggle(key="monitor.curves.log").value is False
     assert at.toggle(key="monitor.follow").value is True
     assert dict(at.query_params) == {"run": str(run_id)}  # the URL names what is shown
+
+
+def test_a_link_back_to_the_view_this_page_wrote_reopens_it(live_run):
+    """A link naming the URL the page wrote last (the session has dropped the page's widget
+    values while other pages ran) opens that view, not the defaults."""
+    _, run_id = live_run
+    url = {"run": str(run_id), "smooth": "0.3", "log": "1"}
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["monitor.url"] = dict(url)
+    for key, value in url.items():
+        at.query_params[key] = value
+    at.run()
+    assert at.slider(key="monitor.curves.smoothing").value == 0.3
+    assert at.toggle(key="monitor.curves.log").value is True
+    assert dict(at.query_params) == url

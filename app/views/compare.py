@@ -153,7 +153,9 @@ def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None,
     if "compare.run_ids" in ss:  # handed over by another page in this session
         ss["compare.runs"] = [i for i in ss.pop("compare.run_ids") if i in labels]
         ss["compare.group_pick"] = None
-    elif opened_by_link(PAGE):
+    elif opened_by_link(PAGE) or "compare.group_pick" not in ss:
+        # Also when the URL is the one this page wrote but its widgets' values are gone: the
+        # session drops them while other pages run (a link back, e.g. the sidebar's group).
         query = linked_view(PAGE)
         group, ids = read_group(query), read_runs(query)
         if group in groups:

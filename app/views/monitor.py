@@ -151,12 +151,15 @@ def refresh_interval() -> float:
 
 
 def tick_started(armed: float | None, by_timer: bool) -> float:
-    """The tick's start; a tick the browser's timer asked for also measures how late it
-    came (``app.live.lateness``): the browser was busy drawing the ticks before it."""
+    """The tick's start; a tick the browser's timer asked for after another one also
+    measures how late it came (``app.live.lateness``): the browser was busy drawing the
+    tick before it. (After the page's own run the browser drew the whole page, loading
+    included: not what a tick costs it.)"""
     ss = st.session_state
     now = time.monotonic()
     previous, ss["monitor.tick_at"] = ss.get("monitor.tick_at"), now
-    if by_timer and armed is not None and previous is not None:
+    after_tick, ss["monitor.by_timer"] = ss.get("monitor.by_timer", False), by_timer
+    if by_timer and after_tick and armed is not None and previous is not None:
         ss["monitor.late_s"] = lateness(now - previous, armed, float(ss.get("monitor.late_s", 0.0)))
     return now
 
@@ -480,7 +483,10 @@ def open_link(view: MonitorView, run_id: int) -> None:
 
 ss = st.session_state
 wanted = ss.pop("monitor.run_id", None)  # handed over by the Launch page
-view = read_monitor_view(linked_view(PAGE)) if opened_by_link(PAGE) else None
+# Also when the URL is the one this page wrote but its widgets' values are gone: the session
+# drops them while other pages run.
+view = (read_monitor_view(linked_view(PAGE))
+        if opened_by_link(PAGE) or "monitor.curves.smoothing" not in ss else None)
 linked = view.run if view is not None else None
 if linked is not None and all(r.id != linked for r in runs):
     try:  # older than the runs listed: add it
