@@ -218,9 +218,14 @@ def last_x(page, title_part: str) -> float | None:
 
 
 def hostile_links(page) -> list[str]:
-    """Links and images on the page that point at the hostile host."""
-    return page.evaluate(f"""() => [...document.querySelectorAll('a[href*="{HOST}"], img[src*="{HOST}"]')]
-                              .map(e => e.outerHTML)""")
+    """Links and images on the page that point at the hostile host. A link of the dashboard's
+    own that carries the hostile name in its query (the sidebar's link to the group viewed
+    last, ``compare?group=...``) points at the dashboard, not at that host."""
+    return page.evaluate(f"""() => [...document.querySelectorAll('a[href], img[src]')]
+        .filter(e => {{ try {{ return new URL(e.getAttribute('href') || e.getAttribute('src'),
+                                           location.href).hostname === '{HOST}'; }}
+                        catch (err) {{ return false; }} }})
+        .map(e => e.outerHTML)""")
 
 
 def shot(page, folder: Path, name: str) -> None:
