@@ -144,3 +144,16 @@ def test_a_run_without_a_snapshot_says_so(db):
     at = page(seeded["queued"])
     assert not at.exception
     assert any("no per-example snapshot yet" in i.value for i in at.info)
+
+
+def test_monitor_and_compare_link_to_each_runs_examples(db):
+    _, seeded = db
+    monitor = AppTest.from_file(APP.format("monitor"), default_timeout=TIMEOUT)
+    monitor.query_params["run"] = str(seeded["cce"])
+    monitor.run()
+    assert any(f"Training examples of run #{seeded['cce']}" in m.value for m in monitor.markdown)
+    compare = AppTest.from_file(APP.format("compare"), default_timeout=TIMEOUT)
+    compare.query_params["runs"] = f"{seeded['cce']},{seeded['dm']}"
+    compare.run()
+    line = next(m.value for m in compare.markdown if m.value.startswith("Training examples of each run"))
+    assert f"(examples?run={seeded['cce']})" in line and f"(examples?run={seeded['dm']})" in line

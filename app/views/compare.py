@@ -49,6 +49,7 @@ from app.charts import (
 from app.curves import ALIGNMENTS, training_fraction
 from app.db import runs_or_stop, store_or_stop
 from app.downloads import csv_download
+from app.examples_links import examples_links
 from app.landscape import METRICS, RATE_KEY, build_landscape, cells_frame
 from app.links import (
     compare_params,
@@ -399,6 +400,7 @@ if not chosen:
 
 evals = {r.id: s.evals(r.id) for r in chosen}
 results_section(chosen, evals)
+examples_links(r.id for r in chosen)
 landscape_section(group, chosen, evals)
 curves_section(s, chosen, evals)
 histograms_section(s, chosen)

@@ -49,6 +49,7 @@ from app.charts import (
     picked_iteration,
 )
 from app.db import runs_or_stop, store_or_stop
+from app.examples_links import examples_link
 from app.links import (
     MonitorView,
     linked_view,
@@ -507,6 +508,7 @@ if view is not None:
     open_link(view, run_id)
 first = next(r for r in runs if r.id == run_id)
 header(first)
+examples_link(run_id)
 with st.expander("Chart controls: smoothing, log scale, the iteration shown", expanded=True):
     _, curve_style = curve_controls("monitor.curves")
     iteration_controls(first)
