@@ -6,7 +6,6 @@ from collections.abc import Iterable
 
 import streamlit as st
 
-from app.links import page_url
 from app.nav import page_link
 
 
@@ -17,8 +16,13 @@ def examples_link(run_id: int) -> None:
 
 
 def examples_links(run_ids: Iterable[int]) -> None:
-    """One line of links, one per run, to each run's training examples (the Compare page's):
-    relative URLs, so they work whether or not the page runs inside the navigation."""
-    links = [f"[#{i}]({page_url('examples', {'run': str(i)})})" for i in run_ids]
-    if links:
-        st.markdown("Training examples of each run: " + " · ".join(links))
+    """One link per run to its training examples (the Compare page's), through the navigation's
+    page links like every other link between pages: never Markdown built from text."""
+    ids = list(run_ids)
+    if not ids:
+        return
+    st.caption("Training examples of each run:")
+    columns = st.columns(min(len(ids), 6))
+    for i, run_id in enumerate(ids):
+        with columns[i % len(columns)]:
+            page_link("examples", f"#{run_id}", {"run": str(run_id)})

@@ -155,5 +155,9 @@ def test_monitor_and_compare_link_to_each_runs_examples(db):
     compare = AppTest.from_file(APP.format("compare"), default_timeout=TIMEOUT)
     compare.query_params["runs"] = f"{seeded['cce']},{seeded['dm']}"
     compare.run()
-    line = next(m.value for m in compare.markdown if m.value.startswith("Training examples of each run"))
-    assert f"(examples?run={seeded['cce']})" in line and f"(examples?run={seeded['dm']})" in line
+    # Outside the navigation a page link is the page's name in plain text (app.nav.page_link);
+    # inside it, a link: one per run, labelled with its id.
+    assert any(c.value == "Training examples of each run:" for c in compare.caption)
+    linked = [m.value for m in compare.markdown if m.value.startswith("→ **#")]
+    assert linked == [f"→ **#{seeded['cce']}** (open it from the sidebar)",
+                      f"→ **#{seeded['dm']}** (open it from the sidebar)"]

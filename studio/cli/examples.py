@@ -124,8 +124,9 @@ def examples_command(
                                         "leave out this many of the most suspect examples."),
     db: str | None = db_option(),
 ) -> None:
-    """List a run's most suspect training examples (likely wrong labels) with every per-example
-    statistic, or write a labels file to retrain without them."""
+    """List a run's most suspect training examples (likely wrong labels) and their statistics.
+
+    Or write a labels file to retrain without them (--write-labels, --drop-top)."""
     if (write_labels is None) != (drop_top is None):
         _fail("--write-labels and --drop-top go together: the file leaves out the --drop-top "
               "most suspect examples", 2)

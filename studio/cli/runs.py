@@ -484,8 +484,9 @@ def export(
                                              "(default: the root)."),
     db: str | None = db_option(),
 ) -> None:
-    """Write a run's scalars, histograms, evals or examples (each training example's labels and
-    statistics at the latest snapshot) to CSV or Parquet."""
+    """Write a run's scalars, histograms, evals or examples to CSV or Parquet.
+
+    ``examples``: each training example's labels and statistics at the latest snapshot."""
     with _errors():
         target = _output_path(run_id, what, fmt, output, out_dir)
         store = _open_store(db, create=False)
