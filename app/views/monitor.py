@@ -75,7 +75,7 @@ from dm_core.registry import ConfigError
 from dm_core.store import RunInfo, RunNotFound, RunStatus
 from dm_core.store.downsample import every_kth
 
-REFRESH_S = 2.0  # the shortest interval between two ticks
+REFRESH_S = 4.0  # the shortest interval between two ticks (the browser redraws every chart)
 MAX_REFRESH_S = 16.0  # the longest, however slow the machine
 PACE = 3.0  # the interval is at least this many times the last tick's duration
 MAX_POINTS = 1500  # scalar rows kept per run (the grid's stride doubles beyond twice this)
