@@ -227,7 +227,9 @@ def _check_data(spec: StudySpec) -> None:
     for condition, _ in spec.condition_labels():
         cfg = spec.config(condition, spec.methods[0], {}, 0, "tune")
         dataset = cfg.dataset.model_dump(mode="json")
-        key = json.dumps({k: dataset.get(k) for k in ("name", "path", "root", "download")}, sort_keys=True)
+        # The whole dataset section: two conditions that differ only in a labels file
+        # (dataset.noise.path) are each checked.
+        key = json.dumps(dataset, sort_keys=True)
         if key in seen:
             continue
         seen.add(key)
