@@ -140,10 +140,9 @@ def test_a_compare_url_opens_its_view_and_the_sidebar_keeps_the_group(browser, d
         sidebar.get_by_text("Last group viewed: sweep").wait_for()
         sidebar.locator("[data-testid=stSidebarNav] a", has_text="Runs").first.click()
         wait_ready(page)
-        sidebar.get_by_text("Last group viewed: sweep").click()
-        wait_for(lambda: urlparse(page.url).path.endswith("/compare")
-                 and query(page) == {"group": "sweep"}, 60, "the group's Compare view", 0.2)
-        wait_ready(page)
-        page.get_by_text("2 runs in group sweep").wait_for()
+        # On another page the sidebar still links the group's Compare view.
+        link = sidebar.locator("[data-testid=stPageLink-NavLink]", has_text="Last group viewed: sweep")
+        link.wait_for()
+        assert link.get_attribute("href") == "compare?group=sweep"
     finally:
         context.close()
