@@ -82,7 +82,7 @@ REPRO_ARGS ?=
 REPRO_OUT ?= docs/reproduction
 reproduction: $(RUN_STAMP)
 	$(BIN)/python -m dm_core.fused_cpu
-	for study in digits-noise digits-imbalance; do \
+	for study in digits-noise digits-imbalance digits-instance; do \
 		OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/dm repro $$study --local --out $(REPRO_OUT) $(REPRO_ARGS); \
 	done
 	$(BIN)/dm repro --summary --out $(REPRO_OUT) --summary-out $(dir $(REPRO_OUT))reproduction.md
