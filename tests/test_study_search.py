@@ -13,6 +13,7 @@ import numpy as np
 import optuna
 import pytest
 import yaml
+from test_studies import TINY_BASE  # one tiny base for every study test
 from typer.testing import CliRunner
 
 from dm_core.losses import list_losses
@@ -35,11 +36,6 @@ from studio.experiments.tuner import (
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 runner = CliRunner()
-
-TINY_BASE = {"dataset": {"name": "digits"}, "model": {"name": "mlp", "hidden": [16]},
-             "iterations": 30, "eval_every": 10, "batch_size": 32, "histogram_bins": 8,
-             "device": "cpu"}
-
 
 def study(**overrides) -> dict:
     data = {"name": "tiny", "base": TINY_BASE, "noise_rates": [0.4], "methods": ["cce", "dm"],
