@@ -20,7 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import re
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,34 +49,51 @@ __all__ = [
 ]
 
 
-# Characters that move the cursor, clear the screen, ring the bell or reorder the text around
-# them when printed: C0 and C1 controls, DEL, line and paragraph separators, and the
-# bidirectional embeddings, overrides and isolates.
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Characters that move the cursor, clear the screen, ring the bell, reorder the text around
+# them or print as nothing: C0 and C1 controls (Unicode category Cc), the line and paragraph
+# separators (Zl, Zp), and every format character (Cf) -- the bidirectional marks,
+# embeddings, overrides and isolates, zero-width spaces and joiners, the byte-order mark and
+# the invisible operators, which make 'adm\u200fin' look like 'admin'.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def _is_hidden(character: str) -> bool:
+    return unicodedata.category(character) in _HIDDEN_CATEGORIES
 
 
 def visible_controls(text: str) -> str:
-    r"""``text`` with each control character spelt out as its escape, for a terminal.
+    r"""``text`` with each control or invisible format character spelt out as its escape, for
+    a terminal.
 
     >>> print(visible_controls("run\x1b[2J\u202e"))
     run\x1b[2J\u202e
+    >>> print(visible_controls("adm\u200fin\ufeff"))
+    adm\u200fin\ufeff
     """
-    return _CONTROL_CHARACTERS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    if text.isprintable():  # false for every hidden category: nothing to spell out
+        return text
+    return "".join(c.encode("unicode_escape").decode("ascii") if _is_hidden(c) else c for c in text)
 
 
 def check_name(value: str, path: str) -> str:
-    r"""A run or group name: printable text only (it is shown in terminals and on pages).
+    r"""A run or group name: printable text only (it is shown in terminals and on pages), so
+    no control characters and no invisible format characters (Unicode category Cf).
 
     >>> check_name("dm λ=1", "name")
     'dm λ=1'
     >>> check_name("a\x00b", "--group")
     Traceback (most recent call last):
     dm_core.registry.ConfigError: --group: must not contain control characters (found \x00 at position 1)
+    >>> check_name("adm\u200fin", "name")
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: name: must not contain control characters (found \u200f at position 3)
     """
-    bad = _CONTROL_CHARACTERS.search(value)
-    if bad:
-        raise ConfigError.at(path, f"must not contain control characters (found "
-                                   f"{visible_controls(bad.group())} at position {bad.start()})")
+    if value.isprintable():
+        return value
+    for position, character in enumerate(value):
+        if _is_hidden(character):
+            raise ConfigError.at(path, f"must not contain control characters (found "
+                                       f"{visible_controls(character)} at position {position})")
     return value
 
 

@@ -505,6 +505,32 @@ def test_control_characters_in_run_names_are_refused(control):
     assert control[0] not in message
 
 
+# Unicode format characters (category Cf) print as nothing, or reorder the text around
+# them: 'adm\u200fin' looks like 'admin' (issue 25, item 5).
+INVISIBLE = ["\u200b", "\u200e", "\u200f", "\u061c", "\ufeff", "\u2062"]
+
+
+@pytest.mark.parametrize("invisible", INVISIBLE, ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
+def test_invisible_format_characters_in_names_and_groups_are_refused(invisible):
+    import unicodedata
+
+    from dm_core.config import ConfigError, parse_config, visible_controls
+
+    assert unicodedata.category(invisible) == "Cf"
+    spelt = f"\\u{ord(invisible):04x}"  # how the message and the terminal show it
+    with pytest.raises(ConfigError) as err:
+        parse_config({"name": f"adm{invisible}in"})
+    [(path, message)] = err.value.errors
+    assert path == "name" and f"found {spelt} at position 3" in message
+    assert invisible not in message
+    store = Store("sqlite://")
+    with pytest.raises(ConfigError) as err:
+        store.submit([parse_config({"name": "fine"})], group=f"adm{invisible}in")
+    assert err.value.paths() == ["group"] and spelt in str(err.value)
+    assert store.list_runs() == []
+    assert visible_controls(f"adm{invisible}in") == f"adm{spelt}in"
+
+
 def test_dm_submit_refuses_control_characters_in_names_and_groups(tmp_path):
     config = tmp_path / "run.json"
     config.write_text('{"name": "a\\u001b[31mred", "dataset": {"name": "digits"}}')
