@@ -7,8 +7,16 @@ the loss about twice cross-entropy's time on a CIFAR-sized CPU batch; ``fused_cp
 step in one loop per row. It is compiled on first use with ``torch.utils.cpp_extension``
 (a C++ compiler and ninja; about 30 s once, then cached in ``$TORCH_EXTENSIONS_DIR``,
 default ``~/.cache/torch_extensions``); ``make run``, ``make test`` and ``make bench`` build
-it before they start. Where it cannot be built the losses use the tensor ops, with one
-warning saying why. ``DM_FUSED_CPU=0`` turns it off.
+it before they start, and ``dm_core.train.train`` loads it before its clock starts. Where it
+cannot be built the losses use the tensor ops, with one warning saying why.
+``DM_FUSED_CPU=0`` turns it off.
+
+One build serves every checkout and process with the same source and toolchain: its folder
+is named by ``build_key``, a hash of the source's content, the compiler flags, the compiler
+and the torch installation (whose headers it includes), and the source is compiled from a
+copy inside that folder. Two checkouts of one commit (or one venv used from two) therefore
+share one build instead of rebuilding each other's, and a changed source gets a folder of
+its own. A process that finds another one building says so on stderr while it waits.
 
 >>> import torch
 >>> from dm_core.losses import make_loss
@@ -27,6 +35,7 @@ import logging
 import os
 import shutil
 import sys
+import sysconfig
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,9 +43,11 @@ from types import ModuleType
 
 import torch
 
-__all__ = ["SOURCE", "build_flags", "kernel", "unavailable_reason"]
+__all__ = ["SOURCE", "build_directory", "build_flags", "build_key", "build_lock", "kernel",
+           "unavailable_reason"]
 
 SOURCE = Path(__file__).with_name("fused_cpu.cpp")
+BUILD_LOCK_NAME = "dm-build.lock"
 
 
 def build_flags() -> list[str]:
@@ -87,12 +98,77 @@ def _build_environment() -> Iterator[None]:
         os.environ["PATH"] = path
 
 
-def _extension_name() -> str:
-    """One build per CPU flavour and Python environment: torch rebuilds an extension whenever
-    its include paths change, so two venvs sharing one name would rebuild it in turn."""
-    flavour = "avx2" if "-mavx2" in build_flags() else "default"
-    env = hashlib.sha1(f"{sys.prefix}|{torch.__version__}".encode()).hexdigest()[:8]
-    return f"dm_fused_cpu_{flavour}_{env}"
+def build_key(source: bytes) -> str:
+    """The name of one build: a hash of the source's content and of everything else the
+    compiled module depends on -- the compiler flags, the compiler, and the torch installation
+    whose headers and version it is built against (two venvs give two keys).
+
+    Where the source lives is not part of it: two checkouts of one commit share one build.
+    """
+    compiler = os.environ.get("CXX", "c++")
+    digest = hashlib.sha256()
+    for part in (source, *build_flags(), shutil.which(compiler) or compiler, torch.__version__,
+                 str(Path(torch.__file__).resolve().parent), sysconfig.get_paths()["include"]):
+        digest.update(part if isinstance(part, bytes) else part.encode())
+        digest.update(b"\0")  # so that no two different lists of parts run together alike
+    return digest.hexdigest()[:16]
+
+
+def build_directory(name: str) -> Path:
+    """The folder of build ``name``: under ``$TORCH_EXTENSIONS_DIR``, else torch's per-user
+    default (``~/.cache/torch_extensions``)."""
+    from torch.utils.cpp_extension import get_default_build_root
+
+    return Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root()) / name
+
+
+@contextlib.contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Hold the build folder's lock for a build or a load. When another process holds it (it
+    is compiling, about 30 s), say so on stderr before waiting: a silent wait looks like a
+    hang. It is an OS file lock, released when its holder dies, so a killed build never
+    leaves the next process waiting for ever."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"dm_core.fused_cpu: waiting for another process building the losses' CPU kernel "
+              f"in {path.parent} (a build takes about 30 s; its lock is {path.name})",
+              file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _source_copy(directory: Path, source: bytes) -> Path:
+    """The copy of the source that is compiled, inside the build folder, so that the build
+    commands are the same from every checkout. Written only when missing or different: a
+    rewrite would give it a newer time, and ninja would compile it again."""
+    copy = directory / SOURCE.name
+    if not copy.is_file() or copy.read_bytes() != source:
+        partial = copy.with_name(f"{copy.name}.{os.getpid()}.tmp")
+        partial.write_bytes(source)
+        os.replace(partial, copy)
+    return copy
+
+
+def _load() -> ModuleType:
+    """Compile (when no build of this source and toolchain exists yet) and import the kernel."""
+    from torch.utils.cpp_extension import load
+
+    source = SOURCE.read_bytes()
+    name = f"dm_fused_cpu_{build_key(source)}"
+    directory = build_directory(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    logging.getLogger(__name__).info("loading %s from %s (compiled once per source and "
+                                     "toolchain, ~30 s)", name, directory)
+    with build_lock(directory / BUILD_LOCK_NAME), _build_environment():
+        return load(name=name, sources=[str(_source_copy(directory, source))],
+                    extra_cflags=build_flags(), build_directory=str(directory), verbose=False)
 
 
 @functools.cache
@@ -101,14 +177,8 @@ def kernel() -> ModuleType | None:
     one warning naming the reason, where it cannot be built."""
     why = unavailable_reason()
     if why is None:
-        name = _extension_name()
-        logging.getLogger(__name__).info("loading %s (compiled once per machine, ~30 s)", name)
         try:
-            with _build_environment():
-                from torch.utils.cpp_extension import load
-
-                return load(name=name, sources=[str(SOURCE)], extra_cflags=build_flags(),
-                            verbose=False)
+            return _load()
         except Exception as err:  # a failed compile must not stop training: fall back
             lines = str(err).strip().splitlines()
             why = f"the build failed: {lines[-1] if lines else repr(err)}"

@@ -8,7 +8,11 @@ compared directly, on every scheme loss and on the inputs where they could part 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -153,3 +157,109 @@ def test_no_compiler_is_named_and_switching_off_is_quiet(monkeypatch, fresh_kern
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert fused_cpu.kernel() is None
+
+
+# ---------------------------------------------------------------- where and when it is built
+
+def _checkout(root, source: bytes):
+    """A copy of the project's kernel source as another checkout would hold it."""
+    path = root / "dm_core" / "fused_cpu.cpp"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(source)
+    return path
+
+
+def test_checkouts_of_one_source_share_one_build_and_a_changed_source_gets_its_own(
+        tmp_path, monkeypatch, fresh_kernel_cache):
+    """Issue 25 (8): the build was named by the environment and compiled from the checkout's
+    own file, so two checkouts with one venv rebuilt each other's kernel in turn."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    calls = []
+
+    def recording_load(**kwargs):  # stands in for the compiler: records what would be built
+        calls.append(kwargs)
+        return object()
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "extensions"))
+    monkeypatch.setattr(fused_cpu, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(cpp_extension, "load", recording_load)
+    original = fused_cpu.SOURCE.read_bytes()
+    changed = original + b"\n// one more line\n"
+    for checkout, source in (("a", original), ("b", original), ("c", changed)):
+        monkeypatch.setattr(fused_cpu, "SOURCE", _checkout(tmp_path / checkout, source))
+        fused_cpu.kernel.cache_clear()
+        assert fused_cpu.kernel() is not None
+    a, b, c = calls
+    assert fused_cpu.build_key(original) == fused_cpu.build_key(bytes(original))
+    assert fused_cpu.build_key(original) != fused_cpu.build_key(changed)
+    # One build for a and b: the same name, folder and compiled file (a copy in that folder,
+    # not either checkout's), so the second finds the first's build up to date.
+    assert (a["name"], a["build_directory"], a["sources"]) == (b["name"], b["build_directory"],
+                                                               b["sources"])
+    assert a["name"] == f"dm_fused_cpu_{fused_cpu.build_key(original)}"
+    [compiled] = a["sources"]
+    assert Path(compiled).parent == Path(a["build_directory"])
+    assert Path(compiled).read_bytes() == original
+    # The changed source is built apart, and leaves the first build as it was.
+    assert c["name"] == f"dm_fused_cpu_{fused_cpu.build_key(changed)}" != a["name"]
+    assert c["build_directory"] != a["build_directory"]
+    assert Path(c["sources"][0]).read_bytes() == changed
+    assert Path(compiled).read_bytes() == original
+
+
+def test_a_process_waiting_for_another_ones_build_says_so(tmp_path, capfd):
+    """Issue 25 (8): a process waiting on the build lock was silent for 10 minutes."""
+    import threading
+
+    lock = tmp_path / "build" / fused_cpu.BUILD_LOCK_NAME
+    lock.parent.mkdir()
+    with fused_cpu.build_lock(lock):  # nobody else holds it: no word
+        pass
+    assert "waiting" not in capfd.readouterr().err
+
+    holder = subprocess.Popen(  # another process, in the middle of its build
+        [sys.executable, "-c", "import sys, filelock; lock = filelock.FileLock(sys.argv[1]); "
+         "lock.acquire(); print('held', flush=True); sys.stdin.read()", str(lock)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        acquired = threading.Event()
+
+        def wait_for_the_build():
+            with fused_cpu.build_lock(lock):
+                acquired.set()
+
+        waiter = threading.Thread(target=wait_for_the_build, daemon=True)
+        waiter.start()
+        said = ""
+        deadline = time.monotonic() + 60
+        while "waiting for another process" not in said and time.monotonic() < deadline:
+            said += capfd.readouterr().err
+            time.sleep(0.02)
+        assert "waiting for another process building the losses' CPU kernel" in said
+        assert str(lock.parent) in said
+        assert not acquired.is_set()  # it says so while it waits, not after
+    finally:
+        holder.stdin.close()  # the other build ends
+        holder.wait(timeout=60)
+    waiter.join(timeout=60)
+    assert acquired.is_set()
+
+
+def test_training_loads_the_kernel_before_its_clock_starts(monkeypatch):
+    """Issue 25 (8): the first run on a machine compiled the kernel inside its timed loop."""
+    from types import SimpleNamespace
+
+    import dm_core.train as train_module
+    from dm_core.config import parse_config
+
+    order = []
+    monkeypatch.setattr(fused_cpu, "kernel", lambda: order.append("kernel"))  # tensor ops
+    monkeypatch.setattr(train_module, "time", SimpleNamespace(
+        perf_counter=lambda: order.append("clock") or time.perf_counter()))
+    config = parse_config({"dataset": {"name": "digits"}, "model": {"name": "mlp", "hidden": [8]},
+                           "loss": {"name": "dm"}, "iterations": 2, "eval_every": 2,
+                           "batch_size": 16, "device": "cpu"})
+    train_module.train(config)
+    assert order[0] == "kernel" and "clock" in order
