@@ -139,6 +139,28 @@ def test_grid_repeated_over_seeds(app_db):
     assert any("grid seeds" in rendered(e.value) for e in at.error)
 
 
+def test_grid_rows_add_up_to_one_cap_and_nothing_is_queued_past_it(app_db):
+    """Each row within the cap, together over it (3 rows × 200 β × 2 seeds = 1,200 runs):
+    the error is under the grid before the click, no run is built, nothing is queued
+    (issue 25, item 1)."""
+    from dm_core.config import MAX_RUNS_PER_SUBMIT
+
+    betas = ", ".join(str(b) for b in range(1, 201))
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["L.grid_table"] = pd.DataFrame({"λ": [0.0, 0.5, 1.0], "β values": [betas] * 3})
+    at.run()
+    at.radio(key="L.mode").set_value("λ/β grid").run()
+    at.text_input(key="L.grid_seeds").input("0, 1").run()
+    assert 200 * 2 <= MAX_RUNS_PER_SUBMIT < 3 * 200 * 2  # each row fits, the rows do not
+    said = [rendered(e.value) for e in at.error]
+    assert any("1200 runs" in m and f"at most {MAX_RUNS_PER_SUBMIT} per submit" in m
+               for m in said), said
+    assert at.button(key="L.queue").label == "Queue 0 runs"
+    _queue(at)
+    assert any("Nothing queued" in rendered(e.value) for e in at.error)
+    assert Store(app_db).list_runs() == []
+
+
 def test_the_form_and_its_presets_hold_out_a_validation_split(at):
     """RunConfig holds out nothing by default, so Compare would name no winner: the form
     starts at 0.2, and so does every preset that held out nothing."""

@@ -93,6 +93,25 @@ def test_submit_refuses_a_bad_group_name_and_queues_nothing(store, group, messag
     assert longest.group == "g" * 200
 
 
+def test_submit_refuses_more_runs_than_the_cap_whatever_path_submits(store):
+    """One cap on the runs of one submit, enforced by the store itself (issue 25, item 1):
+    5,000 configs in one call are refused naming the count and the cap, nothing is queued;
+    the cap itself is allowed."""
+    from dm_core.config import MAX_RUNS_PER_SUBMIT
+
+    one = config("many")
+    for count in (MAX_RUNS_PER_SUBMIT + 1, 5000):
+        with pytest.raises(ConfigError) as caught:
+            store.submit([one] * count, group="too-many")
+        assert caught.value.paths() == ["configs"]
+        assert f"{count} runs" in str(caught.value)
+        assert f"at most {MAX_RUNS_PER_SUBMIT} runs per submit" in str(caught.value)
+    assert store.list_runs() == [] and store.groups() == []
+    assert len(store.submit([one] * MAX_RUNS_PER_SUBMIT, group="at-the-cap").run_ids) \
+        == MAX_RUNS_PER_SUBMIT
+    assert store.queue_counts()["queued"] == MAX_RUNS_PER_SUBMIT
+
+
 def test_submit_list_get(store):
     first = store.submit([config("a"), config("b")])
     second = store.submit([config("c")], group="mine", max_attempts=5)

@@ -310,12 +310,16 @@ def grid_seeds(text: str, form: Form) -> list[int]:
 def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form,
                  seeds: list[int] | None = None) -> list[RunConfig]:
     """One run per (λ, β) of the table and seed: each row is a λ with its own list of β
-    values; with several ``seeds``, every point is repeated once per seed."""
+    values; with several ``seeds``, every point is repeated once per seed.
+
+    The runs of all rows together are counted before any is built: more than
+    ``MAX_RUNS_PER_SUBMIT`` is an error under the grid, and none is built (each row within
+    the cap, ten rows used to add up to 10,000 runs)."""
     loss = draft["loss"]
     if not {"lam", "beta"} <= set(loss):
         form.add("grid", f"grid: the loss {loss['name']!r} has no λ and β; choose dm for a λ/β grid")
         return []
-    configs: list[RunConfig] = []
+    rows: list[tuple[int, float, list[Any]]] = []
     for i, row in enumerate(table.itertuples(index=False), start=1):
         lam, betas_text = row[0], row[1]
         if lam is None or (isinstance(lam, float) and pd.isna(lam)):
@@ -328,6 +332,17 @@ def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form,
         if not betas:
             form.add("grid", f"grid row {i} (λ = {lam:g}): no β values")
             continue
+        rows.append((i, lam, betas))
+    per_seed = sum(len(betas) for _, _, betas in rows)
+    total = per_seed * (len(seeds) if seeds else 1)
+    if total > MAX_RUNS_PER_SUBMIT:
+        times_seeds = f" × {len(seeds)} seeds" if seeds else ""
+        form.add("grid", f"grid: {per_seed} (λ, β) points in {len(rows)} rows{times_seeds} = "
+                         f"{total} runs; at most {MAX_RUNS_PER_SUBMIT} per submit: remove rows, "
+                         "β values or seeds, or queue the grid in parts")
+        return []
+    configs: list[RunConfig] = []
+    for i, lam, betas in rows:
         try:
             axes = [("loss.lam", [float(lam)]), ("loss.beta", betas)]
             configs += expand_grid(draft, axes + ([("seed", seeds)] if seeds else []))

@@ -165,6 +165,27 @@ def check_group(group: str) -> str:
     return group
 
 
+def check_run_count(count: int) -> int:
+    """The number of runs one ``Store.submit`` queues: at most ``MAX_RUNS_PER_SUBMIT``
+    (``dm_core.config``), whatever path submits -- ``dm submit``, the Launch page, a study,
+    a script. The pages and ``dm runs`` list every run: one click that queued 10,000 made
+    each rerun of the dashboard take 39 s. ``ConfigError`` naming ``configs``, the count and
+    the cap otherwise.
+
+    >>> check_run_count(1000)
+    1000
+    >>> check_run_count(5000)
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: configs: 5000 runs in one submit; at most 1000 runs per submit: split them into several submits
+    """
+    from dm_core.config import MAX_RUNS_PER_SUBMIT
+
+    if count > MAX_RUNS_PER_SUBMIT:
+        raise ConfigError.at("configs", f"{count} runs in one submit; at most {MAX_RUNS_PER_SUBMIT} "
+                                        "runs per submit: split them into several submits")
+    return count
+
+
 # ---------------------------------------------------------------------- the runs
 
 class Runs:
@@ -195,6 +216,7 @@ class Runs:
                max_attempts: int = 3) -> SubmitResult:
         if not configs:
             raise ValueError("submit: no configs given")
+        check_run_count(len(configs))
         if max_attempts < 1:
             raise ValueError(f"max_attempts: must be at least 1 (got {max_attempts})")
         if group is not None:

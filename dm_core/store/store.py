@@ -124,7 +124,10 @@ class Store:
 
     def submit(self, configs: Sequence[Any], group: str | None = None,
                max_attempts: int = 3) -> SubmitResult:
-        """Queue validated ``RunConfig``s in one transaction, as one group (named when None)."""
+        """Queue validated ``RunConfig``s in one transaction, as one group (named when None).
+
+        At most ``dm_core.config.MAX_RUNS_PER_SUBMIT`` configs: more is a ``ConfigError``
+        naming the count and the cap, and nothing is queued."""
         return self._runs.submit(configs, group, max_attempts)
 
     def list_runs(self, status: str | None = None, group: str | None = None,
