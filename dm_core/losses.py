@@ -100,10 +100,18 @@ class LossStats:
         weight: shape ``(N,)``, the weight actually applied: the L1 norm of that example's
             gradient with respect to its logits (for DN losses these sum to at most 1).
 
-    Example:
-        >>> stats = LossStats(p=torch.tensor([0.9, 0.2]), weight=torch.tensor([0.1, 0.8]))
-        >>> stats.weight.sum()
-        tensor(0.9000)
+    Example (both checked against autograd and the softmax):
+        >>> loss_fn = make_loss("gce")
+        >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]], requires_grad=True)
+        >>> targets = torch.tensor([0, 1])
+        >>> loss_fn(logits, targets).backward()
+        >>> stats = loss_fn.last
+        >>> torch.allclose(stats.p, logits.softmax(dim=1)[torch.arange(2), targets])
+        True
+        >>> torch.allclose(stats.weight, logits.grad.abs().sum(dim=1))
+        True
+        >>> stats.weight.requires_grad
+        False
     """
 
     p: Tensor

@@ -395,9 +395,10 @@ def test_compose_workers_read_datasets_where_the_image_allows(compose):
     the host's data folder there, read-only, for every worker service."""
     env = dict(re.findall(r"(DM_[A-Z_]+)=(\S+)", (ROOT / "Dockerfile").read_text()))
     allowed = env["DM_DATA_DIRS"]
-    for name, svc in dm_services(compose).items():
-        if svc["command"][0] != "worker":
-            continue
+    workers = {name: svc for name, svc in dm_services(compose).items()
+               if svc["command"][0] == "worker"}
+    assert workers, "no compose service runs `dm worker`"
+    for name, svc in workers.items():
         mounts = [v.rsplit(":", 2) for v in svc["volumes"]]
         assert any(target == allowed and mode == "ro" for _, target, mode in
                    (m for m in mounts if len(m) == 3)), (name, svc["volumes"])
