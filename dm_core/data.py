@@ -28,7 +28,7 @@ import torch
 from dm_core.batches import augment_batch, balanced_batch_indices, batch_indices  # noqa: F401
 from dm_core.cifar_files import cifar_arrays, cifar_files
 from dm_core.data_dirs import confine_data_path, read_npz, require_root
-from dm_core.noise import NOISE, corrupt_labels
+from dm_core.noise import MAX_LABEL_FILE_BYTES, NOISE, corrupt_labels
 from dm_core.registry import ConfigError, Param, Registry
 
 DATASETS = Registry("dataset")
@@ -332,7 +332,9 @@ def _training_size(dataset: Mapping[str, Any]) -> tuple[int, int]:
     if "num_train" in entry.extra:
         return entry.extra["num_train"], entry.extra["num_classes"]
     if name == "arrays":
-        y = read_npz(confine_data_path(str(dataset.get("path")), "dataset.path"), ("y_train",))["y_train"]
+        # Labels only: bounded like a labels file, so a huge y_train is refused from its header.
+        y = read_npz(confine_data_path(str(dataset.get("path")), "dataset.path"), ("y_train",),
+                     max_bytes=MAX_LABEL_FILE_BYTES, limited="a labels array")["y_train"]
         _check_array_labels(y, "train", None)
         return len(y), int(y.max()) + 1
     if name == "image_folder":

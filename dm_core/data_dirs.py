@@ -58,23 +58,30 @@ def require_root(root: str, name: str) -> Path:
     return path
 
 
-# The arrays read from one file together hold at most this many values: 2 GiB as float32, the
-# dtype the inputs are trained in (CIFAR-10's 60,000 images are 184 million values).
+# The arrays read from one file together inflate to at most this many bytes, counted from the
+# shapes and dtypes their .npy headers declare before anything is decompressed.
+MAX_ARRAYS_BYTES = 1 << 31
+# ... and hold at most this many values: 2 GiB as float32, the dtype the inputs are trained in
+# (CIFAR-10's 60,000 images are 184 million values), so the cast after reading stays bounded.
 MAX_ARRAYS_ELEMENTS = 1 << 29
 # Room for an .npy member's own header beyond its values.
 _NPY_HEADER_SLACK = 1 << 16
 
 
-def read_npz(p: Path, keys: tuple[str, ...], field: str = "dataset.path") -> dict[str, np.ndarray]:
+def read_npz(p: Path, keys: tuple[str, ...], field: str = "dataset.path", *,
+             max_bytes: int | None = None, limited: str = "a dataset file") -> dict[str, np.ndarray]:
     """Read only ``keys`` from the .npz at ``p``, after checking the sizes they declare.
 
     Every member's uncompressed size (its zip header) and every array's shape and dtype (its
-    .npy header) are read before any data is decompressed: a file that inflates beyond
-    ``MAX_ARRAYS_ELEMENTS`` values is refused from its headers. Other members are never
-    opened. Object arrays (pickles) are refused (``allow_pickle=False``). Errors name ``field``,
-    the config field that gave the path.
+    .npy header) are read before any data is decompressed: an array whose declared shape ×
+    itemsize passes ``max_bytes`` (default ``MAX_ARRAYS_BYTES``), or arrays that do so
+    together, are refused from their headers, as are more than ``MAX_ARRAYS_ELEMENTS`` values.
+    Other members are never opened. Object arrays (pickles) are refused (``allow_pickle=False``).
+    Errors name ``field`` (the config field that gave the path), the file, the array and the
+    limit, which ``limited`` describes ("a labels file may hold at most … bytes").
     """
     where = f"{field}: {str(p)!r}"
+    limit = MAX_ARRAYS_BYTES if max_bytes is None else max_bytes
     try:
         with zipfile.ZipFile(p) as zf:
             infos = {name.removesuffix(".npy"): zf.getinfo(name) for name in zf.namelist()
@@ -82,21 +89,26 @@ def read_npz(p: Path, keys: tuple[str, ...], field: str = "dataset.path") -> dic
             missing = [k for k in keys if k not in infos]
             if missing:
                 raise ConfigError(f"{where}: the .npz lacks {', '.join(missing)}")
-            total = 0
+            total_values = total_bytes = 0
             for key, info in infos.items():
-                if info.file_size > MAX_ARRAYS_ELEMENTS * 8 + _NPY_HEADER_SLACK:
-                    raise ConfigError(f"{where}: {key} inflates to {info.file_size:,} bytes; its "
-                                      f"arrays may hold at most {MAX_ARRAYS_ELEMENTS:,} values in all")
+                if info.file_size > limit + _NPY_HEADER_SLACK:
+                    raise ConfigError(f"{where}: array {key!r} inflates to {info.file_size:,} "
+                                      f"bytes; {limited} may hold at most {limit:,} bytes")
                 with zf.open(info) as member:
                     shape, dtype = npy_header(member)
+                nbytes = _checked_bytes(where, key, shape, dtype, limit, limited)
                 count = _checked_count(where, key, shape, dtype)
-                if info.file_size > count * dtype.itemsize + _NPY_HEADER_SLACK:
+                if info.file_size > nbytes + _NPY_HEADER_SLACK:
                     raise ConfigError(f"{where}: {key} inflates to {info.file_size:,} bytes, more "
                                       f"than its {shape} {dtype} values need")
-                total += count
-            if total > MAX_ARRAYS_ELEMENTS:
-                raise ConfigError(f"{where}: {', '.join(keys)} hold {total:,} values in all; at "
-                                  f"most {MAX_ARRAYS_ELEMENTS:,}")
+                total_values += count
+                total_bytes += nbytes
+            if total_bytes > limit:
+                raise ConfigError(f"{where}: {', '.join(keys)} inflate to {total_bytes:,} bytes "
+                                  f"in all; {limited} may hold at most {limit:,} bytes")
+            if total_values > MAX_ARRAYS_ELEMENTS:
+                raise ConfigError(f"{where}: {', '.join(keys)} hold {total_values:,} values in "
+                                  f"all; at most {MAX_ARRAYS_ELEMENTS:,}")
             arrays = {}
             for key in keys:
                 with zf.open(infos[key]) as member:
@@ -120,13 +132,17 @@ def npz_names(p: Path, field: str) -> list[str]:
         raise ConfigError(f"{field}: {str(p)!r} is not a readable .npz file ({err})") from None
 
 
-def read_npy(p: Path, field: str) -> np.ndarray:
+def read_npy(p: Path, field: str, *, max_bytes: int | None = None,
+             limited: str = "a dataset file") -> np.ndarray:
     """The array in the .npy file at ``p``, after checking the shape and dtype its header
-    declares; object arrays (pickles) are refused. Errors name ``field``."""
+    declares against ``max_bytes`` (default ``MAX_ARRAYS_BYTES``) and ``MAX_ARRAYS_ELEMENTS``;
+    object arrays (pickles) are refused. Errors name ``field``, the file and the limit."""
     where = f"{field}: {str(p)!r}"
+    limit = MAX_ARRAYS_BYTES if max_bytes is None else max_bytes
     try:
         with p.open("rb") as f:
             shape, dtype = npy_header(f)
+            _checked_bytes(where, "its array", shape, dtype, limit, limited)
             _checked_count(where, "its array", shape, dtype)
             f.seek(0)
             return np.lib.format.read_array(f, allow_pickle=False)
@@ -151,6 +167,17 @@ def _checked_count(where: str, key: str, shape: tuple[int, ...], dtype: np.dtype
     return count
 
 
+def _checked_bytes(where: str, key: str, shape: tuple[int, ...], dtype: np.dtype, limit: int,
+                   limited: str) -> int:
+    """The bytes an array header declares (shape × itemsize), once they are within ``limit``."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > limit:
+        name = key if key == "its array" else f"array {key!r}"
+        raise ConfigError(f"{where}: {name} declares {shape} {dtype}, {nbytes:,} bytes once "
+                          f"inflated; {limited} may hold at most {limit:,} bytes")
+    return nbytes
+
+
 def npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
     """(shape, dtype) from the header of an .npy stream, reading nothing else."""
     version = np.lib.format.read_magic(member)
@@ -163,5 +190,6 @@ def npy_header(member: Any) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(shape), dtype
 
 
-__all__ = ["DATA_DIRS_ENV", "DEFAULT_DATA_DIR", "MAX_ARRAYS_ELEMENTS", "allowed_data_dirs",
-           "confine_data_path", "npy_header", "npz_names", "read_npy", "read_npz", "require_root"]
+__all__ = ["DATA_DIRS_ENV", "DEFAULT_DATA_DIR", "MAX_ARRAYS_BYTES", "MAX_ARRAYS_ELEMENTS",
+           "allowed_data_dirs", "confine_data_path", "npy_header", "npz_names", "read_npy",
+           "read_npz", "require_root"]

@@ -235,9 +235,10 @@ def _instance(labels: np.ndarray, rate: float, num_classes: int, rng: np.random.
     return draw_labels(instance_transition(labels, features, rate, num_classes, rng), rng)
 
 
-# A .pt is read whole: this bounds its size on disk and, for the zip format torch writes, the
-# sizes its members inflate to (CIFAR-10N's file is under 3 MB; 256 MiB holds 32 million int64
-# labels). .npy and .npz files are bounded by the sizes their headers declare instead.
+# A labels file holds at most this many bytes (CIFAR-10N's file is under 3 MB; 256 MiB holds 32
+# million int64 labels). A .pt is read whole: this bounds its size on disk and, for the zip
+# format torch writes, the sizes its members inflate to. .npy and .npz arrays are bounded by
+# the bytes their headers declare (shape × itemsize), checked before anything is inflated.
 MAX_LABEL_FILE_BYTES = 1 << 28
 LABEL_FILE_TYPES = (".npy", ".npz", ".pt")
 
@@ -322,10 +323,14 @@ def read_label_file(path: str, key: str | None, num_examples: int, num_classes: 
         if key is not None:
             raise ConfigError(f"dataset.noise.key: {str(p)!r} holds one label array, not named "
                               "arrays; leave dataset.noise.key empty")
-        labels, field = read_npy(p, "dataset.noise.path"), "dataset.noise.path"
+        labels = read_npy(p, "dataset.noise.path", max_bytes=MAX_LABEL_FILE_BYTES,
+                          limited="a labels file")
+        field = "dataset.noise.path"
     elif suffix == ".npz":
         name = _pick(npz_names(p, "dataset.noise.path"), key, p)
-        labels, field = read_npz(p, (name,), "dataset.noise.path")[name], "dataset.noise.key"
+        labels = read_npz(p, (name,), "dataset.noise.path", max_bytes=MAX_LABEL_FILE_BYTES,
+                          limited="a labels file")[name]
+        field = "dataset.noise.key"
     elif suffix == ".pt":
         arrays = _torch_file_arrays(p)
         labels, field = arrays[_pick(list(arrays), key, p)], "dataset.noise.key"

@@ -356,8 +356,8 @@ def test_arrays_reads_only_the_four_arrays_it_needs(tmp_path):
 ])
 def test_arrays_refuses_declared_sizes_over_the_limit_before_reading(tmp_path, key, shape, dtype):
     """A member whose .npy header declares terabytes is refused from its header, naming the
-    file and the key, before any memory is set aside for it."""
-    from dm_core.data_dirs import MAX_ARRAYS_ELEMENTS
+    file, the key and the limit in bytes, before any memory is set aside for it."""
+    from dm_core.data_dirs import MAX_ARRAYS_BYTES
 
     path = tmp_path / "bomb.npz"
     members = {f"{k}.npy": _npy(v) for k, v in SMALL.items()}
@@ -367,7 +367,9 @@ def test_arrays_refuses_declared_sizes_over_the_limit_before_reading(tmp_path, k
         load_dataset("arrays", seed=0, path=str(path))
     message = str(err.value)
     assert message.startswith("dataset.path: ") and str(path) in message and key in message
-    assert f"{math.prod(shape):,} values" in message and f"{MAX_ARRAYS_ELEMENTS:,}" in message
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    assert f"array {key!r} declares {shape} {np.dtype(dtype)}, {nbytes:,} bytes once inflated; " \
+        f"a dataset file may hold at most {MAX_ARRAYS_BYTES:,} bytes" in message
 
 
 def test_arrays_refuses_a_member_that_inflates_beyond_the_limit(tmp_path, monkeypatch):
@@ -377,14 +379,15 @@ def test_arrays_refuses_a_member_that_inflates_beyond_the_limit(tmp_path, monkey
 
     from dm_core import data_dirs
 
-    monkeypatch.setattr(data_dirs, "MAX_ARRAYS_ELEMENTS", 1000)
+    monkeypatch.setattr(data_dirs, "MAX_ARRAYS_BYTES", 8000)
     path = tmp_path / "zeros.npz"
     members = {f"{k}.npy": _npy(v) for k, v in SMALL.items()}
     members["x_train.npy"] = _npy(np.zeros((4, 3))) + b"\0" * 1_000_000  # trailing bytes
     _npz_with(path, members)
     assert path.stat().st_size < 10_000  # it compresses to nearly nothing
     assert zipfile.ZipFile(path).getinfo("x_train.npy").file_size > 1_000_000
-    with pytest.raises(ConfigError, match=r"dataset\.path: .*x_train.* inflates to 1,000,\d+ bytes"):
+    with pytest.raises(ConfigError, match=r"dataset\.path: .*'x_train' inflates to 1,000,\d+ "
+                                          r"bytes; a dataset file may hold at most 8,000 bytes"):
         load_dataset("arrays", seed=0, path=str(path))
 
 
@@ -398,6 +401,11 @@ def test_arrays_total_over_the_limit_is_refused(tmp_path, monkeypatch):
         load_dataset("arrays", seed=0, path=str(path))
     monkeypatch.setattr(data_dirs, "MAX_ARRAYS_ELEMENTS", 24)
     assert len(load_dataset("arrays", seed=0, path=str(path)).x_train) == 4
+    # In bytes: float64 x (12 + 6 values) and int64 y (4 + 2): 24 × 8 = 192 bytes in all.
+    monkeypatch.setattr(data_dirs, "MAX_ARRAYS_BYTES", 191)
+    with pytest.raises(ConfigError, match="inflate to 192 bytes in all; a dataset file may hold "
+                                          "at most 191 bytes"):
+        load_dataset("arrays", seed=0, path=str(path))
 
 
 def test_unknown_dataset_and_missing_root(tmp_path):

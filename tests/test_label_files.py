@@ -234,6 +234,92 @@ def test_a_pt_that_inflates_beyond_the_limit_is_refused_from_its_zip_directory(a
         load(arrays, path=str(tmp_path / "bomb.pt"), key="aggre_label")
 
 
+def _header_only_npy(shape: tuple[int, ...], dtype: str) -> bytes:
+    """An .npy member that declares ``shape`` of ``dtype`` and holds only zeros after its
+    header: however large it claims to be, it deflates to almost nothing (a zip bomb)."""
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": np.dtype(dtype).str,
+                                               "fortran_order": False, "shape": shape})
+    return buf.getvalue() + b"\0" * 4096
+
+
+def test_an_npz_declaring_gibibytes_of_labels_is_refused_from_its_header(arrays, tmp_path):
+    """The reported bomb: a tiny .npz whose labels array declares 2 GiB of float64 (2**28
+    values, under the values cap) is refused from its .npy header, naming the file, the array
+    and the limit in bytes -- never inflated, then refused by the label check."""
+    import zipfile
+
+    from dm_core.noise import MAX_LABEL_FILE_BYTES
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("worse_label.npy", _header_only_npy((1 << 28,), "<f8"))
+    assert path.stat().st_size < 10_000
+    with pytest.raises(ConfigError) as err:
+        load(arrays, path=str(path), key="worse_label")
+    assert str(err.value) == (
+        f"dataset.noise.path: {str(path)!r}: array 'worse_label' declares (268435456,) float64, "
+        f"2,147,483,648 bytes once inflated; a labels file may hold at most "
+        f"{MAX_LABEL_FILE_BYTES:,} bytes")
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".npy"])
+def test_label_arrays_are_bounded_in_bytes_before_they_are_inflated(arrays, tmp_path, monkeypatch,
+                                                                    suffix):
+    """The limit counts bytes (shape × itemsize from the .npy header), not values: 20,000
+    float64 zeros (160,000 bytes, 20,000 values) pass a 100,000-values cap but not a
+    100,000-bytes limit, and are refused without a byte of them being read."""
+    from dm_core import data_dirs, noise
+
+    monkeypatch.setattr(noise, "MAX_LABEL_FILE_BYTES", 100_000)
+    path = tmp_path / f"zeros{suffix}"
+    if suffix == ".npz":
+        np.savez_compressed(path, worse_label=np.zeros(20_000))
+        assert path.stat().st_size < 5_000  # highly compressible: the zip is tiny
+        key, named = "worse_label", "array 'worse_label'"
+    else:
+        np.save(path, np.zeros(20_000))
+        key, named = None, "its array"
+
+    real_read, shapes_read = data_dirs.np.lib.format.read_array, []
+
+    def read_array(*args, **kwargs):
+        array = real_read(*args, **kwargs)
+        shapes_read.append(array.shape)
+        return array
+
+    monkeypatch.setattr(data_dirs.np.lib.format, "read_array", read_array)
+    with pytest.raises(ConfigError) as err:
+        load(arrays, path=str(path), key=key)
+    assert (20_000,) not in shapes_read  # refused from its header: never inflated
+    assert str(err.value) == (f"dataset.noise.path: {str(path)!r}: {named} declares (20000,) "
+                              "float64, 160,000 bytes once inflated; a labels file may hold at "
+                              "most 100,000 bytes")
+
+
+def test_an_arrays_y_train_read_at_submit_is_bounded_like_labels(tmp_path):
+    """At submit, a labels file is checked against the arrays dataset's y_train, read alone:
+    a y_train declaring 2 GiB of float64 is refused from its header, as a labels file is."""
+    import zipfile
+
+    from dm_core.data import check_data_available
+    from dm_core.noise import MAX_LABEL_FILE_BYTES
+
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("y_train.npy", _header_only_npy((1 << 28,), "<f8"))
+    np.save(tmp_path / "labels.npy", FILE_LABELS)
+    with pytest.raises(ConfigError) as err:
+        check_data_available({"name": "arrays", "path": str(path),
+                              "noise": {"kind": "file", "path": str(tmp_path / "labels.npy")}})
+    assert str(err.value) == (
+        f"dataset.path: {str(path)!r}: array 'y_train' declares (268435456,) float64, "
+        f"2,147,483,648 bytes once inflated; a labels array may hold at most "
+        f"{MAX_LABEL_FILE_BYTES:,} bytes")
+
+
 @pytest.mark.parametrize(("noise", "field", "says"), [
     ({"kind": "file"}, "dataset.noise.path", "needs the labels file"),
     ({"kind": "file", "path": "x.npy", "rate": 0.2}, "dataset.noise.rate", "takes no rate"),
