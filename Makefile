@@ -3,6 +3,7 @@
 #
 #   make run     dashboard on http://127.0.0.1:8501 + one worker (SQLite in ./var); Ctrl-C stops
 #   make test    the whole pytest suite (installs the dev extra when pyproject.toml changed)
+#   make test-fast  the suite without the tests marked slow (5 s or more each), for the inner loop
 #   make lint    ruff check
 #   make bench   every benchmarks/bench_*.py in turn, written to docs/benchmarks.md
 #   make reliability  the fault, invalid-input and issue regression tests, written to docs/reliability.md
@@ -25,7 +26,7 @@ BENCH_ARGS ?=
 RUN_STAMP := $(VENV)/.dm-installed-run
 DEV_STAMP := $(VENV)/.dm-installed-dev
 
-.PHONY: help run test lint bench reliability reproduction screenshots ci-system-deps
+.PHONY: help run test test-fast lint bench reliability reproduction screenshots ci-system-deps
 
 help:
 	@sed -n 's/^#   make /make /p' $(firstword $(MAKEFILE_LIST))
@@ -53,6 +54,12 @@ run: $(RUN_STAMP)
 test: $(DEV_STAMP) ci-system-deps
 	$(BIN)/python -m dm_core.fused_cpu
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The slow marker (pyproject.toml) is on every test that takes 5 s or more: training runs,
+# subprocess workers and pytest subprocesses, and the browser tests.
+test-fast: $(DEV_STAMP) ci-system-deps
+	$(BIN)/python -m dm_core.fused_cpu
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest $(PYTEST_ARGS) -m "not slow"
 
 # The only target that rewrites docs/reliability.md and docs/reliability.json (`make test`
 # runs the same tests without --reliability-report and writes nothing): the fault and

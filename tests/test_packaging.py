@@ -469,7 +469,8 @@ def test_ci_run_is_executable_and_runs_make_test_under_ci():
 def test_make_targets_dry_run(tmp_path):
     """``make -n`` prints what each entry point would run, without running it."""
     venv = tmp_path / "venv"
-    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "run", "test", "lint", "bench"],
+    out = subprocess.run(["make", "-n", "-C", str(ROOT), f"VENV={venv}", "run", "test", "test-fast",
+                          "lint", "bench"],
                          capture_output=True, text=True, timeout=60, env={**os.environ, "CI": "false"})
     assert out.returncode == 0, out.stderr
     text = out.stdout
@@ -478,6 +479,7 @@ def test_make_targets_dry_run(tmp_path):
     assert "pip install --disable-pip-version-check -e '.[dev]'" in text
     assert f"{venv}/bin/dm up" in text
     assert f"{venv}/bin/python -m pytest -n 2" in text
+    assert f'{venv}/bin/python -m pytest -n 2 -m "not slow"' in text  # make test-fast
     assert f"{venv}/bin/ruff check ." in text
     assert f"{venv}/bin/python benchmarks/run_all.py" in text  # make bench writes docs/benchmarks.md
 
