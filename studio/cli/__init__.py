@@ -3,6 +3,7 @@
 from studio.cli import examples as _examples  # noqa: F401
 from studio.cli import repro as _repro  # noqa: F401
 from studio.cli import runs as _runs  # noqa: F401
+from studio.cli import slurm as _slurm  # noqa: F401
 from studio.cli import study as _study  # noqa: F401
 from studio.cli import train as _train  # noqa: F401  (registers commands)
 from studio.cli import up as _up  # noqa: F401
