@@ -34,6 +34,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -919,6 +920,115 @@ def test_sqlite_frozen_lock_holder_stalls_neither_reads_nor_workers(tmp_path, mo
     assert not thread.is_alive()
     assert worker["result"].exit_code == 0, worker["result"].output
     assert store.get_run(run_id).status == RunStatus.SUCCEEDED
+
+
+@contextmanager
+def lock_held_elsewhere(store: Store, run_id: int):
+    """Another connection holds the lock that a write of run ``run_id`` needs, until the block
+    ends: SQLite's write lock (BEGIN IMMEDIATE on the file), or on PostgreSQL the run's row
+    (SELECT … FOR UPDATE in an open transaction)."""
+    if store.dialect == "sqlite":
+        holder = sqlite3.connect(store.url.removeprefix("sqlite:///"), isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        return
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    libpq = (make_url(store.url).set(drivername="postgresql", query={})  # libpq's own URL
+             .render_as_string(hide_password=False))
+    with psycopg.connect(libpq) as holder:
+        holder.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", (run_id,))
+        try:
+            yield
+        finally:
+            holder.rollback()
+
+
+def test_a_writer_behind_a_held_lock_gives_up_naming_what_held_it(db_url, tmp_path, monkeypatch,
+                                                                   reliability):
+    """dm cancel behind another connection's lock gives up at its deadline naming the database,
+    what held it and where to look -- not a bare "database is locked" -- and changes nothing."""
+    if db_url.startswith("sqlite"):
+        monkeypatch.setenv("DM_SQLITE_LOCK_WAIT_S", "2")  # the deadline, short for the test
+        url = db_url
+    else:
+        from sqlalchemy.engine import make_url
+
+        url = (make_url(db_url).update_query_dict({"options": "-c lock_timeout=1s"})
+               .render_as_string(hide_password=False))
+    store = Store(url, tmp_path / "artifacts")
+    [run_id] = store.submit([cfg("behind-a-lock")]).run_ids
+    with lock_held_elsewhere(store, run_id), pytest.raises(StoreUnavailable) as caught:
+        store.cancel(run_id)
+    message = str(caught.value)
+    if store.dialect == "sqlite":
+        path = store.url.removeprefix("sqlite:///")
+        assert f"the SQLite database {path} is locked by another process or connection" in message
+        assert f"fuser -v {path}" in message and "DM_SQLITE_LOCK_WAIT_S" in message
+    else:
+        assert store.masked_url in message and "another connection held a lock" in message
+        assert "lock_timeout" in message and "pg_stat_activity" in message
+    assert store.get_run(run_id).status == RunStatus.QUEUED  # nothing was written
+    assert store.cancel(run_id).status == RunStatus.CANCELLED  # and it goes through once free
+    reliability.add(trials=1, faults=1, lost=0)
+
+
+def test_a_sqlite_writer_says_that_it_waits_and_goes_on_once_the_lock_is_free(tmp_path, caplog,
+                                                                             monkeypatch):
+    """Behind a held write lock a writer says (logger dm.store) that it waits, for which file
+    and for what, keeps trying to its deadline, and succeeds once the holder lets go."""
+    monkeypatch.setenv("DM_SQLITE_LOCK_WAIT_S", "600")  # far past the moment the holder lets go
+    store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
+    [run_id] = store.submit([cfg("waits")]).run_ids
+    outcome: dict = {}
+
+    def cancel() -> None:
+        try:
+            outcome["info"] = store.cancel(run_id)
+        except BaseException as err:  # noqa: BLE001 - asserted below
+            outcome["error"] = err
+
+    writer = threading.Thread(target=cancel, daemon=True)
+    with caplog.at_level(logging.WARNING, logger="dm.store"), \
+            lock_held_elsewhere(store, run_id):
+        writer.start()
+        wait_for(lambda: "waiting for the write lock" in caplog.text or not writer.is_alive(),
+                 timeout=120, what="the writer's notice that it waits")
+        assert writer.is_alive(), outcome
+        notice = next(r.getMessage() for r in caplog.records
+                      if "waiting for the write lock" in r.getMessage())
+        assert f"the SQLite database {tmp_path / 'dm.sqlite'}" in notice
+        assert "another process or connection holds it" in notice and "600 s" in notice
+        assert store.get_run(run_id).status == RunStatus.QUEUED  # readers are not held up
+    writer.join(timeout=120)
+    assert not writer.is_alive() and "error" not in outcome, outcome
+    assert outcome["info"].status == RunStatus.CANCELLED
+
+
+@pytest.mark.slow
+def test_dm_cancel_behind_a_locked_sqlite_database_says_so_on_stderr(tmp_path):
+    """The command a user types: while it waits it says so on stderr, then fails in one line
+    naming the file and what to do (exit 1)."""
+    url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
+    store = Store(url)
+    [run_id] = store.submit([cfg("cli")]).run_ids
+    env = dict(os.environ, DM_SQLITE_LOCK_WAIT_S="5", OMP_NUM_THREADS="1", COLUMNS="500")
+    with lock_held_elsewhere(store, run_id):
+        done = subprocess.run([sys.executable, "-m", "studio.cli", "cancel", str(run_id),
+                               "--db", url], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+    path = tmp_path / "dm.sqlite"
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert f"dm: waiting for the write lock of the SQLite database {path}: another process or " \
+           "connection holds it" in done.stderr
+    assert f"error: the SQLite database {path} is locked by another process or connection" \
+           in done.stderr
+    assert store.get_run(run_id).status == RunStatus.QUEUED
 
 
 POSTGRES_FROZEN_WORKER = r"""

@@ -8,7 +8,12 @@ SQLite (the default, one machine) runs in WAL mode with a busy timeout, and ever
 transaction starts with ``BEGIN IMMEDIATE`` (docs/architecture.md, "SQLite locking"): a writer
 takes the lock before it reads, so no read-then-write race and no deadlock-by-upgrade.
 Readers -- ``session(readonly=True)`` and the schema check -- use a deferred ``BEGIN`` and
-never take the write lock: a frozen writer cannot stop ``dm runs`` or the dashboard.
+never take the write lock: a frozen writer cannot stop ``dm runs`` or the dashboard. A writer
+that finds the write lock taken does not wait in silence: after ``SQLITE_LOCK_NOTICE_S`` it
+logs (logger ``dm.store``, on stderr for the CLI) that it waits for the file's lock held by
+another process or connection, again every ``SQLITE_LOCK_REPORT_S``, and gives up after
+``SQLITE_BUSY_TIMEOUT_S`` (``$DM_SQLITE_LOCK_WAIT_S``) with ``StoreUnavailable`` naming the
+file and how to find the holder.
 
 PostgreSQL (many machines) uses READ COMMITTED. Every connection is opened with
 ``idle_in_transaction_session_timeout`` and ``lock_timeout``: a client frozen inside a
@@ -31,11 +36,13 @@ Times (``created_at``, ``heartbeat_at``, ...) come from the DATABASE clock (``no
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
+import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,13 +67,21 @@ log = logging.getLogger("dm.store")
 DEFAULT_URL = "sqlite:///./var/dm.sqlite"
 URL_ENV = "DM_DATABASE_URL"
 URL_FILE_ENV = "DM_DATABASE_URL_FILE"
+# How long a writer waits for SQLite's write lock, in all, before it gives up; the variable
+# overrides it (a test, or a site whose writers should fail sooner or wait longer).
 SQLITE_BUSY_TIMEOUT_S = 60.0
+SQLITE_LOCK_WAIT_ENV = "DM_SQLITE_LOCK_WAIT_S"
+# A writer that has waited this long for the write lock says so, then again every REPORT_S.
+SQLITE_LOCK_NOTICE_S = 1.0
+SQLITE_LOCK_REPORT_S = 10.0
 # A transaction of this code never idles between its statements for more than milliseconds:
 # a session idle in a transaction this long belongs to a frozen client, and is cut off.
 PG_IDLE_IN_TRANSACTION_TIMEOUT_S = 10.0
 # Longer than the idle timeout: a statement waiting for a frozen client's row lock gets it once
 # the server has cut that client off, instead of failing first.
 PG_LOCK_TIMEOUT_S = 30.0
+# SQLSTATE of a statement that gave up waiting for a lock (lock_timeout): lock_not_available.
+PG_LOCK_NOT_AVAILABLE = "55P03"
 # pg_advisory_xact_lock key that serialises schema upgrades ("dmst").
 PG_MIGRATION_LOCK = 0x646D7374
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -168,6 +183,77 @@ def _postgres_options(url: Any) -> str:
     return f"{ours} {given}" if given else ours
 
 
+def sqlite_lock_wait_s(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds a writer waits for SQLite's write lock before giving up: ``$DM_SQLITE_LOCK_WAIT_S``,
+    else ``SQLITE_BUSY_TIMEOUT_S``. Anything but a number of seconds > 0 is a ``StoreError``
+    naming the variable.
+
+    >>> sqlite_lock_wait_s({"DM_SQLITE_LOCK_WAIT_S": "2.5"})
+    2.5
+    >>> sqlite_lock_wait_s({"DM_SQLITE_LOCK_WAIT_S": "soon"})
+    Traceback (most recent call last):
+    dm_core.store.errors.StoreError: DM_SQLITE_LOCK_WAIT_S: 'soon' is not a number of seconds > 0 (how long a writer waits for the SQLite database's write lock; default 60)
+    """
+    raw = (os.environ if environ is None else environ).get(SQLITE_LOCK_WAIT_ENV, "").strip()
+    if not raw:
+        return SQLITE_BUSY_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise StoreError(f"{SQLITE_LOCK_WAIT_ENV}: {raw!r} is not a number of seconds > 0 (how "
+                         "long a writer waits for the SQLite database's write lock; default "
+                         f"{SQLITE_BUSY_TIMEOUT_S:g})")
+    return seconds
+
+
+def _is_locked(err: OperationalError) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the lock."""
+    code = getattr(err.orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _begin_writing(connection: Any, what: str, wait_s: float) -> None:
+    """``BEGIN IMMEDIATE`` on ``connection``, waiting for the write lock up to ``wait_s`` seconds.
+
+    SQLite's busy handler waits without a word, so the wait is cut into slices: the first
+    ``SQLITE_LOCK_NOTICE_S`` long, the others ``SQLITE_LOCK_REPORT_S``; after each slice
+    spent waiting a warning says for what, and past ``wait_s`` ``StoreUnavailable`` names
+    the file and how to find the process that holds it. The connection's busy timeout is set
+    back to ``wait_s`` afterwards (for COMMIT and checkpoints)."""
+    raw = connection.connection.driver_connection
+    started = time.monotonic()
+    slice_s = min(SQLITE_LOCK_NOTICE_S, wait_s)
+    try:
+        while True:
+            raw.execute(f"PRAGMA busy_timeout={max(1, round(slice_s * 1000))}")
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as err:
+                if not _is_locked(err):
+                    raise
+            waited = time.monotonic() - started
+            if waited >= wait_s:
+                raise StoreUnavailable(
+                    f"the SQLite database {what} is locked by another process or connection "
+                    f"(database is locked): waited {waited:.0f} s for its write lock and gave "
+                    f"up. Find the holder with `fuser -v {what}` or `lsof {what}` (a process "
+                    "stopped with Ctrl-Z or paused in a debugger keeps the lock until it resumes "
+                    f"or ends), let it finish or end it, then try again; {SQLITE_LOCK_WAIT_ENV} "
+                    f"sets how long to wait (now {wait_s:g} s)")
+            log.warning("waiting for the write lock of the SQLite database %s: another process "
+                        "or connection holds it (waited %.0f s; giving up after %g s)",
+                        what, waited, wait_s)
+            slice_s = min(SQLITE_LOCK_REPORT_S, wait_s - waited)
+    finally:
+        try:
+            raw.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
+        except sqlite3.Error:  # the connection itself failed: the pool discards it
+            pass
+
+
 def make_engine(url: str, *, create: bool = True) -> Engine:
     """An engine for ``url`` with the session settings described in the module docstring.
     ``create=False``: a SQLite file is opened read-write but never created."""
@@ -176,17 +262,18 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         return create_engine(parsed, pool_pre_ping=True, pool_size=5, max_overflow=10,
                              connect_args={"options": _postgres_options(parsed)})
 
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S,
-                                               "check_same_thread": False}}
+    wait_s = sqlite_lock_wait_s()
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": wait_s, "check_same_thread": False}}
     if parsed.database in (None, "", ":memory:"):
         kwargs["poolclass"] = StaticPool  # one shared in-memory database
     path = sqlite_file(url)
     if path is not None and not create:
         # mode=rw: SQLite opens the file or fails; it never creates an empty one in its place.
         uri = f"file:{urllib.parse.quote(str(path))}?mode=rw"
-        kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=SQLITE_BUSY_TIMEOUT_S,
+        kwargs["creator"] = lambda: sqlite3.connect(uri, uri=True, timeout=wait_s,
                                                     check_same_thread=False)
     engine = create_engine(parsed, **kwargs)
+    what = str(path) if path is not None else mask_url(url)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:
@@ -195,7 +282,7 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cursor.execute(f"PRAGMA busy_timeout={round(wait_s * 1000)}")
         cursor.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at checkpoints, fast
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
@@ -204,8 +291,10 @@ def make_engine(url: str, *, create: bool = True) -> Engine:
     def _on_begin(connection) -> None:
         # Writers lock at BEGIN, so the busy handler applies (a deferred read-to-write
         # upgrade fails at once instead of waiting). Readers stay deferred: WAL snapshots.
-        readonly = connection.get_execution_options().get("dm_readonly", False)
-        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        if connection.get_execution_options().get("dm_readonly", False):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            _begin_writing(connection, what, wait_s)
 
     return engine
 
@@ -317,6 +406,12 @@ class Database:
             isinstance(err, DBAPIError) and err.connection_invalidated)
         detail = str(getattr(err, "orig", None) or err).strip().splitlines()
         message = f"database error ({self.masked_url}): {detail[0] if detail else type(err).__name__}"
+        if getattr(getattr(err, "orig", None), "sqlstate", None) == PG_LOCK_NOT_AVAILABLE:
+            message += (": another connection held a lock this statement needed (a row of a run, "
+                        "say) for longer than lock_timeout, and the statement gave up waiting. "
+                        "Look in pg_stat_activity for a session 'idle in transaction' or running "
+                        "for long (an open transaction in psql, say), let it finish or end it "
+                        "(pg_terminate_backend), then try again")
         return (StoreUnavailable if transient else StoreError)(message)
 
     # -- schema ------------------------------------------------------------------------
@@ -414,4 +509,4 @@ class Database:
 
 
 __all__ = ["DEFAULT_URL", "Database", "alembic_config", "make_engine", "mask_url",
-           "resolve_url", "sqlite_file", "url_from_environment", "utc"]
+           "resolve_url", "sqlite_file", "sqlite_lock_wait_s", "url_from_environment", "utc"]

@@ -100,11 +100,24 @@ def _errors() -> Iterator[None]:
         _fail(str(err), 2)
 
 
+def _say_store_warnings() -> None:
+    """Send the store's warnings to stderr when the command set up no logging of its own: a
+    writer waiting for a locked SQLite database says so while it waits (``dm cancel`` behind
+    a stuck lock holder), instead of a minute of silence."""
+    store_log = logging.getLogger("dm.store")
+    if not store_log.hasHandlers():
+        handler = logging.StreamHandler()  # stderr
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("dm: %(message)s"))
+        store_log.addHandler(handler)
+
+
 def _open_store(db: str | None, artifacts: Path | None = None, *, create: bool = True):
     """The store at ``db``. Commands that only read or manage existing runs pass
     ``create=False``: given a SQLite file that is not there (moved, deleted) they fail naming
     it, instead of starting an empty database whose run ids begin again at 1. Only commands
     that start something (``dm submit``, ``dm worker``, ``dm db upgrade``) create one."""
+    _say_store_warnings()
     return Store(db, artifacts, create=create)
 
 
