@@ -219,11 +219,12 @@ def test_divergence_stops_with_iteration_and_the_measured_figures():
     # DM with β = 60 at lr = 10: derivative normalisation bounds each step, so the logits do
     # not overflow; they climb into the thousands (about 2e4 by iteration 4 with seed 0; some
     # seeds wander at chance for many iterations first, which rounding can tip either way).
-    # The default max_logit (1e3) is the guard that calls that diverged.
+    # max_logit (1e3 here, below the default) is the guard that calls that diverged.
     events = []
     with pytest.raises(TrainingDiverged) as err:
         train(tiny(optimizer={"name": "sgd", "lr": 10.0, "momentum": 0.9},
-                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200, seed=0),
+                   loss={"name": "dm", "lam": 1.0, "beta": 60.0}, iterations=200, seed=0,
+                   max_logit=1000.0),
               on_event=events.append)
     msg = str(err.value)
     assert f"diverged at iteration {err.value.iteration}" in msg
