@@ -3,12 +3,18 @@
 - **Shared password**: set ``DM_PASSWORD`` in the dashboard's environment. A session is let
   in once it typed the password (compared with ``hmac.compare_digest``, so the time taken
   does not leak how much of it was right). Changing ``DM_PASSWORD`` signs every session out.
-  Failed sign-ins are counted per client address across all sessions of the server
-  (``LoginThrottle``): after ``FREE_FAILURES`` in a row, that address must wait, twice as
+  Failed sign-ins are counted per source across all sessions of the server
+  (``LoginThrottle``): after ``FREE_FAILURES`` in a row, that source must wait, twice as
   long after each further failure (up to ``MAX_LOCKOUT_S``), and while it waits no password
-  it sends is even checked. Every failure is logged (logger ``app.auth``) with the address
-  and the count, never with what was typed. The address is the connection's peer: behind a
-  reverse proxy every client shares the proxy's, so one guesser locks everyone out.
+  it sends is even checked. Failures delay only the source that made them, so a guesser
+  never locks anyone else out (``sign_in_source``): the source is the client's address when
+  it is known, else the browser session. Streamlit reports no address for a loopback peer
+  (a browser on this machine, or a reverse proxy on it), so those are counted per session.
+  Behind a reverse proxy, ``DM_TRUSTED_PROXIES`` (its addresses or networks,
+  comma-separated, e.g. ``127.0.0.1``) makes the client's address the one the proxy appended
+  to ``X-Forwarded-For``; without it the header is ignored, since any client can send one.
+  Every failure is logged (logger ``app.auth``) with the source and the count, never with
+  what was typed.
 - **OIDC** (Google, Microsoft, Okta, Auth0, ...): an ``[auth]`` section in
   ``.streamlit/secrets.toml``, as Streamlit's ``st.login`` documents it: ``redirect_uri``
   (``http://HOST:PORT/oauth2callback``), ``cookie_secret``, and the provider's
@@ -40,10 +46,11 @@ import ipaddress
 import logging
 import math
 import os
+import secrets
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,26 +61,30 @@ import streamlit as st
 from app.text import md
 
 PASSWORD_ENV = "DM_PASSWORD"
+TRUSTED_PROXIES_ENV = "DM_TRUSTED_PROXIES"
 ALLOWED_USERS_ENV = "DM_ALLOWED_USERS"
 ALLOWED_EMAILS_KEY = "allowed_emails"
 ALLOWED_DOMAINS_KEY = "allowed_domains"
 SESSION_KEY = "dm_auth.password_ok"  # holds a digest of the password it was granted for
 WANTED_KEY = "dm_auth.wanted"  # (page url path, query params) asked for before signing in
-FREE_FAILURES = 5  # wrong passwords in a row from one address before it has to wait
+SOURCE_KEY = "dm_auth.source"  # this browser session's own throttle key (no known address)
+FREE_FAILURES = 5  # wrong passwords in a row from one source before it has to wait
 FIRST_LOCKOUT_S = 2.0  # the first wait; each further failure doubles it
 MAX_LOCKOUT_S = 900.0
-FORGET_AFTER_S = 3600.0  # an address quiet this long starts afresh
+FORGET_AFTER_S = 3600.0  # a source quiet this long starts afresh
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "AuthConfigError", "Allowlist", "LoginThrottle",
-           "allowlist_in", "auth_section_for", "exposure_warnings", "is_loopback",
-           "login_required", "login_throttle", "oidc_providers", "oidc_providers_in",
-           "require_login", "requested_before_sign_in", "secrets_files", "shared_password"]
+__all__ = ["ALLOWED_USERS_ENV", "PASSWORD_ENV", "TRUSTED_PROXIES_ENV", "AuthConfigError",
+           "Allowlist", "LoginThrottle", "allowlist_in", "auth_section_for", "exposure_warnings",
+           "is_loopback", "login_required", "login_throttle", "oidc_providers",
+           "oidc_providers_in", "require_login", "requested_before_sign_in", "secrets_files",
+           "shared_password", "sign_in_source", "trusted_proxies_in"]
 
 
 class AuthConfigError(ValueError):
-    """A malformed allowlist (``[auth]`` allowed_emails/allowed_domains, DM_ALLOWED_USERS)."""
+    """A malformed allowlist (``[auth]`` allowed_emails/allowed_domains, DM_ALLOWED_USERS) or
+    list of trusted proxies (DM_TRUSTED_PROXIES)."""
 
 
 def shared_password() -> str | None:
@@ -217,8 +228,9 @@ def is_loopback(host: str) -> bool:
 def exposure_warnings(host: str, port: int, section: Any, environ: Mapping[str, str]) -> list[str]:
     """What to warn about before serving the dashboard on ``host:port`` with this ``[auth]``
     section and environment: no login on an address other machines reach, and an OIDC login
-    that lets in any account of the provider. A malformed allowlist raises AuthConfigError
-    (the dashboard would let nobody in)."""
+    that lets in any account of the provider. A malformed allowlist or ``DM_TRUSTED_PROXIES``
+    raises AuthConfigError (the dashboard would let nobody in)."""
+    trusted_proxies_in(environ)
     warnings = []
     if not is_loopback(host) and not login_required(section, environ):
         empty = " (the [auth] section is empty, which is no login)" if section is not None else ""
@@ -232,6 +244,88 @@ def exposure_warnings(host: str, port: int, section: Any, environ: Mapping[str, 
                         f"{ALLOWED_USERS_ENV} (e.g. ada@example.org,@example.org).")
     return warnings
 
+# ---------------------------------------------------------------- whose failures count together
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Streamlit reports no address for these peers (st.context.ip_address is None).
+_LOOPBACK_PEERS = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def trusted_proxies_in(environ: Mapping[str, str]) -> tuple[Network, ...]:
+    """The reverse proxies whose ``X-Forwarded-For`` the sign-in believes:
+    ``$DM_TRUSTED_PROXIES``, comma-separated addresses or networks; none when unset. An entry
+    that is neither raises AuthConfigError naming the variable.
+
+    >>> [str(n) for n in trusted_proxies_in({"DM_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8"})]
+    ['127.0.0.1/32', '10.0.0.0/8']
+    >>> trusted_proxies_in({"DM_TRUSTED_PROXIES": "my-proxy"})
+    Traceback (most recent call last):
+    app.auth.AuthConfigError: DM_TRUSTED_PROXIES: 'my-proxy' is not an IP address or network; expected e.g. 127.0.0.1 or 10.0.0.0/8 (the reverse proxies in front of the dashboard)
+    """
+    networks = []
+    for entry in environ.get(TRUSTED_PROXIES_ENV, "").split(","):
+        if not entry.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
+        except ValueError:
+            raise AuthConfigError(f"{TRUSTED_PROXIES_ENV}: {entry.strip()!r} is not an IP "
+                                  "address or network; expected e.g. 127.0.0.1 or 10.0.0.0/8 "
+                                  "(the reverse proxies in front of the dashboard)") from None
+    return tuple(networks)
+
+
+def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address,
+             proxies: Sequence[Network]) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def sign_in_source(peer: str | None, forwarded_for: Sequence[str], session: str,
+                   proxies: Sequence[Network] = ()) -> str:
+    """Whose failed sign-ins a sign-in is counted with: the key of ``LoginThrottle``.
+
+    ``peer`` is the connection's address (None: Streamlit reports none, as for a loopback
+    peer), ``forwarded_for`` the request's ``X-Forwarded-For`` headers, ``session`` this
+    browser session's own random token and ``proxies`` the trusted reverse proxies
+    (``trusted_proxies_in``). The source is the client's address when it is known: the peer,
+    unless the peer is a trusted proxy, then the address that proxy forwarded -- read from
+    the right, the nearest entry that is not itself a trusted proxy (the entries left of it
+    are whatever the client sent). When no address is known (a loopback peer that is not a
+    trusted proxy, or a trusted proxy that forwarded nothing usable), it is the browser
+    session: counting every such client as one would let one guesser lock out all of them.
+
+    >>> sign_in_source("203.0.113.7", ["198.51.100.9"], "s1")   # an untrusted peer: its own
+    '203.0.113.7'
+    >>> sign_in_source(None, ["198.51.100.9"], "s1")            # header ignored, no address
+    'session s1'
+    >>> local = trusted_proxies_in({"DM_TRUSTED_PROXIES": "127.0.0.1"})
+    >>> sign_in_source(None, ["192.0.2.1, 198.51.100.9"], "s1", local)  # the proxy's entry
+    '198.51.100.9'
+    """
+    try:
+        address = ipaddress.ip_address(peer) if peer else None
+    except ValueError:
+        address = None
+    via_trusted_proxy = (_trusted(address, proxies) if address is not None
+                         else any(_trusted(a, proxies) for a in _LOOPBACK_PEERS))
+    if not via_trusted_proxy:
+        return str(address) if address is not None else f"session {session}"
+    entries = [e.strip() for header in forwarded_for for e in header.split(",") if e.strip()]
+    for entry in reversed(entries):
+        try:
+            hop = ipaddress.ip_address(entry)
+        except ValueError:  # not written by a proxy we trust: nothing right of it was a client
+            break
+        if not _trusted(hop, proxies):
+            return str(hop)
+    return f"session {session}"
+
+
+def _whose(source: str) -> str:
+    """How the sign-in page names a source to the person signing in."""
+    return "this browser session" if source.startswith("session ") else "your address"
+
+
 @dataclass
 class _Failures:
     count: int  # failures in a row
@@ -241,9 +335,10 @@ class _Failures:
 
 @dataclass
 class LoginThrottle:
-    """Failed sign-ins per client address, for every session of the server at once.
+    """Failed sign-ins per source (``sign_in_source``: a client address, or a browser session
+    when the address is unknown), for every session of the server at once.
 
-    An address may fail ``free`` times in a row; each failure after that locks it for
+    A source may fail ``free`` times in a row; each failure after that locks it for
     ``first_s`` seconds, doubled per further failure up to ``max_s``. A success, or
     ``forget_s`` seconds without a failure, clears its count. ``clock`` (monotonic seconds)
     is injectable, so the schedule is tested without waiting. Thread-safe: Streamlit runs
@@ -315,12 +410,30 @@ def login_throttle() -> LoginThrottle:
     return LoginThrottle()
 
 
-def _client_address() -> str:
-    """The client's IP address as the server sees the connection ("unknown" without one)."""
+def _peer_address() -> str | None:
+    """The connection's peer address (None for a loopback peer, or outside a session)."""
     try:
-        return st.context.ip_address or "unknown"
+        address = st.context.ip_address
     except Exception:  # noqa: BLE001 -- outside a session (a bare script run)
-        return "unknown"
+        return None
+    return address if isinstance(address, str) else None
+
+
+def _forwarded_for() -> list[str]:
+    """The request's ``X-Forwarded-For`` headers (believed only from a trusted proxy)."""
+    try:
+        values = st.context.headers.get_all("X-Forwarded-For")
+    except Exception:  # noqa: BLE001 -- outside a session (a bare script run)
+        return []
+    return [v for v in values if isinstance(v, str)]
+
+
+def _sign_in_source() -> str:
+    """This session's throttle key (``sign_in_source``); AuthConfigError for a malformed
+    ``DM_TRUSTED_PROXIES``."""
+    proxies = trusted_proxies_in(os.environ)
+    session = st.session_state.setdefault(SOURCE_KEY, secrets.token_urlsafe(12))
+    return sign_in_source(_peer_address(), _forwarded_for(), session, proxies)
 
 
 def _digest(password: str) -> str:
@@ -442,23 +555,28 @@ def _password_form(password: str) -> None:
         submitted = st.form_submit_button("Sign in", type="primary")
     if not submitted:
         return
-    throttle, address = login_throttle(), _client_address()
-    waiting = throttle.wait(address)
+    try:
+        source = _sign_in_source()
+    except AuthConfigError as err:  # fail closed: no password is checked until it is fixed
+        st.error(f"Sign-in is misconfigured: {md(err)}. Nobody can come in until it is fixed.")
+        return
+    throttle = login_throttle()
+    waiting = throttle.wait(source)
     if waiting > 0:  # locked: what was typed is not even compared
         logger.warning("sign-in refused for %s: locked for %.0f s more after %d failed "
-                       "sign-ins", address, waiting, throttle.failures(address))
-        st.error(f"Too many failed sign-ins from your address: try again in "
+                       "sign-ins", source, waiting, throttle.failures(source))
+        st.error(f"Too many failed sign-ins from {_whose(source)}: try again in "
                  f"{math.ceil(waiting)} s.")
         return
     if hmac.compare_digest(typed.encode(), password.encode()):
-        throttle.succeeded(address)
+        throttle.succeeded(source)
         st.session_state[SESSION_KEY] = _digest(password)
         st.rerun()
-    lockout = throttle.failed(address)
-    logger.warning("failed sign-in from %s (%d in a row)%s", address, throttle.failures(address),
+    lockout = throttle.failed(source)
+    logger.warning("failed sign-in from %s (%d in a row)%s", source, throttle.failures(source),
                    f"; locked for {lockout:.0f} s" if lockout else "")
-    st.error("Wrong password." + (f" Too many failed sign-ins from your address: try again in "
-                                  f"{math.ceil(lockout)} s." if lockout else ""))
+    st.error("Wrong password." + (f" Too many failed sign-ins from {_whose(source)}: try again "
+                                  f"in {math.ceil(lockout)} s." if lockout else ""))
 
 
 def _oidc_form(providers: list[str]) -> None:

@@ -290,14 +290,40 @@ def _sign_in(at: AppTest, password: str) -> AppTest:
     return at
 
 
+class Connection:
+    """What ``st.context`` reports to every session: the peer's address (None, as Streamlit
+    reports a loopback peer) and the request's headers."""
+
+    def __init__(self, monkeypatch) -> None:
+        from streamlit.runtime.context import StreamlitHeaders
+
+        self.peer: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        proxy = type(st.context)
+        monkeypatch.setattr(proxy, "ip_address", property(lambda _: self.peer))
+        monkeypatch.setattr(proxy, "headers", property(lambda _: StreamlitHeaders(self.headers)))
+
+
 @pytest.fixture
-def clock(monkeypatch):
-    """The server's throttle on a clock the test moves; every session comes from one address
-    unless a test says otherwise."""
+def connection(monkeypatch) -> Connection:
+    monkeypatch.delenv("DM_TRUSTED_PROXIES", raising=False)
+    return Connection(monkeypatch)
+
+
+@pytest.fixture
+def throttle_clock():
+    """The server's throttle on a clock the test moves."""
     fake = FakeClock()
     app.auth.login_throttle().clock = fake
-    monkeypatch.setattr(app.auth, "_client_address", lambda: "203.0.113.7")
     return fake
+
+
+@pytest.fixture
+def clock(throttle_clock, connection):
+    """The throttle's clock, and every session comes from one (remote) address unless a test
+    says otherwise."""
+    connection.peer = "203.0.113.7"
+    return throttle_clock
 
 
 def test_failed_sign_ins_lock_the_address_out_across_sessions(app_db, monkeypatch, clock):
@@ -349,6 +375,85 @@ def test_failures_are_logged_with_the_address_never_the_password(app_db, monkeyp
     assert "locked for 2 s" in records[app.auth.FREE_FAILURES].getMessage()
     assert "refused" in records[-1].getMessage()
     assert not any("hunter2" in r.getMessage() or "hunter2" in str(r.args) for r in caplog.records)
+
+
+def test_a_guessers_failures_never_lock_out_another_sessions_right_password(app_db, monkeypatch,
+                                                                          throttle_clock,
+                                                                          connection):
+    """Every client behind loopback (a browser on this machine, a proxy on it) has no address:
+    one guesser locks only its own browser session, and another session's right password gets
+    in at once (issue 25, item 6)."""
+    monkeypatch.setenv("DM_PASSWORD", "correct horse")
+    connection.peer = None  # what Streamlit reports for 127.0.0.1 and ::1
+    guesser = entry().run()
+    for _ in range(app.auth.FREE_FAILURES + 3):
+        _sign_in(guesser, "wrong")
+    user = _sign_in(entry().run(), "correct horse")
+    assert not user.error and shows_the_home_page(user)
+    assert "Too many failed sign-ins from this browser session" in guesser.error[0].value
+    _sign_in(guesser, "correct horse")  # the guesser itself stays locked, even with it
+    assert shows_only_the_sign_in(guesser) and "try again in" in guesser.error[0].value
+
+
+def test_x_forwarded_for_is_believed_only_from_a_trusted_proxy(app_db, monkeypatch, clock,
+                                                               connection):
+    """A guesser that claims a new X-Forwarded-For address in every session is still its one
+    address while no proxy is trusted; with the peer trusted as the proxy (DM_TRUSTED_PROXIES),
+    each client is the address the proxy appended -- not what the client put left of it."""
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    throttle, free = app.auth.login_throttle(), app.auth.FREE_FAILURES
+    for i in range(free + 1):
+        connection.headers = [("X-Forwarded-For", f"192.0.2.{i}")]
+        guess = _sign_in(entry().run(), "guess")
+    assert "Too many failed sign-ins from your address: try again in 2 s" in guess.error[0].value
+    assert throttle.failures("203.0.113.7") == free + 1
+    assert all(throttle.failures(f"192.0.2.{i}") == 0 for i in range(free + 1))
+
+    monkeypatch.setenv("DM_TRUSTED_PROXIES", "203.0.113.7")  # the peer is our reverse proxy
+    # The client's own claim, then the address the proxy appended.
+    connection.headers = [("X-Forwarded-For", "192.0.2.250, 198.51.100.9")]
+    for _ in range(free + 1):
+        guess = _sign_in(entry().run(), "guess")
+    assert "try again in 2 s" in guess.error[0].value
+    assert throttle.failures("198.51.100.9") == free + 1 and throttle.failures("192.0.2.250") == 0
+    connection.headers = [("X-Forwarded-For", "198.51.100.20")]  # another client, same proxy
+    user = _sign_in(entry().run(), "pw")
+    assert shows_the_home_page(user)
+
+
+LOOPBACK_PROXY = "127.0.0.1"
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "trusted", "source"), [
+    ("203.0.113.7", [], "", "203.0.113.7"),
+    (None, [], "", "session s"),  # Streamlit gives no address for a loopback peer
+    (None, ["198.51.100.9"], "", "session s"),  # header ignored: no proxy trusted
+    ("203.0.113.7", ["198.51.100.9"], "", "203.0.113.7"),
+    ("203.0.113.7", ["198.51.100.9"], LOOPBACK_PROXY, "203.0.113.7"),  # not the trusted one
+    (None, ["198.51.100.9"], LOOPBACK_PROXY, "198.51.100.9"),
+    (None, ["6.6.6.6, 198.51.100.9"], LOOPBACK_PROXY, "198.51.100.9"),  # left part: the client's
+    (None, ["6.6.6.6", "198.51.100.9"], LOOPBACK_PROXY, "198.51.100.9"),  # repeated header
+    (None, ["198.51.100.9, 10.1.2.3"], "127.0.0.1, 10.0.0.0/8", "198.51.100.9"),  # two proxies
+    ("10.1.2.3", ["198.51.100.9"], "10.0.0.0/8", "198.51.100.9"),
+    (None, ["198.51.100.9"], "10.0.0.0/8", "session s"),  # loopback peer not trusted
+    (None, [], LOOPBACK_PROXY, "session s"),  # the proxy forwarded nothing
+    (None, ["unknown"], LOOPBACK_PROXY, "session s"),
+    (None, ["2001:db8::7"], "::1", "2001:db8::7"),
+])
+def test_the_sign_in_source(peer, forwarded, trusted, source):
+    proxies = app.auth.trusted_proxies_in({"DM_TRUSTED_PROXIES": trusted})
+    assert app.auth.sign_in_source(peer, forwarded, "s", proxies) == source
+
+
+def test_a_malformed_trusted_proxies_setting_lets_nobody_in(app_db, monkeypatch):
+    monkeypatch.setenv("DM_PASSWORD", "pw")
+    monkeypatch.setenv("DM_TRUSTED_PROXIES", "127.0.0.1, the-proxy")
+    with pytest.raises(app.auth.AuthConfigError, match="DM_TRUSTED_PROXIES: 'the-proxy'"):
+        app.auth.exposure_warnings("127.0.0.1", 8501, None, {"DM_TRUSTED_PROXIES": "the-proxy"})
+    at = _sign_in(entry().run(), "pw")
+    assert shows_only_the_sign_in(at)
+    said = rendered(at.error[0].value)
+    assert "misconfigured" in said and "DM_TRUSTED_PROXIES: 'the-proxy'" in said
 
 
 def test_a_link_opened_before_signing_in_leads_where_it_pointed(app_db, monkeypatch):
