@@ -331,9 +331,9 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     stats = step_statistics(loss, logits, y, state.loss_fn.last, run.is_noisy[idx],
                             config.histogram_bins, grad_norm, clip_scale)
     _check_divergence(run, state, iteration, stats)
-    # Each example of the batch, by its index in the training set: from this forward pass.
-    margin, correct, share = example_stats.batch_example_inputs(logits, y, state.loss_fn.last.weight)
-    state.examples.update(idx, state.loss_fn.last.p, margin, correct, share, iteration)
+    # Each example of the batch, by its index in the training set: from this forward pass
+    # (queued, and folded in many steps at once: dm_core.example_stats).
+    state.examples.update(idx, logits, y, state.loss_fn.last.p, state.loss_fn.last.weight, iteration)
 
     state.scaler.step(state.optimizer)
     state.scaler.update()
