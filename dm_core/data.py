@@ -12,13 +12,15 @@ Files are read only from the allowed data directories (``DM_DATA_DIRS``, else ``
 checked where the data is loaded (on the worker, against its own filesystem:
 ``dm_core.data_dirs``), and a CIFAR batch is unpickled by ``dm_core.cifar_files``, which builds
 numpy arrays and nothing else. Batches and augmentation are ``dm_core.batches``.
+
+The loaders here are the factories of ``DATASETS``, whose names, parameters and sizes are
+declared in ``dm_core.registries``; the files a dataset needs are checked at submit time by
+``dm_core.data_files`` (``check_data_available``, re-exported here). Neither needs torch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,12 +28,17 @@ import torch
 
 # Batches live in dm_core.batches; re-exported here, where the training loop imports them.
 from dm_core.batches import augment_batch, balanced_batch_indices, batch_indices  # noqa: F401
-from dm_core.cifar_files import cifar_arrays, cifar_files
+from dm_core.cifar_files import cifar_arrays
 from dm_core.data_dirs import confine_data_path, read_npz, require_root
-from dm_core.noise import MAX_LABEL_FILE_BYTES, NOISE, corrupt_labels
-from dm_core.registry import ConfigError, Param, Registry
-
-DATASETS = Registry("dataset")
+from dm_core.data_files import (  # noqa: F401  (check_data_available: re-exported)
+    ARRAY_KEYS,
+    MAX_ARRAY_CLASSES,
+    check_array_labels,
+    check_data_available,
+)
+from dm_core.noise import NOISE, corrupt_labels
+from dm_core.registries import DATASETS
+from dm_core.registry import ConfigError
 
 # The ten vehicle classes of CIFAR-100 (its two "vehicles" superclasses), as fine labels.
 VEHICLES10 = (8, 13, 48, 58, 90, 41, 69, 81, 85, 89)
@@ -73,13 +80,6 @@ class _Raw:
 
 # ---------------------------------------------------------------------- loaders
 
-_ROOT = Param("root", "./data", "str", help="folder holding the dataset files")
-_DOWNLOAD = Param("download", False, "bool", help="download into root if missing (needs internet)")
-
-
-@DATASETS.register("digits", description="scikit-learn's bundled 8×8 handwritten digits "
-                   "(1,797 images, 10 classes; 1,297 train / 500 test). Needs no network.",
-                   num_classes=10, num_train=1297)
 def _digits() -> _Raw:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
@@ -91,11 +91,6 @@ def _digits() -> _Raw:
     return _Raw(x_tr, y_tr, x_te, y_te, [str(i) for i in range(10)])
 
 
-@DATASETS.register("digits_binary", params=[
-    Param("positive", [0, 2, 4, 6, 8], "list[int]", 0, 9, help="digits labelled positive (1); the rest are 0"),
-], description="Binary digits: the chosen digits (default even) against the rest, for imbalance "
-               "studies like the paper's IMDB one (subsample class 0 with imbalance noise).",
-   num_classes=2, num_train=1297)
 def _digits_binary(positive: list[int]) -> _Raw:
     raw = _digits()
     pos = np.isin(np.arange(10), positive)
@@ -114,24 +109,14 @@ def _torchvision_split(cls: type, root: str, download: bool, name: str, **kw: An
     return train, test
 
 
-def _mnist_like(cls_name: str, name: str) -> Any:
-    def load(root: str, download: bool) -> _Raw:
-        import torchvision
+def _mnist_like(cls_name: str, name: str, root: str, download: bool) -> _Raw:
+    """MNIST or Fashion-MNIST (torchvision's ``cls_name``, called ``name`` in errors)."""
+    import torchvision
 
-        train, test = _torchvision_split(getattr(torchvision.datasets, cls_name), root, download, name)
-        to_x = lambda d: d.data.numpy().astype(np.float32)[:, None] / 255.0  # noqa: E731
-        return _Raw(to_x(train), train.targets.numpy(), to_x(test), test.targets.numpy(),
-                    list(train.classes))
-
-    return load
-
-
-DATASETS.register("mnist", params=[_ROOT, _DOWNLOAD],
-                  description="MNIST handwritten digits (28×28, 60k/10k) from a torchvision folder.",
-                  num_classes=10, num_train=60000)(_mnist_like("MNIST", "MNIST"))
-DATASETS.register("fashion_mnist", params=[_ROOT, _DOWNLOAD],
-                  description="Fashion-MNIST (28×28, 60k/10k) from a torchvision folder.",
-                  num_classes=10, num_train=60000)(_mnist_like("FashionMNIST", "Fashion-MNIST"))
+    train, test = _torchvision_split(getattr(torchvision.datasets, cls_name), root, download, name)
+    to_x = lambda d: d.data.numpy().astype(np.float32)[:, None] / 255.0  # noqa: E731
+    return _Raw(to_x(train), train.targets.numpy(), to_x(test), test.targets.numpy(),
+                list(train.classes))
 
 
 def _hwc_to_chw(x: np.ndarray) -> np.ndarray:
@@ -144,23 +129,14 @@ def _cifar_raw(kind: str, root: str, download: bool) -> _Raw:
                 np.asarray(test.targets), list(train.classes), augment=True)
 
 
-@DATASETS.register("cifar10", params=[_ROOT, _DOWNLOAD],
-                   description="CIFAR-10 (32×32 colour, 50k/10k) from a torchvision folder.",
-                   num_classes=10, num_train=50000)
 def _cifar10(root: str, download: bool) -> _Raw:
     return _cifar_raw("CIFAR10", root, download)
 
 
-@DATASETS.register("cifar100", params=[_ROOT, _DOWNLOAD],
-                   description="CIFAR-100 (32×32 colour, 100 classes, 50k/10k) from a torchvision folder.",
-                   num_classes=100, num_train=50000)
 def _cifar100(root: str, download: bool) -> _Raw:
     return _cifar_raw("CIFAR100", root, download)
 
 
-@DATASETS.register("vehicles10", params=[_ROOT, _DOWNLOAD],
-                   description="Vehicles-10: the ten vehicle classes of CIFAR-100 (5,000 train / 1,000 test).",
-                   num_classes=10, num_train=5000)
 def _vehicles10(root: str, download: bool) -> _Raw:
     raw = _cifar100(root, download)
     remap = np.full(100, -1)
@@ -170,11 +146,6 @@ def _vehicles10(root: str, download: bool) -> _Raw:
                 remap[raw.y_test[keep_te]], list(VEHICLES10_NAMES), augment=True)
 
 
-@DATASETS.register("image_folder", params=[
-    Param("root", "./data/images", "str", help="folder with train/ and test/ ImageFolder trees"),
-    Param("image_size", 32, "int", 4, 512, help="images are resized to image_size × image_size"),
-    Param("augment", False, "bool", help="CIFAR-style crop and flip augmentation"),
-], description="Any image folder: root/train/<class>/*.png and root/test/<class>/*.png.")
 def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
     import torchvision
     from torchvision import transforms
@@ -197,16 +168,6 @@ def _image_folder(root: str, image_size: int, augment: bool) -> _Raw:
                 list(splits["train"][2]), augment=augment)
 
 
-# More classes than this in an .npz is a corrupt label column, not a dataset: the model's
-# output layer would be sized by it.
-MAX_ARRAY_CLASSES = 100_000
-ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
-
-
-@DATASETS.register("arrays", params=[
-    Param("path", "./data/arrays.npz", "str", help=".npz with x_train, y_train, x_test, y_test"),
-], description="Precomputed arrays: images (N,H,W)/(N,C,H,W) or feature vectors (N,D), e.g. "
-               "document vectors for sentiment.")
 def _arrays(path: str) -> _Raw:
     p = confine_data_path(path, "dataset.path")
     if not p.is_file():
@@ -219,7 +180,7 @@ def _arrays(path: str) -> _Raw:
             raise ConfigError(f"dataset.path: x_{split} must be a real numeric array of shape "
                               f"(N,D), (N,H,W) or (N,C,H,W) with D, H, W, C ≥ 1; got {x.dtype} "
                               f"{x.shape}")
-        _check_array_labels(y, split, len(x))
+        check_array_labels(y, split, len(x))
     if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
         raise ConfigError("dataset.path: x_train and x_test must have the same per-example shape")
     num_classes = int(arrays["y_train"].max()) + 1
@@ -235,121 +196,6 @@ def _arrays(path: str) -> _Raw:
     if x_tr.ndim == 3:
         x_tr, x_te = x_tr[:, None], x_te[:, None]
     return _Raw(x_tr, arrays["y_train"], x_te, arrays["y_test"], [str(i) for i in range(num_classes)])
-
-
-def _check_array_labels(y: np.ndarray, split: str, n: int | None) -> None:
-    """``y_<split>`` of an ``arrays`` file holds ``n`` class indices (any number if None)."""
-    if y.ndim != 1 or (n is not None and len(y) != n) or y.dtype.kind not in "iu":
-        raise ConfigError(f"dataset.path: y_{split} must be integer labels of shape "
-                          f"({'N' if n is None else n},); got {y.dtype} {y.shape}")
-    if len(y) == 0 or y.min() < 0 or y.max() >= MAX_ARRAY_CLASSES:
-        raise ConfigError(f"dataset.path: y_{split} must be non-empty class indices in "
-                          f"[0, {MAX_ARRAY_CLASSES}); got values in [{y.min() if len(y) else '-'}, "
-                          f"{y.max() if len(y) else '-'}]")
-
-
-# ---------------------------------------------------------------------- data present at submit time
-
-def _torchvision_raw_files(cls_name: str) -> Callable[[Path], list[Path]]:
-    """The decompressed files torchvision's ``cls_name`` looks for (``root/<cls>/raw/...``)."""
-
-    def files(root: Path) -> list[Path]:
-        import torchvision
-
-        cls = getattr(torchvision.datasets, cls_name)
-        raw = root / cls_name / "raw"
-        return [raw / Path(url).stem for url, _ in cls.resources]
-
-    return files
-
-
-# What a worker will read, for each dataset read from files (the bundled digits need none).
-_DATA_FILES: dict[str, Callable[[Path], list[Path]]] = {
-    "mnist": _torchvision_raw_files("MNIST"),
-    "fashion_mnist": _torchvision_raw_files("FashionMNIST"),
-    "cifar10": cifar_files("CIFAR10"),
-    "cifar100": cifar_files("CIFAR100"),
-    "vehicles10": cifar_files("CIFAR100"),
-    "image_folder": lambda root: [root / "train", root / "test"],
-}
-
-
-def check_data_available(dataset: Mapping[str, Any]) -> None:
-    """Raise ConfigError (naming ``dataset.root``, ``dataset.path`` or ``dataset.noise.path``)
-    unless the files that a run of ``dataset`` (a resolved ``dataset`` config section) reads
-    are there, as seen from this machine; with ``download: true`` only that the folder may be
-    written. A labels file (noise kind ``file``) is read and checked against the dataset: one
-    class index in range per training example.
-
-    Called where runs are submitted (the Launch page, ``dm submit``), so that a run whose data
-    is missing is refused before it is queued rather than failing on a worker. Workers that
-    read their data from another filesystem are checked again when they load it.
-
-    >>> check_data_available({"name": "digits"})  # bundled with scikit-learn: nothing to check
-    """
-    _check_dataset_files(dataset)
-    noise = dataset.get("noise") or {}
-    if noise.get("kind") == "file":
-        from dm_core.noise import check_noise_settings, read_label_file
-
-        check_noise_settings("file", float(noise.get("rate") or 0.0),
-                             {k: noise.get(k) for k in ("path", "key")})
-        num_train, num_classes = _training_size(dataset)
-        read_label_file(str(noise["path"]), noise.get("key"), num_train, num_classes,
-                        str(dataset.get("name")))
-
-
-def _check_dataset_files(dataset: Mapping[str, Any]) -> None:
-    name = dataset.get("name")
-    if name == "arrays":
-        path = confine_data_path(str(dataset.get("path")), "dataset.path")
-        if not path.is_file():
-            raise ConfigError(f"dataset.path: {str(path)!r} does not exist")
-        return
-    files = _DATA_FILES.get(str(name))
-    if files is None:
-        return
-    root = str(dataset.get("root"))
-    if dataset.get("download"):
-        confine_data_path(root, "dataset.root")
-        return
-    base = require_root(root, str(name))
-    missing = [f for f in files(base) if not f.exists()]
-    if missing:
-        shown = ", ".join(str(f.relative_to(base)) for f in missing[:3])
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise ConfigError(f"dataset.root: no {name} files under {str(base)!r} (missing {shown}"
-                          f"{more}); put them there, point dataset.root at them, or set "
-                          "dataset.download=true")
-
-
-def _training_size(dataset: Mapping[str, Any]) -> tuple[int, int]:
-    """(examples, classes) of the training set of ``dataset`` as loaded, before the validation
-    split: registered for the datasets of fixed size, counted from the labels of an ``arrays``
-    file or the files of an image folder, and otherwise read by loading the dataset."""
-    name = str(dataset.get("name"))
-    entry = DATASETS.get(name, where="dataset.name")
-    if "num_train" in entry.extra:
-        return entry.extra["num_train"], entry.extra["num_classes"]
-    if name == "arrays":
-        # Labels only: bounded like a labels file, so a huge y_train is refused from its header.
-        y = read_npz(confine_data_path(str(dataset.get("path")), "dataset.path"), ("y_train",),
-                     max_bytes=MAX_LABEL_FILE_BYTES, limited="a labels array")["y_train"]
-        _check_array_labels(y, "train", None)
-        return len(y), int(y.max()) + 1
-    if name == "image_folder":
-        import torchvision
-
-        train = require_root(str(dataset.get("root")), "image folder") / "train"
-        try:  # lists the files and class folders; reads no image
-            folder = torchvision.datasets.ImageFolder(str(train))
-        except (FileNotFoundError, OSError) as err:
-            raise ConfigError(f"dataset.root: no images under {str(train)!r} ({err})") from None
-        return len(folder.samples), len(folder.classes)
-    checked = DATASETS.validate_params(name, {p.name: dataset.get(p.name) for p in entry.params},
-                                       where="dataset")
-    raw = entry.factory(**checked)
-    return len(raw.y_train), _num_classes(raw)
 
 
 # ---------------------------------------------------------------------- assembling a bundle

@@ -1,4 +1,7 @@
-"""Model registry: MLP, a small CNN, the CIFAR ResNets of He et al. (2016), torchvision models.
+"""Models: MLP, a small CNN, the CIFAR ResNets of He et al. (2016), torchvision models.
+
+Their names and parameters are registered in ``dm_core.registries`` (``MODELS``, readable
+without torch); the builders here are the factories those entries name.
 
 >>> import torch
 >>> model = create_model("mlp", 10, (1, 8, 8), hidden=[32])
@@ -21,10 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dm_core.registry import ConfigError, Param, Registry
-
-MODELS = Registry("model")
-
+from dm_core.registries import MODELS
+from dm_core.registry import ConfigError
 
 # ---------------------------------------------------------------------- MLP
 
@@ -51,11 +52,6 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-@MODELS.register("mlp", description="Multi-layer perceptron on the flattened input.", params=[
-    Param("hidden", [256, 256], "list[int]", 1, 65536, help="hidden layer widths"),
-    Param("dropout", 0.0, "float", 0.0, 1.0, high_inclusive=False, help="dropout after each hidden layer"),
-    Param("batch_norm", False, "bool", help="batch normalisation after each hidden layer"),
-])
 def _mlp(num_classes: int, input_shape: tuple[int, ...], hidden: list[int], dropout: float,
          batch_norm: bool) -> nn.Module:
     return MLP(math.prod(input_shape), num_classes, list(hidden), dropout, batch_norm)
@@ -93,10 +89,6 @@ def _image_channels(input_shape: tuple[int, ...], model: str) -> int:
                       f"feature vectors of shape {input_shape}; use mlp")
 
 
-@MODELS.register("cnn", description="A small convolutional network for 8×8 to 32×32 images.", params=[
-    Param("channels", 32, "int", 1, 1024, help="channels of the first block (doubled in the second)"),
-    Param("dropout", 0.0, "float", 0.0, 1.0, high_inclusive=False, help="dropout before the head"),
-])
 def _cnn(num_classes: int, input_shape: tuple[int, ...], channels: int, dropout: float) -> nn.Module:
     return SmallCNN(_image_channels(input_shape, "cnn"), num_classes, channels, dropout)
 
@@ -154,14 +146,8 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-def _register_resnet(depth: int) -> None:
-    @MODELS.register(f"resnet{depth}", description=f"CIFAR ResNet-{depth} (He et al. 2016; 16/32/64 channels).")
-    def _resnet(num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
-        return CifarResNet(depth, _image_channels(input_shape, f"resnet{depth}"), num_classes)
-
-
-for _depth in (20, 32, 44, 56, 110):
-    _register_resnet(_depth)
+def _resnet(depth: int, num_classes: int, input_shape: tuple[int, ...]) -> nn.Module:
+    return CifarResNet(depth, _image_channels(input_shape, f"resnet{depth}"), num_classes)
 
 
 # ---------------------------------------------------------------------- torchvision
@@ -246,9 +232,6 @@ def _check_torchvision(params: dict[str, Any], where: str = "model") -> dict[str
     return params
 
 
-@MODELS.register("torchvision", open_params=True, check_params=_check_torchvision,
-                 description="Any torchvision classification model by name (randomly initialised).",
-                 params=[Param("arch", "resnet18", "str", help="torchvision model name, e.g. resnet18")])
 def _torchvision(num_classes: int, input_shape: tuple[int, ...], arch: str, **kwargs: Any) -> nn.Module:
     import torchvision
 

@@ -18,6 +18,7 @@ dm_core.registry.ConfigError: colour: unknown name 'blue'; allowed: red
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -197,6 +198,32 @@ class Param:
         if kind == "int_type" and isinstance(got, float):
             return path, f"must be a whole number, {self.range_text()} (got {got!r})"
         return path, f"must be a number, {self.range_text()} (got {got!r})"
+
+
+@dataclass(frozen=True)
+class LazyFactory:
+    """A factory named by ``module:attribute``, imported at its first call, with ``args`` put
+    before the call's own. Registries hold these where the factory's module needs torch, so
+    that the names, parameters and ranges can be read (and configs validated) without it.
+
+    >>> hypot = LazyFactory("math:hypot")
+    >>> hypot(3, 4)
+    5.0
+    >>> LazyFactory("operator:add", (1,))(2)
+    3
+    """
+
+    target: str
+    args: tuple[Any, ...] = ()
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module, _, attribute = self.target.partition(":")
+        return getattr(importlib.import_module(module), attribute)(*self.args, *args, **kwargs)
+
+
+def lazy(target: str, *args: Any) -> LazyFactory:
+    """``LazyFactory(target, args)``: the factory ``module:attribute``, imported when called."""
+    return LazyFactory(target, args)
 
 
 @dataclass(frozen=True)

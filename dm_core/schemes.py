@@ -45,11 +45,10 @@ import torch
 from scipy import integrate, optimize, special
 from torch import Tensor
 
-from dm_core.registry import Param, Registry
+from dm_core.registries import SCHEMES
 
-__all__ = ["SCHEMES", "Scheme", "list_schemes", "make_scheme"]
+__all__ = ["SCHEMES", "Scheme", "list_schemes", "make_scheme", "scheme_from_params"]
 
-SCHEMES = Registry("scheme")
 
 # Dense grid for numerical modes (float64); the argmax is then refined on its two neighbours.
 _MODE_GRID = np.linspace(0.0, 1.0, 20_001)
@@ -457,85 +456,14 @@ class Scheme:
 
 
 # ---------------------------------------------------------------------------------------
-# The registry: names, equations, parameter ranges and slider ranges.
+# The registry's entries (names, equations, parameter ranges and slider ranges) are declared
+# in dm_core.registries, readable without torch; each builds its scheme with this.
 # ---------------------------------------------------------------------------------------
 
-_BETA_HELP = ("Emphasis variance: how strongly examples near the mode are preferred. "
-              "0 weights every example equally; a negative value inverts the curve.")
 
-
-def _factory(name: str) -> Callable[..., Scheme]:
-    def create(**params: float) -> Scheme:
-        return Scheme(name, params)
-
-    create.__name__ = f"create_{name}_scheme"
-    return create
-
-
-SCHEMES.register(
-    "dm",
-    description="Derivative manipulation (the paper's main family): the emphasis mode moves "
-                "with lambda, the emphasis variance with beta.",
-    equation="w(p) = exp(β · p^λ · (1 − p)),  ψ = λ/(λ+1) for β > 0   (Eq. 12)",
-    params=[
-        Param("lam", 0.5, low=0.0, ui_low=0.0, ui_high=5.0,
-              help="Emphasis mode: 0 focuses on the hardest examples (small p); larger values "
-                   "move the focus to easier ones (mode = lam/(lam+1)). Raise it with label noise."),
-        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
-    ],
-)(_factory("dm"))
-
-SCHEMES.register(
-    "normal",
-    description="Normal-shaped EDF: a Gaussian bump in p centred on psi.",
-    equation="w(p) = exp(−β · p · (p − 2ψ))   (Eq. 9)",
-    params=[
-        Param("psi", 0.5, low=0.0, high=1.0, ui_low=0.0, ui_high=1.0,
-              help="Emphasis mode: the p at which the weight peaks (for beta > 0)."),
-        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
-    ],
-)(_factory("normal"))
-
-SCHEMES.register(
-    "exponential",
-    description="Exponential EDF: monotone emphasis on hard examples (beta > 0) or easy ones (beta < 0).",
-    equation="w(p) = exp(β · (1 − p))   (Eq. 10)",
-    params=[Param("beta", 2.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP)],
-)(_factory("exponential"))
-
-SCHEMES.register(
-    "beta",
-    description="Beta-shaped EDF; contains CCE, MAE, MSE and GCE as special cases.",
-    equation="w(p) = p^(α−1) · (1 − p)^(η−1),  ψ = (α−1)/(α+η−2) for α, η > 1   (Eq. 11)",
-    params=[
-        Param("alpha", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
-              help="Shape at p = 0: larger values move the emphasis towards easy examples."),
-        Param("eta", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
-              help="Shape at p = 1: larger values move the emphasis towards hard examples."),
-    ],
-)(_factory("beta"))
-
-SCHEMES.register(
-    "cce", description="Categorical cross-entropy -log p: emphasises the hardest examples.",
-    equation="w(p) = 2(1 − p),  ψ = 0",
-)(_factory("cce"))
-
-SCHEMES.register(
-    "mae", description="Mean absolute error 1 - p: emphasises examples with p near 1/2.",
-    equation="w(p) = 2p(1 − p),  ψ = 1/2",
-)(_factory("mae"))
-
-SCHEMES.register(
-    "mse", description="Mean squared error (1 - p)^2: emphasises examples with p near 1/3.",
-    equation="w(p) = 4p(1 − p)²,  ψ = 1/3",
-)(_factory("mse"))
-
-SCHEMES.register(
-    "gce", description="Generalised cross-entropy (1 - p^q)/q: between CCE (q -> 0) and MAE (q = 1).",
-    equation="w(p) = 2p^q(1 − p),  ψ = q/(q+1)",
-    params=[Param("q", 0.7, low=0.0, high=1.0, low_inclusive=False, ui_low=0.05, ui_high=1.0,
-                  help="Interpolates between CCE (q -> 0) and MAE (q = 1); mode q/(q+1).")],
-)(_factory("gce"))
+def scheme_from_params(name: str, **params: float) -> Scheme:
+    """The factory ``SCHEMES`` names for every scheme: ``name`` with checked ``params``."""
+    return Scheme(name, params)
 
 
 def make_scheme(name: str, **params: Any) -> Scheme:

@@ -15,7 +15,7 @@ command refuse the same configs with the same words:
   bound ``beta_bound`` that share is 1 to float32 precision (the other B − 1 examples
   together hold less than float32's epsilon of it) or the unnormalised weights overflow
   float32: the run trains on one example a step and "succeeds" at chance accuracy.
-- **Data files missing** (``dm_core.data.check_data_available``), once per dataset section.
+- **Data files missing** (``dm_core.data_files.check_data_available``), once per dataset section.
 
 ``comparison_on_seeds`` is the method comparison both queue: every loss on each of several
 seeds.
@@ -37,11 +37,10 @@ from dm_core.config import (
     check_name,
     comparison_configs,
 )
-from dm_core.data import check_data_available
-from dm_core.losses import LOSSES
+from dm_core.data_files import check_data_available
 from dm_core.noise import NOISE
+from dm_core.registries import LOSSES, SCHEMES
 from dm_core.registry import ConfigError
-from dm_core.schemes import SCHEMES, make_scheme
 
 SYMBOLS = {"lam": "λ", "psi": "ψ"}
 # The spread of log-weights over [0, 1] allowed: past ln(float32 max) the largest weight
@@ -87,6 +86,13 @@ def _scheme_params(scheme: str, params: Mapping[str, Any]) -> dict[str, float]:
     return {p.name: float(params.get(p.name, p.default)) for p in SCHEMES.get(scheme).params}
 
 
+def _scheme(name: str, params: Mapping[str, float]) -> Any:
+    """The scheme's math (``dm_core.schemes``, which needs torch: imported only here)."""
+    from dm_core.schemes import make_scheme
+
+    return make_scheme(name, **params)
+
+
 def beta_bound(loss: str, params: Mapping[str, Any], batch_size: int) -> float | None:
     """The largest |β| that ``loss`` (its other parameters from ``params``) may take at
     ``batch_size``; None for a loss without a β under derivative normalisation.
@@ -106,7 +112,7 @@ def beta_bound(loss: str, params: Mapping[str, Any], batch_size: int) -> float |
     scheme = _scheme_of(loss)
     if scheme is None:
         return None
-    lo, hi = make_scheme(scheme, **{**_scheme_params(scheme, params), "beta": 1.0}).log_weight_range
+    lo, hi = _scheme(scheme, {**_scheme_params(scheme, params), "beta": 1.0}).log_weight_range
     spread = hi - lo
     if not 0 < spread < math.inf:
         return None
@@ -116,13 +122,19 @@ def beta_bound(loss: str, params: Mapping[str, Any], batch_size: int) -> float |
 def _degenerate_beta(cfg: RunConfig) -> str | None:
     params = cfg.loss.params()
     scheme = _scheme_of(cfg.loss.name)
-    bound = beta_bound(cfg.loss.name, params, cfg.batch_size)
-    if scheme is None or bound is None:
+    if scheme is None:
         return None
     beta = float(params.get("beta", SCHEMES.get(scheme).defaults()["beta"]))
-    if abs(beta) <= bound:
+    # A family whose log-weight spans at most |β| × beta_span (its registry entry says so)
+    # is within the bound at every other parameter while |β| × beta_span fits the allowed
+    # spread: cleared without the scheme's math, which would import torch into `dm submit`.
+    span = SCHEMES.get(scheme).extra.get("beta_span")
+    if span is not None and abs(beta) * span <= _log_gap_limit(cfg.batch_size):
         return None
-    weights = make_scheme(scheme, **_scheme_params(scheme, params))
+    bound = beta_bound(cfg.loss.name, params, cfg.batch_size)
+    if bound is None or abs(beta) <= bound:
+        return None
+    weights = _scheme(scheme, _scheme_params(scheme, params))
     share = weights.worst_case_share(cfg.batch_size)
     others = ", ".join(f"{SYMBOLS.get(k, k)}={v:g}" for k, v in _scheme_params(scheme, params).items()
                        if k != "beta")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -24,15 +24,11 @@ from rich.table import Table
 
 from dm_core.registry import ConfigError
 from dm_core.store import RunNotFound, StoreError
-from dm_core.suspects import (
-    DEFAULT_STATISTIC,
-    ExamplesUnavailable,
-    RunExamples,
-    load_examples,
-    retrain_labels,
-)
 from studio.cli._app import app, invalid_config_text
 from studio.cli.runs import _fail, _open_store, db_option
+
+if TYPE_CHECKING:  # dm_core.suspects needs torch: imported by the command, not by `dm`
+    from dm_core.suspects import RunExamples
 
 
 def _value(value: Any) -> Any:
@@ -86,6 +82,8 @@ def _write_labels(store: Any, examples: RunExamples, by: str, drop_top: int, pat
     target = confine_data_path(str(path), "--write-labels")
     drop = examples.ranking(by)[:drop_top]
     config = store.get_run(examples.run_id).config
+    from dm_core.suspects import retrain_labels
+
     labels = retrain_labels(examples, drop, config)
     noise = {"kind": "file", "path": str(target)}
     retrain = {**config, "name": f"{config.get('name', 'run')}-without-{drop_top}-by-{by}",
@@ -108,9 +106,9 @@ def _write_labels(store: Any, examples: RunExamples, by: str, drop_top: int, pat
 @app.command("examples")
 def examples_command(
     run_id: int = typer.Argument(..., metavar="RUN", help="Run id (see `dm runs`)."),
-    by: str = typer.Option(DEFAULT_STATISTIC, "--by", help="The statistic to rank by: confidence, "
-                           "variability, aum, forgetting, first_learned, last_p, share or "
-                           "label_quality (most suspect first)."),
+    by: str | None = typer.Option(None, "--by", help="The statistic to rank by: confidence (the "
+                                  "default), variability, aum, forgetting, first_learned, "
+                                  "last_p, share or label_quality (most suspect first)."),
     top: int = typer.Option(20, "--top", min=1, help="How many suspects to list."),
     iteration: int | None = typer.Option(None, "--iteration", help="The snapshot at or before this "
                                          "iteration (default: the latest)."),
@@ -127,6 +125,9 @@ def examples_command(
     """List a run's most suspect training examples (likely wrong labels) and their statistics.
 
     Or write a labels file to retrain without them (--write-labels, --drop-top)."""
+    from dm_core.suspects import DEFAULT_STATISTIC, ExamplesUnavailable, load_examples
+
+    by = by or DEFAULT_STATISTIC
     if (write_labels is None) != (drop_top is None):
         _fail("--write-labels and --drop-top go together: the file leaves out the --drop-top "
               "most suspect examples", 2)
