@@ -29,7 +29,8 @@ and CCE's weight :math:`2(1-p)` the gradient is exactly ``F.cross_entropy``'s.
 its gradient is designed (use :meth:`dm_core.schemes.Scheme.implied_loss` for the latter).
 
 Math once in functions (:func:`scheme_loss`, :func:`dm_loss`), thin ``nn.Module`` wrappers
-(:class:`SchemeLoss`, :class:`DMLoss`, the baselines), one registry (``LOSSES``). Every loss
+(:class:`SchemeLoss`, :class:`DMLoss`, the baselines), one registry (``LOSSES``, declared
+without torch in ``dm_core.registries``). Every loss
 module keeps detached per-example statistics of its last call in ``last``
 (:class:`LossStats`) for the training loop to log.
 

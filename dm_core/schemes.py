@@ -15,7 +15,8 @@ The math lives in small private functions of ``(log p, log(1-p))`` -- log space,
 losses (``dm_core.losses``) can normalise a batch's weights without overflow and without
 ever forming ``1 - p`` by subtraction. :class:`Scheme` wraps one family with its parameters
 and adds the analysis the dashboard draws: the mode, the density, the implied loss, the
-spread. ``SCHEMES`` is the single source of names, parameters, ranges and slider ranges.
+spread. ``SCHEMES`` is the single source of names, parameters, ranges and slider ranges
+(declared without torch in ``dm_core.registries``).
 
 >>> scheme = make_scheme("dm", lam=1.0, beta=8.0)
 >>> scheme
