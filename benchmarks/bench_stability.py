@@ -128,11 +128,13 @@ def resolved(job: dict) -> str:
 def run_one(job: dict) -> dict:
     import torch
 
+    from dm_core import fused_cpu
     from dm_core.config import parse_config
     from dm_core.events import ScalarsEvent, TrainingDiverged
     from dm_core.train import train
 
     torch.set_num_threads(1)
+    fused_cpu.kernel()  # a first build (about 30 s) must not be timed as this run's training
     cfg = parse_config({**job["base"], "loss": job["loss"], "seed": job["seed"]},
                        setting_overrides(job["setting"]))
     scales: list[float] = []
