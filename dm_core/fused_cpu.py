@@ -158,17 +158,18 @@ def _source_copy(directory: Path, source: bytes) -> Path:
 
 def _load() -> ModuleType:
     """Compile (when no build of this source and toolchain exists yet) and import the kernel."""
-    from torch.utils.cpp_extension import load
-
     source = SOURCE.read_bytes()
     name = f"dm_fused_cpu_{build_key(source)}"
-    directory = build_directory(name)
-    directory.mkdir(parents=True, exist_ok=True)
-    logging.getLogger(__name__).info("loading %s from %s (compiled once per source and "
-                                     "toolchain, ~30 s)", name, directory)
-    with build_lock(directory / BUILD_LOCK_NAME), _build_environment():
-        return load(name=name, sources=[str(_source_copy(directory, source))],
-                    extra_cflags=build_flags(), build_directory=str(directory), verbose=False)
+    with _build_environment():  # before torch.utils.cpp_extension is imported: its note is off
+        from torch.utils.cpp_extension import load
+
+        directory = build_directory(name)
+        directory.mkdir(parents=True, exist_ok=True)
+        logging.getLogger(__name__).info("loading %s from %s (compiled once per source and "
+                                         "toolchain, ~30 s)", name, directory)
+        with build_lock(directory / BUILD_LOCK_NAME):
+            return load(name=name, sources=[str(_source_copy(directory, source))],
+                        extra_cflags=build_flags(), build_directory=str(directory), verbose=False)
 
 
 @functools.cache
