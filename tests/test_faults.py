@@ -15,6 +15,12 @@ what it did into docs/reliability.md (the ``reliability`` fixture, tests/reliabi
   reason, and the database stays consistent.
 - divergence (β = 60, lr = 10) through the worker: failed at iteration k, metrics up to k
   kept, nothing non-finite stored.
+- the database's disk full mid-run: the run pauses (no outage retries, no attempt used) and
+  goes on once space is freed.
+- a run taken over while its loop still ran: what the loop raises afterwards is not logged as
+  the run's failure; the run is dropped.
+- the database deleted (dropped) and created again, or a backup moved over the live SQLite
+  file, under a training worker: it writes nothing more and stops, naming why.
 
 Timing: about two minutes on two cores; the subprocess tests are marked ``slow``.
 """
@@ -1179,9 +1185,20 @@ def test_disk_full_mid_checkpoint_says_no_space_left(db_url, tmp_path, monkeypat
 
 
 def fill_database_disk(store: Store) -> dict:
-    """While ``state["full"]``, every write through ``store``'s connections fails the way
-    SQLite's do on a full disk; reads still work (as they do on a full disk)."""
+    """While ``state["full"]``, every write through ``store``'s connections fails the way its
+    backend's do on a full disk (SQLite: SQLITE_FULL; PostgreSQL: SQLSTATE 53100, disk_full);
+    reads still work (as they do on a full disk)."""
     from sqlalchemy import event
+
+    if store.dialect == "sqlite":
+        def full() -> Exception:
+            return sqlite3.OperationalError("database or disk is full")
+    else:
+        import psycopg
+
+        def full() -> Exception:
+            return psycopg.errors.DiskFull('could not extend file "base/16384/16390": No space '
+                                           "left on device")
 
     state = {"full": False, "refused": 0}
 
@@ -1189,38 +1206,291 @@ def fill_database_disk(store: Store) -> dict:
         if state["full"] and statement.lstrip().split(None, 1)[0].upper() in (
                 "INSERT", "UPDATE", "DELETE"):
             state["refused"] += 1
-            raise sqlite3.OperationalError("database or disk is full")
+            raise full()
 
     event.listen(store.engine, "do_execute", refuse)
     event.listen(store.engine, "do_executemany", refuse)
     return state
 
 
+def test_a_full_database_disk_is_not_an_outage(db_url):
+    """SQLite's SQLITE_FULL and PostgreSQL's disk_full are DatabaseFull, which no outage
+    backoff retries (it is not StoreUnavailable), and the message names the full disk"""
+    from dm_core.store import DatabaseFull
+
+    store = Store(db_url)
+    [run_id] = store.submit([cfg("full")]).run_ids
+    disk = fill_database_disk(store)
+    disk["full"] = True
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return store.cancel(run_id)
+
+    with pytest.raises(DatabaseFull) as err:
+        retrying(cancel, "cancel", Backoff(first=0.01, give_up_after=30.0))
+    assert not isinstance(err.value, StoreUnavailable) and calls == [1]
+    assert str(err.value).startswith(f"the disk holding the database {store.masked_url} is full (")
+    assert "nothing can be written there until space is freed on it" in str(err.value)
+    disk["full"] = False
+    assert store.cancel(run_id).status == RunStatus.CANCELLED
+    store.dispose()
+
+
+def test_a_full_database_disk_pauses_the_run_until_space_is_freed(db_url, tmp_path, caplog,
+                                                                  reliability):
+    """The database's disk fills mid-run: the run pauses -- no outage retries, no attempt
+    used -- and goes on once space is freed, every iteration stored once"""
+    total, every = 300, 100
+    store = Store(db_url, tmp_path / "artifacts")
+    [run_id] = store.submit([cfg("full", iterations=total, eval_every=every)],
+                            max_attempts=1).run_ids
+    own = Store(db_url, tmp_path / "artifacts")  # the worker's engine: its disk fills up
+    disk = fill_database_disk(own)
+    real_write, writes = own.write_batch, []
+
+    def write_batch(*args, **kwargs):
+        writes.append(1)
+        if len(writes) == 3:  # the disk fills up at the run's third metrics write
+            disk["full"] = True
+        return real_write(*args, **kwargs)
+
+    own.write_batch = write_batch
+    max_outage = 0.5
+    # Flushes every 100 events on a simulated clock: the third write comes long before the
+    # run's end, on any machine.
+    w = in_process_worker(own, max_outage=max_outage, space_poll=0.05, flush_every=0.5,
+                          clock=TickingClock(0.005))
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        thread = in_thread(w)
+        try:
+            wait_for(lambda: "Training is paused" in caplog.text, timeout=120, what="the pause")
+            paused_at, refused = time.monotonic(), disk["refused"]
+            # Paused for several times max_outage, through several refused tries: an outage
+            # would have been given up by now (and the run failed: max_attempts is 1).
+            wait_for(lambda: time.monotonic() - paused_at > 4 * max_outage
+                     and disk["refused"] >= refused + 5, timeout=120, what="a long pause")
+            during = store.get_run(run_id)
+            disk["full"] = False  # space freed
+            thread.join(timeout=300)
+        finally:
+            w.stop()
+            thread.join(timeout=120)
+    info = store.get_run(run_id)
+    lost = 0 if exactly_once(store, run_id, total, every) else 1
+    reliability.add(trials=1, faults=disk["refused"], lost=lost)
+    assert thread.error is None and thread.processed == 1, thread.error
+    assert (during.status, during.attempt, during.finished_at) == (RunStatus.RUNNING, 1, None)
+    assert "giving up" not in caplog.text and "handed back" not in caplog.text
+    assert f"run {run_id}: the disk holding the database {own.masked_url} is full" in caplog.text
+    assert "space freed on the database's disk" in caplog.text
+    assert (info.status, info.attempt, info.error) == (RunStatus.SUCCEEDED, 1, None)
+    assert [c["attempt"] for c in store.claims(run_id)] == [1]
+    assert lost == 0, stored_iterations(store, run_id)
+
+
 def test_sqlite_disk_full_is_reported_as_the_cause(tmp_path, caplog, reliability):
-    """SQLite on a full disk: the run fails naming the full disk, not missing heartbeats"""
+    """SQLite's disk fills between a claim and the run's start: the run is handed back naming
+    the full disk, its attempt kept, never "stopped sending heartbeats", and trained once space
+    is freed"""
     url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(url, tmp_path / "artifacts")
-    [run_id] = store.submit([cfg("full", iterations=100_000, eval_every=50)],
-                            max_attempts=1).run_ids
+    [run_id] = store.submit([cfg("full", iterations=60, eval_every=20)], max_attempts=1).run_ids
     own = Store(url, tmp_path / "artifacts")  # the worker's engine: its disk fills up
     disk = fill_database_disk(own)
+    real_truncate = own.truncate_after
+
+    def truncate_after(*args, **kwargs):
+        if not disk["refused"]:
+            disk["full"] = True  # right after the claim: preparing the run fails
+        return real_truncate(*args, **kwargs)
+
+    own.truncate_after = truncate_after
     w = in_process_worker(own, exit_when_idle=False, stale_after=1.0, max_outage=1.0)
     with caplog.at_level(logging.WARNING, logger="dm.worker"):
         thread = in_thread(w)
         try:
-            wait_for(lambda: store.get_run(run_id).iteration > 0, timeout=120, what="metrics")
-            disk["full"] = True
-            # Every write fails: metrics, heartbeats, then handing the run back. Until the
-            # worker has given up on recording it, the disk stays full.
-            wait_for(lambda: "could not record" in caplog.text, timeout=120, what="the give-up")
+            wait_for(lambda: "could not record disk_full" in caplog.text, timeout=120,
+                     what="the hand-back to wait for space")
+            # Every write fails meanwhile -- heartbeats, the reaper, the hand-back -- for
+            # longer than stale_after and max_outage.
+            wait_for(lambda: disk["refused"] >= 10, timeout=120, what="refused writes")
             disk["full"] = False  # space freed
-            info = wait_for(lambda: (i := store.get_run(run_id)).status == RunStatus.FAILED and i,
-                            timeout=120, what="the run to fail")
+            info = wait_for(lambda: (i := store.get_run(run_id)).status == RunStatus.SUCCEEDED
+                            and i, timeout=120, what="the run to succeed")
         finally:
             w.stop()
             thread.join(timeout=120)
     reliability.add(trials=1, faults=disk["refused"], lost=0)
     assert thread.error is None, thread.error
-    assert "database or disk is full" in info.error, info.error
-    assert "stopped sending heartbeats" not in info.error
-    assert info.error.startswith("gave up after 1 attempt(s): database error (")
+    assert f"run {run_id}: handed back, its attempt kept: the disk holding the database " \
+        f"{own.masked_url} is full (database or disk is full)" in caplog.text
+    assert "stopped sending heartbeats" not in caplog.text
+    assert info.attempt == 1 and [c["attempt"] for c in store.claims(run_id)] == [1, 1]
+    assert exactly_once(store, run_id, 60, 20)
+
+
+# ---------------------------------------------------------------- i: errors after a takeover
+
+def test_an_error_after_the_run_was_taken_over_is_not_its_failure(db_url, tmp_path, caplog,
+                                                                  monkeypatch, reliability):
+    """The fence refused a worker's run (another worker took it over and removed the old
+    attempt's files), then its loop failed writing a checkpoint: the run is dropped, not logged
+    as failed"""
+    from sqlalchemy import update
+
+    import workers.sink
+    from dm_core.store import artifacts as run_files
+
+    artifacts = tmp_path / "artifacts"
+    store = Store(db_url, artifacts)
+    [run_id] = store.submit([cfg("taken", iterations=200, eval_every=50)], max_attempts=5).run_ids
+    w = in_process_worker(Store(db_url, artifacts))
+    real_pin, taken = workers.sink.pin_checkpoint, []
+
+    def pin_after_a_takeover(path, iteration):
+        if iteration == 100:
+            # Meanwhile the run was re-queued and claimed by another worker (attempt 2), which
+            # removed the files of the attempts before it; this worker's heartbeat learns it.
+            with store.session_scope() as s:
+                s.execute(update(RUNS).where(RUNS.c.id == run_id)
+                          .values(status="queued", worker_id=None, attempt=2))
+            taken.append(store.claim("other-worker", "cpu"))
+            run_files.remove_files(store.run_dir(run_id))
+            wait_for(lambda: w._heartbeat.lost, timeout=60, what="the fence to refuse")
+        return real_pin(path, iteration)  # the loop's checkpoint.pt is gone: FileNotFoundError
+
+    monkeypatch.setattr(workers.sink, "pin_checkpoint", pin_after_a_takeover)
+    with caplog.at_level(logging.INFO, logger="dm.worker"):
+        assert w.run() == 1
+    reliability.add(trials=1, faults=1, lost=0)
+    [other] = taken
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt, info.worker_id) == (RunStatus.RUNNING, 2, "other-worker")
+    assert other.attempt == 2 and [c["attempt"] for c in store.claims(run_id)] == [1, 2]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], errors  # no "run 1 failed" for an error that is not the run's
+    dropped = [r.getMessage() for r in caplog.records
+               if r.getMessage().startswith(f"run {run_id}: dropped: ")]
+    assert len(dropped) == 1 and dropped[0].startswith(
+        f"run {run_id}: dropped: run {run_id} is no longer held by this worker (it is running, "
+        "attempt 2, worker other-worker); what the loop raised after that is not the run's "
+        "failure: FileNotFoundError"), dropped
+
+
+# ---------------------------------------------------------------- j: a database replaced
+
+def blocked_after_first_write(store: Store) -> tuple[threading.Event, threading.Event]:
+    """``store``'s first metrics write commits, then its caller waits until the test says go
+    on (as if the worker was slow right then). Returns (written, go_on)."""
+    written, go_on = threading.Event(), threading.Event()
+    real = store.write_batch
+
+    def write_batch(*args, **kwargs):
+        real(*args, **kwargs)
+        if not written.is_set():
+            written.set()
+            assert go_on.wait(timeout=300), "the test never let the worker go on"
+
+    store.write_batch = write_batch
+    return written, go_on
+
+
+def drop_and_create_again(url: str) -> None:
+    """The database at ``url`` deleted and an empty one put at the same place: the SQLite file
+    (with its -wal and -shm) removed; the PostgreSQL database dropped (its sessions ended) and
+    created again under the same name."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        path = Path(parsed.database)
+        for leftover in (path, path.with_name(path.name + "-wal"),
+                         path.with_name(path.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+        return
+    import psycopg
+
+    with psycopg.connect(host=parsed.host, port=parsed.port, user=parsed.username,
+                         dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{parsed.database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{parsed.database}"')
+
+
+def assert_untouched(store: Store, run_id: int) -> None:
+    """The run is as it was submitted: queued, never claimed, nothing stored for it."""
+    info = store.get_run(run_id)
+    assert (info.status, info.attempt, info.worker_id) == (RunStatus.QUEUED, 1, None), info
+    assert store.claims(run_id) == []
+    assert stored_iterations(store, run_id) == {"scalars": [], "histograms": [], "evals": []}
+
+
+def test_a_database_created_again_under_a_worker_stops_it(db_url, tmp_path, caplog, reliability):
+    """The database deleted (dropped) and created again by dm submit under a training worker:
+    the worker writes nothing more, claims nothing of the new one (whose run 1 is another run)
+    and stops naming why"""
+    from dm_core.store import DatabaseReplaced
+    from dm_core.store.database import sqlite_file
+
+    artifacts = tmp_path / "artifacts"
+    store = Store(db_url, artifacts)
+    [old_run] = store.submit([cfg("old", iterations=200, eval_every=50)]).run_ids
+    own = Store(db_url, artifacts)
+    written, go_on = blocked_after_first_write(own)
+    w = in_process_worker(own)
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        thread = in_thread(w)
+        assert written.wait(timeout=120)
+        store.dispose()
+        drop_and_create_again(db_url)
+        config_file = tmp_path / "new.yaml"
+        config_file.write_text(json.dumps(tiny("new")))
+        assert cli(db_url, "submit", str(config_file)).exit_code == 0  # ids start again at 1
+        go_on.set()
+        thread.join(timeout=300)
+    new = Store(db_url, artifacts)
+    [new_run] = [r.id for r in new.list_runs()]
+    reliability.add(trials=1, faults=1, lost=0)
+    assert new_run == old_run == 1
+    assert isinstance(thread.error, DatabaseReplaced), repr(thread.error)
+    message = str(thread.error)
+    if new.dialect == "sqlite":  # the worker's open file was deleted (a new one may be there)
+        assert message.startswith(f"the SQLite database {sqlite_file(db_url)} was "), message
+    else:
+        assert message.startswith(f"the database {new.masked_url} is not the one this process "
+                                  "started with (database identity "), message
+    assert f"worker {w.worker_id}: stopping: {message}" in caplog.text
+    assert_untouched(new, new_run)
+
+
+def test_a_backup_moved_over_a_live_sqlite_database_stops_its_worker(tmp_path, caplog,
+                                                                    reliability):
+    """A backup of the same database (same identity) moved over the live SQLite file: the
+    worker notices the file was replaced, writes nothing into either, and stops"""
+    from dm_core.store import DatabaseReplaced
+
+    path, backup = tmp_path / "dm.sqlite", tmp_path / "backup.sqlite"
+    url, artifacts = f"sqlite:///{path}", tmp_path / "artifacts"
+    store = Store(url, artifacts)
+    [run_id] = store.submit([cfg("live", iterations=200, eval_every=50)]).run_ids
+    with sqlite3.connect(path) as live, sqlite3.connect(backup) as copy:
+        live.backup(copy)  # taken before any worker claimed the run
+    own = Store(url, artifacts)
+    written, go_on = blocked_after_first_write(own)
+    w = in_process_worker(own)
+    with caplog.at_level(logging.WARNING, logger="dm.worker"):
+        thread = in_thread(w)
+        assert written.wait(timeout=120)
+        store.dispose()
+        for leftover in (path.with_name("dm.sqlite-wal"), path.with_name("dm.sqlite-shm")):
+            leftover.unlink(missing_ok=True)
+        os.replace(backup, path)  # the backup restored over the live database
+        go_on.set()
+        thread.join(timeout=300)
+    restored = Store(url, artifacts)
+    reliability.add(trials=1, faults=1, lost=0)
+    assert isinstance(thread.error, DatabaseReplaced), repr(thread.error)
+    assert str(thread.error).startswith(f"the SQLite database {path} was replaced by another "
+                                        "file (a new database, or a backup moved over it)")
+    assert_untouched(restored, run_id)

@@ -561,7 +561,7 @@ def test_schema_matches_the_models_and_upgrade_is_idempotent(store):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    assert store.upgrade() == "0004" and store.upgrade() == "0004"
+    assert store.upgrade() == "0005" and store.upgrade() == "0005"
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
@@ -583,7 +583,7 @@ def test_four_processes_migrate_at_once(db_url, tmp_path):
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err
-    assert Store(db_url).revision() == "0004"
+    assert Store(db_url).revision() == "0005"
 
 
 @pytest.mark.postgres

@@ -929,7 +929,7 @@ def test_export_tidy_tables(db_url, config_file, tmp_path, monkeypatch):
 
 def test_db_upgrade_and_worker_options(db_url, tmp_path):
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0004" in result.output
+    assert result.exit_code == 0 and "revision 0005" in result.output
     result = cli("postgresql+psycopg://u:hunter2@127.0.0.1:1/x", "db", "upgrade")
     assert result.exit_code == 1 and "hunter2" not in result.output and "***" in result.output
     result = cli(db_url, "worker", "--device", "cuda:7", "--exit-when-idle")
@@ -959,7 +959,7 @@ def test_db_upgrade_brings_a_0001_database_to_retry_counters(db_url):
         conn.execute(text("INSERT INTO claims (run_id, attempt, worker_id) VALUES (1, 2, 'w')"))
     old.dispose()
     result = cli(db_url, "db", "upgrade")
-    assert result.exit_code == 0 and "revision 0004" in result.output, result.output
+    assert result.exit_code == 0 and "revision 0005" in result.output, result.output
     store = Store(db_url)
     assert (store.get_run(1).attempt, store.get_run(1).retries) == (2, 0)
     assert [(c["retry"], c["attempt"]) for c in store.claims(1)] == [(0, 2)]

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dm_core.store import ClaimedRun, LostClaim, Store, StoreError
+from dm_core.store import ClaimedRun, DatabaseReplaced, LostClaim, Store, StoreError
 from workers.backoff import Backoff, DatabaseHealth, Outage
 
 log = logging.getLogger("dm.worker")
@@ -31,7 +31,9 @@ class Heartbeat:
     whose worker died does not wait for some worker to become idle.
 
     ``cancel_requested`` and ``lost`` are plain flags the training loop's ``should_stop``
-    reads (no locking needed: each is only ever set to True).
+    reads (no locking needed: each is only ever set to True); ``replaced`` is the
+    ``DatabaseReplaced`` a beat got (the database is not the one the worker started with),
+    after which the thread stops.
     """
 
     def __init__(self, store: Store, run: ClaimedRun, every: float,
@@ -40,6 +42,7 @@ class Heartbeat:
         self.store, self.run, self.every, self.reap = store, run, every, reap
         self.cancel_requested = False
         self.lost = False
+        self.replaced: DatabaseReplaced | None = None
         self._outage = Outage(Backoff(first=every, factor=1.0, jitter=0.0), health=health)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"heartbeat-run-{run.id}",
@@ -62,7 +65,7 @@ class Heartbeat:
                 continue
             next_beat = time.monotonic() + self.every
             beat = self._beat()
-            if self.lost:
+            if self.lost or self.replaced is not None:
                 return
             if beat and self.reap is not None:
                 self.reap()  # right after our own beat: our own run is never the stale one
@@ -74,6 +77,10 @@ class Heartbeat:
         except LostClaim as err:
             log.warning("run %d: %s", self.run.id, err)
             self.lost = True
+            return False
+        except DatabaseReplaced as err:
+            log.error("run %d: %s", self.run.id, err)
+            self.replaced = err
             return False
         except StoreError as err:  # the reaper decides if it lasts too long
             if not self._outage.ongoing:  # one line per outage, not one per beat

@@ -19,6 +19,14 @@ error propagates and the worker hands the run back. A retried batch may already 
 committed (its answer lost): ``Store.write_batch`` is idempotent, so nothing is duplicated.
 Any other ``StoreError`` would fail again and propagates at once, and so does ``LostClaim``
 (the run was taken away from this worker): the loop stops and nothing more is written.
+
+A full database disk (``DatabaseFull``) is not an outage: it lasts until someone frees space,
+so it never uses up ``max_outage``. The sink pauses the training loop instead -- it keeps its
+buffer and tries the write again every ``space_poll`` seconds, saying so in the log once and
+then every ``FULL_REPORT_S`` -- and training goes on where it stopped once the write passes.
+Only a warm stop of the worker (``stopping``) ends the wait early: the error then propagates
+and the worker hands the run back without using an attempt (docs/architecture.md, "Out of
+space").
 """
 
 from __future__ import annotations
@@ -40,10 +48,13 @@ from dm_core.events import (
     ScalarsEvent,
     StartEvent,
 )
-from dm_core.store import Store, StoreUnavailable
+from dm_core.store import DatabaseFull, Store, StoreUnavailable
 from workers.backoff import Backoff, DatabaseHealth, Outage
 
 log = logging.getLogger("dm.worker")
+
+# While a run is paused on a full database disk, a line says so this often.
+FULL_REPORT_S = 60.0
 
 
 def pin_checkpoint(path: str | Path, iteration: int) -> Path:
@@ -70,13 +81,17 @@ class StoreSink:
     ``previous_checkpoint`` is the checkpoint the run resumed from: deleted once a newer one
     is recorded. ``transactions`` counts successful writes (tests and benchmarks read it).
     ``health`` is the worker's ``DatabaseHealth``, told about every failed write.
+    ``space_poll``: seconds between tries while the database's disk is full (training paused);
+    ``stopping``: whether the worker was asked to stop, which ends that pause.
     """
 
     def __init__(self, store: Store, run_id: int, attempt: int, worker_id: str | None = None, *,
                  flush_every: float = 1.0, max_outage: float = 60.0,
                  previous_checkpoint: str | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 backoff: Backoff | None = None, health: DatabaseHealth | None = None) -> None:
+                 backoff: Backoff | None = None, health: DatabaseHealth | None = None,
+                 space_poll: float = 5.0, stopping: Callable[[], bool] = lambda: False,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.store = store
         self.run_id = run_id
         self.attempt = attempt
@@ -98,6 +113,10 @@ class StoreSink:
         self._examples: list[ExamplesEvent] = []
         self._start: StartEvent | None = None
         self._pending_checkpoint: CheckpointEvent | None = None
+        self.space_poll = space_poll
+        self._stopping, self._sleep, self._health = stopping, sleep, health
+        self._full_since: float | None = None  # monotonic time the disk was found full
+        self._full_reported = 0.0
 
     # -- the loop's callback ---------------------------------------------------------
 
@@ -148,30 +167,27 @@ class StoreSink:
 
         Returns True when something was written. ``StoreUnavailable`` is retried by a later
         flush, after a growing gap, for up to ``max_outage`` seconds (then raised); with
-        ``final=True`` it is raised at once (the caller retries). Any other error is raised.
+        ``final=True`` it is raised at once (the caller retries). ``DatabaseFull`` pauses here
+        until the write passes (see the module docstring); with ``final=True``, or once the
+        worker is stopping, it is raised. Any other error is raised.
         """
         checkpoint = self._pending_checkpoint
         if not (self._scalars or self._histograms or self._evals or self._examples or self._start
                 or checkpoint):
             self._last_flush = self._clock()
             return False
-        try:
-            self.store.write_batch(self.run_id, self.attempt, self._scalars, self._histograms,
-                                   self._evals, checkpoint=checkpoint, start=self._start,
-                                   worker_id=self.worker_id, examples=self._examples)
-        except StoreUnavailable as err:
-            down_for = self._outage.down_for()
-            wait = self._outage.failed()
-            if final or down_for > self.max_outage:
-                if not final:
-                    log.error("run %d: database unavailable for %.1f s; giving up on the run: %s",
-                              self.run_id, down_for, err)
-                raise
-            log.warning("run %d: could not write metrics (%s); %d event(s) kept, retry %d in "
-                        "%.1f s (giving up after %g s)", self.run_id, err, self.pending,
-                        self._outage.failures, wait, self.max_outage)
-            self._last_flush = self._clock()
-            return False
+        while True:
+            try:
+                self.store.write_batch(self.run_id, self.attempt, self._scalars, self._histograms,
+                                       self._evals, checkpoint=checkpoint, start=self._start,
+                                       worker_id=self.worker_id, examples=self._examples)
+                break
+            except DatabaseFull as err:
+                if final or not self._wait_for_space(err):
+                    raise
+            except StoreUnavailable as err:
+                return self._outage_failed(err, final)
+        self._space_back()
         lasted = self._outage.recovered()
         if lasted is not None:
             log.warning("run %d: metrics written again after %.1f s without the database",
@@ -186,6 +202,50 @@ class StoreSink:
             if old and old != checkpoint.path:
                 Path(old).unlink(missing_ok=True)
         return True
+
+    def _outage_failed(self, err: StoreUnavailable, final: bool) -> bool:
+        """A write failed for an outage: keep the buffer for a later flush (False), or raise
+        once the outage has lasted ``max_outage`` (or at once when ``final``)."""
+        down_for = self._outage.down_for()
+        wait = self._outage.failed()
+        if final or down_for > self.max_outage:
+            if not final:
+                log.error("run %d: database unavailable for %.1f s; giving up on the run: %s",
+                          self.run_id, down_for, err)
+            raise err
+        log.warning("run %d: could not write metrics (%s); %d event(s) kept, retry %d in "
+                    "%.1f s (giving up after %g s)", self.run_id, err, self.pending,
+                    self._outage.failures, wait, self.max_outage)
+        self._last_flush = self._clock()
+        return False
+
+    def _wait_for_space(self, err: DatabaseFull) -> bool:
+        """The database's disk is full: wait ``space_poll`` s before the next try, saying so.
+        False (give up) when the worker is stopping."""
+        now = time.monotonic()
+        if self._full_since is None:
+            self._full_since = self._full_reported = now
+            log.error("run %d: %s. Training is paused until then: the write is tried again "
+                      "every %g s, %d event(s) are kept, and the run keeps its attempt "
+                      "(a full disk is not an outage)", self.run_id, err, self.space_poll,
+                      self.pending)
+        elif now - self._full_reported >= FULL_REPORT_S:
+            self._full_reported = now
+            log.warning("run %d: still paused: the database's disk has been full for %.0f s",
+                        self.run_id, now - self._full_since)
+        if self._health is not None:  # others' heartbeats fail too: reap nobody meanwhile
+            self._health.note_failure()
+        if self._stopping():
+            return False
+        self._sleep(self.space_poll)
+        return not self._stopping()
+
+    def _space_back(self) -> None:
+        if self._full_since is not None:
+            log.warning("run %d: space freed on the database's disk: metrics written again "
+                        "after %.0f s paused; training goes on", self.run_id,
+                        time.monotonic() - self._full_since)
+            self._full_since = None
 
     def close(self) -> None:
         """Write whatever is left; raise if it cannot be written."""

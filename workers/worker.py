@@ -25,7 +25,10 @@ How a run ends:
   cause when the error wraps an ``OSError`` (a checkpoint that hit a full disk says "No space
   left on device", not the serialiser's follow-up error). A bad config, a missing dataset or a
   bug fails the same way every time: retrying would only repeat it; ``dm retry`` re-queues it
-  after a fix. Attempts are consumed only by lost workers.
+  after a fix. Attempts are consumed only by lost workers. Unless the run was no longer this
+  worker's when it raised (the fence refused it, say, and the new owner removed the files the
+  loop was writing): then the error is a consequence, not the run's failure, and the run is
+  dropped (below).
 - cancel requested → the loop checkpoints and stops → ``cancelled``, metrics kept.
 - first SIGTERM/SIGINT (warm stop) → the loop checkpoints and stops → the run goes back to
   ``queued`` WITHOUT consuming an attempt, and the worker exits. An idle worker exits at once.
@@ -43,6 +46,16 @@ How a run ends:
   nobody (no worker could send heartbeats), so the run's error names the real cause rather
   than "stopped sending heartbeats". An idle worker keeps polling, ever more slowly (at most
   every ``max_backoff`` s); in burst mode it exits once ``max_outage`` has passed.
+- the disk holding the database is full (``DatabaseFull``) → not an outage: it uses up
+  neither ``max_outage`` nor an attempt. The run is paused where it is (``workers.sink``: its
+  metrics kept, the write tried every ``space_poll`` s, a log line saying so) and goes on once
+  space is freed. If the worker is stopped meanwhile, or the disk fills while the run is being
+  prepared or recorded, the run is handed back without using an attempt, as soon as the
+  database takes writes again (docs/architecture.md, "Out of space").
+- the database is not the one the worker started with (``DatabaseReplaced``: its SQLite file
+  deleted or replaced, or a database dropped and created again; ``dm_core.store.identity``) →
+  the worker writes nothing more and stops, saying why (``dm worker`` exits with status 1):
+  its runs and files belong to the old database.
 - the run was taken away (re-queued while this worker was frozen, or deleted) → ``LostClaim``
   from the first fenced write (``dm_core.store.claims``): the worker drops it -- writes,
   truncates and deletes nothing in the database, removes the files only its own attempt
@@ -69,7 +82,15 @@ from pathlib import Path
 from typing import Any
 
 from dm_core.events import TrainingDiverged, TrainingInterrupted
-from dm_core.store import ClaimedRun, LostClaim, Store, StoreError, StoreUnavailable
+from dm_core.store import (
+    ClaimedRun,
+    DatabaseFull,
+    DatabaseReplaced,
+    LostClaim,
+    Store,
+    StoreError,
+    StoreUnavailable,
+)
 from dm_core.store import artifacts as run_files
 from dm_core.store.artifacts import DEFAULT_ARTIFACTS
 from dm_core.store.errors import RunNotFound
@@ -107,7 +128,7 @@ def resolve_worker_device(device: str) -> str:
 class Outcome:
     """How training ended, before it is recorded (``settle``)."""
 
-    kind: str  # succeeded | failed | cancelled | requeue | lost | db_error
+    kind: str  # succeeded | failed | cancelled | requeue | lost | db_error | disk_full
     summary: dict[str, Any] | None = None
     error: str | None = None
     diverged_at: int | None = None  # a diverged run: where, and the figures behind it
@@ -128,6 +149,7 @@ class Unrecorded:
 STOP_LOST = "this worker no longer holds the run"
 STOP_CANCEL = "cancel requested"
 STOP_SHUTDOWN = "the worker is shutting down"
+STOP_REPLACED = "the database is not the one this worker started with"
 FINAL_KINDS = ("succeeded", "failed", "cancelled")
 
 
@@ -142,6 +164,7 @@ class Worker:
     simulated one so that what they check does not depend on the machine's speed.
     ``hold_at``: hold each run after this iteration, its metrics written, until SIGCONT
     (``workers.hold``: a breakpoint for looking at a run half-way); None, the default: never.
+    ``space_poll``: seconds between tries while the database's disk is full (the run paused).
     """
 
     def __init__(self, store: Store | str | None, device: str = "auto", poll: float = 1.0,
@@ -150,7 +173,7 @@ class Worker:
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
                  worker_id: str | None = None, max_outage: float = 60.0,
                  max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic,
-                 hold_at: int | None = None) -> None:
+                 hold_at: int | None = None, space_poll: float = 5.0) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)
@@ -161,6 +184,7 @@ class Worker:
         self.flush_every = flush_every
         self.worker_id = worker_id or default_worker_id()
         self.max_outage = float(max_outage)
+        self.space_poll = float(space_poll)
         self.clock = clock
         self.backoff = Backoff(first=min(0.25, self.poll), cap=float(max_backoff),
                                give_up_after=self.max_outage)
@@ -176,15 +200,28 @@ class Worker:
     # -- the loop ----------------------------------------------------------------------
 
     def run(self) -> int:
-        """Work until a signal (or, in burst mode, an empty queue). Returns runs processed."""
+        """Work until a signal (or, in burst mode, an empty queue). Returns runs processed.
+        Raises ``DatabaseReplaced`` (after logging it) when the database is not the one the
+        worker started with."""
         log.info("worker %s on %s; database %s; artifacts %s", self.worker_id, self.device,
                  self.store.masked_url, self.artifacts_dir)
+        try:
+            self._loop()
+        except DatabaseReplaced as err:
+            log.error("worker %s: stopping: %s", self.worker_id, err)
+            raise
+        log.info("worker %s: stopped after %d run(s)", self.worker_id, self.processed)
+        return self.processed
+
+    def _loop(self) -> None:
         with self.stops, self.hold or contextlib.nullcontext():
             while not self.stopping:
                 self.record_unrecorded()
                 self.reap_stale()
                 try:
                     run = self.claim()
+                except DatabaseReplaced:
+                    raise
                 except StoreError as err:
                     self._wait_for_database(err)
                     continue
@@ -198,8 +235,6 @@ class Worker:
         for item in self.unrecorded:  # stopped before the database came back
             log.error("run %d: %s could not be recorded before this worker stopped; another "
                       "worker's reaper will re-queue it", item.run.id, item.outcome.kind)
-        log.info("worker %s: stopped after %d run(s)", self.worker_id, self.processed)
-        return self.processed
 
     @property
     def stopping(self) -> bool:
@@ -225,7 +260,7 @@ class Worker:
         try:
             return self.store.requeue_stale(self.stale_after)
         except StoreError as err:
-            if isinstance(err, StoreUnavailable):
+            if isinstance(err, StoreUnavailable | DatabaseFull):
                 self.health.note_failure()
             log.warning("worker %s: could not reap stale runs: %s", self.worker_id, err)
             return []
@@ -252,6 +287,10 @@ class Worker:
             config, resume_from, sink = self.prepare(run)
         except LostClaim as err:
             outcome, sink = Outcome("lost", error=str(err)), None
+        except DatabaseReplaced:
+            raise
+        except DatabaseFull as err:
+            outcome, sink = Outcome("disk_full", error=str(err)), None
         except StoreError as err:
             outcome, sink = Outcome("db_error", error=str(err)), None
         except Exception as err:  # an invalid config: fails the same way on every attempt
@@ -283,7 +322,8 @@ class Worker:
                  health=self.health)
         sink = StoreSink(self.store, run.id, run.attempt, run.worker_id,
                          flush_every=self.flush_every, max_outage=self.max_outage,
-                         previous_checkpoint=resume_from, clock=self.clock, health=self.health)
+                         previous_checkpoint=resume_from, clock=self.clock, health=self.health,
+                         space_poll=self.space_poll, stopping=lambda: self.stopping)
         return config, resume_from, sink
 
     def train(self, run: ClaimedRun, config: Any, resume_from: str | None,
@@ -300,6 +340,8 @@ class Worker:
                             should_stop=self._stop_or_hold(run, sink))
             return Outcome("succeeded", summary=summary.to_dict())
         except TrainingInterrupted as stop:
+            if stop.reason == STOP_REPLACED:
+                raise self._heartbeat.replaced from None
             kind = {STOP_LOST: "lost", STOP_CANCEL: "cancelled"}.get(stop.reason, "requeue")
             return Outcome(kind, error=str(stop) if kind in ("lost", "cancelled") else None)
         except TrainingDiverged as err:
@@ -307,9 +349,17 @@ class Worker:
                            divergence=err.figures)
         except LostClaim as err:
             return Outcome("lost", error=str(err))
+        except DatabaseReplaced:
+            raise
+        except DatabaseFull as err:  # the worker was stopped while the run waited for space
+            return Outcome("disk_full", error=str(err))
         except StoreError as err:
             return Outcome("db_error", error=str(err))
         except Exception as err:
+            taken = self._taken_away(run)
+            if taken is not None:  # the error followed from that (e.g. its files removed)
+                return Outcome("lost", error=f"{taken}; what the loop raised after that is not "
+                                             f"the run's failure: {last_line(err)}")
             log.error("run %d failed:\n%s", run.id, traceback.format_exc())
             return Outcome("failed", error=describe_failure(err, checkpoint_dir))
         finally:
@@ -317,9 +367,22 @@ class Worker:
             self._heartbeat = None
             remove_partial_files(checkpoint_dir)
 
+    def _taken_away(self, run: ClaimedRun) -> str | None:
+        """Why the run is no longer this worker's, or None while it is (or when the database
+        cannot say): one fenced heartbeat, asked when training raised."""
+        try:
+            self.store.heartbeat(run.id, run.worker_id, run.attempt)
+        except LostClaim as err:
+            return str(err)
+        except StoreError:
+            return None
+        return None
+
     def should_stop(self) -> str | None:
         """Polled by the loop every iteration: only flag reads, no I/O."""
         beat = self._heartbeat
+        if beat is not None and beat.replaced is not None:
+            return STOP_REPLACED
         if beat is not None and beat.lost:
             return STOP_LOST
         if beat is not None and beat.cancel_requested:
@@ -350,9 +413,11 @@ class Worker:
             self._record(run, outcome, sink, patient=True)
         except LostClaim as err:
             self._drop(run, str(err))
+        except DatabaseReplaced:
+            raise
         except StoreError as err:
             log.error("run %d: could not record %s: %s (kept; recorded as soon as the "
-                      "database is back)", run.id, outcome.kind, err)
+                      "database takes writes again)", run.id, outcome.kind, err)
             self.unrecorded.append(Unrecorded(run, outcome, sink))
 
     def record_unrecorded(self) -> None:
@@ -364,9 +429,11 @@ class Worker:
                 self._record(item.run, item.outcome, item.sink, patient=False)
             except LostClaim as err:
                 self._drop(item.run, str(err))
-            except StoreUnavailable:
+            except (StoreUnavailable, DatabaseFull):
                 self.health.note_failure()
                 continue
+            except DatabaseReplaced:
+                raise
             except StoreError as err:
                 log.error("run %d: could not record %s: %s", item.run.id, item.outcome.kind, err)
             else:
@@ -399,6 +466,11 @@ class Worker:
             attempt(lambda: store.release(run.id, wid, run.attempt, consume_attempt=False),
                     "re-queue")
             log.info("run %d: checkpointed and re-queued (warm stop)", run.id)
+            return
+        if outcome.kind == "disk_full":  # full while prepared, or stopped while paused
+            attempt(lambda: store.release(run.id, wid, run.attempt, error=outcome.error),
+                    "hand back")
+            log.warning("run %d: handed back, its attempt kept: %s", run.id, outcome.error)
             return
         attempt(lambda: store.finish(run.id, wid, outcome.kind, summary=outcome.summary,
                                      error=outcome.error, attempt=run.attempt,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 # name -> the module that defines it
 _EXPORTS = {
     "TRANSITIONS": "status", "RunStatus": "status", "sources_of": "status",
+    "DatabaseFull": "errors", "DatabaseReplaced": "errors",
     "InvalidTransition": "errors", "LostClaim": "errors", "RunNotFound": "errors",
     "StoreError": "errors", "StoreUnavailable": "errors",
     "ClaimedRun": "runs", "RunInfo": "runs", "SubmitResult": "runs",
@@ -27,7 +28,8 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "DEFAULT_ARTIFACTS", "TRANSITIONS", "ClaimedRun", "HistogramSeries", "InvalidTransition",
+    "DEFAULT_ARTIFACTS", "TRANSITIONS", "ClaimedRun", "DatabaseFull", "DatabaseReplaced",
+    "HistogramSeries", "InvalidTransition",
     "LostClaim", "RunInfo", "RunNotFound", "RunStatus", "Store", "StoreError",
     "StoreUnavailable", "SubmitResult", "mask_url", "resolve_url", "sources_of",
 ]
@@ -51,6 +53,8 @@ if TYPE_CHECKING:
     from dm_core.store.artifacts import DEFAULT_ARTIFACTS
     from dm_core.store.database import mask_url, resolve_url
     from dm_core.store.errors import (
+        DatabaseFull,
+        DatabaseReplaced,
         InvalidTransition,
         LostClaim,
         RunNotFound,

@@ -29,6 +29,10 @@ run-management commands) a missing SQLite file, or an empty database, is an erro
 commands that create one -- a deleted database is never silently replaced by an empty one
 whose run ids start again at 1.
 
+Every writing session first checks that the database is still the one this process started
+with -- the same SQLite file, the same identity (``dm_core.store.identity``) -- and refuses
+with ``DatabaseReplaced`` otherwise. A full disk is ``DatabaseFull``, not an outage.
+
 Times (``created_at``, ``heartbeat_at``, ...) come from the DATABASE clock (``now()``,
 ``ago()``), never a worker's: staleness is decided by one clock however many machines take part.
 """
@@ -60,7 +64,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from dm_core.store.errors import StoreError, StoreUnavailable
+from dm_core.store.errors import DatabaseFull, StoreError, StoreUnavailable
+from dm_core.store.identity import DatabasePin
 
 log = logging.getLogger("dm.store")
 
@@ -317,6 +322,23 @@ def utc(value: Any) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def disk_full(err: SQLAlchemyError) -> bool:
+    """Whether ``err`` says the disk holding the database is full: SQLite's SQLITE_FULL
+    ("database or disk is full"), PostgreSQL's SQLSTATE 53100 (disk_full)."""
+    orig = getattr(err, "orig", None)
+    if getattr(orig, "sqlstate", None) == "53100":
+        return True
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and "database or disk is full" in str(orig)
+
+
+def _first_line(err: SQLAlchemyError) -> str:
+    lines = str(getattr(err, "orig", None) or err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 # ---------------------------------------------------------------------- the database
 
 class Database:
@@ -336,6 +358,7 @@ class Database:
         self._read_engine: Engine | None = None
         self._lock = threading.Lock()
         self._schema_ready = False
+        self.pin = DatabasePin(mask_url(self.url), sqlite_file(self.url))
 
     @property
     def masked_url(self) -> str:
@@ -351,6 +374,7 @@ class Database:
             with self._lock:
                 if self._engine is None:
                     self._engine = make_engine(self.url, create=self.create)
+                    self.pin.watch(self._engine)
                     self._read_engine = self._engine.execution_options(dm_readonly=True)
         return self._engine
 
@@ -375,12 +399,16 @@ class Database:
         Database errors come out as ``StoreError`` (with the password masked), or its subclass
         ``StoreUnavailable`` when the database was unreachable or busy; the store's own errors
         (``RunNotFound``, ``InvalidTransition``, ``LostClaim``) pass through.
-        ``readonly=True`` takes no write lock on SQLite (use it for pure reads only).
+        ``readonly=True`` takes no write lock on SQLite (use it for pure reads only). A writing
+        session first checks the database's identity (``DatabaseReplaced``, see the module
+        docstring).
         """
         self.ensure_schema()
         session = Session(bind=self.read_engine if readonly else self.engine,
                           expire_on_commit=False)
         try:
+            if not readonly:
+                self.pin.check(session)
             yield session
             session.commit()
         except SQLAlchemyError as err:
@@ -402,6 +430,10 @@ class Database:
         """``StoreUnavailable`` for a connection refused, lost or timed out, a lock wait that
         timed out, SQLite's "database is locked" or a full disk; else ``StoreError``. The
         message never shows the password."""
+        if disk_full(err):
+            return DatabaseFull(f"the disk holding the database {self.masked_url} is full "
+                                f"({_first_line(err)}): nothing can be written there until "
+                                "space is freed on it")
         transient = isinstance(err, OperationalError | InterfaceError) or (
             isinstance(err, DBAPIError) and err.connection_invalidated)
         detail = str(getattr(err, "orig", None) or err).strip().splitlines()
@@ -508,5 +540,5 @@ class Database:
             return utc(s.execute(select(self.now())).scalar_one())
 
 
-__all__ = ["DEFAULT_URL", "Database", "alembic_config", "make_engine", "mask_url",
+__all__ = ["DEFAULT_URL", "Database", "alembic_config", "disk_full", "make_engine", "mask_url",
            "resolve_url", "sqlite_file", "sqlite_lock_wait_s", "url_from_environment", "utc"]

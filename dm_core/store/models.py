@@ -188,6 +188,17 @@ class Claim(Base):
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class DatabaseIdentity(Base):
+    """One row, written once when the schema is created (or upgraded to include this table):
+    a random UUID naming this database. A database dropped and created again, or another one
+    put in its place, has another UUID; a worker compares it with the one it started with
+    before every write (``dm_core.store.identity``)."""
+
+    __tablename__ = "database_identity"
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 RUNS = Run.__table__
 SCALARS = Scalar.__table__
 HISTOGRAMS = Histogram.__table__
@@ -195,6 +206,7 @@ EVALS = Eval.__table__
 EXAMPLES = ExampleSnapshot.__table__
 LABELS = RunLabels.__table__
 CLAIMS = Claim.__table__
+IDENTITY = DatabaseIdentity.__table__
 PER_ITERATION = (SCALARS, HISTOGRAMS, EVALS, EXAMPLES)
 
 
