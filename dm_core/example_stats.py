@@ -126,7 +126,8 @@ class ExampleStatistics:
         logits, labels = torch.cat([q[1] for q in queue]).float(), torch.cat([q[2] for q in queue])
         p, weight = torch.cat([q[3] for q in queue]).float(), torch.cat([q[4] for q in queue]).float()
         sizes = torch.tensor([len(q[0]) for q in queue], device=device)
-        batch = torch.repeat_interleave(torch.arange(len(queue), device=device), sizes)
+        batch = torch.repeat_interleave(torch.arange(len(queue), device=device), sizes,
+                                        output_size=len(index))  # its size given: no host sync
         iteration = torch.tensor([q[5] for q in queue], dtype=torch.int64, device=device)[batch]
         margin = _margins(logits, labels)
         correct = margin > 0
