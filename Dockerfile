@@ -33,6 +33,7 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > 
 # The project itself, with the postgres extra (psycopg) for DM_DATABASE_URL=postgresql+psycopg://...
 COPY README.md ./
 COPY dm_core ./dm_core
+COPY dm_store ./dm_store
 COPY workers ./workers
 COPY app ./app
 COPY studio ./studio

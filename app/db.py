@@ -14,7 +14,7 @@ import os
 import streamlit as st
 
 from app.text import md
-from dm_core.store import Store, StoreError, mask_url, resolve_url
+from dm_store import Store, StoreError, mask_url, resolve_url
 
 ENV_URL = "DM_DATABASE_URL"
 

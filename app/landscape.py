@@ -33,7 +33,7 @@ import pandas as pd
 
 from app.runsets import Setting, format_value, key_title, settings, spread_cell
 from dm_core.selection import select_evaluation
-from dm_core.store import RunInfo, RunStatus
+from dm_store import RunInfo, RunStatus
 from studio.experiments.verdicts import Sample
 
 METRICS = {

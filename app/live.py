@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from dm_core.store.downsample import every_kth
+from dm_store.downsample import every_kth
 
 __all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "lateness", "paced_interval", "rearm", "stride_for",
            "window_stride"]

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dm_core.store import RunInfo
+from dm_store import RunInfo
 from studio.experiments.verdicts import MISSING, Sample, spread_text
 
 IGNORED_KEYS = ("name", "seed")  # what replicates may differ in

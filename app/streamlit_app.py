@@ -20,7 +20,7 @@ from app.auth import requested_before_sign_in, require_login
 from app.db import database_url, store
 from app.nav import BY_KEY, PAGES, last_group_link
 from app.text import md
-from dm_core.store import StoreError, mask_url
+from dm_store import StoreError, mask_url
 
 st.set_page_config(page_title="DM Studio", page_icon=":material/tune:", layout="wide")
 require_login()  # st.stop()s with the sign-in page unless this session may come in

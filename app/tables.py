@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dm_core.selection import select_evaluation
-from dm_core.store import RunInfo, RunStatus
+from dm_store import RunInfo, RunStatus
 from studio.experiments.verdicts import MISSING
 from studio.run_facts import loss_params, noise_text, seed_text, selected_test_acc
 

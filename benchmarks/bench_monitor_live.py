@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dm_core.config import parse_config  # noqa: E402
-from dm_core.store import RunStatus, Store  # noqa: E402
+from dm_store import RunStatus, Store  # noqa: E402
 
 MEDIAN_TARGET_S = 5.0
 WORST_TARGET_S = 12.0

@@ -16,7 +16,7 @@ import numpy as np
 
 from dm_core.config import parse_config
 from dm_core.events import EvalEvent, HistogramEvent, ScalarsEvent
-from dm_core.store import Store
+from dm_store import Store
 
 TARGET = 0.3  # seconds, one monitor refresh
 

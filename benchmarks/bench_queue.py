@@ -12,7 +12,7 @@ waits; the clock starts when all are told to go and stops at the last run's ``fi
 (both on the database clock). So the figures are the queue's steady throughput -- claim,
 train, stream metrics, checkpoint, finish -- not the start-up of Python and torch.
 
-PostgreSQL: a temporary cluster (``dm_core.store.testing``) unless ``--postgres`` names a
+PostgreSQL: a temporary cluster (``dm_store.testing``) unless ``--postgres`` names a
 server (a fresh database is made in it per trial); skipped, with the reason, where PostgreSQL
 is not installed. Every trial also checks that each run succeeded and was claimed exactly once.
 
@@ -35,8 +35,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dm_core.config import parse_config  # noqa: E402
-from dm_core.store import RunStatus, Store  # noqa: E402
-from dm_core.store.testing import (  # noqa: E402
+from dm_store import RunStatus, Store  # noqa: E402
+from dm_store.testing import (  # noqa: E402
     PostgresStartFailed,
     PostgresUnavailable,
     fresh_database,

@@ -26,8 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dm_core.config import parse_config  # noqa: E402
-from dm_core.store import Store  # noqa: E402
 from dm_core.train import train  # noqa: E402
+from dm_store import Store  # noqa: E402
 from workers.sink import StoreSink  # noqa: E402
 
 TARGET = 1.03

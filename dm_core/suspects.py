@@ -27,7 +27,7 @@ from dm_core.example_stats import STATISTICS, detection, suspicion
 if TYPE_CHECKING:
     import pandas as pd
 
-    from dm_core.store import Store
+    from dm_store import Store
 
 LABEL_QUALITY = "label_quality"
 # Every statistic a snapshot may hold, in the order tables and files show them.

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dm_core.store.database import URL_ENV
+from dm_store.database import URL_ENV
 
 CLUSTERS = ("slurm", "local")
 GPUS_PER_WORKER = (0, 1)  # a worker trains on one device: a second GPU would sit idle

@@ -13,7 +13,7 @@ database created in the cluster (dropped afterwards), per test.
 injected faults and lost data into ``docs/reliability.md``.
 
 The cluster itself (initdb + pg_ctl, as the ``postgres`` user through ``runuser`` when run
-as root: docs/architecture.md, "PostgreSQL in tests, as root") is ``dm_core.store.testing``,
+as root: docs/architecture.md, "PostgreSQL in tests, as root") is ``dm_store.testing``,
 shared with the benchmarks.
 """
 
@@ -24,7 +24,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from dm_core.store.testing import (
+from dm_store.testing import (
     PostgresStartFailed,
     PostgresUnavailable,
     fresh_database,

@@ -8,8 +8,8 @@ import json
 
 from dm_core.config import parse_config
 from dm_core.events import EvalEvent, ExamplesEvent, ScalarsEvent, StartEvent
-from dm_core.store import Store
 from dm_core.train import train
+from dm_store import Store
 
 
 def tiny_config(name: str = "ex", loss: dict | None = None, seed: int = 6, **overrides):

@@ -13,7 +13,7 @@ import sys
 
 SCRIPT = """
 import json, logging, sys
-from dm_core.store import Store
+from dm_store import Store
 from workers import Worker
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 db, artifacts, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])

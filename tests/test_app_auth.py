@@ -462,7 +462,7 @@ def test_a_link_opened_before_signing_in_leads_where_it_pointed(app_db, monkeypa
     stands in for AppTest, which requests no path)."""
     from test_app_support import fabricate
 
-    from dm_core.store import Store
+    from dm_store import Store
 
     run_id = fabricate(Store(app_db), name="shared", iterations=40, eval_every=20)
     fabricate(Store(app_db), name="newer", iterations=40, eval_every=20)

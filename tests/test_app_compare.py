@@ -21,7 +21,7 @@ from test_app_support import (  # noqa: F401
     trace,
 )
 
-from dm_core.store import Store
+from dm_store import Store
 
 PAGE = APP.format("compare")
 COLUMNS = {"test_acc_best": "best test acc (optimistic: max over test evaluations)",

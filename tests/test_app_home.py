@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, app_db_fixture, chart, decode, fabricate, trace  # noqa: F401
 
 from dm_core.schemes import SCHEMES
-from dm_core.store import Store
+from dm_store import Store
 
 
 def test_home_shows_the_queue_and_the_default_edf(app_db):

@@ -12,7 +12,7 @@ from test_app_support import APP, TIMEOUT, app_db_fixture, errors_under, rendere
 from app.presets import PAPER_NOTE, all_presets, paper_presets
 from dm_core.config import RunConfig, parse_config
 from dm_core.losses import LOSSES
-from dm_core.store import Store
+from dm_store import Store
 
 PAGE = APP.format("launch")
 

@@ -23,7 +23,7 @@ from test_app_support import (  # noqa: F401
 )
 
 from dm_core.config import parse_config
-from dm_core.store import Store
+from dm_store import Store
 
 PAGE = APP.format("monitor")
 

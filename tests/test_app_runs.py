@@ -13,7 +13,7 @@ from test_app_support import APP, TIMEOUT, app_db_fixture, fabricate  # noqa: F4
 
 from dm_core.config import parse_config
 from dm_core.events import CheckpointEvent
-from dm_core.store import RunNotFound, RunStatus, Store
+from dm_store import RunNotFound, RunStatus, Store
 
 PAGE = APP.format("runs")
 

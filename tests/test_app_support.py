@@ -21,7 +21,7 @@ import pytest
 
 from dm_core.config import parse_config
 from dm_core.events import EvalEvent, HistogramEvent, ScalarsEvent
-from dm_core.store import Store
+from dm_store import Store
 
 APP = str(Path(__file__).resolve().parents[1] / "app" / "views" / "{}.py")
 TIMEOUT = 120

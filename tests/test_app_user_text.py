@@ -19,7 +19,7 @@ from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, app_db_fixture, fabricate  # noqa: F401
 
-from dm_core.store import Store
+from dm_store import Store
 
 HOST = "evil.example"
 IMAGE = f"![](http://{HOST}/pixel.png)"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("dm_core", "workers", "app", "studio")
+PACKAGES = ("dm_core", "dm_store", "workers", "app", "studio")
 
 # package -> the project packages (or subpackages) it must never import
 FORBIDDEN = {

@@ -245,7 +245,7 @@ def test_extreme_parameters_still_draw():
 
 
 def _run(run_id, config, status="succeeded", final=0.5, diverged_at=None):
-    from dm_core.store import RunInfo, RunStatus
+    from dm_store import RunInfo, RunStatus
 
     return RunInfo(id=run_id, name=f"r{run_id}", group="g", status=RunStatus(status), attempt=1,
                    max_attempts=3, iteration=10, total_iterations=10, created_at=None,

@@ -22,8 +22,8 @@ import yaml
 
 from dm_core.config import parse_config
 from dm_core.registries import LOSSES, SCHEMES
-from dm_core.store import Store
-from dm_core.store.database import URL_ENV, URL_FILE_ENV
+from dm_store import Store
+from dm_store.database import URL_ENV, URL_FILE_ENV
 
 # Runs the dm app in this interpreter, then says on its last line whether torch was imported.
 RUN = ("import sys; from studio.cli import app\n"

@@ -252,7 +252,7 @@ def test_resume_gives_the_same_snapshots(tmp_path):
 
 
 def test_the_store_keeps_a_snapshot_per_evaluation_and_drops_those_past_a_checkpoint(tmp_path):
-    from dm_core.store import Store
+    from dm_store import Store
 
     store = Store(f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts")
     store.upgrade()

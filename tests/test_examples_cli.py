@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from dm_core.config import parse_config, read_config_file
 from dm_core.data import load_dataset
 from dm_core.example_stats import STATISTICS, suspicion
-from dm_core.store import Store
+from dm_store import Store
 from studio.cli import app
 
 runner = CliRunner()

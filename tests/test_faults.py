@@ -50,8 +50,8 @@ from sqlalchemy import func, select
 from test_workers import cfg, cli, start_worker, stop_all, tiny, wait_for, worker_logs
 
 from dm_core.events import ScalarsEvent
-from dm_core.store import RunStatus, Store, StoreError, StoreUnavailable
-from dm_core.store.models import CLAIMS, EVALS, HISTOGRAMS, LABELS, RUNS, SCALARS
+from dm_store import RunStatus, Store, StoreError, StoreUnavailable
+from dm_store.models import CLAIMS, EVALS, HISTOGRAMS, LABELS, RUNS, SCALARS
 from workers import Worker
 from workers.backoff import Backoff, retrying
 
@@ -162,7 +162,7 @@ def test_unreachable_or_locked_database_is_store_unavailable(tmp_path, monkeypat
     with pytest.raises(StoreUnavailable, match=r"\*\*\*"):
         Store("postgresql://dm:pw@127.0.0.1:1/dm").list_runs()  # nothing listens on port 1
 
-    import dm_core.store.database as store_module
+    import dm_store.database as store_module
 
     monkeypatch.setattr(store_module, "SQLITE_BUSY_TIMEOUT_S", 0.2)
     url = f"sqlite:///{tmp_path / 'locked.sqlite'}"
@@ -297,7 +297,7 @@ def test_kill_9_at_random_points_of_20_runs(tmp_path, reliability):
 @pytest.mark.postgres
 def test_postgres_restarted_under_two_training_workers(postgres_url, tmp_path, reliability):
     """PostgreSQL stopped and started 3 times while 2 workers train: they ride it out"""
-    from dm_core.store.testing import PostgresUnavailable, fresh_database, start_server, stop_server
+    from dm_store.testing import PostgresUnavailable, fresh_database, start_server, stop_server
 
     outages, down_for = 3, 2.0
     with fresh_database(postgres_url) as url:
@@ -418,7 +418,7 @@ WRITER = r"""
 import json, sys, time
 import numpy as np
 from dm_core.events import HistogramEvent, ScalarsEvent
-from dm_core.store import Store, StoreError
+from dm_store import Store, StoreError
 
 store, name = Store(sys.argv[1]), sys.argv[2]
 out = {"transactions": 0, "errors": [], "max_wait_s": 0.0, "runs": 0}
@@ -874,8 +874,8 @@ def in_time(action, seconds: float):
 SQLITE_LOCK_HOLDER = r"""
 import os, signal, sys
 from sqlalchemy import update
-from dm_core.store import Store
-from dm_core.store.models import RUNS
+from dm_store import Store
+from dm_store.models import RUNS
 
 store = Store(sys.argv[1])
 with store.session_scope() as s:
@@ -888,7 +888,7 @@ print("committed")
 def test_sqlite_frozen_lock_holder_stalls_neither_reads_nor_workers(tmp_path, monkeypatch, caplog,
                                                                     reliability):
     """SQLite: a process frozen holding the write lock; dm runs answers, a new dm worker waits"""
-    import dm_core.store.database as database
+    import dm_store.database as database
 
     monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_S", 0.5)  # this process's lock waits
     url, artifacts = f"sqlite:///{tmp_path / 'dm.sqlite'}", tmp_path / "artifacts"
@@ -1040,11 +1040,11 @@ def test_dm_cancel_behind_a_locked_sqlite_database_says_so_on_stderr(tmp_path):
 POSTGRES_FROZEN_WORKER = r"""
 import os, signal, sys
 from sqlalchemy import event
-import dm_core.store.database
-from dm_core.store import Store, StoreError
+import dm_store.database
+from dm_store import Store, StoreError
 
 # The store's own setting, shortened (default 10 s) so that the test is short.
-dm_core.store.database.PG_IDLE_IN_TRANSACTION_TIMEOUT_S = float(sys.argv[2])
+dm_store.database.PG_IDLE_IN_TRANSACTION_TIMEOUT_S = float(sys.argv[2])
 store = Store(sys.argv[1])
 run = store.claim("frozen-worker", "cpu")
 
@@ -1066,7 +1066,7 @@ except StoreError as err:
 @pytest.mark.postgres
 def test_postgres_cuts_off_a_worker_frozen_in_a_transaction(postgres_url, tmp_path, reliability):
     """PostgreSQL: a worker frozen inside a transaction is cut off; reaper and dm cancel go on"""
-    from dm_core.store.testing import fresh_database
+    from dm_store.testing import fresh_database
 
     with fresh_database(postgres_url) as url:
         store = Store(url, tmp_path)
@@ -1216,7 +1216,7 @@ def fill_database_disk(store: Store) -> dict:
 def test_a_full_database_disk_is_not_an_outage(db_url):
     """SQLite's SQLITE_FULL and PostgreSQL's disk_full are DatabaseFull, which no outage
     backoff retries (it is not StoreUnavailable), and the message names the full disk"""
-    from dm_core.store import DatabaseFull
+    from dm_store import DatabaseFull
 
     store = Store(db_url)
     [run_id] = store.submit([cfg("full")]).run_ids
@@ -1341,7 +1341,7 @@ def test_an_error_after_the_run_was_taken_over_is_not_its_failure(db_url, tmp_pa
     from sqlalchemy import update
 
     import workers.sink
-    from dm_core.store import artifacts as run_files
+    from dm_store import artifacts as run_files
 
     artifacts = tmp_path / "artifacts"
     store = Store(db_url, artifacts)
@@ -1430,8 +1430,8 @@ def test_a_database_created_again_under_a_worker_stops_it(db_url, tmp_path, capl
     """The database deleted (dropped) and created again by dm submit under a training worker:
     the worker writes nothing more, claims nothing of the new one (whose run 1 is another run)
     and stops naming why"""
-    from dm_core.store import DatabaseReplaced
-    from dm_core.store.database import sqlite_file
+    from dm_store import DatabaseReplaced
+    from dm_store.database import sqlite_file
 
     artifacts = tmp_path / "artifacts"
     store = Store(db_url, artifacts)
@@ -1468,7 +1468,7 @@ def test_a_backup_moved_over_a_live_sqlite_database_stops_its_worker(tmp_path, c
                                                                     reliability):
     """A backup of the same database (same identity) moved over the live SQLite file: the
     worker notices the file was replaced, writes nothing into either, and stops"""
-    from dm_core.store import DatabaseReplaced
+    from dm_store import DatabaseReplaced
 
     path, backup = tmp_path / "dm.sqlite", tmp_path / "backup.sqlite"
     url, artifacts = f"sqlite:///{path}", tmp_path / "artifacts"

@@ -12,7 +12,7 @@ import signal
 import pytest
 from test_workers import cfg, iterations, run_in_thread, wait_for, worker
 
-from dm_core.store import RunStatus, Store
+from dm_store import RunStatus, Store
 from workers import Worker
 from workers.hold import IterationHold
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from dm_core.config import ConfigError, apply_overrides, parse_config, read_config_file
-from dm_core.store import Store
+from dm_store import Store
 from studio.cli import app
 
 VALID = {

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from dm_core.config import parse_config
 from dm_core.data import DATASETS, check_data_available, load_dataset
 from dm_core.registry import ConfigError
-from dm_core.store import Store
+from dm_store import Store
 from studio.cli import app
 
 N, CLASSES = 40, 4

@@ -103,7 +103,7 @@ def test_every_command_has_working_help():
 def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
     """--status takes the store's RunStatus values; --what/--format what dm export writes. A
     value outside them is refused by the option itself: exit 2, every allowed value listed."""
-    from dm_core.store import RunStatus
+    from dm_store import RunStatus
 
     db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     assert cli("db", "upgrade", "--db", db).exit_code == 0  # dm runs never creates a database
@@ -124,7 +124,7 @@ def test_choice_options_offer_exactly_the_values_the_code_knows(tmp_path):
 def listed_runs(tmp_path):
     """Three runs (one running with a long name, one queued, one cancelled) and the database URL."""
     from dm_core.config import parse_config
-    from dm_core.store import Store
+    from dm_store import Store
 
     url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(url)
@@ -183,7 +183,7 @@ def test_dm_runs_at_80_columns_keeps_what_tells_grid_runs_apart(tmp_path):
     its name, its λ and β, its final and selected accuracy; what every run shares (loss,
     noise, seed) is said once instead of taking a column."""
     from dm_core.config import expand_grid
-    from dm_core.store import Store
+    from dm_store import Store
 
     url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(url)
@@ -438,8 +438,8 @@ def test_wheel_carries_migrations_pages_and_theme(tmp_path):
     assert out.returncode == 0, out.stderr
     (wheel,) = tmp_path.glob("dm_studio-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    needed = {"dm_core/store/migrations/script.py.mako", "dm_core/store/migrations/env.py",
-              "dm_core/store/migrations/versions/0001_initial.py", "app/.streamlit/config.toml",
+    needed = {"dm_store/migrations/script.py.mako", "dm_store/migrations/env.py",
+              "dm_store/migrations/versions/0001_initial.py", "app/.streamlit/config.toml",
               "app/streamlit_app.py", "workers/worker.py"}
     needed |= {f"app/views/{p.name}" for p in (ROOT / "app" / "views").glob("*.py")}
     assert needed <= names, f"missing from the wheel: {sorted(needed - names)}"

@@ -16,8 +16,8 @@ import pytest
 from scipy import stats
 from typer.testing import CliRunner
 
-from dm_core.store import RunStatus, Store
 from dm_core.train import train
+from dm_store import RunStatus, Store
 from studio.cli import app
 from studio.experiments.claims import FAILS, HOLDS, UNDECIDED, check_claims, seed_table
 from studio.experiments.report import (

@@ -28,7 +28,7 @@ from test_packaging import free_port
 from typer.testing import CliRunner
 
 from dm_core.events import EvalEvent, HistogramEvent, ScalarsEvent
-from dm_core.store import Store, StoreError, mask_url
+from dm_store import Store, StoreError, mask_url
 from studio.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_a_running_worker_logs_never_show_the_password(postgres_url, tmp_path):
     outage of the server (connection errors) -- the password is in none of its output."""
     from sqlalchemy.engine import make_url
 
-    from dm_core.store.testing import fresh_database, start_server, stop_server
+    from dm_store.testing import fresh_database, start_server, stop_server
 
     with fresh_database(postgres_url) as url:
         admin = Store(url)

@@ -24,10 +24,10 @@ from typer.testing import CliRunner
 
 from dm_core.config import parse_config
 from dm_core.data_dirs import DATA_DIRS_ENV
-from dm_core.store import RunStatus, Store
-from dm_core.store.artifacts import ARTIFACTS_ENV
-from dm_core.store.database import URL_ENV, URL_FILE_ENV
-from dm_core.store.testing import fresh_database
+from dm_store import RunStatus, Store
+from dm_store.artifacts import ARTIFACTS_ENV
+from dm_store.database import URL_ENV, URL_FILE_ENV
+from dm_store.testing import fresh_database
 from studio.cli import app
 from studio.slurm import WorkerJob
 

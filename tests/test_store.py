@@ -22,7 +22,7 @@ from sqlalchemy import event
 from dm_core.config import parse_config
 from dm_core.events import CheckpointEvent, EvalEvent, HistogramEvent, ScalarsEvent, StartEvent
 from dm_core.registry import ConfigError
-from dm_core.store import (
+from dm_store import (
     TRANSITIONS,
     InvalidTransition,
     LostClaim,
@@ -32,7 +32,7 @@ from dm_core.store import (
     StoreError,
     sources_of,
 )
-from dm_core.store.models import SCALAR_COLUMNS, STATUSES, Base
+from dm_store.models import SCALAR_COLUMNS, STATUSES, Base
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -422,7 +422,7 @@ def test_checkpoint_commits_with_rows_and_truncate_after(store):
     # Underneath, a duplicate iteration is impossible, not just unlikely (the primary key).
     from sqlalchemy import insert
 
-    from dm_core.store.models import SCALARS
+    from dm_store.models import SCALARS
     with pytest.raises(StoreError, match="(?i)unique|duplicate"):
         with store.session_scope() as s:
             s.execute(insert(SCALARS).values(run_id=run_id, iteration=20, loss=0.0))
@@ -574,7 +574,7 @@ def test_no_auto_upgrade_names_the_command(db_url):
 
 @pytest.mark.slow
 def test_four_processes_migrate_at_once(db_url, tmp_path):
-    code = ("import sys; from dm_core.store import Store; s = Store(sys.argv[1]); "
+    code = ("import sys; from dm_store import Store; s = Store(sys.argv[1]); "
             "s.upgrade() if sys.argv[2] == 'up' else s.list_runs()")
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     procs = [subprocess.Popen([sys.executable, "-c", code, db_url, mode], env=env, cwd=tmp_path,
@@ -592,7 +592,7 @@ def test_postgres_sessions_cut_off_frozen_clients_and_bound_lock_waits(postgres_
     from sqlalchemy import text
     from sqlalchemy.engine import make_url
 
-    from dm_core.store.testing import fresh_database
+    from dm_store.testing import fresh_database
 
     def settings(url: str) -> tuple[str, str]:
         store = Store(url)

@@ -18,7 +18,7 @@ import yaml
 from typer.testing import CliRunner
 
 from dm_core.registry import ConfigError
-from dm_core.store import RunStatus, Store
+from dm_store import RunStatus, Store
 from studio.cli import app
 from studio.experiments.report import render_report, write_report
 from studio.experiments.results import CSV_COLUMNS

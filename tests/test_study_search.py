@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from dm_core.losses import list_losses
 from dm_core.registry import ConfigError
-from dm_core.store import Store
+from dm_store import Store
 from studio.cli import app
 from studio.experiments import tuner
 from studio.experiments.report import render_report

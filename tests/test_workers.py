@@ -46,8 +46,8 @@ from dm_core.events import (
     ScalarsEvent,
     StartEvent,
 )
-from dm_core.store import LostClaim, RunStatus, Store, StoreError, StoreUnavailable
-from dm_core.store.models import SCALAR_COLUMNS
+from dm_store import LostClaim, RunStatus, Store, StoreError, StoreUnavailable
+from dm_store.models import SCALAR_COLUMNS
 from studio.cli import app
 from workers import StoreSink, Worker, pin_checkpoint
 from workers.signals import StopSignals
@@ -282,7 +282,7 @@ def test_divergence_and_errors_fail_the_run_with_a_message(store, monkeypatch):
         cfg("boom"), cfg("invalid")]).run_ids
     from sqlalchemy import update
 
-    from dm_core.store.models import RUNS
+    from dm_store.models import RUNS
 
     with store.session_scope() as s:  # a config this version cannot read any more
         s.execute(update(RUNS).where(RUNS.c.id == invalid)
@@ -730,7 +730,7 @@ def worker_pid(info) -> int:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads worker pids from /proc")
 def test_dm_up_workers_train_a_killed_one_is_replaced_and_sigterm_stops_all(tmp_path):
-    from dm_core.store.testing import free_port
+    from dm_store.testing import free_port
 
     db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(db, tmp_path / "artifacts")
@@ -945,7 +945,7 @@ def test_db_upgrade_brings_a_0001_database_to_retry_counters(db_url):
     from alembic import command
     from sqlalchemy import text
 
-    from dm_core.store.database import alembic_config as _alembic_config
+    from dm_store.database import alembic_config as _alembic_config
 
     old = Store(db_url, upgrade=False)
     alembic_cfg = _alembic_config()

@@ -33,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from dm_core.store import StoreUnavailable
+from dm_store import StoreUnavailable
 
 log = logging.getLogger("dm.worker")
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from dm_core.store import ClaimedRun, DatabaseReplaced, LostClaim, Store, StoreError
+from dm_store import ClaimedRun, DatabaseReplaced, LostClaim, Store, StoreError
 from workers.backoff import Backoff, DatabaseHealth, Outage
 
 log = logging.getLogger("dm.worker")

@@ -48,7 +48,7 @@ from dm_core.events import (
     ScalarsEvent,
     StartEvent,
 )
-from dm_core.store import DatabaseFull, Store, StoreUnavailable
+from dm_store import DatabaseFull, Store, StoreUnavailable
 from workers.backoff import Backoff, DatabaseHealth, Outage
 
 log = logging.getLogger("dm.worker")

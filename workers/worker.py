@@ -53,16 +53,16 @@ How a run ends:
   prepared or recorded, the run is handed back without using an attempt, as soon as the
   database takes writes again (docs/architecture.md, "Out of space").
 - the database is not the one the worker started with (``DatabaseReplaced``: its SQLite file
-  deleted or replaced, or a database dropped and created again; ``dm_core.store.identity``) →
+  deleted or replaced, or a database dropped and created again; ``dm_store.identity``) →
   the worker writes nothing more and stops, saying why (``dm worker`` exits with status 1):
   its runs and files belong to the old database.
 - the run was taken away (re-queued while this worker was frozen, or deleted) → ``LostClaim``
-  from the first fenced write (``dm_core.store.claims``): the worker drops it -- writes,
+  from the first fenced write (``dm_store.claims``): the worker drops it -- writes,
   truncates and deletes nothing in the database, removes the files only its own attempt
   wrote -- and goes on with the next run.
 
 Checkpoints live in ``artifacts_dir/run-<id>/attempt-<n>/`` (``run-<id>/retry-<r>/attempt-<n>/``
-after ``r`` retries, see ``dm_core.store.artifacts``); the recorded one is pinned as
+after ``r`` retries, see ``dm_store.artifacts``); the recorded one is pinned as
 ``checkpoint-<iteration>.pt`` (see ``workers.sink``). When a run finishes, every other file of
 the run -- killed attempts' checkpoints included -- is removed.
 """
@@ -82,7 +82,7 @@ from pathlib import Path
 from typing import Any
 
 from dm_core.events import TrainingDiverged, TrainingInterrupted
-from dm_core.store import (
+from dm_store import (
     ClaimedRun,
     DatabaseFull,
     DatabaseReplaced,
@@ -91,9 +91,9 @@ from dm_core.store import (
     StoreError,
     StoreUnavailable,
 )
-from dm_core.store import artifacts as run_files
-from dm_core.store.artifacts import DEFAULT_ARTIFACTS
-from dm_core.store.errors import RunNotFound
+from dm_store import artifacts as run_files
+from dm_store.artifacts import DEFAULT_ARTIFACTS
+from dm_store.errors import RunNotFound
 from workers.backoff import Backoff, DatabaseHealth, Outage, retrying
 from workers.failures import describe_failure, last_line, remove_partial_files
 from workers.heartbeat import Heartbeat
@@ -112,7 +112,7 @@ def default_worker_id() -> str:
 def attempt_dir(artifacts_dir: Path, run: ClaimedRun) -> Path:
     """Where this attempt writes its checkpoints: its own folder, so that a worker of an
     older attempt that has not noticed yet that it lost the run (frozen, then woken) never
-    overwrites the current attempt's files (``dm_core.store.artifacts``)."""
+    overwrites the current attempt's files (``dm_store.artifacts``)."""
     return run_files.attempt_dir(artifacts_dir, run.id, run.attempt, run.retries)
 
 

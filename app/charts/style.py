@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from dm_core.store.downsample import every_kth
+from dm_store.downsample import every_kth
 
 CLEAN = "#2563eb"  # blue
 NOISY = "#dc2626"  # red

@@ -84,7 +84,7 @@ from app.tables import (
 )
 from app.text import md
 from app.widgets import curve_controls
-from dm_core.store import RunInfo
+from dm_store import RunInfo
 from studio.experiments.verdicts import ALPHA, Sample, best_of
 
 EVAL_METRICS = {"test_acc": "test accuracy", "val_acc": "validation accuracy (clean split)",

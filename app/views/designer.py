@@ -37,7 +37,7 @@ from dm_core.config import RunConfig
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError, Param
 from dm_core.schemes import SCHEMES, make_scheme
-from dm_core.store import StoreError
+from dm_store import StoreError
 
 PAGE = "designer"
 FAMILY = "designer.family"

@@ -37,8 +37,8 @@ from app.examples_view import (
 )
 from app.links import opened_by_link, show_params
 from app.text import md
-from dm_core.store import RunNotFound
 from dm_core.suspects import DEFAULT_STATISTIC, detection_over_training, load_examples
+from dm_store import RunNotFound
 
 PAGE = "examples"
 TOP = 100  # rows of the suspects table

@@ -11,7 +11,7 @@ from app.nav import PAGES, page_link
 from app.text import md
 from dm_core.registry import ConfigError
 from dm_core.schemes import SCHEMES
-from dm_core.store import StoreError, mask_url
+from dm_store import StoreError, mask_url
 
 st.title("DM Studio")
 left, right = st.columns([3, 2])

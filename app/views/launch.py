@@ -52,7 +52,7 @@ from dm_core.losses import LOSSES
 from dm_core.models import MODELS
 from dm_core.noise import NOISE
 from dm_core.schemes import make_scheme
-from dm_core.store import StoreError
+from dm_store import StoreError
 from studio.repro import get_experiment
 from studio.submission import beta_bound, comparison_on_seeds
 

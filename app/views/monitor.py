@@ -72,8 +72,8 @@ from app.text import md
 from app.widgets import curve_controls
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError
-from dm_core.store import RunInfo, RunNotFound, RunStatus
-from dm_core.store.downsample import every_kth
+from dm_store import RunInfo, RunNotFound, RunStatus
+from dm_store.downsample import every_kth
 
 REFRESH_S = 4.0  # the shortest interval between two ticks (the browser redraws every chart)
 MAX_REFRESH_S = 16.0  # the longest, however slow the machine

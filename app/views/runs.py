@@ -24,7 +24,7 @@ from app.nav import go_to
 from app.tables import ACTIVE, SELECTED_TEST, runs_frame
 from app.text import md
 from dm_core.losses import LOSSES
-from dm_core.store import InvalidTransition, RunInfo, RunNotFound, RunStatus, StoreError
+from dm_store import InvalidTransition, RunInfo, RunNotFound, RunStatus, StoreError
 from studio.experiments.verdicts import MISSING
 
 REFRESH_S = 3.0

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dm_core.registry import ConfigError
-from dm_core.store import RunNotFound, StoreError
+from dm_store import RunNotFound, StoreError
 from studio.cli._app import app, invalid_config_text
 from studio.cli.runs import _fail, _open_store, db_option
 

@@ -46,7 +46,7 @@ from dm_core.config import (
     visible_controls,
 )
 from dm_core.registry import ConfigError
-from dm_core.store import RunNotFound, RunStatus, Store, StoreError
+from dm_store import RunNotFound, RunStatus, Store, StoreError
 from studio.cli._app import app, invalid_config_text
 from studio.run_facts import (
     loss_params,

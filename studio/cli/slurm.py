@@ -62,7 +62,7 @@ def slurm(
     db: str | None = db_option(),
 ) -> None:
     """Start workers on a Slurm cluster: one `dm worker` per array task, on the same queue."""
-    from dm_core.store.database import resolve_url, sqlite_file
+    from dm_store.database import resolve_url, sqlite_file
     from studio.slurm import (
         WorkerJob,
         make_executor,

@@ -44,9 +44,9 @@ def _prepare_database(db: str | None, artifacts_dir: Path) -> str:
     child starts: a wrong URL or an unreachable server fails here with one clear message.
 
     Default: SQLite at ./var/dm.sqlite; a relative SQLite path is made absolute so every
-    process opens the same file (``dm_core.store.resolve_url``).
+    process opens the same file (``dm_store.resolve_url``).
     """
-    from dm_core.store import Store, StoreError
+    from dm_store import Store, StoreError
 
     try:
         store = Store(db, artifacts_dir)  # checks the URL
@@ -108,8 +108,8 @@ def up(
                                                   "re-queued (default: the worker's, 30)."),
 ) -> None:
     """Start the dashboard and background workers; Ctrl-C stops them all."""
-    from dm_core.store import mask_url
-    from dm_core.store.artifacts import resolve_artifacts
+    from dm_store import mask_url
+    from dm_store.artifacts import resolve_artifacts
 
     if no_workers and workers:
         raise _fail("--workers and --no-workers contradict each other; give one", code=2)

@@ -145,7 +145,7 @@ class QueuedRunner:
     def poll(self, batch: Batch) -> list[RunOutcome] | None:
         """The outcomes once every run of the batch has ended; None while any is queued or
         running (after feeding the pruner what the runs have evaluated so far)."""
-        from dm_core.store import RunStatus
+        from dm_store import RunStatus
 
         infos = [self.store.get_run(i) for i in batch.run_ids]
         ended = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED)
@@ -173,7 +173,7 @@ class QueuedRunner:
                 return
 
     def _outcome(self, run: PlannedRun, info: Any, batch: Batch) -> RunOutcome:
-        from dm_core.store import RunStatus
+        from dm_store import RunStatus
 
         evals = eval_pairs(self.store.evals(info.id).to_dict("records"))
         if info.status == RunStatus.SUCCEEDED:

@@ -113,7 +113,7 @@ def latest_group(store: Any, experiment: Experiment) -> str | None:
 def read_group(p: Plan, store: Any, group: str) -> GroupState:
     """Read a queued experiment back from ``group``; see ``GroupState``. Raises
     ``GroupMismatch`` when a run this plan expects is missing or was queued with another config."""
-    from dm_core.store import RunStatus
+    from dm_store import RunStatus
 
     infos = store.list_runs(group=group)
     if not infos:

@@ -29,7 +29,7 @@ from urllib.parse import urlencode, urlparse
 import pytest
 from test_app_support import fabricate
 
-from dm_core.store import RunStatus, Store
+from dm_store import RunStatus, Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 

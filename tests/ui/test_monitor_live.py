@@ -25,7 +25,7 @@ from test_app_support import fabricate
 from test_e2e import FIND_PLOT_JS, last_x, slider_value, wait_for, wait_ready, widget
 
 from dm_core.config import parse_config
-from dm_core.store import RunStatus, Store
+from dm_store import RunStatus, Store
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(600)]
 

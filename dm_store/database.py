@@ -30,7 +30,7 @@ commands that create one -- a deleted database is never silently replaced by an 
 whose run ids start again at 1.
 
 Every writing session first checks that the database is still the one this process started
-with -- the same SQLite file, the same identity (``dm_core.store.identity``) -- and refuses
+with -- the same SQLite file, the same identity (``dm_store.identity``) -- and refuses
 with ``DatabaseReplaced`` otherwise. A full disk is ``DatabaseFull``, not an outage.
 
 Times (``created_at``, ``heartbeat_at``, ...) come from the DATABASE clock (``now()``,
@@ -64,8 +64,8 @@ from sqlalchemy.exc import (
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from dm_core.store.errors import DatabaseFull, StoreError, StoreUnavailable
-from dm_core.store.identity import DatabasePin
+from dm_store.errors import DatabaseFull, StoreError, StoreUnavailable
+from dm_store.identity import DatabasePin
 
 log = logging.getLogger("dm.store")
 
@@ -197,7 +197,7 @@ def sqlite_lock_wait_s(environ: Mapping[str, str] | None = None) -> float:
     2.5
     >>> sqlite_lock_wait_s({"DM_SQLITE_LOCK_WAIT_S": "soon"})
     Traceback (most recent call last):
-    dm_core.store.errors.StoreError: DM_SQLITE_LOCK_WAIT_S: 'soon' is not a number of seconds > 0 (how long a writer waits for the SQLite database's write lock; default 60)
+    dm_store.errors.StoreError: DM_SQLITE_LOCK_WAIT_S: 'soon' is not a number of seconds > 0 (how long a writer waits for the SQLite database's write lock; default 60)
     """
     raw = (os.environ if environ is None else environ).get(SQLITE_LOCK_WAIT_ENV, "").strip()
     if not raw:

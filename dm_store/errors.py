@@ -30,7 +30,7 @@ class DatabaseReplaced(StoreError):
     """The database is not the one this process started with: its SQLite file was deleted or
     replaced by another file, or its identity (``database_identity``) changed -- a database
     dropped and created again, or another one restored in its place. Nothing is written: a
-    worker's runs, attempts and files belong to the old database (``dm_core.store.identity``)."""
+    worker's runs, attempts and files belong to the old database (``dm_store.identity``)."""
 
 
 class RunNotFound(KeyError):

@@ -22,9 +22,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from dm_core.store.errors import InvalidTransition, LostClaim, RunNotFound
-from dm_core.store.models import RUNS
-from dm_core.store.status import RunStatus
+from dm_store.errors import InvalidTransition, LostClaim, RunNotFound
+from dm_store.models import RUNS
+from dm_store.status import RunStatus
 
 
 def held_by(run_id: int, attempt: int, worker_id: str | None) -> list[Any]:

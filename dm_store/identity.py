@@ -35,8 +35,8 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from dm_core.store.errors import DatabaseReplaced
-from dm_core.store.models import IDENTITY
+from dm_store.errors import DatabaseReplaced
+from dm_store.models import IDENTITY
 
 # Where a pooled connection keeps the (device, inode) of the file it was opened on.
 FILE_KEY = "dm_sqlite_file"

@@ -4,12 +4,12 @@ dashboard and ``dm export``.
 Writing is idempotent: ``write_batch`` first deletes any row of the batch's iterations, so a
 batch whose commit succeeded on the server but whose answer was lost (the server restarted
 mid-commit) can be written again without a duplicate or an error. Every write is fenced by
-the writer's claim (``dm_core.store.claims``): a worker that lost the run writes and deletes
+the writer's claim (``dm_store.claims``): a worker that lost the run writes and deletes
 nothing. Rows are built before the transaction begins, so the write lock is held only while
 statements run.
 
 Reads never take SQLite's write lock; long series are downsampled in SQL to "every k-th
-iteration plus the last" (``dm_core.store.downsample``).
+iteration plus the last" (``dm_store.downsample``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import numpy as np
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from dm_core.store.claims import fence
-from dm_core.store.database import Database
-from dm_core.store.downsample import smallest_stride
-from dm_core.store.frames import records_frame, scalars_frame
-from dm_core.store.models import (
+from dm_store.claims import fence
+from dm_store.database import Database
+from dm_store.downsample import smallest_stride
+from dm_store.frames import records_frame, scalars_frame
+from dm_store.models import (
     COUNT_DTYPE,
     EVALS,
     EXAMPLES,

@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from dm_core.store.status import STATUSES
+from dm_store.status import STATUSES
 
 # Stable constraint names: Alembic's batch mode (SQLite) needs names to drop or alter them.
 NAMING = {
@@ -192,7 +192,7 @@ class DatabaseIdentity(Base):
     """One row, written once when the schema is created (or upgraded to include this table):
     a random UUID naming this database. A database dropped and created again, or another one
     put in its place, has another UUID; a worker compares it with the one it started with
-    before every write (``dm_core.store.identity``)."""
+    before every write (``dm_store.identity``)."""
 
     __tablename__ = "database_identity"
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True)

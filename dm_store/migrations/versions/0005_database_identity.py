@@ -2,7 +2,7 @@
 
 ``database_identity``: (uuid, created_at). A database created afresh, or dropped and created
 again, gets a new UUID; a backup keeps the UUID of the database it copies. Workers compare it
-with the one they started with before each write (``dm_core.store.identity``).
+with the one they started with before each write (``dm_store.identity``).
 
 Revision ID: 0005
 Revises: 0004
@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("uuid", name="pk_database_identity"),
     )
-    # Inside the upgrade's own locked transaction (dm_core.store.database.Database.upgrade):
+    # Inside the upgrade's own locked transaction (dm_store.database.Database.upgrade):
     # however many processes upgrade at once, one row is written, once.
     op.execute(identity.insert().values(uuid=str(uuid.uuid4()),
                                         created_at=sa.func.current_timestamp()))

@@ -6,7 +6,7 @@ database decides, under the row's write lock, whether the change is still allowe
 processes racing for the same run (two workers claiming, a reaper and the worker it thinks
 dead, ``dm cancel`` and the worker finishing) can never both win, and the loser gets an
 error that says why (``InvalidTransition``, ``LostClaim``) instead of a silent overwrite.
-A worker's own writes are fenced by its claim (``dm_core.store.claims``).
+A worker's own writes are fenced by its claim (``dm_store.claims``).
 
 Claiming takes the oldest queued run: SQLite, one conditional ``UPDATE … WHERE id = (SELECT
 … LIMIT 1) RETURNING`` inside BEGIN IMMEDIATE; PostgreSQL, ``SELECT … FOR UPDATE SKIP
@@ -32,13 +32,13 @@ from sqlalchemy import String, cast, delete, func, insert, literal, or_, select,
 from sqlalchemy.orm import Session
 
 from dm_core.registry import ConfigError
-from dm_core.store import artifacts
-from dm_core.store.claims import fence, held_by, refuse
-from dm_core.store.database import Database, utc
-from dm_core.store.errors import InvalidTransition, LostClaim, RunNotFound
-from dm_core.store.metrics import delete_rows, progress
-from dm_core.store.models import CLAIMS, RUNS, jsonable
-from dm_core.store.status import (
+from dm_store import artifacts
+from dm_store.claims import fence, held_by, refuse
+from dm_store.database import Database, utc
+from dm_store.errors import InvalidTransition, LostClaim, RunNotFound
+from dm_store.metrics import delete_rows, progress
+from dm_store.models import CLAIMS, RUNS, jsonable
+from dm_store.status import (
     FINAL_STATUSES,
     STATUSES,
     RunStatus,

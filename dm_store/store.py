@@ -2,18 +2,18 @@
 
 ``Store(url)`` is a thin facade over three rooms, each with its own module:
 
-- ``dm_core.store.database``: the URL, the engine, sessions (one transaction each, errors
+- ``dm_store.database``: the URL, the engine, sessions (one transaction each, errors
   as ``StoreError``/``StoreUnavailable``), the schema (Alembic) and the database clock;
-- ``dm_core.store.runs``: runs, the queue and the state machine (``RunStatus``): submit,
+- ``dm_store.runs``: runs, the queue and the state machine (``RunStatus``): submit,
   claim, every status change as one guarded transaction, the reaper;
-- ``dm_core.store.metrics``: what the training loop reported, written by the worker that
-  holds the run and read by everyone (downsampled in SQL, ``dm_core.store.downsample``;
-  DataFrames built in ``dm_core.store.frames``).
+- ``dm_store.metrics``: what the training loop reported, written by the worker that
+  holds the run and read by everyone (downsampled in SQL, ``dm_store.downsample``;
+  DataFrames built in ``dm_store.frames``).
 
-Worker-side writes are fenced by the claim (attempt + worker; ``dm_core.store.claims``): a
+Worker-side writes are fenced by the claim (attempt + worker; ``dm_store.claims``): a
 worker whose run was re-queued, reclaimed, finished or deleted behind its back gets
 ``LostClaim`` and writes -- and deletes -- nothing. A run's files live under
-``artifacts_dir`` (``dm_core.store.artifacts``).
+``artifacts_dir`` (``dm_store.artifacts``).
 
 The store pickles as its URL, so it crosses process boundaries; each process builds its own
 engine (docs/architecture.md, "SQLite locking").
@@ -31,11 +31,11 @@ import numpy as np
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from dm_core.store import artifacts
-from dm_core.store.database import Database, mask_url
-from dm_core.store.metrics import HistogramSeries, Metrics
-from dm_core.store.runs import ClaimedRun, RunInfo, Runs, SubmitResult
-from dm_core.store.status import RunStatus
+from dm_store import artifacts
+from dm_store.database import Database, mask_url
+from dm_store.metrics import HistogramSeries, Metrics
+from dm_store.runs import ClaimedRun, RunInfo, Runs, SubmitResult
+from dm_store.status import RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -225,7 +225,7 @@ class Store:
 
     def claim(self, worker_id: str, device: str) -> ClaimedRun | None:
         """Take the oldest queued run (lowest id) for ``worker_id``, or None. Committed at once
-        (``dm_core.store.runs``: BEGIN IMMEDIATE on SQLite, SKIP LOCKED on PostgreSQL)."""
+        (``dm_store.runs``: BEGIN IMMEDIATE on SQLite, SKIP LOCKED on PostgreSQL)."""
         return self._runs.claim(worker_id, device)
 
     def heartbeat(self, run_id: int, worker_id: str, attempt: int) -> bool:

@@ -1,6 +1,6 @@
 """A throw-away PostgreSQL server for tests and benchmarks (initdb + pg_ctl in a temp dir).
 
-    from dm_core.store.testing import temporary_cluster, fresh_database
+    from dm_store.testing import temporary_cluster, fresh_database
 
     with temporary_cluster() as server:          # postgresql+psycopg://dm@127.0.0.1:PORT/postgres
         with fresh_database(server) as url:       # a new, empty database; dropped afterwards

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dm_core.store.models import SCALAR_COLUMNS
+from dm_store.models import SCALAR_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,11 +1,11 @@
 """The store: runs, their metrics and the work queue, in SQLite or PostgreSQL.
 
->>> from dm_core.store import Store, RunStatus
+>>> from dm_store import Store, RunStatus
 >>> sorted(s.value for s in RunStatus)
 ['cancelled', 'failed', 'queued', 'running', 'succeeded']
 
-See ``dm_core.store.store`` for the facade and the modules behind it. The names below are
-imported on first use (PEP 562), so that ``dm_core.store.status`` -- the status names the CLI
+See ``dm_store.store`` for the facade and the modules behind it. The names below are
+imported on first use (PEP 562), so that ``dm_store.status`` -- the status names the CLI
 shows in its help -- loads without SQLAlchemy, numpy or pandas.
 """
 
@@ -39,8 +39,8 @@ assert sorted(__all__) == sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'dm_core.store' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"dm_core.store.{module}"), name)
+        raise AttributeError(f"module 'dm_store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"dm_store.{module}"), name)
     globals()[name] = value
     return value
 
@@ -50,9 +50,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from dm_core.store.artifacts import DEFAULT_ARTIFACTS
-    from dm_core.store.database import mask_url, resolve_url
-    from dm_core.store.errors import (
+    from dm_store.artifacts import DEFAULT_ARTIFACTS
+    from dm_store.database import mask_url, resolve_url
+    from dm_store.errors import (
         DatabaseFull,
         DatabaseReplaced,
         InvalidTransition,
@@ -61,7 +61,7 @@ if TYPE_CHECKING:
         StoreError,
         StoreUnavailable,
     )
-    from dm_core.store.metrics import HistogramSeries
-    from dm_core.store.runs import ClaimedRun, RunInfo, SubmitResult
-    from dm_core.store.status import TRANSITIONS, RunStatus, sources_of
-    from dm_core.store.store import Store
+    from dm_store.metrics import HistogramSeries
+    from dm_store.runs import ClaimedRun, RunInfo, SubmitResult
+    from dm_store.status import TRANSITIONS, RunStatus, sources_of
+    from dm_store.store import Store

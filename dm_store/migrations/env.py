@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from dm_core.store.models import Base
+from dm_store.models import Base
 
 target_metadata = Base.metadata
 try:
