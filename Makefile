@@ -64,7 +64,7 @@ test-fast: $(DEV_STAMP) ci-system-deps
 # The only target that rewrites docs/reliability.md and docs/reliability.json (`make test`
 # runs the same tests without --reliability-report and writes nothing): the fault and
 # invalid-input tests, and every regression test the report's issue table names
-# (tests/reliability_report.py, ISSUE_14), each once.
+# (tests/reliability_report.py, ISSUE_TABLES), each once.
 reliability: $(DEV_STAMP) ci-system-deps
 	$(BIN)/python -m dm_core.fused_cpu
 	tests=$$($(BIN)/python tests/reliability_report.py --issue-tests tests/test_faults.py \

@@ -192,6 +192,71 @@ ISSUE_14: list[tuple[str, str, list[str]]] = [
         "tests/test_faults.py::test_a_finished_run_keeps_only_its_recorded_checkpoint"]),
 ]
 
+# Issue 25 (operations: what a second adversarial pass broke, and workers on a cluster): each
+# item and the regression tests that failed before its fix.
+ISSUE_25: list[tuple[str, str, list[str]]] = [
+    ("1", "one cap on runs per submit, enforced by the store whatever path submits; the Launch "
+          "grid counts all its rows", [
+        "tests/test_store.py::test_submit_refuses_more_runs_than_the_cap_whatever_path_submits",
+        "tests/test_app_launch.py::test_grid_rows_add_up_to_one_cap_and_nothing_is_queued_past_it"]),
+    ("2", "a database replaced under a worker (deleted and created again, or a backup moved "
+          "over it): every write checks the database's identity and the worker stops", [
+        "tests/test_faults.py::test_a_database_created_again_under_a_worker_stops_it",
+        "tests/test_faults.py::test_a_backup_moved_over_a_live_sqlite_database_stops_its_worker"]),
+    ("3", ".npz/.npy limits count declared bytes, read from each array's header before "
+          "anything is inflated", [
+        "tests/test_label_files.py::test_an_npz_declaring_gibibytes_of_labels_is_refused_from_"
+        "its_header",
+        "tests/test_label_files.py::test_label_arrays_are_bounded_in_bytes_before_they_are_inflated",
+        "tests/test_label_files.py::test_an_arrays_y_train_read_at_submit_is_bounded_like_labels"]),
+    ("4", "a SQLite writer behind a held lock says that it waits and for what, retries to a "
+          "deadline, then fails naming the file", [
+        "tests/test_faults.py::test_a_writer_behind_a_held_lock_gives_up_naming_what_held_it",
+        "tests/test_faults.py::test_a_sqlite_writer_says_that_it_waits_and_goes_on_once_the_lock_"
+        "is_free",
+        "tests/test_faults.py::test_dm_cancel_behind_a_locked_sqlite_database_says_so_on_stderr"]),
+    ("5", "invisible (Unicode format, category Cf) characters refused in names", [
+        "tests/test_security.py::test_invisible_format_characters_in_names_and_groups_are_refused"]),
+    ("6", "sign-in backoff keyed by the source that failed (a guesser cannot lock others out); "
+          "X-Forwarded-For read only from trusted proxies", [
+        "tests/test_app_auth.py::test_a_guessers_failures_never_lock_out_another_sessions_right_"
+        "password",
+        "tests/test_app_auth.py::test_x_forwarded_for_is_believed_only_from_a_trusted_proxy"]),
+    ("7", "no false \"failed\" for a write its fence refused; a full disk pauses the run "
+          "instead of spending the outage retries", [
+        "tests/test_faults.py::test_an_error_after_the_run_was_taken_over_is_not_its_failure",
+        "tests/test_faults.py::test_a_full_database_disk_is_not_an_outage",
+        "tests/test_faults.py::test_a_full_database_disk_pauses_the_run_until_space_is_freed",
+        "tests/test_faults.py::test_sqlite_disk_full_is_reported_as_the_cause"]),
+    ("8", "the CPU kernel's build is keyed by its source's content; a process waiting on the "
+          "build lock says so; no build inside a run's timed section", [
+        "tests/test_fused_cpu.py::test_checkouts_of_one_source_share_one_build_and_a_changed_"
+        "source_gets_its_own",
+        "tests/test_fused_cpu.py::test_a_process_waiting_for_another_ones_build_says_so",
+        "tests/test_fused_cpu.py::test_training_loads_the_kernel_before_its_clock_starts"]),
+    ("9", "dm --help, runs, show, cancel and submit import no torch", [
+        "tests/test_cli_imports.py::test_help_runs_show_and_cancel_do_not_import_torch",
+        "tests/test_cli_imports.py::test_submit_validates_and_queues_every_loss_family_without_"
+        "torch"]),
+    ("10", "dm worker as a Slurm job array through submitit (tested with its local executor); "
+           "a Kubernetes manifest for the worker image", [
+        "tests/test_slurm.py::test_a_worker_started_through_submitits_local_executor_trains_a_"
+        "queued_run",
+        "tests/test_slurm.py::test_dm_slurm_submits_one_array_of_one_gpu_workers",
+        "tests/test_slurm.py::test_the_kubernetes_worker_runs_the_compose_image_as_dm_worker_on_"
+        "the_secret_url"]),
+]
+
+# Every issue table the report shows: (issue number, title, items).
+ISSUE_TABLES: list[tuple[int, str, list[tuple[str, str, list[str]]]]] = [
+    (14, "reliability and security hardening", ISSUE_14),
+    (25, "operations: a second adversarial pass, and workers on a cluster", ISSUE_25),
+]
+
+
+def _every_item() -> list[tuple[str, str, list[str]]]:
+    return [item for _, _, items in ISSUE_TABLES for item in items]
+
 
 def covers(spec: str, nodeid: str) -> bool:
     """Whether the ``ISSUE_14`` entry ``spec`` -- a test's node id, or a test file for every
@@ -208,8 +273,8 @@ def covers(spec: str, nodeid: str) -> bool:
 
 
 def issue_items(nodeid: str) -> list[str]:
-    """The ``ISSUE_14`` items whose regression tests include ``nodeid``."""
-    return [item for item, _, tests in ISSUE_14 if any(covers(t, nodeid) for t in tests)]
+    """The issue items (of every table) whose regression tests include ``nodeid``."""
+    return [item for item, _, tests in _every_item() if any(covers(t, nodeid) for t in tests)]
 
 
 def issue_tests(files: Sequence[str] = ()) -> list[str]:
@@ -221,14 +286,15 @@ def issue_tests(files: Sequence[str] = ()) -> list[str]:
     >>> [t for t in issue_tests(["tests/test_faults.py"]) if t.startswith("tests/test_faults")]
     ['tests/test_faults.py']
     """
-    named = (t for _, _, tests in ISSUE_14 for t in tests)
+    named = (t for _, _, tests in _every_item() for t in tests)
     return list(dict.fromkeys([*files, *(t for t in named if t.split("::")[0] not in files)]))
 
 
-def _issue_rows(entries: list[dict[str, Any]]) -> list[str]:
-    """The issue-14 table: one row per item, its tests with their latest outcome."""
+def _issue_rows(entries: list[dict[str, Any]],
+                items: list[tuple[str, str, list[str]]]) -> list[str]:
+    """An issue's table: one row per item, its tests with their latest outcome."""
     lines = ["| item | what | regression test (latest outcome) |", "|---|---|---|"]
-    for item, what, tests in ISSUE_14:
+    for item, what, tests in items:
         cells = []
         for test in tests:
             runs = [e for e in entries if covers(test, e["test"])]
@@ -272,9 +338,10 @@ def render(entries: list[dict[str, Any]]) -> str:
         name = e["test"].split("::", 1)[-1]
         lines.append(f"| {_cell(e['title'])} (`{_cell(name)}`) | {e['trials']} | {e['faults']} | "
                      f"{e['lost']} | {e['outcome']} | {e['seconds']:.1f} | {e['date']} |")
-    lines += ["", "## Issue 14: reliability and security hardening", "",
-              "Each item and the regression test that failed before its fix.", "",
-              *_issue_rows(issue_entries)]
+    for number, title, items in ISSUE_TABLES:
+        lines += ["", f"## Issue {number}: {title}", "",
+                  "Each item and the regression test that failed before its fix.", "",
+                  *_issue_rows(issue_entries, items)]
     lines += ["", "## Details", ""]
     for e in entries:
         if e["details"]:
@@ -283,7 +350,7 @@ def render(entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ISSUE_14", "Record", "covers", "issue_items", "issue_tests", "reliability", "render",
+__all__ = ["ISSUE_14", "ISSUE_25", "ISSUE_TABLES", "Record", "covers", "issue_items", "issue_tests", "reliability", "render",
            "write_report"]
 
 if __name__ == "__main__":

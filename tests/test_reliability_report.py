@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 import pytest
 from reliability_report import (
-    ISSUE_14,
+    ISSUE_TABLES,
     ROOT,
     Record,
     covers,
@@ -29,7 +29,7 @@ USER_TEXT = "tests/test_app_user_text.py::test_runs_page"
 def test_every_test_the_issue_table_names_is_collected():
     """A renamed or deleted regression test fails here rather than showing up in the report as
     "not in this report yet": pytest collects every node id and file the table names."""
-    assert [item for item, _, tests in ISSUE_14 if not tests] == []
+    assert [(n, item) for n, _, items in ISSUE_TABLES for item, _, tests in items if not tests] == []
     named = issue_tests()
     out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
                           "-p", "no:cacheprovider", *named],
@@ -56,5 +56,8 @@ def test_issue_tests_are_reported_with_their_outcome_but_not_as_fault_tests(tmp_
     assert "`test_control_characters_in_run_names_are_refused` ([\\x1b] passed)" in rows["| G"]
     assert "`tests/test_app_user_text.py` (test_runs_page failed)" in rows["| J"]
     assert "not in this report yet" in rows["| H"]
+    assert "## Issue 25: operations: a second adversarial pass, and workers on a cluster" in lines
+    assert "`test_invisible_format_characters_in_names_and_groups_are_refused` (not in this " \
+        "report yet)" in rows["| 5"]
     # Merged by test id: a later report keeps what this one recorded.
     assert {e["test"] for e in json.loads(js.read_text())} == {FAULT, control.test, text.test}
