@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dm_core.suspects import RunExamples
 from dm_store import RunInfo
+from studio.suspects import RunExamples
 
 DOWN = 0.5  # below half an equal share of its batches' gradient: down-weighted
 THUMBNAIL_PIXELS = 32  # a thumbnail's longer side: an 8×8 digit is drawn 4× larger

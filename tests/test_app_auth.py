@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from test_app_support import TIMEOUT, app_db_fixture, rendered  # noqa: F401
 
 import app.auth
+import studio.access
 from app.nav import PAGES
 
 ENTRY = str(Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py")
@@ -266,11 +267,11 @@ def test_allowlist_then_password(app_db, monkeypatch):
 
 def test_the_login_rule_is_shared_with_dm_up():
     """Empty [auth] table: no login (dm up warns); anything in it: a login."""
-    assert not app.auth.login_required({}, {})
-    assert not app.auth.login_required(None, {"DM_PASSWORD": ""})
-    assert app.auth.login_required({"redirect_uri": "x"}, {})
-    assert app.auth.login_required({}, {"DM_PASSWORD": "pw"})
-    assert app.auth.oidc_providers_in({"google": {"client_id": "a"}, "allowed_emails": ["a@b"]}) \
+    assert not studio.access.login_required({}, {})
+    assert not studio.access.login_required(None, {"DM_PASSWORD": ""})
+    assert studio.access.login_required({"redirect_uri": "x"}, {})
+    assert studio.access.login_required({}, {"DM_PASSWORD": "pw"})
+    assert studio.access.oidc_providers_in({"google": {"client_id": "a"}, "allowed_emails": ["a@b"]}) \
         == ["google"]
 
 
@@ -441,15 +442,15 @@ LOOPBACK_PROXY = "127.0.0.1"
     (None, ["2001:db8::7"], "::1", "2001:db8::7"),
 ])
 def test_the_sign_in_source(peer, forwarded, trusted, source):
-    proxies = app.auth.trusted_proxies_in({"DM_TRUSTED_PROXIES": trusted})
+    proxies = studio.access.trusted_proxies_in({"DM_TRUSTED_PROXIES": trusted})
     assert app.auth.sign_in_source(peer, forwarded, "s", proxies) == source
 
 
 def test_a_malformed_trusted_proxies_setting_lets_nobody_in(app_db, monkeypatch):
     monkeypatch.setenv("DM_PASSWORD", "pw")
     monkeypatch.setenv("DM_TRUSTED_PROXIES", "127.0.0.1, the-proxy")
-    with pytest.raises(app.auth.AuthConfigError, match="DM_TRUSTED_PROXIES: 'the-proxy'"):
-        app.auth.exposure_warnings("127.0.0.1", 8501, None, {"DM_TRUSTED_PROXIES": "the-proxy"})
+    with pytest.raises(studio.access.AuthConfigError, match="DM_TRUSTED_PROXIES: 'the-proxy'"):
+        studio.access.exposure_warnings("127.0.0.1", 8501, None, {"DM_TRUSTED_PROXIES": "the-proxy"})
     at = _sign_in(entry().run(), "pw")
     assert shows_only_the_sign_in(at)
     said = rendered(at.error[0].value)

@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 from test_app_support import APP, TIMEOUT, chart, decode, trace
 
 from dm_core.example_stats import detection
-from dm_core.suspects import load_examples
 from dm_store import Store
+from studio.suspects import load_examples
 
 PAGE = APP.format("examples")
 

@@ -149,7 +149,7 @@ def test_errors_say_what_is_wrong_and_exit_2(run_db, args, says):
 
 
 def test_labels_for_a_run_that_itself_left_examples_out_are_placed_by_its_file(tmp_path, monkeypatch):
-    from dm_core.suspects import ExamplesUnavailable, RunExamples, retrain_labels
+    from studio.suspects import ExamplesUnavailable, RunExamples, retrain_labels
 
     monkeypatch.setenv("DM_DATA_DIRS", str(tmp_path))
     previous = np.array([3, -1, 4, 1, -1, 5])  # the run trained on examples 0, 2, 3, 5

@@ -656,7 +656,7 @@ def test_up_passes_stale_after_to_its_workers(monkeypatch, tmp_path):
 
 
 def test_auth_detection(tmp_path, monkeypatch, fake_app):
-    from app.auth import auth_section_for, is_loopback, login_required
+    from studio.access import auth_section_for, is_loopback, login_required
 
     def configured() -> bool:
         return login_required(auth_section_for(fake_app), os.environ)

@@ -12,7 +12,7 @@ statistics find the mislabelled ones.
 
 A snapshot is stored at every evaluation (``dm_core.example_stats``); the picker chooses one.
 The URL names the run (``?run=N``). The computations live in ``app.examples_view`` and
-``dm_core.suspects``; ``dm examples`` prints the same rankings.
+``studio.suspects``; ``dm examples`` prints the same rankings.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from app.examples_view import (
 )
 from app.links import opened_by_link, show_params
 from app.text import md
-from dm_core.suspects import DEFAULT_STATISTIC, detection_over_training, load_examples
 from dm_store import RunNotFound
+from studio.suspects import DEFAULT_STATISTIC, detection_over_training, load_examples
 
 PAGE = "examples"
 TOP = 100  # rows of the suspects table

@@ -6,7 +6,7 @@ the top suspects.
     dm examples 7 --by aum --top 50 --json
     dm examples 7 --write-labels data/run7-clean.npy --drop-top 100
 
-The rankings come from ``dm_core.suspects``. Errors print one line and exit 2 (an unknown
+The rankings come from ``studio.suspects``. Errors print one line and exit 2 (an unknown
 run, no snapshot yet, an unknown statistic, a labels file outside the data directories).
 """
 
@@ -27,8 +27,8 @@ from dm_store import RunNotFound, StoreError
 from studio.cli._app import app, invalid_config_text
 from studio.cli.runs import _fail, _open_store, db_option
 
-if TYPE_CHECKING:  # dm_core.suspects needs torch: imported by the command, not by `dm`
-    from dm_core.suspects import RunExamples
+if TYPE_CHECKING:  # studio.suspects needs torch: imported by the command, not by `dm`
+    from studio.suspects import RunExamples
 
 
 def _value(value: Any) -> Any:
@@ -82,7 +82,7 @@ def _write_labels(store: Any, examples: RunExamples, by: str, drop_top: int, pat
     target = confine_data_path(str(path), "--write-labels")
     drop = examples.ranking(by)[:drop_top]
     config = store.get_run(examples.run_id).config
-    from dm_core.suspects import retrain_labels
+    from studio.suspects import retrain_labels
 
     labels = retrain_labels(examples, drop, config)
     noise = {"kind": "file", "path": str(target)}
@@ -125,7 +125,7 @@ def examples_command(
     """List a run's most suspect training examples (likely wrong labels) and their statistics.
 
     Or write a labels file to retrain without them (--write-labels, --drop-top)."""
-    from dm_core.suspects import DEFAULT_STATISTIC, ExamplesUnavailable, load_examples
+    from studio.suspects import DEFAULT_STATISTIC, ExamplesUnavailable, load_examples
 
     by = by or DEFAULT_STATISTIC
     if (write_labels is None) != (drop_top is None):

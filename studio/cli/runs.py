@@ -509,7 +509,7 @@ def export(
         elif what == "evals":
             frame = store.evals(run_id)
         elif what == "examples":  # one row per training example, at the latest snapshot
-            from dm_core.suspects import load_examples
+            from studio.suspects import load_examples
 
             frame = load_examples(store, run_id).frame()
         else:

@@ -6,7 +6,7 @@
     dm up --db postgresql+psycopg://dm:secret@db/dm --artifacts /shared/artifacts
 
 This is the front end: it checks the options, brings the database schema up to date, warns
-about who can reach the dashboard (the rules are ``app.auth``'s), and hands the children to
+about who can reach the dashboard (the rules are ``studio.access``'s), and hands the children to
 ``studio.supervisor``, which runs ``streamlit run app/streamlit_app.py`` and N ``dm worker``
 processes, all pointed at one database (``DM_DATABASE_URL``) and one artifacts directory
 (``DM_ARTIFACTS``), until Ctrl-C.
@@ -14,6 +14,7 @@ processes, all pointed at one database (``DM_DATABASE_URL``) and one artifacts d
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -28,10 +29,16 @@ DEFAULT_HOST = "127.0.0.1"
 
 
 def _app_file() -> Path:
-    """Path of the installed dashboard entry file (``app/streamlit_app.py``)."""
-    import app as app_package  # the installed ``app`` package of this project
+    """Path of the installed dashboard entry file (``app/streamlit_app.py``).
 
-    return Path(app_package.__file__).resolve().parent / "streamlit_app.py"
+    Found, not imported: the dashboard is the floor above this one (docs/architecture.md,
+    "Packages") and runs in its own process, so the CLI only needs where its files are. The
+    ``app`` package missing entirely is reported like its entry file missing.
+    """
+    spec = importlib.util.find_spec("app")
+    if spec is None or not spec.submodule_search_locations:
+        return Path("app") / "streamlit_app.py"
+    return Path(next(iter(spec.submodule_search_locations))).resolve() / "streamlit_app.py"
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -62,8 +69,8 @@ def _prepare_database(db: str | None, artifacts_dir: Path) -> str:
 
 
 def _warn_about_access(host: str, port: int, app_file: Path) -> None:
-    """Print ``app.auth.exposure_warnings`` on stderr; a malformed allowlist stops here."""
-    from app.auth import AuthConfigError, auth_section_for, exposure_warnings
+    """Print ``studio.access.exposure_warnings`` on stderr; a malformed allowlist stops here."""
+    from studio.access import AuthConfigError, auth_section_for, exposure_warnings
 
     try:
         warnings = exposure_warnings(host, port, auth_section_for(app_file), os.environ)
