@@ -125,24 +125,25 @@ class ExampleStatistics:
         index = torch.cat([q[0] for q in queue])
         logits, labels = torch.cat([q[1] for q in queue]).float(), torch.cat([q[2] for q in queue])
         p, weight = torch.cat([q[3] for q in queue]).float(), torch.cat([q[4] for q in queue]).float()
+        rows = len(index)  # sizes given to repeat_interleave: no host sync on a GPU
         sizes = torch.tensor([len(q[0]) for q in queue], device=device)
-        batch = torch.repeat_interleave(torch.arange(len(queue), device=device), sizes,
-                                        output_size=len(index))  # its size given: no host sync
-        iteration = torch.tensor([q[5] for q in queue], dtype=torch.int64, device=device)[batch]
+        batch = torch.repeat_interleave(torch.arange(len(queue), device=device), sizes, output_size=rows)
+        iteration = torch.repeat_interleave(torch.tensor([q[5] for q in queue], dtype=torch.int64,
+                                                         device=device), sizes, output_size=rows)
         margin = _margins(logits, labels)
         correct = margin > 0
         batch_weight = torch.zeros(len(queue), device=device).index_add_(0, batch, weight)
-        share = torch.nan_to_num(weight / batch_weight[batch], nan=0.0)  # all-zero batch: 0
+        share = torch.nan_to_num(weight / batch_weight.index_select(0, batch), nan=0.0)  # all 0: 0
         self.sums.index_add_(1, index, torch.stack([torch.ones_like(p), p, p * p, margin, share]))
 
         # Forgetting: each example's rows in training order (a stable sort keeps the order of
         # equal indices), each row's "before" is the row above it or, for an example's first
         # row here, the state's correct flag.
         by_example, order = torch.sort(index, stable=True)
-        now = correct[order]
+        now = correct.index_select(0, order)
         first_row = torch.ones_like(now)
         first_row[1:] = by_example[1:] != by_example[:-1]
-        before = torch.where(first_row, self.correct[by_example], torch.roll(now, 1))
+        before = torch.where(first_row, self.correct.index_select(0, by_example), torch.roll(now, 1))
         self.forgetting.index_add_(0, by_example, (before & ~now).to(torch.int32))
 
         # The earliest iteration at which each example was right, for those never right before;
@@ -152,10 +153,10 @@ class ExampleStatistics:
         self.first_learned = torch.where((self.first_learned < 0) & (earliest != _NEVER),
                                          earliest, self.first_learned)
         latest = torch.full_like(self.first_learned, -1).scatter_reduce_(
-            0, index, torch.arange(len(index), device=device), "amax")
+            0, index, torch.arange(rows, device=device), "amax")
         seen, row = latest >= 0, latest.clamp(min=0)
-        self.last_p = torch.where(seen, p[row], self.last_p)
-        self.correct = torch.where(seen, correct[row], self.correct)
+        self.last_p = torch.where(seen, p.index_select(0, row), self.last_p)
+        self.correct = torch.where(seen, correct.index_select(0, row), self.correct)
 
     def snapshot(self) -> dict[str, np.ndarray]:
         """Every statistic as a compact array (``STATISTICS``' dtypes): 16 bytes an example
