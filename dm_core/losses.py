@@ -29,10 +29,18 @@ and CCE's weight :math:`2(1-p)` the gradient is exactly ``F.cross_entropy``'s.
 its gradient is designed (use :meth:`dm_core.schemes.Scheme.implied_loss` for the latter).
 
 Math once in functions (:func:`scheme_loss`, :func:`dm_loss`), thin ``nn.Module`` wrappers
-(:class:`SchemeLoss`, :class:`DMLoss`, the baselines), one registry (``LOSSES``, declared
-without torch in ``dm_core.registries``). Every loss
+(:class:`SchemeLoss`, :class:`DMLoss`, the baselines), one registry (``LOSSES``). Every loss
 module keeps detached per-example statistics of its last call in ``last``
 (:class:`LossStats`) for the training loop to log.
+
+**Declared once, checked once.** Each loss's record -- name, description, equation,
+parameters with ranges and defaults, family -- is declared in ``dm_core.registries``, the
+one place ``dm submit`` and the forms can read without torch (this module needs it); a
+scheme loss's parameters are its family's, declared with the math in ``dm_core.schemes``.
+Each class names its record with ``@_declared("name")`` and takes its defaults and ranges
+from it, so no default or range is written twice. Every value is checked once where it
+enters: by ``make_loss`` (``LOSSES.create``), or by the class's constructor for a loss built
+by hand (``DMLoss(lam=1.0)``), and never again on the way to the math.
 
 >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], requires_grad=True)
 >>> targets = torch.tensor([0, 2])
@@ -47,7 +55,10 @@ tensor([0.4717, 0.5283])
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +68,7 @@ from torch import Tensor, nn
 
 from dm_core import fused_cpu
 from dm_core.registries import LOSSES, MARGIN_CAP
-from dm_core.schemes import Scheme, make_scheme
+from dm_core.schemes import Scheme, make_scheme, scheme_from_params
 
 __all__ = [
     "LOSSES",
@@ -72,12 +83,12 @@ __all__ = [
     "NetworkPair",
     "SchemeLoss",
     "SymmetricCELoss",
+    "build_loss",
     "concentration",
     "dm_loss",
     "list_losses",
     "make_loss",
     "scheme_loss",
-    "scheme_loss_module",
 ]
 
 @dataclass(frozen=True)
@@ -292,6 +303,8 @@ def _scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme, normalise: boo
 
 
 def _resolve_scheme(scheme: Scheme | str) -> Scheme:
+    """A scheme name becomes its scheme at default parameters; a ``Scheme`` was checked when
+    it was built."""
     if isinstance(scheme, str):
         return make_scheme(scheme)
     if not isinstance(scheme, Scheme):
@@ -299,8 +312,13 @@ def _resolve_scheme(scheme: Scheme | str) -> Scheme:
     return scheme
 
 
+def _margin_cap(eps: float | None) -> float:
+    """``eps`` checked against the registered margin cap (``None``: its default)."""
+    return float(MARGIN_CAP.check(MARGIN_CAP.default if eps is None else eps, ""))
+
+
 def scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme | str, normalise: bool = True,
-                eps: float = 1e-6) -> Tensor:
+                eps: float | None = None) -> Tensor:
     r"""The loss whose logit gradient is the scheme's designed gradient (Eq. 7, with DN of Eq. 8).
 
     .. math::
@@ -316,9 +334,11 @@ def scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme | str, normalise
         scheme: a :class:`~dm_core.schemes.Scheme` or a scheme name (default parameters).
         normalise: derivative normalisation (divide the weights by their batch sum); if
             ``False`` divide by the batch size ``N`` instead.
-        eps: the margin cap :math:`\epsilon \ge 0`; 0 gives :math:`m_i = 1`.
+        eps: the margin cap :math:`\epsilon \ge 0`; 0 gives :math:`m_i = 1`; ``None`` the
+            registered default (1e-6).
 
     Raises:
+        ConfigError: ``eps`` out of range.
         ValueError: malformed shapes or a class index outside ``[0, C)``.
 
     Example:
@@ -329,13 +349,11 @@ def scheme_loss(logits: Tensor, targets: Tensor, scheme: Scheme | str, normalise
         tensor([[-0.1345,  0.1345],
                 [-0.4404,  0.4404]])
     """
-    if not (isinstance(eps, int | float) and math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps: {eps!r} is out of range; must be a float in [0, inf)")
-    return _scheme_loss(logits, targets, _resolve_scheme(scheme), normalise, float(eps))[0]
+    return _scheme_loss(logits, targets, _resolve_scheme(scheme), normalise, _margin_cap(eps))[0]
 
 
-def dm_loss(logits: Tensor, targets: Tensor, lam: float = 0.5, beta: float = 8.0,
-            eps: float = 1e-6) -> Tensor:
+def dm_loss(logits: Tensor, targets: Tensor, lam: float | None = None, beta: float | None = None,
+            eps: float | None = None) -> Tensor:
     r"""The DM loss: :func:`scheme_loss` with :math:`w(p) = \exp(\beta p^\lambda (1-p))` (Eq. 12) and DN.
 
     Functional twin of :class:`DMLoss`; the returned value is the surrogate (see module doc).
@@ -347,6 +365,8 @@ def dm_loss(logits: Tensor, targets: Tensor, lam: float = 0.5, beta: float = 8.0
         beta: emphasis variance :math:`\beta` (any real).
         eps: margin cap :math:`\epsilon \ge 0`.
 
+    A parameter left ``None`` takes its registered default (``LOSSES.get("dm").defaults()``).
+
     Example:
         >>> logits = torch.tensor([[0.0, 1.0, 0.0], [3.0, 0.0, 0.0]], requires_grad=True)
         >>> dm_loss(logits, torch.tensor([1, 2]), lam=0.0, beta=2.0).backward()
@@ -357,10 +377,80 @@ def dm_loss(logits: Tensor, targets: Tensor, lam: float = 0.5, beta: float = 8.0
 
 
 # ---------------------------------------------------------------------------------------
-# Modules.
+# Modules: each constructor checks its arguments once, through the registry's records.
 # ---------------------------------------------------------------------------------------
 
 
+def _checks(check: Callable[..., dict[str, Any]], signature: inspect.Signature):
+    """Class decorator: the class's own ``__init__`` takes checked values, and constructing the
+    class runs ``check`` on the arguments first (``signature`` is the one callers see).
+
+    The unchecked ``__init__`` stays reachable as ``cls._init_checked``, for a caller that
+    holds values checked already (``build_loss``, a subclass): each value is checked once.
+    """
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        init_checked = cls.__init__
+
+        @functools.wraps(init_checked)
+        def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+            init_checked(self, **check(*args, **kwargs))
+
+        __init__.__signature__ = signature.replace(parameters=[  # type: ignore[attr-defined]
+            inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+            *signature.parameters.values()])
+        cls.__init__ = __init__  # type: ignore[method-assign]
+        cls._init_checked = init_checked  # type: ignore[attr-defined]
+        return cls
+
+    return decorate
+
+
+# Loss name -> the class built for it (filled by @_declared); the other names are scheme losses.
+_DECLARED_CLASSES: dict[str, type[nn.Module]] = {}
+
+
+def _declared(name: str):
+    """Class decorator: the loss module of the ``LOSSES`` entry ``name``.
+
+    Constructing the class checks its arguments against the entry (defaults filled in, an
+    unknown name or a value out of range a ``ConfigError``, as ``make_loss`` does), and its
+    signature shows the entry's defaults. The class's ``__init__`` lists the entry's
+    parameters in the entry's order (checked here, at import) and takes checked values.
+    """
+    entry = LOSSES.get(name)
+    names = [p.name for p in entry.params]
+
+    def check(*args: Any, **params: Any) -> dict[str, Any]:
+        if len(args) > len(names):
+            raise TypeError(f"{name}: takes at most {len(names)} positional arguments "
+                            f"({', '.join(names)}), got {len(args)}")
+        for key, value in zip(names, args, strict=False):
+            if key in params:
+                raise TypeError(f"{name}: got two values for {key!r}")
+            params[key] = value
+        return LOSSES.validate_params(name, params)
+
+    signature = inspect.Signature([inspect.Parameter(p.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                     default=p.default) for p in entry.params])
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        own = list(inspect.signature(cls.__init__).parameters)[1:]
+        if own != names:
+            raise TypeError(f"{cls.__name__}.__init__ takes {own}; its LOSSES entry {name!r} "
+                            f"declares {names}")
+        _DECLARED_CLASSES[name] = cls
+        return _checks(check, signature)(cls)
+
+    return decorate
+
+
+def _scheme_loss_arguments(scheme: Scheme | str, normalise: bool = True,
+                           eps: float | None = None) -> dict[str, Any]:
+    return {"scheme": _resolve_scheme(scheme), "normalise": bool(normalise), "eps": _margin_cap(eps)}
+
+
+@_checks(_scheme_loss_arguments, inspect.signature(_scheme_loss_arguments))
 class SchemeLoss(nn.Module):
     r"""A scheme's designed gradient as a loss module (Eq. 7; DN of Eq. 8 when ``normalise``).
 
@@ -371,7 +461,8 @@ class SchemeLoss(nn.Module):
     Args:
         scheme: a :class:`~dm_core.schemes.Scheme` or a scheme name.
         normalise: divide weights by their batch sum (DN) instead of the batch size.
-        eps: margin cap :math:`\epsilon \ge 0` (``ConfigError`` otherwise).
+        eps: margin cap :math:`\epsilon \ge 0` (``ConfigError`` otherwise); ``None``: the
+            registered default (1e-6).
 
     Example:
         >>> from dm_core.schemes import make_scheme
@@ -383,11 +474,9 @@ class SchemeLoss(nn.Module):
         LossStats(p=tensor([0.5000, 0.1192]), weight=tensor([0.2500, 0.1050]))
     """
 
-    def __init__(self, scheme: Scheme | str, normalise: bool = True, eps: float = 1e-6) -> None:
+    def __init__(self, scheme: Scheme, normalise: bool, eps: float) -> None:
         super().__init__()
-        self.scheme = _resolve_scheme(scheme)
-        self.normalise = bool(normalise)
-        self.eps = float(MARGIN_CAP.check(eps, ""))
+        self.scheme, self.normalise, self.eps = scheme, normalise, eps
         self.last: LossStats | None = None
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
@@ -398,10 +487,11 @@ class SchemeLoss(nn.Module):
         return f"scheme={self.scheme!r}, normalise={self.normalise}, eps={self.eps:g}"
 
 
+@_declared("dm")
 class DMLoss(SchemeLoss):
     r"""Derivative manipulation: :math:`w(p) = \exp(\beta p^\lambda (1-p))` (Eq. 12) with DN.
 
-    Args:
+    Args (defaults: the ``dm`` entry's, 0.5, 8 and 1e-6):
         lam: emphasis mode parameter :math:`\lambda \ge 0`.
         beta: emphasis variance :math:`\beta`.
         eps: margin cap :math:`\epsilon \ge 0`.
@@ -415,8 +505,9 @@ class DMLoss(SchemeLoss):
         tensor([0.0580, 0.9420])
     """
 
-    def __init__(self, lam: float = 0.5, beta: float = 8.0, eps: float = 1e-6) -> None:
-        super().__init__(make_scheme("dm", lam=lam, beta=beta), normalise=True, eps=eps)
+    def __init__(self, lam: float, beta: float, eps: float) -> None:
+        SchemeLoss._init_checked(self, scheme_from_params("dm", lam=lam, beta=beta),
+                                 normalise=True, eps=eps)
 
     @property
     def lam(self) -> float:
@@ -454,16 +545,12 @@ class _FormulaLoss(nn.Module):
         return loss
 
 
-def _checked(name: str, **params: Any) -> dict[str, Any]:
-    """Direct construction is checked against the same registered ranges as ``make_loss``."""
-    return LOSSES.validate_params(name, params)
-
-
 def _log_softmax_y(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     log_probs = F.log_softmax(z, dim=1)
     return log_probs, log_probs.gather(1, targets[:, None]).squeeze(1)
 
 
+@_declared("label-smoothing")
 class LabelSmoothingLoss(_FormulaLoss):
     r"""Cross-entropy against :math:`(1-\varepsilon)\, e_y + \varepsilon / C` (Szegedy et al. 2016).
 
@@ -476,14 +563,15 @@ class LabelSmoothingLoss(_FormulaLoss):
         tensor(0.3729)
     """
 
-    def __init__(self, epsilon: float = 0.1) -> None:
+    def __init__(self, epsilon: float) -> None:
         super().__init__()
-        self.epsilon = _checked("label-smoothing", epsilon=epsilon)["epsilon"]
+        self.epsilon = epsilon
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
         return F.cross_entropy(z, targets, reduction="none", label_smoothing=self.epsilon)
 
 
+@_declared("boot-soft")
 class BootstrapSoftLoss(_FormulaLoss):
     r"""Soft bootstrapping (Reed et al. 2015): :math:`-\sum_k (\beta e_{y,k} + (1-\beta) p_k) \log p_k`.
 
@@ -498,9 +586,9 @@ class BootstrapSoftLoss(_FormulaLoss):
         tensor(2.0388)
     """
 
-    def __init__(self, beta: float = 0.95) -> None:
+    def __init__(self, beta: float) -> None:
         super().__init__()
-        self.beta = _checked("boot-soft", beta=beta)["beta"]
+        self.beta = beta
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
         log_probs, log_p_y = _log_softmax_y(z, targets)
@@ -508,6 +596,7 @@ class BootstrapSoftLoss(_FormulaLoss):
         return -self.beta * log_p_y + (1.0 - self.beta) * entropy
 
 
+@_declared("boot-hard")
 class BootstrapHardLoss(_FormulaLoss):
     r"""Hard bootstrapping (Reed et al. 2015): :math:`-\beta \log p_y - (1-\beta) \log p_{\hat y}`, :math:`\hat y = \arg\max_k p_k`.
 
@@ -519,9 +608,9 @@ class BootstrapHardLoss(_FormulaLoss):
         tensor(1.7269)
     """
 
-    def __init__(self, beta: float = 0.8) -> None:
+    def __init__(self, beta: float) -> None:
         super().__init__()
-        self.beta = _checked("boot-hard", beta=beta)["beta"]
+        self.beta = beta
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
         log_probs, log_p_y = _log_softmax_y(z, targets)
@@ -529,6 +618,7 @@ class BootstrapHardLoss(_FormulaLoss):
         return -self.beta * log_p_y - (1.0 - self.beta) * log_p_hat
 
 
+@_declared("sce")
 class SymmetricCELoss(_FormulaLoss):
     r"""Symmetric cross-entropy (Wang et al. 2019): :math:`\alpha\,\mathrm{CE} + \beta\,\mathrm{RCE}`.
 
@@ -545,16 +635,16 @@ class SymmetricCELoss(_FormulaLoss):
         tensor(0.4895)
     """
 
-    def __init__(self, alpha: float = 0.1, beta: float = 1.0, A: float = -4.0) -> None:  # noqa: N803
+    def __init__(self, alpha: float, beta: float, A: float) -> None:  # noqa: N803
         super().__init__()
-        checked = _checked("sce", alpha=alpha, beta=beta, A=A)
-        self.alpha, self.beta, self.A = checked["alpha"], checked["beta"], checked["A"]
+        self.alpha, self.beta, self.A = alpha, beta, A
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
         log_p, log_1mp, _ = _log_p_parts(z, targets)
         return -self.alpha * log_p - self.beta * self.A * torch.exp(log_1mp)
 
 
+@_declared("focal")
 class FocalLoss(_FormulaLoss):
     r"""Focal loss (Lin et al. 2017): :math:`-(1 - p_y)^\gamma \log p_y`.
 
@@ -569,9 +659,9 @@ class FocalLoss(_FormulaLoss):
         tensor(0.0018)
     """
 
-    def __init__(self, gamma: float = 2.0) -> None:
+    def __init__(self, gamma: float) -> None:
         super().__init__()
-        self.gamma = _checked("focal", gamma=gamma)["gamma"]
+        self.gamma = gamma
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
         log_p, log_1mp, _ = _log_p_parts(z, targets)
@@ -579,6 +669,7 @@ class FocalLoss(_FormulaLoss):
         return -focus * log_p
 
 
+@_declared("elr")
 class ELRLoss(_FormulaLoss):
     r"""Early-learning regularisation (Liu et al. 2020): cross-entropy plus
     :math:`\lambda \log(1 - \langle t_i, p_i \rangle)`, where :math:`t_i` is a running average
@@ -611,10 +702,9 @@ class ELRLoss(_FormulaLoss):
         [0.0, 0.0]
     """
 
-    def __init__(self, lam: float = 3.0, momentum: float = 0.7) -> None:
+    def __init__(self, lam: float, momentum: float) -> None:
         super().__init__()
-        checked = _checked("elr", lam=lam, momentum=momentum)
-        self.lam, self.momentum = checked["lam"], checked["momentum"]
+        self.lam, self.momentum = lam, momentum
         self.register_buffer("target", torch.zeros(0, 0))
 
     def bind_examples(self, num_examples: int, num_classes: int) -> None:
@@ -674,6 +764,7 @@ def forget_rate(epoch: float, tau: float, gradual_epochs: float) -> float:
     return tau if gradual_epochs <= 0 else min(tau * epoch / gradual_epochs, tau)
 
 
+@_declared("co-teaching")
 class CoTeachingLoss(nn.Module):
     r"""Co-teaching (Han et al. 2018): two networks; each keeps the :math:`(1-R)` fraction of
     the batch with the smallest cross-entropy under it, and the *other* network is trained on
@@ -698,10 +789,9 @@ class CoTeachingLoss(nn.Module):
         (tensor([ True, False]), tensor([False,  True]))
     """
 
-    def __init__(self, forget_rate: float = 0.2, gradual_epochs: float = 10.0) -> None:
+    def __init__(self, forget_rate: float, gradual_epochs: float) -> None:
         super().__init__()
-        checked = _checked("co-teaching", forget_rate=forget_rate, gradual_epochs=gradual_epochs)
-        self.tau, self.gradual_epochs = checked["forget_rate"], checked["gradual_epochs"]
+        self.tau, self.gradual_epochs = forget_rate, gradual_epochs
         self.last: LossStats | None = None
         self.selected: tuple[Tensor, Tensor] | None = None
 
@@ -733,17 +823,28 @@ class CoTeachingLoss(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------
-# The registry.
+# Building losses by name.
 # ---------------------------------------------------------------------------------------
 
-# Each loss's name, description, equation, parameters and family are declared in
-# dm_core.registries (readable without torch); the scheme losses are built by this.
-def scheme_loss_module(scheme_name: str, normalise: bool, eps: float = 0.0, **params: Any) -> nn.Module:
-    """The factory ``LOSSES`` names for the scheme losses: ``DMLoss`` for ``dm``, else a
-    ``SchemeLoss`` of scheme ``scheme_name`` with or without derivative normalisation."""
-    if scheme_name == "dm":
-        return DMLoss(eps=eps, **params)
-    return SchemeLoss(make_scheme(scheme_name, **params), normalise=normalise, eps=eps)
+
+def build_loss(name: str, **checked: Any) -> nn.Module:
+    """``LOSSES``' factory for every loss: ``name`` built from parameters ``LOSSES.create``
+    has checked (every one present, in range), without checking them again. A declared class
+    (``@_declared``) is built through its unchecked ``__init__``; any other name is a scheme
+    loss, ``SchemeLoss`` of its entry's scheme with or without derivative normalisation.
+
+    >>> build_loss("gce-dn", q=0.5, eps=0.0)
+    SchemeLoss(scheme=Scheme('gce', q=0.5), normalise=True, eps=0)
+    """
+    cls = _DECLARED_CLASSES.get(name)
+    if cls is None:
+        entry = LOSSES.get(name)
+        cls, eps = SchemeLoss, checked.pop("eps", 0.0)
+        checked = {"scheme": scheme_from_params(entry.extra["scheme"], **checked),
+                   "normalise": entry.extra["normalise"], "eps": eps}
+    loss = cls.__new__(cls)
+    cls._init_checked(loss, **checked)
+    return loss
 
 
 def make_loss(name: str, **params: Any) -> nn.Module:

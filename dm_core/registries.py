@@ -1,13 +1,23 @@
 """The registries of schemes, losses, models and datasets, readable without torch.
 
-What each registered entry is called, what it does, its equation, its parameters with their
-ranges and defaults, and anything else front ends read (a loss's family, a dataset's class
-count) is declared here; the code that builds it -- a ``Scheme``, an ``nn.Module``, a data
-loader -- stays in ``schemes.py``, ``losses.py``, ``models.py`` and ``data.py``, named by a
-``LazyFactory`` that imports it on the first ``create``. Config validation (``dm_core.config``),
-``dm submit`` and the dashboard's forms read these records without importing torch (about
-7 s and 700 MB); training imports it anyway. The heavy modules re-export their registry
-(``dm_core.losses.LOSSES`` is ``LOSSES`` here), so either import works.
+Config validation (``dm_core.config``), ``dm submit`` and the dashboard's forms read what each
+registered entry is called, what it does, its equation, its parameters with their ranges and
+defaults, and anything else front ends read (a loss's family, a dataset's class count) from
+here, without importing torch (about 7 s and 700 MB); training imports it anyway.
+
+Where each kind is declared, once:
+
+- **schemes** in ``dm_core.schemes``, each family by a decorator on the function holding its
+  math: that module imports torch only when a tensor reaches the math, so ``SCHEMES`` is
+  simply re-exported here.
+- **losses** here. A loss is an ``nn.Module``, and a module that defines one cannot be
+  imported without torch, so a loss's record (name, description, equation, parameters,
+  family) cannot sit on its class; it sits here, and nowhere else: the class takes its
+  parameters' defaults and ranges from it (``dm_core.losses`` binds each class to its entry
+  with ``@_declared("name")``, and ``build_loss`` builds every entry), and the scheme
+  losses take their parameters from their scheme's family.
+- **models** and **datasets** here, built by factories in ``models.py`` and ``data.py``,
+  named by a ``LazyFactory`` that imports them on the first ``create``.
 
 Extra fields the front ends read: a scheme's ``beta_span`` (its log-weight spans at most
 ``|β| × beta_span`` over p in [0, 1], whatever its other parameters: ``studio.submission``
@@ -25,93 +35,16 @@ clears most β values with it without building the scheme); a loss's ``family``,
 
 from __future__ import annotations
 
-from dm_core.registry import LazyFactory, Param, Registry, lazy
+from typing import Any
+
+from dm_core.registry import Param, Registry, lazy
+from dm_core.schemes import SCHEMES
 
 __all__ = ["DATASETS", "LOSSES", "MARGIN_CAP", "MODELS", "SCHEMES"]
 
-SCHEMES = Registry("scheme")
 LOSSES = Registry("loss")
 MODELS = Registry("model")
 DATASETS = Registry("dataset")
-
-
-# ---------------------------------------------------------------------- schemes (dm_core.schemes)
-
-_BETA_HELP = ("Emphasis variance: how strongly examples near the mode are preferred. "
-              "0 weights every example equally; a negative value inverts the curve.")
-
-
-def _factory(name: str) -> LazyFactory:
-    return lazy("dm_core.schemes:scheme_from_params", name)
-
-
-SCHEMES.register(
-    "dm",
-    description="Derivative manipulation (the paper's main family): the emphasis mode moves "
-                "with lambda, the emphasis variance with beta.",
-    equation="w(p) = exp(β · p^λ · (1 − p)),  ψ = λ/(λ+1) for β > 0   (Eq. 12)",
-    params=[
-        Param("lam", 0.5, low=0.0, ui_low=0.0, ui_high=5.0,
-              help="Emphasis mode: 0 focuses on the hardest examples (small p); larger values "
-                   "move the focus to easier ones (mode = lam/(lam+1)). Raise it with label noise."),
-        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
-    ],
-    beta_span=1.0,
-)(_factory("dm"))
-
-SCHEMES.register(
-    "normal",
-    description="Normal-shaped EDF: a Gaussian bump in p centred on psi.",
-    equation="w(p) = exp(−β · p · (p − 2ψ))   (Eq. 9)",
-    params=[
-        Param("psi", 0.5, low=0.0, high=1.0, ui_low=0.0, ui_high=1.0,
-              help="Emphasis mode: the p at which the weight peaks (for beta > 0)."),
-        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
-    ],
-    beta_span=1.0,
-)(_factory("normal"))
-
-SCHEMES.register(
-    "exponential",
-    description="Exponential EDF: monotone emphasis on hard examples (beta > 0) or easy ones (beta < 0).",
-    equation="w(p) = exp(β · (1 − p))   (Eq. 10)",
-    params=[Param("beta", 2.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP)],
-    beta_span=1.0,
-)(_factory("exponential"))
-
-SCHEMES.register(
-    "beta",
-    description="Beta-shaped EDF; contains CCE, MAE, MSE and GCE as special cases.",
-    equation="w(p) = p^(α−1) · (1 − p)^(η−1),  ψ = (α−1)/(α+η−2) for α, η > 1   (Eq. 11)",
-    params=[
-        Param("alpha", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
-              help="Shape at p = 0: larger values move the emphasis towards easy examples."),
-        Param("eta", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
-              help="Shape at p = 1: larger values move the emphasis towards hard examples."),
-    ],
-)(_factory("beta"))
-
-SCHEMES.register(
-    "cce", description="Categorical cross-entropy -log p: emphasises the hardest examples.",
-    equation="w(p) = 2(1 − p),  ψ = 0",
-)(_factory("cce"))
-
-SCHEMES.register(
-    "mae", description="Mean absolute error 1 - p: emphasises examples with p near 1/2.",
-    equation="w(p) = 2p(1 − p),  ψ = 1/2",
-)(_factory("mae"))
-
-SCHEMES.register(
-    "mse", description="Mean squared error (1 - p)^2: emphasises examples with p near 1/3.",
-    equation="w(p) = 4p(1 − p)²,  ψ = 1/3",
-)(_factory("mse"))
-
-SCHEMES.register(
-    "gce", description="Generalised cross-entropy (1 - p^q)/q: between CCE (q -> 0) and MAE (q = 1).",
-    equation="w(p) = 2p^q(1 − p),  ψ = q/(q+1)",
-    params=[Param("q", 0.7, low=0.0, high=1.0, low_inclusive=False, ui_low=0.05, ui_high=1.0,
-                  help="Interpolates between CCE (q -> 0) and MAE (q = 1); mode q/(q+1).")],
-)(_factory("gce"))
 
 
 # ---------------------------------------------------------------------- losses (dm_core.losses)
@@ -152,11 +85,16 @@ _SCHEME_LOSSES: dict[str, tuple[str, bool, str]] = {
 _VANISHING_WEIGHT_CLIP = {"mae-dn": 1.0, "mse-dn": 1.0, "gce-dn": 1.0, "dm-beta": 1.0}
 
 
+def _loss(name: str, **declaration: Any) -> None:
+    """Declare the loss ``name``: ``dm_core.losses.build_loss`` builds it (imported on the
+    first ``create``) from the parameters ``create`` has checked against this record."""
+    LOSSES.register(name, **declaration)(lazy("dm_core.losses:build_loss", name))
 
 
+# A scheme loss's parameters are its family's (dm_core.schemes), plus the margin cap under DN.
 for _name, (_scheme, _normalise, _description) in _SCHEME_LOSSES.items():
     _entry = SCHEMES.get(_scheme)
-    LOSSES.register(
+    _loss(
         _name,
         description=_description,
         params=[*_entry.params, MARGIN_CAP] if _normalise else list(_entry.params),
@@ -164,35 +102,35 @@ for _name, (_scheme, _normalise, _description) in _SCHEME_LOSSES.items():
                                     else "; weights / N: the loss's own gradient"),
         family="scheme", scheme=_scheme, normalise=_normalise,
         **({"clip_grad_norm": _VANISHING_WEIGHT_CLIP[_name]} if _name in _VANISHING_WEIGHT_CLIP else {}),
-    )(lazy("dm_core.losses:scheme_loss_module", _scheme, _normalise))
+    )
 
 _UNIT = {"low": 0.0, "high": 1.0, "ui_low": 0.0, "ui_high": 1.0}
 
-LOSSES.register(
+_loss(
     "label-smoothing", description="Cross-entropy with label smoothing.",
     equation="L = CE(z, (1 − ε)·onehot(y) + ε/C)",
     params=[Param("epsilon", 0.1, low=0.0, high=1.0, high_inclusive=False, ui_low=0.0, ui_high=0.5,
                   help="Probability mass spread uniformly over all classes.")],
     family="baseline",
-)(lazy("dm_core.losses:LabelSmoothingLoss"))
+)
 
-LOSSES.register(
+_loss(
     "boot-soft", description="Soft bootstrapping (Reed et al. 2015): the target mixes the label "
                              "with the model's own prediction.",
     equation="L = −Σ_k (β·onehot(y)_k + (1 − β)·p_k) log p_k",
     params=[Param("beta", 0.95, **_UNIT, help="Weight of the annotated label (1 gives CCE).")],
     family="baseline",
-)(lazy("dm_core.losses:BootstrapSoftLoss"))
+)
 
-LOSSES.register(
+_loss(
     "boot-hard", description="Hard bootstrapping (Reed et al. 2015): the target mixes the label "
                              "with the model's predicted class.",
     equation="L = −β log p_y − (1 − β) log p_argmax",
     params=[Param("beta", 0.8, **_UNIT, help="Weight of the annotated label (1 gives CCE).")],
     family="baseline",
-)(lazy("dm_core.losses:BootstrapHardLoss"))
+)
 
-LOSSES.register(
+_loss(
     "sce", description="Symmetric cross-entropy (Wang et al. 2019): CE plus reverse CE.",
     equation="L = α·CE + β·RCE,  RCE = −A·(1 − p_y)",
     params=[
@@ -202,17 +140,17 @@ LOSSES.register(
               help="The value that stands in for log 0 in the reverse CE."),
     ],
     family="baseline",
-)(lazy("dm_core.losses:SymmetricCELoss"))
+)
 
-LOSSES.register(
+_loss(
     "focal", description="Focal loss (Lin et al. 2017): CE down-weighted on well-fitted examples.",
     equation="L = −(1 − p_y)^γ log p_y",
     params=[Param("gamma", 2.0, low=0.0, ui_low=0.0, ui_high=5.0,
                   help="Focusing parameter; 0 gives CCE.")],
     family="baseline",
-)(lazy("dm_core.losses:FocalLoss"))
+)
 
-LOSSES.register(
+_loss(
     "co-teaching", description="Co-teaching (Han et al. 2018): two networks, each trained on the "
                                "examples with the smallest loss under the other.",
     equation="L = CE₁ over the (1 − R) easiest under net 2 + CE₂ over the (1 − R) easiest under net 1,  "
@@ -222,9 +160,9 @@ LOSSES.register(
             Param("gradual_epochs", 10.0, low=0.0, ui_low=0.0, ui_high=50.0,
                   help="T_k: epochs over which the left-out share rises from 0 to τ.")],
     family="method", two_networks=True,
-)(lazy("dm_core.losses:CoTeachingLoss"))
+)
 
-LOSSES.register(
+_loss(
     "elr", description="Early-learning regularisation (Liu et al. 2020): CE plus λ·log(1 − ⟨t_i, p_i⟩), "
                        "t_i a running average of the model's predictions for example i.",
     equation="L = CE(z, y) + λ·log(1 − ⟨t_i, p_i⟩),  t_i ← β t_i + (1 − β) p_i",
@@ -232,7 +170,7 @@ LOSSES.register(
             Param("momentum", 0.7, low=0.0, high=1.0, high_inclusive=False, ui_low=0.0, ui_high=0.99,
                   help="Momentum β of each example's running average of predictions.")],
     family="baseline", per_example_state=True,
-)(lazy("dm_core.losses:ELRLoss"))
+)
 
 
 # ---------------------------------------------------------------------- models (dm_core.models)

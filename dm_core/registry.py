@@ -313,6 +313,7 @@ class Registry:
         return entry.param(str(key)).explain({**error, "loc": tuple(rest)}, where)
 
     def create(self, name: str, **params: Any) -> Any:
-        """Validate ``params`` and call the registered factory."""
+        """Validate ``params`` and call the registered factory with the checked values (every
+        parameter present, defaults filled in); the factory trusts them and checks nothing again."""
         checked = self.validate_params(name, {k: v for k, v in params.items() if v is not None})
         return self.get(name).factory(**checked)

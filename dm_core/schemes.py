@@ -11,13 +11,24 @@ gradient's direction is always CCE's; only its L1 norm is designed. The families
 - ``cce`` :math:`2(1-p)` (mode 0), ``mae`` :math:`2p(1-p)` (1/2), ``mse`` :math:`4p(1-p)^2`
   (1/3), ``gce`` :math:`2p^q(1-p)` (:math:`q/(q+1)`)
 
-The math lives in small private functions of ``(log p, log(1-p))`` -- log space, so that the
-losses (``dm_core.losses``) can normalise a batch's weights without overflow and without
-ever forming ``1 - p`` by subtraction. :class:`Scheme` wraps one family with its parameters
-and adds the analysis the dashboard draws: the mode, the density, the implied loss, the
-spread. ``SCHEMES`` is the single source of names, parameters, ranges and slider ranges
-(declared without torch in ``dm_core.registries``).
+**Each family is declared once**, by :func:`family` on the function that holds its math:
+``log w`` as a function of ``(log p, log(1-p))`` -- log space, so that the losses
+(``dm_core.losses``) can normalise a batch's weights without overflow and without ever
+forming ``1 - p`` by subtraction -- with its description, equation, parameters (ranges,
+defaults, slider ranges, help), closed-form mode, endpoint orders and formula text. The
+decorator enters it in ``SCHEMES``, the single source of scheme names that config
+validation, the CLI, the dashboard's forms and the tests read. :class:`Scheme` wraps one
+family with its parameters and adds the analysis the dashboard draws: the mode, the
+density, the implied loss, the spread.
 
+**Readable without torch.** ``dm submit`` and the dashboard's forms validate configs
+against ``SCHEMES`` (through ``dm_core.registries``, which takes the scheme entries from
+here) without importing torch (about 7 s and 700 MB). So this module imports no torch or
+scipy at import time: the math is written with tensor methods (``log_p.exp()``, never
+``torch.exp(log_p)``), so it needs torch only when a tensor reaches it, and the few places
+that make tensors or integrate import torch and scipy inside the function.
+
+>>> import torch
 >>> scheme = make_scheme("dm", lam=1.0, beta=8.0)
 >>> scheme
 Scheme('dm', lam=1.0, beta=8.0)
@@ -36,20 +47,21 @@ dm_core.registry.ConfigError: lam: -1.0 is out of range; must be a float in [0, 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from scipy import integrate, optimize, special
-from torch import Tensor
 
-from dm_core.registries import SCHEMES
+from dm_core.registry import Param, Registry
 
-__all__ = ["SCHEMES", "Scheme", "list_schemes", "make_scheme", "scheme_from_params"]
+if TYPE_CHECKING:
+    from torch import Tensor
 
+__all__ = ["SCHEMES", "Scheme", "family", "list_schemes", "make_scheme", "scheme_from_params"]
+
+SCHEMES = Registry("scheme")
 
 # Dense grid for numerical modes (float64); the argmax is then refined on its two neighbours.
 _MODE_GRID = np.linspace(0.0, 1.0, 20_001)
@@ -57,85 +69,8 @@ _QUAD = {"limit": 200, "epsabs": 0.0, "epsrel": 1e-10}
 
 
 # ---------------------------------------------------------------------------------------
-# The math: log w as a function of log p and log(1 - p), one plain function per family.
+# The declaration: one decorator per family, on the function holding its math.
 # ---------------------------------------------------------------------------------------
-
-
-def _times_log(a: float, log_x: Tensor) -> Tensor:
-    """``a * log x`` with ``0 * log 0 = 0``, i.e. ``x ** 0 == 1`` even at ``x = 0``."""
-    return torch.zeros_like(log_x) if a == 0 else a * log_x
-
-
-def _dm_log_weight(log_p: Tensor, log_1mp: Tensor, lam: float, beta: float) -> Tensor:
-    """Eq. 12: ``log w = beta * p**lam * (1 - p)``; bounded by ``|beta|``."""
-    # exp(lam log p + log(1 - p)) in three ops, not five: every loss call pays for each op.
-    log_w = log_1mp.exp() if lam == 0 else torch.add(log_1mp, log_p, alpha=lam).exp_()
-    return log_w.mul_(beta)
-
-
-def _normal_log_weight(log_p: Tensor, log_1mp: Tensor, psi: float, beta: float) -> Tensor:
-    """Eq. 9: ``log w = -beta * p * (p - 2 psi)``."""
-    p = torch.exp(log_p)
-    return -beta * p * (p - 2.0 * psi)
-
-
-def _exponential_log_weight(log_p: Tensor, log_1mp: Tensor, beta: float) -> Tensor:
-    """Eq. 10: ``log w = beta * (1 - p)``."""
-    return beta * torch.exp(log_1mp)
-
-
-def _beta_log_weight(log_p: Tensor, log_1mp: Tensor, alpha: float, eta: float) -> Tensor:
-    """Eq. 11: ``log w = (alpha - 1) log p + (eta - 1) log(1 - p)`` (``+inf`` at a pole)."""
-    return _times_log(alpha - 1.0, log_p) + _times_log(eta - 1.0, log_1mp)
-
-
-def _cce_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
-    """CCE ``-log p``: ``w = 2(1 - p)``."""
-    return math.log(2.0) + log_1mp
-
-
-def _mae_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
-    """MAE ``1 - p``: ``w = 2p(1 - p)``."""
-    return math.log(2.0) + log_p + log_1mp
-
-
-def _mse_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
-    """MSE ``(1 - p)^2``: ``w = 4p(1 - p)^2``."""
-    return math.log(4.0) + log_p + 2.0 * log_1mp
-
-
-def _gce_log_weight(log_p: Tensor, log_1mp: Tensor, q: float) -> Tensor:
-    """GCE ``(1 - p^q)/q``: ``w = 2 p^q (1 - p)``."""
-    return math.log(2.0) + q * log_p + log_1mp
-
-
-# Closed-form modes; ``None`` means "find it numerically".
-
-
-def _dm_mode(lam: float, beta: float) -> float | None:
-    return lam / (lam + 1.0) if beta > 0 else None
-
-
-def _normal_mode(psi: float, beta: float) -> float | None:
-    return min(max(psi, 0.0), 1.0) if beta > 0 else None
-
-
-def _exponential_mode(beta: float) -> float | None:
-    return 0.0 if beta > 0 else (1.0 if beta < 0 else None)
-
-
-def _beta_mode(alpha: float, eta: float) -> float | None:
-    return (alpha - 1.0) / (alpha + eta - 2.0) if alpha > 1 and eta > 1 else None
-
-
-def _beta_stats(alpha: float, eta: float) -> tuple[float, float, float]:
-    """(log normaliser, mean, variance) of the Beta(alpha, eta) density, in closed form."""
-    s = alpha + eta
-    return float(special.betaln(alpha, eta)), alpha / s, alpha * eta / (s * s * (s + 1.0))
-
-
-def _num(x: float) -> str:
-    return f"({x:g})" if x < 0 else f"{x:g}"
 
 
 @dataclass(frozen=True)
@@ -151,23 +86,196 @@ class _Family:
     closed_stats: Callable[..., tuple[float, float, float]] | None = None
 
 
-_FAMILIES: dict[str, _Family] = {
-    "dm": _Family(_dm_log_weight, _dm_mode, lambda lam, beta: (0.0, 0.0),
-                  lambda lam, beta: f"w(p) = exp({_num(beta)} * p^{lam:g} * (1 - p))"),
-    "normal": _Family(_normal_log_weight, _normal_mode, lambda psi, beta: (0.0, 0.0),
-                      lambda psi, beta: f"w(p) = exp(-{_num(beta)} * p * (p - 2*{psi:g}))"),
-    "exponential": _Family(_exponential_log_weight, _exponential_mode, lambda beta: (0.0, 0.0),
-                           lambda beta: f"w(p) = exp({_num(beta)} * (1 - p))"),
-    "beta": _Family(_beta_log_weight, _beta_mode, lambda alpha, eta: (alpha - 1.0, eta - 1.0),
-                    lambda alpha, eta: f"w(p) = p^{_num(alpha - 1)} * (1 - p)^{_num(eta - 1)}",
-                    _beta_stats),
-    "cce": _Family(_cce_log_weight, lambda: 0.0, lambda: (0.0, 1.0), lambda: "w(p) = 2 * (1 - p)"),
-    "mae": _Family(_mae_log_weight, lambda: 0.5, lambda: (1.0, 1.0), lambda: "w(p) = 2 * p * (1 - p)"),
-    "mse": _Family(_mse_log_weight, lambda: 1.0 / 3.0, lambda: (1.0, 2.0),
-                   lambda: "w(p) = 4 * p * (1 - p)^2"),
-    "gce": _Family(_gce_log_weight, lambda q: q / (q + 1.0), lambda q: (q, 1.0),
-                   lambda q: f"w(p) = 2 * p^{q:g} * (1 - p)"),
-}
+_FAMILIES: dict[str, _Family] = {}
+
+
+def family(name: str, *, description: str, equation: str, params: Sequence[Param] = (),
+           mode: Callable[..., float | None], endpoint_orders: Callable[..., tuple[float, float]],
+           formula: Callable[..., str], closed_stats: Callable[..., tuple[float, float, float]] | None = None,
+           **extra: Any) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    """Declare the scheme family ``name`` on its log-weight function ``log w(log p, log(1-p), **params)``.
+
+    Args:
+        name: the name in ``SCHEMES``.
+        description, equation, params: its registry record (the parameters' ranges and
+            defaults are checked wherever a scheme is built: configs, forms, the CLI, code).
+        mode: the closed-form mode for given parameters, or ``None`` to find it numerically.
+        endpoint_orders: ``(k0, k1)`` with ``w(t) ~ t**k0`` near 0 and ``(1-t)**k1`` near 1.
+        formula: ``w(p)`` as text with the parameter values filled in.
+        closed_stats: ``(log normaliser, mean, variance)`` of the density in closed form,
+            where numerical quadrature would not resolve it (poles).
+        extra: further fields of the record, e.g. ``beta_span`` (the log-weight spans at
+            most ``|β| × beta_span`` over p in [0, 1], whatever the other parameters:
+            ``studio.submission`` clears most β values with it, without the math).
+
+    Returns the log-weight function unchanged.
+    """
+
+    def decorator(log_weight: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        _FAMILIES[name] = _Family(log_weight, mode, endpoint_orders, formula, closed_stats)
+        SCHEMES.register(name, description=description, params=params, equation=equation,
+                         **extra)(_SchemeFactory(name))
+        return log_weight
+
+    return decorator
+
+
+@dataclass(frozen=True)
+class _SchemeFactory:
+    """``SCHEMES``' factory for one family: a :class:`Scheme` of checked parameters."""
+
+    name: str
+
+    def __call__(self, **params: float) -> Scheme:
+        return scheme_from_params(self.name, **params)
+
+
+def _times_log(a: float, log_x: Tensor) -> Tensor:
+    """``a * log x`` with ``0 * log 0 = 0``, i.e. ``x ** 0 == 1`` even at ``x = 0``."""
+    return log_x.new_zeros(log_x.shape) if a == 0 else a * log_x
+
+
+def _num(x: float) -> str:
+    return f"({x:g})" if x < 0 else f"{x:g}"
+
+
+_BETA_HELP = ("Emphasis variance: how strongly examples near the mode are preferred. "
+              "0 weights every example equally; a negative value inverts the curve.")
+
+
+# ---------------------------------------------------------------------------------------
+# The families, in the order the forms list them.
+# ---------------------------------------------------------------------------------------
+
+
+@family(
+    "dm",
+    description="Derivative manipulation (the paper's main family): the emphasis mode moves "
+                "with lambda, the emphasis variance with beta.",
+    equation="w(p) = exp(β · p^λ · (1 − p)),  ψ = λ/(λ+1) for β > 0   (Eq. 12)",
+    params=[
+        Param("lam", 0.5, low=0.0, ui_low=0.0, ui_high=5.0,
+              help="Emphasis mode: 0 focuses on the hardest examples (small p); larger values "
+                   "move the focus to easier ones (mode = lam/(lam+1)). Raise it with label noise."),
+        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
+    ],
+    mode=lambda lam, beta: lam / (lam + 1.0) if beta > 0 else None,
+    endpoint_orders=lambda lam, beta: (0.0, 0.0),
+    formula=lambda lam, beta: f"w(p) = exp({_num(beta)} * p^{lam:g} * (1 - p))",
+    beta_span=1.0,
+)
+def _dm_log_weight(log_p: Tensor, log_1mp: Tensor, lam: float, beta: float) -> Tensor:
+    """Eq. 12: ``log w = beta * p**lam * (1 - p)``; bounded by ``|beta|``."""
+    # exp(lam log p + log(1 - p)) in three ops, not five: every loss call pays for each op.
+    log_w = log_1mp.exp() if lam == 0 else log_1mp.add(log_p, alpha=lam).exp_()
+    return log_w.mul_(beta)
+
+
+@family(
+    "normal",
+    description="Normal-shaped EDF: a Gaussian bump in p centred on psi.",
+    equation="w(p) = exp(−β · p · (p − 2ψ))   (Eq. 9)",
+    params=[
+        Param("psi", 0.5, low=0.0, high=1.0, ui_low=0.0, ui_high=1.0,
+              help="Emphasis mode: the p at which the weight peaks (for beta > 0)."),
+        Param("beta", 8.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP),
+    ],
+    mode=lambda psi, beta: min(max(psi, 0.0), 1.0) if beta > 0 else None,
+    endpoint_orders=lambda psi, beta: (0.0, 0.0),
+    formula=lambda psi, beta: f"w(p) = exp(-{_num(beta)} * p * (p - 2*{psi:g}))",
+    beta_span=1.0,
+)
+def _normal_log_weight(log_p: Tensor, log_1mp: Tensor, psi: float, beta: float) -> Tensor:
+    """Eq. 9: ``log w = -beta * p * (p - 2 psi)``."""
+    p = log_p.exp()
+    return -beta * p * (p - 2.0 * psi)
+
+
+@family(
+    "exponential",
+    description="Exponential EDF: monotone emphasis on hard examples (beta > 0) or easy ones (beta < 0).",
+    equation="w(p) = exp(β · (1 − p))   (Eq. 10)",
+    params=[Param("beta", 2.0, ui_low=-20.0, ui_high=40.0, help=_BETA_HELP)],
+    mode=lambda beta: 0.0 if beta > 0 else (1.0 if beta < 0 else None),
+    endpoint_orders=lambda beta: (0.0, 0.0),
+    formula=lambda beta: f"w(p) = exp({_num(beta)} * (1 - p))",
+    beta_span=1.0,
+)
+def _exponential_log_weight(log_p: Tensor, log_1mp: Tensor, beta: float) -> Tensor:
+    """Eq. 10: ``log w = beta * (1 - p)``."""
+    return beta * log_1mp.exp()
+
+
+def _beta_stats(alpha: float, eta: float) -> tuple[float, float, float]:
+    """(log normaliser, mean, variance) of the Beta(alpha, eta) density, in closed form."""
+    from scipy import special
+
+    s = alpha + eta
+    return float(special.betaln(alpha, eta)), alpha / s, alpha * eta / (s * s * (s + 1.0))
+
+
+@family(
+    "beta",
+    description="Beta-shaped EDF; contains CCE, MAE, MSE and GCE as special cases.",
+    equation="w(p) = p^(α−1) · (1 − p)^(η−1),  ψ = (α−1)/(α+η−2) for α, η > 1   (Eq. 11)",
+    params=[
+        Param("alpha", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
+              help="Shape at p = 0: larger values move the emphasis towards easy examples."),
+        Param("eta", 2.0, low=0.0, low_inclusive=False, ui_low=0.1, ui_high=10.0,
+              help="Shape at p = 1: larger values move the emphasis towards hard examples."),
+    ],
+    mode=lambda alpha, eta: (alpha - 1.0) / (alpha + eta - 2.0) if alpha > 1 and eta > 1 else None,
+    endpoint_orders=lambda alpha, eta: (alpha - 1.0, eta - 1.0),
+    formula=lambda alpha, eta: f"w(p) = p^{_num(alpha - 1)} * (1 - p)^{_num(eta - 1)}",
+    closed_stats=_beta_stats,
+)
+def _beta_log_weight(log_p: Tensor, log_1mp: Tensor, alpha: float, eta: float) -> Tensor:
+    """Eq. 11: ``log w = (alpha - 1) log p + (eta - 1) log(1 - p)`` (``+inf`` at a pole)."""
+    return _times_log(alpha - 1.0, log_p) + _times_log(eta - 1.0, log_1mp)
+
+
+@family(
+    "cce", description="Categorical cross-entropy -log p: emphasises the hardest examples.",
+    equation="w(p) = 2(1 − p),  ψ = 0",
+    mode=lambda: 0.0, endpoint_orders=lambda: (0.0, 1.0), formula=lambda: "w(p) = 2 * (1 - p)",
+)
+def _cce_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
+    """CCE ``-log p``: ``w = 2(1 - p)``."""
+    return math.log(2.0) + log_1mp
+
+
+@family(
+    "mae", description="Mean absolute error 1 - p: emphasises examples with p near 1/2.",
+    equation="w(p) = 2p(1 − p),  ψ = 1/2",
+    mode=lambda: 0.5, endpoint_orders=lambda: (1.0, 1.0), formula=lambda: "w(p) = 2 * p * (1 - p)",
+)
+def _mae_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
+    """MAE ``1 - p``: ``w = 2p(1 - p)``."""
+    return math.log(2.0) + log_p + log_1mp
+
+
+@family(
+    "mse", description="Mean squared error (1 - p)^2: emphasises examples with p near 1/3.",
+    equation="w(p) = 4p(1 − p)²,  ψ = 1/3",
+    mode=lambda: 1.0 / 3.0, endpoint_orders=lambda: (1.0, 2.0),
+    formula=lambda: "w(p) = 4 * p * (1 - p)^2",
+)
+def _mse_log_weight(log_p: Tensor, log_1mp: Tensor) -> Tensor:
+    """MSE ``(1 - p)^2``: ``w = 4p(1 - p)^2``."""
+    return math.log(4.0) + log_p + 2.0 * log_1mp
+
+
+@family(
+    "gce", description="Generalised cross-entropy (1 - p^q)/q: between CCE (q -> 0) and MAE (q = 1).",
+    equation="w(p) = 2p^q(1 − p),  ψ = q/(q+1)",
+    params=[Param("q", 0.7, low=0.0, high=1.0, low_inclusive=False, ui_low=0.05, ui_high=1.0,
+                  help="Interpolates between CCE (q -> 0) and MAE (q = 1); mode q/(q+1).")],
+    mode=lambda q: q / (q + 1.0), endpoint_orders=lambda q: (q, 1.0),
+    formula=lambda q: f"w(p) = 2 * p^{q:g} * (1 - p)",
+)
+def _gce_log_weight(log_p: Tensor, log_1mp: Tensor, q: float) -> Tensor:
+    """GCE ``(1 - p^q)/q``: ``w = 2 p^q (1 - p)``."""
+    return math.log(2.0) + q * log_p + log_1mp
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,7 +284,9 @@ _FAMILIES: dict[str, _Family] = {
 
 
 def _as_float(p: Any) -> Tensor:
-    p = torch.as_tensor(p, dtype=None if isinstance(p, Tensor) else torch.float64)
+    import torch
+
+    p = torch.as_tensor(p, dtype=None if isinstance(p, torch.Tensor) else torch.float64)
     return p if p.is_floating_point() else p.to(torch.float64)
 
 
@@ -213,7 +323,16 @@ class Scheme:
     params: dict[str, float]
 
     def __post_init__(self) -> None:
+        # Built by hand, a scheme checks its parameters here (defaults filled in); built by
+        # make_scheme, they were checked once already and scheme_from_params skips this.
         object.__setattr__(self, "params", SCHEMES.validate_params(self.name, dict(self.params)))
+
+    @classmethod
+    def _of_checked(cls, name: str, params: dict[str, float]) -> Scheme:
+        scheme = object.__new__(cls)
+        object.__setattr__(scheme, "name", name)
+        object.__setattr__(scheme, "params", params)
+        return scheme
 
     # Value semantics (a dict field is not hashable, so these are written out).
     def __eq__(self, other: object) -> bool:
@@ -246,6 +365,7 @@ class Scheme:
         before they are normalised.
 
         Example:
+            >>> import torch
             >>> s = make_scheme("cce")
             >>> s.log_weight(torch.tensor([-1000.0]), torch.tensor([-2000.0]))
             tensor([-1999.3069])
@@ -260,18 +380,23 @@ class Scheme:
         largest finite number.
 
         Example:
+            >>> import torch
             >>> make_scheme("mse").weight(torch.tensor([0.0, 1 / 3, 1.0], dtype=torch.float64))
             tensor([0.0000, 0.5926, 0.0000], dtype=torch.float64)
             >>> make_scheme("beta", alpha=0.5, eta=2.0).weight(torch.tensor([0.0, 0.25]))
             tensor([3.4028e+38, 1.5000e+00])
         """
+        import torch
+
         p = _as_float(p)
-        w = torch.exp(self.log_weight(torch.log(p), torch.log1p(-p)))
+        w = self.log_weight(p.log(), p.neg().log1p()).exp()
         return w.clamp(max=torch.finfo(p.dtype).max)
 
     def _log_w64(self, t: np.ndarray | float) -> np.ndarray:
+        import torch
+
         p = torch.as_tensor(t, dtype=torch.float64)
-        return self.log_weight(torch.log(p), torch.log1p(-p)).numpy()
+        return self.log_weight(p.log(), p.neg().log1p()).numpy()
 
     # -- mode -----------------------------------------------------------------------------
 
@@ -294,6 +419,8 @@ class Scheme:
         k = int(np.argmax(lw))  # the first extremum: ties go to the smaller p
         p, best = float(_MODE_GRID[k]), float(lw[k])
         if 0 < k < len(_MODE_GRID) - 1 and math.isfinite(best):
+            from scipy import optimize
+
             res = optimize.minimize_scalar(lambda t: -sign * float(self._log_w64(t)),
                                            method="bounded",
                                            bounds=(_MODE_GRID[k - 1], _MODE_GRID[k + 1]),
@@ -352,6 +479,8 @@ class Scheme:
         """(log of the normaliser ``∫_0^1 w``, mean and variance of the density)."""
         if self._family.closed_stats is not None:
             return self._family.closed_stats(**self.params)
+        from scipy import integrate
+
         lw = self._log_w64(_MODE_GRID)
         shift = float(np.max(lw[np.isfinite(lw)]))  # integrate w / e^shift: no overflow
         points = [self.mode] if 0.0 < self.mode < 1.0 else None
@@ -373,13 +502,16 @@ class Scheme:
         Poles return the dtype's largest finite number, as :meth:`weight` does.
 
         Example:
+            >>> import torch
             >>> make_scheme("mae").density(torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64))
             tensor([0.0000, 1.5000, 0.0000], dtype=torch.float64)
         """
+        import torch
+
         p = _as_float(p)
         p64 = p.to(torch.float64)
-        log_h = self.log_weight(torch.log(p64), torch.log1p(-p64)) - self._stats[0]
-        return torch.exp(log_h).clamp(max=torch.finfo(p.dtype).max).to(p.dtype)
+        log_h = self.log_weight(p64.log(), p64.neg().log1p()) - self._stats[0]
+        return log_h.exp().clamp(max=torch.finfo(p.dtype).max).to(p.dtype)
 
     def spread(self) -> float:
         r"""The emphasis spread: standard deviation of the density :math:`h` over [0, 1].
@@ -405,6 +537,7 @@ class Scheme:
         float64; returned in ``p``'s dtype.
 
         Example:
+            >>> import torch
             >>> p = torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
             >>> make_scheme("cce").implied_loss(p)
             tensor([   inf, 0.6931, 0.0000], dtype=torch.float64)
@@ -413,6 +546,9 @@ class Scheme:
             >>> make_scheme("dm", lam=0.5, beta=0.0).implied_loss(torch.tensor([0.25, 0.75]), anchor=0.5)
             tensor([ 0.5493, -0.5493])
         """
+        import torch
+        from scipy import integrate
+
         p = _as_float(p)
         flat = p.detach().to(torch.float64).reshape(-1).cpu().numpy()
         if not np.all((flat >= 0.0) & (flat <= 1.0)):
@@ -457,14 +593,20 @@ class Scheme:
 
 
 # ---------------------------------------------------------------------------------------
-# The registry's entries (names, equations, parameter ranges and slider ranges) are declared
-# in dm_core.registries, readable without torch; each builds its scheme with this.
+# Building schemes by name. Each value is checked once: by SCHEMES.create (make_scheme) or
+# by Scheme's constructor, never by both.
 # ---------------------------------------------------------------------------------------
 
 
 def scheme_from_params(name: str, **params: float) -> Scheme:
-    """The factory ``SCHEMES`` names for every scheme: ``name`` with checked ``params``."""
-    return Scheme(name, params)
+    """``SCHEMES``' factory: the scheme ``name`` with ``params`` that were checked already
+    (every parameter present, in range: ``SCHEMES.create`` checked them, or a validated
+    ``RunConfig`` did); nothing is checked again.
+
+    >>> scheme_from_params("gce", q=0.5)
+    Scheme('gce', q=0.5)
+    """
+    return Scheme._of_checked(name, params)
 
 
 def make_scheme(name: str, **params: Any) -> Scheme:

@@ -41,6 +41,7 @@ from dm_core.data_files import check_data_available
 from dm_core.noise import NOISE
 from dm_core.registries import LOSSES, SCHEMES
 from dm_core.registry import ConfigError
+from dm_core.schemes import make_scheme
 
 SYMBOLS = {"lam": "λ", "psi": "ψ"}
 # The spread of log-weights over [0, 1] allowed: past ln(float32 max) the largest weight
@@ -87,9 +88,9 @@ def _scheme_params(scheme: str, params: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _scheme(name: str, params: Mapping[str, float]) -> Any:
-    """The scheme's math (``dm_core.schemes``, which needs torch: imported only here)."""
-    from dm_core.schemes import make_scheme
-
+    """The scheme, its parameters checked (``beta_bound`` takes a form's raw values). Its
+    math imports torch when it runs, so ``_degenerate_beta`` builds one only past the bound
+    the registry states."""
     return make_scheme(name, **params)
 
 

@@ -352,6 +352,62 @@ def test_direct_construction_is_validated_too():
         make_loss("nope")
 
 
+@pytest.mark.parametrize(("build", "params"), [
+    (lambda **kw: make_loss("dm", **kw), {"lam": 1.0, "beta": 4.0, "eps": 0.0}),
+    (DMLoss, {"lam": 1.0, "beta": 4.0, "eps": 0.0}),
+    (lambda **kw: make_loss("gce-dn", **kw), {"q": 0.5}),
+    (lambda **kw: make_loss("elr", **kw), {"lam": 2.0}),
+    (lambda **kw: type(make_loss("focal"))(**kw), {"gamma": 1.0}),
+    (lambda **kw: SchemeLoss(make_scheme("mae"), eps=kw["eps"]), {"eps": 0.0}),
+    (lambda **kw: make_scheme("dm", **kw), {"lam": 2.0}),
+], ids=["make_loss-dm", "DMLoss", "make_loss-gce-dn", "make_loss-elr", "FocalLoss",
+        "SchemeLoss", "make_scheme"])
+def test_each_value_is_checked_once_per_entry_point(monkeypatch, build, params):
+    """One check through the registry's records per construction, whichever the entry point
+    (before, ``make_loss("dm", lam=...)`` checked λ three times on its way to the scheme)."""
+    from dm_core.registry import Param, Registry
+
+    checked: list[str] = []
+    validate, check = Registry.validate_params, Param.check
+
+    def counting_validate(self, name, given, *args, **kwargs):
+        checked.extend(k for k in given if given[k] is not None)
+        return validate(self, name, given, *args, **kwargs)
+
+    def counting_check(self, value, where):
+        checked.append(self.name)
+        return check(self, value, where)
+
+    monkeypatch.setattr(Registry, "validate_params", counting_validate)
+    monkeypatch.setattr(Param, "check", counting_check)
+    make_loss("cce")  # the first create imports the factories' module: not counted
+    checked.clear()
+    build(**params)
+    assert sorted(checked) == sorted(params)
+
+
+def test_a_loss_class_takes_its_defaults_and_parameters_from_its_declaration():
+    """Each class's signature is its registry entry's parameters with the entry's defaults,
+    and a class whose ``__init__`` disagrees with its entry is refused at import."""
+    import inspect
+
+    from dm_core.losses import _declared
+
+    for name in ALL_LOSSES:
+        cls = type(make_loss(name))
+        if LOSSES.get(name).extra["family"] == "scheme" and cls is SchemeLoss:
+            continue
+        shown = {k: p.default for k, p in inspect.signature(cls).parameters.items()}
+        assert shown == LOSSES.get(name).defaults(), name
+    assert list(inspect.signature(SchemeLoss).parameters) == ["scheme", "normalise", "eps"]
+
+    with pytest.raises(TypeError, match=r"takes \['gamma', 'alpha'\].*declares \['gamma'\]"):
+        @_declared("focal")
+        class _Wrong(torch.nn.Module):
+            def __init__(self, gamma, alpha):
+                super().__init__()
+
+
 @pytest.mark.parametrize("name", ALL_LOSSES)
 @pytest.mark.parametrize("bad", [-1, 6], ids=["negative", "equal-to-classes"])
 def test_out_of_range_targets_raise_value_error(name, bad):
