@@ -19,18 +19,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /opt/dm-studio
 
-# Dependencies first (from pyproject.toml alone), so editing the code does not reinstall them.
+# Dependencies first (from pyproject.toml alone: the engine's, the studio's and psycopg), so
+# editing the code does not reinstall them.
 COPY pyproject.toml ./
 RUN set -eux; \
     if [ -n "$TORCH_INDEX_URL" ]; then \
         python -m pip install --index-url "$TORCH_INDEX_URL" "torch>=2.2,<=2.14.1" "torchvision>=0.17,<=0.29.1"; \
     fi; \
     python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['postgres']))" > /tmp/requirements.txt; \
+extras = p['optional-dependencies']; \
+print('\n'.join(p['dependencies'] + extras['studio'] + extras['postgres']))" > /tmp/requirements.txt; \
     python -m pip install -r /tmp/requirements.txt; \
     rm /tmp/requirements.txt
 
-# The project itself, with the postgres extra (psycopg) for DM_DATABASE_URL=postgresql+psycopg://...
+# The project itself, with the studio extra (store, workers, dm, dashboard) and the postgres extra
+# (psycopg) for DM_DATABASE_URL=postgresql+psycopg://...
 COPY README.md ./
 COPY dm_core ./dm_core
 COPY dm_store ./dm_store
@@ -39,7 +42,7 @@ COPY app ./app
 COPY studio ./studio
 COPY configs ./configs
 COPY studies ./studies
-RUN python -m pip install ".[postgres]" && dm --version
+RUN python -m pip install ".[studio,postgres]" && dm --version
 
 # An unprivileged user owns /data: the default SQLite file and the shared artifacts
 # (checkpoints). Mount volumes there: -v dm-data:/data (compose mounts /data/artifacts).

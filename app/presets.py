@@ -23,7 +23,7 @@ from typing import Any
 
 from dm_core.config import ConfigError, RunConfig, parse_config, read_config_file
 from dm_core.reference import CIFAR10_SOURCE, SOURCES
-from studio.repro import Experiment, Method, get_experiment
+from studio.repro.presets import Experiment, Method, get_experiment
 from studio.submission import noise_takes_rate
 
 FORM_VAL_FRACTION = 0.2

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dm_core.example_stats import STATISTICS, detection, suspicion
+from studio.entry_point import INSTALL_HINT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -90,8 +91,21 @@ class RunExamples:
 
 
 def check_statistic(name: str, available: list[str] | tuple[str, ...] = STATISTIC_NAMES) -> None:
-    if name not in available:
-        raise ExamplesUnavailable(f"unknown statistic {name!r}; choose one of: {', '.join(available)}")
+    """``ExamplesUnavailable`` unless ``name`` is one of ``available``. The label quality is
+    cleanlab's, computed only where cleanlab is installed (the studio extra), so its absence
+    from a snapshot says where to install it.
+
+    >>> check_statistic("label_quality", ["confidence", "margin"])
+    Traceback (most recent call last):
+    studio.suspects.ExamplesUnavailable: this snapshot has no label_quality: cleanlab was not installed where the run trained (pip install 'dm-studio[studio]' there); choose one of: confidence, margin
+    """
+    if name in available:
+        return
+    choose = f"choose one of: {', '.join(available)}"
+    if name == LABEL_QUALITY:
+        raise ExamplesUnavailable(f"this snapshot has no {LABEL_QUALITY}: cleanlab was not installed "
+                                  f"where the run trained ({INSTALL_HINT} there); {choose}")
+    raise ExamplesUnavailable(f"unknown statistic {name!r}; {choose}")
 
 
 def load_examples(store: Store, run_id: int, iteration: int | None = None) -> RunExamples:

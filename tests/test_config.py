@@ -137,7 +137,7 @@ def test_noise_settings_the_kind_uses_are_accepted(noise):
 
 def test_every_shipped_preset_and_experiment_stays_valid():
     from app.presets import all_presets, paper_presets, yaml_presets
-    from studio.repro import EXPERIMENTS
+    from studio.repro.presets import EXPERIMENTS
 
     presets = all_presets()
     assert set(presets) == set(yaml_presets()) | set(paper_presets())

@@ -7,6 +7,7 @@ list kept by hand, so a renamed command or option fails here before it fails in 
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
 import urllib.error
@@ -253,10 +255,10 @@ def test_dockerfile_base_image_is_a_build_arg_with_a_cuda_default():
         "the CPU variant (BASE_IMAGE=python:3.11-slim) must be documented"
 
 
-def test_dockerfile_installs_the_project_with_postgres_extra_as_non_root():
+def test_dockerfile_installs_the_project_with_studio_and_postgres_extras_as_non_root():
     instr = dockerfile_instructions()
     runs = " ".join(a for i, a in instr if i == "RUN")
-    assert re.search(r"pip install [^&;]*\.\[postgres\]", runs), runs
+    assert re.search(r"pip install [^&;]*\.\[studio,postgres\]", runs), runs
     users = [a for i, a in instr if i == "USER"]
     assert users and users[-1] not in ("root", "0"), "the image must not run as root"
     user = users[-1]
@@ -455,6 +457,145 @@ def test_readme_images_and_links_exist():
         assert (ROOT / target).exists(), f"README links to {target}, which does not exist"
 
 
+# ---------------------------------------------------------------- dependencies: the engine, the studio
+
+STDLIB = frozenset(sys.stdlib_module_names)
+PROJECT_PACKAGES = ("dm_core", "dm_store", "workers", "studio", "app")
+STUDIO_PACKAGES = ("dm_store", "workers", "studio", "app")
+# Imported only where the feature is used, each with its own install hint in the error.
+FEATURE_EXTRAS = {"psycopg": "postgres", "submitit": "cluster"}
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {_normalized(re.match(r"[A-Za-z0-9._-]+", r.strip()).group(0)) for r in requirements}
+
+
+def _is_import_error(handler: ast.ExceptHandler) -> bool:
+    caught = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(c, ast.Name) and c.id in ("ImportError", "ModuleNotFoundError")
+               for c in caught)
+
+
+def third_party_imports(package: str) -> dict[str, list[tuple[str, bool]]]:
+    """Every third-party module ``package`` imports, at any depth, with where (file:line) and
+    whether that import is guarded (inside ``try`` with an ``except ImportError``)."""
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        guarded = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Try)
+                   and any(_is_import_error(h) for h in node.handlers)
+                   for statement in node.body for inner in ast.walk(statement)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in STDLIB and top not in PROJECT_PACKAGES and top != "__future__":
+                    found.setdefault(top, []).append(
+                        (f"{path.relative_to(ROOT)}:{node.lineno}", id(node) in guarded))
+    return found
+
+
+def distribution_of(module: str) -> str:
+    """The installed distribution that provides top-level ``module`` (``yaml`` -> ``pyyaml``),
+    read from the installed packages' own records."""
+    from importlib.metadata import packages_distributions
+
+    (name, *_) = packages_distributions()[module]
+    return _normalized(name)
+
+
+def test_the_import_scan_sees_guarded_and_lazy_imports(tmp_path, monkeypatch):
+    # The scan must be able to fail: a lazy import counts, and only try/except ImportError guards.
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "m.py").write_text(
+        "import os\nimport numpy\n"
+        "def f():\n    from yaml import safe_load\n"
+        "try:\n    import cleanlab.rank\nexcept ImportError:\n    cleanlab = None\n"
+        "try:\n    import torch\nexcept ValueError:\n    pass\n", encoding="utf-8")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    assert third_party_imports("probe") == {
+        "numpy": [("probe/m.py:2", False)], "yaml": [("probe/m.py:4", False)],
+        "cleanlab": [("probe/m.py:6", True)], "torch": [("probe/m.py:10", False)]}
+
+
+def test_the_engine_declares_every_dependency_it_imports():
+    """``pip install dm-studio`` is the engine alone: whatever dm_core imports unguarded is a
+    base dependency; what it imports guarded (the fused kernel's ninja, cleanlab's reference
+    score) is declared in the base or in an extra."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    base = _requirement_names(PYPROJECT["project"]["dependencies"])
+    anywhere = base.union(*(_requirement_names(r) for r in extras.values()))
+    for module, places in third_party_imports("dm_core").items():
+        dist = distribution_of(module)
+        needed = not all(guarded for _, guarded in places)
+        assert dist in (base if needed else anywhere), \
+            f"dm_core imports {module} ({places[0][0]}): declare {dist}"
+
+
+def test_the_base_dependencies_are_the_engines_alone():
+    # Nothing in the base that the engine does not import: the studio's belong to its extra.
+    base = _requirement_names(PYPROJECT["project"]["dependencies"])
+    assert base <= {distribution_of(module) for module in third_party_imports("dm_core")}
+
+
+def test_the_studio_packages_imports_are_in_the_studio_extra():
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    declared = (_requirement_names(PYPROJECT["project"]["dependencies"])
+                | _requirement_names(extras["studio"]))
+    for package in STUDIO_PACKAGES:
+        for module, places in third_party_imports(package).items():
+            if module in FEATURE_EXTRAS:
+                assert distribution_of(module) in _requirement_names(extras[FEATURE_EXTRAS[module]])
+                continue
+            assert distribution_of(module) in declared, \
+                f"{package} imports {module} ({places[0][0]}): add it to the studio extra"
+
+
+def test_dev_installs_the_studio_and_every_feature_extra():
+    dev = PYPROJECT["project"]["optional-dependencies"]["dev"]
+    (own,) = [r for r in dev if _normalized(r).startswith(PYPROJECT["project"]["name"] + "[")]
+    assert set(own.split("[")[1].rstrip("]").split(",")) == {"studio", *FEATURE_EXTRAS.values()}
+
+
+def test_dm_without_the_studio_extra_names_the_install_command():
+    """The console script checks the studio extra before importing the command line: here
+    Typer's distribution reads as not installed, and ``dm`` says what to install instead of a
+    traceback (and never gets as far as importing studio.cli)."""
+    code = ("import sys; from importlib import metadata; real = metadata.distribution\n"
+            "def fake(name):\n"
+            "    if name.lower() == 'typer': raise metadata.PackageNotFoundError(name)\n"
+            "    return real(name)\n"
+            "metadata.distribution = fake\n"
+            "from studio import entry_point\n"
+            "try:\n    entry_point.main()\n"
+            "finally:\n    print('studio.cli' in sys.modules, file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=tempfile.gettempdir())
+    assert out.returncode == 1
+    name = PYPROJECT["project"]["name"]
+    assert out.stderr.splitlines() == [
+        "False", f"dm: error: the dm command needs the studio extra of {name}, and typer is not "
+                 f"installed: pip install '{name}[studio]'"]
+
+
+def test_the_console_script_is_the_checked_entry_point():
+    assert PYPROJECT["project"]["scripts"] == {"dm": "studio.entry_point:main"}
+    from studio import entry_point
+
+    assert entry_point.DISTRIBUTION == PYPROJECT["project"]["name"]
+    assert entry_point.EXTRA in PYPROJECT["project"]["optional-dependencies"]
+
+
+
 # ---------------------------------------------------------------- Makefile and CI
 
 def test_ci_run_is_executable_and_runs_make_test_under_ci():
@@ -475,7 +616,7 @@ def test_make_targets_dry_run(tmp_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert f"-m venv {venv}" in text
-    assert "pip install --disable-pip-version-check -e ." in text
+    assert "pip install --disable-pip-version-check -e '.[studio]'" in text  # make run
     assert "pip install --disable-pip-version-check -e '.[dev]'" in text
     assert f"{venv}/bin/dm up" in text
     assert f"{venv}/bin/python -m pytest -n 2" in text

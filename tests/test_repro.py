@@ -30,20 +30,9 @@ from studio.experiments.report import (
 from studio.experiments.results import RunOutcome
 from studio.experiments.spec import parse_study
 from studio.experiments.tuner import StudyResult
-from studio.repro import (
-    EXPERIMENTS,
-    Experiment,
-    GroupMismatch,
-    Method,
-    get_experiment,
-    group_outcomes,
-    plan,
-    read_group,
-    reference_table,
-    run_here,
-    submit_plan,
-    summary_text,
-)
+from studio.repro.plan import GroupMismatch, group_outcomes, plan, read_group, run_here, submit_plan
+from studio.repro.presets import EXPERIMENTS, Experiment, Method, get_experiment
+from studio.repro.summary import reference_table, summary_text
 from workers import Worker
 
 runner = CliRunner()
@@ -289,7 +278,7 @@ def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
     # its first baseline and first DM method, and batches a CPU trains in a moment.
     import dataclasses
 
-    import studio.repro
+    import studio.repro.presets
 
     dm_method = next(m for m in exp.methods if m.label.startswith("DM"))
     base = json.loads(json.dumps(exp.base)) | {"batch_size": 8}
@@ -297,7 +286,7 @@ def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
         base["dataset"]["classes_per_batch"] = 4
     small = dataclasses.replace(exp, base=base, conditions=exp.conditions[-1:],
                                 methods=(exp.methods[0], dm_method))
-    monkeypatch.setattr(studio.repro, "get_experiment", lambda _: small)
+    monkeypatch.setattr(studio.repro.presets, "get_experiment", lambda _: small)
     result = runner.invoke(app, ["repro", name, "--local", "--iterations", "2", "--device", "cpu",
                                  "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -380,10 +369,10 @@ def test_queued_runs_give_the_local_report(db_url, tmp_path):
 
 
 def test_repro_cli_runs_a_preset_here_and_queued_with_one_report(db_url, tmp_path, monkeypatch):
-    import studio.repro
+    import studio.repro.presets
 
     exp = tiny_experiment()
-    monkeypatch.setattr(studio.repro, "get_experiment", lambda name: exp)
+    monkeypatch.setattr(studio.repro.presets, "get_experiment", lambda name: exp)
     local = runner.invoke(app, ["repro", "tiny", "--local", "--device", "cpu", "--iterations", "6",
                                 "--seeds", "0", "--out", str(tmp_path / "here")])
     assert local.exit_code == 0, local.output

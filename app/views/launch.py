@@ -53,7 +53,7 @@ from dm_core.models import MODELS
 from dm_core.noise import NOISE
 from dm_core.schemes import make_scheme
 from dm_store import StoreError
-from studio.repro import get_experiment
+from studio.repro.presets import get_experiment
 from studio.submission import beta_bound, comparison_on_seeds
 
 MODES = ("one run", "λ/β grid", "method comparison")

@@ -69,7 +69,9 @@ def repro_command(
     """Reproduce one of the paper's findings and write a markdown table with plotly figures."""
     from dm_core.registry import ConfigError
     from studio.experiments.catalogue import find_study, study_files
-    from studio.repro import EXPERIMENTS, get_experiment, plan, write_summary
+    from studio.repro.plan import plan
+    from studio.repro.presets import EXPERIMENTS, get_experiment
+    from studio.repro.summary import write_summary
 
     if summary:
         with _errors():
@@ -134,7 +136,7 @@ def _cuda_for(device: str | None) -> bool:
 
 def _run_local(p, name: str, out: Path, device: str | None) -> None:
     from studio.experiments.report import write_preset_report
-    from studio.repro import run_here
+    from studio.repro.plan import run_here
 
     with progress_bar() as progress:
         task = progress.add_task(f"{name}: runs", total=p.total())
@@ -146,7 +148,7 @@ def _run_local(p, name: str, out: Path, device: str | None) -> None:
 
 def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
            db: str | None) -> None:
-    from studio.repro import submit_plan
+    from studio.repro.plan import submit_plan
 
     with _errors():
         store = _open_store(db)
@@ -162,7 +164,7 @@ def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
 def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations: int | None,
              db: str | None) -> None:
     from studio.experiments.report import write_preset_report
-    from studio.repro import group_outcomes, latest_group, read_group
+    from studio.repro.plan import group_outcomes, latest_group, read_group
 
     again = f"dm repro {name} --report --group {{group}}{_options(seeds, iterations)}" + (
         f" --db {shlex.quote(db)}" if db else "")

@@ -9,24 +9,9 @@ expands it into the studies' ``PlannedRun``s, which train through the studies' r
 ``RunOutcome``s, and the studies' report writer (``write_preset_report``) and claims
 (``studio.experiments.claims``) turn them into the report, in the paper's Table 10 layout
 with the published numbers beside each row.
+
+Modules: ``presets`` (the experiments, ``get_experiment``; what the dashboard's Launch page
+reads), ``plan`` (a preset's runs, here or queued, and their outcomes) and ``summary`` (the
+reproduction page). This package imports none of them: importing ``studio.repro.presets`` must
+not load the runners, Optuna and Jinja that ``plan`` and the reports need.
 """
-
-from studio.repro.plan import (
-    GroupMismatch,
-    GroupState,
-    Plan,
-    group_outcomes,
-    latest_group,
-    plan,
-    read_group,
-    run_here,
-    submit_plan,
-)
-from studio.repro.presets import EXPERIMENTS, Experiment, Method, get_experiment
-from studio.repro.summary import reference_table, results_from_csv, summary_text, write_summary
-
-__all__ = [
-    "EXPERIMENTS", "Experiment", "GroupMismatch", "GroupState", "Method", "Plan",
-    "get_experiment", "group_outcomes", "latest_group", "plan", "read_group", "reference_table",
-    "results_from_csv", "run_here", "submit_plan", "summary_text", "write_summary",
-]
