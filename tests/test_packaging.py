@@ -8,6 +8,7 @@ list kept by hand, so a renamed command or option fails here before it fails in 
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import os
 import re
@@ -504,12 +505,19 @@ def third_party_imports(package: str) -> dict[str, list[tuple[str, bool]]]:
     return found
 
 
+@functools.cache
+def _installed_distributions() -> dict[str, list[str]]:
+    """Top-level module -> distributions, read once: each read goes through every installed
+    package's records, and the scans ask about dozens of modules (10-30 s a scan uncached)."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions()
+
+
 def distribution_of(module: str) -> str:
     """The installed distribution that provides top-level ``module`` (``yaml`` -> ``pyyaml``),
     read from the installed packages' own records."""
-    from importlib.metadata import packages_distributions
-
-    (name, *_) = packages_distributions()[module]
+    (name, *_) = _installed_distributions()[module]
     return _normalized(name)
 
 
