@@ -1,9 +1,11 @@
 """Run configuration: one pydantic model, loaded from YAML or JSON, with dotted overrides.
 
-Layers, lowest first: the model's defaults, a preset file, ``--set dotted.key=value``
-overrides. Unknown keys are rejected; every invalid value is reported with its field path
+Layers, lowest first: the model's defaults, a preset file, overrides (``--set
+dotted.key=value``, a study's condition: ``apply_overrides``, the one way a config is
+layered). Unknown keys are rejected; every invalid value is reported with its field path
 and the allowed range. The resolved config (``RunConfig.model_dump()``) is stored with the
-run, so a worker on another machine needs nothing else.
+run, so a worker on another machine needs nothing else. Sweeps -- grids, comparisons, the
+number of runs one submit may queue -- belong to the queue, not to a run: ``studio.sweeps``.
 
 >>> cfg = RunConfig.model_validate({"loss": {"name": "dm", "lam": 1.0, "beta": 12.0}})
 >>> cfg.loss.params()
@@ -17,10 +19,10 @@ loss.lam: -1.0 is out of range; must be a float in [0, inf)
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import unicodedata
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,14 +40,11 @@ from dm_core.bounded_load import (
 )
 from dm_core.registry import ConfigError
 
-# One submit (a grid, a comparison) queues at most this many runs.
-MAX_RUNS_PER_SUBMIT = 1000
-
 __all__ = [
     "ConfigError", "RunConfig", "DatasetConfig", "NoiseConfig", "ModelConfig", "LossConfig",
     "OptimizerConfig", "ScheduleConfig", "load_config", "parse_config", "apply_overrides",
-    "expand_grid", "parse_grid", "parse_value", "comparison_configs", "MAX_CONFIG_BYTES",
-    "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "MAX_RUNS_PER_SUBMIT", "check_name", "visible_controls",
+    "parse_value", "MAX_CONFIG_BYTES", "MAX_CONFIG_DEPTH", "MAX_CONFIG_NODES", "check_name",
+    "visible_controls",
 ]
 
 
@@ -466,15 +465,16 @@ def parse_value(text: str, path: str = "--set", prefix: str = "") -> Any:
     """Parse an override value as YAML (``1e-3`` → float, ``[1,2]`` → list, ``true`` → bool),
     within the bounds of ``dm_core.bounded_load`` (a refusal is a ConfigError at ``path``).
 
-    >>> parse_value("1e-3"), parse_value("[256, 256]"), parse_value("sgd")
-    (0.001, [256, 256], 'sgd')
+    >>> parse_value("1e-3"), parse_value("[256, 256]"), parse_value("sgd"), parse_value("'0'")
+    (0.001, [256, 256], 'sgd', '0')
     """
     try:
         value = load_yaml(text, path, prefix)
     except yaml.YAMLError:
         return text
-    if isinstance(value, str):
-        # YAML 1.1 reads "1e-3" as a string; numbers are what users mean.
+    if isinstance(value, str) and value == text.strip():
+        # YAML 1.1 reads "1e-3" as a string; numbers are what users mean (a quoted '1e-3'
+        # stays the string it says it is).
         try:
             return float(value) if any(c in value for c in ".eE") else int(value)
         except ValueError:
@@ -482,29 +482,62 @@ def parse_value(text: str, path: str = "--set", prefix: str = "") -> Any:
     return value
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``dotted.key=value`` overrides to a nested dict (returns a new dict).
+def apply_overrides(data: Mapping[str, Any],
+                    overrides: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    """``data`` with ``overrides`` laid over it (a new dict; neither argument changes): the one
+    way a config is layered, for ``--set`` texts, a study's conditions and a preset's settings.
+
+    Every override sets one value at a dotted path, creating the sections on its way: a
+    mapping stands for the paths to its leaves (``{"loss": {"lam": 2}}`` sets ``loss.lam``,
+    leaving the section's other keys), and a ``dotted.key=value`` text for its path, with the
+    value read as YAML (``parse_value``), one after another. A path through something that is
+    not a section is a ConfigError.
 
     >>> apply_overrides({"loss": {"name": "dm"}}, ["loss.lam=2", "seed=7"])
     {'loss': {'name': 'dm', 'lam': 2}, 'seed': 7}
+    >>> apply_overrides({"loss": {"name": "dm", "lam": 1}}, {"loss": {"beta": 4}, "seed": 7})
+    {'loss': {'name': 'dm', 'lam': 1, 'beta': 4}, 'seed': 7}
+    >>> apply_overrides({"loss": "dm"}, ["loss.lam=2"])
+    Traceback (most recent call last):
+    dm_core.registry.ConfigError: --set: 'loss.lam=2': loss is not a section
     """
     check_extent(data, "", "config: ")
     out = json.loads(json.dumps(data))
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError.at("--set", f"{item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
-        key, _, raw = item.partition("=")
-        parts = [p for p in key.strip().split(".") if p]
-        if not parts:
-            raise ConfigError.at("--set", f"{item!r}: empty key")
+    if isinstance(overrides, Mapping):
+        settings = [(path, value, ".".join(path)) for path, value in _leaves(overrides, ())]
+        field = ""
+    else:
+        settings = [_read_setting(item) for item in overrides]
+        field = "--set"
+    for path, value, shown in settings:
         node = out
-        for p in parts[:-1]:
-            child = node.setdefault(p, {})
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError.at("--set", f"{item!r}: {p} is not a section")
+                raise ConfigError.at(field, f"{shown!r}: {part} is not a section")
             node = child
-        node[parts[-1]] = parse_value(raw.strip(), "--set", f"{key.strip()}: ")
+        node[path[-1]] = value
     return out
+
+
+def _leaves(overrides: Mapping[str, Any], path: tuple[str, ...]):
+    """``(path, value)`` of each leaf of a nested mapping (an empty one sets nothing)."""
+    for key, value in overrides.items():
+        if isinstance(value, Mapping):
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key), json.loads(json.dumps(value))
+
+
+def _read_setting(item: str) -> tuple[tuple[str, ...], Any, str]:
+    """``dotted.key=value`` → (the key's path, the value, the text for errors)."""
+    if "=" not in item:
+        raise ConfigError.at("--set", f"{item!r}: expected dotted.key=value, e.g. loss.lam=1.0")
+    key, _, raw = item.partition("=")
+    parts = tuple(p for p in key.strip().split(".") if p)
+    if not parts:
+        raise ConfigError.at("--set", f"{item!r}: empty key")
+    return parts, parse_value(raw.strip(), "--set", f"{key.strip()}: "), item
 
 
 def read_config_file(path: str | Path, kind: str = "config file") -> dict[str, Any]:
@@ -560,88 +593,3 @@ def _reject_non_finite(obj: Any, path: str) -> None:
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
             _reject_non_finite(v, f"{path}[{i}]")
-
-
-def parse_grid(items: list[str]) -> list[tuple[str, list[Any]]]:
-    """Parse ``--grid key=v1,v2`` items into (key, values) pairs.
-
-    >>> parse_grid(["loss.lam=0,0.5,1", "loss.name=cce,dm"])
-    [('loss.lam', [0, 0.5, 1]), ('loss.name', ['cce', 'dm'])]
-    >>> parse_grid(["loss.beta=, ,"])
-    Traceback (most recent call last):
-    dm_core.registry.ConfigError: --grid: 'loss.beta=, ,': no values after '='; expected dotted.key=v1,v2,...
-    """
-    axes = []
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip() or not raw.strip():
-            raise ConfigError.at("--grid", f"{item!r}: expected dotted.key=v1,v2,..., e.g. loss.lam=0,0.5,1")
-        values = [parse_value(v.strip(), "--grid", f"{key.strip()}: ") for v in raw.split(",") if v.strip()]
-        if not values:  # "loss.beta=," would be an empty product: no runs at all
-            raise ConfigError.at("--grid", f"{item!r}: no values after '='; expected dotted.key=v1,v2,...")
-        axes.append((key.strip(), values))
-    return axes
-
-
-def expand_grid(base: dict[str, Any], grid: list[tuple[str, list[Any]]] | list[str],
-                overrides: list[str] | None = None) -> list[RunConfig]:
-    """The cartesian product of grid axes over a base config; every point validated.
-
-    Each run's name gets the grid point appended (``name[loss.lam=1,loss.beta=8]``), and is
-    validated with it. A grid of more than ``MAX_RUNS_PER_SUBMIT`` points is refused before
-    any point is built.
-
-    >>> expand_grid({}, ["seed=" + ",".join(map(str, range(40))), "loss.lam=" + "0," * 30])
-    Traceback (most recent call last):
-    dm_core.registry.ConfigError: --grid: 1200 runs (40 × 30 values); at most 1000 runs per submit: split the grid
-    """
-    if grid and isinstance(grid[0], str):
-        grid = parse_grid(grid)  # type: ignore[arg-type]
-    sizes = [len(vals) for _, vals in grid]  # type: ignore[misc]
-    if math.prod(sizes) > MAX_RUNS_PER_SUBMIT:
-        raise ConfigError.at("--grid", f"{math.prod(sizes)} runs ({' × '.join(map(str, sizes))} "
-                                       f"values); at most {MAX_RUNS_PER_SUBMIT} runs per submit: "
-                                       "split the grid")
-    base = apply_overrides(base, overrides or [])
-    keys = [k for k, _ in grid]  # type: ignore[misc]
-    configs = []
-    for point in itertools.product(*[vals for _, vals in grid]):  # type: ignore[misc]
-        data = apply_overrides(base, [f"{k}={json.dumps(v)}" for k, v in zip(keys, point, strict=True)])
-        name = data.get("name", RunConfig.model_fields["name"].default)
-        if keys and isinstance(name, str):
-            data["name"] = f"{name}[{','.join(f'{k}={v}' for k, v in zip(keys, point, strict=True))}]"
-        configs.append(parse_config(data))
-    return configs
-
-
-def comparison_configs(base: dict[str, Any], losses: list[str],
-                       overrides: list[str] | None = None) -> list[RunConfig]:
-    """The same data, model and seed with each loss in ``losses`` (its registered defaults;
-    the base's own loss keeps its parameters); each run named ``name[loss]``.
-
-    Every loss is validated first: a ConfigError names each one that fails.
-
-    >>> runs = comparison_configs({"name": "cmp", "loss": {"name": "dm", "lam": 1.0}}, ["cce", "dm"])
-    >>> [(c.name, c.loss.name, c.loss.params().get("lam")) for c in runs]
-    [('cmp[cce]', 'cce', None), ('cmp[dm]', 'dm', 1.0)]
-    >>> comparison_configs({}, ["cce", "hinge"])  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    dm_core.registry.ConfigError: compare: hinge: loss.name: unknown name 'hinge'; allowed: cce, mae, ...
-    """
-    if not losses:
-        raise ConfigError.at("compare", "choose at least one loss")
-    if len(losses) > MAX_RUNS_PER_SUBMIT:
-        raise ConfigError.at("compare", f"{len(losses)} runs; at most {MAX_RUNS_PER_SUBMIT} runs per submit")
-    base = apply_overrides(base, overrides or [])
-    own = (base.get("loss") or {}).get("name", LossConfig.model_fields["name"].default)
-    configs, errors = [], []
-    for name in losses:
-        loss = dict(base.get("loss") or {}) if name == own else {"name": name}
-        try:
-            configs.append(parse_config({**base, "loss": loss,
-                                         "name": f"{base.get('name') or 'run'}[{name}]"}))
-        except ConfigError as err:
-            errors += [("compare", f"{name}: {line}") for line in err.lines()]
-    if errors:
-        raise ConfigError(errors=errors)
-    return configs

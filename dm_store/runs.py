@@ -165,11 +165,17 @@ def check_group(group: str) -> str:
     return group
 
 
+# One submit (a grid, a comparison, a study's phase) queues at most this many runs. The
+# front ends' sweeps refuse a larger one before building any config; the store refuses it
+# whatever path submits.
+MAX_RUNS_PER_SUBMIT = 1000
+
+
 def check_run_count(count: int) -> int:
-    """The number of runs one ``Store.submit`` queues: at most ``MAX_RUNS_PER_SUBMIT``
-    (``dm_core.config``), whatever path submits -- ``dm submit``, the Launch page, a study,
-    a script. The pages and ``dm runs`` list every run: one click that queued 10,000 made
-    each rerun of the dashboard take 39 s. ``ConfigError`` naming ``configs``, the count and
+    """The number of runs one ``Store.submit`` queues: at most ``MAX_RUNS_PER_SUBMIT``,
+    whatever path submits -- ``dm submit``, the Launch page, a study, a script. The pages
+    and ``dm runs`` list every run: one click that queued 10,000 made each rerun of the
+    dashboard take 39 s. ``ConfigError`` naming ``configs``, the count and
     the cap otherwise.
 
     >>> check_run_count(1000)
@@ -178,8 +184,6 @@ def check_run_count(count: int) -> int:
     Traceback (most recent call last):
     dm_core.registry.ConfigError: configs: 5000 runs in one submit; at most 1000 runs per submit: split them into several submits
     """
-    from dm_core.config import MAX_RUNS_PER_SUBMIT
-
     if count > MAX_RUNS_PER_SUBMIT:
         raise ConfigError.at("configs", f"{count} runs in one submit; at most {MAX_RUNS_PER_SUBMIT} "
                                         "runs per submit: split them into several submits")
@@ -475,4 +479,5 @@ class Runs:
         return sorted(handled)
 
 
-__all__ = ["ClaimedRun", "LostClaim", "RunInfo", "Runs", "SubmitResult", "group_name", "run_info"]
+__all__ = ["MAX_RUNS_PER_SUBMIT", "ClaimedRun", "LostClaim", "RunInfo", "Runs", "SubmitResult",
+           "group_name", "run_info"]

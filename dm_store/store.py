@@ -126,7 +126,7 @@ class Store:
                max_attempts: int = 3) -> SubmitResult:
         """Queue validated ``RunConfig``s in one transaction, as one group (named when None).
 
-        At most ``dm_core.config.MAX_RUNS_PER_SUBMIT`` configs: more is a ``ConfigError``
+        At most ``dm_store.runs.MAX_RUNS_PER_SUBMIT`` configs: more is a ``ConfigError``
         naming the count and the cap, and nothing is queued."""
         return self._runs.submit(configs, group, max_attempts)
 

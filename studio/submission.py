@@ -17,8 +17,7 @@ command refuse the same configs with the same words:
   float32: the run trains on one example a step and "succeeds" at chance accuracy.
 - **Data files missing** (``dm_core.data_files.check_data_available``), once per dataset section.
 
-``comparison_on_seeds`` is the method comparison both queue: every loss on each of several
-seeds.
+The runs both queue from one base (grids, comparisons) are expanded by ``studio.sweeps``.
 """
 
 from __future__ import annotations
@@ -30,13 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from dm_core.config import (
-    MAX_RUNS_PER_SUBMIT,
-    RunConfig,
-    apply_overrides,
-    check_name,
-    comparison_configs,
-)
+from dm_core.config import RunConfig
 from dm_core.data_files import check_data_available
 from dm_core.noise import NOISE
 from dm_core.registries import LOSSES, SCHEMES
@@ -50,8 +43,7 @@ SYMBOLS = {"lam": "λ", "psi": "ψ"}
 FLOAT32_LOG_MAX = math.log(float(np.finfo(np.float32).max))
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
-__all__ = ["FLOAT32_EPS", "FLOAT32_LOG_MAX", "beta_bound", "comparison_on_seeds",
-           "noise_takes_rate", "refusals"]
+__all__ = ["FLOAT32_EPS", "FLOAT32_LOG_MAX", "beta_bound", "noise_takes_rate", "refusals"]
 
 
 def noise_takes_rate(kind: str) -> bool:
@@ -175,34 +167,3 @@ def refusals(configs: Sequence[RunConfig]) -> list[tuple[str, str]]:
             text = str(err)
             add(text.split(":", 1)[0] if text.startswith("dataset.") else "dataset", text)
     return found
-
-
-def comparison_on_seeds(base: dict[str, Any], losses: list[str], seeds: int,
-                        overrides: list[str] | None = None) -> list[RunConfig]:
-    """``dm_core.config.comparison_configs`` on ``seeds`` seeds: the base's seed and the
-    next ``seeds − 1``, each with every loss (seed by seed, so the queue completes one
-    whole comparison before it starts the next). With one seed, exactly
-    ``comparison_configs``; with more, each run is named ``name[loss,seed=S]``. Too many
-    runs is an error about ``--seeds`` (the form caps its field below the limit).
-
-    >>> runs = comparison_on_seeds({"name": "cmp", "seed": 4}, ["cce", "dm"], 2)
-    >>> [(c.name, c.seed) for c in runs]
-    [('cmp[cce,seed=4]', 4), ('cmp[dm,seed=4]', 4), ('cmp[cce,seed=5]', 5), ('cmp[dm,seed=5]', 5)]
-    """
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise ConfigError.at("--seeds", f"{seeds!r}: must be a whole number ≥ 1")
-    if seeds * len(losses) > MAX_RUNS_PER_SUBMIT:
-        raise ConfigError.at("--seeds", f"{seeds} seeds × {len(losses)} losses = "
-                                      f"{seeds * len(losses)} runs; at most "
-                                      f"{MAX_RUNS_PER_SUBMIT} runs per submit")
-    base = apply_overrides(base, overrides or [])
-    if seeds == 1:
-        return comparison_configs(base, losses)
-    first = int(base.get("seed", RunConfig.model_fields["seed"].default))
-    name = base.get("name") or "run"
-    configs = []
-    for seed in range(first, first + seeds):
-        for cfg in comparison_configs({**base, "seed": seed}, losses):
-            renamed = check_name(f"{name}[{cfg.loss.name},seed={seed}]", "name")
-            configs.append(cfg.model_copy(update={"name": renamed}))
-    return configs

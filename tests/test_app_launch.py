@@ -143,7 +143,7 @@ def test_grid_rows_add_up_to_one_cap_and_nothing_is_queued_past_it(app_db):
     """Each row within the cap, together over it (3 rows × 200 β × 2 seeds = 1,200 runs):
     the error is under the grid before the click, no run is built, nothing is queued
     (issue 25, item 1)."""
-    from dm_core.config import MAX_RUNS_PER_SUBMIT
+    from studio.sweeps import MAX_RUNS_PER_SUBMIT
 
     betas = ", ".join(str(b) for b in range(1, 201))
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dm_core.config import ConfigError, expand_grid, load_config, parse_config, parse_grid
+from dm_core.config import ConfigError, apply_overrides, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET = ROOT / "configs" / "digits-symmetric-40-dm.yaml"
@@ -178,19 +178,31 @@ def test_malformed_override():
         load_config(PRESET, ["loss.lam"])
 
 
-def test_grid_is_the_cartesian_product_and_names_each_point():
-    base = json.loads(json.dumps(load_config(PRESET).model_dump(mode="json")))
-    configs = expand_grid(base, ["loss.lam=0,0.5,1", "loss.beta=4,8,12"])
-    points = {(c.loss.params()["lam"], c.loss.params()["beta"]) for c in configs}
-    assert points == {(lam, beta) for lam in (0, 0.5, 1) for beta in (4, 8, 12)}
-    assert len({c.name for c in configs}) == 9
+def test_overrides_as_text_and_as_a_mapping_set_the_same_paths():
+    """``--set`` texts and a study's condition (a nested mapping) are one way of layering: each
+    sets values at dotted paths, keeping the section's other keys, creating missing sections."""
+    base = {"loss": {"name": "dm", "lam": 1.0}, "dataset": {"name": "digits"}}
+    texts = ["loss.beta=4", "dataset.noise.kind=symmetric", "dataset.noise.rate=0.2", "seed=3"]
+    mapping = {"loss": {"beta": 4}, "dataset": {"noise": {"kind": "symmetric", "rate": 0.2}},
+               "seed": 3}
+    expected = {"loss": {"name": "dm", "lam": 1.0, "beta": 4},
+                "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.2}}, "seed": 3}
+    assert apply_overrides(base, texts) == apply_overrides(base, mapping) == expected
+    assert base == {"loss": {"name": "dm", "lam": 1.0}, "dataset": {"name": "digits"}}  # unchanged
+    # A later text wins; a whole section given as a value replaces it.
+    assert apply_overrides(base, ["loss={name: cce}", "loss.eps=0"]) == {
+        "loss": {"name": "cce", "eps": 0}, "dataset": {"name": "digits"}}
+    with pytest.raises(ConfigError, match=r"--set: 'loss.name.x=1': name is not a section"):
+        apply_overrides(base, ["loss.name.x=1"])
+    with pytest.raises(ConfigError, match=r"'loss.name.x': name is not a section"):
+        apply_overrides(base, {"loss": {"name": {"x": 1}}})
 
 
-def test_grid_validates_every_point():
-    with pytest.raises(ConfigError, match="loss.lam"):
-        expand_grid({}, ["loss.lam=0,-1"])
-    with pytest.raises(ConfigError, match="--grid"):
-        parse_grid(["loss.lam"])
+def test_a_quoted_override_stays_a_string():
+    """``--set seed='0'`` is the string '0' (refused for an integer field), not the number."""
+    assert apply_overrides({}, ["name='7'", "seed=7"]) == {"name": "7", "seed": 7}
+    with pytest.raises(ConfigError, match="seed"):
+        parse_config({}, ["seed='0'"])
 
 
 @pytest.mark.parametrize(("dataset", "rate", "ok"), [
@@ -258,12 +270,3 @@ def test_config_error_from_one_line_text_and_through_pickle():
     many = ConfigError(errors=[("loss.lam", "too low"), ("seed", "too high")])
     again = pickle.loads(pickle.dumps(many))
     assert again.errors == many.errors and str(again) == "loss.lam: too low; seed: too high"
-
-
-def test_comparison_errors_belong_to_the_comparison():
-    from dm_core.config import comparison_configs
-
-    with pytest.raises(ConfigError) as caught:
-        comparison_configs({"loss": {"name": "dm", "lam": 1.0}}, ["cce", "hinge", "nope"])
-    assert caught.value.paths() == ["compare", "compare"]
-    assert [m.split(":")[0] for _, m in caught.value.errors] == ["hinge", "nope"]

@@ -286,7 +286,7 @@ def test_anchors_and_aliases_within_bounds_still_work(tmp_path):
     ["seed=" + ",".join(map(str, range(1001)))],
 ], ids=["a-million", "one-over"])
 def test_a_grid_over_the_run_limit_is_refused_before_it_is_expanded(tmp_path, axes):
-    from dm_core.config import MAX_RUNS_PER_SUBMIT
+    from studio.sweeps import MAX_RUNS_PER_SUBMIT
 
     args = [a for axis in axes for a in ("--grid", axis)]
     result, db = _submit(tmp_path, json.dumps(VALID), ".json", *args)

@@ -97,7 +97,7 @@ def test_submit_refuses_more_runs_than_the_cap_whatever_path_submits(store):
     """One cap on the runs of one submit, enforced by the store itself (issue 25, item 1):
     5,000 configs in one call are refused naming the count and the cap, nothing is queued;
     the cap itself is allowed."""
-    from dm_core.config import MAX_RUNS_PER_SUBMIT
+    from dm_store.runs import MAX_RUNS_PER_SUBMIT
 
     one = config("many")
     for count in (MAX_RUNS_PER_SUBMIT + 1, 5000):

@@ -36,14 +36,12 @@ from app.nav import page_link
 from app.presets import PAPER_NOTE, all_presets, form_defaults, paper_preset_note
 from app.text import md
 from dm_core.config import (
-    MAX_RUNS_PER_SUBMIT,
     ConfigError,
     DatasetConfig,
     OptimizerConfig,
     RunConfig,
     ScheduleConfig,
     check_name,
-    expand_grid,
     parse_config,
 )
 from dm_core.data import DATASETS
@@ -54,7 +52,8 @@ from dm_core.noise import NOISE
 from dm_core.schemes import make_scheme
 from dm_store import StoreError
 from studio.repro.presets import get_experiment
-from studio.submission import beta_bound, comparison_on_seeds
+from studio.submission import beta_bound
+from studio.sweeps import MAX_RUNS_PER_SUBMIT, comparison_on_seeds, expand_grid
 
 MODES = ("one run", "λ/β grid", "method comparison")
 SECTIONS = ("dataset", "model", "loss", "optimizer", "schedule")
@@ -354,7 +353,7 @@ def grid_configs(draft: dict[str, Any], table: pd.DataFrame, form: Form,
 def comparison_runs(draft: dict[str, Any], losses: list[str], form: Form,
                     seeds: int = 1) -> list[RunConfig]:
     """Every loss on ``seeds`` seeds, in the order ``dm submit --compare --seeds`` queues
-    them (``studio.submission.comparison_on_seeds``: seed by seed), with each loss's error
+    them (``studio.sweeps.comparison_on_seeds``: seed by seed), with each loss's error
     shown under the comparison field."""
     if not losses:
         form.add("compare", "compare: choose at least one loss")

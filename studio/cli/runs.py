@@ -38,13 +38,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from dm_core.config import (
-    check_name,
-    expand_grid,
-    parse_grid,
-    read_config_file,
-    visible_controls,
-)
+from dm_core.config import check_name, read_config_file, visible_controls
 from dm_core.registry import ConfigError
 from dm_store import RunNotFound, RunStatus, Store, StoreError
 from studio.cli._app import app, invalid_config_text
@@ -56,6 +50,7 @@ from studio.run_facts import (
     selected_test_acc,
     shared_name_prefix,
 )
+from studio.sweeps import comparison_on_seeds, expand_grid, parse_grid
 
 
 class ExportTable(enum.StrEnum):
@@ -145,7 +140,7 @@ def submit(
 
     Before anything is queued, every config passes the checks the Launch form makes
     (``studio.submission.refusals``): noise at r = 0, a degenerate β, missing data files."""
-    from studio.submission import comparison_on_seeds, refusals
+    from studio.submission import refusals
 
     if compare is not None and grid:
         _fail("--compare and --grid: give one (a grid's keys belong to one loss)", 2)

@@ -27,14 +27,13 @@ make), so a bad value fails here with its field (``base.dataset.path``) and allo
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from dm_core.config import RunConfig, check_name, parse_config, read_config_file
+from dm_core.config import RunConfig, apply_overrides, check_name, parse_config, read_config_file
 from dm_core.registry import ConfigError
 from studio.experiments.spaces import axes_of, check_method
 
@@ -125,7 +124,7 @@ class StudySpec(BaseModel):
         method with ``params``, the seed, the validation split, and a readable name."""
         cond, rate = dict((c, (c.rsplit(" ", 1)[0] if " " in c else "", r))
                           for c, r in self.condition_labels())[condition]
-        data = merge_config(self.base, (self.conditions or {}).get(cond, {}))
+        data = apply_overrides(self.base, (self.conditions or {}).get(cond, {}))
         dataset = data.setdefault("dataset", {})
         noise = dataset.setdefault("noise", {})
         noise.setdefault("kind", "symmetric")
@@ -142,14 +141,6 @@ class StudySpec(BaseModel):
 
     def final_seed_list(self) -> list[int]:
         return list(range(self.seeds))
-
-
-def merge_config(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """``a`` with the overrides ``b`` laid over it, section by section (neither is changed)."""
-    out = copy.deepcopy(a)
-    for k, v in b.items():
-        out[k] = merge_config(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def _errors(err: ValidationError) -> list[tuple[str, str]]:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from dm_core.config import RunConfig, parse_config
+from dm_core.config import RunConfig, apply_overrides, parse_config
 from dm_core.reference import (
     AUTHORS_CIFAR100,
     CIFAR10_SOURCE,
@@ -21,7 +21,7 @@ from dm_core.reference import (
 )
 from dm_core.registry import ConfigError, Registry
 from studio.experiments.catalogue import find_study, study_files
-from studio.experiments.spec import load_study, merge_config
+from studio.experiments.spec import load_study
 
 EXPERIMENTS = Registry("experiment")
 
@@ -76,7 +76,7 @@ class Experiment:
                                                   method, self.seeds[0])
 
     def config(self, cond_label: str, overrides: dict[str, Any], method: Method, seed: int) -> RunConfig:
-        data = merge_config(self.base, overrides)
+        data = apply_overrides(self.base, overrides)
         loss = dict(method.loss)
         beta = method.beta_for(cond_label)
         if beta is not None:
