@@ -61,6 +61,7 @@ def queue(tmp_path, monkeypatch):
     return db, run_id, config
 
 
+@pytest.mark.slow  # four fresh dm processes
 def test_help_runs_show_and_cancel_do_not_import_torch(queue):
     db, run_id, _ = queue
     output, torch_imported = dm("--help")

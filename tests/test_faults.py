@@ -1063,6 +1063,7 @@ except StoreError as err:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_cuts_off_a_worker_frozen_in_a_transaction(postgres_url, tmp_path, reliability):
     """PostgreSQL: a worker frozen inside a transaction is cut off; reaper and dm cancel go on"""

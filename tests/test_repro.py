@@ -236,7 +236,10 @@ def test_gpu_setup_run_locally_on_a_cpu_warns_first(monkeypatch, tmp_path):
     assert "GPU setup" in result.output and "takes days" in result.output
 
 
-@pytest.mark.parametrize("name", ["cifar10-table10", "cifar100-table1", "vehicles10-table8"])
+# The CIFAR presets' ResNets take 5 s or more on a CPU even at two iterations of batch 8.
+@pytest.mark.parametrize("name", [pytest.param("cifar10-table10", marks=pytest.mark.slow),
+                                  pytest.param("cifar100-table1", marks=pytest.mark.slow),
+                                  "vehicles10-table8"])
 def test_gpu_presets_smoke_at_tiny_size(tmp_path, monkeypatch, name):
     rng = np.random.default_rng(0)
     monkeypatch.chdir(tmp_path)

@@ -431,6 +431,7 @@ def test_repro_runs_a_shipped_study_by_name(tmp_path):
     assert set(runs["phase"]) == {"tune", "final"}
 
 
+@pytest.mark.slow
 def test_dm_study_queued_through_the_cli_with_a_worker(tmp_path):
     db = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(db, tmp_path / "artifacts")
