@@ -17,7 +17,7 @@ import torch
 from dm_core.config import RunConfig
 
 __all__ = ["CHECKPOINT_NAME", "check_same_run", "load_checkpoint", "load_checkpoint_config",
-           "write_atomically"]
+           "os_error_behind", "write_atomically"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -41,25 +41,38 @@ def write_atomically(state: dict[str, Any], directory: Path) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:
-        cause = _os_error_behind(err)
+        cause = os_error_behind(err)
         if cause is None:
             raise
         try:
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
-        reason = cause.strerror or (os.strerror(cause.errno) if cause.errno else str(cause))
+        reason = cause.strerror or os.strerror(cause.errno)
         raise OSError(cause.errno, f"cannot write a checkpoint in {directory}: {reason}") from err
     return path
 
 
-def _os_error_behind(err: BaseException) -> OSError | None:
-    """``err`` itself if it is an ``OSError``, else the first one in its causes/contexts."""
+def os_error_behind(err: BaseException) -> OSError | None:
+    """The first ``OSError`` with an errno in ``err`` and its chain of causes and contexts,
+    else None: what the operating system refused (a full disk, a permission), behind the
+    follow-up error a library raised about it (torch's serialiser reports a write that hit a
+    full disk as ``RuntimeError: … unexpected pos …``). An ``OSError`` without an errno is a
+    library's own message, not the system's answer, and is passed over.
+
+    >>> full = OSError(28, "No space left on device")
+    >>> wrapped = OSError("the library's own words")  # no errno: passed over
+    >>> wrapped.__cause__ = full
+    >>> err = RuntimeError("unexpected pos 64")
+    >>> err.__context__ = wrapped
+    >>> os_error_behind(err) is full, os_error_behind(ValueError("x"))
+    (True, None)
+    """
     seen: set[int] = set()
     current: BaseException | None = err
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError):
+        if isinstance(current, OSError) and current.errno:
             return current
         current = current.__cause__ or current.__context__
     return None

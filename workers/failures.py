@@ -13,22 +13,12 @@ import os
 import traceback
 from pathlib import Path
 
+from dm_core.checkpoints import os_error_behind
+
 
 def last_line(err: BaseException) -> str:
     """``ValueError: message`` -- the traceback's last line."""
     return traceback.format_exception_only(err)[-1].strip()
-
-
-def _os_error_behind(err: BaseException) -> OSError | None:
-    """The first ``OSError`` with an errno in ``err``'s chain of causes and contexts."""
-    seen: set[int] = set()
-    current: BaseException | None = err
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno:
-            return current
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def describe_failure(err: BaseException, checkpoint_dir: Path) -> str:
@@ -36,7 +26,7 @@ def describe_failure(err: BaseException, checkpoint_dir: Path) -> str:
     follow-up of an ``OSError`` (torch's serialiser reports a write that hit a full disk as
     ``RuntimeError: … unexpected pos …``) -- that ``OSError``, naming the checkpoint folder
     when a checkpoint was being written there."""
-    cause = _os_error_behind(err)
+    cause = os_error_behind(err)
     if cause is None or cause is err:
         return last_line(err)
     if any(p.name.endswith(".pt.tmp") for p in _partial_files(checkpoint_dir)):

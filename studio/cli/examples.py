@@ -25,7 +25,8 @@ from rich.table import Table
 from dm_core.registry import ConfigError
 from dm_store import RunNotFound, StoreError
 from studio.cli._app import app, invalid_config_text
-from studio.cli.runs import _fail, _open_store, db_option
+from studio.cli.exits import fail
+from studio.cli.store_access import db_option, open_store
 
 if TYPE_CHECKING:  # studio.suspects needs torch: imported by the command, not by `dm`
     from studio.suspects import RunExamples
@@ -129,23 +130,23 @@ def examples_command(
 
     by = by or DEFAULT_STATISTIC
     if (write_labels is None) != (drop_top is None):
-        _fail("--write-labels and --drop-top go together: the file leaves out the --drop-top "
-              "most suspect examples", 2)
+        fail("--write-labels and --drop-top go together: the file leaves out the --drop-top "
+             "most suspect examples", 2)
     try:
-        store = _open_store(db, create=False)
+        store = open_store(db, create=False)
         examples = load_examples(store, run_id, iteration)
         if write_labels is not None:
             _write_labels(store, examples, by, drop_top, write_labels)
             return
         report = _report(examples, by, top)
     except (RunNotFound, ExamplesUnavailable) as err:
-        _fail(str(err), 2)
+        fail(str(err), 2)
     except ConfigError as err:
-        _fail(invalid_config_text(err), 2)
+        fail(invalid_config_text(err), 2)
     except StoreError as err:
-        _fail(str(err))
+        fail(str(err))
     except OSError as err:
-        _fail(f"cannot write {write_labels}: {err.strerror or err}")
+        fail(f"cannot write {write_labels}: {err.strerror or err}")
     if json_out:
         typer.echo(json.dumps(report))
     else:

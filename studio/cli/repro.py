@@ -27,7 +27,8 @@ import typer
 from rich.console import Console
 
 from studio.cli._app import app
-from studio.cli.runs import _errors, _fail, _open_store, db_option
+from studio.cli.exits import fail, user_errors
+from studio.cli.store_access import db_option, open_store
 from studio.cli.study import checked_study, invoked_as, machine, progress_bar, run_and_report
 
 console = Console(stderr=True)
@@ -74,7 +75,7 @@ def repro_command(
     from studio.repro.summary import write_summary
 
     if summary:
-        with _errors():
+        with user_errors():
             typer.echo(str(write_summary(out, summary_out)))
         return
     if list_ or not name:
@@ -86,25 +87,25 @@ def repro_command(
     study_path = find_study(name)
     if study_path is not None:  # a shipped study: `dm study` does it
         if report or group or seeds:
-            _fail(f"{name} is a study (studies/{name}.yaml): --report, --group and --seeds do not "
-                  "apply; queued, `dm repro NAME` waits for the workers and writes the report itself", 2)
+            fail(f"{name} is a study (studies/{name}.yaml): --report, --group and --seeds do not "
+                 "apply; queued, `dm repro NAME` waits for the workers and writes the report itself", 2)
         _run_study(name, study_path, local, device, out, budget, iterations, db)
         return
     if local and report:
-        _fail("--local and --report exclude each other: --local runs everything here, --report "
-              "reads runs that workers trained", 2)
+        fail("--local and --report exclude each other: --local runs everything here, --report "
+             "reads runs that workers trained", 2)
     if device and not local:
-        _fail("--device applies to --local only; queued runs train on their worker's device "
-              "(dm worker --device ...)", 2)
+        fail("--device applies to --local only; queued runs train on their worker's device "
+             "(dm worker --device ...)", 2)
     # Everything is validated before anything is stored: a bad name or option queues nothing.
     try:
         experiment = get_experiment(name)
         seed_tuple = tuple(int(s) for s in seeds.split(",") if s.strip()) if seeds else None
         p = plan(experiment, seed_tuple, iterations)
     except ConfigError as err:
-        _fail(str(err), 2)
+        fail(str(err), 2)
     except ValueError:
-        _fail(f"--seeds {seeds!r}: must be comma-separated non-negative integers, e.g. 0,1,2", 2)
+        fail(f"--seeds {seeds!r}: must be comma-separated non-negative integers, e.g. 0,1,2", 2)
 
     if local:
         if experiment.needs_gpu and not _cuda_for(device):
@@ -150,8 +151,8 @@ def _queue(p, name: str, group: str | None, seeds: str, iterations: int | None,
            db: str | None) -> None:
     from studio.repro.plan import submit_plan
 
-    with _errors():
-        store = _open_store(db)
+    with user_errors():
+        store = open_store(db)
         group, ids = submit_plan(p, store, group)
     typer.echo(f"queued {len(ids)} run(s) of {name} in group {group}")
     db_flag = f" --db {shlex.quote(db)}" if db else ""
@@ -168,16 +169,16 @@ def _advance(p, name: str, out: Path, group: str | None, seeds: str, iterations:
 
     again = f"dm repro {name} --report --group {{group}}{_options(seeds, iterations)}" + (
         f" --db {shlex.quote(db)}" if db else "")
-    with _errors():
-        store = _open_store(db)
+    with user_errors():
+        store = open_store(db)
         group = group or latest_group(store, p.experiment)
         if group is None:
-            _fail(f"no queued group of {name} in {store.masked_url}; queue one with `dm repro "
-                  f"{name}{_options(seeds, iterations)}`")
+            fail(f"no queued group of {name} in {store.masked_url}; queue one with `dm repro "
+                 f"{name}{_options(seeds, iterations)}`")
         state = read_group(p, store, group)
         if state.problems:
-            _fail(f"group {group}: {len(state.problems)} run(s) did not finish:\n  "
-                  + "\n  ".join(state.problems) + "\nthen run again: " + again.format(group=group))
+            fail(f"group {group}: {len(state.problems)} run(s) did not finish:\n  "
+                 + "\n  ".join(state.problems) + "\nthen run again: " + again.format(group=group))
         if not state.complete:
             typer.echo(f"group {group}: waiting for {state.waiting} run(s) "
                        f"({state.done}/{state.total} done); `dm runs --group {group}` "

@@ -15,7 +15,8 @@ from pathlib import Path
 import typer
 
 from studio.cli._app import app
-from studio.cli.runs import _errors, _fail, _open_store, db_option
+from studio.cli.exits import fail, user_errors
+from studio.cli.store_access import db_option, open_store
 
 DEFAULT_LOGS = Path("var/slurm")
 MAX_ARRAY = 10_000  # Slurm's own MaxArraySize defaults to 1001; a cluster may allow more
@@ -71,14 +72,14 @@ def slurm(
         worker_arguments,
     )
 
-    with _errors():  # a bad option: one line, exit 2; the database: one line, exit 1
+    with user_errors():  # a bad option: one line, exit 2; the database: one line, exit 1
         extra = parse_sbatch_options(sbatch)
         url = resolve_url(db)
         if cluster == Cluster.SLURM and sqlite_file(url) is not None:
-            _fail("--db: SQLite serves one machine, and workers on a cluster's nodes would share "
-                  "its file over a network disk; give them PostgreSQL "
-                  "(postgresql+psycopg://user:password@host/dm), or --cluster local", 2)
-        store = _open_store(db, artifacts)  # as `dm worker` does: starting workers may create it
+            fail("--db: SQLite serves one machine, and workers on a cluster's nodes would share "
+                 "its file over a network disk; give them PostgreSQL "
+                 "(postgresql+psycopg://user:password@host/dm), or --cluster local", 2)
+        store = open_store(db, artifacts)  # as `dm worker` does: starting workers may create it
         queued = store.queue_counts().get("queued", 0)
         job = WorkerJob(worker_arguments(gpus_per_worker, exit_when_idle=exit_when_idle, poll=poll,
                                          stale_after=stale_after, max_outage=max_outage,
@@ -89,7 +90,7 @@ def slurm(
     try:
         jobs = submit_workers(executor, array, job, url if db else None)
     except Exception as err:  # noqa: BLE001 - sbatch's own message is what the user needs
-        _fail(f"submitting the job array failed: {err}")
+        fail(f"submitting the job array failed: {err}")
     folder = Path(logs).resolve()
     if cluster == Cluster.SLURM:
         typer.echo(f"submitted {array} worker(s) as Slurm job array {jobs[0].job_id.split('_')[0]} "
@@ -104,7 +105,7 @@ def slurm(
         except Exception as err:  # noqa: BLE001 - a failed task is reported, the others awaited
             failed.append(f"{item.job_id}: {str(err).strip().splitlines()[-1]}")
     if failed:
-        _fail(f"{len(failed)} of {array} worker(s) failed: " + "; ".join(failed))
+        fail(f"{len(failed)} of {array} worker(s) failed: " + "; ".join(failed))
     typer.echo(f"all {array} worker(s) finished")
 
 
@@ -113,6 +114,6 @@ def _executor(make, cluster: Cluster, logs: Path, **options):
     try:
         return make(str(cluster), Path(logs).resolve() / "%j", **options)
     except RuntimeError as err:  # submitit: 'Could not detect "srun"'
-        _fail(f"--cluster {cluster}: no Slurm here ({err}); run dm slurm on a node that can "
-              "submit jobs (sbatch and srun on PATH), or --cluster local to try it on this "
-              "machine", 2)
+        fail(f"--cluster {cluster}: no Slurm here ({err}); run dm slurm on a node that can "
+             "submit jobs (sbatch and srun on PATH), or --cluster local to try it on this "
+             "machine", 2)

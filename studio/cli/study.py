@@ -29,7 +29,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from studio.cli._app import app
-from studio.cli.runs import _errors, _fail, _open_store, db_option
+from studio.cli.exits import fail, user_errors
+from studio.cli.store_access import db_option, open_store
 
 console = Console(stderr=True)
 
@@ -80,13 +81,13 @@ def checked_study(path: Path, local: bool, device: str | None, budget: int | Non
     from studio.experiments.spec import load_study
 
     if device and not local:
-        _fail("--device applies to --local only; queued runs train on their worker's device", 2)
+        fail("--device applies to --local only; queued runs train on their worker's device", 2)
     try:
         spec = load_study(path)
         if budget is not None or iterations is not None:
             spec = shrink(spec, budget, iterations)
     except ConfigError as err:
-        _fail(f"invalid study {path}: {err}", 2)
+        fail(f"invalid study {path}: {err}", 2)
     return spec
 
 
@@ -111,11 +112,11 @@ def run_and_report(spec, path: Path, local: bool, device: str | None, out: Path,
         else:
             import optuna
 
-            with _errors():
-                store = _open_store(db)
+            with user_errors():
+                store = open_store(db)
                 if resume and not any(g.startswith(f"{resume}-") for g in store.groups()):
-                    _fail(f"--resume: no group of this store starts with {resume}-; the prefix is "
-                          "the one `dm study` printed (queued into groups PREFIX-*)", 2)
+                    fail(f"--resume: no group of this store starts with {resume}-; the prefix is "
+                         "the one `dm study` printed (queued into groups PREFIX-*)", 2)
                 storage = optuna.storages.RDBStorage(optuna_storage_url(store.url))
             queued = QueuedRunner(store, reuse=bool(resume))
             console.print(f"{'resuming' if resume else 'queued into'} groups {prefix}-*; start "
@@ -124,7 +125,7 @@ def run_and_report(spec, path: Path, local: bool, device: str | None, out: Path,
             try:
                 result = run_study(spec, queued, prefix, storage, on_batch=advance)
             except StudyRunFailed as err:
-                _fail(str(err))
+                fail(str(err))
             if resume:
                 console.print(f"{queued.reused} run(s) taken from the store, not queued again")
             where = "workers of " + store.masked_url
@@ -159,7 +160,7 @@ def study_command(
 ) -> None:
     """Compare methods: each tuned on the clean validation split with up to the study's budget."""
     if resume and local:
-        _fail("--resume applies to a queued study; a --local study keeps nothing to resume", 2)
+        fail("--resume applies to a queued study; a --local study keeps nothing to resume", 2)
     spec = checked_study(path, local, device, budget, iterations)
     run_and_report(spec, path, local, device, out, db,
                    invoked_as("study", f"dm study {path}" + (" --local" if local else "")), resume)
