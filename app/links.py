@@ -4,7 +4,10 @@
 - Monitor: ``smooth=0.6`` (the curves' smoothing), ``log=1`` (a log y axis), ``it=400`` (the
   histograms of iteration 400, no longer following the latest; without ``it`` the page
   follows the latest iteration);
-- Compare: ``mode=overlaid`` (the histograms overlaid rather than side by side),
+- Compare: the curves' ``metric=p_clean_mean``, ``x=fraction`` (their x axis the fraction
+  of training), ``smooth=0.6`` and ``log=1`` (as on the Monitor); the landscape's
+  ``landscape=diverged``; the value of the table by noise rate, ``by_rate=test_acc_final``;
+  and the histograms' ``mode=overlaid`` (overlaid rather than side by side),
   ``align=fraction`` (runs at one fraction of their training rather than one iteration) and
   ``it=400`` (that iteration) or ``pct=40`` (that percentage of training).
 
@@ -14,7 +17,8 @@ whenever the user changes it, so the address bar always names the view on screen
 opened from the sidebar, with no parameters, shows the view it last showed in this session.
 A link may be typed or edited by hand: a value that is not valid, and a parameter the page
 does not know, are each refused with a warning naming them (``read_monitor_view``,
-``read_compare_view``), and the page shows its default for those. The Runs page builds the
+``read_compare_view``), and the page shows its default for those. Both pages read and write
+the curves' controls with the same functions, so ``smooth`` and ``log`` mean the same on each. The Runs page builds the
 same links (a link column in its table, and ``st.switch_page(..., query_params=...)`` for
 its buttons).
 """
@@ -22,7 +26,7 @@ its buttons).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -37,6 +41,10 @@ ITERATION = "it"
 MODE = "mode"
 ALIGN = "align"
 PERCENT = "pct"
+METRIC = "metric"
+X_AXIS = "x"
+LANDSCAPE = "landscape"
+BY_RATE = "by_rate"
 OVERLAID = "overlaid"
 FRACTION = "fraction"
 MAX_SMOOTHING = 0.99  # the smoothing slider's range is [0, 0.99]
@@ -60,13 +68,33 @@ class MonitorView:
 
 @dataclass(frozen=True)
 class CompareView:
-    """What a Compare link asks for besides its runs or group, and the warnings."""
+    """What a Compare link asks for besides its runs or group (None: the page's default),
+    and the warnings: the curves (their metric, x axis by fraction of training, smoothing
+    and log y axis), the landscape's metric, the value of the table by noise rate, and the
+    histograms (overlaid, aligned by fraction, at an iteration or a percentage)."""
 
     overlaid: bool = False
     fraction: bool = False
     iteration: int | None = None
     percent: int | None = None
+    metric: str | None = None
+    x_fraction: bool = False
+    smoothing: float = 0.0
+    log_y: bool = False
+    landscape: str | None = None
+    by_rate: str | None = None
     warnings: tuple[str, ...] = ()
+
+
+def _curve_params(smoothing: float, log_y: bool) -> dict[str, str]:
+    """The curves' smoothing and log y axis as URL parameters (left out at their defaults),
+    for every page that draws ``app.widgets.curve_controls``."""
+    out = {}
+    if smoothing:
+        out[SMOOTH] = f"{float(smoothing):.2f}".rstrip("0").rstrip(".")
+    if log_y:
+        out[LOG] = "1"
+    return out
 
 
 def monitor_params(run_id: int, smoothing: float = 0.0, log_y: bool = False,
@@ -76,11 +104,7 @@ def monitor_params(run_id: int, smoothing: float = 0.0, log_y: bool = False,
     >>> monitor_params(3), monitor_params(3, 0.6, True, 400)
     ({'run': '3'}, {'run': '3', 'smooth': '0.6', 'log': '1', 'it': '400'})
     """
-    out = {RUN: str(int(run_id))}
-    if smoothing:
-        out[SMOOTH] = f"{float(smoothing):.2f}".rstrip("0").rstrip(".")
-    if log_y:
-        out[LOG] = "1"
+    out = {RUN: str(int(run_id)), **_curve_params(smoothing, log_y)}
     if iteration is not None:
         out[ITERATION] = str(int(iteration))
     return out
@@ -88,17 +112,31 @@ def monitor_params(run_id: int, smoothing: float = 0.0, log_y: bool = False,
 
 def compare_params(run_ids: Iterable[int] = (), group: str | None = None, *,
                    overlaid: bool = False, fraction: bool = False, iteration: int | None = None,
-                   percent: int | None = None) -> dict[str, str]:
-    """A group when one is given, else the runs (in id order); then the histograms' view,
-    controls at their defaults left out.
+                   percent: int | None = None, metric: str | None = None,
+                   x_fraction: bool = False, smoothing: float = 0.0, log_y: bool = False,
+                   landscape: str | None = None, by_rate: str | None = None) -> dict[str, str]:
+    """A group when one is given, else the runs (in id order); then the view's controls
+    (a choice at the page's default is None), controls at their defaults left out.
 
     >>> compare_params([4, 3], overlaid=True, iteration=200)
     {'runs': '3,4', 'mode': 'overlaid', 'it': '200'}
     >>> compare_params(group="g", fraction=True, percent=40)
     {'group': 'g', 'align': 'fraction', 'pct': '40'}
+    >>> compare_params([1], metric="loss", x_fraction=True, smoothing=0.5, log_y=True,
+    ...                landscape="diverged", by_rate="test_acc_final")
+    {'runs': '1', 'metric': 'loss', 'x': 'fraction', 'smooth': '0.5', 'log': '1', 'landscape': 'diverged', 'by_rate': 'test_acc_final'}
     """
     out = ({GROUP: group} if group is not None else
            {RUNS: ",".join(str(i) for i in sorted({int(i) for i in run_ids}))})
+    if metric is not None:
+        out[METRIC] = metric
+    if x_fraction:
+        out[X_AXIS] = FRACTION
+    out.update(_curve_params(smoothing, log_y))
+    if landscape is not None:
+        out[LANDSCAPE] = landscape
+    if by_rate is not None:
+        out[BY_RATE] = by_rate
     if overlaid:
         out[MODE] = OVERLAID
     if fraction:
@@ -134,6 +172,34 @@ def _switch(query: Mapping[str, str], key: str, on: str, off: str, warnings: lis
     return text == on
 
 
+def _choice(query: Mapping[str, str], key: str, allowed: Collection[str], what: str,
+            warnings: list[str]) -> str | None:
+    """One of ``allowed`` from the link's ``key`` (None when absent, or refused with a
+    warning naming the allowed values)."""
+    if key not in query:
+        return None
+    if query[key] in allowed:
+        return query[key]
+    warnings.append(f"The link's {key} = {query[key]!r} is refused (it must be {what}: "
+                    f"{', '.join(allowed)}): showing the default instead.")
+    return None
+
+
+def _curves(query: Mapping[str, str], warnings: list[str]) -> tuple[float, bool]:
+    """The curves' smoothing and log y axis a link asks for (``_curve_params`` writes them)."""
+    smoothing = 0.0
+    if SMOOTH in query:
+        try:
+            smoothing = float(query[SMOOTH])
+        except ValueError:
+            smoothing = math.nan
+        if not 0.0 <= smoothing <= MAX_SMOOTHING:  # NaN fails too
+            warnings.append(f"The link's {SMOOTH} = {query[SMOOTH]!r} is refused (it must be a "
+                            f"number from 0 to {MAX_SMOOTHING:g}): showing no smoothing instead.")
+            smoothing = 0.0
+    return round(smoothing, 2), _switch(query, LOG, "1", "0", warnings)
+
+
 def _unknown(query: Mapping[str, str], known: set[str], page: str, warnings: list[str]) -> None:
     for key in query:
         if key not in known:
@@ -150,38 +216,41 @@ def read_monitor_view(query: Mapping[str, str]) -> MonitorView:
     """
     warnings: list[str] = []
     run = _count(query, RUN, "a run's id", warnings)
-    smoothing = 0.0
-    if SMOOTH in query:
-        try:
-            smoothing = float(query[SMOOTH])
-        except ValueError:
-            smoothing = math.nan
-        if not 0.0 <= smoothing <= MAX_SMOOTHING:  # NaN fails too
-            warnings.append(f"The link's {SMOOTH} = {query[SMOOTH]!r} is refused (it must be a "
-                            f"number from 0 to {MAX_SMOOTHING:g}): showing no smoothing instead.")
-            smoothing = 0.0
-    log_y = _switch(query, LOG, "1", "0", warnings)
+    smoothing, log_y = _curves(query, warnings)
     iteration = _count(query, ITERATION, "an iteration", warnings)
     _unknown(query, {RUN, SMOOTH, LOG, ITERATION}, "Monitor", warnings)
-    return MonitorView(run, round(smoothing, 2), log_y, iteration, tuple(warnings))
+    return MonitorView(run, smoothing, log_y, iteration, tuple(warnings))
 
 
-def read_compare_view(query: Mapping[str, str]) -> CompareView:
-    """The histograms' view a Compare link asks for (its runs or group: ``read_runs``,
-    ``read_group``).
+def read_compare_view(query: Mapping[str, str], *, metrics: Collection[str] = (),
+                      landscapes: Collection[str] = (),
+                      rate_values: Collection[str] = ()) -> CompareView:
+    """The view a Compare link asks for besides its runs or group (``read_runs``,
+    ``read_group``): a curves' ``metric``, a ``landscape`` metric and a ``by_rate`` value
+    must be one of ``metrics``, ``landscapes`` and ``rate_values``.
 
-    >>> read_compare_view({"group": "g", "mode": "overlaid", "it": "200"})
-    CompareView(overlaid=True, fraction=False, iteration=200, percent=None, warnings=())
+    >>> read_compare_view({"group": "g", "mode": "overlaid", "it": "200", "metric": "loss",
+    ...                    "smooth": "0.5"}, metrics=["test_acc", "loss"])
+    CompareView(overlaid=True, fraction=False, iteration=200, percent=None, metric='loss', x_fraction=False, smoothing=0.5, log_y=False, landscape=None, by_rate=None, warnings=())
     >>> read_compare_view({"runs": "1,2", "mode": "stacked", "pct": "140"}).warnings
     ("The link's mode = 'stacked' is refused (it must be 'overlaid' or 'side'): ignored.", "The link's pct = '140' is refused (it must be a whole number from 1 to 100, a percentage of training): ignored.")
+    >>> read_compare_view({"runs": "1", "landscape": "speed"}, landscapes=["diverged"]).warnings
+    ("The link's landscape = 'speed' is refused (it must be a landscape's metric: diverged): showing the default instead.",)
     """
     warnings: list[str] = []
+    metric = _choice(query, METRIC, metrics, "a curves' metric", warnings)
+    x_fraction = _switch(query, X_AXIS, FRACTION, "iteration", warnings)
+    smoothing, log_y = _curves(query, warnings)
+    landscape = _choice(query, LANDSCAPE, landscapes, "a landscape's metric", warnings)
+    by_rate = _choice(query, BY_RATE, rate_values, "a result column", warnings)
     overlaid = _switch(query, MODE, OVERLAID, "side", warnings)
     fraction = _switch(query, ALIGN, FRACTION, "iteration", warnings)
     iteration = _count(query, ITERATION, "an iteration", warnings)
     percent = _count(query, PERCENT, "a percentage of training", warnings, high=100)
-    _unknown(query, {RUNS, GROUP, MODE, ALIGN, ITERATION, PERCENT}, "Compare", warnings)
-    return CompareView(overlaid, fraction, iteration, percent, tuple(warnings))
+    _unknown(query, {RUNS, GROUP, METRIC, X_AXIS, SMOOTH, LOG, LANDSCAPE, BY_RATE, MODE, ALIGN,
+                     ITERATION, PERCENT}, "Compare", warnings)
+    return CompareView(overlaid, fraction, iteration, percent, metric, x_fraction, smoothing,
+                       log_y, landscape, by_rate, tuple(warnings))
 
 
 def page_url(page: str, params: dict[str, str]) -> str:

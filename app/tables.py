@@ -83,6 +83,9 @@ SUMMARY_COLUMNS = {"test_acc_final": FINAL_TEST, "test_acc_best": OPTIMISTIC_TES
                    "fit_corrupted_subset": "corrupted fitted",
                    "actual_noise_rate": "actual noise rate"}
 NUMBER_COLUMNS = (SELECTED_VAL, SELECTED_TEST, *SUMMARY_COLUMNS.values())
+# Each result column by a short name without spaces, as a URL names it (Compare's by_rate).
+RESULT_KEYS = {"val_acc_selected": SELECTED_VAL, "test_acc_selected": SELECTED_TEST,
+               **SUMMARY_COLUMNS}
 NO_VALIDATION = MISSING  # shown for a run that held out no validation split
 
 

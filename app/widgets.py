@@ -7,7 +7,7 @@ import streamlit as st
 from app.charts import CurveStyle
 from app.curves import ALIGNMENTS
 
-__all__ = ["curve_controls"]
+__all__ = ["curve_controls", "set_curve_controls"]
 
 
 def curve_controls(key: str, align: bool = False) -> tuple[str, CurveStyle]:
@@ -28,3 +28,14 @@ def curve_controls(key: str, align: bool = False) -> tuple[str, CurveStyle]:
              "read; the raw values stay drawn faintly behind. 0: raw.")
     log_y = cols[-1].toggle("log y", key=f"{key}.log", help="A logarithmic y axis.")
     return alignment, CurveStyle(smoothing=smoothing, log_y=log_y)
+
+
+def set_curve_controls(key: str, smoothing: float, log_y: bool,
+                       fraction: bool | None = None) -> None:
+    """Set the controls ``curve_controls(key)`` draws, as a link asks for them (before they
+    are drawn): the smoothing, the log y axis and, for controls drawn with ``align``, the x
+    axis by fraction of training (True) or by iteration (False)."""
+    st.session_state[f"{key}.smoothing"] = float(smoothing)
+    st.session_state[f"{key}.log"] = bool(log_y)
+    if fraction is not None:
+        st.session_state[f"{key}.align"] = "fraction" if fraction else "iteration"

@@ -356,9 +356,12 @@ def grid(app_db):
     return store, ids
 
 
-def _group_page(group, **state):
+def _group_page(group, query=None, **state):
+    """The Compare page opened by a link to ``group`` (with the other parameters ``query``)."""
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.query_params["group"] = group
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
     for k, v in state.items():
         at.session_state[k] = v
     return at.run()
@@ -390,7 +393,7 @@ def test_a_grid_of_two_seeds_opens_as_a_heatmap_with_mean_and_std(grid):
 
 def test_landscape_of_the_selected_test_accuracy_and_of_divergence(grid):
     store, ids = grid
-    at = _group_page("sweep", **{"compare.landscape_metric": "test_acc_selected"})
+    at = _group_page("sweep", {"landscape": "test_acc_selected"})
     heat = next(t for t in chart(at, "compare.landscape")["data"] if t["type"] == "heatmap")
     ev = store.evals(ids[1.0, 4.0, 0])
     # The reference selection: the first evaluation with the highest validation accuracy.
@@ -509,19 +512,80 @@ def test_the_histograms_view_is_in_the_url_and_a_copied_link_opens_it(three):
                                          "pct": "30"}
 
 
+def test_every_control_of_the_view_is_in_the_url_and_a_copied_link_opens_it(app_db):
+    """The curves' metric, x axis, smoothing and log y, the landscape's metric and the table
+    by noise rate's value: set by hand, named in the URL, and the same in a new session
+    opened with that URL (whose charts and table show them)."""
+    store = Store(app_db)
+    ids = [fabricate(store, name=f"r{rate}", iterations=40, eval_every=10, val=True,
+                     noise_rate=rate) for rate in (0.2, 0.4)]
+    at = _page(ids)
+    runs = ",".join(str(i) for i in sorted(ids))
+    assert at.query_params == {"runs": runs}  # every control at its default
+    at.selectbox(key="compare.metric").set_value("p_clean_mean").run()
+    at.radio(key="compare.curves.align").set_value("fraction").run()
+    at.slider(key="compare.curves.smoothing").set_value(0.6).run()
+    at.toggle(key="compare.curves.log").set_value(True).run()
+    at.selectbox(key="compare.landscape_metric").set_value("diverged").run()
+    at.selectbox(key="compare.pivot_value").set_value("final test acc").run()
+    url = dict(at.query_params)
+    assert url == {"runs": runs, "metric": "p_clean_mean", "x": "fraction", "smooth": "0.6",
+                   "log": "1", "landscape": "diverged", "by_rate": "test_acc_final"}
+
+    copied = AppTest.from_file(PAGE, default_timeout=TIMEOUT)  # another session, same link
+    for key, value in url.items():
+        copied.query_params[key] = value
+    copied.run()
+    assert not copied.exception and not copied.warning
+    assert copied.selectbox(key="compare.metric").value == "p_clean_mean"
+    assert copied.radio(key="compare.curves.align").value == "fraction"
+    assert copied.slider(key="compare.curves.smoothing").value == pytest.approx(0.6)
+    assert copied.toggle(key="compare.curves.log").value is True
+    fig = chart(copied, "compare.curves")
+    assert fig["layout"]["yaxis"]["type"] == "log"
+    assert fig["layout"]["xaxis"]["title"]["text"] == "fraction of training"
+    smoothed = [tr for tr in fig["data"] if tr["meta"]["role"] == "smoothed"]
+    assert len(smoothed) == 2
+    np.testing.assert_allclose(decode(smoothed[0]["x"]), store.scalars(ids[0])["iteration"] / 40)
+    assert chart(copied, "compare.landscape")["layout"]["title"]["text"].startswith(
+        "share of runs that diverged")
+    paper = frame_with(copied, "r = 0.4")
+    for run_id, rate in zip(ids, ("0.2", "0.4"), strict=True):
+        final = store.get_run(run_id).summary["test_acc_final"]
+        assert paper.iloc[0][f"r = {rate}"] == f"{final:.4f} (n=1)"
+    assert dict(copied.query_params) == url
+    # Back at their defaults, the controls leave the URL.
+    copied.selectbox(key="compare.metric").set_value("test_acc").run()
+    copied.radio(key="compare.curves.align").set_value("iteration").run()
+    copied.slider(key="compare.curves.smoothing").set_value(0.0).run()
+    copied.toggle(key="compare.curves.log").set_value(False).run()
+    copied.selectbox(key="compare.landscape_metric").set_value("test_acc_final").run()
+    copied.selectbox(key="compare.pivot_value").set_value("selected test acc").run()
+    assert dict(copied.query_params) == {"runs": runs}
+
+
 def test_a_link_with_invalid_controls_is_refused_with_warnings_naming_them(three):
     _, ids = three
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     for key, value in {"runs": ",".join(map(str, ids)), "mode": "stacked", "it": "x",
-                       "pct": "400", "colour": "red"}.items():
+                       "pct": "400", "colour": "red", "metric": "speed", "x": "time",
+                       "smooth": "1.5", "log": "yes", "landscape": "cost",
+                       "by_rate": "best"}.items():
         at.query_params[key] = value
     at.run()
     assert not at.exception
     warnings = rendered(" ".join(w.value for w in at.warning))
-    for part in ("link's mode", "link's it", "link's pct", "link's 'colour'"):
+    for part in ("link's mode", "link's it", "link's pct", "link's 'colour'", "link's metric",
+                 "link's x", "link's smooth", "link's log", "link's landscape", "link's by_rate"):
         assert part in warnings
+    assert "must be a curves' metric: test_acc, val_acc" in warnings  # the allowed values
     assert at.radio(key="compare.hist_view").value == "side by side"  # the defaults instead
     assert at.slider(key="compare.iteration").value == 40
+    assert at.selectbox(key="compare.metric").value == "test_acc"
+    assert at.radio(key="compare.curves.align").value == "iteration"
+    assert at.slider(key="compare.curves.smoothing").value == 0.0
+    assert at.toggle(key="compare.curves.log").value is False
+    assert at.selectbox(key="compare.landscape_metric").value == "test_acc_final"
     assert dict(at.query_params) == {"runs": ",".join(str(i) for i in sorted(ids))}
 
 

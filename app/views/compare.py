@@ -27,9 +27,13 @@
   by iteration or by fraction of training.
 - **p_i histograms** of the runs at one point of training, side by side or overlaid.
 
-The URL names the view (``?runs=3,4`` or ``?group=NAME``, and the histograms' controls:
-``&mode=overlaid&align=fraction&pct=40`` or ``&it=400``, ``app.links``): reloading it or
-sharing it opens the same view; a link's invalid value is refused with a warning. The group
+The URL names the view (``?runs=3,4`` or ``?group=NAME``) and every control that shapes it
+(``app.links``): the curves' metric, x axis, smoothing and log y axis
+(``&metric=loss&x=fraction&smooth=0.6&log=1``), the landscape's metric
+(``&landscape=diverged``), the value of the table by noise rate (``&by_rate=test_acc_final``)
+and the histograms' (``&mode=overlaid&align=fraction&pct=40`` or ``&it=400``); a control at
+its default is left out. Reloading it or sharing it opens the same view; a link's invalid
+value is refused with a warning. The group
 shown last stays linked in the sidebar. Charts export as HTML (a download button) and PNG (the
 chart's camera button).
 """
@@ -75,6 +79,7 @@ from app.runsets import (
 from app.tables import (
     FINAL_TEST,
     NUMBER_COLUMNS,
+    RESULT_KEYS,
     SELECTED_TEST,
     SELECTED_VAL,
     ranked_by_validation,
@@ -83,7 +88,7 @@ from app.tables import (
     with_no_validation_marked,
 )
 from app.text import md
-from app.widgets import curve_controls
+from app.widgets import curve_controls, set_curve_controls
 from dm_store import RunInfo
 from studio.experiments.verdicts import ALPHA, Sample, best_of
 
@@ -94,6 +99,7 @@ EVAL_METRICS = {"test_acc": "test accuracy", "val_acc": "validation accuracy (cl
 SCALAR_METRICS = {"p_clean_mean": "mean p_i of clean examples",
                   "p_noisy_mean": "mean p_i of corrupted examples",
                   "loss": "training loss", "weight_var": "emphasis variance", "lr": "learning rate"}
+CURVE_METRICS = {**EVAL_METRICS, **SCALAR_METRICS}  # the first is the default
 MAX_RUNS_HIST = 9
 PAGE = "compare"
 
@@ -118,15 +124,21 @@ def total_iterations(run: RunInfo) -> int:
 # ----------------------------------------------------------------------------- selection
 
 def open_link(query: dict[str, str]) -> None:
-    """Set the histograms' controls as a link (or the view last shown here) asks for; a
-    refused part of the link is named in a warning."""
-    view = read_compare_view(query)
+    """Set every control of the view as a link (or the view last shown here) asks for: the
+    curves', the landscape's, the table by noise rate's and the histograms'; a control the
+    link leaves out is back at its default, a refused part is named in a warning."""
+    view = read_compare_view(query, metrics=list(CURVE_METRICS), landscapes=list(METRICS),
+                             rate_values=list(RESULT_KEYS))
     for warning in view.warnings:
         st.warning(md(warning))
     ss = st.session_state
+    set_curve_controls("compare.curves", view.smoothing, view.log_y, view.x_fraction)
     ss["compare.hist_view"] = "overlaid" if view.overlaid else "side by side"
     ss["compare.hist_align"] = "fraction" if view.fraction else "iteration"
-    for key, value in (("compare.iteration_value", view.iteration),
+    for key, value in (("compare.metric", view.metric),
+                       ("compare.landscape_metric", view.landscape),
+                       ("compare.pivot_value", RESULT_KEYS.get(view.by_rate or "")),
+                       ("compare.iteration_value", view.iteration),
                        ("compare.percent_value", view.percent)):
         if value is None:
             ss.pop(key, None)
@@ -134,15 +146,17 @@ def open_link(query: dict[str, str]) -> None:
             ss[key] = value
 
 
-def view_params(group: str | None, chosen: list[RunInfo]) -> dict[str, str]:
-    """The URL of the view on screen: the group or the runs, and the histograms' controls
-    (an iteration or a percentage only once the user picked one; else the latest)."""
+def view_params(group: str | None, chosen: list[RunInfo], drawn: dict) -> dict[str, str]:
+    """The URL of the view on screen: the group or the runs, the controls the sections
+    ``drawn`` (as ``compare_params`` arguments, a choice at its default left out), and the
+    histograms' controls (an iteration or a percentage only once the user picked one; else
+    the latest)."""
     ss = st.session_state
     fraction = ss.get("compare.hist_align") == "fraction"
     return compare_params([r.id for r in chosen], group,
                           overlaid=ss.get("compare.hist_view") == "overlaid", fraction=fraction,
                           iteration=ss.get("compare.iteration_value"),
-                          percent=ss.get("compare.percent_value"))
+                          percent=ss.get("compare.percent_value"), **drawn)
 
 
 def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None, list[RunInfo]]:
@@ -185,7 +199,9 @@ def choose_runs(all_runs: list[RunInfo], groups: list[str]) -> tuple[str | None,
 
 # ----------------------------------------------------------------------------- sections
 
-def results_section(chosen: list[RunInfo], evals: dict) -> None:
+def results_section(chosen: list[RunInfo], evals: dict) -> dict[str, str]:
+    """The results tables; returns the table by noise rate's value for the URL when it is
+    drawn and not at its default (``{"by_rate": key}``)."""
     st.subheader("Results")
     st.caption("Selected: the test accuracy at the evaluation with the best validation "
                "accuracy (— when the run held out no validation split, dataset.val_fraction "
@@ -207,13 +223,17 @@ def results_section(chosen: list[RunInfo], evals: dict) -> None:
         spread = seed_spread_table(table, chosen)
         st.dataframe(shown(spread, ()), hide_index=True, width="stretch", key="compare.seeds")
         csv_download(spread, "dm-compare-seeds", "compare.seeds_csv", "Download mean over seeds (CSV)")
-    if table["noise rate"].nunique() > 1:
-        values = result_columns(table)
-        default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
-        value = st.selectbox("By noise rate, as the paper's Table 10", values,
-                             index=values.index(default), key="compare.pivot_value",
-                             help="Mean ± std over the seeds of each setting at each noise rate.")
-        st.dataframe(pivot_by(table, chosen, value), width="stretch", key="compare.paper")
+    if table["noise rate"].nunique() <= 1:
+        return {}
+    values = result_columns(table)
+    default = SELECTED_TEST if table[SELECTED_TEST].notna().any() else FINAL_TEST
+    if st.session_state.get("compare.pivot_value") not in values:  # a link's, or none yet
+        st.session_state["compare.pivot_value"] = default
+    value = st.selectbox("By noise rate, as the paper's Table 10", values, key="compare.pivot_value",
+                         help="Mean ± std over the seeds of each setting at each noise rate.")
+    st.dataframe(pivot_by(table, chosen, value), width="stretch", key="compare.paper")
+    keys = {label: key for key, label in RESULT_KEYS.items()}
+    return {"by_rate": keys[value]} if value != default and value in keys else {}
 
 
 def ranking_section(table, chosen: list[RunInfo], pooled) -> None:
@@ -249,20 +269,23 @@ def ranking_section(table, chosen: list[RunInfo], pooled) -> None:
                  key="compare.ranking")
 
 
-def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> None:
+def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> dict[str, str]:
+    """The landscape of two settings or more; returns its metric for the URL when it is
+    drawn and not the default (``{"landscape": metric}``)."""
     if len(settings(chosen)) < 2:
-        return
+        return {}
     st.subheader("Landscape")
     metric = st.selectbox("Metric", list(METRICS), key="compare.landscape_metric",
                           format_func=METRICS.get,
                           help="Over the parameters these runs sweep, mean ± std over seeds. "
                                "Selected: test accuracy at the evaluation with the best "
                                "validation accuracy (needs dataset.val_fraction > 0).")
+    drawn = {"landscape": metric} if metric != next(iter(METRICS)) else {}
     land = build_landscape(chosen, evals, metric)
     title = METRICS[metric] + (f" — group {group}" if group is not None else "")
     fig = landscape_figure(land, title)
     if fig is None:
-        return
+        return drawn
     st.plotly_chart(fig, key="compare.landscape", theme="streamlit", width="stretch",
                     config=png_config(f"landscape-{metric}"))
     if land.compares_methods:
@@ -284,16 +307,21 @@ def landscape_section(group: str | None, chosen: list[RunInfo], evals: dict) -> 
     cells = cells_frame(land)
     st.dataframe(shown(cells, ()), hide_index=True, width="stretch", key="compare.cells")
     csv_download(cells, f"landscape-{metric}", "compare.cells_csv", "Download landscape table (CSV)")
+    return drawn
 
 
-def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
+def curves_section(s, chosen: list[RunInfo], evals: dict) -> dict:
+    """The curves of one metric over the runs; returns their controls for the URL
+    (``compare_params`` arguments)."""
     st.subheader("Curves")
     st.caption("Charts export as self-contained HTML below each one; for a PNG use the camera "
                "icon in a chart's toolbar (rendered by your browser: no extra software).")
-    options = list(EVAL_METRICS) + list(SCALAR_METRICS)
-    metric = st.selectbox("Metric", options, key="compare.metric",
-                          format_func=lambda m: {**EVAL_METRICS, **SCALAR_METRICS}[m])
+    metric = st.selectbox("Metric", list(CURVE_METRICS), key="compare.metric",
+                          format_func=CURVE_METRICS.get)
     align, style = curve_controls("compare.curves", align=True)
+    drawn = {"metric": metric if metric != next(iter(CURVE_METRICS)) else None,
+             "x_fraction": align == "fraction", "smoothing": style.smoothing,
+             "log_y": style.log_y}
     if metric == "lr":
         style = CurveStyle(style.smoothing, log_y=True)  # schedules step the rate by factors
     labels = run_labels(chosen)
@@ -307,8 +335,8 @@ def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
             curves[labels[r.id]] = (x, frame[metric].to_numpy(dtype=np.float64))
     if not curves:
         st.caption(f"None of these runs has logged {metric} yet.")
-        return
-    label = {**EVAL_METRICS, **SCALAR_METRICS}[metric]
+        return drawn
+    label = CURVE_METRICS[metric]
     bounded = metric in EVAL_METRICS or metric.startswith("p_")
     fig = overlay_figure(curves, label, label, y_range=(0, 1.02) if bounded else None,
                          revision=f"compare-{metric}-{align}", x_title=ALIGNMENTS[align],
@@ -316,6 +344,7 @@ def curves_section(s, chosen: list[RunInfo], evals: dict) -> None:
     st.plotly_chart(fig, key="compare.curves", theme="streamlit", width="stretch",
                     config=png_config(f"compare-{metric}"))
     html_download(fig, f"compare-{metric}", "compare.curves_html")
+    return drawn
 
 
 def histogram_point(logged: list[RunInfo], align: str) -> dict[int, int] | None:
@@ -399,9 +428,9 @@ if not chosen:
     st.stop()
 
 evals = {r.id: s.evals(r.id) for r in chosen}
-results_section(chosen, evals)
+drawn = results_section(chosen, evals)
 examples_links(r.id for r in chosen)
-landscape_section(group, chosen, evals)
-curves_section(s, chosen, evals)
+drawn |= landscape_section(group, chosen, evals)
+drawn |= curves_section(s, chosen, evals)
 histograms_section(s, chosen)
-show_params(PAGE, view_params(group, chosen))  # after the controls it names were drawn
+show_params(PAGE, view_params(group, chosen, drawn))  # after the controls it names were drawn

@@ -69,7 +69,7 @@ from app.live import (
 )
 from app.tables import selected_accuracies
 from app.text import md
-from app.widgets import curve_controls
+from app.widgets import curve_controls, set_curve_controls
 from dm_core.losses import LOSSES
 from dm_core.registry import ConfigError
 from dm_store import RunInfo, RunNotFound, RunStatus
@@ -472,8 +472,7 @@ def open_link(view: MonitorView, run_id: int) -> None:
     ss = st.session_state
     for warning in view.warnings:
         st.warning(md(warning))
-    ss["monitor.curves.smoothing"] = view.smoothing
-    ss["monitor.curves.log"] = view.log_y
+    set_curve_controls("monitor.curves", view.smoothing, view.log_y)
     ss["monitor.controls_run"] = run_id  # not a change of run: keep what the link says
     ss["monitor.follow"] = view.iteration is None
     if view.iteration is None:
