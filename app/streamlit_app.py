@@ -33,13 +33,25 @@ if wanted is not None and wanted[0] in BY_KEY:  # a link opened before signing i
     st.switch_page(BY_KEY[wanted[0]].path, query_params=wanted[1])
 
 
-def show_queue_counts(slot) -> None:
-    """How many runs are in each status, into the sidebar's ``slot``."""
-    try:
-        counts = store().queue_counts()
-        slot.caption(" · ".join(f"{k} {v}" for k, v in counts.items() if v) or "no runs yet")
-    except StoreError as err:
-        slot.error(f"Database unavailable: {md(err)}")
+COUNTS = "nav.counts"  # the sidebar's queue counts as last read: (st method, text)
+
+
+def show_sidebar_state(counts_slot, group_slot, fresh: bool) -> None:
+    """How many runs are in each status, and the link to the group viewed last, into the
+    sidebar's slots: the counts read from the store when ``fresh``, else as last read."""
+    ss = st.session_state
+    if fresh:
+        try:
+            counts = store().queue_counts()
+            ss[COUNTS] = ("caption", " · ".join(f"{k} {v}" for k, v in counts.items() if v)
+                          or "no runs yet")
+        except StoreError as err:
+            ss[COUNTS] = ("error", f"Database unavailable: {md(err)}")
+    if COUNTS in ss:
+        kind, text = ss[COUNTS]
+        getattr(counts_slot, kind)(text)
+    with group_slot.container():  # the group the page showed, if it showed one
+        last_group_link()
 
 
 with st.sidebar:
@@ -47,12 +59,14 @@ with st.sidebar:
     counts_slot = st.empty()
     group_slot = st.empty()
     st.caption(f"Database: `{mask_url(database_url())}`")
+# An empty slot would take the counts and the link away for as long as the page runs
+# (seconds on a busy machine), and a click on the link would land on nothing: the slots
+# show what they showed after the previous run until the page has run.
+show_sidebar_state(counts_slot, group_slot, fresh=False)
 
 try:
     navigation.run()
 finally:
     # Counted after the page has run (also when it stopped or asked for a rerun): a run it
     # just queued, cancelled, retried or deleted is in the counts at once, not one click later.
-    show_queue_counts(counts_slot)
-    with group_slot.container():  # the group the page just showed, if it showed one
-        last_group_link()
+    show_sidebar_state(counts_slot, group_slot, fresh=True)

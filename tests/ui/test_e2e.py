@@ -234,6 +234,10 @@ def shot(page, folder: Path, name: str) -> None:
 
 
 def wait_for(predicate, timeout: float, what: str, every: float = 0.05):
+    """Poll ``predicate`` until it returns something true. It must call into Playwright (a
+    locator, ``page.evaluate``): Playwright's sync API takes in the browser's events, a
+    navigation included, only during such a call, so ``page.url`` alone never changes here
+    (use ``page.wait_for_url``)."""
     deadline = time.monotonic() + timeout
     value = None
     while time.monotonic() < deadline:

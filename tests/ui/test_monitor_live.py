@@ -5,8 +5,9 @@
   drawn; a direct load of the running run settles.
 - A Monitor URL with its controls (smoothing, log y, the iteration shown) opens that view in
   a new session, and the address bar follows the controls.
-- A Compare URL with the histograms' mode and iteration opens that view; the sidebar keeps a
-  link to the group viewed last, across pages.
+- A Compare URL with the curves' controls and the histograms' mode and iteration opens that
+  view; the sidebar keeps a link to the group viewed last, across pages and while a page
+  runs, and a click on it opens that group's view.
 
 Nothing waits for a duration: the worker holds the run at ``HELD_AT`` (``workers.hold``) until
 SIGCONT, so the page is checked in a state the test has waited for however fast the machine
@@ -50,6 +51,17 @@ def shown_iteration(page) -> int | None:
 
 def query(page) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(urlparse(page.url).query).items()}
+
+
+# Counts the sidebar's changes after which it held no page link (the link to the group viewed
+# last): a MutationObserver sees every change, however short-lived, on any machine.
+WATCH_SIDEBAR_LINK_JS = """() => {
+    window.sidebarLinkGone = 0;
+    const sidebar = document.querySelector('[data-testid=stSidebar]');
+    new MutationObserver(() => {
+        if (!sidebar.querySelector('[data-testid=stPageLink-NavLink]')) window.sidebarLinkGone++;
+    }).observe(sidebar, {childList: true, subtree: true});
+}"""
 
 
 def test_the_live_monitor_follows_a_training_run_and_its_url_reopens_the_view(browser, dm_up):
@@ -123,12 +135,23 @@ def test_a_compare_url_opens_its_view_and_the_sidebar_keeps_the_group(browser, d
     page.set_default_timeout(60_000)
     try:
         runs = ",".join(map(str, ids))
-        page.goto(f"{dm_up.url}/compare?{urlencode({'runs': runs, 'mode': 'overlaid', 'it': 30})}")
+        url = {"runs": runs, "metric": "p_clean_mean", "x": "fraction", "smooth": "0.5",
+               "log": "1", "mode": "overlaid", "it": "30"}
+        page.goto(f"{dm_up.url}/compare?{urlencode(url)}")
         wait_ready(page, timeout=120_000)
         page.get_by_text("p_i histograms at one point of training").scroll_into_view_if_needed()
         page.get_by_text("@ 30 · clean", exact=False).first.wait_for()  # overlaid, at 30
         assert slider_value(page, "Iteration") == 30
-        assert query(page) == {"runs": runs, "mode": "overlaid", "it": "30"}
+        # The curves: mean p_i of clean examples by fraction of training, smoothed (a smoothed
+        # line over each run's raw one) on a log axis.
+        curves = wait_for(lambda: page.evaluate("() => {" + FIND_PLOT_JS + """
+            const el = findPlot('mean p_i of clean examples');
+            return el && el._fullData && [el._fullLayout.yaxis.type, el._fullData.length,
+                                          Math.max(...el._fullData[0].x)]; }"""), 60,
+                          "the curves of the link's metric", 0.2)
+        assert curves == ["log", 4, 1]  # 2 runs, raw and smoothed; x: the fraction, up to 1
+        assert widget(page, "stCheckbox", "log y").locator("input").is_checked()
+        assert query(page) == url
         # A link with a value the page cannot show is refused, with a warning naming it.
         page.goto(f"{dm_up.url}/compare?{urlencode({'runs': runs, 'mode': 'sideways'})}")
         wait_ready(page)
@@ -137,12 +160,23 @@ def test_a_compare_url_opens_its_view_and_the_sidebar_keeps_the_group(browser, d
         page.goto(f"{dm_up.url}/compare?{urlencode({'group': 'sweep'})}")
         wait_ready(page)
         sidebar = page.locator("[data-testid=stSidebar]")
-        sidebar.get_by_text("Last group viewed: sweep").wait_for()
-        sidebar.locator("[data-testid=stSidebarNav] a", has_text="Runs").first.click()
-        wait_ready(page)
-        # On another page the sidebar still links the group's Compare view.
         link = sidebar.locator("[data-testid=stPageLink-NavLink]", has_text="Last group viewed: sweep")
         link.wait_for()
+        # It stays there while the next page runs: the sidebar's slots used to be emptied
+        # for as long as the page ran, and a click on the link then landed on nothing.
+        page.evaluate(WATCH_SIDEBAR_LINK_JS)
+        sidebar.locator("[data-testid=stSidebarNav] a", has_text="Runs").first.click()
+        page.wait_for_url(re.compile(r"/runs$"))
+        page.locator("h1", has_text=re.compile("^Runs$")).wait_for()
+        wait_ready(page)
+        assert page.evaluate("() => window.sidebarLinkGone") == 0
+        # On another page the sidebar still links the group's Compare view, and opens it.
         assert link.get_attribute("href") == "compare?group=sweep"
+        link.click()
+        # Waited for by Playwright: ``page.url`` is refreshed only while a Playwright call
+        # runs, so polling it between sleeps kept reading the Runs page's URL.
+        page.wait_for_url(re.compile(r"/compare\?group=sweep$"))
+        wait_ready(page)
+        page.get_by_text("2 runs in group sweep").wait_for()  # the group's own view
     finally:
         context.close()
