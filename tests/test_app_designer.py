@@ -148,6 +148,23 @@ def test_use_in_launch_carries_the_scheme(at):
     assert any("Launch" in i.value for i in at.info)
 
 
+def test_use_in_launch_carries_the_added_dm_curves_as_a_grid(at):
+    """Launch carried the main curve only: the DM curves added beside it go as the λ/β grid
+    (one run per curve, none added); a curve the form cannot queue as drawn is named."""
+    at.number_input(key="designer.dm.beta.num").set_value(12.0).run()  # main: λ 0.5, β 12
+    _add_curve(at, "dm", lam=2.0, beta=16.0)
+    _add_curve(at, "dm", lam=0.5, beta=4.0)
+    _add_curve(at, "normal", psi=0.3, beta=10.0)
+    assert at.button(key="designer.use").label == "Use in Launch (loss `dm`, a λ/β grid of 3 runs)"
+    captions = " ".join(rendered(c.value) for c in at.caption)
+    assert "λ = 0.5: β = 4, 12; λ = 2: β = 16" in captions
+    assert "Not carried: normal(psi=0.3, beta=10)" in captions
+    at.button(key="designer.use").click().run()
+    assert at.session_state["designer.carry"] == {
+        "name": "dm", "lam": 0.5, "beta": 12.0, "grid": [[0.5, [4.0, 12.0]], [2.0, [16.0]]]}
+    assert not at.exception
+
+
 def test_a_u_shaped_curve_is_described_as_emphasising_both_ends(at):
     """DM with β < 0 is U-shaped: w(0) = w(1) = 1 and w < 1 inside. Neither the mode nor the
     advice may claim one ψ (before: "mode ψ = 0.000 ... hardest examples first (as CCE)",

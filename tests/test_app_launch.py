@@ -328,6 +328,26 @@ def test_cifar100_paper_presets_carry_the_authors_lambda_and_beta(at):
     assert at.number_input(key="L.loss.dm.beta").value == 8.0
 
 
+def test_the_designers_added_dm_curves_come_as_the_grid_and_queue_one_run_each(app_db):
+    """The designer's hand-over (app.designer_carry) with its grid: the form opens on the
+    λ/β grid of exactly those points, replacing the table there was, and queues them."""
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["L.grid_table"] = pd.DataFrame({"λ": [9.0], "β values": ["1, 2, 3"]})
+    at.run()
+    at.radio(key="L.mode").set_value("λ/β grid").run()  # the grid there was, drawn
+    at.session_state["designer.carry"] = {"name": "dm", "lam": 0.5, "beta": 12.0,
+                                          "grid": [[0.5, [4.0, 12.0]], [2.0, [16.0]]]}
+    at.run()
+    assert not at.exception
+    assert at.radio(key="L.mode").value == "λ/β grid"
+    assert at.number_input(key="L.loss.dm.lam").value == 0.5
+    assert any("3 curves as the λ/β grid" in i.value for i in at.info)
+    assert at.button(key="L.queue").label == "Queue 3 runs"
+    _queue(at)
+    got = sorted((c["loss"]["name"], c["loss"]["lam"], c["loss"]["beta"]) for c in _configs(app_db))
+    assert got == [("dm", 0.5, 4.0), ("dm", 0.5, 12.0), ("dm", 2.0, 16.0)]
+
+
 def test_designer_scheme_and_cloned_run_fill_the_form(app_db):
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     at.session_state["designer.carry"] = {"name": "dm", "lam": 3.0, "beta": 20.0}

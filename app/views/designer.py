@@ -8,7 +8,9 @@ value. Three linked charts over p ∈ [0, 1]: the relative weight ``w(p)``, the 
 losses CCE, MAE, MSE and GCE(q) can be overlaid with a tick, any registered scheme (a second
 DM curve, say) added beside them, and the p_i histogram of any run at any logged iteration
 drawn underneath. Beside them, the worst-case share of a batch of B one example can take
-(``Scheme.worst_case_share``). "Use in Launch" carries the scheme to the launch page.
+(``Scheme.worst_case_share``). "Use in Launch" carries the scheme to the launch page, with
+the added curves of the same scheme as a λ/β grid when it has λ and β (``app.designer_carry``);
+an added curve the Launch form cannot queue as drawn is named as not carried.
 
 The URL names the view (``?family=dm&lam=0.5&beta=8&curves=…``, ``app.designer_url``): a
 copied link opens the same curves; a link's invalid parts are refused with a warning naming
@@ -28,6 +30,7 @@ import streamlit as st
 
 from app.charts import edf_curves, edf_figure, emphasis_summary, formula_latex, scheme_label
 from app.db import store
+from app.designer_carry import CARRY, GRID, carry_payload
 from app.designer_url import read_view, view_params
 from app.forms import errors_by_field
 from app.links import opened_by_link, show_params
@@ -41,7 +44,6 @@ from dm_store import StoreError
 
 PAGE = "designer"
 FAMILY = "designer.family"
-CARRY = "designer.carry"  # read by the launch page
 BATCH = "designer.batch"
 EXTRAS = "designer.extras"  # [(scheme name, {param: value})] drawn beside the main curve
 BATCH_FIELD = RunConfig.model_fields["batch_size"]  # the Launch form's default and bounds
@@ -303,12 +305,29 @@ def compact_number(x: float) -> str:
     return f"{mantissa}e{int(exponent)}"
 
 
-def carry_loss(family: str) -> str | None:
-    """The loss that trains with this scheme under derivative normalisation (e.g. dm → dm)."""
-    for entry in LOSSES.entries():
-        if entry.extra.get("scheme") == family and entry.extra.get("normalise"):
-            return entry.name
-    return None
+def use_in_launch(family: str, values: dict[str, float]) -> None:
+    """The button that carries the designed scheme, and the added curves the Launch form
+    can queue as drawn, to the Launch page; what it carries and what it leaves out, said
+    under it."""
+    payload, left_out = carry_payload(family, values, st.session_state.get(EXTRAS, []))
+    if payload is None:
+        return
+    rows = payload.get(GRID)
+    runs = sum(len(betas) for _, betas in rows) if rows else 1
+    what = f"loss `{payload['name']}`" + (f", a λ/β grid of {runs} runs" if rows else "")
+    if st.button(f"Use in Launch ({what})", type="primary", key="designer.use",
+                 icon=":material/rocket_launch:"):
+        st.session_state[CARRY] = payload
+        go_to("launch")
+    if rows:
+        st.caption("The curves of this scheme go to Launch as its λ/β grid, one run each: "
+                   + "; ".join(f"λ = {lam:g}: β = {', '.join(f'{b:g}' for b in betas)}"
+                               for lam, betas in rows) + ".")
+    if left_out:
+        st.caption("Not carried: " + ", ".join(md(scheme_label(n, p)) for n, p in left_out)
+                   + ". The Launch form's grid spans the designed scheme's λ and β only, and "
+                     "its method comparison trains other losses at their registered "
+                     "defaults: queue these from Launch one by one.")
 
 
 st.title("EDF designer")
@@ -362,9 +381,4 @@ fig = edf_figure(curves, overlays, histogram=histogram)
 chart_slot.plotly_chart(fig, key="designer.chart", theme="streamlit", width="stretch")
 show_params(PAGE, view_params(family, values, st.session_state.get(EXTRAS, [])))
 
-loss_name = carry_loss(family)
-if loss_name is not None:
-    if st.button(f"Use in Launch (loss `{loss_name}`)", type="primary", key="designer.use",
-                 icon=":material/rocket_launch:"):
-        st.session_state[CARRY] = {"name": loss_name, **values}
-        go_to("launch")
+use_in_launch(family, values)

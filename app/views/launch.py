@@ -7,8 +7,9 @@ widget they name (``loss.lam: ...`` under λ), and nothing is queued while any r
 
 Widget state lives in ``st.session_state`` under ``L.<config path>`` (registry parameters
 under ``L.<section>.<entry>.<param>``), so a preset, a cloned run (``launch.clone``, set by
-the runs page) or the designer's scheme (``designer.carry``) fills the form before it is
-drawn. The last draft is kept under ``L.draft`` so the form survives a visit to another page.
+the runs page) or the designer's scheme (``designer.carry``, ``app.designer_carry``) fills
+the form before it is drawn; the designer's added curves of the same scheme come as the λ/β
+grid, which the form then shows. The last draft is kept under ``L.draft`` so the form survives a visit to another page.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import yaml
 
 from app.charts import edf_curves, emphasis_summary
 from app.db import store
+from app.designer_carry import CARRY, GRID
 from app.forms import (
     Form,
     field_state_value,
@@ -70,7 +72,6 @@ GRID_DEFAULT = pd.DataFrame({"λ": [0.0, 0.5, 1.0, 2.0],
 # cannot pass; three is the fewest the studies train a final setting on.
 COMPARISON_SEEDS = 3
 CLONE = "launch.clone"  # a run's config, set by the runs page
-CARRY = "designer.carry"  # {"name": loss, **params}, set by the designer
 DRAFT = "L.draft"
 
 
@@ -124,14 +125,22 @@ def apply_pending() -> None:
         state_from_config(ss.get(DRAFT) or form_defaults())
     if CARRY in ss:
         carry = dict(ss.pop(CARRY))
-        name = carry.pop("name")
+        name, rows = carry.pop("name"), carry.pop(GRID, None)
         ss[k("loss.name")] = name
         entry = LOSSES.get(name)
         for p in entry.params:
             value = carry.get(p.name, ss.get(entry_key("loss", name, p.name), p.default))
             ss[entry_key("loss", name, p.name)] = param_state_value(p, value)
-        ss["L.flash"] = ("info", f"Loss set from the EDF designer: {name} "
-                         + ", ".join(f"{a}={b:g}" for a, b in carry.items()))
+        message = f"Loss set from the EDF designer: {name} " + ", ".join(
+            f"{a}={b:g}" for a, b in carry.items())
+        if rows:  # the designer's curves of this scheme, one grid point each
+            ss["L.mode"] = MODES[1]
+            ss["L.grid_table"] = pd.DataFrame({"λ": [float(lam) for lam, _ in rows],
+                                               "β values": [", ".join(f"{b:.12g}" for b in betas)
+                                                            for _, betas in rows]})
+            ss.pop("L.grid_editor", None)  # edits made to the table it replaces
+            message += f"; its {sum(len(b) for _, b in rows)} curves as the λ/β grid below."
+        ss["L.flash"] = ("info", message)
 
 
 # ----------------------------------------------------------------------------- form sections
