@@ -215,8 +215,8 @@ def test_formula_latex():
     assert formula_latex("w(p) = p^(-0.5) * (1 - p)^1") == r"w(p) = p^{-0.5} \cdot (1 - p)^{1}"
 
 
-@pytest.mark.parametrize("module", ["app.charts", "app.charts.style", "app.designer_url",
-                                    "app.downloads", "app.forms", "app.runsets",
+@pytest.mark.parametrize("module", ["app.charts", "app.charts.style", "app.designer_carry",
+                                    "app.designer_url", "app.downloads", "app.forms", "app.runsets",
                                     "app.landscape", "app.curves", "app.links", "app.text"])
 def test_doctests(module):
     import importlib
