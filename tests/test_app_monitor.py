@@ -7,6 +7,8 @@ tested by writing rows as a worker would, then running the page again.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -327,6 +329,27 @@ def test_a_backlog_is_jumped_not_replayed(app_db, reads):
     assert decode(chart(at, "monitor.heatmap")["data"][0]["x"])[-1] == 5100
     assert {m.label: m.value for m in at.metric}["iteration"] == "5100/6000"
     assert "as of iteration 5100," in " ".join(c.value for c in at.caption)
+
+
+def test_a_slow_first_read_runs_the_page_once(live_run, monkeypatch):
+    """The page's own run is no tick of the timer: however long its first read takes, it
+    does not rerun the page to re-arm the timer (a slow direct load of a running run used
+    to run twice, the whole page greyed out during the second run)."""
+    _, run_id = live_run
+    reads = []
+    read = Store.scalars
+
+    def slow(self, *args, **kwargs):
+        reads.append(kwargs.get("after"))
+        # Slower than REFRESH_S / PACE (4 s / 3): a timer tick this slow re-arms the timer.
+        time.sleep(1.5)
+        return read(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "scalars", slow)
+    at = _page(run_id)
+    assert not at.exception
+    assert reads == [0]  # one run of the page, one read
+    assert "as of iteration 100," in " ".join(c.value for c in at.caption)
 
 
 def test_the_page_says_what_it_shows(live_run):

@@ -165,10 +165,17 @@ def tick_started(armed: float | None, by_timer: bool) -> float:
     return now
 
 
-def record_tick(took: float, armed: float | None) -> None:
+def record_tick(took: float, armed: float | None, by_timer: bool) -> None:
     """Remember how long this tick took; when the timer that is running (``armed``) is now
     too short, or four times longer than needed, rerun the page so that the fragment is
-    armed with a new interval (its ``run_every`` is read only when the page draws it)."""
+    armed with a new interval (its ``run_every`` is read only when the page draws it).
+
+    Only a tick of the timer counts. The page's own run is no tick: it reads the backlog (a
+    direct load, a whole window of rows) and builds every chart for the first time, so it
+    takes longer than a tick; re-arming after it ran a direct load twice whenever the load
+    took over a third of the interval (a busy machine), the page greyed out meanwhile."""
+    if not by_timer:
+        return
     st.session_state["monitor.tick_s"] = took
     if armed is not None and rearm(refresh_interval(), armed):
         st.rerun(scope="app")
@@ -522,7 +529,8 @@ armed = refresh_interval() if first.status in ACTIVE else None
 @st.fragment(run_every=armed)
 def live_view() -> None:
     # The page's own run sets the flag; a rerun of the fragment alone is the timer's tick.
-    started = tick_started(armed, by_timer=not st.session_state.pop("monitor.page_run", False))
+    by_timer = not st.session_state.pop("monitor.page_run", False)
+    started = tick_started(armed, by_timer)
     if st.session_state.pop("monitor.picked", False):
         st.rerun(scope="app")  # a heatmap click: the controls outside show the new choice
     try:
@@ -540,7 +548,7 @@ def live_view() -> None:
         # It started or ended: redraw the whole page once (the sidebar's counts, the timer,
         # which stops once the run has ended).
         st.rerun()
-    record_tick(time.monotonic() - started, armed)
+    record_tick(time.monotonic() - started, armed, by_timer)
 
 
 ss["monitor.page_run"] = True
