@@ -22,7 +22,7 @@ import typer
 
 from studio import supervisor
 from studio.cli._app import app
-from studio.cli.runs import db_option
+from studio.cli.store_access import db_option
 
 DEFAULT_PORT = 8501
 DEFAULT_HOST = "127.0.0.1"
