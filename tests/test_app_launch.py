@@ -400,6 +400,7 @@ def form_session(app_db):
     return page, app_db
 
 
+@pytest.mark.slow  # 60 examples, each two reruns of the page
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
