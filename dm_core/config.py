@@ -310,10 +310,11 @@ class RunConfig(_Strict):
     relabel: bool = Field(False, description="label correction: retrain on the model's own predictions")
     # Why 1e4 and not 1e3: derivative normalisation keeps a unit of gradient on the examples a
     # clean batch has not fitted yet, so DM and the -DN losses at their defaults reach logits of
-    # a few thousand on clean data and then settle (digits, 3000 iterations: peaks 1.3e3-3.7e3,
-    # final test accuracy 97-98%); 1e3 stopped those healthy runs as diverged. Runs that do blow
-    # up pass 1e4 by orders of magnitude (mae-dn unclipped: 1e34; dm-beta unclipped: 3e9, 13%
-    # accuracy), and 1e4 keeps a margin below float16's largest value (65504) for AMP runs.
+    # a few thousand on clean data and then settle (digits, 3000 iterations, dm, cce-dn and
+    # dm-exponential: peaks 1.3e3-3.7e3, final test accuracy 96.8-97.8%); 1e3 stopped those
+    # healthy runs as diverged. Runs that do blow up pass 1e4 by orders of magnitude (mae-dn
+    # unclipped: 1e34; dm-beta unclipped: 3e9, 13% accuracy), and 1e4 keeps a margin below
+    # float16's largest value (65504) for AMP runs.
     max_logit: float = Field(1e4, gt=0, description="stop as diverged when any |logit| exceeds this")
 
     @field_validator("name")
