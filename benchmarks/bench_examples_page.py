@@ -34,20 +34,19 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from dashboard_server import free_port, healthy  # noqa: E402 (this folder, on sys.path as the script's)
 
 from dm_core.config import parse_config  # noqa: E402
 from dm_core.events import EvalEvent, ExamplesEvent, StartEvent  # noqa: E402
@@ -79,20 +78,6 @@ SETTLED_JS = """(n) => {
 DATA_MAP_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].find(el =>
     el._fullLayout && el._fullLayout.xaxis && el._fullLayout.xaxis.title
     && /^variability/.test(el._fullLayout.xaxis.title.text || ''))"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:  # noqa: S310
-            return r.read().strip() == b"ok"
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def cifar_shaped(directory: Path, n: int) -> Path:

@@ -25,20 +25,19 @@ import argparse
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from bisect import bisect_left
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from dashboard_server import free_port, healthy  # noqa: E402 (this folder, on sys.path as the script's)
 
 from dm_core.config import parse_config  # noqa: E402
 from dm_store import RunStatus, Store  # noqa: E402
@@ -78,20 +77,6 @@ SETTLED_JS = """(charts) => {
         && [...document.querySelectorAll('.js-plotly-plot')]
             .filter(el => el._fullData && el._fullData.length).length >= charts;
 }"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:  # noqa: S310
-            return r.read().strip() == b"ok"
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 def start(command: list[str], log: Path, cwd: Path, threads: bool) -> subprocess.Popen:

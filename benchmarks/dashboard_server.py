@@ -1,0 +1,24 @@
+"""What the browser benchmarks need to start the dashboard (`dm up`) on their own: a free
+loopback port and Streamlit's health check. Not a benchmark (``run_all.py`` runs only
+``bench_*.py``)."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def healthy(url: str) -> bool:
+    """Whether the Streamlit server at ``url`` answers its health check with ``ok``."""
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:  # noqa: S310
+            return r.read().strip() == b"ok"
+    except (urllib.error.URLError, OSError):
+        return False
