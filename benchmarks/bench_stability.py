@@ -114,14 +114,15 @@ def setting_overrides(setting: str) -> list[str]:
     return out + ([f"optimizer.weight_decay={float(values['wd'])}"] if "wd" in values else [])
 
 
-def methods(only: list[str]) -> list[tuple[str, dict]]:
-    """(label, loss config): every registered loss at its defaults, DM also over DM_SETTINGS."""
+def methods(only: list[str], dm_grid: bool = True) -> list[tuple[str, dict]]:
+    """(label, loss config): every registered loss at its defaults, DM also over DM_SETTINGS
+    (unless ``dm_grid`` is off)."""
     from dm_core.losses import list_losses
 
     out = []
     for name in only or list_losses():
         out.append((name, {"name": name}))
-        if name == "dm":
+        if name == "dm" and dm_grid:
             out += [(f"dm λ={lam:g} β={beta:g}", {"name": "dm", "lam": lam, "beta": beta})
                     for lam, beta in DM_SETTINGS]
     return out
@@ -287,6 +288,8 @@ def main() -> None:
     parser.add_argument("--noise", default="0.4,0.0", help="comma-separated symmetric noise rates")
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--only", default="", help="comma-separated loss names (default: all)")
+    parser.add_argument("--no-dm-grid", action="store_true",
+                        help="DM at its registry defaults only, not over its (λ, β) grid")
     parser.add_argument("--setting", action="append", default=None,
                         help="'off', 'default', or e.g. 'clip=3', 'rel=2' (repeatable; default: "
                              "per noise rate, " + "; ".join(f"{k:g}: {', '.join(v)}" for k, v in SETTINGS.items()) + ")")
@@ -305,7 +308,7 @@ def main() -> None:
         for dataset, noise in itertools.product(args.datasets.split(","), map(float, args.noise.split(","))):
             base = base_config(dataset, data_path, noise, args.iterations)
             for setting in args.setting or SETTINGS.get(noise, ("off", "default")):
-                for label, loss in methods(only):
+                for label, loss in methods(only, dm_grid=not args.no_dm_grid):
                     if noise == 0 and " " in label:
                         continue  # on clean data, each loss at its defaults only
                     # DM's seeds pair up to measure its cost; the others' only describe them.
