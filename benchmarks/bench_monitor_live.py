@@ -1,13 +1,13 @@
 """The live Monitor in a real browser while a worker trains: how far the page is behind the database (median and worst, in seconds), how often it is greyed out or missing a chart, and how long a direct load of a running run takes to settle. Targets: median lag ≤ 5 s, worst ≤ 12 s, no sample with a chart missing, at most 10% greyed, a direct load settled within 6 s.
 
-    python benchmarks/bench_monitor_live.py [--iterations 6000] [--workers 2] [--every 4]
+    python benchmarks/bench_monitor_live.py [--iterations 6000] [--workers 2] [--every 2]
 
 ``dm up --no-workers`` serves the dashboard on a free port over a throw-away SQLite
 database; ``--workers`` real worker processes (one torch thread each) train digits runs of
 ``--iterations`` iterations, so that both cores of a 2-core machine are busy; the first run
 is the one watched. Debian's Chromium, driven by Playwright, opens the Monitor by its URL
 while the run trains (the time until it has settled is the direct-load figure), then reads
-the page every ``--every`` seconds until the run ends.
+the page every ``--every`` seconds on average (jittered, so that samples do not lock to the page's own refresh period) until the run ends.
 
 The lag of a sample is read against a record of the database: a thread polls the run's
 newest stored iteration every 0.1 s, and a page that shows iteration X at time t is t - t_X
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import re
 import signal
 import statistics
@@ -150,7 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=6000)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--every", type=float, default=4.0, help="seconds between samples")
+    parser.add_argument("--every", type=float, default=2.0,
+                        help="mean seconds between samples (each period jittered ±50%%)")
     parser.add_argument("--chromium", default=os.environ.get("DM_CHROMIUM", "/usr/bin/chromium"))
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -197,6 +199,11 @@ def main() -> None:
             at_load = clock.newest()
             samples = []
             seen: set[str] = set()
+            # Jittered sampling: a period equal to the page's own refresh period (4 s) would
+            # hit the same phase of every tick, and count a tick in flight in every sample or
+            # in none.
+            jitter = random.Random(0)
+            started = time.monotonic()
             while True:
                 t = time.monotonic()
                 sample = page.evaluate(SAMPLE_JS)
@@ -205,10 +212,12 @@ def main() -> None:
                 drawn = set(sample["drawn"])
                 seen |= drawn
                 reached = clock.reached(sample["iteration"]) if sample["iteration"] else None
-                samples.append({**sample, "lag": None if reached is None else max(0.0, t - reached),
+                samples.append({**sample, "at": t - started,
+                                "lag": None if reached is None else max(0.0, t - reached),
                                 "db": clock.newest(), "drawn": len(drawn),
                                 "missing": sample["skeletons"] > 0 or bool(seen - drawn)})
-                time.sleep(max(0.0, args.every - (time.monotonic() - t)))
+                period = args.every * jitter.uniform(0.5, 1.5)
+                time.sleep(max(0.0, period - (time.monotonic() - t)))
             context.close()
             browser.close()
         clock.done.set()
@@ -220,15 +229,16 @@ def main() -> None:
     greyed = sum(s["greyed"] > 0 for s in samples)
     missing = sum(s["missing"] for s in samples)
     print(f"{args.workers} workers training {args.iterations}-iteration digits runs on "
-          f"{os.cpu_count()} cores; one watched, sampled every {args.every:g} s; load average "
+          f"{os.cpu_count()} cores; one watched, sampled every {args.every:g} s on average "
+          f"(jittered ±50%); load average "
           f"(1 min) {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     final = store.get_run(watched)
     print(f"watched run: {final.status} at iteration {final.iteration} of {args.iterations}")
     print(f"direct load of the running run (at iteration {at_load}): settled in {settle:.1f} s")
     print(f"{'t (s)':>6} {'page it':>8} {'db it':>7} {'lag (s)':>8} {'charts':>6} {'greyed':>6}")
-    for i, s in enumerate(samples):
+    for s in samples:
         lag = "—" if s["lag"] is None else f"{s['lag']:.1f}"
-        print(f"{i * args.every:6.0f} {s['iteration'] or 0:8d} {s['db']:7d} {lag:>8} "
+        print(f"{s['at']:6.1f} {s['iteration'] or 0:8d} {s['db']:7d} {lag:>8} "
               f"{s['drawn']:6d} {s['greyed']:6d}")
     print(f"samples {len(samples)}: lag median {statistics.median(lags):.1f} s, worst "
           f"{max(lags):.1f} s; greyed in {greyed} ({greyed / max(len(samples), 1):.0%}), a chart "
