@@ -354,6 +354,7 @@ def test_a_cancel_is_seen_between_heartbeats(store):
     assert its == list(range(1, len(its) + 1)) and its[-1] == info.iteration > 0  # kept
 
 
+@pytest.mark.slow  # 4.9-5.3 s on a quiet 2-core machine (a dead worker's heartbeat must go stale)
 def test_a_busy_worker_requeues_a_dead_workers_run(store):
     # Every live worker is busy on a long run: a dead worker's run must not wait for one of
     # them to become idle. The busy worker's heartbeat thread reaps it.
