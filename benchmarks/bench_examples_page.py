@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard_server import free_port, healthy  # noqa: E402 (this folder, on sys.path as the script's)
+from dashboard_server import free_port, healthy, stop  # noqa: E402 (this folder, on sys.path as the script's)
 
 from dm_core.config import parse_config  # noqa: E402
 from dm_core.events import EvalEvent, ExamplesEvent, StartEvent  # noqa: E402
@@ -230,12 +229,7 @@ def main() -> None:
                           f"zoom {zooms[-1] * 1e3:.0f} ms", flush=True)
                 browser.close()
         finally:
-            if server.poll() is None:
-                server.send_signal(signal.SIGTERM)
-                try:
-                    server.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            stop(server)
             store.dispose()
     median = statistics.median
     print(f"first load (training images read for the thumbnails): {first:.1f} s")

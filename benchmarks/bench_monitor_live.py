@@ -25,7 +25,6 @@ import argparse
 import os
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dashboard_server import free_port, healthy  # noqa: E402 (this folder, on sys.path as the script's)
+from dashboard_server import free_port, healthy, stop  # noqa: E402 (this folder, on sys.path as the script's)
 
 from dm_core.config import parse_config  # noqa: E402
 from dm_store import RunStatus, Store  # noqa: E402
@@ -84,16 +83,6 @@ def start(command: list[str], log: Path, cwd: Path, threads: bool) -> subprocess
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"OMP_NUM_THREADS": "1"} if threads else {})}
     return subprocess.Popen(command, stdout=log.open("w"), stderr=subprocess.STDOUT, cwd=cwd,
                             start_new_session=True, env=env)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 class DatabaseClock:

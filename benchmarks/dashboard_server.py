@@ -4,7 +4,9 @@ loopback port and Streamlit's health check. Not a benchmark (``run_all.py`` runs
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -22,3 +24,14 @@ def healthy(url: str) -> bool:
             return r.read().strip() == b"ok"
     except (urllib.error.URLError, OSError):
         return False
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (the dashboard and workers stop cleanly on it), then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
