@@ -1,20 +1,17 @@
 """What the browser benchmarks need to start the dashboard (`dm up`) on their own: a free
-loopback port and Streamlit's health check. Not a benchmark (``run_all.py`` runs only
-``bench_*.py``)."""
+loopback port (the store's test helper's), Streamlit's health check and a clean stop. Not a
+benchmark (``run_all.py`` runs only ``bench_*.py``)."""
 
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 import urllib.error
 import urllib.request
 
+from dm_store.testing import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["free_port", "healthy", "stop"]
 
 
 def healthy(url: str) -> bool:
