@@ -287,6 +287,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="seeds for the DM family")
     parser.add_argument("--other-seeds", type=int, default=2,
                         help="seeds for the losses outside the DM family")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds run from this one (a fresh replicate: --first-seed 12)")
     parser.add_argument("--clean-seeds", type=int, default=1,
                         help="seeds without noise, where only divergence is asked about")
     parser.add_argument("--noise", default="0.4,0.0", help="comma-separated symmetric noise rates")
@@ -317,7 +319,8 @@ def main() -> None:
                         continue  # on clean data, each loss at its defaults only
                     # DM's seeds pair up to measure its cost; the others' only describe them.
                     n = args.seeds if label.startswith("dm") else args.other_seeds
-                    seeds = range(n if noise > 0 else min(n, args.clean_seeds))
+                    seeds = range(args.first_seed,
+                                  args.first_seed + (n if noise > 0 else min(n, args.clean_seeds)))
                     jobs += [{"dataset": dataset, "noise": noise, "setting": setting,
                               "method": label, "seed": seed, "base": base, "loss": loss}
                              for seed in seeds]
