@@ -28,19 +28,23 @@ and CCE's weight :math:`2(1-p)` the gradient is exactly ``F.cross_entropy``'s.
 **The forward value is the surrogate** :math:`L` above, not the scheme's implied loss: only
 its gradient is designed (use :meth:`dm_core.schemes.Scheme.implied_loss` for the latter).
 
-Math once in functions (:func:`scheme_loss`, :func:`dm_loss`), thin ``nn.Module`` wrappers
-(:class:`SchemeLoss`, :class:`DMLoss`, the baselines), one registry (``LOSSES``). Every loss
-module keeps detached per-example statistics of its last call in ``last``
-(:class:`LossStats`) for the training loop to log.
+Math once in functions, thin ``nn.Module`` wrappers over them, one registry (``LOSSES``):
+the scheme losses' designed gradient here (:func:`scheme_loss`, :func:`dm_loss`, wrapped by
+:class:`SchemeLoss` and :class:`DMLoss`), each baseline's formula in
+``dm_core.loss_formulas`` (wrapped by :class:`FocalLoss`, :class:`ELRLoss`,
+:class:`CoTeachingLoss` and the others, which add only per-example state, the two networks
+and the statistics below). Every loss module keeps detached per-example statistics of its
+last call in ``last`` (:class:`LossStats`) for the training loop to log.
 
 **Declared once, checked once.** Each loss's record -- name, description, equation,
-parameters with ranges and defaults, family -- is declared in ``dm_core.registries``, the
-one place ``dm submit`` and the forms can read without torch (this module needs it); a
-scheme loss's parameters are its family's, declared with the math in ``dm_core.schemes``.
-Each class names its record with ``@_declared("name")`` and takes its defaults and ranges
-from it, so no default or range is written twice. Every value is checked once where it
-enters: by ``make_loss`` (``LOSSES.create``), or by the class's constructor for a loss built
-by hand (``DMLoss(lam=1.0)``), and never again on the way to the math.
+parameters with ranges and defaults, family -- is declared in ``dm_core.loss_formulas``,
+which ``dm submit`` and the forms can read without torch: a baseline's on the function
+holding its formula, a scheme loss's generated from its scheme family (its parameters are the
+family's, declared with the weight's math in ``dm_core.schemes``). Each class names its record
+with ``@_declared("name")`` and takes its defaults and ranges from it, so no default or range
+is written twice. Every value is checked once where it enters: by ``make_loss``
+(``LOSSES.create``), or by the class's constructor for a loss built by hand
+(``DMLoss(lam=1.0)``), and never again on the way to the math.
 
 >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0]], requires_grad=True)
 >>> targets = torch.tensor([0, 2])
@@ -67,7 +71,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dm_core import fused_cpu
-from dm_core.registries import LOSSES, MARGIN_CAP
+from dm_core.loss_formulas import (
+    LOSSES,
+    MARGIN_CAP,
+    bootstrap_hard,
+    bootstrap_soft,
+    co_teaching,
+    elr,
+    elr_running_average,
+    focal,
+    forget_rate,
+    label_smoothing,
+    symmetric_ce,
+)
 from dm_core.schemes import Scheme, make_scheme, scheme_from_params
 
 __all__ = [
@@ -138,7 +154,7 @@ def concentration(weights: Tensor) -> tuple[Tensor, Tensor]:
 
 
 # ---------------------------------------------------------------------------------------
-# Shared checks and the log-space pieces of p.
+# The shared check of a loss's inputs.
 # ---------------------------------------------------------------------------------------
 
 
@@ -177,18 +193,6 @@ def _range_error(targets: Tensor, c: int) -> None:
     if bool(bad.any()):  # a CPU-GPU sync point; it replaces an unreadable device-side assert
         raise ValueError(f"targets: class index {int(targets[bad][0])} is out of range; "
                          f"must be in [0, {c - 1}] for {c} classes")
-
-
-def _log_p_parts(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """``log p_i``, ``log(1 - p_i)`` and the half margin ``½(lse_{j≠y} z - z_y)``, per row.
-
-    ``log(1 - p_i) = lse_{j≠y_i} z_ij - lse_j z_ij`` is exact however small ``1 - p_i`` is.
-    """
-    lse_all = torch.logsumexp(z, dim=1)
-    z_y = z.gather(1, targets[:, None]).squeeze(1)
-    others = z.masked_fill(F.one_hot(targets, z.shape[1]).bool(), -math.inf)
-    lse_other = torch.logsumexp(others, dim=1)
-    return z_y - lse_all, lse_other - lse_all, 0.5 * (lse_other - z_y)
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,8 +249,8 @@ def _assemble(e: Tensor, t: Tensor, s_other: Tensor, d: Tensor, coef: Tensor) ->
 class _DesignedGradient(torch.autograd.Function):
     r"""The surrogate loss and its logit gradient in one pass over the ``(N, C)`` logits.
 
-    Autograd through :func:`_log_p_parts` costs two logsumexps forward and two softmaxes
-    backward. Here one ``exp`` of the shifted logits (:func:`_row_parts`) gives both
+    Autograd through ``log p`` and ``log(1 - p)`` taken as two logsumexps (as the formula
+    losses take them) costs two logsumexps forward and two softmaxes backward. Here one ``exp`` of the shifted logits (:func:`_row_parts`) gives both
     :math:`\operatorname{lse}_{j \ne y_i} z_{ij}` and :math:`q_i`, and the gradient is formed
     in place (:func:`_assemble`) and saved for ``backward`` -- the same cost as cross-entropy
     on large batches. ``fused`` is :func:`dm_core.fused_cpu.kernel`'s module, which does each
@@ -545,14 +549,10 @@ class _FormulaLoss(nn.Module):
         return loss
 
 
-def _log_softmax_y(z: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
-    log_probs = F.log_softmax(z, dim=1)
-    return log_probs, log_probs.gather(1, targets[:, None]).squeeze(1)
-
-
 @_declared("label-smoothing")
 class LabelSmoothingLoss(_FormulaLoss):
-    r"""Cross-entropy against :math:`(1-\varepsilon)\, e_y + \varepsilon / C` (Szegedy et al. 2016).
+    r"""Cross-entropy with label smoothing: :func:`~dm_core.loss_formulas.label_smoothing`,
+    the mean over the batch.
 
     Args:
         epsilon: smoothing :math:`\varepsilon \in [0, 1)`.
@@ -568,15 +568,13 @@ class LabelSmoothingLoss(_FormulaLoss):
         self.epsilon = epsilon
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
-        return F.cross_entropy(z, targets, reduction="none", label_smoothing=self.epsilon)
+        return label_smoothing(z, targets, self.epsilon)
 
 
 @_declared("boot-soft")
 class BootstrapSoftLoss(_FormulaLoss):
-    r"""Soft bootstrapping (Reed et al. 2015): :math:`-\sum_k (\beta e_{y,k} + (1-\beta) p_k) \log p_k`.
-
-    The prediction in the target is not detached, as in the paper (it equals
-    :math:`\beta\,` CE :math:`+ (1-\beta)` entropy).
+    r"""Soft bootstrapping (Reed et al. 2015): :func:`~dm_core.loss_formulas.bootstrap_soft`,
+    the mean over the batch.
 
     Args:
         beta: weight of the annotated label, in [0, 1].
@@ -591,14 +589,13 @@ class BootstrapSoftLoss(_FormulaLoss):
         self.beta = beta
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
-        log_probs, log_p_y = _log_softmax_y(z, targets)
-        entropy = -(log_probs.exp() * log_probs).sum(dim=1)
-        return -self.beta * log_p_y + (1.0 - self.beta) * entropy
+        return bootstrap_soft(z, targets, self.beta)
 
 
 @_declared("boot-hard")
 class BootstrapHardLoss(_FormulaLoss):
-    r"""Hard bootstrapping (Reed et al. 2015): :math:`-\beta \log p_y - (1-\beta) \log p_{\hat y}`, :math:`\hat y = \arg\max_k p_k`.
+    r"""Hard bootstrapping (Reed et al. 2015): :func:`~dm_core.loss_formulas.bootstrap_hard`,
+    the mean over the batch.
 
     Args:
         beta: weight of the annotated label, in [0, 1].
@@ -613,17 +610,13 @@ class BootstrapHardLoss(_FormulaLoss):
         self.beta = beta
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
-        log_probs, log_p_y = _log_softmax_y(z, targets)
-        log_p_hat = log_probs.gather(1, z.detach().argmax(dim=1, keepdim=True)).squeeze(1)
-        return -self.beta * log_p_y - (1.0 - self.beta) * log_p_hat
+        return bootstrap_hard(z, targets, self.beta)
 
 
 @_declared("sce")
 class SymmetricCELoss(_FormulaLoss):
-    r"""Symmetric cross-entropy (Wang et al. 2019): :math:`\alpha\,\mathrm{CE} + \beta\,\mathrm{RCE}`.
-
-    The reverse CE with :math:`\log 0 := A` is :math:`-\sum_k p_k \log e_{y,k} = -A (1 - p_y)`,
-    computed with :math:`1 - p_y` taken in log space (exact when tiny).
+    r"""Symmetric cross-entropy (Wang et al. 2019): :func:`~dm_core.loss_formulas.symmetric_ce`,
+    the mean over the batch.
 
     Args:
         alpha: weight of CE (>= 0).
@@ -640,16 +633,12 @@ class SymmetricCELoss(_FormulaLoss):
         self.alpha, self.beta, self.A = alpha, beta, A
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
-        log_p, log_1mp, _ = _log_p_parts(z, targets)
-        return -self.alpha * log_p - self.beta * self.A * torch.exp(log_1mp)
+        return symmetric_ce(z, targets, self.alpha, self.beta, self.A)
 
 
 @_declared("focal")
 class FocalLoss(_FormulaLoss):
-    r"""Focal loss (Lin et al. 2017): :math:`-(1 - p_y)^\gamma \log p_y`.
-
-    :math:`(1-p_y)^\gamma` is taken as :math:`\exp(\gamma \log(1 - p_y))` from the logits, so
-    the loss and its gradient stay finite and exact for confident models.
+    r"""Focal loss (Lin et al. 2017): :func:`~dm_core.loss_formulas.focal`, the mean over the batch.
 
     Args:
         gamma: focusing parameter :math:`\gamma \ge 0` (0 gives CCE).
@@ -664,25 +653,17 @@ class FocalLoss(_FormulaLoss):
         self.gamma = gamma
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
-        log_p, log_1mp, _ = _log_p_parts(z, targets)
-        focus = torch.ones_like(log_1mp) if self.gamma == 0 else torch.exp(self.gamma * log_1mp)
-        return -focus * log_p
+        return focal(z, targets, self.gamma)
 
 
 @_declared("elr")
 class ELRLoss(_FormulaLoss):
-    r"""Early-learning regularisation (Liu et al. 2020): cross-entropy plus
-    :math:`\lambda \log(1 - \langle t_i, p_i \rangle)`, where :math:`t_i` is a running average
-    of the model's own predictions for example :math:`i`:
+    r"""Early-learning regularisation (Liu et al. 2020): :func:`~dm_core.loss_formulas.elr`,
+    the mean over the batch, with each example's running average of predictions :math:`t_i`.
 
-    .. math::
-        t_i \leftarrow \beta\, t_i + (1 - \beta)\, \frac{\hat p_i}{\sum_k \hat p_{ik}},
-        \qquad \hat p_i = \operatorname{clamp}(p_i, 10^{-4}, 1 - 10^{-4}),
-
-    updated before the loss is taken (the authors' order) on training steps (autograd on; a
-    call under ``no_grad`` reads :math:`t` without moving it), :math:`t_i = 0` before the
-    example's first batch. The regulariser pulls :math:`p_i` towards what the model predicted early in
-    training, when it still fits the clean patterns, so a memorised wrong label costs more.
+    :math:`t_i` moves by :func:`~dm_core.loss_formulas.elr_running_average` before the loss
+    is taken (the authors' order) on training steps (autograd on; a call under ``no_grad``
+    reads :math:`t` without moving it); :math:`t_i = 0` before the example's first batch.
 
     It keeps one row of :math:`t` per training example, so it needs each example's index in the
     training set: :meth:`bind_examples` sizes the table, and ``forward`` takes ``index``. The
@@ -723,19 +704,15 @@ class ELRLoss(_FormulaLoss):
         # reads it without changing it.
         if torch.is_grad_enabled() and not torch.is_inference_mode_enabled():
             with torch.no_grad():
-                p = torch.softmax(z.detach(), dim=1).clamp(1e-4, 1.0 - 1e-4)
-                self.target[index] = (self.momentum * self.target[index]
-                                      + (1.0 - self.momentum) * (p / p.sum(dim=1, keepdim=True)).to(self.target))
+                self.target[index] = elr_running_average(self.target[index], z.detach(), self.momentum)
         self._batch_target = self.target[index].to(z)
         return super().forward(z, targets)
 
     def per_example(self, z: Tensor, targets: Tensor) -> Tensor:
-        p = torch.softmax(z, dim=1).clamp(1e-4, 1.0 - 1e-4)
         target = self._batch_target
         if target.is_inference():  # read under inference_mode; the stats' gradient copy needs a normal one
             target = target.clone()
-        agreement = (target * p).sum(dim=1)
-        return F.cross_entropy(z, targets, reduction="none") + self.lam * torch.log1p(-agreement)
+        return elr(z, targets, target, self.lam)
 
 
 class NetworkPair(nn.Module):
@@ -753,27 +730,16 @@ class NetworkPair(nn.Module):
         return torch.stack([self.first(x), self.second(x)])
 
 
-def forget_rate(epoch: float, tau: float, gradual_epochs: float) -> float:
-    r"""Co-teaching's share of each batch left out at ``epoch`` (Han et al. 2018):
-    :math:`R = \min(\tau\, e / T_k,\; \tau)`, rising linearly to :math:`\tau` over the first
-    :math:`T_k` epochs (the network first fits the easy, mostly clean, examples).
-
-    >>> forget_rate(0.0, 0.4, 10), forget_rate(5.0, 0.4, 10), forget_rate(30.0, 0.4, 10)
-    (0.0, 0.2, 0.4)
-    """
-    return tau if gradual_epochs <= 0 else min(tau * epoch / gradual_epochs, tau)
-
-
 @_declared("co-teaching")
 class CoTeachingLoss(nn.Module):
-    r"""Co-teaching (Han et al. 2018): two networks; each keeps the :math:`(1-R)` fraction of
-    the batch with the smallest cross-entropy under it, and the *other* network is trained on
-    those examples (mean cross-entropy over them). :math:`R` is :func:`forget_rate`.
+    r"""Co-teaching (Han et al. 2018): :func:`~dm_core.loss_formulas.co_teaching` with the
+    share left out at the current epoch, :func:`~dm_core.loss_formulas.forget_rate`.
 
     Takes the pair's stacked logits ``(2, N, C)`` (see :class:`NetworkPair`) and the epoch
-    (``epoch=``, fractional: iterations × batch / training examples). ``last`` describes the
-    first network: :math:`p_i`, and the weight it gave each example (the L1 norm of that
-    example's logit gradient, 0 for an example left out).
+    (``epoch=``, fractional: iterations × batch / training examples). ``selected`` holds the
+    examples each network kept; ``last`` describes the first network: :math:`p_i`, and the
+    weight it gave each example (the L1 norm of that example's logit gradient, 0 for an
+    example left out).
 
     Args:
         forget_rate: :math:`\tau \in [0, 1)`, the share finally left out (set it to the noise
@@ -801,26 +767,15 @@ class CoTeachingLoss(nn.Module):
                              f"(NetworkPair in training mode), got {tuple(logits.shape)}")
         z1, targets = _check_inputs(logits[0], targets)
         z2, _ = _check_inputs(logits[1], targets)
-        ce1 = F.cross_entropy(z1, targets, reduction="none")
-        ce2 = F.cross_entropy(z2, targets, reduction="none")
-        n = len(targets)
-        keep = max(1, int(round((1.0 - forget_rate(epoch, self.tau, self.gradual_epochs)) * n)))
-        # stable sort: equal losses keep the batch's order, so the choice is deterministic
-        small1 = torch.zeros(n, dtype=torch.bool, device=z1.device)
-        small2 = torch.zeros_like(small1)
-        small1[torch.sort(ce1.detach(), stable=True).indices[:keep]] = True
-        small2[torch.sort(ce2.detach(), stable=True).indices[:keep]] = True
-        self.selected = (small1, small2)
-        # Each network learns from the examples its peer found easy.
-        loss = ce1[small2].mean() + ce2[small1].mean()
+        loss, kept1, kept2 = co_teaching(z1, z2, targets, forget_rate(epoch, self.tau, self.gradual_epochs))
+        self.selected = (kept1, kept2)
         with torch.no_grad():
             p = torch.softmax(z1.detach(), dim=1)
             onehot = F.one_hot(targets, p.shape[1]).to(p)
-            # d CE_i / d z_i = p_i - e_y, scaled by 1/keep for the kept examples
-            weight = (p - onehot).abs().sum(dim=1) * small2.to(p) / keep
+            # d CE_i / d z_i = p_i - e_y, over the examples its peer kept (mean over them)
+            weight = (p - onehot).abs().sum(dim=1) * kept2.to(p) / int(kept2.sum())
         self.last = LossStats(p=p.gather(1, targets[:, None]).squeeze(1), weight=weight)
         return loss
-
 
 # ---------------------------------------------------------------------------------------
 # Building losses by name.
