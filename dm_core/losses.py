@@ -32,8 +32,8 @@ Math once in functions, thin ``nn.Module`` wrappers over them, one registry (``L
 the scheme losses' designed gradient here (:func:`scheme_loss`, :func:`dm_loss`, wrapped by
 :class:`SchemeLoss` and :class:`DMLoss`), each baseline's formula in
 ``dm_core.loss_formulas`` (wrapped by :class:`FocalLoss`, :class:`ELRLoss`,
-:class:`CoTeachingLoss` and the others, which add only per-example state, the two networks
-and the statistics below). Every loss module keeps detached per-example statistics of its
+:class:`CoTeachingLoss` and the others, which add only ELR's per-example state,
+co-teaching's schedule over epochs and the statistics below). Every loss module keeps detached per-example statistics of its
 last call in ``last`` (:class:`LossStats`) for the training loop to log.
 
 **Declared once, checked once.** Each loss's record -- name, description, equation,
