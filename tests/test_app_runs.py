@@ -265,6 +265,7 @@ def test_the_table_tells_runs_apart_and_filters_by_loss(app_db):
     assert table.loc[cce, "selected test acc"] != table.loc[cce, "selected test acc"]  # NaN
     shown = pa.ipc.open_stream(at.dataframe[0].proto.arrow_data.styler.display_values).read_pandas()
     assert shown["selected test acc"].tolist() == ["—", "0.8123"]  # as drawn: never "None"
+    assert at.dataframe[0].proto.placeholder == "—"  # what the browser draws for NaN
     at.multiselect(key="runs.loss").set_value(["cce"]).run()
     assert list(at.dataframe[0].value["id"]) == [cce]
     at.multiselect(key="runs.loss").set_value([]).run()

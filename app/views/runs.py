@@ -168,8 +168,10 @@ def run_table() -> None:
         return
     counts = s.queue_counts()
     st.caption(" · ".join(f"{k}: {v}" for k, v in counts.items()))
+    # A NumberColumn draws a missing value as "None" whatever the Styler says; the placeholder
+    # makes the browser draw the same dash as the Styler and every other table.
     st.dataframe(styled(table(current)), hide_index=True, width="stretch",
-                 column_config=COLUMNS, key="runs.table")
+                 column_config=COLUMNS, placeholder=MISSING, key="runs.table")
 
 
 run_table()
