@@ -14,6 +14,7 @@ from app.charts.edf import EdfCurves
 from app.charts.style import (
     CLEAN,
     LEGEND_BELOW,
+    MARGIN,
     MAX_HEATMAP_COLUMNS,
     NOISY,
     SCHEME,
@@ -22,10 +23,16 @@ from app.charts.style import (
     bin_centres,
     downsample,
     emphasised_fade,
+    figure,
+    secondary_y_layout,
+    stacked_layout,
 )
 from app.text import plotly_text
 
 PICK = "pick an iteration"  # the click targets' trace name
+HEATMAP_TITLES = ("clean examples: p_i over training", "corrupted examples: p_i over training")
+# Each panel of the heatmaps: its trace's name, its axes, and its y axis's layout key.
+HEATMAP_PANELS = (("clean", "x", "y", "yaxis"), ("corrupted", "x2", "y2", "yaxis2"))
 
 
 def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
@@ -50,31 +57,36 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
         iterations, clean, noisy = iterations[idx], clean[idx], noisy[idx]
     bins = clean.shape[1] if clean.ndim == 2 and clean.shape[1] else 20
     centres = bin_centres(bins)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1,
-                        subplot_titles=("clean examples: p_i over training",
-                                        "corrupted examples: p_i over training"))
-    for row, counts, colour in ((1, clean, CLEAN), (2, noisy, NOISY)):
+    layout = stacked_layout(HEATMAP_TITLES, 0.1)
+    traces = []
+    for (name, x, y, y_axis), counts, colour in zip(HEATMAP_PANELS, (clean, noisy), (CLEAN, NOISY),
+                                                    strict=True):
         z = _fractions(counts).T if counts.size else np.zeros((bins, 0))
         # z stays the real fraction (the colour bar and the hover read it); the colour scale
         # is what stretches the small fractions most bins hold (``emphasised_fade``).
-        fig.add_trace(go.Heatmap(
-            x=iterations, y=centres, z=z, colorscale=emphasised_fade(colour), zmin=0.0,
-            colorbar={"title": "fraction", "len": 0.42, "y": 0.79 if row == 1 else 0.21,
-                      "tickformat": "~g"},
-            name="clean" if row == 1 else "corrupted",
-            hovertemplate="iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3g}<extra></extra>"),
-            row=row, col=1)
-        fig.add_trace(go.Scatter(
-            x=iterations, y=np.full(len(iterations), 0.5), mode="markers", name=PICK,
-            marker={"opacity": 0, "size": 6}, showlegend=False,
-            hovertemplate="click: show iteration %{x}<extra></extra>"), row=row, col=1)
-        fig.update_yaxes(title_text="p_i", range=[0, 1], row=row, col=1)
-    if chosen is not None:
-        fig.add_vline(x=chosen, line={"color": SCHEME, "width": 2, "dash": "dot"})
-    fig.update_xaxes(title_text="iteration", row=2, col=1)
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision=revision, hovermode="x", clickmode="event+select")
-    return fig
+        traces.append({
+            "type": "heatmap", "x": iterations, "y": centres, "z": z,
+            "colorscale": emphasised_fade(colour), "zmin": 0.0,
+            "colorbar": {"title": {"text": "fraction"}, "len": 0.42,
+                         "y": 0.79 if name == "clean" else 0.21, "tickformat": "~g"},
+            "name": name,
+            "hovertemplate": "iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3g}<extra></extra>",
+            "xaxis": x, "yaxis": y})
+        traces.append({
+            "type": "scatter", "x": iterations, "y": np.full(len(iterations), 0.5),
+            "mode": "markers", "name": PICK, "marker": {"opacity": 0, "size": 6},
+            "showlegend": False, "hovertemplate": "click: show iteration %{x}<extra></extra>",
+            "xaxis": x, "yaxis": y})
+        layout[y_axis].update(title={"text": "p_i"}, range=[0, 1])
+    if chosen is not None:  # a line across each panel, as ``add_vline`` draws it
+        layout["shapes"] = [{"type": "line", "x0": chosen, "x1": chosen, "xref": x,
+                             "y0": 0, "y1": 1, "yref": f"{y} domain",
+                             "line": {"color": SCHEME, "width": 2, "dash": "dot"}}
+                            for _, x, y, _ in HEATMAP_PANELS]
+    layout["xaxis2"]["title"] = {"text": "iteration"}
+    layout.update(height=height, margin=MARGIN, uirevision=revision, hovermode="x",
+                  clickmode="event+select")
+    return figure(traces, layout)
 
 
 def picked_iteration(selection: Mapping[str, Any] | None) -> int | None:
@@ -100,32 +112,35 @@ def histogram_bars(clean: np.ndarray, noisy: np.ndarray, title: str,
     much gradient each part of the histogram receives (e.g. little for the corrupted
     examples at small p_i when ψ is large).
     """
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    _add_histogram_pair(fig, np.asarray(clean), np.asarray(noisy), show_legend=True)
+    layout = secondary_y_layout()
+    traces = _histogram_pair(np.asarray(clean), np.asarray(noisy), show_legend=True)
     if edf is not None:
-        fig.add_trace(go.Scatter(x=edf.p, y=edf.density, mode="lines", name=f"EDF h(p) of {edf.label}",
-                                 line={"color": SCHEME, "width": 2}), secondary_y=True)
-        fig.update_yaxes(title_text="emphasis density h(p)", secondary_y=True, showgrid=False,
-                         rangemode="tozero")
-    fig.update_layout(title=title, barmode="overlay", height=height, xaxis_title="p_i",
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision=revision, legend=LEGEND_BELOW)
-    fig.update_yaxes(title_text="fraction of group", secondary_y=False)
-    fig.update_xaxes(range=[0, 1])
-    return fig
+        traces.append({"type": "scatter", "x": edf.p, "y": edf.density, "mode": "lines",
+                       "name": f"EDF h(p) of {edf.label}", "line": {"color": SCHEME, "width": 2},
+                       "xaxis": "x", "yaxis": "y2"})
+        layout["yaxis2"].update(title={"text": "emphasis density h(p)"}, showgrid=False,
+                                rangemode="tozero")
+    layout.update(title={"text": title}, barmode="overlay", height=height, margin=MARGIN,
+                  uirevision=revision, legend=LEGEND_BELOW)
+    layout["xaxis"].update(title={"text": "p_i"}, range=[0, 1])
+    layout["yaxis"]["title"] = {"text": "fraction of group"}
+    return figure(traces, layout)
 
 
-def _add_histogram_pair(fig: go.Figure, clean: np.ndarray, noisy: np.ndarray, show_legend: bool,
-                        **where: int) -> None:
+def _histogram_pair(clean: np.ndarray, noisy: np.ndarray, show_legend: bool,
+                    **axes: str) -> list[dict[str, Any]]:
+    """The clean and the corrupted bars of one histogram (fraction of each group per bin)."""
     bins = len(clean)
     centres = bin_centres(bins)
+    traces = []
     for counts, colour, name in ((clean, CLEAN, "clean"), (noisy, NOISY, "corrupted")):
         n = int(np.sum(counts))
-        fig.add_trace(go.Bar(x=centres, y=_fractions(counts), width=1.0 / bins, opacity=0.6,
-                             marker={"color": colour}, name=name, legendgroup=name,
-                             showlegend=show_legend,
-                             hovertemplate=f"{name} (n={n})<br>p≈%{{x:.3f}}<br>fraction %{{y:.3f}}"
-                                           "<extra></extra>"), **where)
+        traces.append({"type": "bar", "x": centres, "y": _fractions(counts), "width": 1.0 / bins,
+                       "opacity": 0.6, "marker": {"color": colour}, "name": name,
+                       "legendgroup": name, "showlegend": show_legend,
+                       "hovertemplate": f"{name} (n={n})<br>p≈%{{x:.3f}}<br>fraction %{{y:.3f}}"
+                                        "<extra></extra>", **axes})
+    return traces
 
 
 def histograms_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray]], columns: int = 3,
@@ -139,8 +154,8 @@ def histograms_grid(items: Sequence[tuple[str, np.ndarray, np.ndarray]], columns
                         subplot_titles=[plotly_text(t) for t, _, _ in items] or None,
                         shared_yaxes=True, horizontal_spacing=0.05, vertical_spacing=0.18)
     for i, (_, clean, noisy) in enumerate(items):
-        _add_histogram_pair(fig, np.asarray(clean), np.asarray(noisy), show_legend=i == 0,
-                            row=i // cols + 1, col=i % cols + 1)
+        fig.add_traces(_histogram_pair(np.asarray(clean), np.asarray(noisy), show_legend=i == 0),
+                       rows=i // cols + 1, cols=i % cols + 1)
     fig.update_xaxes(range=[0, 1], title_text="p_i")
     fig.update_layout(barmode="overlay", height=height_per_row * rows + 60,
                       margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,

@@ -1,4 +1,9 @@
-"""Curves of a run over iterations: lines, overlays, loss beside learning rate."""
+"""Curves of a run over iterations: lines, overlays, loss beside learning rate.
+
+Each figure is written as one specification (traces and layout as plain dictionaries) and
+validated once by ``app.charts.style.figure``: plotly's incremental calls (``add_trace``,
+``update_layout``, ``make_subplots``) validate again at every step and cost several times
+more (docs/architecture.md, "Plotly payloads")."""
 
 from __future__ import annotations
 
@@ -8,13 +13,15 @@ from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from app.charts.style import (
     LEGEND_BELOW,
     LOG_AXIS,
+    MARGIN,
     SERIES_COLOURS,
     downsample,
+    figure,
+    secondary_y_layout,
 )
 from app.curves import smooth
 from app.text import plotly_text
@@ -32,27 +39,31 @@ class CurveStyle:
 RAW = CurveStyle()
 
 
-def _add_curve(fig: go.Figure, x: np.ndarray, y: np.ndarray, name: str, line: dict[str, Any],
-               style: CurveStyle, **where: Any) -> None:
+def _curve_traces(x: np.ndarray, y: np.ndarray, name: str, line: dict[str, Any],
+                  style: CurveStyle, **axes: str) -> list[dict[str, Any]]:
     """One line, downsampled; smoothed, it is drawn over its raw values (faint, no legend),
-    and the smoothing runs before the downsampling, over every point read."""
+    and the smoothing runs before the downsampling, over every point read. ``axes`` names
+    the trace's axes (``yaxis="y2"``) in a figure with more than one."""
     x, y = np.asarray(x), np.asarray(y, dtype=np.float64)
+    traces = []
     if style.smoothing > 0:
         xs, ys = downsample(x, y)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=f"{name} (raw)", opacity=0.25,
-                                 legendgroup=name, showlegend=False, hoverinfo="skip",
-                                 line={**line, "width": 1}, meta={"role": "raw"}), **where)
+        traces.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines",
+                       "name": f"{name} (raw)", "opacity": 0.25, "legendgroup": name,
+                       "showlegend": False, "hoverinfo": "skip", "line": {**line, "width": 1},
+                       "meta": {"role": "raw"}, **axes})
         y = smooth(y, style.smoothing)
     xs, ys = downsample(x, y)
-    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, legendgroup=name, line=line,
-                             meta={"role": "smoothed" if style.smoothing > 0 else "raw"}), **where)
+    traces.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "name": name,
+                   "legendgroup": name, "line": line,
+                   "meta": {"role": "smoothed" if style.smoothing > 0 else "raw"}, **axes})
+    return traces
 
 
-def _y_axis(fig: go.Figure, style: CurveStyle, y_range: Sequence[float] | None) -> None:
+def _y_axis(style: CurveStyle, y_range: Sequence[float] | None) -> dict[str, Any]:
     if style.log_y:  # a range in data units would be wrong on a log axis: let plotly fit it
-        fig.update_yaxes(**LOG_AXIS)
-    elif y_range is not None:
-        fig.update_yaxes(range=list(y_range))
+        return dict(LOG_AXIS)
+    return {} if y_range is None else {"range": list(y_range)}
 
 
 def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, y_title: str = "",
@@ -60,16 +71,14 @@ def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, y_
                  x_title: str = "iteration", height: int = 300, revision: str = "lines",
                  style: CurveStyle = RAW) -> go.Figure:
     """Lines over a shared x (NaN gaps allowed), each downsampled to ``MAX_LINE_POINTS``."""
-    fig = go.Figure()
     colours = colours or {}
-    for i, (name, y) in enumerate(series.items()):
-        colour = colours.get(name, SERIES_COLOURS[i % len(SERIES_COLOURS)])
-        _add_curve(fig, x, y, name, {"color": colour}, style)
-    fig.update_layout(title=title, height=height, xaxis_title=x_title, yaxis_title=y_title,
-                      margin={"l": 10, "r": 10, "t": 40, "b": 10}, uirevision=revision,
-                      legend=LEGEND_BELOW)
-    _y_axis(fig, style, y_range)
-    return fig
+    traces = [trace for i, (name, y) in enumerate(series.items())
+              for trace in _curve_traces(x, y, name, {"color": colours.get(
+                  name, SERIES_COLOURS[i % len(SERIES_COLOURS)])}, style)]
+    return figure(traces, {
+        "title": {"text": title}, "height": height, "xaxis": {"title": {"text": x_title}},
+        "yaxis": {"title": {"text": y_title}, **_y_axis(style, y_range)}, "margin": MARGIN,
+        "uirevision": revision, "legend": LEGEND_BELOW})
 
 
 def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str,
@@ -78,36 +87,33 @@ def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
                    style: CurveStyle = RAW) -> go.Figure:
     """Several runs' curves, each on its own x (compare page); names are user text
     (escaped here)."""
-    fig = go.Figure()
-    for i, (name, (x, y)) in enumerate(curves.items()):
-        _add_curve(fig, x, y, plotly_text(name), {"color": SERIES_COLOURS[i % len(SERIES_COLOURS)]},
-                   style)
-    fig.update_layout(title=plotly_text(title), height=height, xaxis_title=x_title,
-                      yaxis_title=y_title, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision=revision, legend=LEGEND_BELOW)
-    _y_axis(fig, style, y_range)
-    return fig
+    traces = [trace for i, (name, (x, y)) in enumerate(curves.items())
+              for trace in _curve_traces(x, y, plotly_text(name),
+                                         {"color": SERIES_COLOURS[i % len(SERIES_COLOURS)]}, style)]
+    return figure(traces, {
+        "title": {"text": plotly_text(title)}, "height": height,
+        "xaxis": {"title": {"text": x_title}},
+        "yaxis": {"title": {"text": y_title}, **_y_axis(style, y_range)}, "margin": MARGIN,
+        "uirevision": revision, "legend": LEGEND_BELOW})
 
 
 def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray | None,
                    height: int = 300, style: CurveStyle = RAW) -> go.Figure:
     """Training losses (left axis: the first solid, the rest dotted) and the learning rate
     (right axis, on a log scale: schedules step it by factors)."""
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    for i, (name, loss) in enumerate(losses.items()):
-        _add_curve(fig, x, loss, name,
-                   {"color": SERIES_COLOURS[i], "dash": "solid" if i == 0 else "dot"}, style,
-                   secondary_y=False)
+    layout = secondary_y_layout()
+    traces = [trace for i, (name, loss) in enumerate(losses.items())
+              for trace in _curve_traces(x, loss, name, {"color": SERIES_COLOURS[i],
+                                                         "dash": "solid" if i == 0 else "dot"},
+                                         style, xaxis="x", yaxis="y")]
     if lr is not None:
         xs, rs = downsample(np.asarray(x), np.asarray(lr, dtype=np.float64))
-        fig.add_trace(go.Scatter(x=xs, y=rs, mode="lines", name="learning rate",
-                                 line={"color": SERIES_COLOURS[3], "shape": "hv"}), secondary_y=True)
-        fig.update_yaxes(**LOG_AXIS, title_text="learning rate", secondary_y=True,
-                         showgrid=False)
-    fig.update_layout(title="Training loss and learning rate", height=height,
-                      xaxis_title="iteration", margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                      uirevision="loss-lr", legend=LEGEND_BELOW)
-    fig.update_yaxes(title_text="loss", secondary_y=False)
-    if style.log_y:
-        fig.update_yaxes(**LOG_AXIS, secondary_y=False)
-    return fig
+        traces.append({"type": "scatter", "x": xs, "y": rs, "mode": "lines",
+                       "name": "learning rate", "line": {"color": SERIES_COLOURS[3], "shape": "hv"},
+                       "xaxis": "x", "yaxis": "y2"})
+        layout["yaxis2"].update(LOG_AXIS, title={"text": "learning rate"}, showgrid=False)
+    layout.update(title={"text": "Training loss and learning rate"}, height=height,
+                  margin=MARGIN, uirevision="loss-lr", legend=LEGEND_BELOW)
+    layout["xaxis"]["title"] = {"text": "iteration"}
+    layout["yaxis"].update(title={"text": "loss"}, **(LOG_AXIS if style.log_y else {}))
+    return figure(traces, layout)
