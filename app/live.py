@@ -16,21 +16,32 @@ coarse enough that at most a budget of rows comes back (``window_stride``). The 
 are thinned to that stride as well, so the grid stays uniform and the work of one read is
 bounded however far behind the page was.
 
+Every tick sends each chart again, and Streamlit gives a chart whose figure changed a new
+identity: the browser drops it and draws it from scratch. A chart whose data did not change
+must therefore be sent as the very same figure, and need not be built again:
+``FigureCache`` keeps each chart's last figure with a digest of what it was built from.
+
 Plain data and numpy; no Streamlit, so the logic is tested on its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
 
 from dm_store.downsample import every_kth
 
-__all__ = ["LiveHistograms", "LiveScalars", "grid_indices", "lateness", "paced_interval", "rearm", "stride_for",
-           "window_stride"]
+__all__ = ["FigureCache", "LiveHistograms", "LiveScalars", "data_digest", "grid_indices", "lateness",
+           "paced_interval", "rearm", "stride_for", "window_stride"]
+
+Built = TypeVar("Built")
 
 
 def stride_for(count: int, limit: int) -> int:
@@ -167,3 +178,76 @@ class LiveHistograms:
             c, n = np.concatenate([self.clean, clean]), np.concatenate([self.noisy, noisy])
         idx, self.stride = grid_indices(it, self.stride, self.limit)
         self.iterations, self.clean, self.noisy = it[idx], c[idx], n[idx]
+
+
+def _feed(h: Any, value: Any) -> None:
+    """Add ``value`` to the digest ``h``, tagged with its kind so that different values
+    never feed the same bytes (``[1, 2]`` and ``(1, 2)`` aside: both are a sequence)."""
+    if isinstance(value, np.ndarray) and value.dtype != object:  # an object array's bytes are pointers
+        h.update(f"array {value.dtype.str} {value.shape}|".encode())
+        h.update(np.ascontiguousarray(value).tobytes())
+    elif value is None or isinstance(value, bool | int | float | str | np.generic):
+        h.update(f"{type(value).__name__} {value!r}|".encode())
+    elif isinstance(value, Mapping):
+        h.update(f"mapping {len(value)}|".encode())
+        for k, v in value.items():  # in order: a chart's series are drawn in order
+            _feed(h, k)
+            _feed(h, v)
+    elif isinstance(value, list | tuple):
+        h.update(f"sequence {len(value)}|".encode())
+        for v in value:
+            _feed(h, v)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        h.update(f"{type(value).__qualname__}|".encode())
+        for f in dataclasses.fields(value):
+            _feed(h, f.name)
+            _feed(h, getattr(value, f.name))
+    else:
+        raise TypeError(f"data_digest: cannot digest a {type(value).__name__}; allowed: numpy "
+                        "arrays of numbers, numbers, strings, None, mappings, sequences and "
+                        "dataclasses of these")
+
+
+def data_digest(*values: Any) -> str:
+    """A digest of ``values`` (arrays by dtype, shape and bytes): equal for equal data.
+
+    >>> a = data_digest(np.arange(3), {"title": "x"})
+    >>> a == data_digest(np.arange(3), {"title": "x"}), a == data_digest(np.arange(4), {"title": "x"})
+    (True, False)
+    >>> data_digest(np.arange(3)) == data_digest(np.arange(3.0))  # another dtype: other data
+    False
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for value in values:
+        _feed(h, value)
+    return h.hexdigest()
+
+
+@dataclass
+class FigureCache:
+    """Each chart's last figure, kept with a digest of the arguments it was built from.
+
+    ``figure(key, build, *args, **kwargs)`` returns the kept figure when the arguments are
+    the same data as last time, and builds it again otherwise. ``builds`` counts the
+    figures built (not those reused).
+
+    >>> cache = FigureCache()
+    >>> first = cache.figure("acc", lambda x: {"data": x.tolist()}, np.arange(3))
+    >>> cache.figure("acc", lambda x: {"data": x.tolist()}, np.arange(3)) is first, cache.builds
+    (True, 1)
+    >>> cache.figure("acc", lambda x: {"data": x.tolist()}, np.arange(4)), cache.builds
+    ({'data': [0, 1, 2, 3]}, 2)
+    """
+
+    kept: dict[str, tuple[str, Any]] = field(default_factory=dict)
+    builds: int = 0
+
+    def figure(self, key: str, build: Callable[..., Built], *args: Any, **kwargs: Any) -> Built:
+        digest = data_digest(getattr(build, "__qualname__", repr(build)), args, kwargs)
+        kept = self.kept.get(key)
+        if kept is not None and kept[0] == digest:
+            return kept[1]
+        built = build(*args, **kwargs)
+        self.builds += 1
+        self.kept[key] = (digest, built)
+        return built

@@ -11,9 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from app.charts import CurveStyle, lines_figure
 from app.live import (
+    FigureCache,
     LiveHistograms,
     LiveScalars,
+    data_digest,
     grid_indices,
     lateness,
     paced_interval,
@@ -128,3 +131,37 @@ def test_a_late_timer_lengthens_the_interval_and_the_estimate_decays():
     for _ in range(10):
         late = lateness(8.0, 8.0, late)  # on time
     assert paced_interval(0.1, 2.0, 16.0, 3.0, late) == 2.0
+
+
+def test_a_chart_is_built_again_only_when_its_data_changed():
+    """The reference for "the same data": numpy's own array equality, dtype included."""
+    built = []
+
+    def chart(x, series, title, style=CurveStyle()):
+        built.append(title)
+        return lines_figure(x, series, title, style=style)
+
+    cache = FigureCache()
+    x, y = np.arange(1, 101), np.linspace(0.0, 1.0, 100)
+    first = cache.figure("pmean", chart, x, {"clean": y}, "p")
+    assert cache.figure("pmean", chart, x.copy(), {"clean": y.copy()}, "p") is first  # equal data
+    np.testing.assert_array_equal(first.data[0].y, y)
+    changed = y.copy()
+    changed[37] += 1e-12  # one value of one series
+    again = cache.figure("pmean", chart, x, {"clean": changed}, "p")
+    assert again is not first and again.data[0].y[37] == changed[37]
+    assert cache.figure("pmean", chart, x, {"clean": changed}, "p", style=CurveStyle(0.5)) is not again
+    assert cache.figure("pmean", chart, x, {"corrupted": changed}, "p") is not again  # a series' name
+    assert cache.figure("pmean", chart, x.astype(np.float64), {"corrupted": changed}, "p") is not again
+    assert cache.figure("other", chart, x, {"clean": y}, "p") is not first  # one entry per chart
+    assert cache.builds == len(built) == 6
+
+
+def test_data_digest_refuses_what_it_cannot_compare():
+    assert data_digest([1, 2], {"a": None}) == data_digest((1, 2), {"a": None})
+    assert data_digest({"a": 1, "b": 2}) != data_digest({"b": 2, "a": 1})  # series are drawn in order
+    assert data_digest(np.zeros((2, 3))) != data_digest(np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="cannot digest a ndarray; allowed: numpy arrays of numbers"):
+        data_digest(np.array([object()]))
+    with pytest.raises(TypeError, match="cannot digest a set"):
+        data_digest({1})

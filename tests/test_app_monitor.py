@@ -125,6 +125,48 @@ def test_polling_reads_only_what_is_new(live_run, reads):
     assert len(_points(at, "monitor.pmean", "clean")) == 160
 
 
+def _chart_ids(at) -> dict[str, str]:
+    """Each chart's element id, by its key: Streamlit derives it from the figure, and the
+    browser draws a chart whose id changed from scratch."""
+    return {key: el.proto.id for el in at.get("plotly_chart")
+            for key in ("monitor.acc", "monitor.pmean", "monitor.heatmap", "monitor.bars",
+                        "monitor.wvar", "monitor.loss") if key in el.proto.id}
+
+
+def test_a_tick_rebuilds_only_the_charts_whose_data_changed(live_run):
+    store, run_id = live_run
+    at = _page(run_id)
+    figures = at.session_state["monitor.live"]["figures"]
+    ids, built = _chart_ids(at), figures.builds
+    assert len(ids) == 6 and built == 6
+    at.run()  # nothing new: every chart sent as it was, none built
+    assert _chart_ids(at) == ids and figures.builds == built
+    # Rows up to 140: no evaluation since the one at 100, so the accuracy chart is unchanged.
+    fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=101,
+              upto=140, finish=False)
+    at.run()
+    now = _chart_ids(at)
+    assert now["monitor.acc"] == ids["monitor.acc"]
+    assert all(now[k] != ids[k] for k in ids if k != "monitor.acc")
+    assert figures.builds == built + 5
+    sc = store.scalars(run_id)
+    np.testing.assert_allclose(decode(trace(chart(at, "monitor.pmean"), "clean")["y"]),
+                               sc["p_clean_mean"].to_numpy())
+    np.testing.assert_allclose(decode(chart(at, "monitor.wvar")["data"][0]["y"]),
+                               sc["weight_var"].to_numpy())
+    assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 140"
+    np.testing.assert_array_equal(decode(chart(at, "monitor.heatmap")["data"][0]["x"]),
+                                  store.histograms(run_id).iterations)
+    # The evaluation at 150 arrives: the accuracy chart is built again, with it.
+    fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=141,
+              upto=160, finish=False)
+    at.run()
+    assert _chart_ids(at)["monitor.acc"] != ids["monitor.acc"] and figures.builds == built + 11
+    acc = chart(at, "monitor.acc")
+    np.testing.assert_array_equal(decode(trace(acc, "test")["x"]), [50, 100, 150])
+    np.testing.assert_allclose(decode(trace(acc, "test")["y"]), store.evals(run_id)["test_acc"])
+
+
 def test_scrubbed_iteration_survives_a_growing_maximum(live_run):
     store, run_id = live_run
     at = _page(run_id)

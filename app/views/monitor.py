@@ -59,6 +59,7 @@ from app.links import (
     show_params,
 )
 from app.live import (
+    FigureCache,
     LiveHistograms,
     LiveScalars,
     lateness,
@@ -82,11 +83,13 @@ MAX_POINTS = 1500  # scalar rows kept per run (the grid's stride doubles beyond 
 MAX_HIST = 500  # histogram rows kept, likewise
 TICK_ROWS = 2 * MAX_POINTS  # at most this many scalar rows read by one tick (and the newest)
 TICK_HIST = 2 * MAX_HIST  # histogram rows, likewise
-# While the run trains every tick sends each chart again and the browser draws it again: a
-# line has no use for more points than a chart is pixels wide, nor the heatmaps for more
+# While the run trains every tick sends each chart whose data changed again, and the browser
+# draws it from scratch (a changed figure is a new element to Streamlit): a line has no use
+# for more points than a half-width chart is pixels wide, and each heatmap column carries an
+# invisible click target per panel, which cost the browser twice the heatmap itself at 400
 # columns. A finished run is drawn once, from every row kept.
-LIVE_POINTS = 1000
-LIVE_COLUMNS = 400
+LIVE_POINTS = 500
+LIVE_COLUMNS = 200
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
 PAGE = "monitor"
@@ -115,7 +118,7 @@ def live_state(run: RunInfo) -> dict[str, Any]:
         live = {"run_id": run.id, "attempt": run.attempt, "evals": pd.DataFrame(), "fetches": 0,
                 "scalars": LiveScalars(MAX_POINTS, stride_for(run.iteration, MAX_POINTS)),
                 "hist": LiveHistograms(MAX_HIST, stride_for(run.iteration, MAX_HIST)),
-                "read": (0, 0), "newest_at": time.time()}
+                "read": (0, 0), "newest_at": time.time(), "figures": FigureCache()}
         st.session_state[LIVE] = live
     return live
 
@@ -362,13 +365,14 @@ def _pick_from_heatmap() -> None:
         st.session_state["monitor.picked"] = True
 
 
-def bars(run: RunInfo, edf, chosen: int) -> None:
+def bars(run: RunInfo, figures: FigureCache, edf, chosen: int) -> None:
     """The clean and corrupted histograms of the chosen iteration, with the run's EDF."""
     found = s.histogram_at(run.id, int(chosen))
     if found is None:
         return
     at, clean, noisy = found
-    fig = histogram_bars(clean, noisy, f"p_i at iteration {at}", edf=edf, revision=f"bars-{run.id}")
+    fig = figures.figure("monitor.bars", histogram_bars, clean, noisy, f"p_i at iteration {at}",
+                         edf=edf, revision=f"bars-{run.id}")
     st.plotly_chart(fig, key="monitor.bars", theme="streamlit", width="stretch")
 
 
@@ -381,8 +385,10 @@ def drawn(count: int, limit: int | None) -> np.ndarray:
 
 
 def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
+    """Every chart, each built again only when the data it shows changed (``FigureCache``):
+    an unchanged chart is sent as the same figure, which the browser keeps as it is."""
     active = run.status in ACTIVE
-    sc, ev, kept = live["scalars"].frame, live["evals"], live["hist"]
+    sc, ev, kept, figures = live["scalars"].frame, live["evals"], live["hist"], live["figures"]
     sc = sc.iloc[drawn(len(sc), LIVE_POINTS if active else None)].reset_index(drop=True)
     columns = drawn(len(kept.iterations), LIVE_COLUMNS if active else None)
     hist = LiveHistograms(kept.limit, kept.stride, kept.iterations[columns],
@@ -401,8 +407,8 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
         series = {k: v for k, v in series.items() if v is not None}
         if series:
             # Evaluations are few and exact: drawn as they are, on a linear axis.
-            fig = lines_figure(ev["iteration"].to_numpy(), series, "Accuracy", "accuracy",
-                               y_range=(0, 1.02), revision=f"acc-{run.id}")
+            fig = figures.figure("monitor.acc", lines_figure, ev["iteration"].to_numpy(), series,
+                                 "Accuracy", "accuracy", y_range=(0, 1.02), revision=f"acc-{run.id}")
             st.plotly_chart(fig, key="monitor.acc", theme="streamlit", width="stretch")
         else:
             st.caption("Accuracy appears after the first evaluation.")
@@ -412,42 +418,45 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
                                                      ("p_noisy_mean", "corrupted"))}
         pm = {k: v for k, v in pm.items() if v is not None}
         if pm:
-            fig = lines_figure(it, pm, "Mean p_i of clean vs corrupted examples (Figure 2a)",
-                               "mean p_i", colours={"clean": CLEAN, "corrupted": NOISY},
-                               y_range=(0, 1.02), revision=f"pmean-{run.id}", style=style)
+            fig = figures.figure("monitor.pmean", lines_figure, it, pm,
+                                 "Mean p_i of clean vs corrupted examples (Figure 2a)", "mean p_i",
+                                 colours={"clean": CLEAN, "corrupted": NOISY}, y_range=(0, 1.02),
+                                 revision=f"pmean-{run.id}", style=style)
             st.plotly_chart(fig, key="monitor.pmean", theme="streamlit", width="stretch")
     chosen = chosen_iteration(live) if len(hist.iterations) else None
     if len(hist.iterations):
-        fig = histogram_heatmaps(hist.iterations, hist.clean, hist.noisy,
-                                 revision=f"heat-{run.id}", chosen=chosen)
+        fig = figures.figure("monitor.heatmap", histogram_heatmaps, hist.iterations, hist.clean,
+                             hist.noisy, revision=f"heat-{run.id}", chosen=chosen)
         st.plotly_chart(fig, key="monitor.heatmap", theme="streamlit", width="stretch",
                         on_select=_pick_from_heatmap, selection_mode="points")
     left, right = st.columns(2)
     with left:
         if len(hist.iterations):
-            bars(run, run_edf(run), chosen)
+            bars(run, figures, run_edf(run), chosen)
     with right:
         if len(sc) and "weight_var" in sc:
             series = {"emphasis variance (weight variance)": _col(sc, "weight_var")}
-            fig = lines_figure(it, series, "Emphasis variance over training", "variance of w_i",
-                               revision=f"wvar-{run.id}", style=style)
+            fig = figures.figure("monitor.wvar", lines_figure, it, series,
+                                 "Emphasis variance over training", "variance of w_i",
+                                 revision=f"wvar-{run.id}", style=style)
             st.plotly_chart(fig, key="monitor.wvar", theme="streamlit", width="stretch")
         if len(sc) and "loss" in sc:
-            loss_chart(run, sc, style)
+            loss_chart(run, figures, sc, style)
         if len(sc):
-            concentration_chart(run, sc, style)
+            concentration_chart(run, figures, sc, style)
 
 
-def concentration_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> None:
+def concentration_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
+                        style: CurveStyle) -> None:
     """Each batch's effective sample size (Σw)²/Σw² as a fraction of the batch, and the
     largest share max w/Σw one example took: drawn when the run logged them."""
     series = {label: _col(sc, key) for key, label in CONCENTRATION.items()
               if key in sc and sc[key].notna().any()}
     if not series:
         return
-    fig = lines_figure(sc["iteration"].to_numpy(), series, "Batch concentration",
-                       "fraction of the batch", y_range=(0, 1.02),
-                       revision=f"conc-{run.id}", style=style)
+    fig = figures.figure("monitor.concentration", lines_figure, sc["iteration"].to_numpy(),
+                         series, "Batch concentration", "fraction of the batch",
+                         y_range=(0, 1.02), revision=f"conc-{run.id}", style=style)
     st.plotly_chart(fig, key="monitor.concentration", theme="streamlit", width="stretch")
     st.caption("Effective sample size: (Σw)² / Σw² over the batch's normalised weights w, "
                "divided by the batch size (1: every example weighs the same). Share: the "
@@ -455,13 +464,14 @@ def concentration_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> No
                "normalisation, of the batch's summed gradient magnitude).")
 
 
-def loss_chart(run: RunInfo, sc: pd.DataFrame, style: CurveStyle) -> None:
+def loss_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame, style: CurveStyle) -> None:
     """Cross-entropy against the training labels (comparable across methods) beside the
     method's own loss, and the learning rate; what the method's value is, said under it."""
     name, note = method_loss(run)
     losses = {"cross-entropy (training labels)": _col(sc, "ce")} if "ce" in sc else {}
     losses[name] = _col(sc, "loss")
-    fig = loss_lr_figure(sc["iteration"].to_numpy(), losses, _col(sc, "lr"), style=style)
+    fig = figures.figure("monitor.loss", loss_lr_figure, sc["iteration"].to_numpy(), losses,
+                         _col(sc, "lr"), style=style)
     st.plotly_chart(fig, key="monitor.loss", theme="streamlit", width="stretch")
     if note is not None:
         st.caption(note)
