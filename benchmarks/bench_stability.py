@@ -39,8 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DM_SETTINGS = ((0.5, 16.0), (1.0, 12.0), (1.0, 20.0), (2.0, 12.0), (0.0, 12.0))
 DATASETS = ("digits", "generated")
-# The settings compared at each noise rate: without noise only whether anything diverges.
-SETTINGS = {0.4: ("default", "off", "rel=2"), 0.0: ("default",)}
+# The settings compared at each noise rate: without noise only whether anything diverges, and
+# what the default costs against the relative clip from the first step (the default before
+# the clip waited for its first 100 steps: ``EARLY``).
+EARLY = "default,rel=2,after=0"
+SETTINGS = {0.4: ("default", "off", "rel=2", EARLY), 0.0: ("default", EARLY)}
 
 
 def priority(job: dict) -> int:
@@ -86,6 +89,7 @@ def base_config(dataset: str, data_path: Path, noise: float, iterations: int) ->
                schedule={"milestones": [], "gamma": 0.1})
     cfg["optimizer"].pop("clip_grad_norm")  # the loss's own default unless a setting says
     cfg["optimizer"].pop("clip_relative", None)
+    cfg["optimizer"].pop("clip_relative_after", None)
     cfg["optimizer"].pop("weight_decay")  # OptimizerConfig's default unless a setting says
     data = {"name": "digits"} if dataset == "digits" else {"name": "arrays", "path": str(data_path)}
     cfg["dataset"] = {**data, "noise": {"kind": "symmetric", "rate": noise}, "val_fraction": 0.0}
@@ -94,22 +98,25 @@ def base_config(dataset: str, data_path: Path, noise: float, iterations: int) ->
 
 def setting_overrides(setting: str) -> list[str]:
     """``off`` → no clipping, no warm-up; ``default`` → the config's and the loss's defaults;
-    else e.g. ``clip=3``, ``rel=2``, ``clip=1,rel=2,warmup=200`` (an omitted one is off), or
+    else e.g. ``clip=3``, ``rel=2``, ``clip=1,rel=2,warmup=200``, ``rel=4,after=100`` (the
+    relative clip from step 101; an omitted one is off), or
     ``default,wd=5e-4`` (the defaults but the named ones). ``wd`` is the weight decay
     (``OptimizerConfig``'s default unless given)."""
     tokens = [part.strip() for part in setting.split(",") if part.strip()]
     values = dict(part.split("=", 1) for part in tokens if "=" in part)
-    unknown = set(values) - {"clip", "rel", "warmup", "wd"} or set(tokens) - set(
+    unknown = set(values) - {"clip", "rel", "after", "warmup", "wd"} or set(tokens) - set(
         f"{k}={v}" for k, v in values.items()) - {"off", "default"}
     if unknown:
         raise SystemExit(f"--setting {setting!r}: unknown {sorted(unknown)}; use off, default, "
-                         "clip=, rel=, warmup=, wd=")
+                         "clip=, rel=, after=, warmup=, wd=")
     keys = {"clip": "optimizer.clip_grad_norm", "rel": "optimizer.clip_relative",
-            "warmup": "optimizer.warmup", "wd": "optimizer.weight_decay"}
+            "after": "optimizer.clip_relative_after", "warmup": "optimizer.warmup",
+            "wd": "optimizer.weight_decay"}
     if "default" in tokens:
         return [f"{keys[k]}={v}" for k, v in values.items()]
     out = [f"optimizer.clip_grad_norm={float(values.get('clip', 0))}",
            f"optimizer.clip_relative={float(values.get('rel', 0))}",
+           f"optimizer.clip_relative_after={int(values.get('after', 0))}",
            f"optimizer.warmup={int(values.get('warmup', 0))}"]
     return out + ([f"optimizer.weight_decay={float(values['wd'])}"] if "wd" in values else [])
 
@@ -181,7 +188,7 @@ def _pct(value: float | None) -> str:
 
 def summarise(results: list[dict]) -> list[str]:
     """The table and the verdict lines."""
-    lines = [f"{'dataset':<10} {'noise':>5}  {'setting':<8} {'method':<16} {'runs':>4} {'div':>3}  "
+    lines = [f"{'dataset':<10} {'noise':>5}  {'setting':<21} {'method':<16} {'runs':>4} {'div':>3}  "
              f"{'test %':>6}  {'fit corr %':>10}  {'clipped':>7}  diverged at"]
     groups: dict[tuple, list[dict]] = {}
     for r in results:
@@ -190,7 +197,7 @@ def summarise(results: list[dict]) -> list[str]:
         at = [r["diverged_at"] for r in rs if r["diverged_at"] is not None]
         ok = [r for r in rs if r["diverged_at"] is None]
         lines.append(
-            f"{dataset:<10} {noise:>5.2f}  {setting:<8} {method:<16} {len(rs):>4} {len(at):>3}  "
+            f"{dataset:<10} {noise:>5.2f}  {setting:<21} {method:<16} {len(rs):>4} {len(at):>3}  "
             f"{_pct(_mean([r['test_acc'] for r in ok])):>6}  "
             f"{_pct(_mean([r['fit_corrupted'] for r in ok])):>10}  "
             f"{statistics.fmean(r['clipped'] for r in rs):>7.0%}  {', '.join(map(str, at))}")

@@ -160,7 +160,8 @@ def describe_divergence(iteration: int, figures: dict[str, Any]) -> str:
     ``figures`` (every key optional but ``loss``, ``max_abs_logit`` and ``max_logit``):
     ``loss``, ``max_abs_logit``, ``grad_norm``, ``ess_fraction``, ``max_share`` and ``lr`` of
     the diverged step; ``max_logit`` (the config's limit), ``batch_size``,
-    ``clip_grad_norm``, ``clip_relative`` and ``warmup`` (config facts); ``loss_eps`` (the margin cap, for the
+    ``clip_grad_norm``, ``clip_relative``, ``clip_relative_after`` and ``warmup`` (config
+    facts); ``loss_eps`` (the margin cap, for the
     DN losses); ``previous``: ``iteration``, ``ess_fraction``, ``max_share``, ``grad_norm``
     and ``lr`` of the last logged step.
 
@@ -199,7 +200,9 @@ weight (ESS 6% of the batch), gradient norm 38.2, lr 0.1.
     if figures.get("clip_grad_norm"):
         facts.append(f"gradients clipped to norm {figures['clip_grad_norm']:g}")
     if figures.get("clip_relative"):
-        facts.append(f"gradients clipped to {figures['clip_relative']:g}× their running norm")
+        after = figures.get("clip_relative_after")
+        facts.append(f"gradients clipped to {figures['clip_relative']:g}× their running norm"
+                     + (f" after the first {after} steps" if after else ""))
     if figures.get("warmup"):
         facts.append(f"warm-up {figures['warmup']} iterations")
     if figures.get("loss_eps") == 0:

@@ -326,7 +326,7 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
         loss = state.loss_fn(logits.float(), y)
     state.optimizer.zero_grad(set_to_none=True)
     state.scaler.scale(loss).backward()
-    grad_norm, clip_scale = _unscale_and_clip(state, config.optimizer)
+    grad_norm, clip_scale = _unscale_and_clip(state, config.optimizer, step)
 
     stats = step_statistics(loss, logits, y, state.loss_fn.last, run.is_noisy[idx],
                             config.histogram_bins, grad_norm, clip_scale)
@@ -348,14 +348,16 @@ def _train_step(run: _Run, state: _PhaseState, step: int, iteration: int) -> Non
     run.emit(HistogramEvent(iteration=iteration, clean=stats.hist_clean, noisy=stats.hist_noisy))
 
 
-def _unscale_and_clip(state: _PhaseState, opt: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def _unscale_and_clip(state: _PhaseState, opt: Any, step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradient's global L2 norm before clipping (unscaled: AMP's scale divided out) and
     the factor clipping scaled it by (1: not clipped), after clipping at the fixed and the
-    relative threshold in force (``dm_core.clipping``). 0-d tensors: no device→host copy."""
+    relative threshold in force at this step of the phase (``dm_core.clipping``). 0-d
+    tensors: no device→host copy."""
     state.scaler.unscale_(state.optimizer)
     grads = [p.grad for p in state.model.parameters() if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads)
-    tau = clipping.threshold(opt.clip, opt.clip_factor, state.clip_reference)
+    relative = opt.clip_factor if step > opt.clip_relative_after else None
+    tau = clipping.threshold(opt.clip, relative, state.clip_reference)
     scale = clipping.clip_(grads, norm, tau)
     state.clip_reference = clipping.updated_reference(state.clip_reference, norm, tau)
     return norm, scale
@@ -430,7 +432,7 @@ def _check_divergence(run: _Run, state: _PhaseState, iteration: int, stats: Step
         "max_share": stats.values.get("max_share"),
         "lr": state.optimizer.param_groups[0]["lr"], "batch_size": config.batch_size,
         "clip_grad_norm": config.optimizer.clip, "clip_relative": config.optimizer.clip_factor,
-        "warmup": config.optimizer.warmup,
+        "clip_relative_after": config.optimizer.clip_relative_after, "warmup": config.optimizer.warmup,
     }
     if config.loss.name.startswith("dm") or config.loss.name.endswith("-dn"):
         figures["loss_eps"] = config.loss.params().get("eps", 1e-6)
