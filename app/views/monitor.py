@@ -23,7 +23,10 @@ window that ends at the newest row, so the page jumps to the present and one tic
 bounded. The ticks are paced by their own cost: the interval is a few times the last tick's
 duration (at least ``REFRESH_S``), so ticks never queue behind one another on a loaded
 machine (docs/architecture.md, "Streamlit: pacing a live fragment"). A line above the
-charts says which iteration the page shows and how long ago it was the newest.
+charts says which iteration the page shows and how long ago it was the newest. A tick
+builds again only the charts whose data changed and sends the others as the same figures
+(``app.live.FigureCache``): Streamlit gives a changed figure a new element, which the
+browser draws from scratch, and that drawing is most of what greys the page during a tick.
 """
 
 from __future__ import annotations
