@@ -68,6 +68,32 @@ def _points(at, key, name):
     return decode(trace(chart(at, key), name)["x"])
 
 
+TRAINING = "monitor.training"  # emphasis variance, losses and learning rate, concentration
+
+
+def _panel(fig, title: str) -> dict:
+    """The panel titled ``title`` of a figure of stacked panels, read as plotly draws it:
+    its title sits on top of its y axis's domain; its traces are those on that axis or on
+    an axis overlaying it (the right axis). ``{"axis", "right", "traces"}``."""
+    layout = fig["layout"]
+    [top] = [a["y"] for a in layout.get("annotations", []) if a["text"] == title]
+    [(key, axis)] = [(k, v) for k, v in layout.items() if k.startswith("yaxis")
+                     and "domain" in v and v["domain"][1] == pytest.approx(top)]
+    ref = "y" + key[len("yaxis"):]
+    right = {"y" + k[len("yaxis"):]: v for k, v in layout.items()
+             if k.startswith("yaxis") and v.get("overlaying") == ref}
+    traces = [t for t in fig["data"] if t.get("yaxis", "y") == ref or t.get("yaxis") in right]
+    return {"axis": axis, "right": next(iter(right.values()), None), "traces": traces}
+
+
+def _loss_panel(at) -> dict:
+    return _panel(chart(at, TRAINING), "Training loss and learning rate")
+
+
+def _panel_titles(fig) -> list[str]:
+    return [a["text"] for a in fig["layout"].get("annotations", [])]
+
+
 def test_shows_the_science_of_a_running_run(live_run):
     store, run_id = live_run
     at = _page(run_id)
@@ -92,13 +118,28 @@ def test_shows_the_science_of_a_running_run(live_run):
     np.testing.assert_allclose(z[:, 42], hist.clean[42] / hist.clean[42].sum())
     z_noisy = decode(trace(heat, "corrupted")["z"])
     np.testing.assert_allclose(z_noisy[:, 7], hist.noisy[7] / hist.noisy[7].sum())
-    wvar = chart(at, "monitor.wvar")
-    np.testing.assert_allclose(decode(wvar["data"][0]["y"]), sc["weight_var"].to_numpy())
-    loss = chart(at, "monitor.loss")
-    assert [t["name"] for t in loss["data"]] == [
+    # The right column's curves: one figure, a panel each, over one shared iteration axis.
+    training = chart(at, TRAINING)
+    assert _panel_titles(training) == [  # this run logged no batch concentration
+        "Emphasis variance over training", "Training loss and learning rate"]
+    wvar = _panel(training, "Emphasis variance over training")
+    assert wvar["axis"]["title"]["text"] == "variance of w_i"
+    [line] = wvar["traces"]
+    np.testing.assert_array_equal(decode(line["x"]), sc["iteration"].to_numpy())
+    np.testing.assert_allclose(decode(line["y"]), sc["weight_var"].to_numpy())
+    loss = _panel(training, "Training loss and learning rate")
+    assert [t["name"] for t in loss["traces"]] == [
         "cross-entropy (training labels)", "dm surrogate (its gradient is the method)",
         "learning rate"]
-    np.testing.assert_allclose(decode(loss["data"][0]["y"]), sc["ce"].to_numpy())
+    np.testing.assert_allclose(decode(loss["traces"][0]["y"]), sc["ce"].to_numpy())
+    np.testing.assert_allclose(decode(loss["traces"][1]["y"]), sc["loss"].to_numpy())
+    # The learning rate on its own log axis at the right of the loss panel.
+    assert loss["right"]["title"]["text"] == "learning rate" and loss["right"]["type"] == "log"
+    assert loss["traces"][2]["yaxis"] != loss["traces"][0].get("yaxis", "y")
+    np.testing.assert_allclose(decode(loss["traces"][2]["y"]), sc["lr"].to_numpy())
+    xaxes = {k: v for k, v in training["layout"].items() if k.startswith("xaxis")}
+    assert [v["title"]["text"] for v in xaxes.values() if "title" in v] == ["iteration"]
+    assert all("matches" in v for v in xaxes.values() if "title" not in v)  # zoomed together
     # One iteration's histograms, with the run's EDF (dm, λ = 1: mode ½) on the right axis.
     bars = chart(at, "monitor.bars")
     assert bars["layout"]["title"]["text"] == "p_i at iteration 100"
@@ -130,7 +171,7 @@ def _chart_ids(at) -> dict[str, str]:
     browser draws a chart whose id changed from scratch."""
     return {key: el.proto.id for el in at.get("plotly_chart")
             for key in ("monitor.acc", "monitor.pmean", "monitor.heatmap", "monitor.bars",
-                        "monitor.wvar", "monitor.loss") if key in el.proto.id}
+                        TRAINING) if key in el.proto.id}
 
 
 def test_a_tick_rebuilds_only_the_charts_whose_data_changed(live_run):
@@ -138,7 +179,7 @@ def test_a_tick_rebuilds_only_the_charts_whose_data_changed(live_run):
     at = _page(run_id)
     figures = at.session_state["monitor.live"]["figures"]
     ids, built = _chart_ids(at), figures.builds
-    assert len(ids) == 6 and built == 6
+    assert len(ids) == 5 and built == 5 and len(at.get("plotly_chart")) == 5
     at.run()  # nothing new: every chart sent as it was, none built
     assert _chart_ids(at) == ids and figures.builds == built
     # Rows up to 140: no evaluation since the one at 100, so the accuracy chart is unchanged.
@@ -148,12 +189,13 @@ def test_a_tick_rebuilds_only_the_charts_whose_data_changed(live_run):
     now = _chart_ids(at)
     assert now["monitor.acc"] == ids["monitor.acc"]
     assert all(now[k] != ids[k] for k in ids if k != "monitor.acc")
-    assert figures.builds == built + 5
+    assert figures.builds == built + 4
     sc = store.scalars(run_id)
     np.testing.assert_allclose(decode(trace(chart(at, "monitor.pmean"), "clean")["y"]),
                                sc["p_clean_mean"].to_numpy())
-    np.testing.assert_allclose(decode(chart(at, "monitor.wvar")["data"][0]["y"]),
-                               sc["weight_var"].to_numpy())
+    np.testing.assert_allclose(
+        decode(_panel(chart(at, TRAINING), "Emphasis variance over training")["traces"][0]["y"]),
+        sc["weight_var"].to_numpy())
     assert chart(at, "monitor.bars")["layout"]["title"]["text"] == "p_i at iteration 140"
     np.testing.assert_array_equal(decode(chart(at, "monitor.heatmap")["data"][0]["x"]),
                                   store.histograms(run_id).iterations)
@@ -161,7 +203,7 @@ def test_a_tick_rebuilds_only_the_charts_whose_data_changed(live_run):
     fabricate(store, run_id=run_id, iterations=200, eval_every=50, bins=10, start_at=141,
               upto=160, finish=False)
     at.run()
-    assert _chart_ids(at)["monitor.acc"] != ids["monitor.acc"] and figures.builds == built + 11
+    assert _chart_ids(at)["monitor.acc"] != ids["monitor.acc"] and figures.builds == built + 9
     acc = chart(at, "monitor.acc")
     np.testing.assert_array_equal(decode(trace(acc, "test")["x"]), [50, 100, 150])
     np.testing.assert_allclose(decode(trace(acc, "test")["y"]), store.evals(run_id)["test_acc"])
@@ -216,12 +258,12 @@ def test_the_methods_own_loss_is_explained_beside_the_cross_entropy(app_db):
     dm = fabricate(store, name="dm", iterations=40, eval_every=20)
     focal = fabricate(store, name="focal", loss={"name": "focal"}, iterations=40, eval_every=20)
     at = _page(dm)
-    names = [t["name"] for t in chart(at, "monitor.loss")["data"]]
+    names = [t["name"] for t in _loss_panel(at)["traces"]]
     assert names[:2] == ["cross-entropy (training labels)", "dm surrogate (its gradient is the method)"]
     note = " ".join(c.value for c in at.caption)
     assert "falls below zero" in note and "not comparable between methods" in note
     at = _page(focal)  # a loss that is a loss: no surrogate to explain
-    names = [t["name"] for t in chart(at, "monitor.loss")["data"]]
+    names = [t["name"] for t in _loss_panel(at)["traces"]]
     assert names[1] == "focal loss"
     assert not any("surrogate" in c.value for c in at.caption)
 
@@ -256,7 +298,9 @@ def test_curves_smoothed_and_on_a_log_scale(live_run):
            for k in range(len(y))]  # the debiased EMA as a weighted sum
     np.testing.assert_allclose(decode(smoothed["y"]), ref)
     assert pmean["layout"]["yaxis"]["type"] == "log"
-    assert chart(at, "monitor.loss")["layout"]["yaxis"]["type"] == "log"
+    training = chart(at, TRAINING)
+    for title in ("Emphasis variance over training", "Training loss and learning rate"):
+        assert _panel(training, title)["axis"]["type"] == "log"
     assert chart(at, "monitor.acc")["layout"]["yaxis"].get("type") != "log"  # accuracies stay
 
 
@@ -278,10 +322,15 @@ def test_batch_concentration_is_drawn_from_the_stored_scalars(app_db):
     logged = fabricate(store, name="logged", iterations=40, eval_every=20, concentration=True)
     at = _page(logged)
     assert not at.exception
-    fig = chart(at, "monitor.concentration")
+    fig = chart(at, TRAINING)
+    assert _panel_titles(fig)[-1] == "Batch concentration"  # the bottom panel
+    panel = _panel(fig, "Batch concentration")
+    assert panel["axis"]["title"]["text"] == "fraction of the batch"
+    assert panel["axis"]["range"] == [0, 1.02]
     sc = store.scalars(logged)
-    share = trace(fig, "one example's share of the batch's weight (max_share)")
-    ess = trace(fig, "effective sample size, fraction of the batch (ess_fraction)")
+    share, ess = (trace({"data": panel["traces"]}, name) for name in (
+        "one example's share of the batch's weight (max_share)",
+        "effective sample size, fraction of the batch (ess_fraction)"))
     np.testing.assert_array_equal(decode(share["x"]), sc["iteration"].to_numpy())
     np.testing.assert_allclose(decode(share["y"]), sc["max_share"].to_numpy())
     np.testing.assert_allclose(decode(ess["y"]), sc["ess_fraction"].to_numpy())
@@ -289,12 +338,16 @@ def test_batch_concentration_is_drawn_from_the_stored_scalars(app_db):
     t = np.arange(1, 41) / 40
     np.testing.assert_allclose(decode(ess["y"]), 0.9 - 0.6 * t)
     np.testing.assert_allclose(decode(share["y"]), 0.02 + 0.3 * t**2)
+    assert any(c.value.startswith("Effective sample size: (Σw)² / Σw²") for c in at.caption)
     at.toggle(key="monitor.curves.log").set_value(True).run()  # the page's curve controls
-    assert chart(at, "monitor.concentration")["layout"]["yaxis"]["type"] == "log"
-    # A run that logged no concentration has no such chart.
+    assert _panel(chart(at, TRAINING), "Batch concentration")["axis"]["type"] == "log"
+    # A run that logged no concentration has no such panel, nor its caption.
     plain = fabricate(store, name="plain", iterations=40, eval_every=20)
     at = _page(plain)
-    assert not any("monitor.concentration" in (el.proto.id or "") for el in at.get("plotly_chart"))
+    fig = chart(at, TRAINING)
+    assert "Batch concentration" not in _panel_titles(fig)
+    assert not [t for t in fig["data"] if "(max_share)" in t["name"] or "(ess_" in t["name"]]
+    assert not any("Effective sample size" in c.value for c in at.caption)
 
 
 def test_a_diverged_run_says_where_and_lists_the_measured_figures(app_db):

@@ -20,7 +20,7 @@ from app.charts import (
     histogram_heatmaps,
     histograms_grid,
     lines_figure,
-    loss_lr_figure,
+    stacked_lines_figure,
 )
 
 
@@ -167,14 +167,63 @@ def test_heatmaps_fade_from_transparent_so_both_themes_read_them():
         assert trace.zmin == 0.0
 
 
+def _loss_lr(x, losses, lr, style=charts.RAW):
+    """The Monitor's loss panel: losses, and the learning rate at the right."""
+    return stacked_lines_figure(x, [charts.Panel("Training loss and learning rate", "loss", losses,
+                                                 dotted=True, right=("learning rate", lr))],
+                                style=style)
+
+
 def test_learning_rate_axis_is_logarithmic():
     """Schedules step the rate by factors: a log axis, also for a constant rate or a step
     smaller than a decade (before: linear below a tenfold span)."""
     x = np.arange(1, 101)
     for lr in (np.full(100, 0.1), np.where(x < 50, 0.1, 0.05), np.where(x < 50, 0.1, 0.001)):
-        fig = loss_lr_figure(x, {"loss": 1.0 / x}, lr)
+        fig = _loss_lr(x, {"loss": 1.0 / x}, lr)
         assert fig.layout.yaxis2.type == "log" and fig.layout.yaxis2.range is None
+        assert fig.layout.yaxis2.overlaying == "y" and fig.layout.yaxis2.side == "right"
+        assert fig.data[-1].yaxis == "y2" and fig.data[-1].line.shape == "hv"
         np.testing.assert_allclose(fig.data[-1].y, lr)
+
+
+def test_stacked_panels_share_one_x_axis_and_keep_each_panels_axes():
+    """The Monitor's right column as one figure: each panel's lines on its own y axis under
+    its own title, the loss panel's learning rate at its right, one x axis for all."""
+    x = np.arange(1, 201)
+    wvar, ce, own, lr = x / 200.0, 2.0 / x, -1.0 / x, np.where(x < 100, 0.1, 0.01)
+    ess, share = 1.0 - x / 400.0, x / 1000.0
+    panels = [charts.Panel("variance", "variance of w_i", {"w": wvar}),
+              charts.Panel("loss", "loss", {"ce": ce, "own": own}, dotted=True,
+                           right=("learning rate", lr)),
+              charts.Panel("concentration", "fraction", {"ess": ess, "share": share},
+                           y_range=(0, 1.02))]
+    fig = stacked_lines_figure(x, panels)
+    layout = fig.layout
+    assert [a.text for a in layout.annotations] == ["variance", "loss", "concentration"]
+    expected = {"w": ("x", "y", wvar), "ce": ("x2", "y2", ce), "own": ("x2", "y2", own),
+                "learning rate": ("x2", "y3", lr), "ess": ("x3", "y4", ess),
+                "share": ("x3", "y4", share)}
+    assert [t.name for t in fig.data] == list(expected)
+    for t in fig.data:
+        x_ref, y_ref, values = expected[t.name]
+        assert (t.xaxis, t.yaxis) == (x_ref, y_ref)
+        np.testing.assert_array_equal(t.x, x)
+        np.testing.assert_allclose(t.y, values)
+    # Panels top to bottom, each title on top of its panel; one x axis: the upper ones
+    # follow the bottom one (zooming one zooms all), which alone is titled.
+    tops = [layout.yaxis.domain[1], layout.yaxis2.domain[1], layout.yaxis4.domain[1]]
+    assert tops == sorted(tops, reverse=True)
+    assert [a.y for a in layout.annotations] == pytest.approx(tops)
+    assert layout.xaxis.matches == layout.xaxis2.matches == "x3"
+    assert layout.xaxis3.title.text == "iteration" and layout.xaxis.title.text is None
+    assert (layout.yaxis.title.text, layout.yaxis2.title.text, layout.yaxis4.title.text) == (
+        "variance of w_i", "loss", "fraction")
+    assert layout.yaxis3.title.text == "learning rate" and layout.yaxis3.overlaying == "y2"
+    assert list(layout.yaxis4.range) == [0, 1.02] and layout.yaxis.range is None
+    assert [t.line.dash for t in fig.data[1:3]] == ["solid", "dot"]
+    assert len({t.line.color for t in fig.data}) == len(fig.data)  # one legend: one colour each
+    with pytest.raises(ValueError, match="at least one Panel"):
+        stacked_lines_figure(x, [])
 
 
 def test_heatmap_is_thinned_to_its_column_budget():
@@ -309,7 +358,7 @@ def test_every_log_axis_labels_its_ticks_with_whole_values():
     log = charts.CurveStyle(log_y=True)
     figures = [lines_figure(x, {"loss": 2.0 / x}, "t", style=log),
                charts.overlay_figure({"a": (x, 2.0 / x)}, "t", style=log),
-               loss_lr_figure(x, {"loss": 2.0 / x}, np.where(x < 50, 0.1, 0.01), style=log)]
+               _loss_lr(x, {"loss": 2.0 / x}, np.where(x < 50, 0.1, 0.01), style=log)]
     for fig in figures:
         axes = _log_axes(fig)
         assert axes and all(axis.tickformat == "~g" for axis in axes)

@@ -46,9 +46,10 @@ from app.charts.landscapes import (  # noqa: F401
 from app.charts.run_curves import (  # noqa: F401
     RAW,
     CurveStyle,
+    Panel,
     lines_figure,
-    loss_lr_figure,
     overlay_figure,
+    stacked_lines_figure,
 )
 from app.charts.style import (  # noqa: F401
     CLEAN,

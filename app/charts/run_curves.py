@@ -1,4 +1,4 @@
-"""Curves of a run over iterations: lines, overlays, loss beside learning rate.
+"""Curves of a run over iterations: lines, overlays, panels stacked over one x axis.
 
 Each figure is written as one specification (traces and layout as plain dictionaries) and
 validated once by ``app.charts.style.figure``: plotly's incremental calls (``add_trace``,
@@ -21,7 +21,7 @@ from app.charts.style import (
     SERIES_COLOURS,
     downsample,
     figure,
-    secondary_y_layout,
+    stacked_axes,
 )
 from app.curves import smooth
 from app.text import plotly_text
@@ -97,23 +97,60 @@ def overlay_figure(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
         "uirevision": revision, "legend": LEGEND_BELOW})
 
 
-def loss_lr_figure(x: np.ndarray, losses: dict[str, np.ndarray], lr: np.ndarray | None,
-                   height: int = 300, style: CurveStyle = RAW) -> go.Figure:
-    """Training losses (left axis: the first solid, the rest dotted) and the learning rate
-    (right axis, on a log scale: schedules step it by factors)."""
-    layout = secondary_y_layout()
-    traces = [trace for i, (name, loss) in enumerate(losses.items())
-              for trace in _curve_traces(x, loss, name, {"color": SERIES_COLOURS[i],
-                                                         "dash": "solid" if i == 0 else "dot"},
-                                         style, xaxis="x", yaxis="y")]
-    if lr is not None:
-        xs, rs = downsample(np.asarray(x), np.asarray(lr, dtype=np.float64))
-        traces.append({"type": "scatter", "x": xs, "y": rs, "mode": "lines",
-                       "name": "learning rate", "line": {"color": SERIES_COLOURS[3], "shape": "hv"},
-                       "xaxis": "x", "yaxis": "y2"})
-        layout["yaxis2"].update(LOG_AXIS, title={"text": "learning rate"}, showgrid=False)
-    layout.update(title={"text": "Training loss and learning rate"}, height=height,
-                  margin=MARGIN, uirevision="loss-lr", legend=LEGEND_BELOW)
-    layout["xaxis"]["title"] = {"text": "iteration"}
-    layout["yaxis"].update(title={"text": "loss"}, **(LOG_AXIS if style.log_y else {}))
+@dataclass(frozen=True)
+class Panel:
+    """One panel of ``stacked_lines_figure``: lines over the figure's shared x.
+
+    ``series`` maps each line's name to its values; ``dotted`` draws the first line solid
+    and the others dotted (losses: the comparable one first). ``right`` is one more line,
+    ``(name, values)``, on a log axis at the panel's right titled with its name (the
+    learning rate: schedules step it by factors), drawn as steps and never smoothed."""
+
+    title: str
+    y_title: str
+    series: Mapping[str, np.ndarray]
+    y_range: tuple[float, float] | None = None
+    dotted: bool = False
+    right: tuple[str, np.ndarray] | None = None
+
+
+PANEL_GAP_PX = 70  # between two panels: the lower one's title and the upper one's last tick
+
+
+def stacked_lines_figure(x: np.ndarray, panels: Sequence[Panel], panel_height: int = 230,
+                         revision: str = "stacked", style: CurveStyle = RAW) -> go.Figure:
+    """Panels of lines stacked in one figure over a shared x axis (zooming one zooms all),
+    each with its title, y axis and, when given, a log axis on its right; one legend under
+    the whole figure, each line's colour its own across panels.
+
+    One figure instead of one per panel: a browser draws each changed figure from scratch,
+    and much of that cost is per figure (docs/architecture.md, "Streamlit: pacing a live
+    fragment")."""
+    if not panels:
+        raise ValueError("stacked_lines_figure: no panels; give at least one Panel")
+    height = panel_height * len(panels) + 90
+    layout, refs = stacked_axes(tuple(p.title for p in panels), PANEL_GAP_PX / height,
+                                tuple(p.right is not None for p in panels))
+    traces: list[dict[str, Any]] = []
+    colour = 0
+    for panel, (x_ref, y_ref, right_ref) in zip(panels, refs, strict=True):
+        for i, (name, y) in enumerate(panel.series.items()):
+            line = {"color": SERIES_COLOURS[colour % len(SERIES_COLOURS)]}
+            if panel.dotted:
+                line["dash"] = "solid" if i == 0 else "dot"
+            traces += _curve_traces(x, y, name, line, style, xaxis=x_ref, yaxis=y_ref)
+            colour += 1
+        y_axis = layout["yaxis" + y_ref[1:]]
+        y_axis.update(title={"text": panel.y_title}, **_y_axis(style, panel.y_range))
+        if panel.right is not None and right_ref is not None:
+            name, values = panel.right
+            xs, vs = downsample(np.asarray(x), np.asarray(values, dtype=np.float64))
+            traces.append({"type": "scatter", "x": xs, "y": vs, "mode": "lines", "name": name,
+                           "line": {"color": SERIES_COLOURS[colour % len(SERIES_COLOURS)],
+                                    "shape": "hv"}, "xaxis": x_ref, "yaxis": right_ref})
+            colour += 1
+            layout["yaxis" + right_ref[1:]].update(LOG_AXIS, title={"text": name},
+                                                   showgrid=False)
+    layout["xaxis" + refs[-1][0][1:]]["title"] = {"text": "iteration"}
+    layout.update(height=height, margin=MARGIN, uirevision=revision, legend=LEGEND_BELOW)
     return figure(traces, layout)

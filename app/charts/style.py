@@ -54,14 +54,28 @@ def figure(traces: Sequence[dict[str, Any]], layout: dict[str, Any]) -> go.Figur
 
 
 @functools.cache
-def _subplot_axes(rows: int, secondary_y: bool, vertical_spacing: float | None,
-                  titles: tuple[str, ...] | None) -> dict[str, Any]:
-    specs = [[{"secondary_y": secondary_y}] for _ in range(rows)]
-    layout = make_subplots(rows=rows, cols=1, specs=specs, shared_xaxes=rows > 1,
-                           vertical_spacing=vertical_spacing, subplot_titles=titles
-                           ).layout.to_plotly_json()
+def _subplot_axes(secondary: tuple[bool, ...], vertical_spacing: float | None,
+                  titles: tuple[str, ...] | None
+                  ) -> tuple[dict[str, Any], tuple[tuple[str, str, str | None], ...]]:
+    """The layout of panels stacked in one column (``secondary[k]``: panel k has a second y
+    axis on the right) as ``make_subplots`` lays it out, and each panel's axis references
+    (x, y, the right y or None) as its traces name them."""
+    rows = len(secondary)
+    fig = make_subplots(rows=rows, cols=1, specs=[[{"secondary_y": s}] for s in secondary],
+                        shared_xaxes=rows > 1, vertical_spacing=vertical_spacing,
+                        subplot_titles=titles)
+    layout = fig.layout.to_plotly_json()
     layout.pop("template", None)  # every figure gets the default template anyway
-    return layout
+
+    def ref(axis: Any) -> str:  # "xaxis2" -> "x2"
+        return axis.plotly_name.replace("axis", "")
+
+    refs = []
+    for row, right in enumerate(secondary, start=1):
+        panel = fig.get_subplot(row, 1)
+        refs.append((ref(panel.xaxis), ref(panel.yaxis),
+                     ref(fig.get_subplot(row, 1, secondary_y=True).yaxis) if right else None))
+    return layout, tuple(refs)
 
 
 def secondary_y_layout() -> dict[str, Any]:
@@ -72,7 +86,7 @@ def secondary_y_layout() -> dict[str, Any]:
     >>> sorted(secondary_y_layout()), secondary_y_layout()["yaxis2"]["overlaying"]
     (['xaxis', 'yaxis', 'yaxis2'], 'y')
     """
-    return copy.deepcopy(_subplot_axes(1, True, None, None))
+    return copy.deepcopy(_subplot_axes((True,), None, None)[0])
 
 
 def stacked_layout(titles: tuple[str, ...], vertical_spacing: float) -> dict[str, Any]:
@@ -84,7 +98,27 @@ def stacked_layout(titles: tuple[str, ...], vertical_spacing: float) -> dict[str
     >>> layout["yaxis"]["domain"], layout["yaxis2"]["domain"], layout["xaxis"]["matches"]
     ([0.55, 1.0], [0.0, 0.45], 'x2')
     """
-    return copy.deepcopy(_subplot_axes(len(titles), False, vertical_spacing, tuple(titles)))
+    return copy.deepcopy(_subplot_axes((False,) * len(titles), vertical_spacing,
+                                       tuple(titles))[0])
+
+
+def stacked_axes(titles: tuple[str, ...], vertical_spacing: float, secondary: tuple[bool, ...]
+                 ) -> tuple[dict[str, Any], tuple[tuple[str, str, str | None], ...]]:
+    """``stacked_layout`` where some panels also have a y axis on the right
+    (``secondary[k]``), and the axis references each panel's traces name: (x, y, the right
+    y axis or None). The layout is a fresh copy.
+
+    >>> layout, refs = stacked_axes(("a", "b", "c"), 0.1, (False, True, False))
+    >>> refs
+    (('x', 'y', None), ('x2', 'y2', 'y3'), ('x3', 'y4', None))
+    >>> layout["yaxis3"]["overlaying"], layout["xaxis"]["matches"]
+    ('y2', 'x3')
+    """
+    if len(secondary) != len(titles):
+        raise ValueError(f"stacked_axes: secondary has {len(secondary)} flags for "
+                         f"{len(titles)} titles; give one per panel")
+    layout, refs = _subplot_axes(tuple(secondary), vertical_spacing, tuple(titles))
+    return copy.deepcopy(layout), refs
 
 
 def downsample(x: np.ndarray, *ys: np.ndarray, max_points: int = MAX_LINE_POINTS

@@ -27,6 +27,9 @@ charts says which iteration the page shows and how long ago it was the newest. A
 builds again only the charts whose data changed and sends the others as the same figures
 (``app.live.FigureCache``): Streamlit gives a changed figure a new element, which the
 browser draws from scratch, and that drawing is most of what greys the page during a tick.
+For the same reason the per-iteration curves beside the histogram (emphasis variance, loss
+with learning rate, batch concentration) are panels of one figure over a shared x axis: a
+tick with new rows redraws five charts, not seven.
 """
 
 from __future__ import annotations
@@ -43,13 +46,14 @@ from app.charts import (
     CLEAN,
     NOISY,
     CurveStyle,
+    Panel,
     edf_curves,
     emphasis_summary,
     histogram_bars,
     histogram_heatmaps,
     lines_figure,
-    loss_lr_figure,
     picked_iteration,
+    stacked_lines_figure,
 )
 from app.db import runs_or_stop, store_or_stop
 from app.examples_links import examples_link
@@ -437,47 +441,51 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
         if len(hist.iterations):
             bars(run, figures, run_edf(run), chosen)
     with right:
-        if len(sc) and "weight_var" in sc:
-            series = {"emphasis variance (weight variance)": _col(sc, "weight_var")}
-            fig = figures.figure("monitor.wvar", lines_figure, it, series,
-                                 "Emphasis variance over training", "variance of w_i",
-                                 revision=f"wvar-{run.id}", style=style)
-            st.plotly_chart(fig, key="monitor.wvar", theme="streamlit", width="stretch")
-        if len(sc) and "loss" in sc:
-            loss_chart(run, figures, sc, style)
         if len(sc):
-            concentration_chart(run, figures, sc, style)
+            training_chart(run, figures, sc, style)
 
 
-def concentration_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
-                        style: CurveStyle) -> None:
-    """Each batch's effective sample size (Σw)²/Σw² as a fraction of the batch, and the
-    largest share max w/Σw one example took: drawn when the run logged them."""
-    series = {label: _col(sc, key) for key, label in CONCENTRATION.items()
-              if key in sc and sc[key].notna().any()}
-    if not series:
+def training_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
+                   style: CurveStyle) -> None:
+    """The emphasis variance, the training losses with the learning rate, and the batch
+    concentration, each a panel of one figure over the iteration (those the run logged),
+    with what the method's loss value is and what the concentration measures said under it.
+
+    One figure rather than three: every tick with new rows changes all three, and the
+    browser draws each changed figure from scratch, at a cost that is mostly per figure."""
+    panels = []
+    if "weight_var" in sc:
+        panels.append(Panel("Emphasis variance over training", "variance of w_i",
+                            {"emphasis variance (weight variance)": _col(sc, "weight_var")}))
+    note = None
+    if "loss" in sc:
+        # Cross-entropy against the training labels (comparable across methods) beside the
+        # method's own loss, and the learning rate on a log axis at the right.
+        name, note = method_loss(run)
+        losses = {"cross-entropy (training labels)": _col(sc, "ce")} if "ce" in sc else {}
+        losses[name] = _col(sc, "loss")
+        lr = _col(sc, "lr")
+        panels.append(Panel("Training loss and learning rate", "loss", losses, dotted=True,
+                            right=None if lr is None else ("learning rate", lr)))
+    # Each batch's effective sample size (Σw)²/Σw² as a fraction of the batch, and the
+    # largest share max w/Σw one example took: drawn when the run logged them.
+    concentration = {label: _col(sc, key) for key, label in CONCENTRATION.items()
+                     if key in sc and sc[key].notna().any()}
+    if concentration:
+        panels.append(Panel("Batch concentration", "fraction of the batch", concentration,
+                            y_range=(0, 1.02)))
+    if not panels:
         return
-    fig = figures.figure("monitor.concentration", lines_figure, sc["iteration"].to_numpy(),
-                         series, "Batch concentration", "fraction of the batch",
-                         y_range=(0, 1.02), revision=f"conc-{run.id}", style=style)
-    st.plotly_chart(fig, key="monitor.concentration", theme="streamlit", width="stretch")
-    st.caption("Effective sample size: (Σw)² / Σw² over the batch's normalised weights w, "
-               "divided by the batch size (1: every example weighs the same). Share: the "
-               "largest w / Σw, one example's part of the batch's weight (under derivative "
-               "normalisation, of the batch's summed gradient magnitude).")
-
-
-def loss_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame, style: CurveStyle) -> None:
-    """Cross-entropy against the training labels (comparable across methods) beside the
-    method's own loss, and the learning rate; what the method's value is, said under it."""
-    name, note = method_loss(run)
-    losses = {"cross-entropy (training labels)": _col(sc, "ce")} if "ce" in sc else {}
-    losses[name] = _col(sc, "loss")
-    fig = figures.figure("monitor.loss", loss_lr_figure, sc["iteration"].to_numpy(), losses,
-                         _col(sc, "lr"), style=style)
-    st.plotly_chart(fig, key="monitor.loss", theme="streamlit", width="stretch")
+    fig = figures.figure("monitor.training", stacked_lines_figure, sc["iteration"].to_numpy(),
+                         tuple(panels), revision=f"training-{run.id}", style=style)
+    st.plotly_chart(fig, key="monitor.training", theme="streamlit", width="stretch")
     if note is not None:
         st.caption(note)
+    if concentration:
+        st.caption("Effective sample size: (Σw)² / Σw² over the batch's normalised weights w, "
+                   "divided by the batch size (1: every example weighs the same). Share: the "
+                   "largest w / Σw, one example's part of the batch's weight (under derivative "
+                   "normalisation, of the batch's summed gradient magnitude).")
 
 
 # ----------------------------------------------------------------------------- page
