@@ -37,7 +37,8 @@ HEATMAP_PANELS = (("clean", "x", "y", "yaxis"), ("corrupted", "x2", "y2", "yaxis
 
 def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndarray,
                        height: int = 420, revision: str = "heatmap",
-                       chosen: int | None = None) -> go.Figure:
+                       chosen: int | None = None,
+                       margin: Mapping[str, int] = MARGIN) -> go.Figure:
     """p_i histograms over training: iteration × bin heatmaps for clean and corrupted examples.
 
     Each column is the fraction of that group's examples (in the batch) per bin of p_i, so the
@@ -48,6 +49,7 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
     Plotly cannot select a heatmap cell, so each panel also carries a row of invisible
     markers, one per column (trace ``PICK``): with ``hovermode="x"`` a click anywhere in a
     column selects its marker, whose x is that column's iteration (``picked_iteration``).
+    ``margin`` as for ``app.charts.lines_figure``.
     """
     iterations = np.asarray(iterations)
     clean = np.asarray(clean)
@@ -84,7 +86,7 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
                              "line": {"color": SCHEME, "width": 2, "dash": "dot"}}
                             for _, x, y, _ in HEATMAP_PANELS]
     layout["xaxis2"]["title"] = {"text": "iteration"}
-    layout.update(height=height, margin=MARGIN, uirevision=revision, hovermode="x",
+    layout.update(height=height, margin=dict(margin), uirevision=revision, hovermode="x",
                   clickmode="event+select")
     return figure(traces, layout)
 
@@ -105,12 +107,12 @@ def picked_iteration(selection: Mapping[str, Any] | None) -> int | None:
 
 def histogram_bars(clean: np.ndarray, noisy: np.ndarray, title: str,
                    edf: EdfCurves | None = None, height: int = 320,
-                   revision: str = "bars") -> go.Figure:
+                   revision: str = "bars", margin: Mapping[str, int] = MARGIN) -> go.Figure:
     """Clean and corrupted p_i histograms at one iteration, overlaid (fraction of each group).
 
     With ``edf``, the run's emphasis density h(p) is drawn on a right axis, so one sees how
     much gradient each part of the histogram receives (e.g. little for the corrupted
-    examples at small p_i when ψ is large).
+    examples at small p_i when ψ is large). ``margin`` as for ``app.charts.lines_figure``.
     """
     layout = secondary_y_layout()
     traces = _histogram_pair(np.asarray(clean), np.asarray(noisy), show_legend=True)
@@ -120,7 +122,7 @@ def histogram_bars(clean: np.ndarray, noisy: np.ndarray, title: str,
                        "xaxis": "x", "yaxis": "y2"})
         layout["yaxis2"].update(title={"text": "emphasis density h(p)"}, showgrid=False,
                                 rangemode="tozero")
-    layout.update(title={"text": title}, barmode="overlay", height=height, margin=MARGIN,
+    layout.update(title={"text": title}, barmode="overlay", height=height, margin=dict(margin),
                   uirevision=revision, legend=LEGEND_BELOW)
     layout["xaxis"].update(title={"text": "p_i"}, range=[0, 1])
     layout["yaxis"]["title"] = {"text": "fraction of group"}

@@ -69,15 +69,17 @@ def _y_axis(style: CurveStyle, y_range: Sequence[float] | None) -> dict[str, Any
 def lines_figure(x: np.ndarray, series: Mapping[str, np.ndarray], title: str, y_title: str = "",
                  colours: Mapping[str, str] | None = None, y_range: Sequence[float] | None = None,
                  x_title: str = "iteration", height: int = 300, revision: str = "lines",
-                 style: CurveStyle = RAW) -> go.Figure:
-    """Lines over a shared x (NaN gaps allowed), each downsampled to ``MAX_LINE_POINTS``."""
+                 style: CurveStyle = RAW, margin: Mapping[str, int] = MARGIN) -> go.Figure:
+    """Lines over a shared x (NaN gaps allowed), each downsampled to ``MAX_LINE_POINTS``.
+    ``margin`` in pixels: plotly grows a side that is too small for its labels, by drawing
+    the figure a second time (a live page gives margins that fit: ``app.views.monitor``)."""
     colours = colours or {}
     traces = [trace for i, (name, y) in enumerate(series.items())
               for trace in _curve_traces(x, y, name, {"color": colours.get(
                   name, SERIES_COLOURS[i % len(SERIES_COLOURS)])}, style)]
     return figure(traces, {
         "title": {"text": title}, "height": height, "xaxis": {"title": {"text": x_title}},
-        "yaxis": {"title": {"text": y_title}, **_y_axis(style, y_range)}, "margin": MARGIN,
+        "yaxis": {"title": {"text": y_title}, **_y_axis(style, y_range)}, "margin": dict(margin),
         "uirevision": revision, "legend": LEGEND_BELOW})
 
 
@@ -118,10 +120,12 @@ PANEL_GAP_PX = 70  # between two panels: the lower one's title and the upper one
 
 
 def stacked_lines_figure(x: np.ndarray, panels: Sequence[Panel], panel_height: int = 230,
-                         revision: str = "stacked", style: CurveStyle = RAW) -> go.Figure:
+                         revision: str = "stacked", style: CurveStyle = RAW,
+                         margin: Mapping[str, int] = MARGIN) -> go.Figure:
     """Panels of lines stacked in one figure over a shared x axis (zooming one zooms all),
     each with its title, y axis and, when given, a log axis on its right; one legend under
-    the whole figure, each line's colour its own across panels.
+    the whole figure, each line's colour its own across panels. ``margin`` as for
+    ``lines_figure``.
 
     One figure instead of one per panel: a browser draws each changed figure from scratch,
     and much of that cost is per figure (docs/architecture.md, "Streamlit: pacing a live
@@ -152,5 +156,5 @@ def stacked_lines_figure(x: np.ndarray, panels: Sequence[Panel], panel_height: i
             layout["yaxis" + right_ref[1:]].update(LOG_AXIS, title={"text": name},
                                                    showgrid=False)
     layout["xaxis" + refs[-1][0][1:]]["title"] = {"text": "iteration"}
-    layout.update(height=height, margin=MARGIN, uirevision=revision, legend=LEGEND_BELOW)
+    layout.update(height=height, margin=dict(margin), uirevision=revision, legend=LEGEND_BELOW)
     return figure(traces, layout)
