@@ -353,7 +353,8 @@ def _log_axes(fig) -> list:
 def test_every_log_axis_labels_its_ticks_with_whole_values():
     """Without a tick format plotly labels the ticks between decades with their leading digit
     alone (an axis from 0.05 to 2 read "5, 0.1, 2, 5, 1, 2"); a tick format makes it print
-    each tick's value (0.05, 0.1, 0.2, 0.5, 1, 2)."""
+    each tick's value (0.05, 0.1, 0.2, 0.5, 1, 2), to three significant digits (a learning
+    rate over less than a decade had ticks such as 0.0865994 printed whole)."""
     x = np.arange(1, 101)
     log = charts.CurveStyle(log_y=True)
     figures = [lines_figure(x, {"loss": 2.0 / x}, "t", style=log),
@@ -361,7 +362,7 @@ def test_every_log_axis_labels_its_ticks_with_whole_values():
                _loss_lr(x, {"loss": 2.0 / x}, np.where(x < 50, 0.1, 0.01), style=log)]
     for fig in figures:
         axes = _log_axes(fig)
-        assert axes and all(axis.tickformat == "~g" for axis in axes)
+        assert axes and all(axis.tickformat == "~.3g" for axis in axes)
     assert len(_log_axes(figures[-1])) == 2  # the loss and the learning rate
 
 

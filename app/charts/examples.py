@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from app.charts.style import CLEAN, LEGEND_BELOW, NOISY, SERIES_COLOURS
+from app.charts.style import CLEAN, LEGEND_BELOW, LOG_TICKS, NOISY, SERIES_COLOURS
 
 # Marker sizes (pixels) for the smallest and the largest share of the gradient.
 SIZE_RANGE = (2.0, 12.0)
@@ -87,6 +87,6 @@ def shares_figure(share_a: np.ndarray, share_b: np.ndarray, corrupted: np.ndarra
     fig.add_trace(go.Scatter(x=np.array([floor, top]), y=np.array([floor, top]), mode="lines",
                              name="equal in both", line={"color": "#9ca3af", "dash": "dot"}))
     fig.update_layout(height=height, margin={"t": 30, "b": 10}, legend=LEGEND_BELOW,
-                      uirevision="shares", xaxis={"type": "log", "tickformat": "~g", "title": f"share in {name_a} (× equal)"},
-                      yaxis={"type": "log", "tickformat": "~g", "title": f"share in {name_b} (× equal)"})
+                      uirevision="shares", xaxis={"type": "log", "tickformat": LOG_TICKS, "title": f"share in {name_a} (× equal)"},
+                      yaxis={"type": "log", "tickformat": LOG_TICKS, "title": f"share in {name_b} (× equal)"})
     return fig

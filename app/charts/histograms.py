@@ -14,6 +14,7 @@ from app.charts.edf import EdfCurves
 from app.charts.style import (
     CLEAN,
     LEGEND_BELOW,
+    LOG_TICKS,
     MARGIN,
     MAX_HEATMAP_COLUMNS,
     NOISY,
@@ -70,7 +71,7 @@ def histogram_heatmaps(iterations: np.ndarray, clean: np.ndarray, noisy: np.ndar
             "type": "heatmap", "x": iterations, "y": centres, "z": z,
             "colorscale": emphasised_fade(colour), "zmin": 0.0,
             "colorbar": {"title": {"text": "fraction"}, "len": 0.42,
-                         "y": 0.79 if name == "clean" else 0.21, "tickformat": "~g"},
+                         "y": 0.79 if name == "clean" else 0.21, "tickformat": LOG_TICKS},
             "name": name,
             "hovertemplate": "iteration %{x}<br>p≈%{y:.3f}<br>fraction %{z:.3g}<extra></extra>",
             "xaxis": x, "yaxis": y})

@@ -35,7 +35,10 @@ _HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest numb
 # A log axis labels every tick with its whole value (0.1, 0.2, 0.5, 1, 2, 5, 10). Without a
 # tick format plotly labels the ticks between decades with their leading digit alone, so an
 # axis from 0.05 to 2 read "5, 0.1, 2, 5, 1, 2": a tick format makes it format every value.
-LOG_AXIS = {"type": "log", "tickformat": "~g"}
+# Three significant digits at most: over less than a decade (a learning rate from 0.1 to
+# 0.04) plotly places ticks at values such as 0.0865994, which "~g" printed whole.
+LOG_TICKS = "~.3g"
+LOG_AXIS = {"type": "log", "tickformat": LOG_TICKS}
 
 
 def figure(traces: Sequence[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
