@@ -30,7 +30,7 @@ binds on most of them and acts as a warm-up of DM's step size, which changes wha
 (measured: benchmarks/bench_stability.py, docs/benchmarks.md). After those steps the ratio of
 a healthy DM run's norm to its running mean stayed below 3.4, while the blow-ups of large β
 reached 8 to 30: :math:`\kappa = 4` after 100 steps leaves DM's ordinary steps alone (it never
-bound on 143 of 144 noisy DM runs at its defaults) and still cuts a late spike. It does not
+bound on 142 of 144 noisy DM runs at its defaults) and still cuts a late spike. It does not
 hold a run that blows up within its first hundred steps (DM at λ = ½, β = 16 at lr 0.1): a
 relative clip from the first step (``clip_relative_after = 0``, κ = 2) does, at that cost.
 
