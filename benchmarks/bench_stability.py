@@ -256,11 +256,12 @@ def dm_cost_lines(results: list[dict]) -> list[str]:
     # their spread widens the interval both ways whatever the other points do; the lowest
     # single pair says whether any setting paid.
     pooled = [x for g in gaps.values() for x in g]
-    lines.append(interval_verdict(pooled, collapsed_pairs, prefix="over the grid",
-                                  label="DM's final test accuracy at the defaults minus "
-                                        "unclipped (noisy runs, every (λ, β) point)")
-                 + f"; lowest pair {min(pooled) * 100:+.1f}, {sum(x < -0.01 for x in pooled)} "
-                   "below -1")
+    if len({method for _, _, method in gaps}) > 1:
+        lines.append(interval_verdict(pooled, collapsed_pairs, prefix="over the grid",
+                                      label="DM's final test accuracy at the defaults minus "
+                                            "unclipped (noisy runs, every (λ, β) point)")
+                     + f"; lowest pair {min(pooled) * 100:+.1f}, {sum(x < -0.01 for x in pooled)} "
+                       "below -1")
     # DM at its registry defaults says what a user gets without choosing: the verdicts.
     # Per dataset too: a cost on one dataset is not averaged away by another.
     at_defaults = {dataset: g for (dataset, _, method), g in gaps.items() if method == "dm"}
