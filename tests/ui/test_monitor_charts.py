@@ -1,5 +1,4 @@
-"""The live Monitor's charts in a real headless Chromium: a user's zoom across ticks, and
-margins that plotly draws at once.
+"""The live Monitor's charts in a real headless Chromium: a user's zoom across ticks.
 
 - Streamlit 1.67 mounts a plotly chart afresh whenever its figure changes (the element id is
   derived from the figure), so a zoom lasts only as long as the chart's figure does
@@ -7,9 +6,6 @@ margins that plotly draws at once.
   that a tick sends a chart whose data did not change as the very same figure: the accuracy
   chart, between two evaluations, keeps its plot and the user's zoom while the other charts
   take the tick's new rows.
-- Each chart's margins already hold its tick labels, axis titles and legend at the page's
-  usual width (``app.views.monitor.MARGINS``): plotly grows margins that are too small by
-  drawing the chart a second time, at every tick that changes it.
 
 Rows are written by the test as a worker would (``fabricate``), and every check waits for a
 state of the page (the iteration it says it shows, the last point of a chart), never for a
@@ -20,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 from test_app_support import fabricate
-from test_e2e import FIND_PLOT_JS, charts_laid_out, last_x, wait_for, wait_ready
+from test_e2e import FIND_PLOT_JS, last_x, wait_for, wait_ready
 
 from dm_store import Store
 
@@ -84,30 +80,3 @@ def test_a_zoom_survives_a_tick_that_does_not_change_its_chart(browser, dm_up):
     finally:
         page.context.close()
 
-
-# Each chart's title (or its panels' titles) and the sides whose drawn margin is larger than
-# the figure's own: plotly's automargin grew them, drawing the chart twice.
-GROWN_MARGINS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')].map(el => {
-    const title = (el.layout.title && (el.layout.title.text || el.layout.title))
-                  || (el.layout.annotations || []).map(a => a.text).join(' | ');
-    const given = el.layout.margin, drawn = el._fullLayout._size;
-    return [String(title).replace(/<[^>]*>/g, ''),
-            ['l', 'r', 't', 'b'].filter(side => drawn[side] > given[side] + 0.5)]; })"""
-
-
-def test_the_charts_margins_hold_their_labels_and_legends(browser, dm_up):
-    store = Store(dm_up.db)
-    run_id = fabricate(store, name="margins", upto=300, finish=False, concentration=True, **RUN)
-    page = browser.new_context(viewport=VIEWPORT).new_page()
-    page.set_default_timeout(60_000)
-    try:
-        page.goto(f"{dm_up.url}/monitor?run={run_id}")
-        wait_ready(page, timeout=120_000)
-        page.get_by_text("as of iteration 300,", exact=False).wait_for()
-        page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length === 5")
-        charts_laid_out(page)
-        grown = page.evaluate(GROWN_MARGINS_JS)
-        assert len(grown) == 5 and any("Batch concentration" in title for title, _ in grown)
-        assert [(title, sides) for title, sides in grown if sides] == []
-    finally:
-        page.context.close()
