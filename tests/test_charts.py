@@ -362,7 +362,7 @@ def test_every_log_axis_labels_its_ticks_with_whole_values():
                _loss_lr(x, {"loss": 2.0 / x}, np.where(x < 50, 0.1, 0.01), style=log)]
     for fig in figures:
         axes = _log_axes(fig)
-        assert axes and all(axis.tickformat == "~.3g" for axis in axes)
+        assert axes and all(axis.tickformat == ".3~g" for axis in axes)
     assert len(_log_axes(figures[-1])) == 2  # the loss and the learning rate
 
 

@@ -37,7 +37,7 @@ _HUGE = 1e300  # weights clamped at a pole come back as the dtype's largest numb
 # axis from 0.05 to 2 read "5, 0.1, 2, 5, 1, 2": a tick format makes it format every value.
 # Three significant digits at most: over less than a decade (a learning rate from 0.1 to
 # 0.04) plotly places ticks at values such as 0.0865994, which "~g" printed whole.
-LOG_TICKS = "~.3g"
+LOG_TICKS = ".3~g"  # d3-format: precision, then ~ (trim trailing zeros), then the type
 LOG_AXIS = {"type": "log", "tickformat": LOG_TICKS}
 
 
