@@ -51,12 +51,12 @@ BINS = 20
 
 
 def write_rows(store: Store, run_id: int, attempt: int, start: int, end: int,
-               rng: np.random.Generator) -> None:
+               rng: np.random.Generator, iterations: int = ITERATIONS) -> None:
     """Iterations ``start..end`` of a run whose clean examples are learnt and corrupted ones
     are not, as the training loop reports them."""
     scalars, hists, evals = [], [], []
     for it in range(start, end + 1):
-        f = it / ITERATIONS
+        f = it / iterations
         scalars.append(ScalarsEvent(it, {
             "loss": 2.0 * (1 - f) + 0.1 + 0.05 * rng.standard_normal(), "ce": 1.5 * (1 - f) + 0.2,
             "lr": 0.02, "batch_acc": 0.5 + 0.4 * f, "p_clean_mean": 0.2 + 0.7 * f,
@@ -101,6 +101,9 @@ def incremental(spec: dict) -> object:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--iterations", type=int, default=ITERATIONS, help="the run's length")
+    parser.add_argument("--opened-at", type=int, default=OPENED_AT,
+                        help="the iteration the page is opened at (the history it holds)")
     args = parser.parse_args()
     import plotly.graph_objects as go
     from streamlit.testing.v1 import AppTest
@@ -112,13 +115,14 @@ def main() -> None:
     os.environ["DM_DATABASE_URL"], os.environ["DM_ARTIFACTS"] = url, str(tmp / "artifacts")
     get_store.clear()
     store = Store(url, tmp / "artifacts")
-    cfg = parse_config({"name": "live", "iterations": ITERATIONS, "eval_every": 200,
+    iterations, opened_at = args.iterations, args.opened_at
+    cfg = parse_config({"name": "live", "iterations": iterations, "eval_every": 200,
                         "histogram_bins": BINS, "optimizer": {"lr": 0.02},
                         "dataset": {"name": "digits", "noise": {"kind": "symmetric", "rate": 0.4}}})
     run_id = store.submit([cfg]).run_ids[0]
     claimed = store.claim("bench", "cpu")
     rng = np.random.default_rng(0)
-    write_rows(store, run_id, claimed.attempt, 1, OPENED_AT, rng)
+    write_rows(store, run_id, claimed.attempt, 1, opened_at, rng, iterations)
 
     def page() -> AppTest:
         at = AppTest.from_file(str(PAGE), default_timeout=300)
@@ -139,12 +143,12 @@ def main() -> None:
     timed(at)
     figures = at.session_state["monitor.live"]["figures"]
     ticks, idle, built, sent = [], [], [], []
-    last = OPENED_AT
+    last = opened_at
     specs: list[dict] = []
     for _ in range(args.repeats):
-        if last + TICK_ROWS >= ITERATIONS:
+        if last + TICK_ROWS >= iterations:
             break
-        write_rows(store, run_id, claimed.attempt, last + 1, last + TICK_ROWS, rng)
+        write_rows(store, run_id, claimed.attempt, last + 1, last + TICK_ROWS, rng, iterations)
         last += TICK_ROWS
         before = figures.builds
         ticks.append(timed(at))
@@ -171,7 +175,7 @@ def main() -> None:
         step_by_step.append(time.perf_counter() - t)
 
     med = statistics.median
-    print(f"Monitor of a {ITERATIONS}-iteration run opened at iteration {OPENED_AT}, "
+    print(f"Monitor of a {iterations}-iteration run opened at iteration {opened_at}, "
           f"{TICK_ROWS} new rows per tick; {os.cpu_count()} cores, load average (1 min) "
           f"{os.getloadavg()[0]:.1f}; median of {len(loads)} loads and {len(ticks)} ticks "
           "(AppTest: whole page runs, fragment inline)")
