@@ -8,7 +8,7 @@ With :math:`g` the gradient's global L2 norm before clipping, a step is scaled b
 
 where :math:`c` is the fixed threshold (``clip_grad_norm``; absent when off),
 :math:`\kappa r_{t-1}` the relative one (``clip_relative``), which binds only after the first
-:math:`T_0` steps (``clip_relative_after``; the loop passes ``relative=None`` before), and
+:math:`T_0` steps (``clip_relative_after``, the ``after`` of :func:`threshold`), and
 :math:`r` is a running mean of the norms *after* clipping,
 
 .. math::
@@ -40,6 +40,8 @@ relative clip from the first step (``clip_relative_after = 0``, κ = 2) does, at
 tensor(2.)
 >>> threshold(absolute=3.0, relative=2.0, reference=initial_reference())  # first step
 tensor(3.)
+>>> threshold(absolute=None, relative=2.0, reference=torch.tensor(1.0), step=50, after=100) is None
+True
 >>> scale = clip_(grads, torch.tensor(5.0), torch.tensor(2.0))
 >>> grads[0], round(float(scale), 4)
 (tensor([1.2000, 1.6000]), 0.4)
@@ -62,9 +64,13 @@ def initial_reference(device: torch.device | str = "cpu") -> Tensor:
     return torch.full((), float("inf"), device=device)
 
 
-def threshold(absolute: float | None, relative: float | None, reference: Tensor) -> Tensor | None:
-    """The clipping threshold :math:`\\tau_t` of this step (infinite while there is no
-    reference yet); None when both kinds of clipping are off."""
+def threshold(absolute: float | None, relative: float | None, reference: Tensor,
+              step: int = 1, after: int = 0) -> Tensor | None:
+    """The clipping threshold :math:`\\tau_t` of ``step`` (1-based, within a training phase):
+    infinite while there is no reference yet, and without the relative limit while ``step``
+    is at most ``after`` (:math:`T_0`); None when no kind of clipping is in force."""
+    if step <= after:
+        relative = None
     if relative is None and absolute is None:
         return None
     tau = reference * relative if relative is not None else torch.full_like(reference, float("inf"))

@@ -356,8 +356,8 @@ def _unscale_and_clip(state: _PhaseState, opt: Any, step: int) -> tuple[torch.Te
     state.scaler.unscale_(state.optimizer)
     grads = [p.grad for p in state.model.parameters() if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads)
-    relative = opt.clip_factor if step > opt.clip_relative_after else None
-    tau = clipping.threshold(opt.clip, relative, state.clip_reference)
+    tau = clipping.threshold(opt.clip, opt.clip_factor, state.clip_reference,
+                             step=step, after=opt.clip_relative_after)
     scale = clipping.clip_(grads, norm, tau)
     state.clip_reference = clipping.updated_reference(state.clip_reference, norm, tau)
     return norm, scale
