@@ -12,9 +12,13 @@ the page every ``--every`` seconds on average (jittered, so that samples do not 
 The lag of a sample is read against a record of the database: a thread polls the run's
 newest stored iteration every 0.1 s, and a page that shows iteration X at time t is t - t_X
 behind, where t_X is when the database first held X. "Greyed" counts samples in which some
-element of the page was visibly faded as stale (its opacity below 0.9); "missing" those in
-which a chart the page had drawn before was not drawn (by its title), or a loading
-placeholder stood in for one. A direct load has settled when the page is connected, its script is not
+element of the page was visibly faded as stale (its opacity below 0.9, and visible); "missing"
+those in which a chart the page had drawn before was not drawn and visible (by its title), or
+a loading placeholder stood in for one. Visible, because Streamlit keeps a replaced chart in
+the page, hidden (``display: none``) and still marked stale, until the run that replaced it
+ends: the column "hidden" counts those, which no one sees. Each sample also reads how long
+the browser's main thread spent in long tasks since the previous sample (the Long Tasks
+API), its JavaScript heap and its number of DOM nodes. A direct load has settled when the page is connected, its script is not
 running, no placeholder is left, the line "as of iteration ..." is shown and the charts are
 drawn. Nothing here waits for a fixed duration except the sampling period itself.
 """
@@ -49,7 +53,8 @@ GREYED_TARGET = 0.1  # share of samples with an element faded as stale
 CHARTS = 5  # accuracy, mean p_i, heatmaps, one iteration's bars, loss: at least these
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--enable-unsafe-swiftshader", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--enable-precise-memory-info"]
 AS_OF = re.compile(r"as of iteration (\d+), (\d+) s ago")
 
 # One sample of the page: the iteration it says it shows, how many charts are drawn, whether
@@ -58,16 +63,29 @@ SAMPLE_JS = """() => {
     const text = document.body.innerText;
     const m = text.match(/as of iteration (\\d+), (\\d+) s ago/);
     const drawn = [...new Set([...document.querySelectorAll('.js-plotly-plot')]
-        .filter(el => el._fullData && el._fullData.length && el.layout)
+        .filter(el => el._fullData && el._fullData.length && el.layout && el.checkVisibility())
         .map(el => { const t = el.layout.title; const a = el.layout.annotations || [];
                      return ((t && (t.text || t)) || (a[0] && a[0].text) || '')
                          .replace(/<[^>]*>/g, '').replace(/\\d+/g, 'N'); }))];
-    const greyed = [...document.querySelectorAll('[data-testid=stElementContainer][data-stale=true]')]
-        .filter(el => parseFloat(getComputedStyle(el).opacity) < 0.9).length;
+    const faded = [...document.querySelectorAll('[data-testid=stElementContainer][data-stale=true]')]
+        .filter(el => parseFloat(getComputedStyle(el).opacity) < 0.9);
+    const seen = faded.filter(el => el.checkVisibility());
+    const kind = el => { const c = el.querySelector('[data-testid]'); return c ? c.dataset.testid : '?'; };
+    const busy = window.__busy || 0;
+    window.__busy = 0;
     return {iteration: m ? parseInt(m[1]) : null, drawn,
-            skeletons: document.querySelectorAll('[data-testid=stSkeleton]').length, greyed,
+            skeletons: document.querySelectorAll('[data-testid=stSkeleton]').length,
+            greyed: seen.length, hidden: faded.length - seen.length, kinds: seen.map(kind), busy,
+            heap: performance.memory ? performance.memory.usedJSHeapSize / 1e6 : 0,
+            nodes: document.getElementsByTagName('*').length,
             ended: /Iteration \\d+: the run is/.test(text)};
 }"""
+# The browser's main thread: the time spent in tasks longer than 50 ms (the Long Tasks API),
+# summed between two samples. A page whose main thread is busy drawing cannot show the
+# newest elements, which stay faded meanwhile.
+BUSY_JS = """new PerformanceObserver(list => {
+    window.__busy = (window.__busy || 0) + list.getEntries().reduce((a, e) => a + e.duration, 0);
+}).observe({type: 'longtask', buffered: true});"""
 SETTLED_JS = """(charts) => {
     const app = document.querySelector('[data-testid=stApp]');
     return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
@@ -119,6 +137,7 @@ def direct_load(browser, url: str, run_id: int) -> tuple[float, object, object]:
     """Open the Monitor of ``run_id`` by its URL in a fresh session: (seconds to settle,
     the context, the page)."""
     context = browser.new_context(viewport={"width": 1400, "height": 3200})
+    context.add_init_script(BUSY_JS)
     page = context.new_page()
     t0 = time.monotonic()
     page.goto(f"{url}/monitor?run={run_id}")
@@ -224,11 +243,16 @@ def main() -> None:
     final = store.get_run(watched)
     print(f"watched run: {final.status} at iteration {final.iteration} of {args.iterations}")
     print(f"direct load of the running run (at iteration {at_load}): settled in {settle:.1f} s")
-    print(f"{'t (s)':>6} {'page it':>8} {'db it':>7} {'lag (s)':>8} {'charts':>6} {'greyed':>6}")
+    print(f"{'t (s)':>6} {'page it':>8} {'db it':>7} {'lag (s)':>8} {'charts':>6} {'greyed':>6} "
+          f"{'hidden':>6} {'busy (ms)':>9} {'heap (MB)':>9} {'nodes':>6}  greyed elements")
     for s in samples:
         lag = "—" if s["lag"] is None else f"{s['lag']:.1f}"
         print(f"{s['at']:6.1f} {s['iteration'] or 0:8d} {s['db']:7d} {lag:>8} "
-              f"{s['drawn']:6d} {s['greyed']:6d}")
+              f"{s['drawn']:6d} {s['greyed']:6d} {s['hidden']:6d} {s['busy']:9.0f} "
+              f"{s['heap']:9.1f} {s['nodes']:6d}  {' '.join(sorted(set(s['kinds'])))}")
+    elapsed = max(samples[-1]["at"], 1e-9) if samples else 1e-9
+    print(f"the browser's main thread in long tasks: {sum(s['busy'] for s in samples) / 1000:.1f} s "
+          f"of {elapsed:.0f} s sampled")
     print(f"samples {len(samples)}: lag median {statistics.median(lags):.1f} s, worst "
           f"{max(lags):.1f} s; greyed in {greyed} ({greyed / max(len(samples), 1):.0%}), a chart "
           f"missing in {missing} ({missing / max(len(samples), 1):.0%})")

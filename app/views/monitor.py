@@ -405,7 +405,12 @@ def drawn(count: int, limit: int | None) -> np.ndarray:
 
 def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
     """Every chart, each built again only when the data it shows changed (``FigureCache``):
-    an unchanged chart is sent as the same figure, which the browser keeps as it is."""
+    an unchanged chart is sent as the same figure, which the browser keeps as it is.
+
+    The layout comes first, as empty slots, and the text under the training curves is
+    written before any chart: the browser applies a tick's elements in the order they are
+    sent and draws each changed chart before it takes the next one, so text sent after the
+    charts would stay faded as stale while they draw."""
     active = run.status in ACTIVE
     sc, ev, kept, figures = live["scalars"].frame, live["evals"], live["hist"], live["figures"]
     sc = sc.iloc[drawn(len(sc), LIVE_POINTS if active else None)].reset_index(drop=True)
@@ -417,8 +422,15 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
         st.info("Nothing logged yet: the run is waiting for a worker (`dm worker`, or `dm up`)."
                 if run.status == RunStatus.QUEUED else "Nothing logged yet.")
         return
-    left, right = st.columns(2)
-    with left:
+    accuracy_slot, pmean_slot = st.columns(2)
+    heatmap_slot = st.container()
+    bars_slot, right = st.columns(2)
+    with right:
+        training_slot = st.container()
+        panels, notes = training_panels(run, sc) if len(sc) else ((), ())
+        for note in notes:
+            st.caption(note)
+    with accuracy_slot:
         series = {label: _col(ev, key) for key, label in (
             ("test_acc", "test"), ("val_acc", "validation (clean)"),
             ("train_acc_corrupted", "train vs corrupted labels"),
@@ -432,7 +444,7 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
             st.plotly_chart(fig, key="monitor.acc", theme="streamlit", width="stretch")
         else:
             st.caption("Accuracy appears after the first evaluation.")
-    with right:
+    with pmean_slot:
         it = sc["iteration"].to_numpy() if len(sc) else np.zeros(0)
         pm = {label: _col(sc, key) for key, label in (("p_clean_mean", "clean"),
                                                      ("p_noisy_mean", "corrupted"))}
@@ -445,33 +457,28 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
             st.plotly_chart(fig, key="monitor.pmean", theme="streamlit", width="stretch")
     chosen = chosen_iteration(live) if len(hist.iterations) else None
     if len(hist.iterations):
-        fig = figures.figure("monitor.heatmap", histogram_heatmaps, hist.iterations, hist.clean,
-                             hist.noisy, revision=f"heat-{run.id}", chosen=chosen,
-                             margin=MARGINS["heatmap"])
-        st.plotly_chart(fig, key="monitor.heatmap", theme="streamlit", width="stretch",
-                        on_select=_pick_from_heatmap, selection_mode="points")
-    left, right = st.columns(2)
-    with left:
-        if len(hist.iterations):
+        with heatmap_slot:
+            fig = figures.figure("monitor.heatmap", histogram_heatmaps, hist.iterations,
+                                 hist.clean, hist.noisy, revision=f"heat-{run.id}",
+                                 chosen=chosen, margin=MARGINS["heatmap"])
+            st.plotly_chart(fig, key="monitor.heatmap", theme="streamlit", width="stretch",
+                            on_select=_pick_from_heatmap, selection_mode="points")
+        with bars_slot:
             bars(run, figures, run_edf(run), chosen)
-    with right:
-        if len(sc):
-            training_chart(run, figures, sc, style)
+    if panels:
+        with training_slot:
+            training_chart(run, figures, sc, panels, style)
 
 
-def training_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
-                   style: CurveStyle) -> None:
-    """The emphasis variance, the training losses with the learning rate, and the batch
-    concentration, each a panel of one figure over the iteration (those the run logged),
-    with what the method's loss value is and what the concentration measures said under it.
-
-    One figure rather than three: every tick with new rows changes all three, and the
-    browser draws each changed figure from scratch, at a cost that is mostly per figure."""
+def training_panels(run: RunInfo, sc: pd.DataFrame) -> tuple[tuple[Panel, ...], tuple[str, ...]]:
+    """The panels of the training curves the run logged (the emphasis variance, the training
+    losses with the learning rate, the batch concentration), and what is to be said under
+    them: what the method's loss value is, and what the concentration measures."""
     panels = []
+    notes = []
     if "weight_var" in sc:
         panels.append(Panel("Emphasis variance over training", "variance of w_i",
                             {"emphasis variance (weight variance)": _col(sc, "weight_var")}))
-    note = None
     if "loss" in sc:
         # Cross-entropy against the training labels (comparable across methods) beside the
         # method's own loss, and the learning rate on a log axis at the right.
@@ -481,6 +488,8 @@ def training_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
         lr = _col(sc, "lr")
         panels.append(Panel("Training loss and learning rate", "loss", losses, dotted=True,
                             right=None if lr is None else ("learning rate", lr)))
+        if note is not None:
+            notes.append(note)
     # Each batch's effective sample size (Σw)²/Σw² as a fraction of the batch, and the
     # largest share max w/Σw one example took: drawn when the run logged them.
     concentration = {label: _col(sc, key) for key, label in CONCENTRATION.items()
@@ -488,20 +497,24 @@ def training_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
     if concentration:
         panels.append(Panel("Batch concentration", "fraction of the batch", concentration,
                             y_range=(0, 1.02)))
-    if not panels:
-        return
+        notes.append("Effective sample size: (Σw)² / Σw² over the batch's normalised weights "
+                     "w, divided by the batch size (1: every example weighs the same). Share: "
+                     "the largest w / Σw, one example's part of the batch's weight (under "
+                     "derivative normalisation, of the batch's summed gradient magnitude).")
+    return tuple(panels), tuple(notes)
+
+
+def training_chart(run: RunInfo, figures: FigureCache, sc: pd.DataFrame,
+                   panels: tuple[Panel, ...], style: CurveStyle) -> None:
+    """The training curves' ``panels`` as one figure over the iteration.
+
+    One figure rather than one per panel: every tick with new rows changes them all, and
+    the browser draws each changed figure from scratch, at a cost that is mostly per figure."""
     entries = sum(len(p.series) + (p.right is not None) for p in panels)
     margin = {**TRAINING_MARGIN, "b": X_AXIS_PX + LEGEND_ROW_PX * entries}
     fig = figures.figure("monitor.training", stacked_lines_figure, sc["iteration"].to_numpy(),
-                         tuple(panels), revision=f"training-{run.id}", style=style, margin=margin)
+                         panels, revision=f"training-{run.id}", style=style, margin=margin)
     st.plotly_chart(fig, key="monitor.training", theme="streamlit", width="stretch")
-    if note is not None:
-        st.caption(note)
-    if concentration:
-        st.caption("Effective sample size: (Σw)² / Σw² over the batch's normalised weights w, "
-                   "divided by the batch size (1: every example weighs the same). Share: the "
-                   "largest w / Σw, one example's part of the batch's weight (under derivative "
-                   "normalisation, of the batch's summed gradient magnitude).")
 
 
 # ----------------------------------------------------------------------------- page
