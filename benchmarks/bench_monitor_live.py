@@ -85,7 +85,28 @@ SAMPLE_JS = """() => {
 # newest elements, which stay faded meanwhile.
 BUSY_JS = """new PerformanceObserver(list => {
     window.__busy = (window.__busy || 0) + list.getEntries().reduce((a, e) => a + e.duration, 0);
-}).observe({type: 'longtask', buffered: true});"""
+}).observe({type: 'longtask', buffered: true});
+// Before every frame the browser paints: is a chart the page has drawn before missing from
+// view (hidden, or not drawn yet)? Each such stretch is kept as [start ms, duration ms, titles].
+window.__blank = [];
+(() => {
+    const wanted = new Set();
+    let since = null, gone = [];
+    const title = el => { const t = el.layout.title; const a = el.layout.annotations || [];
+        return ((t && (t.text || t)) || (a[0] && a[0].text) || '').replace(/<[^>]*>/g, '')
+            .replace(/\\d+/g, 'N'); };
+    const frame = now => {
+        const drawn = new Set([...document.querySelectorAll('.js-plotly-plot')]
+            .filter(el => el._fullData && el._fullData.length && el.layout && el.checkVisibility())
+            .map(title));
+        drawn.forEach(t => wanted.add(t));
+        const missing = [...wanted].filter(t => !drawn.has(t));
+        if (missing.length && since === null) { since = now; gone = missing; }
+        if (!missing.length && since !== null) { window.__blank.push([since, now - since, gone]); since = null; }
+        requestAnimationFrame(frame);
+    };
+    requestAnimationFrame(frame);
+})();"""
 SETTLED_JS = """(charts) => {
     const app = document.querySelector('[data-testid=stApp]');
     return app && app.getAttribute('data-test-connection-state') === 'CONNECTED'
@@ -226,6 +247,7 @@ def main() -> None:
                                 "missing": sample["skeletons"] > 0 or bool(seen - drawn)})
                 period = args.every * jitter.uniform(0.5, 1.5)
                 time.sleep(max(0.0, period - (time.monotonic() - t)))
+            blank = page.evaluate("() => window.__blank")
             context.close()
             browser.close()
         clock.done.set()
@@ -256,6 +278,11 @@ def main() -> None:
     print(f"samples {len(samples)}: lag median {statistics.median(lags):.1f} s, worst "
           f"{max(lags):.1f} s; greyed in {greyed} ({greyed / max(len(samples), 1):.0%}), a chart "
           f"missing in {missing} ({missing / max(len(samples), 1):.0%})")
+    print(f"frames painted with a chart out of view (hidden or not drawn yet): {len(blank)} "
+          f"stretches, {sum(b[1] for b in blank) / 1000:.2f} s in all, the longest "
+          f"{max((b[1] for b in blank), default=0):.0f} ms")
+    for _, duration, titles in sorted(blank, key=lambda b: -b[1])[:5]:
+        print(f"  {duration:6.0f} ms: {', '.join(titles)}")
     print(verdict("Monitor lag median", statistics.median(lags), MEDIAN_TARGET_S))
     print(verdict("Monitor lag worst", max(lags), WORST_TARGET_S))
     print(f"verdict: samples with a chart missing {missing} of {len(samples)} (target 0): "

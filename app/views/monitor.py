@@ -109,6 +109,21 @@ MARGINS = {"lines": {"l": 72, "r": 24, "t": 40, "b": 100},
            "bars": {"l": 80, "r": 66, "t": 40, "b": 128}}
 # The training curves' legend entries each take a row under the figure at that width.
 TRAINING_MARGIN, LEGEND_ROW_PX, X_AXIS_PX = {"l": 80, "r": 90, "t": 40}, 32, 50
+# Each chart sits alone in a keyed container, a slot ("st-key-" + key is its class). A changed
+# figure is a new element to Streamlit: the browser mounts it empty, measures its width, then
+# draws it, while the element it replaces is kept in the page hidden ("retained", until the
+# run ends). Between the two a chart would be missing from view on every tick, for as long
+# as the charts drawn before it take. The rule shows the replaced chart, as it was (not
+# faded), until its successor has a drawing of its own (plotly's .main-svg): double
+# buffering in the page's style sheet (docs/architecture.md, "Streamlit: pacing a live
+# fragment").
+SLOT = "monitor-slot-"
+KEEP_REPLACED_CHART_CSS = f"""<style>
+[class*="st-key-{SLOT}"]:not(:has(> [data-testid="stElementContainer"]:not([data-retained]) .main-svg))
+  > [data-testid="stElementContainer"][data-retained]:has(.main-svg) {{
+  display: block !important; opacity: 1 !important; transition: none !important;
+}}
+</style>"""
 ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING)
 LIVE = "monitor.live"
 PAGE = "monitor"
@@ -422,11 +437,14 @@ def charts(run: RunInfo, live: dict[str, Any], style: CurveStyle) -> None:
         st.info("Nothing logged yet: the run is waiting for a worker (`dm worker`, or `dm up`)."
                 if run.status == RunStatus.QUEUED else "Nothing logged yet.")
         return
-    accuracy_slot, pmean_slot = st.columns(2)
-    heatmap_slot = st.container()
-    bars_slot, right = st.columns(2)
+    top_left, top_right = st.columns(2)
+    accuracy_slot = top_left.container(key=f"{SLOT}acc")
+    pmean_slot = top_right.container(key=f"{SLOT}pmean")
+    heatmap_slot = st.container(key=f"{SLOT}heatmap")
+    bottom_left, right = st.columns(2)
+    bars_slot = bottom_left.container(key=f"{SLOT}bars")
     with right:
-        training_slot = st.container()
+        training_slot = st.container(key=f"{SLOT}training")
         panels, notes = training_panels(run, sc) if len(sc) else ((), ())
         for note in notes:
             st.caption(note)
@@ -602,4 +620,5 @@ def live_view() -> None:
 
 
 ss["monitor.page_run"] = True
+st.html(KEEP_REPLACED_CHART_CSS)
 live_view()

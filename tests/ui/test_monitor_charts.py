@@ -6,6 +6,11 @@
   that a tick sends a chart whose data did not change as the very same figure: the accuracy
   chart, between two evaluations, keeps its plot and the user's zoom while the other charts
   take the tick's new rows.
+- A chart a tick replaces stays in view until its successor is drawn: Streamlit keeps the
+  replaced element hidden ("retained") beside the new one, which is mounted empty and drawn
+  only after the charts before it; the page's style sheet shows the retained chart, unfaded,
+  while its successor has no drawing (``app.views.monitor.KEEP_REPLACED_CHART_CSS``). How long
+  charts are out of view while a worker trains is measured by benchmarks/bench_monitor_live.py.
 
 Rows are written by the test as a worker would (``fabricate``), and every check waits for a
 state of the page (the iteration it says it shows, the last point of a chart), never for a
@@ -80,3 +85,42 @@ def test_a_zoom_survives_a_tick_that_does_not_change_its_chart(browser, dm_up):
     finally:
         page.context.close()
 
+
+
+# The state of a slot while a tick replaces its chart, set up on a drawn chart as Streamlit
+# leaves it: the old element retained (hidden and faded by Streamlit's own style, here inline)
+# and its successor mounted empty beside it. Then the successor gets its drawing.
+REPLACE_JS = """(slot) => {
+    const box = document.querySelector('.st-key-' + slot);
+    const old = [...box.children].find(el => el.dataset.testid === 'stElementContainer'
+                                            && el.querySelector('.main-svg'));
+    if (!old) return null;
+    old.dataset.retained = 'true';
+    old.style.display = 'none';
+    old.style.opacity = '0.33';
+    const successor = document.createElement('div');
+    successor.dataset.testid = 'stElementContainer';
+    box.appendChild(successor);
+    const shown = el => el.checkVisibility() && parseFloat(getComputedStyle(el).opacity) === 1;
+    const whileEmpty = shown(old);
+    const drawing = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
+    drawing.classList.add('main-svg');
+    successor.appendChild(drawing);
+    return {whileEmpty, onceDrawn: old.checkVisibility()};
+}"""
+
+
+def test_a_replaced_chart_stays_in_view_until_its_successor_is_drawn(browser, dm_up):
+    store = Store(dm_up.db)
+    run_id = fabricate(store, name="buffer", upto=400, **RUN)
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(f"{dm_up.url}/monitor?run={run_id}")
+        wait_ready(page, timeout=120_000)
+        wait_for(lambda: last_x(page, "Mean p_i of clean") == 400, 60, "the charts drawn", 0.2)
+        for slot in ("monitor-slot-acc", "monitor-slot-pmean", "monitor-slot-heatmap",
+                     "monitor-slot-bars", "monitor-slot-training"):
+            assert page.evaluate(REPLACE_JS, slot) == {"whileEmpty": True, "onceDrawn": False}, slot
+    finally:
+        page.context.close()
