@@ -26,10 +26,13 @@ machine (docs/architecture.md, "Streamlit: pacing a live fragment"). A line abov
 charts says which iteration the page shows and how long ago it was the newest. A tick
 builds again only the charts whose data changed and sends the others as the same figures
 (``app.live.FigureCache``): Streamlit gives a changed figure a new element, which the
-browser draws from scratch, and that drawing is most of what greys the page during a tick.
+browser draws from scratch, and that drawing is most of a tick's cost in the browser.
 For the same reason the per-iteration curves beside the histogram (emphasis variance, loss
 with learning rate, batch concentration) are panels of one figure over a shared x axis: a
-tick with new rows redraws five charts, not seven.
+tick with new rows redraws five charts, not seven. Each chart sits in a slot of its own, and
+the page's style sheet keeps a replaced chart in view until its successor is drawn
+(``KEEP_REPLACED_CHART_CSS``); the slots are laid out first and the text is written before
+any chart, so that no text waits, faded, behind the charts' drawing.
 """
 
 from __future__ import annotations
