@@ -119,10 +119,13 @@ TRAINING_MARGIN, LEGEND_ROW_PX, X_AXIS_PX = {"l": 80, "r": 90, "t": 40}, 32, 50
 # as the charts drawn before it take. The rule shows the replaced chart, as it was (not
 # faded), until its successor has a drawing of its own (plotly's .main-svg): double
 # buffering in the page's style sheet (docs/architecture.md, "Streamlit: pacing a live
-# fragment").
+# fragment"). A successor's plot is hidden by an inline style until Streamlit has measured
+# its height, drawing or not: only a plot without one counts as shown.
 SLOT = "monitor-slot-"
+SHOWN_PLOT = ('.js-plotly-plot:not([style*="display: none"]):not([style*="visibility: hidden"])'
+              " .main-svg")
 KEEP_REPLACED_CHART_CSS = f"""<style>
-[class*="st-key-{SLOT}"]:not(:has(> [data-testid="stElementContainer"]:not([data-retained]) .main-svg))
+[class*="st-key-{SLOT}"]:not(:has(> [data-testid="stElementContainer"]:not([data-retained]) {SHOWN_PLOT}))
   > [data-testid="stElementContainer"][data-retained]:has(.main-svg) {{
   display: block !important; opacity: 1 !important; transition: none !important;
 }}

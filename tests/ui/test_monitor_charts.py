@@ -87,9 +87,10 @@ def test_a_zoom_survives_a_tick_that_does_not_change_its_chart(browser, dm_up):
 
 
 
-# The state of a slot while a tick replaces its chart, set up on a drawn chart as Streamlit
+# The states of a slot while a tick replaces its chart, set up on a drawn chart as Streamlit
 # leaves it: the old element retained (hidden and faded by Streamlit's own style, here inline)
-# and its successor mounted empty beside it. Then the successor gets its drawing.
+# and its successor mounted empty beside it; then the successor's plot drawn but still hidden
+# (Streamlit shows it once it has measured its height); then shown.
 REPLACE_JS = """(slot) => {
     const box = document.querySelector('.st-key-' + slot);
     const old = [...box.children].find(el => el.dataset.testid === 'stElementContainer'
@@ -103,10 +104,16 @@ REPLACE_JS = """(slot) => {
     box.appendChild(successor);
     const shown = el => el.checkVisibility() && parseFloat(getComputedStyle(el).opacity) === 1;
     const whileEmpty = shown(old);
+    const plot = document.createElement('div');
+    plot.className = 'js-plotly-plot';
+    plot.style.display = 'none';
     const drawing = document.createElementNS('http://www.w3.org/2000/svg', 'svg');
     drawing.classList.add('main-svg');
-    successor.appendChild(drawing);
-    return {whileEmpty, onceDrawn: old.checkVisibility()};
+    plot.appendChild(drawing);
+    successor.appendChild(plot);
+    const whileHidden = shown(old);
+    plot.style.display = '';
+    return {whileEmpty, whileHidden, onceShown: old.checkVisibility()};
 }"""
 
 
@@ -121,6 +128,7 @@ def test_a_replaced_chart_stays_in_view_until_its_successor_is_drawn(browser, dm
         wait_for(lambda: last_x(page, "Mean p_i of clean") == 400, 60, "the charts drawn", 0.2)
         for slot in ("monitor-slot-acc", "monitor-slot-pmean", "monitor-slot-heatmap",
                      "monitor-slot-bars", "monitor-slot-training"):
-            assert page.evaluate(REPLACE_JS, slot) == {"whileEmpty": True, "onceDrawn": False}, slot
+            assert page.evaluate(REPLACE_JS, slot) == {
+                "whileEmpty": True, "whileHidden": True, "onceShown": False}, slot
     finally:
         page.context.close()
