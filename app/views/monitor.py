@@ -612,16 +612,17 @@ def live_view() -> None:
     except RunNotFound:
         st.warning(f"Run #{run_id} was deleted.")
         return
+    if run.status != first.status:
+        # It started or ended: redraw the whole page once (the sidebar's counts, the timer,
+        # which stops once the run has ended), before this tick draws what that run will
+        # draw again.
+        st.rerun()
     live = live_state(run)
     fetch_new(s, run, live)
     status_line(run, live, armed)
     divergence_box(run)
     metrics(run, live)
     charts(run, live, curve_style)
-    if run.status != first.status:
-        # It started or ended: redraw the whole page once (the sidebar's counts, the timer,
-        # which stops once the run has ended).
-        st.rerun()
     record_tick(time.monotonic() - started, armed, by_timer)
 
 
