@@ -236,6 +236,7 @@ def main() -> None:
             # in none.
             jitter = random.Random(0)
             started = time.monotonic()
+            page_started = page.evaluate("() => performance.now()")  # the page's clock, in ms
             while True:
                 t = time.monotonic()
                 sample = page.evaluate(SAMPLE_JS)
@@ -284,8 +285,8 @@ def main() -> None:
     print(f"frames painted with a chart out of view (hidden or not drawn yet): {len(blank)} "
           f"stretches, {sum(b[1] for b in blank) / 1000:.2f} s in all, the longest "
           f"{max((b[1] for b in blank), default=0):.0f} ms")
-    for _, duration, titles in sorted(blank, key=lambda b: -b[1])[:5]:
-        print(f"  {duration:6.0f} ms: {', '.join(titles)}")
+    for at, duration, titles in sorted(blank, key=lambda b: -b[1])[:5]:
+        print(f"  {duration:6.0f} ms at t = {(at - page_started) / 1000:.1f} s: {', '.join(titles)}")
     print(verdict("Monitor lag median", statistics.median(lags), MEDIAN_TARGET_S))
     print(verdict("Monitor lag worst", max(lags), WORST_TARGET_S))
     print(f"verdict: samples with a chart missing {missing} of {len(samples)} (target 0): "
