@@ -185,8 +185,8 @@ def test_dm_runs_at_80_columns_keeps_what_tells_grid_runs_apart(tmp_path):
     """A grid's names share a long start: it is said once, and each row keeps the end of
     its name, its λ and β, its final and selected accuracy; what every run shares (loss,
     noise, seed) is said once instead of taking a column."""
-    from studio.sweeps import expand_grid
     from dm_store import Store
+    from studio.sweeps import expand_grid
 
     url = f"sqlite:///{tmp_path / 'dm.sqlite'}"
     store = Store(url)

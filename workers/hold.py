@@ -1,6 +1,7 @@
 """Holding a run at an iteration: a breakpoint for looking at a run half-way.
 
-A worker built with ``Worker(hold_at=k)`` stops each run it trains right after iteration k:
+A worker built with ``Worker(hold_at=k)`` stops each run it trains right after iteration k
+(``hold_at=(k1, k2)``: after each of them, one release each):
 every event of iterations 1..k is written to the store first, then the training loop waits
 -- its heartbeat going on, so no reaper takes the run away -- until the worker process gets
 SIGCONT (``kill -CONT <pid>``), or a stop (SIGTERM/SIGINT) or a cancel is asked for. While it
@@ -23,7 +24,7 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from types import FrameType
 from typing import Any
 
@@ -33,13 +34,18 @@ RELEASE_SIGNAL = signal.SIGCONT
 
 
 class IterationHold:
-    """Holds training after ``iteration`` until ``release`` (SIGCONT, see the module
-    docstring). ``held`` counts the holds, for the log and for tests."""
+    """Holds training after each of ``iterations`` (one, or several: a test that looks at a
+    run twice while it trains) until ``release`` (SIGCONT, see the module docstring).
+    ``held`` counts the holds, for the log and for tests."""
 
-    def __init__(self, iteration: int) -> None:
-        if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
-            raise ValueError(f"hold_at: an iteration >= 1 is needed, got {iteration!r}")
-        self.iteration = iteration
+    def __init__(self, iterations: int | Collection[int]) -> None:
+        wanted = tuple(iterations) if isinstance(iterations, list | tuple | set | frozenset) else (iterations,)
+        for iteration in wanted:
+            if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
+                raise ValueError(f"hold_at: an iteration >= 1 is needed, got {iteration!r}")
+        if not wanted:
+            raise ValueError("hold_at: an iteration >= 1 is needed, got none")
+        self.iterations = frozenset(wanted)
         self.held = 0
         self._released = threading.Event()
         self._previous: Any = None
@@ -51,12 +57,13 @@ class IterationHold:
 
     def hold(self, run_id: int, iteration: int, flush: Callable[[], Any],
              interrupted: Callable[[], str | None], poll: float = 0.1) -> bool:
-        """At ``iteration == self.iteration``: ``flush`` what is buffered, then wait for a
+        """At one of ``self.iterations``: ``flush`` what is buffered, then wait for a
         release, or for ``interrupted`` (the worker's ``should_stop``) to give a reason.
         Returns whether it held."""
-        if iteration != self.iteration:
+        if iteration not in self.iterations:
             # Forget releases sent before the run reached k: a release counts once the run's
             # iteration k can be seen, which is only after this (every row of k comes later).
+            # So each hold takes a release of its own.
             self._released.clear()
             return False
         flush()

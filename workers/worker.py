@@ -76,7 +76,7 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,8 +162,9 @@ class Worker:
     ``max_backoff``: the longest wait between two tries while the database is unavailable.
     ``clock``: the metrics sink's clock (batching and its outage bookkeeping); tests pass a
     simulated one so that what they check does not depend on the machine's speed.
-    ``hold_at``: hold each run after this iteration, its metrics written, until SIGCONT
-    (``workers.hold``: a breakpoint for looking at a run half-way); None, the default: never.
+    ``hold_at``: hold each run after this iteration (or each of these), its metrics written,
+    until SIGCONT (``workers.hold``: a breakpoint for looking at a run half-way); None, the
+    default: never.
     ``space_poll``: seconds between tries while the database's disk is full (the run paused).
     """
 
@@ -173,7 +174,7 @@ class Worker:
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
                  worker_id: str | None = None, max_outage: float = 60.0,
                  max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic,
-                 hold_at: int | None = None, space_poll: float = 5.0) -> None:
+                 hold_at: int | Sequence[int] | None = None, space_poll: float = 5.0) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)

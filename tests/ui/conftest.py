@@ -94,14 +94,15 @@ def _healthy(url: str) -> bool:
 @dataclass
 class Server:
     """A running ``dm up --no-workers``; ``start_worker`` adds a real worker whose process
-    the test controls (``hold_at``: it holds each run after that iteration until SIGCONT)."""
+    the test controls (``hold_at``: it holds each run after that iteration, or each of
+    those, until SIGCONT)."""
 
     url: str
     db: str
     tmp: Path
     workers: list[subprocess.Popen] = field(default_factory=list)
 
-    def start_worker(self, hold_at: int | None = None) -> subprocess.Popen:
+    def start_worker(self, hold_at: int | tuple[int, ...] | None = None) -> subprocess.Popen:
         log = (self.tmp / f"worker-{len(self.workers)}.log").open("w")
         artifacts = str(self.tmp / "artifacts")
         command = ([sys.executable, "-m", "studio.cli", "worker", "--device", "cpu", "--poll",
