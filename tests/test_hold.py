@@ -34,19 +34,22 @@ def test_hold_at_must_be_a_positive_iteration():
 
 def test_each_of_several_holds_takes_a_release_of_its_own(store):
     [run_id] = store.submit([cfg("held", iterations=120, eval_every=40)]).run_ids
-    w = worker(store, hold_at=(30, 70))
+    w = worker(store, hold_at=(30, 31, 70))
     thread = run_in_thread(w)
     wait_for(lambda: w.hold.held == 1, timeout=120, what="the first hold")
     assert store.get_run(run_id).iteration == 30
     w.hold.release()
     wait_for(lambda: w.hold.held == 2, timeout=120, what="the second hold")
+    assert store.get_run(run_id).iteration == 31  # the next iteration: a hold of its own
+    w.hold.release()
+    wait_for(lambda: w.hold.held == 3, timeout=120, what="the third hold")
     held = store.get_run(run_id)
     assert (held.status, held.iteration) == (RunStatus.RUNNING, 70)
     assert iterations(store, run_id) == list(range(1, 71))
     w.hold.release()
     thread.join(timeout=120)
     assert not thread.is_alive()
-    assert store.get_run(run_id).status == RunStatus.SUCCEEDED and w.hold.held == 2
+    assert store.get_run(run_id).status == RunStatus.SUCCEEDED and w.hold.held == 3
 
 
 def test_a_held_run_stays_at_its_iteration_until_released(store):

@@ -430,6 +430,17 @@ def test_checkpoint_commits_with_rows_and_truncate_after(store):
 
 # ---------------------------------------------------------------- the reaper and fencing
 
+def went_silent(store: Store, *run_ids: int) -> None:
+    """As if the runs' workers had sent no heartbeat for an hour (database time): a state,
+    where sleeping past a short ``stale_after`` would race the live runs' heartbeats."""
+    from sqlalchemy import update
+
+    from dm_store.models import RUNS
+    with store.session_scope() as s:
+        s.execute(update(RUNS).where(RUNS.c.id.in_(run_ids))
+                  .values(heartbeat_at=store._db.ago(3600)))
+
+
 def test_requeue_stale_with_attempts(store):
     a, b, c = store.submit([config("a"), config("b"), config("c")], max_attempts=2).run_ids
     run_a = claimed(store, "wa")
@@ -437,9 +448,9 @@ def test_requeue_stale_with_attempts(store):
     run_b = claimed(store, "wb")
     claimed(store, "wc")
     store.cancel(c)
-    time.sleep(1.2)
     store.heartbeat(b, "wb", run_b.attempt)  # b is alive
-    assert store.requeue_stale(1.0) == [a, c]
+    went_silent(store, a, c)
+    assert store.requeue_stale(60.0) == [a, c]
     info = store.get_run(a)
     assert (info.status, info.attempt, info.worker_id) == (RunStatus.QUEUED, 2, None)
     assert info.checkpoint_iteration == 10 and info.iteration == 10  # kept for the resume
@@ -458,9 +469,9 @@ def test_requeue_stale_with_attempts(store):
 
     again = claimed(store, "wa2")
     assert (again.id, again.attempt, again.checkpoint_iteration) == (a, 2, 10)
-    time.sleep(1.2)
     store.heartbeat(b, "wb", run_b.attempt)
-    assert store.requeue_stale(1.0) == [a]
+    went_silent(store, a)
+    assert store.requeue_stale(60.0) == [a]
     info = store.get_run(a)
     assert info.status == RunStatus.FAILED and info.finished_at is not None
     assert info.error.startswith("gave up after 2 attempt(s): worker wa2 stopped")

@@ -293,8 +293,10 @@ def test_the_pruner_cancels_through_store_cancel(sqlite_store, monkeypatch):
     queued = QueuedRunner(sqlite_store, poll_seconds=0.05)
     batch = queued.start(runs, "g", lambda step, value: reports.append((step, value)) or True)
     # One worker per seed: the seeds of a trial train side by side, and the pruner is fed
-    # their mean once each has evaluated.
-    workers = [worker(sqlite_store) for _ in runs]
+    # their mean once each has evaluated. Each holds its run at that first evaluation
+    # (workers.hold) until the cancel ends the hold: the runs are still running when the
+    # pruner's cancel lands, however fast the machine trains.
+    workers = [worker(sqlite_store, hold_at=10) for _ in runs]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for t in threads:
         t.start()
@@ -307,7 +309,7 @@ def test_the_pruner_cancels_through_store_cancel(sqlite_store, monkeypatch):
             t.join(timeout=60)
     # The pruner's first report stopped the trial, long before the runs' last iteration.
     assert len(reports) == 1 and batch.pruned
-    assert all(sqlite_store.get_run(i).iteration < 3000 for i in batch.run_ids)
+    assert all(sqlite_store.get_run(i).iteration == 10 for i in batch.run_ids)
     assert sorted(cancelled) == sorted(batch.run_ids)
     assert all(sqlite_store.get_run(i).status == RunStatus.CANCELLED for i in batch.run_ids)
     assert all(o.pruned for o in outcomes)

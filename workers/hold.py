@@ -73,6 +73,7 @@ class IterationHold:
         while not self._released.wait(poll):
             if interrupted() is not None:
                 break
+        self._released.clear()  # spent: a hold at the next iteration waits for its own
         log.info("run %d: released at iteration %d", run_id, iteration)
         return True
 

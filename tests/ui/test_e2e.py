@@ -60,8 +60,12 @@ def wait_ready(page, timeout: float = 60_000) -> None:
 
 
 def nav(page, title: str) -> None:
-    """In-app navigation (keeps the session, unlike page.goto)."""
-    page.locator("[data-testid=stSidebarNav] a", has_text=title).first.click()
+    """In-app navigation (keeps the session, unlike page.goto): waits for the address bar to
+    name the page (Streamlit writes it once the page's run has begun), then for that run."""
+    link = page.locator("[data-testid=stSidebarNav] a", has_text=title).first
+    path = urlparse(link.get_attribute("href") or "").path
+    link.click()
+    page.wait_for_url(lambda address: urlparse(address).path == path)
     page.wait_for_timeout(300)
     wait_ready(page)
 
@@ -347,7 +351,9 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         # A warm stop (SIGTERM): the next run stays queued until the runs page is open.
         worker.terminate()
         worker.wait(timeout=60)
-        final = point_counts(page, "Mean p_i of clean")[0]
+        # The finished run's charts are new elements, drawn after the page's run: wait for them.
+        final = wait_for(lambda: (point_counts(page, "Mean p_i of clean") or [0])[0] == ITERATIONS
+                         and ITERATIONS, 60, "the finished run's curves", 0.2)
         assert final == ITERATIONS > stored  # the point count grew while the worker trained
         assert len(point_counts(page, "Accuracy")) >= 3  # test, train vs corrupted, vs intact
         assert overlaps(page) == []
@@ -464,7 +470,7 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
         # -- the designer overlays a run's p_i histogram without drawing over the loss panel
         nav(page, "EDF designer")
         choose(page, "Overlay the p_i histogram of a run", f"#{first.id} ")
-        assert point_counts(page, "density h(p)")
+        wait_for(lambda: point_counts(page, "density h(p)"), 60, "the overlaid density", 0.2)
         assert_nothing_overlaps(page)
 
         # -- a λ × β grid of 2 seeds opens in the landscape view by its URL
@@ -518,7 +524,7 @@ def test_design_launch_monitor_compare(browser, dm_up, shots):
                                        ("Monitor", "monitor-dark", "Mean p_i of clean")):
                 nav(dark_page, title)
                 if ready:
-                    assert point_counts(dark_page, ready), title
+                    wait_for(lambda r=ready: point_counts(dark_page, r), 60, f"{title}'s chart", 0.2)
                 assert dark_page.locator("[data-testid=stException]").count() == 0, title
                 shot(dark_page, shots, name)
             dark_page.goto(f"{url}/compare?runs={first.id},{second.id}")

@@ -83,8 +83,8 @@ def test_the_live_monitor_follows_a_training_run_and_its_url_reopens_the_view(br
         page.goto(f"{dm_up.url}/monitor?{urlencode({'run': run_id, 'smooth': '0.5', 'log': '1'})}")
         wait_ready(page, timeout=120_000)
         page.get_by_text(f"as of iteration {HELD_AT},", exact=False).wait_for()
-        wait_for(lambda: set(titles_drawn(page)) == set(TITLES), 60, "every chart drawn", 0.2)
-        assert last_x(page, "Mean p_i of clean") == HELD_AT
+        wait_for(lambda: last_x(page, "Mean p_i of clean") == HELD_AT
+                 and set(titles_drawn(page)) == set(TITLES), 60, "every chart drawn", 0.2)
         assert widget(page, "stCheckbox", "log y").locator("input").is_checked()
         assert query(page) == {"run": str(run_id), "smooth": "0.5", "log": "1"}
         assert page.evaluate("() => {" + FIND_PLOT_JS + """
@@ -98,14 +98,15 @@ def test_the_live_monitor_follows_a_training_run_and_its_url_reopens_the_view(br
                  "the worker to hold the run at HELD_AGAIN", 0.2)
         wait_for(lambda: shown_iteration(page) == HELD_AGAIN, 120,
                  "the live page to show the run's newest iteration", 0.2)
-        wait_for(lambda: set(titles_drawn(page)) == set(TITLES), 60, "every chart drawn", 0.2)
-        assert last_x(page, "Mean p_i of clean") == HELD_AGAIN
+        # The line is written before the tick's charts are sent: wait for them to be drawn.
+        wait_for(lambda: last_x(page, "Mean p_i of clean") == HELD_AGAIN
+                 and set(titles_drawn(page)) == set(TITLES), 60, "every chart drawn there", 0.2)
         worker.send_signal(signal.SIGCONT)
         page.get_by_text("the run is succeeded", exact=False).wait_for(timeout=300_000)
         wait_ready(page)
         assert store.get_run(run_id).status == RunStatus.SUCCEEDED
-        assert last_x(page, "Mean p_i of clean") == ITERATIONS
-        assert set(titles_drawn(page)) == set(TITLES)
+        wait_for(lambda: last_x(page, "Mean p_i of clean") == ITERATIONS
+                 and set(titles_drawn(page)) == set(TITLES), 60, "every chart drawn to the end", 0.2)
 
         # Stop following: the URL names the iteration shown, and opens it in a new session.
         follow = widget(page, "stCheckbox", "Follow the latest iteration")
