@@ -46,8 +46,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from held_worker import held_worker_command
 from sqlalchemy import func, select
-from test_workers import cfg, cli, start_worker, stop_all, tiny, wait_for, worker_logs
+from test_workers import (
+    cfg,
+    cli,
+    start_worker_process,
+    stop_all,
+    tiny,
+    wait_for,
+    worker_logs,
+)
 
 from dm_core.events import ScalarsEvent
 from dm_store import RunStatus, Store, StoreError, StoreUnavailable
@@ -309,21 +318,33 @@ def test_postgres_restarted_under_two_training_workers(postgres_url, tmp_path, r
         total, every = 2000, 250
         ids = store.submit([cfg(f"pg{i}", seed=i, iterations=total, eval_every=every)
                             for i in range(4)]).run_ids
-        procs = [start_worker(url, store.artifacts_dir, "--stale-after", "30",
-                              "--max-outage", "60") for _ in range(2)]
+        # Each worker holds each run at iteration ``held_at`` (workers.hold) until a SIGCONT:
+        # the first outage finds two runs training however unevenly the workers start and
+        # however fast they train. The test releases them as it goes (``go_on``).
+        held_at = 100
+        procs = [start_worker_process(held_worker_command(
+            url, str(store.artifacts_dir), held_at, stale_after=30.0, max_outage=60.0),
+            store.artifacts_dir) for _ in range(2)]
 
         def runs():
             return patiently(store.list_runs)
 
+        def go_on() -> None:
+            # Sent again while a later run waits at its hold (one sent before a hold is
+            # forgotten); a worker that holds nothing ignores it.
+            for p in procs:
+                p.send_signal(signal.SIGCONT)
+
         def moved_on(before: int) -> bool:
+            go_on()
             infos = runs()
             return (sum(r.iteration for r in infos) > before + 100
                     or all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED) for r in infos))
 
         restarts, training_during_outage, down = 0, 0, False
         try:
-            wait_for(lambda: len([r for r in store.list_runs(status="running")
-                                  if r.iteration > 0]) == 2, timeout=120, what="two runs training")
+            wait_for(lambda: [r.iteration for r in store.list_runs(status="running")]
+                     == [held_at, held_at], timeout=240, what="two runs held at held_at")
             for _ in range(outages):
                 before = sum(r.iteration for r in runs())
                 training_during_outage += sum(r.status == RunStatus.RUNNING for r in runs())
@@ -334,13 +355,14 @@ def test_postgres_restarted_under_two_training_workers(postgres_url, tmp_path, r
                         pytest.fail(f"CI=true but the PostgreSQL server cannot be restarted: {err}")
                     pytest.skip(str(err))
                 down = True
+                go_on()  # the held runs train on while the database is down
                 time.sleep(down_for)
                 start_server(url)
                 down, restarts = False, restarts + 1
                 wait_for(lambda: moved_on(before), timeout=120, every=0.2,  # noqa: B023
                          what="progress after the restart")
-            wait_for(lambda: all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
-                                 for r in runs()), timeout=240, every=0.3,
+            wait_for(lambda: go_on() or all(r.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+                                            for r in runs()), timeout=240, every=0.3,
                      what="every run to finish")
             for p in procs:
                 p.send_signal(signal.SIGTERM)

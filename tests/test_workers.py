@@ -539,13 +539,17 @@ def test_stop_signals_count_warm_then_cold_and_restore_the_handlers():
 # ---------------------------------------------------------------- dm worker subprocesses
 
 def start_worker(db_url: str, artifacts: Path, *args: str) -> subprocess.Popen:
+    return start_worker_process(
+        [sys.executable, "-m", "studio.cli", "worker", "--db", db_url, "--device", "cpu",
+         "--artifacts", str(artifacts), "--poll", "0.2", *args], artifacts)
+
+
+def start_worker_process(command: list[str], artifacts: Path) -> subprocess.Popen:
+    """A worker process (``command``) logging to a file beside ``artifacts`` (``worker_logs``)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     env.pop("DM_DATABASE_URL", None)
     log = open(artifacts.parent / f"worker-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
-    return subprocess.Popen(
-        [sys.executable, "-m", "studio.cli", "worker", "--db", db_url, "--device", "cpu",
-         "--artifacts", str(artifacts), "--poll", "0.2", *args],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def worker_logs(artifacts: Path) -> str:
