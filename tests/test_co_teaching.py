@@ -37,7 +37,7 @@ def test_selection_and_gradient_match_a_hand_computation():
     z = torch.tensor([net1, net2], dtype=torch.float64, requires_grad=True)
     loss_fn = CoTeachingLoss(forget_rate=tau, gradual_epochs=gradual)
     out = loss_fn(z, torch.tensor(y), epoch=epoch)
-    assert float(out) == pytest.approx(expected, rel=1e-12)
+    assert out.item() == pytest.approx(expected, rel=1e-12)
     assert set(torch.nonzero(loss_fn.selected[0]).flatten().tolist()) == easy1
     assert set(torch.nonzero(loss_fn.selected[1]).flatten().tolist()) == easy2
     out.backward()
