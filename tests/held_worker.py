@@ -26,7 +26,7 @@ Worker(store, device="cpu", artifacts_dir=store.artifacts_dir, **options).run()
 def held_worker_command(db: str, artifacts: str, hold_at: int | Sequence[int], *,
                         poll: float = 0.2, **options: object) -> list[str]:
     """The argv of a worker process that holds each run after iteration ``hold_at`` (or
-    after each of them) until SIGCONT; ``options`` are further ``Worker`` keywords (``exit_when_idle``, ``stale_after``)."""
+    after each of them) until SIGCONT; ``options`` are further ``Worker`` keywords
+    (``exit_when_idle``, ``stale_after``)."""
     return [sys.executable, "-c", SCRIPT, db, str(artifacts),
-            json.dumps({"poll": poll, "hold_at": hold_at if isinstance(hold_at, int) else list(hold_at),
-                    **options})]
+            json.dumps({"poll": poll, "hold_at": hold_at, **options})]

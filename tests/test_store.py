@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, update
 
 from dm_core.config import parse_config
 from dm_core.events import CheckpointEvent, EvalEvent, HistogramEvent, ScalarsEvent, StartEvent
@@ -32,7 +32,7 @@ from dm_store import (
     StoreError,
     sources_of,
 )
-from dm_store.models import SCALAR_COLUMNS, STATUSES, Base
+from dm_store.models import RUNS, SCALAR_COLUMNS, STATUSES, Base
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -433,9 +433,6 @@ def test_checkpoint_commits_with_rows_and_truncate_after(store):
 def went_silent(store: Store, *run_ids: int) -> None:
     """As if the runs' workers had sent no heartbeat for an hour (database time): a state,
     where sleeping past a short ``stale_after`` would race the live runs' heartbeats."""
-    from sqlalchemy import update
-
-    from dm_store.models import RUNS
     with store.session_scope() as s:
         s.execute(update(RUNS).where(RUNS.c.id.in_(run_ids))
                   .values(heartbeat_at=store._db.ago(3600)))

@@ -39,7 +39,8 @@ class IterationHold:
     ``held`` counts the holds, for the log and for tests."""
 
     def __init__(self, iterations: int | Collection[int]) -> None:
-        wanted = tuple(iterations) if isinstance(iterations, list | tuple | set | frozenset) else (iterations,)
+        several = isinstance(iterations, Collection) and not isinstance(iterations, str | bytes)
+        wanted = tuple(iterations) if several else (iterations,)
         for iteration in wanted:
             if isinstance(iteration, bool) or not isinstance(iteration, int) or iteration < 1:
                 raise ValueError(f"hold_at: an iteration >= 1 is needed, got {iteration!r}")
@@ -63,7 +64,6 @@ class IterationHold:
         if iteration not in self.iterations:
             # Forget releases sent before the run reached k: a release counts once the run's
             # iteration k can be seen, which is only after this (every row of k comes later).
-            # So each hold takes a release of its own.
             self._released.clear()
             return False
         flush()

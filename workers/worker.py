@@ -76,7 +76,7 @@ import secrets
 import socket
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,7 +174,7 @@ class Worker:
                  heartbeat_every: float | None = None, flush_every: float = 1.0,
                  worker_id: str | None = None, max_outage: float = 60.0,
                  max_backoff: float = 8.0, clock: Callable[[], float] = time.monotonic,
-                 hold_at: int | Sequence[int] | None = None, space_poll: float = 5.0) -> None:
+                 hold_at: int | Collection[int] | None = None, space_poll: float = 5.0) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.device = resolve_worker_device(device)
         self.poll = float(poll)
